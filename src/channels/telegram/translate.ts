@@ -1,0 +1,101 @@
+import type { Message, Update, UserFromGetMe } from "telegraf/types";
+import type { BotConfig } from "../../config/schema.js";
+import type { IncomingMessage } from "../../core/types.js";
+
+/** Bot API limit of one text message, characters. */
+export const TG_MAX_TEXT = 4096;
+
+/** What to do with one Bot API update. */
+export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "command"; command: "start" | "help"; chatId: number; replyTo?: number } | { kind: "message"; message: IncomingMessage };
+
+/**
+ * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
+ * Text and photo captions become pipeline messages; `/start` and `/help` answer from config;
+ * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
+ * when mentioned or replied to (`mention`), always (`all`) or never (`off`).
+ * @param nowMs receive time, epoch ms UTC
+ */
+export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
+  if (!("message" in update) || !update.message) return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
+  const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
+  const chat = m.chat;
+  if (!chat || !m.from) return { kind: "ignore", reason: "message without chat or sender" };
+  if (m.from.is_bot) return { kind: "ignore", reason: "message from a bot" };
+  const isGroup = chat.type === "group" || chat.type === "supergroup";
+  if (chat.type === "channel") return { kind: "ignore", reason: "channel post" };
+  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : undefined;
+  if (raw === undefined) return { kind: "ignore", reason: "no text (sticker, join, media without caption...)" };
+
+  const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
+  const commandEntity = entities.find((e) => e.type === "bot_command" && e.offset === 0);
+  if (commandEntity) {
+    const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
+    if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
+    if (cmd === "start" || cmd === "help") return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+  }
+
+  let text = raw;
+  if (isGroup) {
+    const mode = bot.tg?.groups ?? "mention";
+    if (mode === "off") return { kind: "ignore", reason: "groups are off" };
+    const handle = me.username ? `@${me.username}` : undefined;
+    const mentioned = handle !== undefined && raw.toLowerCase().includes(handle.toLowerCase());
+    const repliedToMe = m.reply_to_message?.from?.id === me.id;
+    if (mode === "mention" && !mentioned && !repliedToMe) return { kind: "ignore", reason: "group message not addressed to the bot" };
+    if (handle) text = raw.replace(new RegExp(escapeRegExp(handle), "ig"), "").replace(/\s{2,}/g, " ").trim();
+  }
+  text = text.trim();
+  if (!text) return { kind: "ignore", reason: "empty text" };
+
+  const photos = m.photo;
+  const images = photos?.length ? [photos[photos.length - 1]!.file_id] : undefined;
+  const userName = [m.from.first_name, m.from.last_name].filter(Boolean).join(" ") || m.from.username || null;
+  const threadKey = isGroup ? `tg:${chat.id}:${m.from.id}` : `tg:${chat.id}`;
+  return {
+    kind: "message",
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(chat.id),
+      userId: String(m.from.id),
+      userName,
+      text,
+      images,
+      threadKey,
+      dedupeKey: `${chat.id}:${m.message_id}`,
+      channelMessageId: String(m.message_id),
+      target: isGroup ? { reply_to_message_id: m.message_id } : {},
+      receivedMs: nowMs,
+    },
+  };
+}
+
+/**
+ * Splits text into parts of at most `limit` characters, preferring paragraph, line, sentence
+ * and word boundaries, never splitting a surrogate pair.
+ */
+export function splitText(text: string, limit = TG_MAX_TEXT): string[] {
+  const parts: string[] = [];
+  let rest = text;
+  while (rest.length > limit) {
+    const window = rest.slice(0, limit);
+    let cut = Math.max(window.lastIndexOf("\n\n"), -1);
+    if (cut < limit / 2) cut = window.lastIndexOf("\n");
+    if (cut < limit / 2) cut = Math.max(window.lastIndexOf(". "), window.lastIndexOf("! "), window.lastIndexOf("? ")) + 1;
+    if (cut < limit / 2) cut = window.lastIndexOf(" ");
+    if (cut < limit / 2) {
+      cut = limit;
+      const code = rest.charCodeAt(cut - 1);
+      if (code >= 0xd800 && code <= 0xdbff) cut--;
+    }
+    parts.push(rest.slice(0, cut).trimEnd());
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest.length) parts.push(rest);
+  return parts;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

@@ -1,0 +1,211 @@
+import http from "node:http";
+import type { Logger } from "pino";
+import type { Telegraf } from "telegraf";
+import type { Update, UserFromGetMe } from "telegraf/types";
+import type { BotConfig } from "../../config/schema.js";
+import type { Pipeline } from "../../core/pipeline.js";
+import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
+import type { Delivery, DeliveryTarget } from "../../core/types.js";
+import { ChannelError, StorageError } from "../../errors.js";
+import type { ChannelWorker } from "../types.js";
+import { splitText, translateUpdate } from "./translate.js";
+
+/** Tuning of {@link TelegramWorker} (tests shorten the waits). */
+export interface TelegramWorkerOptions {
+  /** getUpdates long-poll timeout, seconds. @defaultValue 50 */
+  pollTimeoutS?: number;
+  /** Pause after a getUpdates that returned nothing at once (a server that does not long-poll), ms. @defaultValue 300 */
+  idlePauseMs?: number;
+  /** First back-off after a failed getUpdates, ms; doubles up to 30 s. @defaultValue 1000 */
+  backoffMs?: number;
+  /** Retries of sendMessage on 429/5xx/network errors. @defaultValue 4 */
+  sendRetries?: number;
+  now?: () => number;
+}
+
+const ALLOWED_UPDATES = ["message"] as const;
+
+/**
+ * Telegram through telegraf (SPEC §6). telegraf parses updates and calls the Bot API; the
+ * receiving loop is ours, because telegraf's own polling waits for every handler of a batch
+ * before the next getUpdates and stops on unexpected errors. Ours waits only until each update
+ * is recorded (so nothing is acknowledged before it is stored), backs off on lost connections,
+ * and never waits for answers.
+ */
+export class TelegramWorker implements ChannelWorker {
+  private me?: UserFromGetMe;
+  private readonly abort = new AbortController();
+  private loop?: Promise<void>;
+  private server?: http.Server;
+
+  constructor(
+    private readonly bot: BotConfig,
+    private readonly telegraf: Telegraf,
+    private readonly logger: Logger,
+    private readonly options: TelegramWorkerOptions = {},
+  ) {}
+
+  /** Creates the worker, importing telegraf on demand. */
+  static async create(bot: BotConfig, logger: Logger, options: TelegramWorkerOptions = {}): Promise<TelegramWorker> {
+    const { Telegraf } = await import("telegraf");
+    const tg = bot.tg!;
+    const telegraf = new Telegraf(tg.token, { telegram: { apiRoot: tg.api_root.replace(/\/+$/, ""), webhookReply: false }, handlerTimeout: 120_000 });
+    return new TelegramWorker(bot, telegraf, logger, options);
+  }
+
+  /** The bot's own user (getMe), once started. */
+  get botUser(): UserFromGetMe | undefined {
+    return this.me;
+  }
+
+  async start(pipeline: Pipeline): Promise<void> {
+    const tg = this.bot.tg!;
+    try {
+      this.me = await withRetries(() => this.telegraf.telegram.getMe().catch((e) => Promise.reject(toChannelError(e, "getMe"))), { retries: 3, baseMs: this.options.backoffMs ?? 1000 });
+    } catch (error) {
+      const status = (error as ChannelError).status;
+      if (status === 401 || status === 404) {
+        throw new ChannelError("TG_AUTH", `bot ${this.bot.name}: Telegram refused the token (${status})`, { cause: error, status, hint: "check tg.token (from @BotFather) and tg.api_root" });
+      }
+      throw new ChannelError("TG_UNREACHABLE", `bot ${this.bot.name}: Bot API at ${tg.api_root} is unreachable: ${(error as Error).message}`, { cause: error, hint: "check the network and tg.api_root" });
+    }
+    this.telegraf.botInfo = this.me;
+    this.logger.info({ username: this.me.username, mode: tg.mode }, "telegram bot connected");
+    this.install(pipeline);
+    if (tg.mode === "webhook") await this.startWebhook();
+    else {
+      // A webhook left from an earlier run would make getUpdates fail with 409.
+      await this.telegraf.telegram.deleteWebhook().catch((e) => this.logger.debug({ err: e }, "deleteWebhook failed"));
+      this.loop = this.pollLoop();
+    }
+  }
+
+  private install(pipeline: Pipeline): void {
+    const now = this.options.now ?? Date.now;
+    this.telegraf.use(async (ctx) => {
+      const action = translateUpdate(ctx.update, this.bot, this.me!, now());
+      if (action.kind === "ignore") {
+        this.logger.debug({ update_id: ctx.update.update_id, reason: action.reason }, "update ignored");
+        return;
+      }
+      if (action.kind === "command") {
+        const text = this.bot.tg!.commands[action.command];
+        await this.sendParts(String(action.chatId), text, action.replyTo).catch((e) => this.logger.warn({ err: e }, `/${action.command} answer failed`));
+        return;
+      }
+      await pipeline.submit(action.message);
+    });
+    this.telegraf.catch((error, ctx) => {
+      // A storage failure must reach the receiving loop so the update is not acknowledged.
+      if (error instanceof StorageError) throw error;
+      this.logger.error({ err: error, update_id: ctx.update.update_id }, "update handling failed; skipped");
+    });
+  }
+
+  private async pollLoop(): Promise<void> {
+    const signal = this.abort.signal;
+    const base = this.options.backoffMs ?? 1000;
+    let backoff = base;
+    let offset = 0;
+    while (!signal.aborted) {
+      const started = Date.now();
+      let updates: Update[];
+      try {
+        updates = await this.telegraf.telegram.callApi("getUpdates", { timeout: this.options.pollTimeoutS ?? 50, offset, allowed_updates: [...ALLOWED_UPDATES] }, { signal: signal as never });
+        backoff = base;
+      } catch (error) {
+        if (signal.aborted) return;
+        const err = toChannelError(error, "getUpdates");
+        if (err.status === 401 || err.status === 404) {
+          this.logger.error({ err }, "Telegram refused the token; this bot stops receiving");
+          return;
+        }
+        const wait = err.retryAfterS !== undefined ? err.retryAfterS * 1000 : backoff;
+        backoff = Math.min(30_000, backoff * 2);
+        this.logger.warn({ err, wait_ms: wait }, "getUpdates failed; retrying");
+        await sleep(wait, signal);
+        continue;
+      }
+      for (const update of updates) {
+        try {
+          await this.telegraf.handleUpdate(update);
+        } catch (error) {
+          // Not recorded: do not acknowledge; Telegram delivers it again after the pause.
+          this.logger.error({ err: error, update_id: update.update_id }, "update could not be recorded; will be fetched again");
+          await sleep(backoff, signal);
+          backoff = Math.min(30_000, backoff * 2);
+          break;
+        }
+        offset = update.update_id + 1;
+      }
+      if (updates.length === 0 && Date.now() - started < 200) await sleep(this.options.idlePauseMs ?? 300, signal);
+    }
+  }
+
+  private async startWebhook(): Promise<void> {
+    const wh = this.bot.tg!.webhook!;
+    const callback = this.telegraf.webhookCallback(wh.path, { secretToken: wh.secret_token });
+    this.server = http.createServer((req, res) => {
+      void callback(req, res, () => {
+        res.statusCode = 404;
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(wh.port, wh.host, () => resolve());
+    });
+    const url = new URL(wh.path, wh.url).toString();
+    await this.telegraf.telegram.setWebhook(url, { secret_token: wh.secret_token, allowed_updates: [...ALLOWED_UPDATES] });
+    this.logger.info({ port: this.port, path: wh.path }, "telegram webhook listening");
+  }
+
+  /** Port the webhook server listens on (0 until started). */
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === "object" ? a.port : 0;
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+    if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+  }
+
+  /**
+   * Sends an answer (Bot API sendMessage), split at 4096 characters; in groups it replies to
+   * the user's message.
+   * @returns the first part's `message_id`
+   * @throws ChannelError after retries, or at once for 400/403 (blocked by the user, chat gone)
+   */
+  async send(to: DeliveryTarget, text: string): Promise<Delivery> {
+    const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
+    return this.sendParts(to.chatId, text, replyTo);
+  }
+
+  private async sendParts(chatId: string, text: string, replyTo?: number): Promise<Delivery> {
+    let first: string | null = null;
+    for (const [i, part] of splitText(text).entries()) {
+      const sent = await withRetries(
+        () =>
+          this.telegraf.telegram
+            .sendMessage(chatId, part, i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {})
+            .catch((e) => Promise.reject(toChannelError(e, "sendMessage"))),
+        { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendMessage failed; retrying") },
+      );
+      first ??= String(sent.message_id);
+    }
+    return { channelMessageId: first };
+  }
+}
+
+/** Maps telegraf errors (TelegramError with Bot API `error_code`, fetch errors) to ChannelError. */
+export function toChannelError(error: unknown, method: string): ChannelError {
+  if (error instanceof ChannelError) return error;
+  const e = error as { code?: number | string; response?: { error_code?: number; description?: string; parameters?: { retry_after?: number } }; message?: string; name?: string };
+  const status = e?.response?.error_code;
+  if (typeof status === "number") {
+    return new ChannelError("TG_API", `${method}: ${status} ${e.response?.description ?? ""}`.trim(), { cause: error, status, retryAfterS: e.response?.parameters?.retry_after });
+  }
+  return new ChannelError("TG_NETWORK", `${method}: ${e?.message ?? String(error)}`, { cause: error });
+}

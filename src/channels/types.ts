@@ -1,0 +1,21 @@
+import type { Logger } from "pino";
+import type { BotConfig } from "../config/schema.js";
+import type { Pipeline } from "../core/pipeline.js";
+import type { ChannelSender } from "../core/types.js";
+
+/**
+ * A running channel for one bot: receives updates and hands them to the pipeline, and sends
+ * answers. Channels translate; the core decides (STYLE 1).
+ */
+export interface ChannelWorker extends ChannelSender {
+  /**
+   * Checks credentials and starts receiving.
+   * @throws ChannelError when the credentials are refused (exit 1 in `bots start`)
+   */
+  start(pipeline: Pipeline): Promise<void>;
+  /** Stops receiving; answers already taken still finish (they use `send`). */
+  stop(): Promise<void>;
+}
+
+/** Builds a worker for a bot; channels are imported lazily. */
+export type ChannelFactory = (bot: BotConfig, logger: Logger) => Promise<ChannelWorker>;

@@ -1,0 +1,110 @@
+import chalk from "chalk";
+import { loadBotConfigs } from "../config/load.js";
+import { UsageError } from "../errors.js";
+import { formatCredits, parseAmount } from "../storage/balance.js";
+import type { CliContext } from "./context.js";
+import { formatTime, table, withStore } from "./shared.js";
+
+/**
+ * `bots balance [--account A]`: each account's balance, how many replies it still pays for
+ * (from the bots' `cost_per_reply` and `stop_below` when configs are readable) and its last
+ * movement. `--json` prints `{accounts: [{account, balance, balance_hundredths, replies_left,
+ * last_movement_at}]}`.
+ */
+export async function showBalance(c: CliContext, opts: { account?: string }): Promise<void> {
+  const costs = replyCosts(c);
+  await withStore(c, async (store) => {
+    let accounts = await store.balance.list();
+    if (opts.account) accounts = accounts.filter((a) => a.account === opts.account);
+    if (opts.account && accounts.length === 0) accounts = [{ account: opts.account, balance: 0, updated_ms: 0 }];
+    const rows = await Promise.all(
+      accounts.map(async (a) => {
+        const last = (await store.balance.history(a.account, 1))[0];
+        const cost = costs.get(a.account);
+        const left = cost && cost.cost > 0 ? Math.max(0, Math.floor((a.balance - cost.floor) / cost.cost)) : null;
+        return { account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: left, last_movement_at: last ? new Date(last.created_ms).toISOString() : null, last_movement: last ? `${last.reason} ${last.delta > 0 ? "+" : ""}${formatCredits(last.delta)}` : null };
+      }),
+    );
+    if (c.json) {
+      c.out(JSON.stringify({ accounts: rows }));
+      return;
+    }
+    if (!rows.length) {
+      c.out("No accounts yet. Top one up with: bots balance add 500");
+      return;
+    }
+    c.out(
+      table(
+        ["ACCOUNT", "BALANCE", "REPLIES LEFT", "LAST MOVEMENT"],
+        rows.map((r) => [r.account, chalk.bold(r.balance), r.replies_left === null ? "-" : String(r.replies_left), r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!))}` : "-"]),
+      ),
+    );
+  });
+}
+
+/**
+ * `bots balance add AMOUNT`: validates the amount (500, 12.5, 12,50; refuses signs, exponents,
+ * zero, more than two decimals, more than 1,000,000,000), asks for confirmation on a TTY unless
+ * `--yes`, writes one ledger row.
+ * @throws BalanceError (exit 2) for a bad amount, with nothing written
+ */
+export async function addBalance(c: CliContext, amountText: string, opts: { account: string; note?: string; yes?: boolean }): Promise<void> {
+  let amount: number;
+  try {
+    amount = parseAmount(amountText);
+  } catch (error) {
+    throw new UsageError("BALANCE_AMOUNT_INVALID", (error as Error).message, { hint: (error as { hint?: string }).hint });
+  }
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.account)) throw new UsageError("ACCOUNT_INVALID", `account name '${opts.account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
+  if (c.interactive && !opts.yes && !c.json) {
+    const { confirm } = await import("@inquirer/prompts");
+    const ok = await confirm({ message: `Add ${formatCredits(amount)} credits to account '${opts.account}'?`, default: true });
+    if (!ok) {
+      c.err("Cancelled; nothing written.");
+      return;
+    }
+  }
+  await withStore(c, async (store) => {
+    const row = await store.balance.topUp(opts.account, amount, opts.note);
+    if (c.json) c.out(JSON.stringify({ account: row.account, added: formatCredits(amount), balance: formatCredits(row.balance_after), balance_hundredths: row.balance_after, ledger_id: row.id }));
+    else c.out(`Added ${chalk.bold(formatCredits(amount))} to ${row.account}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
+  });
+}
+
+/** `bots balance history`: ledger rows, newest first; `--json` prints `{ledger: [...]}`. */
+export async function balanceHistory(c: CliContext, opts: { account?: string; limit: string }): Promise<void> {
+  const limit = Number(opts.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new UsageError("LIMIT_INVALID", `--limit must be a whole number from 1 to 100000, got '${opts.limit}'`);
+  await withStore(c, async (store) => {
+    const rows = await store.balance.history(opts.account, limit);
+    if (c.json) {
+      c.out(JSON.stringify({ ledger: rows.map((r) => ({ id: r.id, account: r.account, reason: r.reason, delta: formatCredits(r.delta), balance_after: formatCredits(r.balance_after), message_id: r.message_id, note: r.note, at: new Date(r.created_ms).toISOString() })) }));
+      return;
+    }
+    if (!rows.length) {
+      c.out("The ledger is empty.");
+      return;
+    }
+    c.out(
+      table(
+        ["ID", "TIME", "ACCOUNT", "REASON", "AMOUNT", "BALANCE", "MESSAGE", "NOTE"],
+        rows.map((r) => [String(r.id), formatTime(r.created_ms), r.account, r.reason, (r.delta > 0 ? chalk.green("+") : "") + formatCredits(r.delta), formatCredits(r.balance_after), r.message_id === null ? "" : String(r.message_id), r.note ?? ""]),
+      ),
+    );
+  });
+}
+
+/** Cost and floor per account from readable configs (hundredths); unreadable configs are skipped. */
+function replyCosts(c: CliContext): Map<string, { cost: number; floor: number }> {
+  const map = new Map<string, { cost: number; floor: number }>();
+  try {
+    for (const b of loadBotConfigs(c.configDir, c.env).bots) {
+      const cost = Math.round(b.balance.cost_per_reply * 100);
+      const prev = map.get(b.balance.account);
+      if (!prev || cost > prev.cost) map.set(b.balance.account, { cost, floor: Math.round(b.balance.stop_below * 100) });
+    }
+  } catch {
+    // No configs (or unreadable ones) only means replies left cannot be shown.
+  }
+  return map;
+}

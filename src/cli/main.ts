@@ -1,0 +1,6 @@
+import { runCli } from "./program.js";
+
+// The only place that exits the process (STYLE 7). Commands have flushed their logs and closed
+// their connections by now; exiting explicitly ends keep-alive sockets of HTTP clients too.
+const code = await runCli(process.argv.slice(2));
+process.exit(code);

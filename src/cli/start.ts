@@ -1,0 +1,49 @@
+import chalk from "chalk";
+import { createLogging } from "../logging.js";
+import { secretsOf, selectBots, startBots } from "../runner.js";
+import { openStore } from "../storage/index.js";
+import { UsageError } from "../errors.js";
+import type { CliContext } from "./context.js";
+import { loadBots } from "./shared.js";
+
+/**
+ * `bots start [TARGET...]`: runs the selected bots until SIGINT or SIGTERM, then stops
+ * receiving, lets answers in flight finish (at most `--drain-timeout` seconds), flushes logs and
+ * returns (exit 0). A second signal exits at once.
+ * @throws ConfigError (exit 2) for bad configs, UsageError (exit 2) for unknown targets,
+ * StorageError or ChannelError (exit 1) when the database or a channel refuses to start
+ */
+export async function startCommand(c: CliContext, targets: string[], opts: { drainTimeout: string }): Promise<void> {
+  const drainS = Number(opts.drainTimeout);
+  if (!Number.isFinite(drainS) || drainS < 0) throw new UsageError("DRAIN_INVALID", `--drain-timeout must be seconds ≥ 0, got '${opts.drainTimeout}'`);
+  const bots = selectBots(loadBots(c), targets);
+  const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: secretsOf(bots) });
+  const store = await openStore(c.dbUrl);
+  let running;
+  try {
+    running = await startBots({ bots, store, logging });
+  } catch (error) {
+    await store.close();
+    await logging.flush();
+    throw error;
+  }
+  logging.root.info({ bots: bots.map((b) => b.name), database: store.database.safeUrl }, "bots started");
+  if (!c.json) c.err(chalk.green(`Running ${bots.map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
+  else c.out(JSON.stringify({ started: bots.map((b) => ({ name: b.name, channel: b.channel })) }));
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  const force = () => {
+    logging.root.error("second signal: exiting without waiting");
+    process.exit(1);
+  };
+  process.once("SIGINT", force);
+  process.once("SIGTERM", force);
+  logging.root.info({ signal }, "stopping: no new messages, finishing answers in flight");
+  const unfinished = await running.stop(drainS * 1000);
+  await store.close();
+  logging.root.info({ unfinished }, "stopped");
+  await logging.flush();
+}

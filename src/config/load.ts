@@ -1,0 +1,237 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import type { z } from "zod";
+import { ConfigError } from "../errors.js";
+import { botConfigSchema, type BotConfig } from "./schema.js";
+
+/** One problem found in a config file: printed as `file:line: field: message`. */
+export interface ConfigProblem {
+  /** Path of the file as given (relative to the working directory when possible). */
+  file: string;
+  /** 1-based line, or 0 when the problem concerns the whole file. */
+  line: number;
+  /** Dotted field path (`llm.model`), or '' for the file itself. */
+  field: string;
+  message: string;
+}
+
+export { loadEnv } from "./env.js";
+
+/** Formats a problem the way `bots config check` prints it. */
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}${p.line ? `:${p.line}` : ""}: ${p.field ? `${p.field}: ` : ""}${p.message}`;
+}
+
+/** Result of loading a config directory: the valid bots and every problem found. */
+export interface LoadedConfigs {
+  bots: BotConfig[];
+  problems: ConfigProblem[];
+  /** Files read, in order. */
+  files: string[];
+}
+
+/**
+ * Loads every `*.yaml`/`*.yml` file directly in `configDir` (subfolders such as `examples/` are
+ * not bots). Collects all problems instead of stopping at the first one.
+ * @param env variables for `${VAR}` / `${VAR:-default}` interpolation
+ */
+export function loadBotConfigs(configDir: string, env: Record<string, string>): LoadedConfigs {
+  const problems: ConfigProblem[] = [];
+  const bots: BotConfig[] = [];
+  if (!existsSync(configDir)) {
+    return { bots, files: [], problems: [{ file: configDir, line: 0, field: "", message: "config directory does not exist (see --config-dir)" }] };
+  }
+  const files = readdirSync(configDir, { withFileTypes: true })
+    .filter((d) => d.isFile() && /\.ya?ml$/.test(d.name))
+    .map((d) => path.join(configDir, d.name))
+    .sort();
+  const root = path.resolve(configDir, "..");
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const result = loadBotFile(file, env, root);
+    problems.push(...result.problems);
+    if (!result.bot) continue;
+    const bot = result.bot;
+    const first = seen.get(bot.name);
+    if (first) {
+      problems.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${bot.name}' (also in ${displayPath(first)})` });
+      continue;
+    }
+    seen.set(bot.name, file);
+    bots.push(bot);
+  }
+  return { bots, problems, files };
+}
+
+/**
+ * Loads and validates one bot file.
+ * @param root directory that relative prompt paths start from
+ */
+export function loadBotFile(file: string, env: Record<string, string>, root: string): { bot?: BotConfig; problems: ConfigProblem[]; nameLine: number } {
+  const shown = displayPath(file);
+  const problems: ConfigProblem[] = [];
+  const lc = new LineCounter();
+  const source = readFileSync(file, "utf8");
+  const doc = parseDocument(source, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  for (const err of doc.errors) {
+    problems.push({ file: shown, line: err.linePos?.[0]?.line ?? 0, field: "", message: `YAML: ${err.message.split("\n")[0]}` });
+  }
+  if (problems.length) return { problems, nameLine: 0 };
+  const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
+
+  interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }));
+  const raw = doc.toJS() as unknown;
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    problems.push({ file: shown, line: 1, field: "", message: "expected a mapping of settings (name, channel, prompt, llm, ...)" });
+    return { problems, nameLine: 0 };
+  }
+  const data = raw as Record<string, unknown>;
+  if (data.name === undefined) data.name = path.basename(file).replace(/\.ya?ml$/, "");
+  const nameLine = lineOf(doc.get("name", true) as Node | undefined) || 1;
+  if (problems.length) return { problems, nameLine };
+
+  const parsed = botConfigSchema.safeParse(data);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
+    return { problems, nameLine };
+  }
+  const bot: BotConfig = { ...parsed.data, file: path.resolve(file), root };
+  for (const [field, rel] of promptFiles(bot)) {
+    const abs = path.resolve(root, rel);
+    if (!existsSync(abs)) {
+      problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
+    }
+  }
+  return problems.length ? { problems, nameLine } : { bot, problems, nameLine };
+}
+
+/** The prompt files a bot refers to, as [field path, relative path]. */
+export function promptFiles(bot: Pick<BotConfig, "prompt">): Array<[string, string]> {
+  if (typeof bot.prompt === "string") return [["prompt", bot.prompt]];
+  return Object.entries(bot.prompt)
+    .filter((e): e is [string, string] => typeof e[1] === "string")
+    .map(([k, v]) => [`prompt.${k}`, v]);
+}
+
+/**
+ * Loads configs and throws when any problem was found. Used by commands that run bots.
+ * @throws ConfigError listing every problem, one per line
+ */
+export function requireBotConfigs(configDir: string, env: Record<string, string>): BotConfig[] {
+  const { bots, problems } = loadBotConfigs(configDir, env);
+  if (problems.length) {
+    throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), { hint: "run `bots config check` after fixing; every problem is listed above" });
+  }
+  return bots;
+}
+
+const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every scalar, reporting missing variables. */
+function interpolate(doc: Document, env: Record<string, string>, report: (node: Node, field: string, message: string) => void): void {
+  const walk = (node: unknown, at: string[]): void => {
+    if (isMap(node)) {
+      for (const pair of node.items) if (isPair(pair)) walk(pair.value, [...at, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => walk(item, [...at, String(i)]));
+    } else if (isScalar(node) && typeof node.value === "string" && node.value.includes("${")) {
+      const original = node.value;
+      const whole = /^\$\{[^}]+\}$/.test(original);
+      const value = original.replace(VAR, (_m, name: string, fallback: string | undefined) => {
+        const v = env[name];
+        if (v !== undefined && v !== "") return v;
+        if (fallback !== undefined) return fallback;
+        report(node, at.join("."), `environment variable ${name} is not set (add it to .env or the environment)`);
+        return "";
+      });
+      // An unquoted `${PORT}` should become a number or boolean, as if written literally.
+      if (whole && node.type === "PLAIN" && value !== "") {
+        const typed = parseYaml(value) as unknown;
+        node.value = typeof typed === "number" || typeof typed === "boolean" ? typed : value;
+      } else {
+        node.value = value;
+      }
+    }
+  };
+  walk(doc.contents, []);
+}
+
+function issueToProblems(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
+  const at = issue.path.map(String);
+  const nodeAt = (p: string[]): Node | undefined => {
+    for (let i = p.length; i >= 0; i--) {
+      const n = i === 0 ? doc.contents : (doc.getIn(p.slice(0, i), true) as Node | undefined);
+      if (n) return n as Node;
+    }
+    return undefined;
+  };
+  if (issue.code === "unrecognized_keys") {
+    const parent = at.length ? doc.getIn(at, true) : doc.contents;
+    const known = knownKeys(at);
+    return issue.keys.map((key) => {
+      let line = lineOf(parent as Node);
+      if (isMap(parent)) {
+        const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === key);
+        if (pair && isScalar(pair.key)) line = lineOf(pair.key);
+      }
+      const guess = closest(key, known);
+      return { file, line, field: [...at, key].join("."), message: `unknown key${guess ? ` (did you mean '${guess}'?)` : ""}` };
+    });
+  }
+  let message = issue.message;
+  if (issue.code === "invalid_type" && /received undefined/.test(message)) message = "required";
+  const field = at.join(".");
+  // A missing key has no node of its own: point at its parent mapping.
+  return [{ file, line: lineOf(nodeAt(at)), field, message }];
+}
+
+/** Keys the schema knows at a path, for "did you mean". */
+function knownKeys(at: string[]): string[] {
+  let s: unknown = botConfigSchema;
+  const unwrap = (x: unknown): unknown => {
+    let cur = x as { def?: { type?: string; innerType?: unknown; in?: unknown } };
+    while (cur?.def && ["optional", "nullable", "default", "pipe"].includes(cur.def.type ?? "")) {
+      cur = (cur.def.innerType ?? cur.def.in) as typeof cur;
+    }
+    return cur;
+  };
+  const shapeOf = (x: unknown): Record<string, unknown> => {
+    const d = (unwrap(x) as { def?: { type?: string; shape?: Record<string, unknown>; options?: unknown[] } }).def;
+    if (d?.type === "object") return d.shape ?? {};
+    if (d?.type === "union") return Object.assign({}, ...(d.options ?? []).map(shapeOf));
+    return {};
+  };
+  for (const k of at) s = shapeOf(s)[k];
+  return Object.keys(shapeOf(s));
+}
+
+function closest(word: string, options: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const o of options) {
+    const d = levenshtein(word.toLowerCase(), o.toLowerCase());
+    if (d < bestD) [best, bestD] = [o, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** A path relative to the working directory when it lies below it. */
+export function displayPath(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : file;
+}

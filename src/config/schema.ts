@@ -1,0 +1,164 @@
+import { z } from "zod";
+
+/**
+ * zod schema of one bot YAML (SPEC §3). Every object is strict: an unknown key is an error, so a
+ * typo never passes silently. Defaults are declared here and nowhere else.
+ */
+
+/** Credits with at most two decimals (stored as integer hundredths). */
+const credits = z.number().nonnegative().refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, {
+  message: "at most two decimals (hundredths of a credit)",
+});
+
+const llmSchema = z.strictObject({
+  model: z.string().min(1),
+  api_key: z.string().min(1),
+  /** Any OpenAI-compatible endpoint. @defaultValue the SDK's default (api.openai.com) */
+  base_url: z.string().url().optional(),
+  temperature: z.number().min(0).max(2).default(0.5),
+  max_tokens: z.number().int().positive().default(600),
+  /** Per request, seconds. @defaultValue 60 */
+  timeout_s: z.number().positive().default(60),
+  /** LLM calls in flight for this bot (distinct conversations). @defaultValue 8 */
+  concurrency: z.number().int().positive().max(1000).default(8),
+  /** Retries on 429/5xx/network errors. @defaultValue 3 */
+  max_retries: z.number().int().min(0).max(10).default(3),
+});
+
+const promptSchema = z.union([
+  z.string().min(1),
+  z.strictObject({ messages: z.string().optional(), comments: z.string().optional(), reviews: z.string().optional() }),
+]);
+
+const balanceSchema = z.strictObject({
+  account: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-' (1-64)").default("default"),
+  /** Credits charged per answer. @defaultValue 5 */
+  cost_per_reply: credits.default(5),
+  /** Replies never take the balance below this many credits. @defaultValue 0 */
+  stop_below: z.number().refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, { message: "at most two decimals" }).default(0),
+  /** Sent (free) when the balance cannot pay; null sends nothing. */
+  empty_reply: z.string().nullable().default(null),
+});
+
+const spamSchema = z.strictObject({
+  max_per_minute: z.number().int().positive().default(6),
+  max_length: z.number().int().positive().default(4000),
+  block_links: z.boolean().default(false),
+  stopwords: z.array(z.string()).default([]),
+  duplicate_window_s: z.number().int().nonnegative().default(60),
+});
+
+const websocketSchema = z.strictObject({
+  url: z.string().regex(/^wss?:\/\//, "must start with ws:// or wss://"),
+  token: z.string().optional(),
+  /** Events kept while disconnected; the oldest is dropped beyond it. @defaultValue 1000 */
+  max_queue: z.number().int().positive().default(1000),
+});
+
+const tgSchema = z.strictObject({
+  token: z.string().regex(/^\d+:[A-Za-z0-9_-]+$/, "looks like 123456:ABC-DEF… (from @BotFather)"),
+  /** Bot API server. @defaultValue https://api.telegram.org */
+  api_root: z.string().url().default("https://api.telegram.org"),
+  mode: z.enum(["polling", "webhook"]).default("polling"),
+  webhook: z
+    .strictObject({
+      /** Public HTTPS URL Telegram posts updates to (setWebhook). */
+      url: z.string().url(),
+      port: z.number().int().min(1).max(65535).default(8443),
+      path: z.string().startsWith("/").default("/tg/webhook"),
+      /** Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token. */
+      secret_token: z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, "1-256 of A-Z a-z 0-9 _ -"),
+      host: z.string().default("0.0.0.0"),
+    })
+    .optional(),
+  /** In groups: answer when mentioned or replied to, every message, or never. @defaultValue mention */
+  groups: z.enum(["mention", "all", "off"]).default("mention"),
+  commands: z
+    .strictObject({
+      start: z.string().default("Здравствуйте! Напишите ваш вопрос."),
+      help: z.string().default("Напишите вопрос обычным сообщением — я отвечу."),
+    })
+    .default({ start: "Здравствуйте! Напишите ваш вопрос.", help: "Напишите вопрос обычным сообщением — я отвечу." }),
+});
+
+const vkSchema = z.strictObject({
+  token: z.string().min(1),
+  group_id: z.number().int().positive(),
+  mode: z.enum(["callback", "longpoll"]).default("callback"),
+  api_base_url: z.string().url().default("https://api.vk.com/method"),
+  api_version: z.string().default("5.199"),
+  callback: z
+    .strictObject({
+      port: z.number().int().min(1).max(65535).default(8080),
+      path: z.string().startsWith("/").default("/vk/callback"),
+      host: z.string().default("0.0.0.0"),
+      confirmation: z.string().min(1),
+      secret: z.string().optional(),
+    })
+    .optional(),
+  answer: z.array(z.enum(["messages", "comments"])).default(["messages", "comments"]),
+});
+
+const twogisSchema = z.strictObject({
+  api_base_url: z.string().url().default("https://api.account.2gis.com/api/1.0"),
+  login: z.string().optional(),
+  password: z.string().optional(),
+  token: z.string().optional(),
+  branch_ids: z.array(z.string().regex(/^\d+$/, "digits only")).min(1),
+  poll_interval_s: z.number().int().positive().default(300),
+  answer_ratings: z.array(z.number().int().min(1).max(5)).default([1, 2, 3, 4, 5]),
+  since: z.string().optional(),
+  max_per_run: z.number().int().positive().default(50),
+  answer_empty: z.boolean().default(false),
+});
+
+/** Schema of one bot file, before the channel section is checked against `channel`. */
+export const botConfigSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9-]+$/, "lowercase letters, digits and '-' only"),
+    channel: z.enum(["tg", "vk", "2gis"]),
+    enabled: z.boolean().default(true),
+    /** IANA time zone for `{{now}}`, deadlines and reports. @defaultValue UTC */
+    timezone: z.string().default("UTC").refine(isTimeZone, { message: "unknown IANA time zone" }),
+    prompt: promptSchema,
+    llm: llmSchema,
+    history: z.strictObject({ max_messages: z.number().int().min(0).max(200).default(20) }).default({ max_messages: 20 }),
+    balance: balanceSchema.default({ account: "default", cost_per_reply: 5, stop_below: 0, empty_reply: null }),
+    spam: spamSchema.default({ max_per_minute: 6, max_length: 4000, block_links: false, stopwords: [], duplicate_window_s: 60 }),
+    websocket: websocketSchema.optional(),
+    tg: tgSchema.optional(),
+    vk: vkSchema.optional(),
+    "2gis": twogisSchema.optional(),
+    features: z.record(z.string(), z.unknown()).default({}),
+  })
+  .superRefine((bot, ctx) => {
+    const section = bot.channel;
+    if (!bot[section]) ctx.addIssue({ code: "custom", path: [section], message: `section '${section}' is required for channel ${section}` });
+    for (const other of ["tg", "vk", "2gis"] as const) {
+      if (other !== section && bot[other]) ctx.addIssue({ code: "custom", path: [other], message: `section '${other}' does not fit channel ${section}` });
+    }
+    if (bot.tg?.mode === "webhook" && !bot.tg.webhook) ctx.addIssue({ code: "custom", path: ["tg", "webhook"], message: "required when tg.mode is webhook" });
+    if (bot.vk?.mode === "callback" && !bot.vk.callback) ctx.addIssue({ code: "custom", path: ["vk", "callback"], message: "required when vk.mode is callback" });
+    const g = bot["2gis"];
+    if (g && !g.token && !(g.login && g.password)) ctx.addIssue({ code: "custom", path: ["2gis"], message: "give either token or login and password" });
+  });
+
+/** A bot configuration after parsing, defaults filled in. */
+export type BotConfig = z.infer<typeof botConfigSchema> & {
+  /** Absolute path of the YAML file it came from. */
+  file: string;
+  /** Directory prompt paths are relative to (the parent of the config dir). */
+  root: string;
+};
+
+/** Channel names as used on the command line and in configs. */
+export type ChannelName = BotConfig["channel"];
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,376 @@
+import type { Logger } from "pino";
+import type { BotConfig } from "../config/schema.js";
+import { describeError, StorageError } from "../errors.js";
+import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
+import { loadPrompt, renderPrompt } from "../llm/prompt.js";
+import type { Store } from "../storage/index.js";
+import { isConnectionError } from "../storage/db.js";
+import type { MessageRow } from "../storage/messages.js";
+import { compose, type Middleware } from "./compose.js";
+import { KeyedQueue } from "./queue.js";
+import { sleep, withRetries } from "./retry.js";
+import { spamVerdict } from "./spam.js";
+import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext } from "./types.js";
+
+/**
+ * A feature plugged into the pipeline by the bot's config (STYLE 2): gates run before the
+ * balance is touched (a gate that does not call `next` stops the message), tools are offered to
+ * the model.
+ */
+export interface Feature {
+  name: string;
+  gate?: Middleware<PipelineContext>;
+  tools?: ToolDefinition<PipelineContext>[];
+}
+
+/** What the pipeline talks to (STYLE 4): all injected, so tests use the real thing locally. */
+export interface PipelineDeps {
+  bot: BotConfig;
+  store: Store;
+  llm: LlmClient;
+  channel: ChannelSender;
+  logger: Logger;
+  notifier?: Notifier;
+  features?: Feature[];
+  /** Clock, epoch ms UTC. @defaultValue Date.now */
+  now?: () => number;
+  /** Back-off for database blips while recording, ms. @defaultValue 200 */
+  storageRetryBaseMs?: number;
+}
+
+/** What happened at intake. */
+export type IntakeResult = { status: "duplicate" } | { status: "filtered"; id: number; reason: string } | { status: "queued"; id: number };
+
+/** The stored meta of an incoming message: what is needed to answer it later. */
+export interface StoredMeta {
+  kind: IncomingMessage["kind"];
+  target?: Record<string, unknown>;
+  vars?: Record<string, string>;
+  images?: string[];
+}
+
+/**
+ * The channel-agnostic pipeline of SPEC §4: dedupe → spam → record, then (queued per thread key)
+ * gates → balance → context → generate → deliver → settle → notify.
+ *
+ * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
+ * {@link KeyedQueue}: one at a time per thread key, up to `llm.concurrency` across keys.
+ */
+export class Pipeline {
+  private readonly queue: KeyedQueue;
+  private readonly intake: (ctx: PipelineContext) => Promise<void>;
+  private readonly answer: (ctx: PipelineContext) => Promise<void>;
+  private readonly intakeTails = new Map<string, Promise<unknown>>();
+  private readonly now: () => number;
+  private readonly tools: ToolDefinition<PipelineContext>[];
+  private accepting = true;
+
+  constructor(private readonly deps: PipelineDeps) {
+    this.now = deps.now ?? Date.now;
+    const features = deps.features ?? [];
+    this.tools = features.flatMap((f) => f.tools ?? []);
+    this.queue = new KeyedQueue(deps.bot.llm.concurrency, (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
+    const answerStages: Middleware<PipelineContext>[] = [
+      ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
+      this.balanceGate,
+      this.boundary,
+      this.context,
+      this.generate,
+      this.deliver,
+      this.settle,
+      this.notify,
+    ];
+    this.answer = compose(answerStages);
+    this.intake = compose<PipelineContext>([
+      this.dedupe,
+      this.spam,
+      this.record,
+      async (ctx) => {
+        this.queue.push(ctx.msg.threadKey, () => this.answer(ctx));
+      },
+    ]);
+  }
+
+  /** Answers waiting or in flight. */
+  get backlog(): number {
+    return this.queue.size;
+  }
+
+  /**
+   * Hands a message to the pipeline. Resolves once it is recorded (or found a duplicate, or
+   * filtered); the answer is produced later. Messages of one thread key keep their order.
+   * @throws StorageError when it could not be recorded (the channel should not acknowledge it)
+   */
+  submit(msg: IncomingMessage): Promise<IntakeResult> {
+    if (!this.accepting) return Promise.reject(new StorageError("PIPELINE_STOPPED", "pipeline is stopping; message not taken"));
+    const key = msg.threadKey;
+    const prev = this.intakeTails.get(key) ?? Promise.resolve();
+    const ctx = this.newContext(msg);
+    const run = prev.then(async (): Promise<IntakeResult> => {
+      await this.intake(ctx);
+      if (ctx.outcome === "duplicate") return { status: "duplicate" };
+      if (ctx.filtered) return { status: "filtered", id: ctx.id!, reason: ctx.filtered };
+      return { status: "queued", id: ctx.id! };
+    });
+    const tail = run.catch(() => undefined);
+    this.intakeTails.set(key, tail);
+    void tail.then(() => {
+      if (this.intakeTails.get(key) === tail) this.intakeTails.delete(key);
+    });
+    return run;
+  }
+
+  /**
+   * Answers an already stored incoming message now, bypassing the queue (used by replay).
+   * Runs gates, balance, model, delivery and settle exactly as for a live message.
+   */
+  async answerStored(row: MessageRow): Promise<PipelineContext> {
+    const ctx = this.newContext(messageFromRow(row));
+    ctx.id = row.id;
+    ctx.stored = row;
+    ctx.log = this.deps.logger.child({ msg_id: row.id, thread_key: row.thread_key });
+    await this.answer(ctx);
+    return ctx;
+  }
+
+  /** Resolves when every queued answer is done. */
+  onIdle(): Promise<void> {
+    return this.queue.onIdle();
+  }
+
+  /**
+   * Stops taking messages and waits for answers in flight, at most `timeoutMs`.
+   * @returns how many answers were still unfinished (they stay stored for `bots replay --send`)
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    this.accepting = false;
+    await Promise.all([...this.intakeTails.values()]);
+    const ac = new AbortController();
+    await Promise.race([this.queue.onIdle(), sleep(timeoutMs, ac.signal)]);
+    ac.abort();
+    return this.queue.size;
+  }
+
+  private newContext(msg: IncomingMessage): PipelineContext {
+    return { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {} };
+  }
+
+  /** Retries a storage operation through short outages (connection refused, lock waits). */
+  private storageRetry<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
+    return withRetries(fn, {
+      retries: 6,
+      baseMs: this.deps.storageRetryBaseMs ?? 200,
+      maxMs: 5000,
+      classify: (e) => ({ retry: isConnectionError(e) }),
+      onRetry: (e, attempt, waitMs) => log.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable, retrying"),
+    });
+  }
+
+  // --- stage 1: dedupe --------------------------------------------------------------------
+  private readonly dedupe: Middleware<PipelineContext> = async (ctx, next) => {
+    const key = ctx.msg.dedupeKey;
+    if (key && (await this.storageRetry(() => this.deps.store.messages.seen(ctx.msg.bot, key), ctx.log))) {
+      ctx.outcome = "duplicate";
+      ctx.log.debug({ dedupe_key: key }, "duplicate dropped");
+      return;
+    }
+    await next();
+  };
+
+  // --- stage 2: spam ----------------------------------------------------------------------
+  private readonly spam: Middleware<PipelineContext> = async (ctx, next) => {
+    const reason = await this.storageRetry(
+      () => spamVerdict(this.deps.bot.spam, this.deps.store.messages, { bot: ctx.msg.bot, userId: ctx.msg.userId, text: ctx.msg.text }, this.now()),
+      ctx.log,
+    );
+    if (reason) ctx.filtered = reason;
+    await next();
+  };
+
+  // --- stage 3: record --------------------------------------------------------------------
+  private readonly record: Middleware<PipelineContext> = async (ctx, next) => {
+    const m = ctx.msg;
+    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}) };
+    const id = await this.storageRetry(
+      () =>
+        this.deps.store.messages.insertIncoming({
+          bot: m.bot,
+          channel: m.channel,
+          thread_key: m.threadKey,
+          chat_id: m.chatId,
+          user_id: m.userId,
+          user_name: m.userName,
+          text: m.text,
+          dedupe_key: m.dedupeKey,
+          channel_message_id: m.channelMessageId,
+          meta: meta as unknown as Record<string, unknown>,
+          status: ctx.filtered ? "filtered" : "received",
+          error: ctx.filtered ?? null,
+          created_ms: m.receivedMs,
+        }),
+      ctx.log,
+    );
+    if (id === null) {
+      ctx.outcome = "duplicate";
+      return;
+    }
+    ctx.id = id;
+    ctx.log = ctx.log.child({ msg_id: id });
+    if (ctx.filtered) {
+      ctx.outcome = "filtered";
+      ctx.log.info({ reason: ctx.filtered, user_id: m.userId }, "message filtered");
+      return;
+    }
+    ctx.log.info({ user_id: m.userId, chars: m.text.length }, "message received");
+    await next();
+  };
+
+  // --- stage 4: balance gate -------------------------------------------------------------
+  private readonly balanceGate: Middleware<PipelineContext> = async (ctx, next) => {
+    const { account, cost_per_reply, stop_below, empty_reply } = this.deps.bot.balance;
+    const cost = Math.round(cost_per_reply * 100);
+    if (cost > 0) {
+      ctx.reservation = await this.deps.store.balance.reserve(account, cost, Math.round(stop_below * 100), ctx.id!);
+      if (!ctx.reservation) {
+        ctx.outcome = "no_balance";
+        await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}` });
+        ctx.log.warn({ account }, "balance cannot pay a reply; message kept for replay");
+        if (empty_reply) await this.sendEmptyReply(ctx, empty_reply);
+        return;
+      }
+      ctx.log.debug({ account, cost, balance_after: ctx.reservation.balance_after }, "cost reserved");
+    }
+    await next();
+  };
+
+  private async sendEmptyReply(ctx: PipelineContext, text: string): Promise<void> {
+    try {
+      const d = await this.deps.channel.send(this.targetOf(ctx), text);
+      await this.deps.store.messages.recordOutgoing({
+        incoming: this.incomingRef(ctx),
+        text,
+        channel_message_id: d.channelMessageId,
+        model: null,
+        prompt_tokens: null,
+        completion_tokens: null,
+        cost: 0,
+        latency_ms: null,
+        created_ms: this.now(),
+      });
+    } catch (error) {
+      ctx.log.warn({ err: error }, "empty_reply could not be sent");
+    }
+  }
+
+  // --- boundary around model, delivery and settle -----------------------------------------
+  private readonly boundary: Middleware<PipelineContext> = async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      const reason = describeError(error);
+      if (ctx.delivery) {
+        // Delivered but not stored: never send again; the charge stands, the row stays `delivering`.
+        ctx.log.error({ err: error }, "answer delivered but could not be stored");
+        ctx.outcome = "answered";
+        return;
+      }
+      ctx.outcome = "failed";
+      ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
+      try {
+        if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255));
+        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed"] });
+      } catch (storageError) {
+        ctx.log.error({ err: storageError }, "could not record the failure");
+      }
+    }
+  };
+
+  // --- stage 5: context --------------------------------------------------------------------
+  private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
+    const bot = this.deps.bot;
+    const system = renderPrompt(loadPrompt(bot, ctx.msg.kind), { botName: bot.name, timezone: bot.timezone, nowMs: this.now(), extra: ctx.msg.vars });
+    const history = await this.deps.store.messages.history(bot.name, ctx.msg.threadKey, ctx.id!, bot.history.max_messages);
+    ctx.prompt = [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: ctx.msg.text }];
+    await next();
+  };
+
+  // --- stage 6: generate -------------------------------------------------------------------
+  private readonly generate: Middleware<PipelineContext> = async (ctx, next) => {
+    ctx.completion = await this.deps.llm.complete(ctx.prompt!, { tools: ctx.tools, context: ctx });
+    ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
+    await next();
+  };
+
+  // --- stage 7: deliver --------------------------------------------------------------------
+  private readonly deliver: Middleware<PipelineContext> = async (ctx, next) => {
+    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance"] });
+    if (!claimed && !ctx.state.force) {
+      // Another process (a replay) answered it meanwhile: answer at most once.
+      ctx.log.warn("message was answered elsewhere; not sending");
+      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "answered elsewhere");
+      ctx.outcome = "skipped";
+      return;
+    }
+    ctx.delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text);
+    await next();
+  };
+
+  // --- stage 8: settle ---------------------------------------------------------------------
+  private readonly settle: Middleware<PipelineContext> = async (ctx, next) => {
+    const c = ctx.completion!;
+    ctx.answerId = await this.storageRetry(
+      () =>
+        this.deps.store.messages.settle({
+          incoming: this.incomingRef(ctx),
+          text: c.text,
+          channel_message_id: ctx.delivery?.channelMessageId ?? null,
+          model: c.model,
+          prompt_tokens: c.usage.prompt_tokens,
+          completion_tokens: c.usage.completion_tokens,
+          cost: ctx.reservation ? -ctx.reservation.delta : 0,
+          latency_ms: c.latencyMs,
+          created_ms: this.now(),
+        }),
+      ctx.log,
+    );
+    ctx.outcome = "answered";
+    ctx.log.info({ answer_id: ctx.answerId, cost: ctx.reservation ? -ctx.reservation.delta : 0 }, "answer delivered");
+    await next();
+  };
+
+  // --- stage 9: notify ---------------------------------------------------------------------
+  private readonly notify: Middleware<PipelineContext> = async (ctx) => {
+    this.deps.notifier?.notify({ type: "reply", bot: ctx.msg.bot, message_id: ctx.answerId!, in_reply_to: ctx.id!, thread_key: ctx.msg.threadKey, at: new Date(this.now()).toISOString() });
+  };
+
+  private targetOf(ctx: PipelineContext): DeliveryTarget {
+    const m = ctx.msg;
+    return { bot: m.bot, chatId: m.chatId, threadKey: m.threadKey, kind: m.kind, channelMessageId: m.channelMessageId, target: m.target ?? {} };
+  }
+
+  private incomingRef(ctx: PipelineContext) {
+    const m = ctx.msg;
+    return { id: ctx.id!, bot: m.bot, channel: m.channel, thread_key: m.threadKey, chat_id: m.chatId };
+  }
+}
+
+/** Rebuilds the IncomingMessage a stored row came from (for replay). */
+export function messageFromRow(row: MessageRow): IncomingMessage {
+  const meta = (row.meta ? JSON.parse(row.meta) : {}) as Partial<StoredMeta>;
+  return {
+    bot: row.bot,
+    channel: row.channel as IncomingMessage["channel"],
+    kind: meta.kind ?? "messages",
+    chatId: row.chat_id,
+    userId: row.user_id,
+    userName: row.user_name,
+    text: row.text,
+    images: meta.images,
+    threadKey: row.thread_key,
+    dedupeKey: row.dedupe_key,
+    channelMessageId: row.channel_message_id,
+    target: meta.target,
+    vars: meta.vars,
+    receivedMs: row.created_ms,
+  };
+}

@@ -1,0 +1,109 @@
+import type { Logger } from "pino";
+import type { BotConfig, ChannelName } from "../config/schema.js";
+import type { Completion, ToolDefinition } from "../llm/client.js";
+import type { PromptKind } from "../llm/prompt.js";
+import type { LedgerRow } from "../storage/balance.js";
+import type { MessageRow } from "../storage/messages.js";
+
+/**
+ * One incoming message or comment or review, whatever the channel (SPEC §4). Channels build it
+ * from their raw updates; nothing channel-specific reaches the core except `target`, which the
+ * same channel reads back to deliver the answer.
+ */
+export interface IncomingMessage {
+  bot: string;
+  channel: ChannelName;
+  /** What kind of text it is; selects the prompt file. */
+  kind: PromptKind;
+  /** Where the answer goes: Bot API `chat_id`, VK `peer_id`, 2GIS review id. */
+  chatId: string;
+  userId: string | null;
+  userName: string | null;
+  text: string;
+  /** Image references (Bot API `file_id`s, URLs), for vision-capable features. */
+  images?: string[];
+  /** Conversation key (SPEC §4): `tg:<chat_id>`, `vk:dm:<peer_id>`, `2gis:review:<id>`. */
+  threadKey: string;
+  /** Unique per bot; a second message with the same key is a redelivery and is dropped. */
+  dedupeKey: string | null;
+  /** The channel's id of this message (Bot API `message_id`...). */
+  channelMessageId: string | null;
+  /** Channel data needed to answer (reply-to ids, post ids); stored as the message's meta. */
+  target?: Record<string, unknown>;
+  /** Extra prompt variables (`post_text`, `rating`...). */
+  vars?: Record<string, string>;
+  /** When we received it, epoch ms UTC. */
+  receivedMs: number;
+}
+
+/** Where and how to deliver an answer: rebuilt from a stored message, so replay can use it. */
+export interface DeliveryTarget {
+  bot: string;
+  chatId: string;
+  threadKey: string;
+  kind: PromptKind;
+  /** The incoming message's channel id. */
+  channelMessageId: string | null;
+  /** The stored `target` of the incoming message. */
+  target: Record<string, unknown>;
+}
+
+/** Result of a delivery: the channel's id of the (first) sent message. */
+export interface Delivery {
+  channelMessageId: string | null;
+}
+
+/** What a channel offers the core: sending an answer. */
+export interface ChannelSender {
+  /**
+   * Sends `text` as the answer to a message, splitting it at the channel's limit.
+   * @throws ChannelError when the channel refuses or cannot be reached (after retries)
+   */
+  send(to: DeliveryTarget, text: string): Promise<Delivery>;
+}
+
+/** An event for the websocket (SPEC §4 notify). */
+export interface ReplyEvent {
+  type: "reply";
+  bot: string;
+  /** Id of the stored answer. */
+  message_id: number;
+  /** Id of the stored incoming message. */
+  in_reply_to: number;
+  thread_key: string;
+  /** ISO 8601 UTC. */
+  at: string;
+}
+
+/** Sends events somewhere; must never throw or block. */
+export interface Notifier {
+  notify(event: ReplyEvent): void;
+  close(): Promise<void>;
+}
+
+/** State of one message while it moves through the pipeline. */
+export interface PipelineContext {
+  readonly msg: IncomingMessage;
+  readonly bot: BotConfig;
+  log: Logger;
+  /** Stored incoming row id, set by `record`. */
+  id?: number;
+  /** Why the message is filtered (spam stage), if it is. */
+  filtered?: string;
+  /** The balance reservation, set by the balance gate. */
+  reservation?: LedgerRow | null;
+  /** Chat messages sent to the model, set by `context`. */
+  prompt?: import("../llm/client.js").ChatMessage[];
+  /** Tools offered to the model for this message (features add theirs). */
+  tools: ToolDefinition<PipelineContext>[];
+  completion?: Completion;
+  delivery?: Delivery;
+  /** Stored answer id, set by `settle`. */
+  answerId?: number;
+  /** Final outcome, for logs and callers. */
+  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed";
+  /** Scratch space for features. */
+  state: Record<string, unknown>;
+  /** The stored row when the message is re-run by replay. */
+  stored?: MessageRow;
+}

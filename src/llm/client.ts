@@ -1,0 +1,169 @@
+import type OpenAI from "openai";
+import { LlmError } from "../errors.js";
+import { parseRetryAfter, withRetries, type RetryOptions } from "../core/retry.js";
+
+/** A chat message as the Chat Completions API takes it. */
+export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+
+/** A tool offered to the model (Chat Completions `tools[].function`). */
+export interface ToolDefinition<C = unknown> {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object. */
+  parameters: Record<string, unknown>;
+  /**
+   * Runs the call; the returned string goes back to the model as the tool result. Receives the
+   * parsed arguments (the model's JSON) and the caller's context.
+   */
+  run(args: Record<string, unknown>, context: C): Promise<string>;
+}
+
+/** A tool call the model made. */
+export interface ToolCallRecord {
+  name: string;
+  /** The arguments as the model sent them (JSON text). */
+  arguments: string;
+  /** What went back to the model, or null when tools were not executed. */
+  result: string | null;
+}
+
+/** Token usage, in the API's own terms, summed over every round of a tool-call loop. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+/** The outcome of {@link LlmClient.complete}. */
+export interface Completion {
+  text: string;
+  /** The model that answered, as the API reported it. */
+  model: string;
+  usage: Usage;
+  /** Wall time of the whole call including retries and tool rounds, ms. */
+  latencyMs: number;
+  toolCalls: ToolCallRecord[];
+}
+
+/** Settings of one bot's model (from its `llm:` section). */
+export interface LlmOptions {
+  apiKey: string;
+  /** OpenAI-compatible endpoint; undefined = the SDK default. */
+  baseURL?: string;
+  model: string;
+  temperature: number;
+  maxTokens: number;
+  /** Per request, ms. */
+  timeoutMs: number;
+  /** Retries on 429/5xx/network errors (never on 400/401/403). */
+  maxRetries: number;
+  /** Back-off tuning (tests shorten it). */
+  retry?: Pick<RetryOptions, "baseMs" | "maxMs">;
+  /** Most rounds of tool calls before giving up. @defaultValue 5 */
+  maxToolRounds?: number;
+  onRetry?: RetryOptions["onRetry"];
+}
+
+/**
+ * A thin wrapper over the `openai` SDK's Chat Completions with our retry policy (the SDK's own
+ * retries are off so that OpenAI, VK and 2GIS share one policy) and a tool-call loop.
+ * The SDK is imported on first use so commands that never call a model stay fast.
+ */
+export class LlmClient {
+  private sdk?: Promise<OpenAI>;
+  constructor(readonly options: LlmOptions) {}
+
+  private client(): Promise<OpenAI> {
+    this.sdk ??= import("openai").then(
+      ({ default: OpenAISdk }) => new OpenAISdk({ apiKey: this.options.apiKey, baseURL: this.options.baseURL, timeout: this.options.timeoutMs, maxRetries: 0 }),
+    );
+    return this.sdk;
+  }
+
+  /**
+   * Asks the model for one answer. When it calls tools, each call runs (or, with
+   * `executeTools: false`, is only recorded and answered with a placeholder) and the model is
+   * asked again, up to `maxToolRounds`.
+   * @throws LlmError `LLM_UNAVAILABLE` after retries, `LLM_REJECTED` on 4xx, `LLM_EMPTY` on no text
+   */
+  async complete<C>(messages: ChatMessage[], opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal } = {}): Promise<Completion> {
+    const client = await this.client();
+    const started = performance.now();
+    const usage: Usage = { prompt_tokens: 0, completion_tokens: 0 };
+    const toolCalls: ToolCallRecord[] = [];
+    const convo = [...messages];
+    const tools = opts.tools ?? [];
+    const rounds = this.options.maxToolRounds ?? 5;
+    let model = this.options.model;
+    for (let round = 0; ; round++) {
+      const offerTools = tools.length > 0 && round < rounds;
+      const res = await withRetries(
+        async () => {
+          try {
+            return await client.chat.completions.create(
+              {
+                model: this.options.model,
+                messages: convo,
+                temperature: this.options.temperature,
+                max_tokens: this.options.maxTokens,
+                ...(offerTools ? { tools: tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })) } : {}),
+              },
+              { signal: opts.signal },
+            );
+          } catch (error) {
+            throw toLlmError(error);
+          }
+        },
+        { retries: this.options.maxRetries, baseMs: this.options.retry?.baseMs ?? 1000, maxMs: this.options.retry?.maxMs ?? 30_000, onRetry: this.options.onRetry, signal: opts.signal },
+      );
+      model = res.model || model;
+      usage.prompt_tokens += res.usage?.prompt_tokens ?? 0;
+      usage.completion_tokens += res.usage?.completion_tokens ?? 0;
+      const choice = res.choices?.[0];
+      const calls = (choice?.message?.tool_calls ?? []).filter((c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function");
+      if (calls.length > 0 && offerTools) {
+        convo.push({ role: "assistant", content: choice?.message?.content ?? null, tool_calls: calls });
+        for (const call of calls) {
+          const tool = tools.find((t) => t.name === call.function.name);
+          let result: string;
+          if (!tool) result = `error: unknown tool ${call.function.name}`;
+          else if (opts.executeTools === false) result = "ok (not executed: test mode)";
+          else {
+            let args: Record<string, unknown>;
+            try {
+              args = JSON.parse(call.function.arguments || "{}") as Record<string, unknown>;
+            } catch {
+              args = {};
+              result = "error: arguments were not valid JSON; call again with a JSON object";
+              toolCalls.push({ name: call.function.name, arguments: call.function.arguments, result });
+              convo.push({ role: "tool", tool_call_id: call.id, content: result });
+              continue;
+            }
+            result = await tool.run(args, opts.context as C);
+          }
+          toolCalls.push({ name: call.function.name, arguments: call.function.arguments, result: opts.executeTools === false ? null : result });
+          convo.push({ role: "tool", tool_call_id: call.id, content: result });
+        }
+        continue;
+      }
+      const text = (choice?.message?.content ?? "").trim();
+      if (!text) throw new LlmError("LLM_EMPTY", `model ${model} returned no text (finish_reason ${choice?.finish_reason ?? "none"})`);
+      return { text, model, usage, latencyMs: Math.round(performance.now() - started), toolCalls };
+    }
+  }
+}
+
+/** Maps SDK errors to LlmError carrying `status` and `retryAfterMs` for the retry policy. */
+function toLlmError(error: unknown): Error {
+  const e = error as { status?: number; headers?: Headers; message?: string; name?: string; constructor?: { name?: string } };
+  if (e?.name === "AbortError" || e?.constructor?.name === "APIUserAbortError") return error as Error;
+  const status = typeof e?.status === "number" ? e.status : undefined;
+  const kind = e?.constructor?.name ?? e?.name ?? "Error";
+  const retryAfterMs = e?.headers && typeof e.headers.get === "function" ? (parseRetryAfter(e.headers.get("retry-after-ms")) !== undefined ? Number(e.headers.get("retry-after-ms")) : parseRetryAfter(e.headers.get("retry-after"))) : undefined;
+  const reason = status ? `HTTP ${status}` : kind === "APIConnectionTimeoutError" ? "timeout" : "connection failed";
+  const err = new LlmError(status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE", `model API ${reason}: ${(e?.message ?? "").slice(0, 300)}`, {
+    cause: error,
+    status,
+    hint: status === 401 ? "check llm.api_key" : status === 404 ? "check llm.model and llm.base_url" : undefined,
+  });
+  return Object.assign(err, { retryAfterMs });
+}

@@ -1,0 +1,139 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { Writable } from "node:stream";
+import chalk, { Chalk } from "chalk";
+import pino, { type DestinationStream, type Logger } from "pino";
+
+/** Field names whose values never reach a log line. */
+export const REDACT_PATHS = ["token", "api_key", "apiKey", "password", "secret", "secret_token", "authorization", "*.token", "*.api_key", "*.password", "*.secret", "*.authorization", "headers.authorization", "config.headers.Authorization"];
+
+/** Options of {@link createLogging}. */
+export interface LoggingOptions {
+  /** Folder for `bots.log` and `<bot>.log`; undefined writes no files. */
+  logDir?: string;
+  /** Minimum level written. @defaultValue "info" ("debug" with --verbose) */
+  level?: string;
+  /** Human-readable lines on stderr. @defaultValue true */
+  console?: boolean;
+  /** Colour on the console. @defaultValue chalk's detection (honours NO_COLOR) */
+  color?: boolean;
+  /** Values to scrub from every line wherever they appear (tokens inside URLs, keys in errors). */
+  secrets?: Iterable<string>;
+}
+
+/** Loggers of a process: the process log and one per bot; all written asynchronously. */
+export interface Logging {
+  /** The process log (`logs/bots.log` and the console). */
+  root: Logger;
+  /** A bot's logger: its own file plus the process log and console; lines carry `bot`. */
+  forBot(bot: string): Logger;
+  /** Adds values to scrub (e.g. tokens read later). */
+  addSecrets(values: Iterable<string>): void;
+  /** Writes out everything buffered. Call before exit. */
+  flush(): Promise<void>;
+}
+
+/**
+ * Sets up pino JSON-line logging (SPEC §8): `logs/bots.log` for the process, `logs/<bot>.log`
+ * per bot, plus a coloured console. Secret fields are redacted by name and secret values are
+ * scrubbed from the serialised line, so a token inside an error's URL never lands in a file.
+ */
+export function createLogging(options: LoggingOptions = {}): Logging {
+  const level = options.level ?? "info";
+  const secrets = new Set<string>();
+  const addSecrets = (values: Iterable<string>) => {
+    for (const v of values) if (v && v.length >= 6) secrets.add(v);
+  };
+  addSecrets(options.secrets ?? []);
+  const scrub = (line: string): string => {
+    let out = line;
+    for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[REDACTED]");
+    return out;
+  };
+  const files: Array<ReturnType<typeof pino.destination>> = [];
+  const fileStream = (name: string): DestinationStream | undefined => {
+    if (!options.logDir) return undefined;
+    mkdirSync(options.logDir, { recursive: true });
+    const dest = pino.destination({ dest: path.join(options.logDir, name), sync: false, mkdir: true, minLength: 4096 });
+    files.push(dest);
+    return dest;
+  };
+  const processFile = fileStream("bots.log");
+  const consoleStream = options.console === false ? undefined : prettyStream(process.stderr, options.color ?? chalk.level > 0);
+  const make = (streams: Array<DestinationStream | undefined>, bindings: Record<string, unknown>): Logger => {
+    const targets = streams.filter((s): s is DestinationStream => s !== undefined).map((stream) => ({ stream, level: level as pino.Level }));
+    return pino(
+      {
+        level,
+        base: bindings,
+        redact: { paths: REDACT_PATHS, censor: "[REDACTED]" },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        hooks: { streamWrite: scrub },
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      targets.length ? pino.multistream(targets) : new Writable({ write: (_c, _e, cb) => cb() }),
+    );
+  };
+  const root = make([processFile, consoleStream], {});
+  const bots = new Map<string, Logger>();
+  return {
+    root,
+    addSecrets,
+    forBot(bot) {
+      let l = bots.get(bot);
+      if (!l) bots.set(bot, (l = make([fileStream(`${bot}.log`), processFile, consoleStream], { bot })));
+      return l;
+    },
+    async flush() {
+      await Promise.all(
+        files.map(
+          (f) =>
+            new Promise<void>((resolve) => {
+              try {
+                f.flush(() => resolve());
+              } catch {
+                resolve();
+              }
+            }),
+        ),
+      );
+    },
+  };
+}
+
+const LEVEL_NUM: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/**
+ * Formats one pino JSON line for people: `HH:MM:SS LEVEL bot thread message key=value`.
+ * Lines that are not JSON are returned as they are.
+ */
+export function formatLogLine(line: string, color: boolean): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  const c = new Chalk({ level: color ? 1 : 0 });
+  const lvl = typeof o.level === "number" ? (Object.keys(LEVEL_NUM).find((k) => LEVEL_NUM[k] === o.level) ?? String(o.level)) : String(o.level ?? "info");
+  const paint = lvl === "error" || lvl === "fatal" ? c.red : lvl === "warn" ? c.yellow : lvl === "debug" || lvl === "trace" ? c.gray : c.green;
+  const time = typeof o.time === "string" ? o.time.slice(11, 19) : typeof o.time === "number" ? new Date(o.time).toISOString().slice(11, 19) : "";
+  const skip = new Set(["level", "time", "msg", "bot", "thread_key", "pid", "hostname", "err"]);
+  const extras = Object.entries(o)
+    .filter(([k]) => !skip.has(k))
+    .map(([k, v]) => `${c.gray(k)}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  const err = o.err as { message?: string; type?: string } | undefined;
+  return [c.gray(time), paint(lvl.toUpperCase().padEnd(5)), o.bot ? c.cyan(String(o.bot)) : "", o.thread_key ? c.magenta(String(o.thread_key)) : "", String(o.msg ?? ""), extras, err?.message ? c.red(`(${err.type ?? "Error"}: ${err.message})`) : ""]
+    .filter(Boolean)
+    .join(" ");
+}
+
+/** A pino destination that prints readable, coloured lines to a TTY stream. */
+function prettyStream(out: NodeJS.WritableStream, color: boolean): DestinationStream {
+  return {
+    write(chunk: string) {
+      for (const line of chunk.split("\n")) if (line) out.write(formatLogLine(line, color) + "\n");
+    },
+  };
+}

@@ -1,0 +1,149 @@
+import type { Logger } from "pino";
+import { channelFactory } from "./channels/index.js";
+import type { ChannelWorker } from "./channels/types.js";
+import type { BotConfig } from "./config/schema.js";
+import { Pipeline, type Feature } from "./core/pipeline.js";
+import type { Notifier } from "./core/types.js";
+import { UsageError } from "./errors.js";
+import { LlmClient, type LlmOptions } from "./llm/client.js";
+import type { Logging } from "./logging.js";
+import { WebSocketNotifier } from "./notify/websocket.js";
+import type { Store } from "./storage/index.js";
+
+/** One bot running in this process. */
+export interface RunningBot {
+  config: BotConfig;
+  pipeline: Pipeline;
+  worker: ChannelWorker;
+  notifier?: Notifier;
+  logger: Logger;
+}
+
+/** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
+export interface StartOptions {
+  bots: BotConfig[];
+  store: Store;
+  logging: Logging;
+  now?: () => number;
+  /** Overrides the channel factory (tests wrap workers). */
+  createWorker?: (bot: BotConfig, logger: Logger) => Promise<ChannelWorker>;
+  /** Features per bot. @defaultValue none */
+  features?: (bot: BotConfig, logger: Logger) => Feature[];
+  /** LLM tuning (tests shorten back-off). */
+  llm?: Partial<Pick<LlmOptions, "retry">>;
+}
+
+/** Bots started by {@link startBots}. */
+export interface RunningBots {
+  bots: RunningBot[];
+  /**
+   * Stops receiving on every bot, lets answers in flight finish for at most `drainMs`, closes
+   * notifiers.
+   * @returns answers left unfinished (they stay stored for `bots replay --send`)
+   */
+  stop(drainMs?: number): Promise<number>;
+}
+
+/**
+ * Builds the LLM client of a bot from its `llm:` section.
+ */
+export function llmFor(bot: BotConfig, logger: Logger, extra: Partial<LlmOptions> = {}): LlmClient {
+  const l = bot.llm;
+  return new LlmClient({
+    apiKey: l.api_key,
+    baseURL: l.base_url,
+    model: l.model,
+    temperature: l.temperature,
+    maxTokens: l.max_tokens,
+    timeoutMs: l.timeout_s * 1000,
+    maxRetries: l.max_retries,
+    onRetry: (err, attempt, waitMs) => logger.warn({ err, attempt, wait_ms: Math.round(waitMs) }, "model call failed; retrying"),
+    ...extra,
+  });
+}
+
+/**
+ * Selects bots by command-line targets: bot names or channels (`tg`, `vk`, `2gis`). No target
+ * selects every enabled bot; a channel selects its enabled bots; a name selects that bot even if
+ * disabled.
+ * @throws UsageError for an unknown target or an empty selection
+ */
+export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
+  if (targets.length === 0) {
+    const enabled = all.filter((b) => b.enabled);
+    if (!enabled.length) throw new UsageError("NO_BOTS", all.length ? "every bot is disabled (enabled: false)" : "no bot configs found", { hint: "add configs/NAME.yaml (see configs/examples/) or pass --config-dir" });
+    return enabled;
+  }
+  const chosen = new Map<string, BotConfig>();
+  for (const t of targets) {
+    const byName = all.find((b) => b.name === t);
+    if (byName) {
+      chosen.set(byName.name, byName);
+      continue;
+    }
+    if (t === "tg" || t === "vk" || t === "2gis") {
+      const of = all.filter((b) => b.channel === t && b.enabled);
+      if (!of.length) throw new UsageError("NO_BOTS", `no enabled ${t} bots in the config dir`, { hint: "check channel: and enabled: in configs/*.yaml" });
+      for (const b of of) chosen.set(b.name, b);
+      continue;
+    }
+    throw new UsageError("UNKNOWN_TARGET", `'${t}' is neither a bot nor a channel`, { hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}; channels: tg, vk, 2gis` });
+  }
+  return [...chosen.values()];
+}
+
+/**
+ * Starts every given bot: its LLM client, notifier, pipeline and channel worker. If one bot
+ * cannot start (refused token), the ones already started are stopped and the error is thrown.
+ * @throws ChannelError naming the bot whose channel refused it
+ */
+export async function startBots(options: StartOptions): Promise<RunningBots> {
+  const running: RunningBot[] = [];
+  const stop = async (drainMs = 10_000): Promise<number> => {
+    await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
+    const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
+    await Promise.all(running.map((r) => r.notifier?.close()));
+    const unfinished = left.reduce((a, b) => a + b, 0);
+    if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown stay stored; run `bots replay --send`");
+    return unfinished;
+  };
+  try {
+    for (const bot of options.bots) {
+      const logger = options.logging.forBot(bot.name);
+      const create = options.createWorker ?? channelFactory(bot.channel);
+      const worker = await create(bot, logger);
+      const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
+      const pipeline = new Pipeline({
+        bot,
+        store: options.store,
+        llm: llmFor(bot, logger, options.llm),
+        channel: worker,
+        logger,
+        notifier,
+        features: options.features?.(bot, logger),
+        now: options.now,
+      });
+      const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger };
+      await worker.start(pipeline);
+      running.push(entry);
+    }
+  } catch (error) {
+    await stop(1000);
+    throw error;
+  }
+  return { bots: running, stop };
+}
+
+/** Secret values in bot configs, to scrub from logs. */
+export function secretsOf(bots: BotConfig[]): string[] {
+  const out: string[] = [];
+  for (const b of bots) {
+    out.push(b.llm.api_key);
+    if (b.tg) out.push(b.tg.token, b.tg.webhook?.secret_token ?? "");
+    if (b.vk) out.push(b.vk.token, b.vk.callback?.secret ?? "", b.vk.callback?.confirmation ?? "");
+    const g = b["2gis"];
+    if (g) out.push(g.password ?? "", g.token ?? "");
+    if (b.websocket?.token) out.push(b.websocket.token);
+  }
+  return out.filter((s) => s.length >= 6);
+}

@@ -1,0 +1,176 @@
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
+import { BalanceError } from "../errors.js";
+import { isUniqueViolation } from "./db.js";
+import type { BalanceLedgerTable, Schema } from "./schema.js";
+
+/** One row of the ledger. Amounts in hundredths of a credit; `created_ms` epoch ms UTC. */
+export type LedgerRow = Selectable<BalanceLedgerTable>;
+
+/** An account and its balance in hundredths of a credit. */
+export interface AccountRow {
+  account: string;
+  balance: number;
+  updated_ms: number;
+}
+
+/** Largest amount a single top-up may carry: 1,000,000,000 credits in hundredths. */
+export const MAX_TOPUP = 100_000_000_000;
+
+/**
+ * Prepaid balances and their append-only ledger. Every movement updates the account and writes
+ * a ledger row with the balance after it, in one transaction, so the ledger always sums to the
+ * balance.
+ */
+export class BalanceRepo {
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The account, or undefined if it never had a movement. */
+  async get(account: string): Promise<AccountRow | undefined> {
+    const row = await this.db.selectFrom("balance_accounts").select(["account", "balance", "updated_ms"]).where("account", "=", account).executeTakeFirst();
+    return row && { account: row.account, balance: Number(row.balance), updated_ms: Number(row.updated_ms) };
+  }
+
+  /** Every account, by name. */
+  async list(): Promise<AccountRow[]> {
+    const rows = await this.db.selectFrom("balance_accounts").select(["account", "balance", "updated_ms"]).orderBy("account").execute();
+    return rows.map((r) => ({ account: r.account, balance: Number(r.balance), updated_ms: Number(r.updated_ms) }));
+  }
+
+  /**
+   * Adds money to an account, creating it if needed.
+   * @param amount hundredths of a credit, 1 … {@link MAX_TOPUP}
+   * @returns the ledger row (reason `topup`)
+   * @throws BalanceError when the amount is not a positive integer within the limit
+   */
+  async topUp(account: string, amount: number, note?: string): Promise<LedgerRow> {
+    if (!Number.isSafeInteger(amount) || amount <= 0 || amount > MAX_TOPUP) {
+      throw new BalanceError("BALANCE_AMOUNT_INVALID", `top-up amount must be a positive whole number of hundredths up to ${MAX_TOPUP}, got ${amount}`);
+    }
+    return this.db.transaction().execute(async (trx) => {
+      const t = this.now();
+      await trx.insertInto("balance_accounts").values({ account, balance: 0, created_ms: t, updated_ms: t }).orIgnore().execute();
+      await trx
+        .updateTable("balance_accounts")
+        .set({ balance: sql`balance + ${amount}`, updated_ms: t })
+        .where("account", "=", account)
+        .execute();
+      return this.writeLedger(trx, { account, delta: amount, reason: "topup", message_id: null, ref_id: null, note: note ?? null, created_ms: t });
+    });
+  }
+
+  /**
+   * Reserves the cost of one reply: a conditional update that never takes the balance below
+   * `floor`, plus a ledger row, in one transaction. Safe under any concurrency, across processes.
+   * @param amount hundredths of a credit (500 = 5.00 credits); 0 reserves nothing and succeeds
+   * @param floor hundredths the balance must stay at or above (the bot's `stop_below`)
+   * @param messageId the incoming message the reply is for
+   * @returns the ledger row (reason `reserve`), or null when the balance cannot pay
+   */
+  async reserve(account: string, amount: number, floor: number, messageId: number | null): Promise<LedgerRow | null> {
+    return this.db.transaction().execute(async (trx) => {
+      const t = this.now();
+      const res = await trx
+        .updateTable("balance_accounts")
+        .set({ balance: sql`balance - ${amount}`, updated_ms: t })
+        .where("account", "=", account)
+        .where(sql<boolean>`balance - ${amount} >= ${floor}`)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) return null;
+      return this.writeLedger(trx, { account, delta: -amount, reason: "reserve", message_id: messageId, ref_id: null, note: null, created_ms: t });
+    });
+  }
+
+  /**
+   * Gives a reservation back. Idempotent: a second refund of the same reservation does nothing.
+   * @param reservation the ledger row returned by {@link reserve}
+   * @returns the refund's ledger row, or null if it had been refunded already
+   */
+  async refund(reservation: Pick<LedgerRow, "id" | "account" | "delta" | "message_id">, note?: string): Promise<LedgerRow | null> {
+    const amount = -Number(reservation.delta);
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const t = this.now();
+        await trx
+          .updateTable("balance_accounts")
+          .set({ balance: sql`balance + ${amount}`, updated_ms: t })
+          .where("account", "=", reservation.account)
+          .execute();
+        return this.writeLedger(trx, { account: reservation.account, delta: amount, reason: "refund", message_id: reservation.message_id, ref_id: reservation.id, note: note ?? null, created_ms: t });
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) return null;
+      throw error;
+    }
+  }
+
+  /** The reservation made for a message that has not been refunded, if any. */
+  async openReservation(messageId: number): Promise<LedgerRow | undefined> {
+    return this.db
+      .selectFrom("balance_ledger as r")
+      .selectAll("r")
+      .where("r.message_id", "=", messageId)
+      .where("r.reason", "=", "reserve")
+      .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
+      .orderBy("r.id", "desc")
+      .executeTakeFirst()
+      .then((r) => r && normaliseLedger(r));
+  }
+
+  /**
+   * The ledger, newest first.
+   * @param account one account, or every account when undefined
+   * @param limit rows at most
+   */
+  async history(account: string | undefined, limit: number): Promise<LedgerRow[]> {
+    let q = this.db.selectFrom("balance_ledger").selectAll().orderBy("id", "desc").limit(limit);
+    if (account) q = q.where("account", "=", account);
+    return (await q.execute()).map(normaliseLedger);
+  }
+
+  /** Sum of an account's ledger in hundredths; equals its balance when the books are sound. */
+  async ledgerSum(account: string): Promise<number> {
+    const row = await this.db.selectFrom("balance_ledger").select((eb) => eb.fn.sum<number>("delta").as("total")).where("account", "=", account).executeTakeFirst();
+    return Number(row?.total ?? 0);
+  }
+
+  private async writeLedger(trx: Transaction<Schema>, row: Omit<LedgerRow, "id" | "balance_after">): Promise<LedgerRow> {
+    const acc = await trx.selectFrom("balance_accounts").select("balance").where("account", "=", row.account).executeTakeFirst();
+    if (!acc) throw new BalanceError("BALANCE_NO_ACCOUNT", `account ${row.account} does not exist`);
+    const balance_after = Number(acc.balance);
+    const res = await trx.insertInto("balance_ledger").values({ ...row, balance_after }).executeTakeFirstOrThrow();
+    return { ...row, id: Number(res.insertId), balance_after };
+  }
+}
+
+function normaliseLedger(r: LedgerRow): LedgerRow {
+  // mysql2 may hand BIGINT back as strings; keep every amount a number.
+  return { ...r, id: Number(r.id), delta: Number(r.delta), balance_after: Number(r.balance_after), created_ms: Number(r.created_ms), message_id: r.message_id === null ? null : Number(r.message_id), ref_id: r.ref_id === null ? null : Number(r.ref_id) };
+}
+
+/**
+ * Parses an operator-typed amount of credits into hundredths: `500`, `12.5`, `12,50`.
+ * @returns hundredths of a credit
+ * @throws BalanceError for anything else: signs, exponents, more than two decimals, zero, or
+ * more than 1,000,000,000 credits
+ */
+export function parseAmount(input: string): number {
+  const s = input.trim();
+  const m = /^(\d{1,13})(?:[.,](\d{1,2}))?$/.exec(s);
+  if (!m) {
+    throw new BalanceError("BALANCE_AMOUNT_INVALID", `'${input}' is not an amount of credits`, { hint: "write a positive number with at most two decimals, e.g. 500, 12.5 or 12,50" });
+  }
+  const value = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
+  if (value <= 0) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount must be above zero, got '${input}'`, { hint: "top-ups are positive amounts" });
+  if (value > MAX_TOPUP) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount '${input}' is above the limit of 1,000,000,000 credits`, { hint: "split it or check for a typo" });
+  return value;
+}
+
+/** Formats hundredths as credits with two decimals: 50000 → "500.00". */
+export function formatCredits(hundredths: number): string {
+  const sign = hundredths < 0 ? "-" : "";
+  const abs = Math.abs(hundredths);
+  return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+}

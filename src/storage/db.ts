@@ -1,0 +1,147 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql } from "kysely";
+import { StorageError } from "../errors.js";
+import { migrationProvider, migrations } from "./migrations.js";
+import type { Schema } from "./schema.js";
+
+/** The two supported SQL dialects. */
+export type Dialect = "sqlite" | "mysql";
+
+/** An open database: the Kysely instance and what it talks to. */
+export interface Database {
+  db: Kysely<Schema>;
+  dialect: Dialect;
+  /** The URL with any password replaced by `***`, safe to print. */
+  safeUrl: string;
+  close(): Promise<void>;
+}
+
+/** Options of {@link openDatabase}. */
+export interface OpenOptions {
+  /** MySQL pool size. @defaultValue `connectionLimit` in the URL, else 10 */
+  poolSize?: number;
+  /** SQLite busy timeout in ms: how long a writer waits for another process. @defaultValue 10000 */
+  busyTimeoutMs?: number;
+}
+
+export { DEFAULT_DATABASE_URL } from "./url.js";
+
+/** Replaces the password in a database URL with `***`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(mysql:\/\/[^:/@]+:)[^@]*@/, "$1***@");
+}
+
+/**
+ * Opens a database by URL: `sqlite:PATH` (relative to the working directory; `sqlite::memory:`
+ * for a private in-memory one) or `mysql://user:pass@host:3306/db?connectionLimit=10`. SQLite
+ * files and their folder are created on first use, in WAL mode with a busy timeout so several
+ * processes can share one file. mysql2 is imported only when a MySQL URL is used.
+ * @throws StorageError when the URL is malformed or the server cannot be reached
+ */
+export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
+  const safeUrl = redactUrl(url);
+  if (url.startsWith("sqlite:")) {
+    const { default: SQLite } = await import("better-sqlite3");
+    let file = url.slice("sqlite:".length);
+    if (file.startsWith("//")) file = file.slice(2);
+    if (!file) throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} names no file`, { hint: "use sqlite:data/bots.db" });
+    let conn;
+    try {
+      if (file !== ":memory:") mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000 });
+      conn.pragma("journal_mode = WAL");
+      conn.pragma("synchronous = NORMAL");
+      conn.pragma("foreign_keys = ON");
+    } catch (cause) {
+      throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, { cause, hint: "check the path and its permissions" });
+    }
+    const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: conn }) });
+    return { db, dialect: "sqlite", safeUrl, close: () => db.destroy() };
+  }
+  if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
+    const { createPool } = await import("mysql2");
+    let parsed: URL;
+    try {
+      parsed = new URL(url.replace(/^mariadb:/, "mysql:"));
+    } catch (cause) {
+      throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} is malformed`, { cause, hint: "use mysql://user:pass@host:3306/db" });
+    }
+    const limit = options.poolSize ?? Number(parsed.searchParams.get("connectionLimit") ?? 10);
+    const pool = createPool({
+      host: parsed.hostname,
+      port: Number(parsed.port || 3306),
+      user: decodeURIComponent(parsed.username),
+      password: decodeURIComponent(parsed.password),
+      database: decodeURIComponent(parsed.pathname.slice(1)),
+      connectionLimit: limit,
+      charset: "utf8mb4",
+      timezone: "Z",
+      connectTimeout: 5000,
+      // BIGINT columns hold epoch ms and hundredths: well inside 2^53, so plain numbers are exact.
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+    });
+    const db = new Kysely<Schema>({ dialect: new MysqlDialect({ pool }) });
+    try {
+      await sql`select 1`.execute(db);
+    } catch (cause) {
+      await db.destroy().catch(() => undefined);
+      throw new StorageError("DB_UNAVAILABLE", `cannot reach database ${safeUrl}: ${(cause as Error).message || (cause as { code?: string }).code}`, {
+        cause,
+        hint: "is the MySQL/MariaDB server running, and are the URL's user, password and database right?",
+      });
+    }
+    return { db, dialect: "mysql", safeUrl, close: () => db.destroy() };
+  }
+  throw new StorageError("DB_URL_INVALID", `unsupported database URL ${safeUrl}`, { hint: "use sqlite:PATH or mysql://user:pass@host:3306/db" });
+}
+
+/**
+ * Applies pending migrations. Cheap when nothing is pending (one read), and safe when several
+ * processes start at once: MySQL uses the migrator's lock, SQLite retries while another process
+ * holds the write lock.
+ * @returns names of the migrations applied now
+ * @throws StorageError when a migration fails
+ */
+export async function migrate(database: Database): Promise<string[]> {
+  const all = Object.keys(migrations(database.dialect));
+  try {
+    const rows = await database.db
+      .selectFrom("kysely_migration" as any)
+      .select("name" as any)
+      .execute();
+    const done = new Set(rows.map((r) => (r as { name: string }).name));
+    if (all.every((m) => done.has(m))) return [];
+  } catch {
+    // No migration table yet: fall through to the migrator.
+  }
+  const migrator = new Migrator({ db: database.db, provider: migrationProvider(database.dialect) });
+  for (let attempt = 1; ; attempt++) {
+    const { error, results } = await migrator.migrateToLatest();
+    if (!error) return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+    if (attempt < 8 && isBusy(error)) {
+      await new Promise((r) => setTimeout(r, 50 * attempt));
+      continue;
+    }
+    throw new StorageError("DB_MIGRATION_FAILED", `migration failed on ${database.safeUrl}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** True for SQLite's "database is locked" family and MySQL deadlocks/lock waits. */
+export function isBusy(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? "";
+  return /^SQLITE_BUSY|^SQLITE_LOCKED/.test(code) || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT" || /already exists/.test(String((error as Error)?.message));
+}
+
+/** True when an insert hit a unique index (SQLite or MySQL). */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? "";
+  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "ER_DUP_ENTRY";
+}
+
+/** True when the error means the database cannot be reached right now (worth retrying later). */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string })?.code ?? "";
+  return ["ECONNREFUSED", "ECONNRESET", "PROTOCOL_CONNECTION_LOST", "ETIMEDOUT", "EPIPE", "ER_CON_COUNT_ERROR", "PROTOCOL_SEQUENCE_TIMEOUT", "ENOTFOUND"].includes(code) || isBusy(error);
+}

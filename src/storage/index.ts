@@ -1,0 +1,36 @@
+import { BalanceRepo } from "./balance.js";
+import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
+import { MessagesRepo } from "./messages.js";
+
+/** The database and its repositories, as the pipeline and commands use them. */
+export interface Store {
+  database: Database;
+  messages: MessagesRepo;
+  balance: BalanceRepo;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database at `url`, applies pending migrations and builds the repositories.
+ * @param now clock in epoch ms (injected in tests)
+ * @throws StorageError when the database cannot be opened or migrated
+ */
+export async function openStore(url: string, options: OpenOptions & { now?: () => number } = {}): Promise<Store> {
+  const database = await openDatabase(url, options);
+  try {
+    await migrate(database);
+  } catch (error) {
+    await database.close().catch(() => undefined);
+    throw error;
+  }
+  const now = options.now ?? Date.now;
+  return {
+    database,
+    messages: new MessagesRepo(database.db, now),
+    balance: new BalanceRepo(database.db, now),
+    close: () => database.close(),
+  };
+}
+
+export { DEFAULT_DATABASE_URL, migrate, openDatabase } from "./db.js";
+export type { Database } from "./db.js";

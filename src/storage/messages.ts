@@ -1,0 +1,245 @@
+import { createHash } from "node:crypto";
+import type { Kysely, Selectable } from "kysely";
+import { isUniqueViolation } from "./db.js";
+import type { IncomingStatus, MessagesTable, Schema } from "./schema.js";
+
+/** A stored message row; times are epoch ms UTC, cost in hundredths. */
+export type MessageRow = Selectable<MessagesTable>;
+
+/** Fields needed to store an incoming message. */
+export interface NewIncoming {
+  bot: string;
+  channel: string;
+  thread_key: string;
+  chat_id: string;
+  user_id: string | null;
+  user_name: string | null;
+  text: string;
+  dedupe_key: string | null;
+  channel_message_id: string | null;
+  meta: Record<string, unknown> | null;
+  status: IncomingStatus;
+  error?: string | null;
+  created_ms: number;
+}
+
+/** Fields of an answer we sent. */
+export interface NewOutgoing {
+  incoming: Pick<MessageRow, "id" | "bot" | "channel" | "thread_key" | "chat_id">;
+  text: string;
+  channel_message_id: string | null;
+  model: string | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  cost: number | null;
+  latency_ms: number | null;
+  created_ms: number;
+}
+
+/** One turn of stored dialog, oldest first. */
+export interface HistoryTurn {
+  role: "user" | "assistant";
+  text: string;
+  created_ms: number;
+}
+
+/** sha1 of text with case and whitespace folded, for the duplicate filter. */
+export function textHash(text: string): string {
+  return createHash("sha1").update(text.trim().toLowerCase().replace(/\s+/g, " ")).digest("hex");
+}
+
+/** Messages in both directions (SPEC §5). */
+export class MessagesRepo {
+  constructor(
+    private readonly db: Kysely<Schema>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Stores an incoming message.
+   * @returns its id, or null when (bot, dedupe_key) was stored before (a redelivery)
+   */
+  async insertIncoming(m: NewIncoming): Promise<number | null> {
+    try {
+      const res = await this.db
+        .insertInto("messages")
+        .values({
+          bot: m.bot,
+          channel: m.channel,
+          direction: "in",
+          status: m.status,
+          thread_key: m.thread_key,
+          chat_id: m.chat_id,
+          user_id: m.user_id,
+          user_name: m.user_name,
+          text: m.text,
+          text_hash: textHash(m.text),
+          dedupe_key: m.dedupe_key,
+          channel_message_id: m.channel_message_id,
+          reply_to_id: null,
+          model: null,
+          prompt_tokens: null,
+          completion_tokens: null,
+          cost: null,
+          latency_ms: null,
+          error: m.error ?? null,
+          meta: m.meta ? JSON.stringify(m.meta) : null,
+          created_ms: m.created_ms,
+          updated_ms: m.created_ms,
+        })
+        .executeTakeFirstOrThrow();
+      return Number(res.insertId);
+    } catch (error) {
+      if (isUniqueViolation(error)) return null;
+      throw error;
+    }
+  }
+
+  /** True when an incoming message with this dedupe key is stored for the bot. */
+  async seen(bot: string, dedupeKey: string): Promise<boolean> {
+    const row = await this.db.selectFrom("messages").select("id").where("bot", "=", bot).where("dedupe_key", "=", dedupeKey).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** One message by id. */
+  async get(id: number): Promise<MessageRow | undefined> {
+    const row = await this.db.selectFrom("messages").selectAll().where("id", "=", id).executeTakeFirst();
+    return row && normalise(row);
+  }
+
+  /**
+   * Moves an incoming message to a new status, optionally only from given statuses.
+   * @returns true when the row changed (false: it was not in one of `from`)
+   */
+  async setStatus(id: number, status: IncomingStatus, opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null } = {}): Promise<boolean> {
+    let q = this.db
+      .updateTable("messages")
+      .set({ status, updated_ms: this.now(), ...(opts.error !== undefined ? { error: opts.error } : {}), ...(opts.cost !== undefined ? { cost: opts.cost } : {}) })
+      .where("id", "=", id);
+    if (opts.from) q = q.where("status", "in", opts.from);
+    const res = await q.executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Stores an answer and marks its incoming message `answered`, in one transaction.
+   * @returns the outgoing row's id
+   */
+  async settle(out: NewOutgoing): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const id = await insertOutgoing(trx, out);
+      await trx
+        .updateTable("messages")
+        .set({ status: "answered", error: null, cost: out.cost, updated_ms: out.created_ms })
+        .where("id", "=", out.incoming.id)
+        .execute();
+      return id;
+    });
+  }
+
+  /** Stores a message we sent without changing the incoming one (e.g. the `empty_reply`). */
+  async recordOutgoing(out: NewOutgoing): Promise<number> {
+    return insertOutgoing(this.db, out);
+  }
+
+  /**
+   * The dialog of a thread before a message: answered user messages and our answers, oldest
+   * first, at most `limit` turns.
+   */
+  async history(bot: string, threadKey: string, beforeId: number, limit: number): Promise<HistoryTurn[]> {
+    if (limit <= 0) return [];
+    const rows = await this.db
+      .selectFrom("messages")
+      .select(["direction", "text", "created_ms"])
+      .where("bot", "=", bot)
+      .where("thread_key", "=", threadKey)
+      .where("id", "<", beforeId)
+      .where((eb) => eb.or([eb("direction", "=", "out"), eb("status", "=", "answered")]))
+      .orderBy("id", "desc")
+      .limit(limit)
+      .execute();
+    return rows.reverse().map((r) => ({ role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms) }));
+  }
+
+  /** Incoming messages of a user since a time (ms), for the flood limit. */
+  async countFromUser(bot: string, userId: string, sinceMs: number, beforeId?: number): Promise<number> {
+    let q = this.db
+      .selectFrom("messages")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .where("direction", "=", "in")
+      .where("created_ms", ">=", sinceMs);
+    if (beforeId !== undefined) q = q.where("id", "<", beforeId);
+    const row = await q.executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** True when the user sent the same text (by {@link textHash}) since a time (ms). */
+  async sentSameText(bot: string, userId: string, text: string, sinceMs: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom("messages")
+      .select("id")
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .where("direction", "=", "in")
+      .where("created_ms", ">=", sinceMs)
+      .where("text_hash", "=", textHash(text))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** The answer stored for an incoming message, if any. */
+  async answerTo(incomingId: number): Promise<MessageRow | undefined> {
+    const row = await this.db.selectFrom("messages").selectAll().where("reply_to_id", "=", incomingId).where("direction", "=", "out").orderBy("id", "desc").executeTakeFirst();
+    return row && normalise(row);
+  }
+}
+
+/** mysql2 may return BIGINT columns as strings: make every numeric column a number. */
+export function normalise(row: MessageRow): MessageRow {
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    ...row,
+    id: Number(row.id),
+    reply_to_id: num(row.reply_to_id),
+    prompt_tokens: num(row.prompt_tokens),
+    completion_tokens: num(row.completion_tokens),
+    cost: num(row.cost),
+    latency_ms: num(row.latency_ms),
+    created_ms: Number(row.created_ms),
+    updated_ms: Number(row.updated_ms),
+  };
+}
+
+async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<number> {
+  const res = await db
+    .insertInto("messages")
+    .values({
+      bot: out.incoming.bot,
+      channel: out.incoming.channel,
+      direction: "out",
+      status: "sent",
+      thread_key: out.incoming.thread_key,
+      chat_id: out.incoming.chat_id,
+      user_id: null,
+      user_name: null,
+      text: out.text,
+      text_hash: null,
+      dedupe_key: null,
+      channel_message_id: out.channel_message_id,
+      reply_to_id: out.incoming.id,
+      model: out.model,
+      prompt_tokens: out.prompt_tokens,
+      completion_tokens: out.completion_tokens,
+      cost: out.cost,
+      latency_ms: out.latency_ms,
+      error: null,
+      meta: null,
+      created_ms: out.created_ms,
+      updated_ms: out.created_ms,
+    })
+    .executeTakeFirstOrThrow();
+  return Number(res.insertId);
+}

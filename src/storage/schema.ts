@@ -1,0 +1,112 @@
+import type { Generated } from "kysely";
+
+/**
+ * Table shapes shared by SQLite and MySQL. Times are epoch milliseconds UTC (`*_ms`), money is
+ * integer hundredths of a credit (500 = 5.00 credits).
+ */
+export interface Schema {
+  messages: MessagesTable;
+  balance_accounts: BalanceAccountsTable;
+  balance_ledger: BalanceLedgerTable;
+  cursors: CursorsTable;
+  leases: LeasesTable;
+  leads: LeadsTable;
+}
+
+/** Incoming statuses. `delivering` means the channel call started: never sent again without --force. */
+export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped";
+/** Outgoing statuses. */
+export type OutgoingStatus = "sent";
+export type MessageStatus = IncomingStatus | OutgoingStatus;
+
+export interface MessagesTable {
+  id: Generated<number>;
+  bot: string;
+  channel: string;
+  /** 'in' from a user, 'out' our answer. */
+  direction: "in" | "out";
+  status: MessageStatus;
+  /** Conversation key, e.g. `tg:<chat_id>` (SPEC §4). */
+  thread_key: string;
+  chat_id: string;
+  user_id: string | null;
+  user_name: string | null;
+  text: string;
+  /** sha1 of the normalised text (incoming only), for the duplicate filter. */
+  text_hash: string | null;
+  /** Unique per bot for incoming messages (`<chat_id>:<message_id>` on Telegram). */
+  dedupe_key: string | null;
+  /** The channel's own id of this message (Bot API `message_id`, VK `conversation_message_id`...). */
+  channel_message_id: string | null;
+  /** For 'out': the incoming message answered. */
+  reply_to_id: number | null;
+  model: string | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  /** Hundredths of a credit charged for this answer. */
+  cost: number | null;
+  latency_ms: number | null;
+  /** Why a message was filtered, skipped or failed. */
+  error: string | null;
+  /** JSON with channel details needed to answer later (reply target, images, post...). */
+  meta: string | null;
+  created_ms: number;
+  updated_ms: number;
+}
+
+export interface BalanceAccountsTable {
+  account: string;
+  /** Hundredths of a credit. */
+  balance: number;
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** Ledger reasons: a top-up, a reservation for a reply, its refund, a manual adjustment. */
+export type LedgerReason = "topup" | "reserve" | "refund" | "adjust";
+
+export interface BalanceLedgerTable {
+  id: Generated<number>;
+  account: string;
+  /** Signed hundredths of a credit. */
+  delta: number;
+  /** Balance right after this movement, hundredths. */
+  balance_after: number;
+  reason: LedgerReason;
+  message_id: number | null;
+  /** For a refund: the id of the reservation it undoes (unique, so a refund happens once). */
+  ref_id: number | null;
+  note: string | null;
+  created_ms: number;
+}
+
+export interface CursorsTable {
+  bot: string;
+  name: string;
+  value: string;
+  updated_ms: number;
+}
+
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_ms: number;
+}
+
+export interface LeadsTable {
+  id: Generated<number>;
+  bot: string;
+  thread_key: string;
+  chat_id: string;
+  user_id: string | null;
+  name: string | null;
+  phone: string | null;
+  email: string | null;
+  note: string | null;
+  /** The dialog at capture time, as JSON `[{role, text, at_ms}]`. */
+  dialog: string | null;
+  message_id: number | null;
+  notified_ms: number | null;
+  created_ms: number;
+  updated_ms: number;
+}
