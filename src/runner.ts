@@ -5,6 +5,7 @@ import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature } from "./core/pipeline.js";
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
+import { buildFeatures } from "./features/index.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
 import { WebSocketNotifier } from "./notify/websocket.js";
@@ -17,6 +18,7 @@ export interface RunningBot {
   worker: ChannelWorker;
   notifier?: Notifier;
   logger: Logger;
+  features: Feature[];
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -27,8 +29,10 @@ export interface StartOptions {
   now?: () => number;
   /** Overrides the channel factory (tests wrap workers). */
   createWorker?: (bot: BotConfig, logger: Logger) => Promise<ChannelWorker>;
-  /** Features per bot. @defaultValue none */
+  /** Features per bot. @defaultValue {@link buildFeatures} from the bot's `features:` */
   features?: (bot: BotConfig, logger: Logger) => Feature[];
+  /** Environment for features (SMTP and the like). */
+  env?: Record<string, string>;
   /** LLM tuning (tests shorten back-off). */
   llm?: Partial<Pick<LlmOptions, "retry">>;
 }
@@ -101,6 +105,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
   const running: RunningBot[] = [];
   const stop = async (drainMs = 10_000): Promise<number> => {
     await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
+    await Promise.all(running.flatMap((r) => r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed")))));
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
     await Promise.all(running.map((r) => r.notifier?.close()));
     const unfinished = left.reduce((a, b) => a + b, 0);
@@ -113,6 +118,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       const create = options.createWorker ?? channelFactory(bot.channel);
       const worker = await create(bot, logger);
       const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
+      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env });
       const pipeline = new Pipeline({
         bot,
         store: options.store,
@@ -120,12 +126,13 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         channel: worker,
         logger,
         notifier,
-        features: options.features?.(bot, logger),
+        features,
         now: options.now,
       });
-      const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger };
+      const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
       await worker.start(pipeline);
       running.push(entry);
+      for (const f of features) await f.start?.();
     }
   } catch (error) {
     await stop(1000);

@@ -21,7 +21,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: { dra
   const store = await openStore(c.dbUrl);
   let running;
   try {
-    running = await startBots({ bots, store, logging });
+    running = await startBots({ bots, store, logging, env: c.env });
   } catch (error) {
     await store.close();
     await logging.flush();

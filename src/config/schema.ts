@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { featuresSchema } from "../features/schemas.js";
 
 /**
  * zod schema of one bot YAML (SPEC §3). Every object is strict: an unknown key is an error, so a
@@ -129,7 +130,7 @@ export const botConfigSchema = z
     tg: tgSchema.optional(),
     vk: vkSchema.optional(),
     "2gis": twogisSchema.optional(),
-    features: z.record(z.string(), z.unknown()).default({}),
+    features: featuresSchema,
   })
   .superRefine((bot, ctx) => {
     const section = bot.channel;

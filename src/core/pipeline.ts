@@ -21,6 +21,10 @@ export interface Feature {
   name: string;
   gate?: Middleware<PipelineContext>;
   tools?: ToolDefinition<PipelineContext>[];
+  /** Background work started with the bot (e.g. a report schedule); `bots start` only. */
+  start?(): void | Promise<void>;
+  /** Stops the background work. */
+  stop?(): Promise<void>;
 }
 
 /** What the pipeline talks to (STYLE 4): all injected, so tests use the real thing locally. */

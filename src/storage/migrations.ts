@@ -6,11 +6,34 @@ import type { Dialect } from "./db.js";
  * ids, MySQL's table options) are decided by `dialect`.
  */
 export function migrations(dialect: Dialect): Record<string, Migration> {
-  const idType = dialect === "mysql" ? "bigint" : "integer";
-  // MySQL needs utf8mb4 for emoji and Cyrillic; SQLite has no table options.
-  const tableEnd = dialect === "mysql" ? sql`ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci` : sql``;
+  const d = dialectHelpers(dialect);
+  // Later migrations live in ./migrations/, one file each; register them here in order.
   return {
-    "0001_initial": {
+    "0001_initial": initial(d),
+  };
+}
+
+/** Column types and table options that differ between the dialects. */
+export interface DialectHelpers {
+  dialect: Dialect;
+  /** Type for auto-increment ids and columns referring to them. */
+  idType: "bigint" | "integer";
+  /** Table options: utf8mb4 on MySQL, nothing on SQLite. */
+  tableEnd: ReturnType<typeof sql>;
+}
+
+/** Helpers for writing one migration for both dialects. */
+export function dialectHelpers(dialect: Dialect): DialectHelpers {
+  return {
+    dialect,
+    idType: dialect === "mysql" ? "bigint" : "integer",
+    // MySQL needs utf8mb4 for emoji and Cyrillic; SQLite has no table options.
+    tableEnd: dialect === "mysql" ? sql`ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci` : sql``,
+  };
+}
+
+function initial({ idType, tableEnd }: DialectHelpers): Migration {
+  return {
       async up(db: Kysely<any>) {
         await db.schema
           .createTable("messages")
@@ -111,7 +134,6 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex("leads_thread").on("leads").columns(["bot", "thread_key"]).execute();
         await db.schema.createIndex("leads_notified").on("leads").columns(["notified_ms"]).execute();
       },
-    },
   };
 }
 

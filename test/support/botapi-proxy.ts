@@ -1,0 +1,50 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** What the proxy does with one Bot API call: forward it, or answer with a Bot API error. */
+export type Intercept = (method: string, body: Record<string, unknown>) => { error_code: number; description: string; retry_after?: number } | "drop" | undefined;
+
+/**
+ * An HTTP proxy in front of the Bot API emulator that can answer chosen calls with real Bot API
+ * error bodies (`{ok:false, error_code, description, parameters}`) or drop the connection.
+ */
+export async function startBotApiProxy(target: string, intercept: Intercept): Promise<{ url: string; calls: string[]; stop(): Promise<void> }> {
+  const calls: string[] = [];
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks);
+    const method = (req.url ?? "").split("/").pop()!.split("?")[0]!;
+    calls.push(method);
+    let body: Record<string, unknown> = {};
+    try {
+      body = raw.length ? (JSON.parse(raw.toString("utf8")) as Record<string, unknown>) : {};
+    } catch {
+      body = {};
+    }
+    const verdict = intercept(method, body);
+    if (verdict === "drop") {
+      req.socket.destroy();
+      return;
+    }
+    if (verdict) {
+      res.writeHead(verdict.error_code, { "content-type": "application/json" }).end(
+        JSON.stringify({ ok: false, error_code: verdict.error_code, description: verdict.description, ...(verdict.retry_after ? { parameters: { retry_after: verdict.retry_after } } : {}) }),
+      );
+      return;
+    }
+    const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
+    res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    calls,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,134 @@
+import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
+import { loadBotConfigs, formatProblem } from "../../src/config/load.js";
+import type { BotConfig } from "../../src/config/schema.js";
+import { TelegramWorker } from "../../src/channels/telegram/worker.js";
+import { createLogging, type Logging } from "../../src/logging.js";
+import { startBots, type RunningBots } from "../../src/runner.js";
+import { openStore, type Store } from "../../src/storage/index.js";
+import { createTestDatabase, type TestDatabase } from "./db.js";
+import { Fixture } from "./fixture.js";
+import { FakeOpenAI } from "./openai-server.js";
+import { startTelegram } from "./telegram.js";
+
+/** Test bot token (the emulator accepts any token of the right shape). */
+export const TOKEN = "123456:TEST-token_abcdef";
+
+/** Options of {@link startHarness}. */
+export interface HarnessOptions {
+  dialect: "sqlite" | "mysql";
+  /** Extra YAML appended to the bot config (top-level keys). */
+  extraYaml?: string;
+  /** Replaces the `tg:` section's api_root (e.g. a proxy). */
+  apiRoot?: (emulatorRoot: string) => Promise<string> | string;
+  /** Top-up before start, credits. @defaultValue 500 */
+  balance?: number;
+  concurrency?: number;
+  prompt?: string;
+  start?: boolean;
+}
+
+/**
+ * Everything an end-to-end Telegram test needs, real and local: the Bot API emulator, an
+ * OpenAI-compatible server, a fresh database of the dialect, a bot YAML in a temp folder, and
+ * the bot started through the same `startBots` that `bots start` uses.
+ */
+export class Harness {
+  fixture = new Fixture();
+  llm = new FakeOpenAI();
+  telegram!: TelegramServer;
+  db!: TestDatabase;
+  store!: Store;
+  logging!: Logging;
+  bot!: BotConfig;
+  running?: RunningBots;
+
+  static async start(o: HarnessOptions): Promise<Harness> {
+    const h = new Harness();
+    await h.init(o);
+    return h;
+  }
+
+  private async init(o: HarnessOptions): Promise<void> {
+    const tg = await startTelegram();
+    this.telegram = tg.server;
+    await this.llm.start();
+    const apiRoot = o.apiRoot ? await o.apiRoot(tg.apiRoot) : tg.apiRoot;
+    this.fixture.write("prompts/shop.md", o.prompt ?? "You are {{bot_name}}. Now: {{now}}.");
+    this.fixture.bot(
+      "shop-tg",
+      [
+        "name: shop-tg",
+        "channel: tg",
+        "prompt: prompts/shop.md",
+        "llm:",
+        "  model: test-model",
+        "  api_key: ${OPENAI_API_KEY}",
+        `  base_url: ${this.llm.url}`,
+        `  concurrency: ${o.concurrency ?? 8}`,
+        "  timeout_s: 5",
+        "tg:",
+        "  token: ${TG_TOKEN}",
+        `  api_root: ${apiRoot}`,
+        o.extraYaml ?? "",
+      ].join("\n"),
+    );
+    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+    if (problems.length) throw new Error(problems.map(formatProblem).join("\n"));
+    this.bot = bots[0]!;
+    this.db = await createTestDatabase(o.dialect);
+    this.store = await openStore(this.db.url);
+    if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
+    this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [TOKEN, "sk-test-key-123456"] });
+    if (o.start !== false) await this.startBots();
+  }
+
+  /** Starts the bot with fast test timings. */
+  async startBots(): Promise<void> {
+    this.running = await startBots({
+      bots: [this.bot],
+      store: this.store,
+      logging: this.logging,
+      createWorker: (bot, logger) => TelegramWorker.create(bot, logger, { idlePauseMs: 20, backoffMs: 50 }),
+      llm: { retry: { baseMs: 20, maxMs: 200 } },
+    });
+  }
+
+  get pipeline() {
+    return this.running!.bots[0]!.pipeline;
+  }
+
+  /** Stored messages of the bot, oldest first. */
+  async messages() {
+    return this.store.database.db.selectFrom("messages").selectAll().orderBy("id").execute();
+  }
+
+  async balance(): Promise<number> {
+    return (await this.store.balance.get("default"))?.balance ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    await this.running?.stop(2000);
+    await this.store?.close();
+    await this.logging?.flush();
+    await this.telegram?.stop();
+    await this.llm.stop();
+    await this.db?.drop();
+    this.fixture.cleanup();
+  }
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

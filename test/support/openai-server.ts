@@ -1,0 +1,112 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** One recorded request to POST /v1/chat/completions. */
+export interface RecordedRequest {
+  model: string;
+  messages: Array<{ role: string; content: unknown; tool_calls?: unknown; tool_call_id?: string }>;
+  tools?: Array<{ type: string; function: { name: string; parameters: unknown } }>;
+  temperature?: number;
+  max_tokens?: number;
+  headers: http.IncomingHttpHeaders;
+  at: number;
+}
+
+/** What the server does for one request. */
+export type Behaviour =
+  | { text: string; delayMs?: number }
+  | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> | string }>; delayMs?: number }
+  | { status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
+  | { hang: true }
+  | { dropConnection: true };
+
+/**
+ * A local OpenAI-compatible server (Chat Completions wire format) for tests: records every
+ * request, answers by default with `echo: <last user text>` after `latencyMs`, and can be told
+ * per request to fail (any status, `Retry-After`), hang, drop the connection or call tools.
+ */
+export class FakeOpenAI {
+  readonly requests: RecordedRequest[] = [];
+  /** Behaviours used once each, in order, before falling back to `respond`. */
+  readonly script: Behaviour[] = [];
+  /** Default behaviour; receives the request. */
+  respond: (req: RecordedRequest) => Behaviour = (req) => ({ text: `echo: ${lastUserText(req)}` });
+  latencyMs = 0;
+  private server?: http.Server;
+  private readonly hanging = new Set<http.ServerResponse>();
+
+  async start(): Promise<string> {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.keepAliveTimeout = 1000;
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    return this.url;
+  }
+
+  /** Base URL for the SDK's `baseURL` (ends with /v1). */
+  get url(): string {
+    const { port } = this.server!.address() as AddressInfo;
+    return `http://127.0.0.1:${port}/v1`;
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
+      res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found", type: "invalid_request_error" } }));
+      return;
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Omit<RecordedRequest, "headers" | "at">;
+    const rec: RecordedRequest = { ...body, headers: req.headers, at: Date.now() };
+    this.requests.push(rec);
+    const b = this.script.shift() ?? this.respond(rec);
+    if ("hang" in b) {
+      this.hanging.add(res);
+      res.on("close", () => this.hanging.delete(res));
+      return;
+    }
+    if ("dropConnection" in b) {
+      req.socket.destroy();
+      return;
+    }
+    const delay = b.delayMs ?? this.latencyMs;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (res.destroyed) return;
+    if ("status" in b) {
+      res.writeHead(b.status, { "content-type": "application/json", ...b.headers }).end(JSON.stringify(b.body ?? { error: { message: `injected ${b.status}`, type: "server_error" } }));
+      return;
+    }
+    const promptTokens = Math.ceil(JSON.stringify(rec.messages).length / 4);
+    const message =
+      "text" in b
+        ? { role: "assistant", content: b.text }
+        : {
+            role: "assistant",
+            content: null,
+            tool_calls: b.toolCalls.map((t, i) => ({ id: `call_${this.requests.length}_${i}`, type: "function", function: { name: t.name, arguments: typeof t.arguments === "string" ? t.arguments : JSON.stringify(t.arguments) } })),
+          };
+    const completionTokens = "text" in b ? Math.ceil(b.text.length / 4) : 10;
+    res.writeHead(200, { "content-type": "application/json" }).end(
+      JSON.stringify({
+        id: `chatcmpl-${this.requests.length}`,
+        object: "chat.completion",
+        created: Math.floor(Date.now() / 1000),
+        model: rec.model,
+        choices: [{ index: 0, message, finish_reason: "text" in b ? "stop" : "tool_calls" }],
+        usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+      }),
+    );
+  }
+}
+
+/** The text of the last user message of a recorded request. */
+export function lastUserText(req: RecordedRequest): string {
+  const users = req.messages.filter((m) => m.role === "user");
+  const c = users[users.length - 1]?.content;
+  return typeof c === "string" ? c : JSON.stringify(c);
+}
