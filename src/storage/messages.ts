@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Kysely, Selectable } from "kysely";
+import { sql, type Kysely, type Selectable } from "kysely";
 import { isUniqueViolation } from "./db.js";
 import type { IncomingStatus, MessagesTable, Schema } from "./schema.js";
 
@@ -143,8 +143,10 @@ export class MessagesRepo {
   }
 
   /**
-   * The dialog of a thread before a message: answered user messages and our answers, oldest
-   * first, at most `limit` turns.
+   * The dialog of a thread before an incoming message: answered user messages and our answers
+   * to messages that came before it, oldest first, at most `limit` turns. Ordered by the
+   * incoming message each turn belongs to, because answers are stored after later messages of
+   * the same thread may already have been recorded.
    */
   async history(bot: string, threadKey: string, beforeId: number, limit: number): Promise<HistoryTurn[]> {
     if (limit <= 0) return [];
@@ -153,8 +155,13 @@ export class MessagesRepo {
       .select(["direction", "text", "created_ms"])
       .where("bot", "=", bot)
       .where("thread_key", "=", threadKey)
-      .where("id", "<", beforeId)
-      .where((eb) => eb.or([eb("direction", "=", "out"), eb("status", "=", "answered")]))
+      .where((eb) =>
+        eb.or([
+          eb.and([eb("direction", "=", "in"), eb("status", "=", "answered"), eb("id", "<", beforeId)]),
+          eb.and([eb("direction", "=", "out"), eb("reply_to_id", "<", beforeId)]),
+        ]),
+      )
+      .orderBy(sql`coalesce(reply_to_id, id)`, "desc")
       .orderBy("id", "desc")
       .limit(limit)
       .execute();

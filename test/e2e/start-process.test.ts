@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe, test } from "node:test";
+import { openStore } from "../../src/storage/index.js";
+import { finished, runBots, spawnBots } from "../support/cli.js";
+import { createTestDatabase, dialects } from "../support/db.js";
+import { Fixture } from "../support/fixture.js";
+import { eventually, TOKEN } from "../support/harness.js";
+import { FakeOpenAI } from "../support/openai-server.js";
+import { startTelegram, userSays, waitForBotMessages } from "../support/telegram.js";
+
+function botYaml(apiRoot: string, llmUrl: string): string {
+  return ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llmUrl}`, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`].join("\n");
+}
+
+for (const dialect of dialects()) {
+  describe(`bots start as a process (${dialect})`, () => {
+    test("answers through bin/bots.js, and SIGTERM lets the answer in flight finish, flushes logs, exits 0", async () => {
+      const fx = new Fixture();
+      const db = await createTestDatabase(dialect);
+      const { server, apiRoot } = await startTelegram();
+      const llm = new FakeOpenAI();
+      await llm.start();
+      try {
+        fx.write("prompts/p.md", "Be brief.");
+        fx.bot("shop-tg", botYaml(apiRoot, llm.url));
+        fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
+        const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
+        assert.equal(topup.code, 0, topup.stderr);
+        const child = spawnBots(["start", "tg"], { cwd: fx.root });
+        await eventually(() => child.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
+        await userSays(server, TOKEN, 42, "hello");
+        await waitForBotMessages(server, 42, 1);
+        llm.latencyMs = 1500;
+        await userSays(server, TOKEN, 43, "slow one");
+        await eventually(() => llm.requests.length === 2, 5000, "slow call started");
+        child.kill("SIGTERM");
+        const res = await finished(child, 20_000);
+        assert.equal(res.code, 0, res.stderr);
+        const [reply] = await waitForBotMessages(server, 43, 1, 1000);
+        assert.equal(reply!.text, "echo: slow one", "the answer in flight was finished before exit");
+        const { readFileSync } = await import("node:fs");
+        const log = readFileSync(`${fx.logDir}/shop-tg.log`, "utf8");
+        assert.match(log, /"msg":"answer delivered"/);
+        assert.ok(!log.includes("sk-live-secret-999") && !log.includes(TOKEN.split(":")[1]!), "secrets never reach the log");
+        assert.match(readFileSync(`${fx.logDir}/bots.log`, "utf8"), /"msg":"stopped"/);
+        const store = await openStore(db.url);
+        try {
+          assert.equal((await store.balance.get("default"))!.balance, 50000 - 1000);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await server.stop();
+        await llm.stop();
+        await db.drop();
+        fx.cleanup();
+      }
+    });
+  });
+}
+
+describe("bots start refuses to run", () => {
+  test("a bad token fails at once naming the bot (exit 1)", async () => {
+    const fx = new Fixture();
+    const api = http.createServer((req, res) => {
+      res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ ok: false, error_code: 401, description: "Unauthorized" }));
+    });
+    await new Promise<void>((r) => api.listen(0, "127.0.0.1", r));
+    try {
+      fx.write("prompts/p.md", "x");
+      fx.bot("shop-tg", botYaml(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, "http://127.0.0.1:9/v1"));
+      const res = await runBots(["start", "--db", `sqlite:${fx.root}/b.db`], { cwd: fx.root, env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" }, timeoutMs: 20_000 });
+      assert.equal(res.code, 1);
+      assert.match(res.stderr, /bot shop-tg: Telegram refused the token \(401\)/);
+      assert.match(res.stderr, /hint: check tg\.token/);
+      assert.ok(!res.stderr.includes("bad-token-value"));
+    } finally {
+      api.close();
+      fx.cleanup();
+    }
+  });
+
+  test("a broken config names file, line and field (exit 2); an unknown target is a usage error", async () => {
+    const fx = new Fixture();
+    try {
+      fx.write("prompts/p.md", "x");
+      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+      const res = await runBots(["start"], { cwd: fx.root, env: { TG_TOKEN: "1:a" } });
+      assert.equal(res.code, 2);
+      assert.match(res.stderr, /configs\/shop-tg\.yaml:5: llm\.api_key: environment variable OPENAI_API_KEY is not set/);
+      const fixed = await runBots(["start"], { cwd: fx.root, env: { TG_TOKEN: "1:a", OPENAI_API_KEY: "k" } });
+      assert.equal(fixed.code, 2);
+      assert.match(fixed.stderr, /configs\/shop-tg\.yaml:6: llm\.temprature: unknown key \(did you mean 'temperature'\?\)/);
+      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+      const target = await runBots(["start", "nosuchbot"], { cwd: fx.root, env: { TG_TOKEN: "1:a", OPENAI_API_KEY: "k" } });
+      assert.equal(target.code, 2);
+      assert.match(target.stderr, /'nosuchbot' is neither a bot nor a channel/);
+    } finally {
+      fx.cleanup();
+    }
+  });
+});
