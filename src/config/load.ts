@@ -51,15 +51,14 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
   for (const file of files) {
     const result = loadBotFile(file, env, root);
     problems.push(...result.problems);
-    if (!result.bot) continue;
-    const bot = result.bot;
-    const first = seen.get(bot.name);
-    if (first) {
-      problems.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${bot.name}' (also in ${displayPath(first)})` });
+    // Names clash whether or not the files are otherwise valid.
+    const first = result.name ? seen.get(result.name) : undefined;
+    if (result.name && first) {
+      problems.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${result.name}' (also in ${displayPath(first)})` });
       continue;
     }
-    seen.set(bot.name, file);
-    bots.push(bot);
+    if (result.name) seen.set(result.name, file);
+    if (result.bot) bots.push(result.bot);
   }
   return { bots, problems, files };
 }
@@ -68,14 +67,14 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
  * Loads and validates one bot file.
  * @param root directory that relative prompt paths start from
  */
-export function loadBotFile(file: string, env: Record<string, string>, root: string): { bot?: BotConfig; problems: ConfigProblem[]; nameLine: number } {
+export function loadBotFile(file: string, env: Record<string, string>, root: string): { bot?: BotConfig; problems: ConfigProblem[]; name?: string; nameLine: number } {
   const shown = displayPath(file);
   const problems: ConfigProblem[] = [];
   const lc = new LineCounter();
   const source = readFileSync(file, "utf8");
-  const doc = parseDocument(source, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(source, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   for (const err of doc.errors) {
-    problems.push({ file: shown, line: err.linePos?.[0]?.line ?? 0, field: "", message: `YAML: ${err.message.split("\n")[0]}` });
+    problems.push({ file: shown, line: err.linePos?.[0]?.line ?? 0, field: "", message: `YAML: ${err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}` });
   }
   if (problems.length) return { problems, nameLine: 0 };
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
@@ -89,12 +88,13 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   const data = raw as Record<string, unknown>;
   if (data.name === undefined) data.name = path.basename(file).replace(/\.ya?ml$/, "");
   const nameLine = lineOf(doc.get("name", true) as Node | undefined) || 1;
-  if (problems.length) return { problems, nameLine };
+  const name = typeof data.name === "string" ? data.name : undefined;
+  if (problems.length) return { problems, name, nameLine };
 
   const parsed = botConfigSchema.safeParse(data);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
-    return { problems, nameLine };
+    return { problems, name, nameLine };
   }
   const bot: BotConfig = { ...parsed.data, file: path.resolve(file), root };
   for (const [field, rel] of promptFiles(bot)) {
@@ -103,7 +103,7 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
       problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
     }
   }
-  return problems.length ? { problems, nameLine } : { bot, problems, nameLine };
+  return problems.length ? { problems, name, nameLine } : { bot, problems, name, nameLine };
 }
 
 /** The prompt files a bot refers to, as [field path, relative path]. */

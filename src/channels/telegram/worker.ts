@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { Logger } from "pino";
 import type { Telegraf } from "telegraf";
@@ -145,10 +146,24 @@ export class TelegramWorker implements ChannelWorker {
   private async startWebhook(): Promise<void> {
     const wh = this.bot.tg!.webhook!;
     const callback = this.telegraf.webhookCallback(wh.path, { secretToken: wh.secret_token });
+    const expected = Buffer.from(wh.secret_token);
     this.server = http.createServer((req, res) => {
-      void callback(req, res, () => {
-        res.statusCode = 404;
-        res.end();
+      const path = (req.url ?? "").split("?")[0];
+      if (req.method !== "POST" || path !== wh.path) {
+        res.writeHead(404).end();
+        return;
+      }
+      // Telegram sends the secret in this header on every webhook call (setWebhook secret_token).
+      const given = Buffer.from(String(req.headers["x-telegram-bot-api-secret-token"] ?? ""));
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        this.logger.warn({ remote: req.socket.remoteAddress }, "webhook call with a wrong secret token refused");
+        res.writeHead(403).end();
+        return;
+      }
+      callback(req, res, () => void res.writeHead(403).end()).catch((error: unknown) => {
+        // Not recorded: answer 500 so Telegram delivers the update again later.
+        this.logger.error({ err: error }, "webhook update could not be recorded; Telegram will resend it");
+        if (!res.headersSent) res.writeHead(500).end();
       });
     });
     await new Promise<void>((resolve, reject) => {

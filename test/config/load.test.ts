@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
+import { Fixture } from "../support/fixture.js";
+
+const good = (extra = "") => ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: gpt-4o-mini", "  api_key: ${KEY}", "tg:", "  token: ${TG:-1:default}", extra].join("\n");
+
+function load(files: Record<string, string>, env: Record<string, string> = { KEY: "sk-1" }) {
+  const fx = new Fixture();
+  fx.write("prompts/p.md", "hi");
+  for (const [name, yaml] of Object.entries(files)) fx.write(`configs/${name}`, yaml);
+  fx.write("configs/examples/ignored.yaml", "not: [a bot");
+  try {
+    const r = loadBotConfigs(fx.configDir, env);
+    return { ...r, lines: r.problems.map(formatProblem) };
+  } finally {
+    fx.cleanup();
+  }
+}
+
+describe("config loading", () => {
+  test("defaults fill in; name defaults to the file name; ${VAR:-default}; examples/ is not loaded", () => {
+    const { bots, problems } = load({ "shop-tg.yaml": good() });
+    assert.deepEqual(problems, []);
+    const b = bots[0]!;
+    assert.equal(b.name, "shop-tg");
+    assert.equal(b.tg!.token, "1:default");
+    assert.equal(b.llm.concurrency, 8);
+    assert.equal(b.balance.cost_per_reply, 5);
+    assert.equal(b.spam.max_per_minute, 6);
+    assert.equal(b.timezone, "UTC");
+  });
+
+  test("an unquoted ${PORT} becomes a number", () => {
+    const { bots, problems } = load({ "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: ${PORT}\n    secret_token: abc") }, { KEY: "k", PORT: "8443" });
+    assert.deepEqual(problems, []);
+    assert.equal(bots[0]!.tg!.webhook!.port, 8443);
+  });
+
+  test("every problem at once, each with file:line: field", () => {
+    const { lines, bots } = load(
+      {
+        "a.yaml": good("  groups: sometimes"),
+        "b.yaml": ["channel: tg", "prompt: prompts/missing.md", "llm:", "  model: m", "  api_key: ${NOPE}", "tg: { token: '1:x' }"].join("\n"),
+        "c.yaml": "channel: tg\nprompt: [unclosed\n",
+        "d.yaml": ["name: a", "channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k, temprature: 1 }", "tg: { token: '1:x' }", "balance: { cost_per_reply: -1 }"].join("\n"),
+        "e.yaml": ["name: e", "channel: vk", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n"),
+      },
+      {},
+    );
+    assert.equal(bots.length, 0);
+    const text = lines.join("\n");
+    assert.match(text, /configs\/a\.yaml:5: llm\.api_key: environment variable KEY is not set/);
+    assert.match(text, /configs\/b\.yaml:5: llm\.api_key: environment variable NOPE is not set/);
+    assert.match(text, /configs\/c\.yaml:\d+: YAML: /);
+    assert.match(text, /configs\/d\.yaml:4: llm\.temprature: unknown key \(did you mean 'temperature'\?\)/);
+    assert.match(text, /configs\/d\.yaml:6: balance\.cost_per_reply: /);
+    assert.match(text, /configs\/e\.yaml:\d: vk: section 'vk' is required for channel vk/);
+    assert.match(text, /configs\/e\.yaml:5: tg: section 'tg' does not fit channel vk/);
+  });
+
+  test("wrong types, enum values, a missing prompt file and duplicate names", () => {
+    const { lines } = load({
+      "a.yaml": good("  groups: sometimes"),
+      "b.yaml": ["name: a", "channel: tg", "prompt: prompts/nope.md", "llm: { model: m, api_key: k, concurrency: many }", "tg: { token: '1:x' }"].join("\n"),
+      "c.yaml": ["name: a", "channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n"),
+    });
+    const text = lines.join("\n");
+    assert.match(text, /configs\/a\.yaml:8: tg\.groups: /);
+    assert.match(text, /configs\/b\.yaml:4: llm\.concurrency: .*number/i);
+    assert.match(text, /configs\/b\.yaml:1: name: duplicate bot name 'a' \(also in .*configs\/a\.yaml\)/);
+    assert.match(text, /configs\/c\.yaml:1: name: duplicate bot name 'a' \(also in .*configs\/a\.yaml\)/);
+    const prompt = load({ "p.yaml": ["channel: tg", "prompt: prompts/nope.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n") }).lines.join("\n");
+    assert.match(prompt, /configs\/p\.yaml:2: prompt: prompt file prompts\/nope\.md not found/);
+  });
+});
