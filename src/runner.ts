@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { channelFactory } from "./channels/index.js";
 import type { ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
-import { Pipeline, type Feature } from "./core/pipeline.js";
+import { Pipeline, type Feature, type PipelineDeps } from "./core/pipeline.js";
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import { buildFeatures } from "./features/index.js";
@@ -35,6 +35,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** LLM tuning (tests shorten back-off). */
   llm?: Partial<Pick<LlmOptions, "retry">>;
+  /** Observes every message's end (benches, metrics). */
+  onOutcome?: PipelineDeps["onOutcome"];
 }
 
 /** Bots started by {@link startBots}. */
@@ -128,6 +130,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         notifier,
         features,
         now: options.now,
+        onOutcome: options.onOutcome,
       });
       const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
       await worker.start(pipeline);

@@ -40,6 +40,8 @@ export interface PipelineDeps {
   now?: () => number;
   /** Back-off for database blips while recording, ms. @defaultValue 200 */
   storageRetryBaseMs?: number;
+  /** Called once per message when its processing ends, whatever the outcome (metrics, benches). */
+  onOutcome?: (ctx: PipelineContext) => void;
 }
 
 /** What happened at intake. */
@@ -90,7 +92,16 @@ export class Pipeline {
       this.spam,
       this.record,
       async (ctx) => {
-        this.queue.push(ctx.msg.threadKey, () => this.answer(ctx));
+        ctx.timings.intake = performance.now() - (ctx.state.t0 as number);
+        this.queue.push(ctx.msg.threadKey, async () => {
+          const t = performance.now();
+          try {
+            await this.answer(ctx);
+          } finally {
+            ctx.timings.answer = performance.now() - t;
+            this.deps.onOutcome?.(ctx);
+          }
+        });
       },
     ]);
   }
@@ -111,6 +122,7 @@ export class Pipeline {
     const prev = this.intakeTails.get(key) ?? Promise.resolve();
     const ctx = this.newContext(msg);
     const run = prev.then(async (): Promise<IntakeResult> => {
+      ctx.state.t0 = performance.now();
       await this.intake(ctx);
       if (ctx.outcome === "duplicate") return { status: "duplicate" };
       if (ctx.filtered) return { status: "filtered", id: ctx.id!, reason: ctx.filtered };
@@ -156,7 +168,7 @@ export class Pipeline {
   }
 
   private newContext(msg: IncomingMessage): PipelineContext {
-    return { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {} };
+    return { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
   }
 
   /** Retries a storage operation through short outages (connection refused, lock waits). */
@@ -315,7 +327,9 @@ export class Pipeline {
       ctx.outcome = "skipped";
       return;
     }
+    const t = performance.now();
     ctx.delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text);
+    ctx.timings.deliver = performance.now() - t;
     await next();
   };
 

@@ -104,6 +104,12 @@ export interface PipelineContext {
   outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed";
   /** Scratch space for features. */
   state: Record<string, unknown>;
+  /**
+   * Time spent by the pipeline itself, ms (performance.now based): `intake` (dedupe, spam,
+   * record), `answer` (from leaving the queue to notify, model call included), `deliver` (the
+   * channel call alone).
+   */
+  timings: { intake?: number; answer?: number; deliver?: number };
   /** The stored row when the message is re-run by replay. */
   stored?: MessageRow;
 }

@@ -30,7 +30,7 @@ export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kin
  */
 export function renderPrompt(template: string, vars: { botName: string; timezone: string; nowMs: number; extra?: Record<string, string> }): string {
   const parts = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", { timeZone: vars.timezone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", weekday: "long", hourCycle: "h23" })
+    formatterFor(vars.timezone)
       .formatToParts(new Date(vars.nowMs))
       .map((p) => [p.type, p.value]),
   );
@@ -43,4 +43,16 @@ export function renderPrompt(template: string, vars: { botName: string; timezone
     ...vars.extra,
   };
   return template.replace(/\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}/gi, (m, name: string) => values[name] ?? m);
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** One formatter per time zone: building an Intl.DateTimeFormat costs about a millisecond. */
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", weekday: "long", hourCycle: "h23" });
+    formatters.set(timeZone, f);
+  }
+  return f;
 }

@@ -56,7 +56,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     } catch (cause) {
       throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, { cause, hint: "check the path and its permissions" });
     }
-    const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: conn }) });
+    const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingStatements(conn) }) });
     return { db, dialect: "sqlite", safeUrl, close: () => db.destroy() };
   }
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
@@ -95,6 +95,31 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     return { db, dialect: "mysql", safeUrl, close: () => db.destroy() };
   }
   throw new StorageError("DB_URL_INVALID", `unsupported database URL ${safeUrl}`, { hint: "use sqlite:PATH or mysql://user:pass@host:3306/db" });
+}
+
+/**
+ * Wraps a better-sqlite3 connection so each distinct SQL text is prepared once: Kysely's SQLite
+ * driver prepares on every query, which was the largest cost per message in bench/pipeline.
+ * Kysely runs one query at a time on the connection, so a cached statement is never in use twice.
+ * Bounded: the oldest statements are dropped past `max` distinct texts.
+ */
+function cachingStatements(conn: import("better-sqlite3").Database, max = 500) {
+  const cache = new Map<string, import("better-sqlite3").Statement>();
+  return {
+    close: () => conn.close(),
+    prepare(sqlText: string) {
+      let stmt = cache.get(sqlText);
+      if (stmt) {
+        // Refresh its place so the most used statements stay.
+        cache.delete(sqlText);
+      } else {
+        stmt = conn.prepare(sqlText);
+        if (cache.size >= max) cache.delete(cache.keys().next().value!);
+      }
+      cache.set(sqlText, stmt);
+      return stmt;
+    },
+  };
 }
 
 /**

@@ -50,7 +50,11 @@ export class TelegramWorker implements ChannelWorker {
   static async create(bot: BotConfig, logger: Logger, options: TelegramWorkerOptions = {}): Promise<TelegramWorker> {
     const { Telegraf } = await import("telegraf");
     const tg = bot.tg!;
-    const telegraf = new Telegraf(tg.token, { telegram: { apiRoot: tg.api_root.replace(/\/+$/, ""), webhookReply: false }, handlerTimeout: 120_000 });
+    const apiRoot = tg.api_root.replace(/\/+$/, "");
+    const telegraf = new Telegraf(tg.token, { telegram: { apiRoot, webhookReply: false }, handlerTimeout: 120_000 });
+    // telegraf drops its keep-alive agent for http:// roots (a self-hosted Bot API server on
+    // localhost); without one every call opens a new connection.
+    if (apiRoot.startsWith("http://")) telegraf.telegram.options.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
     return new TelegramWorker(bot, telegraf, logger, options);
   }
 

@@ -1,0 +1,99 @@
+/**
+ * bench/pipeline — the main job under load, through the real Telegram worker and the Bot API
+ * emulator (telegram-test-api), a local OpenAI-compatible server with fixed latency, and SQLite
+ * (or `--db URL`). The emulator, model server and users run in a child process (bench/world.ts)
+ * so they do not share the bot's event loop. Prints figures; asserts nothing.
+ *
+ *   node --import tsx bench/pipeline.ts [--messages 1000] [--chats 200] [--latency 500] [--concurrency 32] [--hang 8000] [--db URL]
+ *
+ * 1. Throughput: N messages over C chats; wall time (first send → last reply) beside the limit
+ *    N / concurrency × latency.
+ * 2. Own time per message excluding the model: intake + answer − model call (median, p95),
+ *    from the pipeline's own timings; also shown without the Bot API sendMessage round trip.
+ * 3. Isolation: one chat's model call hangs; p90 latency (user send → reply stored in the
+ *    emulator) of 100 messages from other chats meanwhile.
+ */
+import { fork } from "node:child_process";
+import { once } from "node:events";
+import { parseArgs } from "node:util";
+import { TelegramWorker } from "../src/channels/telegram/worker.js";
+import { loadBotConfigs } from "../src/config/load.js";
+import type { PipelineContext } from "../src/core/types.js";
+import { createLogging } from "../src/logging.js";
+import { startBots } from "../src/runner.js";
+import { openStore } from "../src/storage/index.js";
+import { createTestDatabase } from "../test/support/db.js";
+import { Fixture } from "../test/support/fixture.js";
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: "string", default: "1000" },
+    chats: { type: "string", default: "200" },
+    latency: { type: "string", default: "500" },
+    concurrency: { type: "string", default: "32" },
+    hang: { type: "string", default: "8000" },
+    db: { type: "string" },
+  },
+});
+const N = Number(values.messages);
+const C = Number(values.chats);
+const LAT = Number(values.latency);
+const CONC = Number(values.concurrency);
+const HANG = Number(values.hang);
+const TOKEN = "123456:BENCH-token";
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+const fmt = (ms: number) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;
+
+const world = fork(new URL("./world.ts", import.meta.url), [], { execArgv: ["--import", "tsx"], env: { ...process.env, BENCH_TOKEN: TOKEN, BENCH_LATENCY: String(LAT) } });
+const ask = async <T>(msg?: unknown): Promise<T> => {
+  if (msg) world.send(msg as never);
+  const [reply] = (await once(world, "message")) as [T];
+  return reply;
+};
+const { apiRoot, llmUrl } = await ask<{ apiRoot: string; llmUrl: string }>();
+
+const fx = new Fixture();
+const db = values.db ? { url: values.db, drop: async () => undefined } : await createTestDatabase("sqlite");
+fx.write("prompts/p.md", "You are {{bot_name}}.");
+fx.bot(
+  "bench-tg",
+  ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: bench", "  api_key: k", `  base_url: ${llmUrl}`, `  concurrency: ${CONC}`, "  timeout_s: 30", "spam: { max_per_minute: 1000 }", "tg:", `  token: "${TOKEN}"`, `  api_root: ${apiRoot}`].join("\n"),
+);
+const bot = loadBotConfigs(fx.configDir, {}).bots[0]!;
+const store = await openStore(db.url);
+await store.balance.topUp("default", 100_000_000);
+const logging = createLogging({ logDir: fx.logDir, console: false, level: "info" });
+
+const own: number[] = [];
+const ownCore: number[] = [];
+const onOutcome = (ctx: PipelineContext) => {
+  if (ctx.outcome !== "answered") return;
+  const t = (ctx.timings.intake ?? 0) + (ctx.timings.answer ?? 0) - (ctx.completion?.latencyMs ?? 0);
+  own.push(t);
+  ownCore.push(t - (ctx.timings.deliver ?? 0));
+};
+const running = await startBots({ bots: [bot], store, logging, onOutcome, createWorker: (b, l) => TelegramWorker.create(b, l, { idlePauseMs: 5 }) });
+
+const load = await ask<{ wallMs: number; sendMs: number }>({ cmd: "load", n: N, chats: C });
+const limit = (N / CONC) * LAT;
+const phase1Own = [...own];
+const phase1Core = [...ownCore];
+const hang = await ask<{ p90: number; n: number }>({ cmd: "hang", others: 100, hangMs: HANG, latencyMs: LAT });
+
+console.log(`bench/pipeline  messages=${N} chats=${C} model_latency=${LAT} ms concurrency=${CONC} db=${store.database.dialect}`);
+console.log(`wall time             ${(load.wallMs / 1000).toFixed(2)} s   limit ${(limit / 1000).toFixed(2)} s   ratio ${(load.wallMs / limit).toFixed(3)}   (goal ≤ 1.10; users' sends took ${(load.sendMs / 1000).toFixed(2)} s)`);
+console.log(`own time excl. model  median ${fmt(pct(phase1Own, 50))}   p95 ${fmt(pct(phase1Own, 95))}   (goal median ≤ 3 ms; includes the sendMessage round trip)`);
+console.log(`  without delivery    median ${fmt(pct(phase1Core, 50))}   p95 ${fmt(pct(phase1Core, 95))}   (n=${phase1Own.length})`);
+console.log(`other chats, 1 hung   p90 ${fmt(hang.p90)}   (goal ≤ ${LAT + 300} ms; n=${hang.n}, hang ${HANG} ms)`);
+
+await running.stop(HANG + 2000);
+await store.close();
+await logging.flush();
+world.send({ cmd: "stop" });
+await db.drop();
+fx.cleanup();
+process.exit(0);
