@@ -48,24 +48,25 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
  * `--yes`, writes one ledger row.
  * @throws BalanceError (exit 2) for a bad amount, with nothing written
  */
-export async function addBalance(c: CliContext, amountText: string, opts: { account: string; note?: string; yes?: boolean }): Promise<void> {
+export async function addBalance(c: CliContext, amountText: string, opts: { account?: string; note?: string; yes?: boolean }): Promise<void> {
+  const account = opts.account ?? "default";
   let amount: number;
   try {
     amount = parseAmount(amountText);
   } catch (error) {
     throw new UsageError("BALANCE_AMOUNT_INVALID", (error as Error).message, { hint: (error as { hint?: string }).hint });
   }
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.account)) throw new UsageError("ACCOUNT_INVALID", `account name '${opts.account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(account)) throw new UsageError("ACCOUNT_INVALID", `account name '${account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
   if (c.interactive && !opts.yes && !c.json) {
     const { confirm } = await import("@inquirer/prompts");
-    const ok = await confirm({ message: `Add ${formatCredits(amount)} credits to account '${opts.account}'?`, default: true });
+    const ok = await confirm({ message: `Add ${formatCredits(amount)} credits to account '${account}'?`, default: true });
     if (!ok) {
       c.err("Cancelled; nothing written.");
       return;
     }
   }
   await withStore(c, async (store) => {
-    const row = await store.balance.topUp(opts.account, amount, opts.note);
+    const row = await store.balance.topUp(account, amount, opts.note);
     if (c.json) c.out(JSON.stringify({ account: row.account, added: formatCredits(amount), balance: formatCredits(row.balance_after), balance_hundredths: row.balance_after, ledger_id: row.id }));
     else c.out(`Added ${chalk.bold(formatCredits(amount))} to ${row.account}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
   });

@@ -50,17 +50,17 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .command("add")
     .description("top up an account")
     .argument("<amount>", "credits: 500, 12.5 or 12,50")
-    .option("--account <name>", "account to top up", "default")
+    .option("--account <name>", "account to top up (default: default)")
     .option("--note <text>", "note kept in the ledger")
     .option("-y, --yes", "do not ask for confirmation")
     .addHelpText("after", "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes")
-    .action(run(async (c, cmd) => (await import("./balance.js")).addBalance(c, cmd.args[0]!, cmd.opts())));
+    .action(run(async (c, cmd) => (await import("./balance.js")).addBalance(c, cmd.args[0]!, cmd.optsWithGlobals())));
   balance
     .command("history")
     .description("the ledger, newest first")
     .option("--account <name>", "one account")
     .option("--limit <n>", "rows", "20")
-    .action(run(async (c, cmd) => (await import("./balance.js")).balanceHistory(c, cmd.opts())));
+    .action(run(async (c, cmd) => (await import("./balance.js")).balanceHistory(c, cmd.optsWithGlobals())));
 
   const config = program.command("config").description("configuration tools");
   config

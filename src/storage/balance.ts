@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import { BalanceError } from "../errors.js";
-import { isUniqueViolation } from "./db.js";
+import { isUniqueViolation, transact } from "./db.js";
 import type { BalanceLedgerTable, Schema } from "./schema.js";
 
 /** One row of the ledger. Amounts in hundredths of a credit; `created_ms` epoch ms UTC. */
@@ -49,9 +49,13 @@ export class BalanceRepo {
     if (!Number.isSafeInteger(amount) || amount <= 0 || amount > MAX_TOPUP) {
       throw new BalanceError("BALANCE_AMOUNT_INVALID", `top-up amount must be a positive whole number of hundredths up to ${MAX_TOPUP}, got ${amount}`);
     }
-    return this.db.transaction().execute(async (trx) => {
+    // Create the account in its own statement: inside the transaction, INSERT IGNORE on an
+    // existing row takes a shared lock that the UPDATE must upgrade, and InnoDB deadlocks
+    // concurrent top-ups on that upgrade. The transaction below then starts with the exclusive lock.
+    const t0 = this.now();
+    await this.db.insertInto("balance_accounts").values({ account, balance: 0, created_ms: t0, updated_ms: t0 }).orIgnore().execute();
+    return transact(this.db, async (trx) => {
       const t = this.now();
-      await trx.insertInto("balance_accounts").values({ account, balance: 0, created_ms: t, updated_ms: t }).orIgnore().execute();
       await trx
         .updateTable("balance_accounts")
         .set({ balance: sql`balance + ${amount}`, updated_ms: t })
@@ -70,7 +74,7 @@ export class BalanceRepo {
    * @returns the ledger row (reason `reserve`), or null when the balance cannot pay
    */
   async reserve(account: string, amount: number, floor: number, messageId: number | null): Promise<LedgerRow | null> {
-    return this.db.transaction().execute(async (trx) => {
+    return transact(this.db, async (trx) => {
       const t = this.now();
       const res = await trx
         .updateTable("balance_accounts")
@@ -91,7 +95,7 @@ export class BalanceRepo {
   async refund(reservation: Pick<LedgerRow, "id" | "account" | "delta" | "message_id">, note?: string): Promise<LedgerRow | null> {
     const amount = -Number(reservation.delta);
     try {
-      return await this.db.transaction().execute(async (trx) => {
+      return await transact(this.db, async (trx) => {
         const t = this.now();
         await trx
           .updateTable("balance_accounts")

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql } from "kysely";
+import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { StorageError } from "../errors.js";
 import { migrationProvider, migrations } from "./migrations.js";
 import type { Schema } from "./schema.js";
@@ -150,6 +150,23 @@ export async function migrate(database: Database): Promise<string[]> {
       continue;
     }
     throw new StorageError("DB_MIGRATION_FAILED", `migration failed on ${database.safeUrl}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Runs `fn` in a transaction, restarting it when the database reports a deadlock or a busy lock
+ * (InnoDB picks a victim among concurrent transactions and asks it to restart; SQLite may refuse
+ * a lock upgrade). Each attempt is a whole new transaction, so nothing is applied twice.
+ * @throws the last error after `attempts` tries, or at once for any other error
+ */
+export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Schema>) => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (error) {
+      if (attempt >= attempts || !isBusy(error)) throw error;
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+    }
   }
 }
 

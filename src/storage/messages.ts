@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
-import { isUniqueViolation } from "./db.js";
+import { isUniqueViolation, transact } from "./db.js";
 import type { IncomingStatus, MessagesTable, Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
@@ -126,7 +126,7 @@ export class MessagesRepo {
    * @returns the outgoing row's id
    */
   async settle(out: NewOutgoing): Promise<number> {
-    return this.db.transaction().execute(async (trx) => {
+    return transact(this.db, async (trx) => {
       const id = await insertOutgoing(trx, out);
       await trx
         .updateTable("messages")
