@@ -32,7 +32,7 @@ export interface FindDeadlineOptions {
  */
 export function findDeadline(text: string, options: FindDeadlineOptions): number | null {
   const { referenceMs, timezone } = options;
-  const prepared = addYears(text, referenceMs, timezone);
+  const prepared = isoNumericDates(text, referenceMs, timezone);
   const reference = { instant: new Date(referenceMs), timezone: offsetMs(referenceMs, timezone) / 60_000 };
   let best: number | null = null;
   for (const parser of [chrono.ru, chrono.en]) {
@@ -50,17 +50,18 @@ export function findDeadline(text: string, options: FindDeadlineOptions): number
 }
 
 /**
- * chrono reads "30.11.2026" but not "30.11": give such dates the year of their next occurrence
- * after the reference, in the time zone.
+ * Numeric dates are Russian-style day-first ("30.11", "30.11.2026"), which chrono's English
+ * parser would read month-first and its Russian one does not read without a year: rewrite them
+ * as ISO dates, a year-less one in the year of its next occurrence after the reference.
  */
-function addYears(text: string, referenceMs: number, timezone: string): string {
+function isoNumericDates(text: string, referenceMs: number, timezone: string): string {
   const refYear = Number(partsIn(referenceMs, timezone).year);
-  return text.replace(/(?<![\d.])(\d{1,2})\.(\d{1,2})(?![.\d])/g, (m, dd: string, mm: string) => {
+  return text.replace(/(?<![\d.])(\d{1,2})\.(\d{1,2})(?:\.(\d{4}))?(?![.\d])/g, (m, dd: string, mm: string, yyyy?: string) => {
     const day = Number(dd);
     const month = Number(mm);
     if (day < 1 || day > 31 || month < 1 || month > 12) return m;
-    const year = zonedTimeToUtc(refYear, month, day, 23, 59, 59, 999, timezone) < referenceMs ? refYear + 1 : refYear;
-    return `${dd}.${mm}.${year}`;
+    const year = yyyy ? Number(yyyy) : zonedTimeToUtc(refYear, month, day, 23, 59, 59, 999, timezone) < referenceMs ? refYear + 1 : refYear;
+    return `${year}-${String(month).padStart(2, "0")}-${String(day).padStart(2, "0")}`;
   });
 }
 
