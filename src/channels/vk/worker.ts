@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { Logger } from "pino";
@@ -212,7 +212,7 @@ export class VkWorker implements ChannelWorker {
       return reply(403, "forbidden");
     }
     // VK sends no secret with `confirmation`; a present but wrong one is still refused.
-    const secretOk = cb.secret === undefined || event.secret === cb.secret || (event.type === "confirmation" && event.secret === undefined);
+    const secretOk = cb.secret === undefined || sameSecret(event.secret, cb.secret) || (event.type === "confirmation" && event.secret === undefined);
     if (!secretOk) {
       this.logger.warn({ type: event.type, event_id: event.event_id }, "callback with a wrong or missing secret; 403");
       return reply(403, "forbidden");
@@ -344,4 +344,12 @@ export class VkWorker implements ChannelWorker {
 /** A positive int32 from a string: messages.send `random_id` (VK drops a second send with the same one). */
 export function randomId(seed: string): number {
   return createHash("sha1").update(seed).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** Compares a received secret with the configured one in constant time. */
+function sameSecret(got: unknown, want: string): boolean {
+  if (typeof got !== "string") return false;
+  const a = createHash("sha256").update(got).digest();
+  const b = createHash("sha256").update(want).digest();
+  return timingSafeEqual(a, b);
 }
