@@ -77,8 +77,11 @@ for (const dialect of dialects()) {
     test("a comment is answered as a reply to it, with the post text in the prompt", async () => {
       const h = await VkHarness.start({ dialect });
       try {
-        const post = await postCallback(h.callbackUrl, wallPostNew({ groupId: h.groupId, postId: 77, date: Math.floor(Date.now() / 1000), text: "Новая коллекция осени уже в магазине!", secret: VK_SECRET }));
-        assert.equal(post.text, "ok");
+        const postEvent = wallPostNew({ groupId: h.groupId, postId: 77, date: Math.floor(Date.now() / 1000), text: "Новая коллекция осени уже в магазине!", secret: VK_SECRET });
+        assert.equal((await postCallback(h.callbackUrl, postEvent)).text, "ok");
+        assert.equal((await postCallback(h.callbackUrl, postEvent, { "X-Retry-Counter": "1" })).text, "ok");
+        const postRows = await h.store.database.db.selectFrom("posts").selectAll().execute();
+        assert.equal(postRows.length, 1, "a resent wall_post_new is stored once");
         const stored = await h.store.posts.get("club-vk", String(-h.groupId), "77");
         assert.equal(stored?.text, "Новая коллекция осени уже в магазине!");
         await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 77, commentId: 9001, fromId: 333, text: "А размеры какие?", secret: VK_SECRET }));
