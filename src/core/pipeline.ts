@@ -264,7 +264,7 @@ export class Pipeline {
         created_ms: this.now(),
       });
     } catch (error) {
-      ctx.log.warn({ err: error }, "empty_reply could not be sent");
+      ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) could not be sent");
     }
   }
 
