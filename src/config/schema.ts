@@ -82,21 +82,34 @@ const tgSchema = z.strictObject({
     .default({ start: "Здравствуйте! Напишите ваш вопрос.", help: "Напишите вопрос обычным сообщением — я отвечу." }),
 });
 
+/** `vk:` (SPEC §3, §6; docs/vk.md): a VK community bot through vk-io. */
 const vkSchema = z.strictObject({
+  /** Community access token (Manage → API usage → Access tokens) with messages and wall rights. */
   token: z.string().min(1),
+  /** The community's id (positive; its wall's `owner_id` is the negative of it). */
   group_id: z.number().int().positive(),
+  /** `callback`: VK POSTs events to our endpoint; `longpoll`: Bots Long Poll API, no public URL needed. @defaultValue callback */
   mode: z.enum(["callback", "longpoll"]).default("callback"),
+  /** VK API base (vk-io `apiBaseUrl`); point it at a proxy or a local server. @defaultValue https://api.vk.com/method */
   api_base_url: z.string().url().default("https://api.vk.com/method"),
-  api_version: z.string().default("5.199"),
+  /** VK API version sent as `v`. @defaultValue 5.199 */
+  api_version: z.string().regex(/^\d+\.\d+$/, "like 5.199").default("5.199"),
+  /** The Callback API endpoint; required when mode is callback. */
   callback: z
     .strictObject({
+      /** @defaultValue 8080 */
       port: z.number().int().min(1).max(65535).default(8080),
+      /** @defaultValue /vk/callback */
       path: z.string().startsWith("/").default("/vk/callback"),
+      /** @defaultValue 0.0.0.0 */
       host: z.string().default("0.0.0.0"),
+      /** The string VK shows under "String to be returned", answered to the `confirmation` event. */
       confirmation: z.string().min(1),
+      /** The "Secret key" set in the Callback API settings; events without it get 403. */
       secret: z.string().optional(),
     })
     .optional(),
+  /** What the bot answers: private messages (`message_new`) and/or wall comments (`wall_reply_new`). @defaultValue [messages, comments] */
   answer: z.array(z.enum(["messages", "comments"])).default(["messages", "comments"]),
 });
 

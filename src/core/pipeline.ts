@@ -168,7 +168,9 @@ export class Pipeline {
   }
 
   private newContext(msg: IncomingMessage): PipelineContext {
-    return { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
+    const ctx: PipelineContext = { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
+    ctx.sendFreeReply = (text) => this.sendEmptyReply(ctx, text);
+    return ctx;
   }
 
   /** Retries a storage operation through short outages (connection refused, lock waits). */
@@ -274,7 +276,7 @@ export class Pipeline {
         created_ms: this.now(),
       });
     } catch (error) {
-      ctx.log.warn({ err: error }, "empty_reply could not be sent");
+      ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) could not be sent");
     }
   }
 
@@ -304,7 +306,11 @@ export class Pipeline {
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
     const bot = this.deps.bot;
-    const system = renderPrompt(loadPrompt(bot, ctx.msg.kind), { botName: bot.name, timezone: bot.timezone, nowMs: this.now(), extra: ctx.msg.vars });
+    const template = loadPrompt(bot, ctx.msg.kind);
+    let system = renderPrompt(template, { botName: bot.name, timezone: bot.timezone, nowMs: this.now(), extra: ctx.msg.vars });
+    // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
+    const postText = ctx.msg.vars?.post_text;
+    if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
     const history = await this.deps.store.messages.history(bot.name, ctx.msg.threadKey, ctx.id!, bot.history.max_messages);
     ctx.prompt = [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: ctx.msg.text }];
     await next();

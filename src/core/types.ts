@@ -112,4 +112,10 @@ export interface PipelineContext {
   timings: { intake?: number; answer?: number; deliver?: number };
   /** The stored row when the message is re-run by replay. */
   stored?: MessageRow;
+  /**
+   * Sends a fixed text (not from the model) as the answer, free of charge, and stores it as an
+   * outgoing message; the incoming message's status is left to the caller. Never throws: a
+   * failed send is logged. Used by gates (e.g. the deadline's `expired_reply`).
+   */
+  sendFreeReply?: (text: string) => Promise<void>;
 }

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
 import type { Store } from "../storage/index.js";
+import { deadlineFeature } from "./deadline.js";
 
 /** What features may use: the same injected dependencies as the pipeline. */
 export interface FeatureDeps {
@@ -19,7 +20,6 @@ export interface FeatureDeps {
  */
 export function buildFeatures(bot: BotConfig, deps: FeatureDeps): Feature[] {
   const features: Feature[] = [];
-  void bot;
-  void deps;
+  if (bot.features.deadline) features.push(deadlineFeature(bot, bot.features.deadline, deps));
   return features;
 }

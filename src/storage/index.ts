@@ -1,12 +1,15 @@
 import { BalanceRepo } from "./balance.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
 import { MessagesRepo } from "./messages.js";
+import { PostsRepo } from "./posts.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
 export interface Store {
   database: Database;
   messages: MessagesRepo;
   balance: BalanceRepo;
+  /** Wall posts seen by VK bots (migration 0002). */
+  posts: PostsRepo;
   close(): Promise<void>;
 }
 
@@ -28,6 +31,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     database,
     messages: new MessagesRepo(database.db, now),
     balance: new BalanceRepo(database.db, now),
+    posts: new PostsRepo(database.db, now),
     close: () => database.close(),
   };
 }

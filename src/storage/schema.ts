@@ -1,4 +1,5 @@
 import type { Generated } from "kysely";
+import type { PostsTable } from "./posts.js";
 
 /**
  * Table shapes shared by SQLite and MySQL. Times are epoch milliseconds UTC (`*_ms`), money is
@@ -11,6 +12,7 @@ export interface Schema {
   cursors: CursorsTable;
   leases: LeasesTable;
   leads: LeadsTable;
+  posts: PostsTable;
 }
 
 /** Incoming statuses. `delivering` means the channel call started: never sent again without --force. */

@@ -12,7 +12,10 @@ export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "comma
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
  * Text and photo captions become pipeline messages; `/start` and `/help` answer from config;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
- * when mentioned or replied to (`mention`), always (`all`) or never (`off`).
+ * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
+ * channel post (in the linked discussion group: a reply to the post's automatic forward,
+ * `is_automatic_forward: true`) is answered in `mention` and `all` modes as kind `comments`,
+ * with the post's text and date in `vars.post_text`/`vars.post_date` (prompt and deadline).
  * @param nowMs receive time, epoch ms UTC
  */
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
@@ -23,6 +26,10 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   if (m.from.is_bot) return { kind: "ignore", reason: "message from a bot" };
   const isGroup = chat.type === "group" || chat.type === "supergroup";
   if (chat.type === "channel") return { kind: "ignore", reason: "channel post" };
+  if ((m as { is_automatic_forward?: boolean }).is_automatic_forward) return { kind: "ignore", reason: "channel post forwarded to its discussion group" };
+  // A comment under a channel post: in the linked discussion group it replies to the automatic forward of the post.
+  const post = isGroup ? (m.reply_to_message as (Message & { is_automatic_forward?: boolean; text?: string; caption?: string }) | undefined) : undefined;
+  const onPost = post?.is_automatic_forward === true;
   const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : undefined;
   if (raw === undefined) return { kind: "ignore", reason: "no text (sticker, join, media without caption...)" };
 
@@ -41,7 +48,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     const handle = me.username ? `@${me.username}` : undefined;
     const mentioned = handle !== undefined && raw.toLowerCase().includes(handle.toLowerCase());
     const repliedToMe = m.reply_to_message?.from?.id === me.id;
-    if (mode === "mention" && !mentioned && !repliedToMe) return { kind: "ignore", reason: "group message not addressed to the bot" };
+    if (mode === "mention" && !mentioned && !repliedToMe && !onPost) return { kind: "ignore", reason: "group message not addressed to the bot" };
     if (handle) text = raw.replace(new RegExp(escapeRegExp(handle), "ig"), "").replace(/\s{2,}/g, " ").trim();
   }
   text = text.trim();
@@ -56,7 +63,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     message: {
       bot: bot.name,
       channel: "tg",
-      kind: "messages",
+      kind: onPost ? "comments" : "messages",
       chatId: String(chat.id),
       userId: String(m.from.id),
       userName,
@@ -66,6 +73,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
       dedupeKey: `${chat.id}:${m.message_id}`,
       channelMessageId: String(m.message_id),
       target: isGroup ? { reply_to_message_id: m.message_id } : {},
+      ...(onPost && (post.text ?? post.caption) ? { vars: { post_text: (post.text ?? post.caption)!, post_date: new Date(post.date * 1000).toISOString() } } : {}),
       receivedMs: nowMs,
     },
   };

@@ -1,0 +1,355 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import type { Logger } from "pino";
+import type { API, VK } from "vk-io";
+import type { BotConfig } from "../../config/schema.js";
+import type { Pipeline } from "../../core/pipeline.js";
+import { withRetries, type RetryDecision } from "../../core/retry.js";
+import type { Delivery, DeliveryTarget } from "../../core/types.js";
+import { ChannelError, StorageError } from "../../errors.js";
+import type { Store } from "../../storage/index.js";
+import { splitText } from "../telegram/translate.js";
+import type { ChannelDeps, ChannelWorker } from "../types.js";
+import { postRecord, translateEvent, VK_MAX_TEXT, type VkEvent, type VkPost } from "./translate.js";
+
+/** Tuning of {@link VkWorker} (tests shorten the waits). */
+export interface VkWorkerOptions {
+  /** First back-off of API retries, ms; doubles each time. @defaultValue 1000 */
+  backoffMs?: number;
+  /** Retries of messages.send / wall.createComment on retryable errors. @defaultValue 4 */
+  sendRetries?: number;
+  /** Long poll: pause between reconnect attempts after the server failed, ms (vk-io `pollingWait`). @defaultValue 3000 */
+  pollingWaitMs?: number;
+  /** Largest callback body accepted, bytes. @defaultValue 1 MiB */
+  maxBodyBytes?: number;
+  now?: () => number;
+}
+
+/** How many recent `event_id`s are remembered to drop resent callbacks early. */
+const RECENT_EVENTS = 2000;
+
+/**
+ * VK API error codes worth another attempt (STYLE 8): 1 unknown error, 6 too many requests per
+ * second, 9 flood control, 10 internal server error. Everything else (5 authorization failed,
+ * 7/15 no permission, 100 bad parameter, 901 can't send to a user without permission, ...) is
+ * final. vk-io itself already pauses and re-queues a request answered with 6.
+ */
+const RETRYABLE_CODES = new Set([1, 6, 9, 10]);
+
+/**
+ * Retry policy for VK API calls: the error `code` in VK's JSON body (carried as
+ * {@link ChannelError.status}); no code (connection refused, timeout) backs off.
+ */
+export function classifyVkError(error: unknown): RetryDecision {
+  const status = (error as ChannelError | undefined)?.status;
+  if (status === undefined) return { retry: true };
+  return { retry: RETRYABLE_CODES.has(status) };
+}
+
+/**
+ * Maps a vk-io error to a {@link ChannelError}: VK's `{error: {error_code, error_msg}}` body
+ * (vk-io `APIError`, `code` = error_code) keeps the code as `status`; network errors have none.
+ */
+export function toVkError(error: unknown, method: string): ChannelError {
+  if (error instanceof ChannelError) return error;
+  const e = error as { code?: unknown; message?: string; name?: string };
+  if (e?.name === "APIError" && typeof e.code === "number") {
+    const hint = e.code === 5 ? "check vk.token (a community token with messages and wall access)" : e.code === 901 ? "the user has not allowed messages from the community" : undefined;
+    return new ChannelError("VK_API", `${method}: VK error ${e.code}: ${e.message ?? ""}`.trim(), { cause: error, status: e.code, hint });
+  }
+  return new ChannelError("VK_NETWORK", `${method}: ${e?.message ?? String(error)}`, { cause: error });
+}
+
+/**
+ * VK community bot through vk-io (SPEC §6). Two transports feed the same {@link handleEvent}:
+ * the Callback API (our HTTP endpoint; VK POSTs events) and the Bots Long Poll API (vk-io's
+ * polling; its group events have the callback shape). API calls go through vk-io's `API` with
+ * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
+ */
+export class VkWorker implements ChannelWorker {
+  private server?: http.Server;
+  private pipeline?: Pipeline;
+  private readonly recent = new Set<string>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private polling = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly bot: BotConfig,
+    private readonly vk: VK,
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly options: VkWorkerOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Creates the worker, importing vk-io on demand.
+   * @throws ChannelError when `deps.store` is missing (the worker stores posts)
+   */
+  static async create(bot: BotConfig, logger: Logger, deps: ChannelDeps | undefined, options: VkWorkerOptions = {}): Promise<VkWorker> {
+    if (!deps?.store) throw new ChannelError("VK_NO_STORE", "the VK worker needs the database (posts are stored)");
+    const { VK } = await import("vk-io");
+    const cfg = bot.vk!;
+    const httpAgent = new http.Agent({ keepAlive: true });
+    const httpsAgent = new https.Agent({ keepAlive: true });
+    // vk-io defaults to https.globalAgent, which cannot reach an http:// api_base_url (proxies, tests).
+    const agent = ((url: URL) => (url.protocol === "http:" ? httpAgent : httpsAgent)) as unknown as https.Agent;
+    const vk = new VK({
+      token: cfg.token,
+      apiBaseUrl: cfg.api_base_url.replace(/\/+$/, ""),
+      apiVersion: cfg.api_version,
+      // Retries are ours (withRetries + classifyVkError), not vk-io's blind ones.
+      apiRetryLimit: 0,
+      apiLimit: 20,
+      apiTimeout: 15_000,
+      agent,
+      pollingGroupId: cfg.group_id,
+      pollingWait: options.pollingWaitMs ?? 3000,
+    });
+    return new VkWorker(bot, vk, deps.store, logger, { now: deps.now, ...options });
+  }
+
+  private get api(): API {
+    return this.vk.api;
+  }
+
+  async start(pipeline: Pipeline): Promise<void> {
+    const cfg = this.bot.vk!;
+    this.pipeline = pipeline;
+    try {
+      await this.call("groups.getById", { group_id: cfg.group_id }, 3);
+    } catch (error) {
+      const status = (error as ChannelError).status;
+      if (status !== undefined) {
+        throw new ChannelError("VK_AUTH", `bot ${this.bot.name}: VK refused the token or group (error ${status}: ${(error as Error).message})`, { cause: error, status, hint: "check vk.token (community token) and vk.group_id" });
+      }
+      throw new ChannelError("VK_UNREACHABLE", `bot ${this.bot.name}: VK API at ${cfg.api_base_url} is unreachable: ${(error as Error).message}`, { cause: error, hint: "check the network and vk.api_base_url" });
+    }
+    if (cfg.mode === "longpoll") await this.startLongPoll();
+    else await this.startCallback();
+  }
+
+  private async startLongPoll(): Promise<void> {
+    // Group long poll events have the Callback API shape: route them to our dispatch instead of
+    // vk-io's contexts, so both transports share handleEvent (STYLE 1).
+    this.vk.updates.handleWebhookUpdate = (update: Record<string, unknown>) => {
+      const done = this.handleEvent(update as unknown as VkEvent, "longpoll").catch((error) =>
+        // Long poll has no resend: the event is lost; the log says which.
+        this.logger.error({ err: error, event_id: update.event_id, type: update.type }, "long poll event could not be recorded; lost"),
+      );
+      this.track(done);
+      return done;
+    };
+    try {
+      await this.vk.updates.startPolling();
+    } catch (error) {
+      const err = toVkError(error, "groups.getLongPollServer");
+      throw new ChannelError("VK_LONGPOLL", `bot ${this.bot.name}: long poll could not start: ${err.message}`, { cause: err, status: err.status, hint: "enable Bots Long Poll API in the community (Manage → API usage → Long Poll API) with the event types ticked" });
+    }
+    this.polling = true;
+    this.logger.info({ group_id: this.bot.vk!.group_id, mode: "longpoll" }, "vk bot connected");
+  }
+
+  private async startCallback(): Promise<void> {
+    const cb = this.bot.vk!.callback!;
+    this.server = http.createServer((req, res) => {
+      const done = this.handleHttp(req, res).catch((error) => {
+        this.logger.error({ err: error }, "callback request failed");
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("error");
+      });
+      this.track(done);
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", (e) => reject(new ChannelError("VK_LISTEN", `bot ${this.bot.name}: cannot listen on ${cb.host}:${cb.port}: ${e.message}`, { cause: e, hint: "choose a free vk.callback.port" })));
+      this.server!.listen(cb.port, cb.host, () => resolve());
+    });
+    this.logger.info({ group_id: this.bot.vk!.group_id, mode: "callback", port: this.port, path: cb.path }, "vk callback endpoint listening");
+  }
+
+  /** Port the callback server listens on (0 until started, or in long poll mode). */
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === "object" ? a.port : 0;
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  /**
+   * One Callback API request: `confirmation` → the configured string; a wrong or missing
+   * `secret` → 403; malformed JSON → 400; anything else → `ok` once the event is recorded (the
+   * answer follows later). A database failure → 500, so VK sends the event again.
+   */
+  private async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const cb = this.bot.vk!.callback!;
+    const reply = (status: number, body: string) => void res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(body);
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (url.pathname !== cb.path) return reply(404, "not found");
+    if (req.method !== "POST") return reply(405, "method not allowed");
+    const limit = this.options.maxBodyBytes ?? 1 << 20;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > limit) return reply(413, "too large");
+      chunks.push(c as Buffer);
+    }
+    let event: VkEvent;
+    try {
+      event = JSON.parse(Buffer.concat(chunks).toString("utf8")) as VkEvent;
+      if (!event || typeof event !== "object" || typeof event.type !== "string") throw new Error("no type");
+    } catch {
+      this.logger.warn({ bytes: size }, "callback body is not a VK event (malformed JSON); 400");
+      return reply(400, "bad request");
+    }
+    if (event.group_id !== undefined && Number(event.group_id) !== this.bot.vk!.group_id) {
+      this.logger.warn({ group_id: event.group_id }, "callback for another community; 403");
+      return reply(403, "forbidden");
+    }
+    // VK sends no secret with `confirmation`; a present but wrong one is still refused.
+    const secretOk = cb.secret === undefined || sameSecret(event.secret, cb.secret) || (event.type === "confirmation" && event.secret === undefined);
+    if (!secretOk) {
+      this.logger.warn({ type: event.type, event_id: event.event_id }, "callback with a wrong or missing secret; 403");
+      return reply(403, "forbidden");
+    }
+    if (event.type === "confirmation") {
+      this.logger.info("callback confirmation requested");
+      return reply(200, cb.confirmation);
+    }
+    const retry = req.headers["x-retry-counter"];
+    if (retry !== undefined) this.logger.debug({ event_id: event.event_id, retry_counter: retry }, "VK resent an event");
+    try {
+      await this.handleEvent(event, "callback");
+    } catch (error) {
+      this.logger.error({ err: error, event_id: event.event_id, type: event.type }, "event could not be recorded; VK will resend it");
+      return reply(error instanceof StorageError && error.code === "PIPELINE_STOPPED" ? 503 : 500, "error");
+    }
+    reply(200, "ok");
+  }
+
+  /**
+   * Dispatches one event (both transports): stores posts, submits messages and comments to the
+   * pipeline. Resolves once recorded; the answer follows in the pipeline's queue.
+   * @throws what the database throws (the caller decides about resending)
+   */
+  async handleEvent(event: VkEvent, source: "callback" | "longpoll"): Promise<void> {
+    if (event.event_id && this.recent.has(event.event_id)) {
+      this.logger.debug({ event_id: event.event_id }, "event seen before; dropped");
+      return;
+    }
+    const action = translateEvent(event, this.bot, this.now());
+    switch (action.kind) {
+      case "ignore":
+        this.logger.debug({ type: event.type, event_id: event.event_id, reason: action.reason, source }, "event ignored");
+        break;
+      case "post":
+        await this.store.posts.upsert({ bot: this.bot.name, channel: "vk", ...action.post });
+        this.logger.info({ owner_id: action.post.owner_id, post_id: action.post.post_id }, "wall post stored");
+        break;
+      case "message":
+        await this.pipeline!.submit(action.message);
+        break;
+      case "comment": {
+        const post = await this.postFor(action.ownerId, action.postId);
+        if (post) action.message.vars = { post_text: post.text, ...(post.posted_ms !== null ? { post_date: new Date(post.posted_ms).toISOString() } : {}) };
+        await this.pipeline!.submit(action.message);
+        break;
+      }
+    }
+    if (event.event_id) {
+      this.recent.add(event.event_id);
+      if (this.recent.size > RECENT_EVENTS) this.recent.delete(this.recent.values().next().value!);
+    }
+  }
+
+  /** The post a comment belongs to: stored by `wall_post_new`, else fetched with wall.getById and stored. */
+  private async postFor(ownerId: string, postId: string): Promise<{ text: string; posted_ms: number | null } | undefined> {
+    const stored = await this.store.posts.get(this.bot.name, ownerId, postId);
+    if (stored) return stored;
+    try {
+      const res = await this.call<VkPost[] | { items?: VkPost[] }>("wall.getById", { posts: `${ownerId}_${postId}` }, 1);
+      const items = Array.isArray(res) ? res : (res?.items ?? []);
+      const p = items.find((i) => String(i.id) === postId);
+      if (!p) return undefined;
+      const rec = postRecord(p);
+      await this.store.posts.upsert({ bot: this.bot.name, channel: "vk", ...rec });
+      return rec;
+    } catch (error) {
+      this.logger.warn({ err: error, owner_id: ownerId, post_id: postId }, "post text unavailable; the comment is answered without it");
+      return undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.polling) await this.vk.updates.stop();
+    this.polling = false;
+    if (this.server) {
+      const server = this.server;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    }
+    await Promise.all([...this.inflight]);
+  }
+
+  /**
+   * Sends an answer, split at 4096 characters: to a dialog with messages.send (`peer_id`,
+   * `random_id` derived from the incoming message and the text, so VK drops a repeated send),
+   * to a comment with wall.createComment (`reply_to_comment`, `from_group`, `guid` likewise).
+   * @returns the first part's VK id (message id or `comment_id`)
+   * @throws ChannelError with the VK error code as `status` (e.g. 901) after retries
+   */
+  async send(to: DeliveryTarget, text: string): Promise<Delivery> {
+    const vk = this.bot.vk!;
+    let first: string | null = null;
+    for (const [i, part] of splitText(text, VK_MAX_TEXT).entries()) {
+      const seed = `${this.bot.name}|${to.threadKey}|${to.channelMessageId ?? ""}|${i}|${part}`;
+      if (to.kind === "comments") {
+        const t = to.target as { owner_id: number; post_id: number; comment_id: number };
+        const r = await this.call<{ comment_id: number }>("wall.createComment", {
+          owner_id: t.owner_id,
+          post_id: t.post_id,
+          from_group: vk.group_id,
+          reply_to_comment: t.comment_id,
+          message: part,
+          guid: createHash("sha1").update(seed).digest("hex").slice(0, 32),
+        });
+        first ??= String(r.comment_id);
+      } else {
+        const peerId = typeof to.target.peer_id === "number" ? to.target.peer_id : Number(to.chatId);
+        const r = await this.call<number | Array<{ message_id?: number }>>("messages.send", { peer_id: peerId, random_id: randomId(seed), message: part });
+        first ??= String(typeof r === "number" ? r : (r?.[0]?.message_id ?? ""));
+      }
+    }
+    return { channelMessageId: first };
+  }
+
+  /** One VK API method through vk-io, with our retry policy. */
+  private call<T>(method: string, params: Record<string, unknown>, retries = this.options.sendRetries ?? 4): Promise<T> {
+    return withRetries(() => this.api.call<T>(method, params).catch((e: unknown) => Promise.reject(toVkError(e, method))), {
+      retries,
+      baseMs: this.options.backoffMs ?? 1000,
+      classify: classifyVkError,
+      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK API call failed; retrying"),
+    });
+  }
+}
+
+/** A positive int32 from a string: messages.send `random_id` (VK drops a second send with the same one). */
+export function randomId(seed: string): number {
+  return createHash("sha1").update(seed).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** Compares a received secret with the configured one in constant time. */
+function sameSecret(got: unknown, want: string): boolean {
+  if (typeof got !== "string") return false;
+  const a = createHash("sha256").update(got).digest();
+  const b = createHash("sha256").update(want).digest();
+  return timingSafeEqual(a, b);
+}

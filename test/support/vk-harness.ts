@@ -1,0 +1,141 @@
+import { VkWorker } from "../../src/channels/vk/worker.js";
+import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
+import type { BotConfig } from "../../src/config/schema.js";
+import { createLogging, type Logging } from "../../src/logging.js";
+import { startBots, type RunningBots } from "../../src/runner.js";
+import { openStore, type Store } from "../../src/storage/index.js";
+import { createTestDatabase, type TestDatabase } from "./db.js";
+import { Fixture } from "./fixture.js";
+import { FakeOpenAI } from "./openai-server.js";
+import { freePort } from "./telegram.js";
+import { FakeVk } from "./vk-server.js";
+
+/** Secrets of the test VK bot. */
+export const VK_SECRET = "callback-secret-xyz";
+export const VK_CONFIRMATION = "a1b2c3d4";
+
+/** Options of {@link VkHarness.start}. */
+export interface VkHarnessOptions {
+  dialect: "sqlite" | "mysql";
+  mode?: "callback" | "longpoll";
+  /** Extra YAML lines inside the `vk:` section (indented by the caller). */
+  vkYaml?: string;
+  /** Extra top-level YAML (features:, timezone:...). */
+  extraYaml?: string;
+  /** Prompt for comments. @defaultValue "Comment prompt. Post: {{post_text}}" */
+  commentsPrompt?: string;
+  /** Clock for the bot (pipeline, features, receive times), epoch ms. */
+  now?: () => number;
+  /** Top-up before start, credits. @defaultValue 500 */
+  balance?: number;
+  /** Token written into the bot's config. @defaultValue the token the fake VK accepts */
+  botToken?: string;
+}
+
+/**
+ * A VK bot started through `startBots`, like `bots start vk`, against local servers: the fake
+ * VK API ({@link FakeVk}), an OpenAI-compatible server, and a fresh database of the dialect.
+ */
+export class VkHarness {
+  fixture = new Fixture();
+  llm = new FakeOpenAI();
+  vk = new FakeVk();
+  db!: TestDatabase;
+  store!: Store;
+  logging!: Logging;
+  bot!: BotConfig;
+  running?: RunningBots;
+  port = 0;
+
+  static async start(o: VkHarnessOptions): Promise<VkHarness> {
+    const h = new VkHarness();
+    try {
+      await h.init(o);
+    } catch (error) {
+      await h.stop();
+      throw error;
+    }
+    return h;
+  }
+
+  get groupId(): number {
+    return this.vk.groupId;
+  }
+
+  /** The callback endpoint's URL. */
+  get callbackUrl(): string {
+    return `http://127.0.0.1:${this.port}/vk/callback`;
+  }
+
+  private async init(o: VkHarnessOptions): Promise<void> {
+    await this.vk.start();
+    await this.llm.start();
+    this.port = await freePort();
+    this.fixture.write("prompts/messages.md", "You are {{bot_name}}, answering private messages.");
+    this.fixture.write("prompts/comments.md", o.commentsPrompt ?? "Comment prompt. Post: {{post_text}}");
+    this.fixture.bot(
+      "club-vk",
+      [
+        "name: club-vk",
+        "channel: vk",
+        "prompt: { messages: prompts/messages.md, comments: prompts/comments.md }",
+        "llm:",
+        "  model: test-model",
+        "  api_key: ${OPENAI_API_KEY}",
+        `  base_url: ${this.llm.url}`,
+        "  timeout_s: 5",
+        "vk:",
+        "  token: ${VK_TOKEN}",
+        `  group_id: ${this.vk.groupId}`,
+        `  mode: ${o.mode ?? "callback"}`,
+        `  api_base_url: ${this.vk.url}`,
+        "  callback:",
+        `    port: ${this.port}`,
+        "    host: 127.0.0.1",
+        "    confirmation: ${VK_CONFIRM}",
+        "    secret: ${VK_SECRET}",
+        o.vkYaml ?? "",
+        o.extraYaml ?? "",
+      ].join("\n"),
+    );
+    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", VK_TOKEN: o.botToken ?? this.vk.token, VK_CONFIRM: VK_CONFIRMATION, VK_SECRET });
+    if (problems.length) throw new Error(problems.map(formatProblem).join("\n"));
+    this.bot = bots[0]!;
+    this.db = await createTestDatabase(o.dialect);
+    this.store = await openStore(this.db.url);
+    if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
+    this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [this.vk.token, "sk-test-key-123456", VK_SECRET] });
+    this.running = await startBots({
+      bots: [this.bot],
+      store: this.store,
+      logging: this.logging,
+      now: o.now,
+      createWorker: (bot, logger, deps) => VkWorker.create(bot, logger, deps, { backoffMs: 20, pollingWaitMs: 50 }),
+      llm: { retry: { baseMs: 20, maxMs: 200 } },
+    });
+  }
+
+  get pipeline() {
+    return this.running!.bots[0]!.pipeline;
+  }
+
+  /** Stored messages of the bot, oldest first, numbers normalised. */
+  async messages() {
+    const rows = await this.store.database.db.selectFrom("messages").selectAll().orderBy("id").execute();
+    return rows.map((r) => ({ ...r, id: Number(r.id), cost: r.cost === null ? null : Number(r.cost), reply_to_id: r.reply_to_id === null ? null : Number(r.reply_to_id) }));
+  }
+
+  async balance(): Promise<number> {
+    return (await this.store.balance.get("default"))?.balance ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    await this.running?.stop(2000);
+    await this.store?.close();
+    await this.logging?.flush();
+    await this.vk.stop();
+    await this.llm.stop();
+    await this.db?.drop();
+    this.fixture.cleanup();
+  }
+}
