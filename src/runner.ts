@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { channelFactory } from "./channels/index.js";
-import type { ChannelWorker } from "./channels/types.js";
+import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature } from "./core/pipeline.js";
 import type { Notifier } from "./core/types.js";
@@ -28,7 +28,7 @@ export interface StartOptions {
   logging: Logging;
   now?: () => number;
   /** Overrides the channel factory (tests wrap workers). */
-  createWorker?: (bot: BotConfig, logger: Logger) => Promise<ChannelWorker>;
+  createWorker?: (bot: BotConfig, logger: Logger, deps: ChannelDeps) => Promise<ChannelWorker>;
   /** Features per bot. @defaultValue {@link buildFeatures} from the bot's `features:` */
   features?: (bot: BotConfig, logger: Logger) => Feature[];
   /** Environment for features (SMTP and the like). */
@@ -116,7 +116,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     for (const bot of options.bots) {
       const logger = options.logging.forBot(bot.name);
       const create = options.createWorker ?? channelFactory(bot.channel);
-      const worker = await create(bot, logger);
+      const worker = await create(bot, logger, { store: options.store });
       const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
       const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env });
       const pipeline = new Pipeline({

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Pipeline } from "../core/pipeline.js";
 import type { ChannelSender } from "../core/types.js";
+import type { Store } from "../storage/index.js";
 
 /**
  * A running channel for one bot: receives updates and hands them to the pipeline, and sends
@@ -17,5 +18,10 @@ export interface ChannelWorker extends ChannelSender {
   stop(): Promise<void>;
 }
 
+/** What a channel may use besides its config: the database (2GIS keeps its lease and cursors there). */
+export interface ChannelDeps {
+  store: Store;
+}
+
 /** Builds a worker for a bot; channels are imported lazily. */
-export type ChannelFactory = (bot: BotConfig, logger: Logger) => Promise<ChannelWorker>;
+export type ChannelFactory = (bot: BotConfig, logger: Logger, deps: ChannelDeps) => Promise<ChannelWorker>;

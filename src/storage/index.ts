@@ -1,5 +1,7 @@
 import { BalanceRepo } from "./balance.js";
+import { CursorsRepo } from "./cursors.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
+import { LeasesRepo } from "./leases.js";
 import { MessagesRepo } from "./messages.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
@@ -7,6 +9,10 @@ export interface Store {
   database: Database;
   messages: MessagesRepo;
   balance: BalanceRepo;
+  /** Cross-process locks with expiry. */
+  leases: LeasesRepo;
+  /** Per-bot polling state. */
+  cursors: CursorsRepo;
   close(): Promise<void>;
 }
 
@@ -28,6 +34,8 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     database,
     messages: new MessagesRepo(database.db, now),
     balance: new BalanceRepo(database.db, now),
+    leases: new LeasesRepo(database.db, now),
+    cursors: new CursorsRepo(database.db, now),
     close: () => database.close(),
   };
 }
