@@ -121,7 +121,7 @@ export class TwoGisClient {
   /**
    * Lists a branch's reviews without a company answer, newest first, page by page
    * (`GET /presence/branch/{branch_id}/reviews?limit=50&offsetDate=...&withoutAnswer=true`), until
-   * a page reaches reviews created before `floorMs`, a short page, or a page with nothing new. The
+   * a page reaches reviews created before `floorMs`, or a page brings nothing new. The
    * next page's `offsetDate` is the oldest `dateCreated` of the previous one; reviews seen twice
    * (pages that overlap at equal dates) are returned once.
    * @param floorMs epoch ms UTC; older reviews are not returned (and stop the paging)
@@ -150,7 +150,8 @@ export class TwoGisClient {
         fresh++;
         if (review.createdMs >= floorMs && !review.hasCompanyComment) seen.set(review.id, review);
       }
-      if (items.length < limit || fresh === 0 || !oldest || oldest.createdMs < floorMs) break;
+      // A short page is not the end: the server may cap `limit`. Stop on a page with nothing new.
+      if (items.length === 0 || fresh === 0 || !oldest || oldest.createdMs < floorMs) break;
       offsetDate = oldest.dateCreated;
     }
     return [...seen.values()].sort((a, b) => a.createdMs - b.createdMs || a.id.localeCompare(b.id));
