@@ -91,7 +91,8 @@ const RETRYABLE: ReadonlySet<IncomingStatus> = new Set(["received", "failed", "n
  *   `2gis:review:<id>`, prompt variables `rating`, `review_text`, `author_name`, `branch_id`,
  *   `review_id`, `review_date`), at most `max_per_run` answers per pass;
  * - a stored review that was not answered (`failed`, `no_balance`, or `received` by a run that
- *   was killed) is answered again through `pipeline.answerStored`;
+ *   was killed) is answered again through `pipeline.answerStored`, after refunding a reservation
+ *   the killed run left open;
  * - a review stored as `delivering` (a run stopped while posting) is not posted again: reported.
  * Then it waits for the answers, reads their outcome from the database and moves each branch's
  * cursor past the reviews that were answered or deliberately skipped, up to the first that was
@@ -186,6 +187,10 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
       total++;
       logger.info({ msg_id: stored.id, thread_key: key, previous: stored.status }, "answering a stored review again");
       retries.push(key, async () => {
+        // A run killed after reserving the cost leaves the reservation open: give it back first,
+        // so the review is charged once. (We hold the lease: no other pass is answering it.)
+        const open = await store.balance.openReservation(stored.id);
+        if (open) await store.balance.refund(open, "previous run stopped before answering");
         await pipeline.answerStored(stored);
       });
     }
