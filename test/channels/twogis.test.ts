@@ -261,6 +261,23 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("malformed review items are logged and skipped; the others are answered", async () => {
+      const s = await TwoGisSetup.start({ dialect });
+      try {
+        s.dgis.junkItems.push(null, { id: "x1" }, { id: "x2", rating: "five", dateCreated: "2025-01-01T00:00:00Z" }, { id: "x3", rating: 4, dateCreated: "not a date" });
+        const r = s.dgis.addReview(BRANCH, { text: "fine", userName: null });
+        const run = await s.cli("poll", "2gis");
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(run.stdout.trim(), "shop-2gis: 1 answered, 0 skipped, 0 failed");
+        assert.equal(s.dgis.answersTo(r.id).length, 1);
+        assert.equal((await s.incoming())[0]!.user_name, null);
+        const { readFileSync } = await import("node:fs");
+        assert.match(readFileSync(`${s.fixture.logDir}/shop-2gis.log`, "utf8"), /2GIS review item not understood; skipped/);
+      } finally {
+        await s.stop();
+      }
+    });
+
     test("usage errors exit 2", async () => {
       const s = await TwoGisSetup.start({ dialect });
       try {

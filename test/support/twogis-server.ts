@@ -56,6 +56,8 @@ export class FakeTwoGis {
   rateLimit: { count: number; retryAfterS: number } = { count: 0, retryAfterS: 1 };
   /** Review ids whose answer POST gets HTTP 500, with how many times left (Infinity = always). */
   readonly failAnswers = new Map<string, number>();
+  /** Raw items added to every list page (malformed input from the channel). */
+  readonly junkItems: unknown[] = [];
   /** Answer 403 to every authorised call. */
   forbidden = false;
   private readonly tokens = new Set<string>();
@@ -162,7 +164,8 @@ export class FakeTwoGis {
         .sort((a, b) => Date.parse(b.dateCreated) - Date.parse(a.dateCreated))
         .slice(0, limit)
         .map((r) => ({ id: r.id, text: r.text, rating: r.rating, dateCreated: r.dateCreated, user: r.userName === null ? null : { name: r.userName }, hasCompanyComment: r.comments.length > 0 }));
-      return reply(200, { meta: { code: 200 }, result: { items, total: items.length } });
+      const page = [...items, ...(items.length ? this.junkItems : [])];
+      return reply(200, { meta: { code: 200 }, result: { items: page, total: page.length } });
     }
 
     const answer = /^\/presence\/reviews\/([^/]+)\/comments$/.exec(path);

@@ -35,23 +35,20 @@ export class TwoGisWorker implements ChannelWorker {
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
   private store?: Store;
-  /** The last pass's outcome (for status and tests). */
+  private readonly holder = leaseHolder();
+  /** The HTTP client built from the bot's `2gis:` section. */
+  readonly client: TwoGisClient;
+  /** The last pass's outcome inside `bots start` (for status and tests). */
   last?: LeasedPoll;
 
   constructor(
     readonly bot: BotConfig,
-    readonly client: TwoGisClient,
     private readonly logger: Logger,
     private readonly options: TwoGisWorkerOptions = {},
   ) {
     this.store = options.store;
-  }
-
-  /** Builds the worker and its HTTP client from the bot's `2gis:` section. */
-  static async create(bot: BotConfig, logger: Logger, options: TwoGisWorkerOptions = {}): Promise<TwoGisWorker> {
     const cfg = bot["2gis"]!;
-    const worker = new TwoGisWorker(bot, undefined as unknown as TwoGisClient, logger, options);
-    const client = new TwoGisClient({
+    this.client = new TwoGisClient({
       baseUrl: cfg.api_base_url,
       login: cfg.login,
       password: cfg.password,
@@ -62,10 +59,13 @@ export class TwoGisWorker implements ChannelWorker {
       maxBackoffMs: options.maxBackoffMs,
       pageSize: options.pageSize,
       logger,
-      signal: worker.abort.signal,
+      signal: this.abort.signal,
     });
-    (worker as { client: TwoGisClient }).client = client;
-    return worker;
+  }
+
+  /** Builds the worker (the channel factory's entry point; imports nothing heavy). */
+  static async create(bot: BotConfig, logger: Logger, options: TwoGisWorkerOptions = {}): Promise<TwoGisWorker> {
+    return new TwoGisWorker(bot, logger, options);
   }
 
   /** Gives the worker its database (the channel factory has none). */
@@ -102,8 +102,6 @@ export class TwoGisWorker implements ChannelWorker {
       now: this.options.now,
     });
   }
-
-  private readonly holder = leaseHolder();
 
   private async run(pipeline: Pipeline): Promise<void> {
     const signal = this.abort.signal;
