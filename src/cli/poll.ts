@@ -73,12 +73,14 @@ async function pollBot(c: CliContext, bot: BotConfig, store: Awaited<ReturnType<
   const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
   const features = buildFeatures(bot, { store, logger, now: Date.now, env: c.env });
   const pipeline = new Pipeline({ bot, store, llm: llmFor(bot, logger), channel: worker, logger, notifier, features });
-  let shown = false;
+  let shown = "";
   try {
     const outcome = await worker.pass(pipeline, (p) => {
-      if (!progress || p.total === 0) return;
-      shown = true;
-      process.stderr.write(`\r${bot.name}: ${p.done}/${p.total} reviews answered…`);
+      const line = `${bot.name}: ${p.done}/${p.total} reviews done…`;
+      if (!progress || p.total === 0 || line === shown) return;
+      shown = line;
+      // Progress goes to the terminal only (c.interactive); cron output stays clean.
+      process.stderr.write(`\r${line}`);
     });
     if (outcome.status === "busy") {
       report.status = "busy";

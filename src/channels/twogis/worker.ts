@@ -21,7 +21,7 @@ export interface TwoGisWorkerOptions {
   intervalMs?: number;
   /** Page size of the review list. @defaultValue 50 */
   pageSize?: number;
-  /** The database; required by {@link TwoGisWorker.start} (set by the factory's caller or `attachStore`). */
+  /** The database (lease, cursors, stored reviews); required. The channel factory passes it. */
   store?: Store;
   now?: () => number;
 }
@@ -34,7 +34,7 @@ export interface TwoGisWorkerOptions {
 export class TwoGisWorker implements ChannelWorker {
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
-  private store?: Store;
+  private readonly store?: Store;
   private readonly holder = leaseHolder();
   /** The HTTP client built from the bot's `2gis:` section. */
   readonly client: TwoGisClient;
@@ -68,17 +68,12 @@ export class TwoGisWorker implements ChannelWorker {
     return new TwoGisWorker(bot, logger, options);
   }
 
-  /** Gives the worker its database (the channel factory has none). */
-  attachStore(store: Store): void {
-    this.store = store;
-  }
-
   /**
    * Checks the credentials (signs in unless a token is configured) and starts the interval loop.
    * @throws ChannelError `DGIS_AUTH` naming the bot when 2GIS refuses the login
    */
   async start(pipeline: Pipeline): Promise<void> {
-    if (!this.store) throw new Error("TwoGisWorker needs a store: call attachStore(store) before start");
+    if (!this.store) throw new Error("TwoGisWorker needs options.store (the channel factory passes it)");
     try {
       await this.client.ensureToken();
     } catch (error) {
