@@ -320,6 +320,14 @@ for (const dialect of dialects()) {
         }
         assert.deepEqual([...answerCounts(s.dgis).values()], [1, 1]);
         assert.equal(await s.store.leases.get(pollLeaseName("shop-2gis")), undefined, "lease released on stop");
+
+        // Through the registered channel factory: a refused login stops start-up with a
+        // ChannelError naming the bot (exit 1 in bots start).
+        s.dgis.password = "rotated-password";
+        await assert.rejects(
+          startBots({ bots, store: s.store, logging }),
+          (e: Error & { code?: string }) => e.code === "DGIS_AUTH" && /^bot shop-2gis: DGIS_AUTH: 2GIS refused the login \(401\)$/.test(e.message),
+        );
       } finally {
         await logging.flush();
         await s.stop();
