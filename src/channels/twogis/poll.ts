@@ -198,20 +198,23 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
 
   await waitForAnswers(pipeline, retries, signal, () => deps.onProgress?.({ bot: bot.name, done: Math.max(0, total - pipeline.backlog - retries.size), total }));
 
-  // Outcomes, from the database: the pipeline recorded each one.
+  // Outcomes, from the database: the pipeline recorded each one. After a stop (abort, lost
+  // lease) some answers may still be running: those count as left for the next run.
+  const finished = !signal?.aborted;
+  const branchOf = new Map(branches.flatMap((b) => b.reviews.map((r) => [r.id, b.branchId] as const)));
   const statusOf = new Map<string, IncomingStatus>();
   for (const [reviewId, id] of taken) {
     const row = await store.messages.get(id);
     const status = (row?.status ?? "received") as IncomingStatus;
     statusOf.set(reviewId, status);
-    const review = branches.flatMap((b) => b.reviews).find((r) => r.id === reviewId)!;
-    if (status === "answered" || status === "delivering") {
-      // `delivering` after our own attempt: posted but the record failed (logged by the pipeline).
-      if (status === "delivering") statusOf.set(reviewId, "answered");
+    const branchId = branchOf.get(reviewId)!;
+    if (status === "answered" || (status === "delivering" && finished)) {
+      // `delivering` once our own attempt is over: posted, but the record failed (the pipeline logged it).
+      statusOf.set(reviewId, "answered");
       result.answered++;
     } else if (status === "filtered" || status === "skipped") result.skipped++;
-    else if (status === "no_balance") result.failed.push({ branchId: review.branchId, reviewId, messageId: id, kind: "no_balance", reason: row?.error ?? "the balance cannot pay for an answer" });
-    else if (status === "failed") result.failed.push({ branchId: review.branchId, reviewId, messageId: id, kind: "failed", reason: row?.error ?? "failed" });
+    else if (status === "no_balance") result.failed.push({ branchId, reviewId, messageId: id, kind: "no_balance", reason: row?.error ?? "the balance cannot pay for an answer" });
+    else if (status === "failed") result.failed.push({ branchId, reviewId, messageId: id, kind: "failed", reason: row?.error ?? "failed" });
     else {
       // Still `received`: the pass was stopped before its answer ran.
       result.deferred++;
