@@ -54,8 +54,12 @@ export class FakeTwoGis {
   answerLatencyMs = 0;
   /** Next requests (other than sign-in) answered 429 with this Retry-After (seconds). */
   rateLimit: { count: number; retryAfterS: number } = { count: 0, retryAfterS: 1 };
-  /** Review ids whose answer POST gets HTTP 500, with how many times left (Infinity = always). */
+  /** Review ids whose answer POST fails with {@link failStatus}, with how many times left (Infinity = always). */
   readonly failAnswers = new Map<string, number>();
+  /** Status of an injected answer failure. @defaultValue 500 */
+  failStatus = 500;
+  /** Review ids whose next answer is stored and then answered with HTTP 500 (a lost success). */
+  readonly storeThenFail = new Set<string>();
   /** Raw items added to every list page (malformed input from the channel). */
   readonly junkItems: unknown[] = [];
   /** Answer 403 to every authorised call. */
@@ -176,13 +180,14 @@ export class FakeTwoGis {
       const left = this.failAnswers.get(reviewId) ?? 0;
       if (left > 0) {
         this.failAnswers.set(reviewId, left - 1);
-        return reply(500, { meta: { code: 500, errors: [{ message: "Internal error" }] } });
+        return reply(this.failStatus, { meta: { code: this.failStatus, errors: [{ message: this.failStatus === 500 ? "Internal error" : "Service unavailable" }] } });
       }
       if (typeof body.text !== "string" || !body.text) return reply(400, { meta: { code: 400, errors: [{ message: "text is required" }] } });
       if (this.answerLatencyMs) await new Promise((r) => setTimeout(r, this.answerLatencyMs));
       this.answers.push({ reviewId, body, authorization: req.headers.authorization });
       const id = `c${this.answers.length}`;
       review.comments.push({ id, text: body.text, isOfficialAnswer: body.isOfficialAnswer === true, catalog: String(body.catalog) });
+      if (this.storeThenFail.delete(reviewId)) return reply(500, { meta: { code: 500, errors: [{ message: "Internal error" }] } });
       return reply(200, { meta: { code: 200 }, result: { id } });
     }
     return reply(404, { meta: { code: 404, errors: [{ message: "Not found" }] } });

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { classifyHttpError, parseRetryAfter, withRetries } from "../../core/retry.js";
+import { classifyHttpError, parseRetryAfter, withRetries, type RetryDecision } from "../../core/retry.js";
 import { ChannelError } from "../../errors.js";
 
 /**
@@ -94,7 +94,7 @@ export class TwoGisClient {
     if (!this.canSignIn) {
       return Promise.reject(new ChannelError(DGIS_AUTH, "2GIS refused the configured token and no login/password is set to get a new one", { status: 401, hint: "renew 2gis.token, or set 2gis.login and 2gis.password" }));
     }
-    this.signingIn ??= this.retrying("users/auth", async () => {
+    this.signingIn ??= this.retrying("users/auth", classifyHttpError, async () => {
       const body = await this.fetchJson("POST", "/users/auth", { login: this.options.login, password: this.options.password }, undefined);
       const token = (body as { result?: { access_token?: unknown } })?.result?.access_token;
       if (typeof token !== "string" || !token) throw new ChannelError("DGIS_BAD_RESPONSE", "2GIS sign-in answered without result.access_token", { status: 200 });
@@ -160,18 +160,21 @@ export class TwoGisClient {
   /**
    * Posts the official answer to a review: `POST /presence/reviews/{review_id}/comments` with
    * `{text, catalog: "2gis", isOfficialAnswer: true}`.
+   * Retried within the call only when 2GIS surely did not take it ({@link classifyAnswerError});
+   * any other failure is left to the next pass, whose list (`withoutAnswer=true`) shows whether
+   * the answer landed, so a review never gets two official answers.
    * @returns the new comment's id (`result.id`) when 2GIS gives one
    * @throws ChannelError after retries; `DGIS_AUTH` when the token is refused
    */
   async answer(reviewId: string, text: string): Promise<string | null> {
-    const body = await this.call("POST", `/presence/reviews/${encodeURIComponent(reviewId)}/comments`, { text, catalog: "2gis", isOfficialAnswer: true });
+    const body = await this.call("POST", `/presence/reviews/${encodeURIComponent(reviewId)}/comments`, { text, catalog: "2gis", isOfficialAnswer: true }, classifyAnswerError);
     const id = (body as { result?: { id?: unknown } })?.result?.id;
     return typeof id === "string" || typeof id === "number" ? String(id) : null;
   }
 
   /** One authorised call with retries and a single sign-in after a 401. */
-  private async call(method: "GET" | "POST", path: string, payload?: unknown): Promise<unknown> {
-    return this.retrying(`${method} ${path.split("?")[0]}`, async () => {
+  private async call(method: "GET" | "POST", path: string, payload?: unknown, classify: (error: unknown) => RetryDecision = classifyHttpError): Promise<unknown> {
+    return this.retrying(`${method} ${path.split("?")[0]}`, classify, async () => {
       const token = await this.ensureToken();
       try {
         return await this.fetchJson(method, path, payload, token);
@@ -189,12 +192,12 @@ export class TwoGisClient {
     });
   }
 
-  private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  private retrying<T>(what: string, classify: (error: unknown) => RetryDecision, fn: () => Promise<T>): Promise<T> {
     return withRetries(fn, {
       retries: this.options.retries ?? 3,
       baseMs: this.options.backoffMs ?? 1000,
       maxMs: this.options.maxBackoffMs ?? 30_000,
-      classify: classifyHttpError,
+      classify,
       signal: this.options.signal,
       onRetry: (err, attempt, waitMs) => this.options.logger?.warn({ err, call: what, attempt, wait_ms: Math.round(waitMs) }, "2GIS call failed; retrying"),
     });
@@ -213,7 +216,9 @@ export class TwoGisClient {
       });
     } catch (cause) {
       const reason = (cause as { cause?: { code?: string } })?.cause?.code ?? (cause as Error).name ?? "error";
-      throw new ChannelError("DGIS_NETWORK", `2GIS ${method} ${path.split("?")[0]}: ${reason} (${(cause as Error).message})`, { cause });
+      // Refused connections and failed DNS mean the request never left: safe to repeat any call.
+      const code = NOT_SENT.has(reason) ? "DGIS_UNREACHABLE" : "DGIS_NETWORK";
+      throw new ChannelError(code, `2GIS ${method} ${path.split("?")[0]}: ${reason} (${(cause as Error).message})`, { cause });
     }
     const text = await res.text().catch(() => "");
     if (!res.ok) {
@@ -229,6 +234,22 @@ export class TwoGisClient {
       throw new ChannelError("DGIS_BAD_RESPONSE", `2GIS ${method} ${path.split("?")[0]}: answer is not JSON`, { cause, status: res.status });
     }
   }
+}
+
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
+
+/**
+ * Retry policy of the answer POST: only failures after which 2GIS surely holds no answer are
+ * retried at once: 429 (after `Retry-After`), 502/503/504 from a gateway, and connections that
+ * were never made. A 500, a timeout or a dropped connection may hide an answer that was taken;
+ * they fail the message, and the next pass answers it only if 2GIS still lists the review as
+ * unanswered.
+ */
+export function classifyAnswerError(error: unknown): RetryDecision {
+  const e = error as ChannelError | undefined;
+  if (e?.status === 429 || e?.status === 502 || e?.status === 503 || e?.status === 504) return classifyHttpError(error);
+  if (e?.status === undefined && e?.code === "DGIS_UNREACHABLE") return { retry: true };
+  return { retry: false };
 }
 
 /** 401 (after signing in again) and 403 become the fatal `DGIS_AUTH`; anything else stays. */
