@@ -54,7 +54,6 @@ for (const dialect of dialects()) {
           assert.ok(r.stderr === "" || /^shop-2gis: another poll is running \(lease held by [^)]+\); skipped this time\n$/.test(r.stderr), r.stderr);
         }
         assert.equal(answered, 12);
-        if (process.env.DEBUG_2GIS) console.log(runs.map((r) => r.stdout.trim() || r.stderr.trim() || "(quiet)"));
         assert.deepEqual([...answerCounts(s.dgis).values()], Array(12).fill(1));
         const rows = await s.incoming();
         assert.equal(rows.length, 12);

@@ -86,7 +86,7 @@ export class FakeTwoGis {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 
-  /** Adds a review; `minutesAgo` sets dateCreated (default: in creation order, 1 s apart). */
+  /** Adds a review; `dateCreated` defaults to 2025-01-01T00:00:NN UTC, one second apart in creation order. */
   addReview(branchId: string, r: { id?: string; text?: string; rating?: number; userName?: string | null; dateCreated?: string }): FakeReview {
     const n = this.nextId++;
     const review: FakeReview = {
