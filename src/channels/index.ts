@@ -9,6 +9,7 @@ import type { ChannelFactory } from "./types.js";
 export const channelFactories: Partial<Record<ChannelName, ChannelFactory>> = {
   tg: async (bot, logger) => (await import("./telegram/worker.js")).TelegramWorker.create(bot, logger),
   vk: async (bot, logger, deps) => (await import("./vk/worker.js")).VkWorker.create(bot, logger, deps),
+  "2gis": async (bot, logger, deps) => (await import("./twogis/worker.js")).TwoGisWorker.create(bot, logger, { store: deps.store }),
 };
 
 /**

@@ -18,7 +18,7 @@ export interface ChannelWorker extends ChannelSender {
   stop(): Promise<void>;
 }
 
-/** What a channel may use besides its own API: the database (VK stores wall posts), the clock. */
+/** What a channel may use besides its own API: the database (VK stores wall posts, 2GIS keeps its lease and cursors), the clock. */
 export interface ChannelDeps {
   store: Store;
   /** Clock, epoch ms UTC. @defaultValue Date.now */
@@ -26,4 +26,4 @@ export interface ChannelDeps {
 }
 
 /** Builds a worker for a bot; channels are imported lazily. */
-export type ChannelFactory = (bot: BotConfig, logger: Logger, deps?: ChannelDeps) => Promise<ChannelWorker>;
+export type ChannelFactory = (bot: BotConfig, logger: Logger, deps: ChannelDeps) => Promise<ChannelWorker>;

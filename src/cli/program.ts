@@ -83,7 +83,14 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .action(run(async () => {
         throw new UsageError("NOT_AVAILABLE", `'bots ${name}' is not yet available in this version`, { hint: "see README for what this version does" });
       }));
-  later("poll", "one pass over a channel's new items, for cron: poll 2gis [BOT...]");
+  program
+    .command("poll")
+    .description("one pass over new 2GIS reviews under a database lease, for cron; exit 0 ok, 1 some failed, 2 usage/config")
+    .argument("<channel>", "2gis")
+    .argument("[bot...]", "2GIS bot names; none = every enabled 2GIS bot")
+    .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
+    .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && bots poll 2gis >> logs/cron.log 2>&1")
+    .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   later("replay", "re-run stored incoming messages through the current prompt and model");
   program
     .command("prompt")

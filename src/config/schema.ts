@@ -113,18 +113,42 @@ const vkSchema = z.strictObject({
   answer: z.array(z.enum(["messages", "comments"])).default(["messages", "comments"]),
 });
 
+/** 2GIS business-account API (SPEC §6); every URL is configurable because it is undocumented. */
 const twogisSchema = z.strictObject({
+  /** @defaultValue https://api.account.2gis.com/api/1.0 */
   api_base_url: z.string().url().default("https://api.account.2gis.com/api/1.0"),
+  /** Account login for `POST /users/auth` (with `password`), unless `token` is given. */
   login: z.string().optional(),
   password: z.string().optional(),
+  /** A pre-issued bearer token; used instead of signing in (sign-in still follows a 401 when login/password are set). */
   token: z.string().optional(),
+  /** Branches (filials) whose reviews are answered. */
   branch_ids: z.array(z.string().regex(/^\d+$/, "digits only")).min(1),
+  /** Seconds between passes inside `bots start`. @defaultValue 300 */
   poll_interval_s: z.number().int().positive().default(300),
-  answer_ratings: z.array(z.number().int().min(1).max(5)).default([1, 2, 3, 4, 5]),
-  since: z.string().optional(),
+  /** Ratings (stars) that get an answer; others are recorded as `skipped`. @defaultValue [1,2,3,4,5] */
+  answer_ratings: z.array(z.number().int().min(1).max(5)).min(1).default([1, 2, 3, 4, 5]),
+  /** Ignore reviews created before this ISO 8601 date or date-time (UTC unless it has an offset). */
+  since: z.string().refine((s) => !Number.isNaN(parseSince(s)), { message: "an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z" }).optional(),
+  /** Answers per bot per pass at most; the rest wait for the next pass. @defaultValue 50 */
   max_per_run: z.number().int().positive().default(50),
+  /** Answer reviews that have a rating but no text. @defaultValue false */
   answer_empty: z.boolean().default(false),
+  /** Retries of one API call on 429/5xx/network errors. @defaultValue 3 */
+  max_retries: z.number().int().min(0).max(10).default(3),
+  /** Per API request, seconds. @defaultValue 30 */
+  timeout_s: z.number().positive().default(30),
 });
+
+/**
+ * Parses a `2gis.since` value: `YYYY-MM-DD` (midnight UTC) or an ISO 8601 date-time.
+ * @returns epoch ms UTC, or NaN when malformed
+ */
+export function parseSince(value: string): number {
+  if (/^\d{4}-\d\d-\d\d$/.test(value)) return Date.parse(`${value}T00:00:00Z`);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(value)) return NaN;
+  return Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(value) ? value : `${value}Z`);
+}
 
 /** Schema of one bot file, before the channel section is checked against `channel`. */
 export const botConfigSchema = z

@@ -1,5 +1,7 @@
 import { BalanceRepo } from "./balance.js";
+import { CursorsRepo } from "./cursors.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
+import { LeasesRepo } from "./leases.js";
 import { MessagesRepo } from "./messages.js";
 import { PostsRepo } from "./posts.js";
 
@@ -10,6 +12,10 @@ export interface Store {
   balance: BalanceRepo;
   /** Wall posts seen by VK bots (migration 0002). */
   posts: PostsRepo;
+  /** Cross-process locks with expiry. */
+  leases: LeasesRepo;
+  /** Per-bot polling state. */
+  cursors: CursorsRepo;
   close(): Promise<void>;
 }
 
@@ -32,6 +38,8 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     messages: new MessagesRepo(database.db, now),
     balance: new BalanceRepo(database.db, now),
     posts: new PostsRepo(database.db, now),
+    leases: new LeasesRepo(database.db, now),
+    cursors: new CursorsRepo(database.db, now),
     close: () => database.close(),
   };
 }

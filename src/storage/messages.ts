@@ -101,6 +101,12 @@ export class MessagesRepo {
     return row !== undefined;
   }
 
+  /** The incoming message stored under a dedupe key, if any (e.g. `2gis:review:<id>`). */
+  async byDedupeKey(bot: string, dedupeKey: string): Promise<MessageRow | undefined> {
+    const row = await this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("dedupe_key", "=", dedupeKey).executeTakeFirst();
+    return row && normalise(row);
+  }
+
   /** One message by id. */
   async get(id: number): Promise<MessageRow | undefined> {
     const row = await this.db.selectFrom("messages").selectAll().where("id", "=", id).executeTakeFirst();

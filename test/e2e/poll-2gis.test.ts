@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { before, describe, test } from "node:test";
+import { dialects } from "../support/db.js";
+import { eventually } from "../support/harness.js";
+import { answerCounts, TwoGisSetup } from "../support/twogis.js";
+import { pollLeaseName } from "../../src/channels/twogis/poll.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = path.join(ROOT, "bin/bots.js");
+const BRANCH = "70000001000000001";
+
+/** A `bots` process started through the real launcher (bin/bots.js → dist/). */
+interface Proc {
+  pid: number;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+function bots(s: TwoGisSetup, args: string[]): Proc {
+  const child = spawn(process.execPath, [BIN, ...s.globalArgs, ...args], { cwd: s.fixture.root, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  return {
+    pid: child.pid!,
+    done: new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))),
+    kill: (signal) => child.kill(signal),
+  };
+}
+
+before(() => {
+  // The launcher runs the compiled CLI: build it from the current sources.
+  execFileSync(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", path.join(ROOT, "tsconfig.json")], { stdio: "inherit" });
+});
+
+for (const dialect of dialects()) {
+  describe(`bots poll 2gis through bin/bots.js (${dialect})`, () => {
+    test("five runs started at once answer every review exactly once", async () => {
+      const s = await TwoGisSetup.start({ dialect });
+      try {
+        s.llm.latencyMs = 100;
+        for (let i = 0; i < 12; i++) s.dgis.addReview(BRANCH, { text: `отзыв ${i}`, rating: 1 + (i % 5) });
+        const runs = await Promise.all(Array.from({ length: 5 }, () => bots(s, ["poll", "2gis"]).done));
+        let answered = 0;
+        for (const r of runs) {
+          assert.equal(r.code, 0, r.stderr);
+          const m = /^shop-2gis: (\d+) answered, 0 skipped, 0 failed$/.exec(r.stdout.trim());
+          if (m) answered += Number(m[1]);
+          else assert.equal(r.stdout, "", "a run that answered nothing prints nothing on stdout");
+          assert.ok(r.stderr === "" || /^shop-2gis: another poll is running \(lease held by [^)]+\); skipped this time\n$/.test(r.stderr), r.stderr);
+        }
+        assert.equal(answered, 12);
+        assert.deepEqual([...answerCounts(s.dgis).values()], Array(12).fill(1));
+        const rows = await s.incoming();
+        assert.equal(rows.length, 12);
+        assert.ok(rows.every((r) => r.status === "answered"));
+        assert.equal(s.llm.requests.length, 12, "no review went to the model twice");
+        assert.equal(await s.balance(), 50000 - 12 * 500);
+        assert.equal(await s.store.balance.ledgerSum("default"), await s.balance());
+      } finally {
+        await s.stop();
+      }
+    });
+
+    test("a run killed with SIGKILL mid-way: the next run answers the rest, none twice, charged once", async () => {
+      const s = await TwoGisSetup.start({ dialect, concurrency: 2 });
+      try {
+        s.llm.latencyMs = 400;
+        for (let i = 0; i < 10; i++) s.dgis.addReview(BRANCH, { text: `review ${i}` });
+        const p = bots(s, ["poll", "2gis", "--lease-ttl", "2"]);
+        const reserved = async () => (await s.store.database.db.selectFrom("balance_ledger").select("id").where("reason", "=", "reserve").execute()).length;
+        // Kill while answers are in flight: some posted, and more reserved than posted.
+        await eventually(async () => s.dgis.answers.length >= 2 && (await reserved()) > s.dgis.answers.length, 30_000, "answers posted and more in flight");
+        p.kill("SIGKILL");
+        const killed = await p.done;
+        assert.equal(killed.signal, "SIGKILL");
+        const before = s.dgis.answers.length;
+        assert.ok(before < 10, `killed mid-way (${before} answered)`);
+        const left = await s.incoming();
+        assert.ok(left.some((r) => r.status === "received"), "answers were in flight when it was killed");
+        assert.ok((await reserved()) > before, "and their cost was reserved");
+        const lease = await s.store.leases.get(pollLeaseName("shop-2gis"));
+        assert.ok(lease, "the killed run's lease is left behind");
+        await eventually(async () => ((await s.store.leases.get(pollLeaseName("shop-2gis")))?.expires_ms ?? 0) < Date.now(), 10_000, "the lease to expire");
+
+        s.llm.latencyMs = 0;
+        const next = await bots(s, ["poll", "2gis"]).done;
+        assert.equal(next.code, 0, next.stderr);
+        assert.equal(next.stdout.trim(), `shop-2gis: ${10 - before} answered, 0 skipped, 0 failed`);
+        assert.deepEqual([...answerCounts(s.dgis).values()], Array(10).fill(1));
+        const rows = await s.incoming();
+        assert.equal(rows.length, 10);
+        // A kill that lands between 2GIS taking the answer and the database recording it leaves
+        // that row `delivering` (its one answer is on 2GIS, so it is not listed again).
+        for (const r of rows) assert.ok(r.status === "answered" || (r.status === "delivering" && s.dgis.answersTo(r.channel_message_id!).length === 1), `${r.channel_message_id}: ${r.status}`);
+        assert.equal(await s.balance(), 50000 - 10 * 500, "reservations left by the killed run were refunded");
+        assert.equal(await s.store.balance.ledgerSum("default"), await s.balance());
+        assert.deepEqual(await bots(s, ["poll", "2gis"]).done.then((r) => [r.code, r.stdout, r.stderr]), [0, "", ""]);
+      } finally {
+        await s.stop();
+      }
+    });
+  });
+}
