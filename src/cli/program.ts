@@ -174,7 +174,42 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       ].join("\n"),
     )
     .action(run(async (c, cmd) => (await import("./logs.js")).logsTailCommand(c, cmd.args[0], cmd.opts())));
-  later("init", "interactive wizard that writes a new bot YAML and prompt file");
+  program
+    .command("init")
+    .description("wizard that writes a new bot YAML and prompt file, then checks the configs")
+    .option("--channel <channel>", "tg, vk or 2gis (default tg without a terminal)")
+    .option("--name <name>", "bot name: configs/NAME.yaml and prompts/NAME.md")
+    .option("--model <model>", "model name (default gpt-4o-mini)")
+    .option("--api-key-var <VAR>", "variable holding the model API key (default OPENAI_API_KEY)")
+    .option("--base-url <url>", "OpenAI-compatible endpoint (default the OpenAI API)")
+    .option("--token-var <VAR>", "tg/vk: variable holding the token (default NAME_TOKEN)")
+    .option("--group-id <id>", "vk: the community id")
+    .option("--confirmation-var <VAR>", "vk: variable with the Callback API confirmation (default NAME_CONFIRMATION)")
+    .option("--secret-var <VAR>", "vk: variable with the Callback API secret (default NAME_SECRET)")
+    .option("--login-var <VAR>", "2gis: variable with the cabinet login (default NAME_LOGIN)")
+    .option("--password-var <VAR>", "2gis: variable with the cabinet password (default NAME_PASSWORD)")
+    .option("--branch-id <id...>", "2gis: branch ids")
+    .option("--account <name>", "balance account (default default)")
+    .option("--cost <credits>", "credits per reply (default 5)")
+    .option("--prompt-text <text>", "system prompt text for prompts/NAME.md")
+    .option("-y, --yes", "ask nothing: take flags and defaults")
+    .option("--force", "overwrite existing files")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variable",
+        "names, never values, to .env.example. Existing files are kept unless you confirm or pass",
+        "--force. Then runs `bots config check` (variables not set yet are listed, not required).",
+        "",
+        "Examples:",
+        "  bots init                                            # wizard",
+        "  bots init --yes --channel tg --name shop-tg --cost 2.50 --prompt-text 'Ты помощник магазина.'",
+        "  bots init --yes --channel vk --name shop-vk --group-id 123456",
+        "  bots init --yes --channel 2gis --name shop-2gis --branch-id 70000001000000001",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, cmd.opts())));
   program
     .command("report")
     .description("reports")
