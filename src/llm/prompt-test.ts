@@ -168,7 +168,9 @@ export function loadCases(file: string): PromptCase[] {
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         const p = [...prefix, i, ...issue.path.map((k) => (typeof k === "symbol" ? String(k) : k))];
-        const node = doc.getIn(p, true) as Node | undefined;
+        // A missing field has no node: point at the nearest enclosing one (the case itself).
+        let node: Node | undefined;
+        for (let n = p.length; n > 0 && !node?.range; n--) node = doc.getIn(p.slice(0, n), true) as Node | undefined;
         const line = node?.range ? lc.linePos(node.range[0]).line : 0;
         problems.push(`${file}:${line}: cases[${i}]${issue.path.length ? "." + issue.path.join(".") : ""}: ${issue.message}`);
       }
