@@ -2,8 +2,9 @@ import path from "node:path";
 import chalk from "chalk";
 import { DEFAULT_PROMPT, initTargets, placeholderEnv, validateSpec, varStem, writeNewBot, type NewBotSpec } from "../config/init.js";
 import type { ChannelName } from "../config/schema.js";
-import { UsageError } from "../errors.js";
-import { checkCommand } from "./config.js";
+import { formatProblem, loadBotConfigs } from "../config/load.js";
+import { ExitError, UsageError } from "../errors.js";
+import { table } from "./shared.js";
 import type { CliContext } from "./context.js";
 
 /** Flags of `bots init` (every wizard question has one, for scripts). */
@@ -31,8 +32,8 @@ export interface InitOptions {
  * `bots init`: asks (on a terminal, unless `--yes`) or takes from flags the channel, name, model,
  * variable names, account, cost and prompt; writes `configs/NAME.yaml`, `prompts/NAME.md`,
  * appends the variable names to `.env.example`; refuses to overwrite unless confirmed or
- * `--force`; then runs `bots config check` (with stand-ins for variables not set yet, which it
- * lists).
+ * `--force`; then checks the new config as `bots config check` does (with stand-ins for
+ * variables not set yet, which it lists).
  * @throws UsageError (exit 2) for a missing or bad flag, or existing files; ExitError(2) when the check fails
  */
 export async function initCommand(c: CliContext, opts: InitOptions): Promise<void> {
@@ -57,11 +58,22 @@ export async function initCommand(c: CliContext, opts: InitOptions): Promise<voi
     c.out(result.addedVars.length ? `${chalk.green("added")} ${result.addedVars.join(", ")} to ${rel(result.envExample)}` : `${rel(result.envExample)} already lists the variables`);
     c.out(chalk.dim("Checking the configs:"));
   }
-  await checkCommand({ ...c, env, json: false, out: c.json ? () => undefined : c.out });
+  // The check of `bots config check`, limited to the new file (and name clashes with others):
+  // other bots' unset variables are not this wizard's business.
+  const { bots, problems } = loadBotConfigs(c.configDir, env);
+  const mine = problems.filter((p) => path.resolve(p.file) === result.configFile || (p.field === "name" && p.message.includes(`'${spec.name}'`)));
+  if (mine.length) {
+    for (const p of mine) c.err(formatProblem(p));
+    c.err(chalk.red(`${mine.length} problem${mine.length === 1 ? "" : "s"}: fix ${rel(result.configFile)} and run bots config check`));
+    throw new ExitError(2);
+  }
+  const bot = bots.find((b) => b.name === spec.name)!;
   if (c.json) {
     c.out(JSON.stringify({ config: result.configFile, prompt: result.promptFile, env_example: result.envExample, added_vars: result.addedVars, variables_to_set: missing, check: "ok" }));
     return;
   }
+  c.out(table(["NAME", "CHANNEL", "ENABLED", "MODEL", "ACCOUNT"], [[bot.name, bot.channel, bot.enabled ? "yes" : "no", bot.llm.model, bot.balance.account]]));
+  c.out(chalk.green(`${bot.name} OK`));
   if (missing.length) c.out(chalk.yellow(`Set ${missing.join(", ")} in .env (or the environment) before \`bots start ${spec.name}\`.`));
   c.out(`Next: bots prompt test ${spec.name} "Здравствуйте!"`);
 }
