@@ -1,6 +1,6 @@
 import type { BotConfig } from "../config/schema.js";
 import { describeError } from "../errors.js";
-import type { LlmClient, ToolCallRecord } from "../llm/client.js";
+import type { LlmClient, ToolCallRecord, ToolDefinition } from "../llm/client.js";
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
 import type { IncomingStatus } from "../storage/schema.js";
@@ -30,9 +30,9 @@ export interface ReplaySelection {
 export interface ReplayDeps {
   bots: BotConfig[];
   store: Store;
-  /** The bot's model client (dry run). */
+  /** The bot's model client (dry run); called once per bot. */
   llmFor(bot: BotConfig): LlmClient;
-  /** Features of a bot, for the tools offered to the model in a dry run (not executed). */
+  /** Features of a bot, for the tools offered to the model in a dry run (not executed); once per bot. */
   featuresFor?(bot: BotConfig): Feature[];
   /**
    * The bot's pipeline with its channel as sender (only for `send`). Called once per bot, on
@@ -116,6 +116,7 @@ export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: Repla
   const rows = await deps.store.messages.selectIncoming({ bots: sel.bots, ids: sel.ids, statuses, sinceMs: sel.sinceMs, untilMs: sel.untilMs, limit: sel.limit });
   const byName = new Map(deps.bots.map((b) => [b.name, b]));
   const pipelines = new Map<string, Promise<Pipeline>>();
+  const dryDeps = new Map<string, { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] }>();
   const summary: ReplaySummary = { selected: rows.length, processed: 0, changed: 0, answered: 0, failed: 0, skipped: 0, interrupted: false, results: [] };
   for (const row of rows) {
     if (deps.signal?.aborted) {
@@ -134,7 +135,11 @@ export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: Repla
       stored_answer: stored?.text ?? null,
     };
     let result: ReplayResult;
-    if (!opts.send) result = await dryRun(deps, bot, row, base, now());
+    if (!opts.send) {
+      let d = dryDeps.get(bot.name);
+      if (!d) dryDeps.set(bot.name, (d = { llm: deps.llmFor(bot), tools: (deps.featuresFor?.(bot) ?? []).flatMap((f) => f.tools ?? []) }));
+      result = await dryRun(deps, d, bot, row, base, now());
+    }
     else if (ANSWERED.includes(row.status as IncomingStatus) && !opts.force) {
       result = { ...base, new_answer: null, changed: false, prompt_tokens: null, completion_tokens: null, latency_ms: null, tool_calls: [], outcome: "skipped", error: "answered before; use --force to send again" };
     } else {
@@ -158,13 +163,12 @@ export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: Repla
 
 type ResultBase = Pick<ReplayResult, "id" | "bot" | "thread_key" | "status" | "created_ms" | "text" | "stored_answer">;
 
-async function dryRun(deps: ReplayDeps, bot: BotConfig, row: MessageRow, base: ResultBase, nowMs: number): Promise<ReplayResult> {
+async function dryRun(deps: ReplayDeps, d: { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] }, bot: BotConfig, row: MessageRow, base: ResultBase, nowMs: number): Promise<ReplayResult> {
   const msg = messageFromRow(row);
   try {
     // The prompt is rendered at the message's own time, so {{now}} and {{date}} read as they did then.
     const prompt = await buildPrompt(bot, deps.store, msg, row.id, row.created_ms || nowMs);
-    const tools = (deps.featuresFor?.(bot) ?? []).flatMap((f) => f.tools ?? []);
-    const c = await deps.llmFor(bot).complete<PipelineContext>(prompt, { tools, executeTools: false });
+    const c = await d.llm.complete<PipelineContext>(prompt, { tools: d.tools, executeTools: false });
     return { ...base, new_answer: c.text, changed: c.text !== base.stored_answer, prompt_tokens: c.usage.prompt_tokens, completion_tokens: c.usage.completion_tokens, latency_ms: c.latencyMs, tool_calls: c.toolCalls, outcome: "dry_run", error: null };
   } catch (error) {
     return { ...base, new_answer: null, changed: false, prompt_tokens: null, completion_tokens: null, latency_ms: null, tool_calls: [], outcome: "error", error: describeError(error) };

@@ -50,6 +50,21 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("a dry run shows the tool calls the model makes and never runs them", async () => {
+      const { h, ids } = await seededHarness(dialect);
+      try {
+        let ran = 0;
+        const feature = { name: "leads", tools: [{ name: "save_lead", description: "save a lead", parameters: { type: "object", properties: {} }, run: async () => String(++ran) }] };
+        h.llm.script.push({ toolCalls: [{ name: "save_lead", arguments: { phone: "+79000000000" } }] });
+        const s = await replay(deps(h, { featuresFor: () => [feature] }), { bots: ["shop-tg"], ids: [ids[3]!] });
+        assert.equal(ran, 0);
+        assert.deepEqual(s.results[0]!.tool_calls, [{ name: "save_lead", arguments: '{"phone":"+79000000000"}', result: null }]);
+        assert.equal(s.results[0]!.new_answer, "echo: a4");
+      } finally {
+        await h.stop();
+      }
+    });
+
     test("an aborted signal stops after the message in progress and keeps what was done", async () => {
       const { h, ids } = await seededHarness(dialect);
       try {
