@@ -38,7 +38,7 @@ export interface InitOptions {
  */
 export async function initCommand(c: CliContext, opts: InitOptions): Promise<void> {
   const ask = c.interactive && !opts.yes && !c.json;
-  const spec = ask ? await wizard(opts) : fromFlags(opts);
+  const spec = ask ? await askNewBot(opts) : fromFlags(opts);
   validateSpec(spec);
   const targets = initTargets(c.configDir, spec.name);
   let overwrite = Boolean(opts.force);
@@ -125,8 +125,19 @@ function fromFlags(o: InitOptions): NewBotSpec {
   };
 }
 
-async function wizard(o: InitOptions): Promise<NewBotSpec> {
-  const { input, select } = await import("@inquirer/prompts");
+/** Where the wizard's questions are asked (@inquirer/prompts' context); tests pass streams. */
+export type PromptContext = { input?: NodeJS.ReadableStream; output?: NodeJS.WritableStream; clearPromptOnDone?: boolean };
+
+/**
+ * The `bots init` wizard: asks, with @inquirer/prompts, every question whose flag was not given
+ * (channel, name, model, variable names, community or branch ids, account, cost, prompt text).
+ * @param context the terminal to ask on; @defaultValue stdin/stdout
+ * @returns the spec, not yet validated
+ */
+export async function askNewBot(o: InitOptions, context?: PromptContext): Promise<NewBotSpec> {
+  const prompts = await import("@inquirer/prompts");
+  const input = (config: Parameters<typeof prompts.input>[0]) => prompts.input(config, context as never);
+  const select = <T>(config: Parameters<typeof prompts.select<T>>[0]) => prompts.select<T>(config, context as never);
   const channel = (o.channel ??
     (await select({
       message: "Channel",

@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
+import { askNewBot } from "../../src/cli/init.js";
+import { renderBotYaml } from "../../src/config/init.js";
 import { loadBotConfigs } from "../../src/config/load.js";
+import { ScriptedTerminal } from "../support/terminal.js";
 import { bin, cli } from "../support/cli.js";
 import { Fixture } from "../support/fixture.js";
 
@@ -80,6 +83,46 @@ describe("bots init", () => {
     } finally {
       fx.cleanup();
     }
+  });
+
+  test("the wizard asks what no flag gave and builds the same config", async () => {
+    const term = new ScriptedTerminal([
+      [/Channel/, "\u001b[B\r"], // Telegram → VK
+      [/Bot name/, "\u0015shop-vk\r"],
+      [/Model/, "\r"],
+      [/model API key/, "\r"],
+      [/community token/, "\r"],
+      [/community id/, "12x\r"],
+      [/a number/, "\b\b\r"], // the validator refuses "12x"; erase to "1"
+      [/confirmation string/, "\r"],
+      [/Callback API secret/, "MY_SECRET\r"],
+      [/Balance account/, "\r"],
+      [/Credits per reply/, "\u00152.5\r"],
+      [/System prompt/, "\u0015Ты помощник.\r"],
+    ]);
+    const spec = await askNewBot({}, term.context);
+    assert.equal(term.remaining, 0);
+    assert.deepEqual(
+      { ...spec },
+      {
+        name: "shop-vk",
+        channel: "vk",
+        model: "gpt-4o-mini",
+        apiKeyVar: "OPENAI_API_KEY",
+        baseUrl: undefined,
+        tokenVar: "SHOP_VK_TOKEN",
+        vkGroupId: 1,
+        vkConfirmationVar: "SHOP_VK_CONFIRMATION",
+        vkSecretVar: "MY_SECRET",
+        dgisLoginVar: "SHOP_VK_LOGIN",
+        dgisPasswordVar: "SHOP_VK_PASSWORD",
+        branchIds: undefined,
+        account: "default",
+        cost: 2.5,
+        promptText: "Ты помощник.",
+      },
+    );
+    assert.match(renderBotYaml(spec), /group_id: 1\n/);
   });
 
   test("through bin/bots.js from a fresh folder", async () => {
