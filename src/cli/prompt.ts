@@ -35,8 +35,14 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
 
   const logging = createLogging({ console: c.verbose, level: c.verbose ? "debug" : "warn", color: c.color, secrets: secretsOf([bot]) });
   const logger = logging.forBot(bot.name);
-  // Feature tools are offered so tool calls can be seen; they never run (no store is touched).
-  const tools = buildFeatures(bot, { store: undefined as unknown as Store, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
+  // Feature tools are offered so tool calls can be seen; they never run. No database is opened:
+  // a feature that reached for one here would fail loudly instead of writing.
+  const noStore = new Proxy({} as Store, {
+    get: () => {
+      throw new Error("bots prompt test never uses the database");
+    },
+  });
+  const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
   const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined };
 
   if (opts.cases) {
