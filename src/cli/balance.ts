@@ -2,6 +2,7 @@ import chalk from "chalk";
 import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { formatCredits, parseAmount } from "../storage/balance.js";
+import { accountSummaries, replyCosts, type ReplyCost } from "../core/status.js";
 import type { CliContext } from "./context.js";
 import { formatTime, table, withStore } from "./shared.js";
 
@@ -12,19 +13,16 @@ import { formatTime, table, withStore } from "./shared.js";
  * last_movement_at}]}`.
  */
 export async function showBalance(c: CliContext, opts: { account?: string }): Promise<void> {
-  const costs = replyCosts(c);
+  const costs = configuredCosts(c);
   await withStore(c, async (store) => {
-    let accounts = await store.balance.list();
-    if (opts.account) accounts = accounts.filter((a) => a.account === opts.account);
-    if (opts.account && accounts.length === 0) accounts = [{ account: opts.account, balance: 0, updated_ms: 0 }];
-    const rows = await Promise.all(
-      accounts.map(async (a) => {
-        const last = (await store.balance.history(a.account, 1))[0];
-        const cost = costs.get(a.account);
-        const left = cost && cost.cost > 0 ? Math.max(0, Math.floor((a.balance - cost.floor) / cost.cost)) : null;
-        return { account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: left, last_movement_at: last ? new Date(last.created_ms).toISOString() : null, last_movement: last ? `${last.reason} ${last.delta > 0 ? "+" : ""}${formatCredits(last.delta)}` : null };
-      }),
-    );
+    const rows = (await accountSummaries(store, costs, opts.account)).map((a) => ({
+      account: a.account,
+      balance: formatCredits(a.balance),
+      balance_hundredths: a.balance,
+      replies_left: a.replies_left,
+      last_movement_at: a.last ? new Date(a.last.created_ms).toISOString() : null,
+      last_movement: a.last ? `${a.last.reason} ${a.last.delta > 0 ? "+" : ""}${formatCredits(a.last.delta)}` : null,
+    }));
     if (c.json) {
       c.out(JSON.stringify({ accounts: rows }));
       return;
@@ -96,16 +94,11 @@ export async function balanceHistory(c: CliContext, opts: { account?: string; li
 }
 
 /** Cost and floor per account from readable configs (hundredths); unreadable configs are skipped. */
-function replyCosts(c: CliContext): Map<string, { cost: number; floor: number }> {
-  const map = new Map<string, { cost: number; floor: number }>();
+export function configuredCosts(c: CliContext): Map<string, ReplyCost> {
   try {
-    for (const b of loadBotConfigs(c.configDir, c.env).bots) {
-      const cost = Math.round(b.balance.cost_per_reply * 100);
-      const prev = map.get(b.balance.account);
-      if (!prev || cost > prev.cost) map.set(b.balance.account, { cost, floor: Math.round(b.balance.stop_below * 100) });
-    }
+    return replyCosts(loadBotConfigs(c.configDir, c.env).bots);
   } catch {
     // No configs (or unreadable ones) only means replies left cannot be shown.
+    return new Map();
   }
-  return map;
 }

@@ -91,28 +91,132 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
     .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && bots poll 2gis >> logs/cron.log 2>&1")
     .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
-  later("replay", "re-run stored incoming messages through the current prompt and model");
+  program
+    .command("replay")
+    .description("re-run stored incoming messages through the current prompt and model (dry run unless --send)")
+    .option("--bot <name...>", "bot names or channels (default: every enabled bot; with --id: every bot)")
+    .option("--since <when>", "from: 30m, 24h, 2d or an ISO date (default 24h, none with --id)")
+    .option("--until <when>", "up to (exclusive): 30m, 24h, 2d or an ISO date")
+    .option("--id <n...>", "these stored message ids")
+    .option("--status <list>", "comma list: received, failed, no_balance, answered, delivering, skipped (default: unanswered for --send)")
+    .option("--limit <n>", "at most N messages, oldest first")
+    .option("--send", "deliver answers to never-answered messages, record and charge them")
+    .option("--force", "with --send: also re-send messages that were answered")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Dry run (default) prints, per message, the user text, the stored answer and the new one with",
+        "tokens and latency, then a summary. It writes nothing, sends nothing and charges nothing.",
+        "--send answers messages with status received, failed or no_balance through the channel, in",
+        "each conversation's order, and records and charges them; running it twice answers nothing twice.",
+        "Ctrl-C stops after the current message. Exit 1 when a message failed.",
+        "",
+        "Examples:",
+        "  bots replay --since 24h                       # what would the current prompt answer?",
+        "  bots replay --bot shop-tg --status failed --json",
+        "  bots replay --send --since 2d                 # answer what an outage left unanswered",
+        "  bots replay --send --force --id 1042          # send message 1042 again",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./replay.js")).replayCommand(c, cmd.opts())));
   program
     .command("prompt")
     .description("prompt tools")
     .command("test")
-    .description("one answer from a bot's prompt and model; --cases FILE runs expectations (not yet available)")
-    .argument("[args...]")
-    .allowUnknownOption()
-    .action(run(async () => {
-      throw new UsageError("NOT_AVAILABLE", "'bots prompt test' is not yet available in this version");
-    }));
+    .description("one answer from a bot's prompt and model, with tokens, cost and latency; never sends or charges")
+    .argument("<bot>", "bot name")
+    .argument("[message...]", "the user's message")
+    .option("--prompt <file>", "try another prompt file instead of the bot's")
+    .option("-i, --interactive", "chat in the terminal (history kept; /reset, /exit)")
+    .option("--cases <file>", "YAML list of cases with expectations; exit 1 if any fails")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Tool calls the model makes are shown, not executed. Nothing is written, delivered or charged;",
+        "the cost shown is what a live reply would be charged (balance.cost_per_reply).",
+        "",
+        "Cases file (contains / not_contains are case-insensitive; matches is a regex, /re/i allowed):",
+        "  - name: delivery price",
+        "    message: Сколько стоит доставка?",
+        "    contains: [доставк]",
+        "    not_contains: [не знаю]",
+        "    max_chars: 600",
+        "  - history: [{user: Привет}, {assistant: Здравствуйте!}, {user: Вы работаете в субботу?}]",
+        "    matches: /суббот/i",
+        "",
+        "Examples:",
+        '  bots prompt test shop-tg "Сколько стоит доставка?"',
+        "  bots prompt test shop-tg --prompt prompts/shop-v2.md \"Есть самовывоз?\"",
+        "  bots prompt test shop-tg --interactive",
+        "  bots prompt test shop-tg --cases tests/shop-cases.yaml   # in CI before a prompt change",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./prompt.js")).promptTestCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   program
     .command("logs")
     .description("log tools")
     .command("tail")
-    .description("pretty view of the JSON logs (not yet available)")
-    .argument("[args...]")
-    .allowUnknownOption()
-    .action(run(async () => {
-      throw new UsageError("NOT_AVAILABLE", "'bots logs tail' is not yet available in this version");
-    }));
-  later("init", "interactive wizard that writes a new bot YAML and prompt file");
+    .description("readable, coloured view of the JSON logs; -f follows")
+    .argument("[bot]", "a bot's log (logs/BOT.log); default the process log (logs/bots.log)")
+    .option("-f, --follow", "keep printing new lines, across rotation and new files, until Ctrl-C")
+    .option("-n, --lines <n>", "last lines to show first", "50")
+    .option("--level <level>", "lowest level shown: trace, debug, info, warn, error, fatal")
+    .option("--since <when>", "only lines since: 10m, 2h, 1d or an ISO date")
+    .option("--grep <text>", "only lines containing the text (case-insensitive)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Lines are shown as `time LEVEL bot thread message key=value`; --json passes them through as",
+        "written. A line still being written is held back until complete; non-JSON lines are shown as",
+        "they are (and hidden by --level / --since).",
+        "",
+        "Examples:",
+        "  bots logs tail                         # last 50 lines of logs/bots.log",
+        "  bots logs tail shop-tg -f              # follow one bot",
+        "  bots logs tail --level warn --since 2h",
+        "  bots logs tail shop-tg --grep tg:101 --json | jq .msg",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./logs.js")).logsTailCommand(c, cmd.args[0], cmd.opts())));
+  program
+    .command("init")
+    .description("wizard that writes a new bot YAML and prompt file, then checks the configs")
+    .option("--channel <channel>", "tg, vk or 2gis (default tg without a terminal)")
+    .option("--name <name>", "bot name: configs/NAME.yaml and prompts/NAME.md")
+    .option("--model <model>", "model name (default gpt-4o-mini)")
+    .option("--api-key-var <VAR>", "variable holding the model API key (default OPENAI_API_KEY)")
+    .option("--base-url <url>", "OpenAI-compatible endpoint (default the OpenAI API)")
+    .option("--token-var <VAR>", "tg/vk: variable holding the token (default NAME_TOKEN)")
+    .option("--group-id <id>", "vk: the community id")
+    .option("--confirmation-var <VAR>", "vk: variable with the Callback API confirmation (default NAME_CONFIRMATION)")
+    .option("--secret-var <VAR>", "vk: variable with the Callback API secret (default NAME_SECRET)")
+    .option("--login-var <VAR>", "2gis: variable with the cabinet login (default NAME_LOGIN)")
+    .option("--password-var <VAR>", "2gis: variable with the cabinet password (default NAME_PASSWORD)")
+    .option("--branch-id <id...>", "2gis: branch ids")
+    .option("--account <name>", "balance account (default default)")
+    .option("--cost <credits>", "credits per reply (default 5)")
+    .option("--prompt-text <text>", "system prompt text for prompts/NAME.md")
+    .option("-y, --yes", "ask nothing: take flags and defaults")
+    .option("--force", "overwrite existing files")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variable",
+        "names, never values, to .env.example. Existing files are kept unless you confirm or pass",
+        "--force. Then runs `bots config check` (variables not set yet are listed, not required).",
+        "",
+        "Examples:",
+        "  bots init                                            # wizard",
+        "  bots init --yes --channel tg --name shop-tg --cost 2.50 --prompt-text 'Ты помощник магазина.'",
+        "  bots init --yes --channel vk --name shop-vk --group-id 123456",
+        "  bots init --yes --channel 2gis --name shop-2gis --branch-id 70000001000000001",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, cmd.opts())));
   program
     .command("report")
     .description("reports")
@@ -123,7 +227,23 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .action(run(async () => {
       throw new UsageError("NOT_AVAILABLE", "'bots report send' is not yet available in this version");
     }));
-  later("status", "bots, balances and today's messages");
+  program
+    .command("status")
+    .description("bots, balances and today's messages")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Shows each bot in the config dir with its channel and enabled flag, today's messages",
+        "(since midnight UTC: in, answered, failed, no balance), the last message time, and each",
+        "balance account with how many replies it still pays for.",
+        "",
+        "Examples:",
+        "  bots status",
+        "  bots status --json | jq '.accounts[] | select(.replies_left < 100)'",
+      ].join("\n"),
+    )
+    .action(run(async (c) => (await import("./status.js")).statusCommand(c)));
 
   return program;
 }

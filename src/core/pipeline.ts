@@ -138,12 +138,15 @@ export class Pipeline {
 
   /**
    * Answers an already stored incoming message now, bypassing the queue (used by replay).
-   * Runs gates, balance, model, delivery and settle exactly as for a live message.
+   * Runs gates, balance, model, delivery and settle exactly as for a live message. The message
+   * is claimed through its status, so it is never answered twice; `force` sends even when it
+   * was answered (or is being answered) already. `empty_reply` is not sent again on replay.
    */
-  async answerStored(row: MessageRow): Promise<PipelineContext> {
+  async answerStored(row: MessageRow, opts: { force?: boolean } = {}): Promise<PipelineContext> {
     const ctx = this.newContext(messageFromRow(row));
     ctx.id = row.id;
     ctx.stored = row;
+    if (opts.force) ctx.state.force = true;
     ctx.log = this.deps.logger.child({ msg_id: row.id, thread_key: row.thread_key });
     await this.answer(ctx);
     return ctx;
@@ -253,7 +256,7 @@ export class Pipeline {
         ctx.outcome = "no_balance";
         await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}` });
         ctx.log.warn({ account }, "balance cannot pay a reply; message kept for replay");
-        if (empty_reply) await this.sendEmptyReply(ctx, empty_reply);
+        if (empty_reply && !ctx.stored) await this.sendEmptyReply(ctx, empty_reply);
         return;
       }
       ctx.log.debug({ account, cost, balance_after: ctx.reservation.balance_after }, "cost reserved");
@@ -305,14 +308,7 @@ export class Pipeline {
 
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
-    const bot = this.deps.bot;
-    const template = loadPrompt(bot, ctx.msg.kind);
-    let system = renderPrompt(template, { botName: bot.name, timezone: bot.timezone, nowMs: this.now(), extra: ctx.msg.vars });
-    // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
-    const postText = ctx.msg.vars?.post_text;
-    if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
-    const history = await this.deps.store.messages.history(bot.name, ctx.msg.threadKey, ctx.id!, bot.history.max_messages);
-    ctx.prompt = [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: ctx.msg.text }];
+    ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
     await next();
   };
 
@@ -376,6 +372,22 @@ export class Pipeline {
     const m = ctx.msg;
     return { id: ctx.id!, bot: m.bot, channel: m.channel, thread_key: m.threadKey, chat_id: m.chatId };
   }
+}
+
+/**
+ * The chat sent to the model for a message (SPEC §4 context): the bot's system prompt for the
+ * message's kind rendered at `nowMs` (epoch ms UTC), the last `history.max_messages` turns of
+ * the thread stored before message `id`, then the message itself.
+ * @throws ConfigError when the prompt file cannot be read
+ */
+export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">, msg: IncomingMessage, id: number, nowMs: number): Promise<ChatMessage[]> {
+  const template = loadPrompt(bot, msg.kind);
+  let system = renderPrompt(template, { botName: bot.name, timezone: bot.timezone, nowMs, extra: msg.vars });
+  // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
+  const postText = msg.vars?.post_text;
+  if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
+  const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
+  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: msg.text }];
 }
 
 /** Rebuilds the IncomingMessage a stored row came from (for replay). */

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { isUniqueViolation, transact } from "./db.js";
-import type { IncomingStatus, MessagesTable, Schema } from "./schema.js";
+import type { IncomingStatus, MessagesTable, MessageStatus, Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
 export type MessageRow = Selectable<MessagesTable>;
@@ -201,6 +201,61 @@ export class MessagesRepo {
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;
+  }
+
+  /**
+   * Incoming messages chosen for replay, oldest first (by id, which keeps each thread's order).
+   * Uses the `(bot, status, created_ms)` index when bots and statuses are given, the
+   * `created_ms` index for a time window, the primary key for ids.
+   * @param q.sinceMs / q.untilMs epoch ms UTC, inclusive / exclusive
+   */
+  async selectIncoming(q: { bots?: string[]; ids?: number[]; statuses?: IncomingStatus[]; sinceMs?: number; untilMs?: number; limit?: number }): Promise<MessageRow[]> {
+    let s = this.db.selectFrom("messages").selectAll().where("direction", "=", "in");
+    if (q.bots) s = s.where("bot", "in", q.bots.length ? q.bots : [""]);
+    if (q.ids) s = s.where("id", "in", q.ids.length ? q.ids : [-1]);
+    if (q.statuses) s = s.where("status", "in", q.statuses.length ? q.statuses : ["-" as IncomingStatus]);
+    if (q.sinceMs !== undefined) s = s.where("created_ms", ">=", q.sinceMs);
+    if (q.untilMs !== undefined) s = s.where("created_ms", "<", q.untilMs);
+    s = s.orderBy("id", "asc");
+    if (q.limit !== undefined) s = s.limit(q.limit);
+    return (await s.execute()).map(normalise);
+  }
+
+  /**
+   * Message counts since a time, per bot, direction and status (for `bots status`); uses the
+   * `created_ms` index.
+   * @param sinceMs epoch ms UTC
+   */
+  async countsSince(sinceMs: number): Promise<Array<{ bot: string; direction: "in" | "out"; status: string; n: number }>> {
+    const rows = await this.db
+      .selectFrom("messages")
+      .select((eb) => ["bot", "direction", "status", eb.fn.countAll<number>().as("n")])
+      .where("created_ms", ">=", sinceMs)
+      .groupBy(["bot", "direction", "status"])
+      .execute();
+    return rows.map((r) => ({ bot: r.bot, direction: r.direction, status: r.status, n: Number(r.n) }));
+  }
+
+  /**
+   * Time of a bot's newest message (either direction), epoch ms UTC, or null. One MAX per
+   * status on the `(bot, status, created_ms)` index, which both SQLite and MySQL answer from
+   * the index alone.
+   */
+  async lastMessageMs(bot: string): Promise<number | null> {
+    const statuses: MessageStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "sent"];
+    const maxima = await Promise.all(
+      statuses.map(async (status) => {
+        const row = await this.db
+          .selectFrom("messages")
+          .select((eb) => eb.fn.max("created_ms").as("last"))
+          .where("bot", "=", bot)
+          .where("status", "=", status)
+          .executeTakeFirst();
+        return row?.last === null || row?.last === undefined ? null : Number(row.last);
+      }),
+    );
+    const found = maxima.filter((v): v is number => v !== null);
+    return found.length ? Math.max(...found) : null;
   }
 
   /** The answer stored for an incoming message, if any. */

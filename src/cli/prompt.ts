@@ -1,0 +1,102 @@
+import path from "node:path";
+import chalk from "chalk";
+import type { ToolDefinition } from "../llm/client.js";
+import { ExitError, UsageError } from "../errors.js";
+import { buildFeatures } from "../features/index.js";
+import { createLogging } from "../logging.js";
+import { chatSession, loadCases, promptAnswer, runCases, type PromptTestAnswer, type PromptTestDeps } from "../llm/prompt-test.js";
+import { llmFor, secretsOf } from "../runner.js";
+import { formatCredits } from "../storage/balance.js";
+import type { Store } from "../storage/index.js";
+import type { CliContext } from "./context.js";
+import { loadBots, table } from "./shared.js";
+
+/** Options of `bots prompt test`. */
+export interface PromptTestCliOptions {
+  prompt?: string;
+  interactive?: boolean;
+  cases?: string;
+}
+
+/**
+ * `bots prompt test BOT [MESSAGE...]`: one answer (or a chat with `--interactive`, or a cases
+ * file with `--cases`) from the bot's prompt and model. Prints the answer, prompt/completion
+ * tokens, the cost a live reply would be charged and the latency; tool calls are shown, not
+ * executed. Never writes to the database, never charges, never delivers.
+ * @throws UsageError (exit 2) for a missing bot or message; ExitError(1) when a case fails
+ */
+export async function promptTestCommand(c: CliContext, botName: string, words: string[], opts: PromptTestCliOptions): Promise<void> {
+  const modes = [words.length > 0, Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
+  if (modes !== 1) throw new UsageError("PROMPT_TEST_USAGE", modes === 0 ? "give a MESSAGE, --interactive or --cases FILE" : "give only one of MESSAGE, --interactive, --cases", { hint: `bots prompt test ${botName} "Сколько стоит доставка?"` });
+  const all = loadBots(c);
+  const bot = all.find((b) => b.name === botName);
+  if (!bot) throw new UsageError("UNKNOWN_BOT", `no bot named '${botName}'`, { hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}` });
+  if (opts.interactive && !c.interactive) throw new UsageError("NOT_A_TERMINAL", "--interactive needs a terminal", { hint: "pass the message as arguments, or --cases FILE" });
+
+  const logging = createLogging({ console: c.verbose, level: c.verbose ? "debug" : "warn", color: c.color, secrets: secretsOf([bot]) });
+  const logger = logging.forBot(bot.name);
+  // Feature tools are offered so tool calls can be seen; they never run. No database is opened:
+  // a feature that reached for one here would fail loudly instead of writing.
+  const noStore = new Proxy({} as Store, {
+    get: () => {
+      throw new Error("bots prompt test never uses the database");
+    },
+  });
+  const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
+  const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined };
+
+  if (opts.cases) {
+    const cases = loadCases(opts.cases);
+    const results = await runCases(deps, cases, (r, done) => {
+      if (c.interactive && !c.json) process.stderr.write(`\r\u001b[2K${done}/${cases.length} ${r.passed ? chalk.green("pass") : chalk.red("FAIL")} ${r.name}`);
+    });
+    if (c.interactive && !c.json) process.stderr.write("\r\u001b[2K");
+    const failed = results.filter((r) => !r.passed);
+    if (c.json) {
+      c.out(JSON.stringify({ bot: bot.name, passed: results.length - failed.length, failed: failed.length, cases: results.map((r) => ({ name: r.name, passed: r.passed, failures: r.failures, answer: r.answer?.text ?? null, prompt_tokens: r.answer?.prompt_tokens ?? null, completion_tokens: r.answer?.completion_tokens ?? null, latency_ms: r.answer?.latency_ms ?? null })) }));
+    } else {
+      c.out(table(["RESULT", "CASE", "FAILED EXPECTATION", "TOKENS", "MS"], results.map((r) => [r.passed ? chalk.green("pass") : chalk.red("FAIL"), r.name, r.failures.join("; "), r.answer ? `${r.answer.prompt_tokens}+${r.answer.completion_tokens}` : "-", r.answer ? String(r.answer.latency_ms) : "-"])));
+      for (const r of failed.filter((x) => x.answer)) c.out(chalk.dim(`\n${r.name} answered:\n  ${r.answer!.text.replace(/\n/g, "\n  ")}`));
+      c.out(failed.length ? chalk.red(`\n${failed.length} of ${results.length} cases failed`) : chalk.green(`\n${results.length} cases passed`));
+    }
+    await logging.flush();
+    if (failed.length) throw new ExitError(1);
+    return;
+  }
+
+  if (opts.interactive) {
+    const { input } = await import("@inquirer/prompts");
+    c.err(chalk.dim(`Chat with ${bot.name} (${bot.llm.model}). /reset forgets the dialog, /exit ends. Nothing is sent or charged.`));
+    await chatSession(
+      deps,
+      async () => {
+        try {
+          return await input({ message: "you:" });
+        } catch {
+          return null; // Ctrl-C / Ctrl-D in the prompt ends the chat.
+        }
+      },
+      (e) => {
+        if ("reset" in e) c.err(chalk.dim("(dialog forgotten)"));
+        else if ("error" in e) c.err(chalk.red(`error: ${e.error}`));
+        else printAnswer(c, e.answer);
+      },
+    );
+    await logging.flush();
+    return;
+  }
+
+  const answer = await promptAnswer(deps, [], words.join(" "));
+  await logging.flush();
+  printAnswer(c, answer);
+}
+
+function printAnswer(c: CliContext, a: PromptTestAnswer): void {
+  if (c.json) {
+    c.out(JSON.stringify({ ...a, cost: formatCredits(a.cost), cost_hundredths: a.cost }));
+    return;
+  }
+  for (const t of a.tool_calls) c.out(chalk.dim(`tool call (not executed): ${t.name}(${t.arguments})`));
+  c.out(a.text);
+  c.out(chalk.dim(`${a.model} · ${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`));
+}

@@ -1,0 +1,48 @@
+import chalk from "chalk";
+import { formatProblem, loadBotConfigs } from "../config/load.js";
+import { collectStatus } from "../core/status.js";
+import { formatCredits } from "../storage/balance.js";
+import type { CliContext } from "./context.js";
+import { formatTime, table, withStore } from "./shared.js";
+
+/**
+ * `bots status`: the bots found in the config dir (channel, enabled), today's messages per bot
+ * (since midnight UTC: in / answered / failed / no balance), the last message time, and each
+ * account's balance with the replies it still pays for. Configs with problems are listed too
+ * (and counted in `problems` with `--json`) without failing the command.
+ */
+export async function statusCommand(c: CliContext): Promise<void> {
+  const { bots, problems } = loadBotConfigs(c.configDir, c.env);
+  const report = await withStore(c, (store) => collectStatus(bots, store, Date.now()));
+  if (c.json) {
+    c.out(
+      JSON.stringify({
+        day_start: new Date(report.day_start_ms).toISOString(),
+        bots: report.bots.map((b) => ({ ...b, last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString() })),
+        accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
+        problems: problems.map(formatProblem),
+      }),
+    );
+    return;
+  }
+  if (!report.bots.length) c.out(`No bots in ${c.configDir}.`);
+  else {
+    c.out(chalk.bold(`Bots (messages today since ${formatTime(report.day_start_ms)})`));
+    c.out(
+      table(
+        ["BOT", "CHANNEL", "ENABLED", "ACCOUNT", "IN", "ANSWERED", "FAILED", "NO BALANCE", "LAST MESSAGE"],
+        report.bots.map((b) => [b.name, b.channel, b.enabled ? chalk.green("yes") : chalk.dim("no"), b.account, String(b.in), String(b.answered), b.failed ? chalk.red(String(b.failed)) : "0", b.no_balance ? chalk.yellow(String(b.no_balance)) : "0", b.last_message_ms === null ? "-" : formatTime(b.last_message_ms)]),
+      ),
+    );
+  }
+  c.out("");
+  if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");
+  else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [a.account, chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
+  if (problems.length) {
+    c.out("");
+    c.out(chalk.red(`${problems.length} config problem${problems.length === 1 ? "" : "s"} (run bots config check):`));
+    for (const p of problems) c.out(`  ${formatProblem(p)}`);
+  }
+  const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);
+  if (failed) c.out(chalk.yellow(`\n${failed} message(s) unanswered today: bots replay --send --since ${Math.max(1, Math.ceil((Date.now() - report.day_start_ms) / 3_600_000))}h`));
+}

@@ -1,0 +1,117 @@
+import type { BotConfig } from "../config/schema.js";
+import type { Store } from "../storage/index.js";
+
+/** What one reply costs on an account and the floor replies never go below, hundredths. */
+export interface ReplyCost {
+  cost: number;
+  floor: number;
+}
+
+/**
+ * Cost and floor per account from the bots' `balance:` sections (hundredths). When several bots
+ * share an account the dearest reply counts, so "replies left" is never overstated.
+ */
+export function replyCosts(bots: BotConfig[]): Map<string, ReplyCost> {
+  const map = new Map<string, ReplyCost>();
+  for (const b of bots) {
+    const cost = Math.round(b.balance.cost_per_reply * 100);
+    const prev = map.get(b.balance.account);
+    if (!prev || cost > prev.cost) map.set(b.balance.account, { cost, floor: Math.round(b.balance.stop_below * 100) });
+  }
+  return map;
+}
+
+/**
+ * How many replies a balance still pays for: `floor((balance - floor) / cost)`, at least 0;
+ * null when the cost is unknown or replies are free.
+ * @param balance hundredths
+ */
+export function repliesLeft(balance: number, cost: ReplyCost | undefined): number | null {
+  return cost && cost.cost > 0 ? Math.max(0, Math.floor((balance - cost.floor) / cost.cost)) : null;
+}
+
+/** One account as `bots balance` and `bots status` show it. Amounts in hundredths. */
+export interface AccountSummary {
+  account: string;
+  balance: number;
+  replies_left: number | null;
+  /** The newest ledger row, if any. */
+  last?: { reason: string; delta: number; created_ms: number };
+}
+
+/**
+ * Every account (or one) with its balance, replies left and newest ledger movement. An account
+ * asked for by name that never had a movement is shown with balance 0.
+ */
+export async function accountSummaries(store: Pick<Store, "balance">, costs: Map<string, ReplyCost>, account?: string): Promise<AccountSummary[]> {
+  let accounts = await store.balance.list();
+  if (account) accounts = accounts.filter((a) => a.account === account);
+  if (account && accounts.length === 0) accounts = [{ account, balance: 0, updated_ms: 0 }];
+  return Promise.all(
+    accounts.map(async (a) => {
+      const last = (await store.balance.history(a.account, 1))[0];
+      return {
+        account: a.account,
+        balance: a.balance,
+        replies_left: repliesLeft(a.balance, costs.get(a.account)),
+        ...(last ? { last: { reason: last.reason, delta: Number(last.delta), created_ms: Number(last.created_ms) } } : {}),
+      };
+    }),
+  );
+}
+
+/** One bot's line in `bots status`. */
+export interface BotStatus {
+  name: string;
+  channel: string;
+  enabled: boolean;
+  account: string;
+  /** Incoming messages since the start of the day (UTC). */
+  in: number;
+  /** Of those, answered. */
+  answered: number;
+  /** Of those, failed (kept for `bots replay --send`). */
+  failed: number;
+  /** Of those, refused for lack of balance. */
+  no_balance: number;
+  /** Newest message in either direction, epoch ms UTC, or null. */
+  last_message_ms: number | null;
+}
+
+/** Everything `bots status` shows. */
+export interface StatusReport {
+  /** Start of the counted day, epoch ms UTC (midnight UTC). */
+  day_start_ms: number;
+  bots: BotStatus[];
+  accounts: AccountSummary[];
+}
+
+/**
+ * Collects the status of the configured bots: today's message counts per bot (since midnight
+ * UTC of `nowMs`), the newest message time, and every account with replies left.
+ * @param nowMs epoch ms UTC
+ * @throws StorageError when the database cannot be read
+ */
+export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance">, nowMs: number): Promise<StatusReport> {
+  const day = new Date(nowMs);
+  const dayStart = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate());
+  const counts = await store.messages.countsSince(dayStart);
+  const rows = await Promise.all(
+    bots.map(async (b): Promise<BotStatus> => {
+      const mine = counts.filter((c) => c.bot === b.name && c.direction === "in");
+      const of = (status: string) => mine.filter((c) => c.status === status).reduce((a, c) => a + c.n, 0);
+      return {
+        name: b.name,
+        channel: b.channel,
+        enabled: b.enabled,
+        account: b.balance.account,
+        in: mine.reduce((a, c) => a + c.n, 0),
+        answered: of("answered"),
+        failed: of("failed"),
+        no_balance: of("no_balance"),
+        last_message_ms: await store.messages.lastMessageMs(b.name),
+      };
+    }),
+  );
+  return { day_start_ms: dayStart, bots: rows, accounts: await accountSummaries(store, replyCosts(bots)) };
+}

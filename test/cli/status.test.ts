@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { collectStatus } from "../../src/core/status.js";
+import { loadBotConfigs } from "../../src/config/load.js";
+import { openStore, type Store } from "../../src/storage/index.js";
+import type { IncomingStatus } from "../../src/storage/schema.js";
+import { bin, cli } from "../support/cli.js";
+import { createTestDatabase, dialects } from "../support/db.js";
+import { Fixture } from "../support/fixture.js";
+
+const ENV = { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: "123456:TEST-token_abcdef" };
+
+function fixture(): Fixture {
+  const fx = new Fixture();
+  fx.write("prompts/p.md", "You are {{bot_name}}.");
+  const bot = (name: string, extra: string[]) => fx.bot(name, [`name: ${name}`, "channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}", ...extra].join("\n"));
+  bot("shop-tg", []);
+  bot("other-tg", ["enabled: false", "balance:", "  account: client-a", "  cost_per_reply: 2.5", "  stop_below: 1"]);
+  return fx;
+}
+
+async function seed(store: Store, now: number): Promise<void> {
+  const day = new Date(now);
+  const yesterday = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate()) - 1000;
+  let n = 0;
+  const incoming = async (status: IncomingStatus, at: number) =>
+    (await store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: null, text: `m${++n}`, dedupe_key: `1:${n}`, channel_message_id: String(n), meta: null, status, created_ms: at }))!;
+  const answer = async (at: number) => {
+    const id = await incoming("received", at);
+    await store.messages.settle({ incoming: { id, bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1" }, text: "ok", channel_message_id: null, model: "m", prompt_tokens: 1, completion_tokens: 1, cost: 500, latency_ms: 1, created_ms: at });
+  };
+  await answer(yesterday);
+  await answer(now - 2000);
+  await incoming("failed", now - 1500);
+  await incoming("no_balance", now - 1200);
+  await incoming("received", now - 1000);
+  await store.balance.topUp("default", 1000);
+  await store.balance.topUp("client-a", 1050);
+}
+
+for (const dialect of dialects()) {
+  describe(`bots status (${dialect})`, () => {
+    test("bots with channel and enabled, today's counts, last message, balances and replies left", async () => {
+      const fx = fixture();
+      const db = await createTestDatabase(dialect);
+      const store = await openStore(db.url);
+      try {
+        const now = Date.now();
+        await seed(store, now);
+        const r = await cli(["--config-dir", fx.configDir, "--db", db.url, "--json", "status"], ENV);
+        assert.equal(r.code, 0, r.stderr);
+        const s = JSON.parse(r.stdout) as { bots: Array<Record<string, unknown>>; accounts: Array<Record<string, unknown>>; problems: string[] };
+        assert.deepEqual(
+          s.bots.map((b) => [b.name, b.channel, b.enabled, b.account, b.in, b.answered, b.failed, b.no_balance]),
+          [
+            ["other-tg", "tg", false, "client-a", 0, 0, 0, 0],
+            ["shop-tg", "tg", true, "default", 4, 1, 1, 1],
+          ],
+        );
+        assert.equal(s.bots[0]!.last_message_at, null);
+        assert.equal(s.bots[1]!.last_message_at, new Date(now - 1000).toISOString());
+        assert.deepEqual(s.accounts, [
+          { account: "client-a", balance: "10.50", balance_hundredths: 1050, replies_left: 3 },
+          { account: "default", balance: "10.00", balance_hundredths: 1000, replies_left: 2 },
+        ]);
+        assert.deepEqual(s.problems, []);
+
+        const text = await cli(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
+        assert.equal(text.code, 0);
+        assert.match(text.stdout, /BOT +CHANNEL +ENABLED +ACCOUNT +IN +ANSWERED +FAILED +NO BALANCE +LAST MESSAGE/);
+        assert.match(text.stdout, /shop-tg +tg +yes +default +4 +1 +1 +1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+        assert.match(text.stdout, /other-tg +tg +no +client-a +0 +0 +0 +0 +-/);
+        assert.match(text.stdout, /client-a +10\.50 +3/);
+        assert.match(text.stdout, /2 message\(s\) unanswered today: bots replay --send/);
+
+        // The same numbers from the core function.
+        const report = await collectStatus(loadBotConfigs(fx.configDir, ENV).bots, store, now);
+        assert.equal(report.bots.find((b) => b.name === "shop-tg")!.in, 4);
+      } finally {
+        await store.close();
+        await db.drop();
+        fx.cleanup();
+      }
+    });
+  });
+}
+
+describe("bots status through bin/bots.js", () => {
+  test("an empty database and a broken config are reported, exit 0", async () => {
+    const fx = fixture();
+    const db = await createTestDatabase("sqlite");
+    try {
+      fx.bot("broken", "name: broken\nchannel: tg\n");
+      const r = await bin(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /shop-tg +tg +yes +default +0 +0 +0 +0 +-/);
+      assert.match(r.stdout, /No balance accounts yet/);
+      assert.match(r.stdout, /config problems? \(run bots config check\):\n {2}.*broken\.yaml/);
+    } finally {
+      await db.drop();
+      fx.cleanup();
+    }
+  });
+});
