@@ -1,5 +1,6 @@
 import { BalanceRepo } from "./balance.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
+import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
@@ -7,6 +8,7 @@ export interface Store {
   database: Database;
   messages: MessagesRepo;
   balance: BalanceRepo;
+  leads: LeadsRepo;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     database,
     messages: new MessagesRepo(database.db, now),
     balance: new BalanceRepo(database.db, now),
+    leads: new LeadsRepo(database.db, now),
     close: () => database.close(),
   };
 }

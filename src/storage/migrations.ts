@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import type { Dialect } from "./db.js";
+import { leadNotify } from "./migrations/0004_lead_notify.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -10,6 +11,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
   // Later migrations live in ./migrations/, one file each; register them here in order.
   return {
     "0001_initial": initial(d),
+    "0004_lead_notify": leadNotify(d),
   };
 }
 
