@@ -110,12 +110,13 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .command("report")
     .description("reports")
     .command("send")
-    .description("build and e-mail the HTML dialog report (not yet available)")
-    .argument("[args...]")
-    .allowUnknownOption()
-    .action(run(async () => {
-      throw new UsageError("NOT_AVAILABLE", "'bots report send' is not yet available in this version");
-    }));
+    .description("build the HTML dialog report of a period and e-mail it (or write it with --out)")
+    .option("--bot <name>", "one bot (default: every enabled bot with features.report)")
+    .option("--since <duration>", "period ending now: 24h, 7d, 90m", "24h")
+    .option("--to <addr>", "recipients, comma-separated (default: report.to)")
+    .option("--out <file>", "write the HTML to this file instead of mailing it")
+    .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
+    .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   later("status", "bots, balances and today's messages");
 
   return program;
