@@ -114,8 +114,7 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
   const sendPending = async (): Promise<number> => {
     if (!deps.mailer || cfg.notify_to.length === 0) return 0;
     let sent = 0;
-    for (const lead of await deps.store.leads.unnotified(bot.name)) {
-      if (missingFields(lead, cfg).length) continue; // a contact alone, before the model saved the rest
+    for (const lead of await deps.store.leads.unnotified(bot.name, cfg.required)) {
       try {
         const id = await deps.mailer.send({ to: cfg.notify_to, ...leadMail(bot, lead) });
         await deps.store.leads.markNotified(lead.id, lead.updated_ms);
@@ -225,11 +224,6 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
       deps.mailer?.close();
     },
   };
-}
-
-/** Required fields a lead still lacks. */
-export function missingFields(lead: LeadFields, cfg: Pick<LeadsConfig, "required">): string[] {
-  return cfg.required.filter((k) => !lead[k]);
 }
 
 /**

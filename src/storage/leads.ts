@@ -105,9 +105,14 @@ export class LeadsRepo {
     });
   }
 
-  /** Leads of a bot whose operator e-mail has not gone out yet, oldest first. */
-  async unnotified(bot: string, limit = 50): Promise<LeadRow[]> {
-    const rows = await this.db.selectFrom("leads").selectAll().where("bot", "=", bot).where("notified_ms", "is", null).orderBy("id").limit(limit).execute();
+  /**
+   * Leads of a bot whose operator e-mail has not gone out yet and that have every field of
+   * `complete` (a lead with only a shared phone waits for the model to save the rest), oldest first.
+   */
+  async unnotified(bot: string, complete: ReadonlyArray<keyof LeadFields> = [], limit = 50): Promise<LeadRow[]> {
+    let q = this.db.selectFrom("leads").selectAll().where("bot", "=", bot).where("notified_ms", "is", null);
+    for (const f of complete) q = q.where(f, "is not", null);
+    const rows = await q.orderBy("id").limit(limit).execute();
     return rows.map(normaliseLead);
   }
 

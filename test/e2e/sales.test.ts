@@ -210,5 +210,34 @@ for (const dialect of dialects()) {
         await smtp.stop();
       }
     });
+
+    test("a shared contact alone waits for the other required fields; save_lead completes it", async () => {
+      const smtp = new SmtpSink();
+      await smtp.start();
+      const h = await salesBot(dialect, smtp, { leads: "    required: [name, phone, email]" });
+      try {
+        const client = h.telegram.getClient(TOKEN, { userId: 305, chatId: 305, firstName: "Ира", userName: "user305", type: "private" });
+        const msg = client.makeMessage("") as unknown as Record<string, unknown>;
+        delete msg.text;
+        msg.contact = { phone_number: "+7 901 000 11 22", first_name: "Ира", user_id: 305 };
+        await client.sendMessage(msg as never);
+        await waitForBotMessages(h.telegram, 305, 1);
+        const leadsFeature = h.running!.bots[0]!.features.find((f) => f.name === "leads") as unknown as { flush(): Promise<number> };
+        assert.equal(await leadsFeature.flush(), 0, "no e-mail without the required e-mail address");
+        assert.equal((await leads(h))[0]!.phone, "+79010001122");
+
+        h.llm.script.push({ toolCalls: [{ name: "save_lead", arguments: { email: "ira@example.com" } }] }, { text: "Спасибо, Ира!" });
+        await userSays(h.telegram, TOKEN, 305, "ira@example.com");
+        await waitForBotMessages(h.telegram, 305, 2);
+        assert.match(String(h.llm.requests[2]!.messages.at(-1)!.content), /^ok: lead #\d+ saved \(name: Ира, phone: \+79010001122, email: ira@example.com\)/);
+        const [mail] = await smtp.waitFor(1);
+        assert.match(mail!.html, /<td data-field="E-mail">ira@example.com<\/td>/);
+        assert.match(mail!.html, /<td data-field="Телефон">\+79010001122<\/td>/);
+        assert.equal((await leads(h)).length, 1);
+      } finally {
+        await h.stop();
+        await smtp.stop();
+      }
+    });
   });
 }
