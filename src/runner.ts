@@ -154,6 +154,7 @@ export function secretsOf(bots: BotConfig[]): string[] {
     const g = b["2gis"];
     if (g) out.push(g.password ?? "", g.token ?? "");
     if (b.websocket?.token) out.push(b.websocket.token);
+    if (b.smtp?.password) out.push(b.smtp.password);
   }
   return out.filter((s) => s.length >= 6);
 }

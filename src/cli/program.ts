@@ -73,16 +73,6 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .description("apply database migrations")
     .action(run(async (c) => (await import("./db.js")).migrateCommand(c)));
 
-  // Commands of SPEC §2 that later versions bring.
-  const later = (name: string, description: string, args = "[args...]") =>
-    program
-      .command(name)
-      .description(`${description} (not yet available)`)
-      .argument(args)
-      .allowUnknownOption()
-      .action(run(async () => {
-        throw new UsageError("NOT_AVAILABLE", `'bots ${name}' is not yet available in this version`, { hint: "see README for what this version does" });
-      }));
   program
     .command("poll")
     .description("one pass over new 2GIS reviews under a database lease, for cron; exit 0 ok, 1 some failed, 2 usage/config")
@@ -221,12 +211,13 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .command("report")
     .description("reports")
     .command("send")
-    .description("build and e-mail the HTML dialog report (not yet available)")
-    .argument("[args...]")
-    .allowUnknownOption()
-    .action(run(async () => {
-      throw new UsageError("NOT_AVAILABLE", "'bots report send' is not yet available in this version");
-    }));
+    .description("build the HTML dialog report of a period and e-mail it (or write it with --out)")
+    .option("--bot <name>", "one bot (default: every enabled bot with features.report)")
+    .option("--since <duration>", "period ending now: 24h, 7d, 90m", "24h")
+    .option("--to <addr>", "recipients, comma-separated (default: report.to)")
+    .option("--out <file>", "write the HTML to this file instead of mailing it")
+    .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
+    .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   program
     .command("status")
     .description("bots, balances and today's messages")

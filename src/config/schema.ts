@@ -150,6 +150,24 @@ export function parseSince(value: string): number {
   return Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(value) ? value : `${value}Z`);
 }
 
+/**
+ * Outgoing mail server (SMTP, via nodemailer) for the operator e-mails of `features.leads` and
+ * `features.report`. A top-level bot section because both features share it.
+ */
+const smtpSchema = z.strictObject({
+  host: z.string().min(1),
+  /** @defaultValue 587 (465 with `secure: true`) */
+  port: z.number().int().min(1).max(65535).optional(),
+  /** TLS from the first byte (port 465); false uses STARTTLS when the server offers it. @defaultValue false */
+  secure: z.boolean().default(false),
+  user: z.string().optional(),
+  password: z.string().optional(),
+  /** Sender, e.g. `Bots <bots@example.com>`. */
+  from: z.string().min(3),
+  /** Connection, greeting and socket timeout, seconds. @defaultValue 30 */
+  timeout_s: z.number().positive().default(30),
+});
+
 /** Schema of one bot file, before the channel section is checked against `channel`. */
 export const botConfigSchema = z
   .strictObject({
@@ -164,6 +182,7 @@ export const botConfigSchema = z
     balance: balanceSchema.default({ account: "default", cost_per_reply: 5, stop_below: 0, empty_reply: null }),
     spam: spamSchema.default({ max_per_minute: 6, max_length: 4000, block_links: false, stopwords: [], duplicate_window_s: 60 }),
     websocket: websocketSchema.optional(),
+    smtp: smtpSchema.optional(),
     tg: tgSchema.optional(),
     vk: vkSchema.optional(),
     "2gis": twogisSchema.optional(),
@@ -177,6 +196,8 @@ export const botConfigSchema = z
     }
     if (bot.tg?.mode === "webhook" && !bot.tg.webhook) ctx.addIssue({ code: "custom", path: ["tg", "webhook"], message: "required when tg.mode is webhook" });
     if (bot.vk?.mode === "callback" && !bot.vk.callback) ctx.addIssue({ code: "custom", path: ["vk", "callback"], message: "required when vk.mode is callback" });
+    if (!bot.smtp && (bot.features.report || bot.features.leads?.notify_to.length)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "required for features.report and features.leads.notify_to (the mail server)" });
+    if (bot.smtp && (bot.smtp.user === undefined) !== (bot.smtp.password === undefined)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "give both user and password, or neither" });
     const g = bot["2gis"];
     if (g && !g.token && !(g.login && g.password)) ctx.addIssue({ code: "custom", path: ["2gis"], message: "give either token or login and password" });
   });

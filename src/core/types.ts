@@ -34,6 +34,18 @@ export interface IncomingMessage {
   vars?: Record<string, string>;
   /** When we received it, epoch ms UTC. */
   receivedMs: number;
+  /** A contact the user shared (Bot API `Message.contact`), for features.leads. */
+  contact?: SharedContact;
+}
+
+/** A phone contact a user shared through the channel (Bot API `Contact`). */
+export interface SharedContact {
+  /** As the channel gave it (Telegram sends digits, sometimes without `+`). */
+  phone: string;
+  /** First and last name of the contact. */
+  name: string | null;
+  /** The contact's user id on the channel, when it is a user of it. */
+  userId: string | null;
 }
 
 /** Where and how to deliver an answer: rebuilt from a stored message, so replay can use it. */

@@ -1,8 +1,11 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
+import { Mailer, type MailerOptions, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
 import { deadlineFeature } from "./deadline.js";
+import { leadsFeature } from "./leads.js";
+import { reportFeature } from "./report.js";
 
 /** What features may use: the same injected dependencies as the pipeline. */
 export interface FeatureDeps {
@@ -12,6 +15,10 @@ export interface FeatureDeps {
   now: () => number;
   /** Environment (SMTP settings and the like). */
   env?: Record<string, string>;
+  /** Waits `ms` by the clock of `now`, resolving early on abort (tests inject a manual clock). @defaultValue setTimeout */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** SMTP tuning (tests shorten the back-off). */
+  mail?: MailerOptions & { reportBackoffMs?: number };
 }
 
 /**
@@ -21,5 +28,13 @@ export interface FeatureDeps {
 export function buildFeatures(bot: BotConfig, deps: FeatureDeps): Feature[] {
   const features: Feature[] = [];
   if (bot.features.deadline) features.push(deadlineFeature(bot, bot.features.deadline, deps));
+  const mailer = (): MailSender | null => (bot.smtp ? new Mailer(bot.smtp, deps.mail) : null);
+  const f = bot.features;
+  if (f.leads) features.push(leadsFeature(bot, f.leads, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, mailer: mailer() }));
+  if (f.report) {
+    const m = mailer();
+    // The schema requires smtp with report; a bot without it has no mail to send.
+    if (m) features.push(reportFeature(bot, f.report, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, mailer: m, retryBackoffMs: deps.mail?.reportBackoffMs }));
+  }
   return features;
 }

@@ -1,3 +1,4 @@
+import { Cron } from "croner";
 import { z } from "zod";
 
 /**
@@ -22,13 +23,78 @@ export const deadlineSchema = z.strictObject({
 /** Parsed `features.deadline`. */
 export type DeadlineConfig = z.infer<typeof deadlineSchema>;
 
+/** An e-mail address (syntax only), or a list of them. */
+const emailList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (Array.isArray(v) ? v : [v]))
+  .pipe(z.array(z.string().regex(/^[^\s@<>",;]+@[^\s@<>",;]+\.[^\s@<>",;]+$/, "not an e-mail address")));
+
+/** Lead fields the `save_lead` tool takes. */
+export const LEAD_FIELDS = ["name", "phone", "email", "note"] as const;
+/** One of {@link LEAD_FIELDS}. */
+export type LeadField = (typeof LEAD_FIELDS)[number];
+
+/**
+ * `features.leads` (seed 004): the `save_lead` tool and the operator e-mail. Needs the bot's
+ * top-level `smtp:` section when `notify_to` is set.
+ */
+export const leadsSchema = z.strictObject({
+  /** Fields the model must give; a call without them goes back to the model. @defaultValue ["name", "phone"] */
+  required: z.array(z.enum(LEAD_FIELDS)).default(["name", "phone"]),
+  /** Operator address(es) e-mailed for every new or changed lead. @defaultValue [] (store only) */
+  notify_to: emailList.default([]),
+  /** What the tool is for, as the model reads it. */
+  tool_description: z
+    .string()
+    .min(1)
+    .default("Save the customer's contact details as a lead once they have given them (name, phone, e-mail, what they want). Call again if they correct something."),
+  /** Telegram only: offer the `request_contact` tool, which shows a "share my phone" button. @defaultValue true */
+  contact_button: z.boolean().default(true),
+  /** Label of that button. @defaultValue "📱 Отправить телефон" */
+  contact_button_text: z.string().min(1).max(64).default("📱 Отправить телефон"),
+  /** How often unsent lead e-mails are retried, seconds. @defaultValue 60 */
+  retry_interval_s: z.number().int().min(1).max(86_400).default(60),
+});
+
+/** A cron expression croner accepts (5 or 6 fields, or a nickname such as `@daily`). */
+const cronPattern = z.string().refine(
+  (p) => {
+    try {
+      new Cron(p, { paused: true });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: "not a cron expression (e.g. '0 9 * * *' = every day at 09:00)" },
+);
+
+/** A duration such as `24h`, `30m`, `7d`, `90s`. */
+export const durationString = z.string().regex(/^\d+(\.\d+)?\s*(s|m|h|d|w)$/, "a duration like 24h, 30m, 7d");
+
+/** `features.report` (seed 004): the HTML dialog report, e-mailed on a cron schedule. */
+export const reportSchema = z.strictObject({
+  /** Recipient address(es). */
+  to: emailList.refine((v) => v.length > 0, { message: "at least one address" }),
+  /** When to send, in the bot's `timezone` (croner syntax). @defaultValue "0 9 * * *" */
+  cron: cronPattern.default("0 9 * * *"),
+  /** The period the report covers, ending when it is sent. @defaultValue "24h" */
+  period: durationString.default("24h"),
+  /** Mail subject; `{bot}`, `{from}`, `{to}` are filled in. @defaultValue "Диалоги {bot}: {from} — {to}" */
+  subject: z.string().min(1).default("Диалоги {bot}: {from} — {to}"),
+});
+
 export const featuresSchema = z
   .strictObject({
     deadline: deadlineSchema.optional(),
-    leads: pending.optional(),
-    report: pending.optional(),
+    leads: leadsSchema.optional(),
+    report: reportSchema.optional(),
     coaching: pending.optional(),
   })
   .default({});
 
 export type FeaturesConfig = z.infer<typeof featuresSchema>;
+/** `features.leads` after parsing. */
+export type LeadsConfig = z.infer<typeof leadsSchema>;
+/** `features.report` after parsing. */
+export type ReportConfig = z.infer<typeof reportSchema>;

@@ -2,6 +2,7 @@ import { BalanceRepo } from "./balance.js";
 import { CursorsRepo } from "./cursors.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
 import { LeasesRepo } from "./leases.js";
+import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
 import { PostsRepo } from "./posts.js";
 
@@ -16,6 +17,7 @@ export interface Store {
   leases: LeasesRepo;
   /** Per-bot polling state. */
   cursors: CursorsRepo;
+  leads: LeadsRepo;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     posts: new PostsRepo(database.db, now),
     leases: new LeasesRepo(database.db, now),
     cursors: new CursorsRepo(database.db, now),
+    leads: new LeadsRepo(database.db, now),
     close: () => database.close(),
   };
 }

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import type { Dialect } from "./db.js";
 import { postsMigration } from "./migrations/0002_posts.js";
+import { leadNotify } from "./migrations/0004_lead_notify.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -12,6 +13,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     "0001_initial": initial(d),
     "0002_posts": postsMigration(d),
+    "0004_lead_notify": leadNotify(d),
   };
 }
 

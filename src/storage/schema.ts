@@ -107,8 +107,16 @@ export interface LeadsTable {
   note: string | null;
   /** The dialog at capture time, as JSON `[{role, text, at_ms}]`. */
   dialog: string | null;
+  /** The incoming message during which the lead was saved last. */
   message_id: number | null;
+  /** The customer's display name from the channel (Telegram first/last name). */
+  user_name: string | null;
+  /** When the operator e-mail went out, epoch ms UTC; null until it did. */
   notified_ms: number | null;
+  /** Operator e-mail attempts since the lead last changed. */
+  notify_attempts: Generated<number>;
+  /** Why the last e-mail attempt failed. */
+  notify_error: string | null;
   created_ms: number;
   updated_ms: number;
 }

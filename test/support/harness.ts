@@ -3,7 +3,7 @@ import { loadBotConfigs, formatProblem } from "../../src/config/load.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
 import { createLogging, type Logging } from "../../src/logging.js";
-import { startBots, type RunningBots } from "../../src/runner.js";
+import { startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { createTestDatabase, type TestDatabase } from "./db.js";
 import { Fixture } from "./fixture.js";
@@ -25,6 +25,10 @@ export interface HarnessOptions {
   concurrency?: number;
   prompt?: string;
   start?: boolean;
+  /** Extra variables for `${VAR}` in the config. */
+  env?: Record<string, string>;
+  /** Overrides of `startBots` options (e.g. features built with a manual clock). */
+  startOptions?: (h: Harness) => Partial<StartOptions>;
 }
 
 /**
@@ -72,15 +76,18 @@ export class Harness {
         o.extraYaml ?? "",
       ].join("\n"),
     );
-    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN, ...o.env });
     if (problems.length) throw new Error(problems.map(formatProblem).join("\n"));
     this.bot = bots[0]!;
     this.db = await createTestDatabase(o.dialect);
     this.store = await openStore(this.db.url);
     if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
     this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [TOKEN, "sk-test-key-123456"] });
+    this.startOverrides = o.startOptions;
     if (o.start !== false) await this.startBots();
   }
+
+  private startOverrides?: (h: Harness) => Partial<StartOptions>;
 
   /** Starts the bot with fast test timings. */
   async startBots(): Promise<void> {
@@ -90,6 +97,7 @@ export class Harness {
       logging: this.logging,
       createWorker: (bot, logger) => TelegramWorker.create(bot, logger, { idlePauseMs: 20, backoffMs: 50 }),
       llm: { retry: { baseMs: 20, maxMs: 200 } },
+      ...this.startOverrides?.(this),
     });
   }
 

@@ -1,4 +1,4 @@
-import type { Message, Update, UserFromGetMe } from "telegraf/types";
+import type { Contact, Message, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IncomingMessage } from "../../core/types.js";
 
@@ -10,7 +10,8 @@ export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "comma
 
 /**
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
- * Text and photo captions become pipeline messages; `/start` and `/help` answer from config;
+ * Text and photo captions become pipeline messages, and so does a shared contact in a private
+ * chat when the bot has `features.leads`; `/start` and `/help` answer from config;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
  * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
  * channel post (in the linked discussion group: a reply to the post's automatic forward,
@@ -30,6 +31,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   // A comment under a channel post: in the linked discussion group it replies to the automatic forward of the post.
   const post = isGroup ? (m.reply_to_message as (Message & { is_automatic_forward?: boolean; text?: string; caption?: string }) | undefined) : undefined;
   const onPost = post?.is_automatic_forward === true;
+  const contact = (m as Partial<Message.ContactMessage>).contact;
+  if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
   const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : undefined;
   if (raw === undefined) return { kind: "ignore", reason: "no text (sticker, join, media without caption...)" };
 
@@ -75,6 +78,35 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
       target: isGroup ? { reply_to_message_id: m.message_id } : {},
       ...(onPost && (post.text ?? post.caption) ? { vars: { post_text: (post.text ?? post.caption)!, post_date: new Date(post.date * 1000).toISOString() } } : {}),
       receivedMs: nowMs,
+    },
+  };
+}
+
+/**
+ * A shared contact (Bot API `Message.contact`, e.g. from a `request_contact` button) in a
+ * private chat of a bot with `features.leads`: a pipeline message whose text tells the model the
+ * phone, carrying the contact for the leads gate.
+ */
+function contactMessage(m: Message, c: Contact, bot: BotConfig, nowMs: number): TelegramAction {
+  const name = [c.first_name, c.last_name].filter(Boolean).join(" ") || null;
+  const phone = c.phone_number.trim();
+  const from = m.from!;
+  return {
+    kind: "message",
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(m.chat.id),
+      userId: String(from.id),
+      userName: [from.first_name, from.last_name].filter(Boolean).join(" ") || from.username || null,
+      text: `Мой контакт: ${name ? `${name}, ` : ""}${phone}`,
+      threadKey: `tg:${m.chat.id}`,
+      dedupeKey: `${m.chat.id}:${m.message_id}`,
+      channelMessageId: String(m.message_id),
+      target: {},
+      receivedMs: nowMs,
+      contact: { phone, name, userId: c.user_id !== undefined ? String(c.user_id) : null },
     },
   };
 }

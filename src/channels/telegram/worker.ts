@@ -199,16 +199,23 @@ export class TelegramWorker implements ChannelWorker {
    */
   async send(to: DeliveryTarget, text: string): Promise<Delivery> {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
-    return this.sendParts(to.chatId, text, replyTo);
+    // Set by the leads feature's request_contact tool: a one-time "share my phone" keyboard.
+    const contactButton = typeof to.target.request_contact === "string" ? to.target.request_contact : undefined;
+    return this.sendParts(to.chatId, text, replyTo, contactButton);
   }
 
-  private async sendParts(chatId: string, text: string, replyTo?: number): Promise<Delivery> {
+  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string): Promise<Delivery> {
     let first: string | null = null;
-    for (const [i, part] of splitText(text).entries()) {
+    const parts = splitText(text);
+    for (const [i, part] of parts.entries()) {
+      const extra = {
+        ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
+        ...(i === parts.length - 1 && contactButton ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } } : {}),
+      };
       const sent = await withRetries(
         () =>
           this.telegraf.telegram
-            .sendMessage(chatId, part, i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {})
+            .sendMessage(chatId, part, extra)
             .catch((e) => Promise.reject(toChannelError(e, "sendMessage"))),
         { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendMessage failed; retrying") },
       );

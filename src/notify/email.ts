@@ -1,0 +1,129 @@
+import type { Readable } from "node:stream";
+import type { BotConfig } from "../config/schema.js";
+import { withRetries, type RetryDecision } from "../core/retry.js";
+import { BotsError } from "../errors.js";
+
+/** Sending an e-mail failed (after retries). `status` is the SMTP reply code when the server gave one. */
+export class MailError extends BotsError {
+  readonly status?: number;
+  constructor(code: string, message: string, options: { cause?: unknown; hint?: string; status?: number } = {}) {
+    super(code, message, options);
+    this.status = options.status;
+  }
+}
+
+/** One e-mail. `html` may be a stream (a large report is never held in memory whole). */
+export interface Mail {
+  to: string[];
+  subject: string;
+  html: string | Readable;
+  /** Plain-text alternative. */
+  text?: string;
+}
+
+/** Something that sends mail; the SMTP {@link Mailer} in production and tests alike. */
+export interface MailSender {
+  /**
+   * @returns the message id the server accepted
+   * @throws MailError after retries
+   */
+  send(mail: Mail): Promise<string>;
+  close(): void;
+}
+
+/** Tuning of {@link Mailer} (tests shorten the back-off). */
+export interface MailerOptions {
+  /** Retries of one send on connection failures and 4xx replies. @defaultValue 2 */
+  retries?: number;
+  /** First back-off, ms. @defaultValue 1000 */
+  backoffMs?: number;
+}
+
+/**
+ * SMTP through nodemailer, configured by the bot's `smtp:` section. nodemailer is imported on
+ * first use. One connection per message (no pool): mails are rare (leads, a daily report).
+ */
+export class Mailer implements MailSender {
+  private transport?: Promise<import("nodemailer").Transporter>;
+
+  constructor(
+    private readonly smtp: NonNullable<BotConfig["smtp"]>,
+    private readonly options: MailerOptions = {},
+  ) {}
+
+  private transporter(): Promise<import("nodemailer").Transporter> {
+    const s = this.smtp;
+    this.transport ??= import("nodemailer").then(({ default: nodemailer }) =>
+      nodemailer.createTransport({
+        host: s.host,
+        port: s.port ?? (s.secure ? 465 : 587),
+        secure: s.secure,
+        ...(s.user !== undefined ? { auth: { user: s.user, pass: s.password ?? "" } } : {}),
+        connectionTimeout: s.timeout_s * 1000,
+        greetingTimeout: s.timeout_s * 1000,
+        socketTimeout: s.timeout_s * 1000,
+      }),
+    );
+    return this.transport;
+  }
+
+  async send(mail: Mail): Promise<string> {
+    const t = await this.transporter();
+    // A stream can be read once: only a string body is retried here; the caller retries streams.
+    const retries = typeof mail.html === "string" ? (this.options.retries ?? 2) : 0;
+    try {
+      const info = await withRetries(
+        async () => {
+          try {
+            return await t.sendMail({ from: this.smtp.from, to: mail.to, subject: mail.subject, html: mail.html, ...(mail.text ? { text: mail.text } : {}) });
+          } catch (error) {
+            throw toMailError(error, this.smtp.host);
+          }
+        },
+        { retries, baseMs: this.options.backoffMs ?? 1000, classify: classifySmtpError },
+      );
+      return String((info as { messageId?: string }).messageId ?? "");
+    } catch (error) {
+      throw toMailError(error, this.smtp.host);
+    }
+  }
+
+  close(): void {
+    void this.transport?.then((t) => t.close()).catch(() => undefined);
+  }
+}
+
+/**
+ * SMTP failures worth retrying: no connection, timeouts, and 4xx replies (RFC 5321 transient);
+ * 5xx replies and refused logins are permanent.
+ */
+export function classifySmtpError(error: unknown): RetryDecision {
+  const status = (error as MailError)?.status;
+  if (status !== undefined) return { retry: status >= 400 && status < 500 };
+  return { retry: (error as MailError)?.code !== "MAIL_AUTH" };
+}
+
+function toMailError(error: unknown, host: string): MailError {
+  if (error instanceof MailError) return error;
+  const e = error as { code?: string; responseCode?: number; response?: string; message?: string };
+  if (e?.code === "EAUTH") return new MailError("MAIL_AUTH", `SMTP server ${host} refused the login: ${e.response ?? e.message ?? ""}`.trim(), { cause: error, status: e.responseCode, hint: "check smtp.user and smtp.password" });
+  if (typeof e?.responseCode === "number") {
+    return new MailError("MAIL_REJECTED", `SMTP server ${host} answered ${e.responseCode}: ${(e.response ?? e.message ?? "").slice(0, 300)}`, { cause: error, status: e.responseCode, hint: e.responseCode >= 500 ? "check smtp.from and the recipients" : undefined });
+  }
+  return new MailError("MAIL_UNAVAILABLE", `SMTP server ${host} unreachable: ${e?.message ?? String(error)}`, { cause: error, hint: "check smtp.host, smtp.port and smtp.secure" });
+}
+
+/** Escapes text for HTML element content and attribute values. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
+}
+
+/** Formats epoch ms in a time zone as `YYYY-MM-DD HH:MM`. */
+export function formatLocal(ms: number, timezone: string): string {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat("en-GB", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+      .formatToParts(new Date(ms))
+      .map((x) => [x.type, x.value]),
+  );
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+}
