@@ -145,7 +145,10 @@ export async function migrate(database: Database): Promise<string[]> {
   for (let attempt = 1; ; attempt++) {
     const { error, results } = await migrator.migrateToLatest();
     if (!error) return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
-    if (attempt < 8 && isBusy(error)) {
+    // Another process migrating at the same moment: SQLite refuses our lock, or our stale
+    // snapshot makes us repeat its DDL ("duplicate column", "already exists"). SQLite DDL is
+    // transactional, so our attempt rolled back whole; read the state again and retry.
+    if (attempt < 8 && (isBusy(error) || /duplicate column|already exists/i.test(String((error as Error)?.message)))) {
       await new Promise((r) => setTimeout(r, 50 * attempt));
       continue;
     }
@@ -173,7 +176,7 @@ export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Sche
 /** True for SQLite's "database is locked" family and MySQL deadlocks/lock waits. */
 export function isBusy(error: unknown): boolean {
   const code = (error as { code?: string })?.code ?? "";
-  return /^SQLITE_BUSY|^SQLITE_LOCKED/.test(code) || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT" || /already exists/.test(String((error as Error)?.message));
+  return /^SQLITE_BUSY|^SQLITE_LOCKED/.test(code) || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT";
 }
 
 /** True when an insert hit a unique index (SQLite or MySQL). */

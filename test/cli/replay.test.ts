@@ -78,10 +78,10 @@ for (const dialect of dialects()) {
         ]);
         assert.equal(await h.balance(), balance - 1500);
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
-        // a3's history is the thread stored before a3: a2 (now answered) but not a2's answer,
-        // which was stored after a3 arrived, exactly as when both arrive before either is answered.
+        // a3's history is every earlier turn of its thread, answers included: a2 and its answer,
+        // sent just before, although that answer was stored after a3 arrived.
         const a3 = h.llm.requests.filter((q) => lastUserText(q) === "a3").at(-1)!;
-        assert.deepEqual(a3.messages.slice(1).map((m) => m.content), ["a1", "echo: a1", "a2", "a3"]);
+        assert.deepEqual(a3.messages.slice(1).map((m) => m.content), ["a1", "echo: a1", "a2", "echo: a2", "a3"]);
 
         const requests = h.llm.requests.length;
         const again = await cli([...globals(h), "replay", "--send", "--since", "1h"], ENV);
