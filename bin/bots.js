@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import "../dist/cli/main.js";
+// The CLI is bundled by scripts/bundle.mjs (npm ci runs it through prepare).
+import "../dist/bundle/main.js";

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureBuilt } from "../support/cli.js";
 import { before, describe, test } from "node:test";
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
@@ -32,9 +33,9 @@ function bots(s: TwoGisSetup, args: string[]): Proc {
   };
 }
 
-before(() => {
-  // The launcher runs the compiled CLI: build it from the current sources.
-  execFileSync(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", path.join(ROOT, "tsconfig.json")], { stdio: "inherit" });
+before(async () => {
+  // The launcher runs the bundled CLI: build it from the current sources if stale.
+  await ensureBuilt();
 });
 
 for (const dialect of dialects()) {

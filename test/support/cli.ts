@@ -41,11 +41,11 @@ function newest(dir: string): number {
   return t;
 }
 
-/** Builds dist/ with `tsc -p tsconfig.json` when it is missing or older than src/. */
+/** Bundles dist/bundle/ (scripts/bundle.mjs, as `npm ci` does) when it is missing or older than src/. */
 export async function ensureBuilt(): Promise<void> {
-  const main = path.join(REPO, "dist/cli/main.js");
-  if (existsSync(main) && newest(path.join(REPO, "dist")) >= newest(path.join(REPO, "src"))) return;
-  await promisify(execFile)(process.execPath, [path.join(REPO, "node_modules/typescript/bin/tsc"), "-p", path.join(REPO, "tsconfig.json")], { cwd: REPO });
+  const main = path.join(REPO, "dist/bundle/main.js");
+  if (existsSync(main) && newest(path.join(REPO, "dist/bundle")) >= newest(path.join(REPO, "src"))) return;
+  await promisify(execFile)(process.execPath, [path.join(REPO, "scripts/bundle.mjs")], { cwd: REPO });
 }
 
 /**
@@ -89,7 +89,7 @@ export async function runBots(args: string[], opts: { cwd?: string; env?: Record
  * {@link ensureBuilt} first.
  */
 export function spawnBots(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildProcess & { out: { stdout: string; stderr: string } } {
-  if (!existsSync(path.resolve(path.dirname(BIN), "../dist/cli/main.js"))) throw new Error("dist/ is missing: run `npx tsc` (npm ci does it through prepare)");
+  if (!existsSync(path.resolve(path.dirname(BIN), "../dist/bundle/main.js"))) throw new Error("dist/bundle is missing: run `npm run build` (npm ci does it through prepare)");
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NO_COLOR: "1", ...opts.env },
