@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createConnection } from "mysql2/promise";
+import { createTestDatabase, dialects } from "../support/db.js";
+import { startTcpProxy } from "../support/tcp-proxy.js";
+import { openStore } from "../../src/storage/index.js";
+import { Pipeline } from "../../src/core/pipeline.js";
+import { eventually, Harness, TOKEN } from "../support/harness.js";
+import { userSays, waitForBotMessages } from "../support/telegram.js";
+
+/** Kills every server connection to one database, as a server restart or a network cut would. */
+async function killConnections(url: string): Promise<number> {
+  const u = new URL(url);
+  const admin = await createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) });
+  try {
+    const [rows] = await admin.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", [u.pathname.slice(1)]);
+    const ids = (rows as Array<{ ID: number }>).map((r) => r.ID);
+    for (const id of ids) await admin.query(`KILL CONNECTION ${Number(id)}`).catch(() => undefined);
+    return ids.length;
+  } finally {
+    await admin.end();
+  }
+}
+
+for (const dialect of dialects().filter((d) => d === "mysql")) {
+  describe(`database blip while running (${dialect})`, () => {
+    test("connections killed under a running bot: the next messages are still recorded, answered and charged once", async () => {
+      const h = await Harness.start({ dialect });
+      try {
+        await userSays(h.telegram, TOKEN, 1301, "before");
+        await waitForBotMessages(h.telegram, 1301, 1);
+        await h.pipeline.onIdle();
+        const killed = await killConnections(h.db.url);
+        assert.ok(killed > 0, "the bot had open connections to kill");
+        for (let i = 0; i < 3; i++) await userSays(h.telegram, TOKEN, 1302 + i, `after ${i}`);
+        for (let i = 0; i < 3; i++) assert.equal((await waitForBotMessages(h.telegram, 1302 + i, 1))[0]!.text, `echo: after ${i}`);
+        await eventually(async () => (await h.messages()).filter((m) => m.status === "answered").length === 4, 5000, "all answered");
+        assert.equal(await h.balance(), 50000 - 4 * 500);
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+      } finally {
+        await h.stop();
+      }
+    });
+
+    test("the database unreachable for a while: messages wait, retry, and are all recorded and answered once", async () => {
+      const h = await Harness.start({ dialect, start: false });
+      const u = new URL(h.db.url);
+      const proxy = await startTcpProxy(u.hostname, Number(u.port || 3306));
+      u.host = `127.0.0.1:${proxy.port}`;
+      const store = await openStore(u.toString());
+      try {
+        await store.balance.topUp("default", 100);
+        const { llmFor } = await import("../../src/runner.js");
+        const logger = h.logging.forBot("shop-tg");
+        const sent: string[] = [];
+        const pipeline = new Pipeline({
+          bot: h.bot,
+          store,
+          llm: llmFor(h.bot, logger),
+          channel: { send: async (_to, text) => (sent.push(text), { channelMessageId: String(sent.length) }) },
+          logger,
+          storageRetryBaseMs: 100,
+        });
+        const msg = (i: number) => ({ bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: String(1400 + i), userId: String(1400 + i), userName: null, text: `during ${i}`, threadKey: `tg:${1400 + i}`, dedupeKey: `${1400 + i}:1`, channelMessageId: "1", receivedMs: Date.now() });
+        proxy.cut();
+        const intakes = [0, 1, 2].map((i) => pipeline.submit(msg(i)));
+        await new Promise((r) => setTimeout(r, 1500));
+        proxy.restore();
+        const results = await Promise.all(intakes);
+        assert.deepEqual(results.map((r) => r.status), ["queued", "queued", "queued"]);
+        await pipeline.onIdle();
+        assert.deepEqual(sent.sort(), ["echo: during 0", "echo: during 1", "echo: during 2"]);
+        const rows = await h.store.database.db.selectFrom("messages").select(["text", "status"]).where("direction", "=", "in").orderBy("id").execute();
+        assert.deepEqual(rows.map((r) => r.status), ["answered", "answered", "answered"]);
+        assert.equal((await h.store.balance.get("default"))!.balance, 50000 + 100 - 3 * 500);
+        assert.equal(await h.store.balance.ledgerSum("default"), (await h.store.balance.get("default"))!.balance);
+      } finally {
+        await store.close();
+        await proxy.close();
+        await h.stop();
+      }
+    });
+  });
+}
