@@ -1,7 +1,8 @@
 /**
- * The outside world of bench/pipeline, in its own process so its work does not share the bot's
- * event loop: the Bot API emulator, the OpenAI-compatible server and the users sending messages.
- * Driven over IPC by bench/pipeline.ts.
+ * The outside world of bench/pipeline, in processes of its own so its work does not share the
+ * bot's event loop. `BENCH_ROLE=model`: the OpenAI-compatible server alone (as a remote API
+ * would be); otherwise the Bot API emulator and the users sending messages. Driven over IPC by
+ * bench/pipeline.ts.
  */
 import { FakeOpenAI, lastUserText } from "../test/support/openai-server.js";
 import { startTelegram } from "../test/support/telegram.js";
@@ -9,10 +10,17 @@ import { startTelegram } from "../test/support/telegram.js";
 type Cmd = { cmd: "load"; n: number; chats: number } | { cmd: "hang"; others: number; hangMs: number; latencyMs: number } | { cmd: "stop" };
 
 const TOKEN = process.env.BENCH_TOKEN!;
+if (process.env.BENCH_ROLE === "model") {
+  const llm = new FakeOpenAI();
+  await llm.start();
+  llm.latencyMs = Number(process.env.BENCH_LATENCY);
+  process.on("message", (m: { cmd: string; hangMs?: number; latencyMs?: number }) => {
+    if (m.cmd === "hang") llm.respond = (req) => (lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! });
+    if (m.cmd === "stop") void llm.stop().then(() => process.exit(0));
+  });
+  process.send!({ llmUrl: llm.url });
+} else {
 const { server, apiRoot } = await startTelegram();
-const llm = new FakeOpenAI();
-await llm.start();
-llm.latencyMs = Number(process.env.BENCH_LATENCY);
 
 const sentAt = new Map<string, number>();
 const latencies: number[] = [];
@@ -53,7 +61,6 @@ process.on("message", async (m: Cmd) => {
     process.send!({ wallMs: performance.now() - t0, sendMs });
   } else if (m.cmd === "hang") {
     latencies.length = 0;
-    llm.respond = (req) => (lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs });
     const target = replies + m.others;
     await send(999, "hang");
     await new Promise((r) => setTimeout(r, 100));
@@ -66,8 +73,8 @@ process.on("message", async (m: Cmd) => {
     process.send!({ p90: sorted[Math.floor(0.9 * sorted.length)], n: sorted.length });
   } else if (m.cmd === "stop") {
     await server.stop();
-    await llm.stop();
     process.exit(0);
   }
 });
-process.send!({ apiRoot, llmUrl: llm.url });
+process.send!({ apiRoot });
+}

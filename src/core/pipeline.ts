@@ -7,7 +7,7 @@ import type { Store } from "../storage/index.js";
 import { isConnectionError } from "../storage/db.js";
 import type { MessageRow } from "../storage/messages.js";
 import { compose, type Middleware } from "./compose.js";
-import { KeyedQueue } from "./queue.js";
+import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "./retry.js";
 import { spamVerdict } from "./spam.js";
 import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext } from "./types.js";
@@ -60,10 +60,13 @@ export interface StoredMeta {
  * gates → balance → context → generate → deliver → settle → notify.
  *
  * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
- * {@link KeyedQueue}: one at a time per thread key, up to `llm.concurrency` across keys.
+ * {@link KeyedQueue}: one at a time per thread key, concurrently across keys, with at most
+ * `llm.concurrency` model calls in flight.
  */
 export class Pipeline {
   private readonly queue: KeyedQueue;
+  /** Bounds model calls in flight: `llm.concurrency`. */
+  private readonly llmSlots: Semaphore;
   private readonly intake: (ctx: PipelineContext) => Promise<void>;
   private readonly answer: (ctx: PipelineContext) => Promise<void>;
   private readonly intakeTails = new Map<string, Promise<unknown>>();
@@ -75,7 +78,10 @@ export class Pipeline {
     this.now = deps.now ?? Date.now;
     const features = deps.features ?? [];
     this.tools = features.flatMap((f) => f.tools ?? []);
-    this.queue = new KeyedQueue(deps.bot.llm.concurrency, (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
+    // `llm.concurrency` bounds model calls, not whole answers: delivery and settle of one answer
+    // must not hold a model slot. Conversations in progress are bounded more loosely.
+    this.llmSlots = new Semaphore(deps.bot.llm.concurrency);
+    this.queue = new KeyedQueue(Math.max(64, deps.bot.llm.concurrency * 4), (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
     const answerStages: Middleware<PipelineContext>[] = [
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
       this.balanceGate,
@@ -314,7 +320,11 @@ export class Pipeline {
 
   // --- stage 6: generate -------------------------------------------------------------------
   private readonly generate: Middleware<PipelineContext> = async (ctx, next) => {
-    ctx.completion = await this.deps.llm.complete(ctx.prompt!, { tools: ctx.tools, context: ctx });
+    const queued = performance.now();
+    ctx.completion = await this.llmSlots.run(() => {
+      ctx.timings.modelWait = performance.now() - queued;
+      return this.deps.llm.complete(ctx.prompt!, { tools: ctx.tools, context: ctx });
+    });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
   };

@@ -70,3 +70,35 @@ export class KeyedQueue {
     }
   }
 }
+
+/**
+ * A counting semaphore with a FIFO wait list: at most `limit` holders at once; waiters are
+ * served in arrival order. Bounds LLM calls in flight (`llm.concurrency`).
+ */
+export class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(readonly limit: number) {
+    if (!(limit >= 1)) throw new RangeError(`limit must be at least 1, got ${limit}`);
+  }
+
+  /** Holders right now. */
+  get inUse(): number {
+    return this.active;
+  }
+
+  /** Runs `fn` once a slot is free, and frees it when `fn` settles. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      // Hand the slot straight to the next waiter, so a newcomer cannot overtake it.
+      if (next) next();
+      else this.active--;
+    }
+  }
+}

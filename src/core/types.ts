@@ -119,9 +119,9 @@ export interface PipelineContext {
   /**
    * Time spent by the pipeline itself, ms (performance.now based): `intake` (dedupe, spam,
    * record), `answer` (from leaving the queue to notify, model call included), `deliver` (the
-   * channel call alone).
+   * channel call alone), `modelWait` (waiting for a free model slot, `llm.concurrency`).
    */
-  timings: { intake?: number; answer?: number; deliver?: number };
+  timings: { intake?: number; answer?: number; deliver?: number; modelWait?: number };
   /** The stored row when the message is re-run by replay. */
   stored?: MessageRow;
   /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { compose } from "../../src/core/compose.js";
-import { KeyedQueue } from "../../src/core/queue.js";
+import { KeyedQueue, Semaphore } from "../../src/core/queue.js";
 import { classifyHttpError, parseRetryAfter, withRetries } from "../../src/core/retry.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,6 +53,29 @@ describe("KeyedQueue", () => {
     await q.onIdle();
     assert.equal(errors.length, 1);
     assert.deepEqual(ran, [2]);
+  });
+});
+
+describe("Semaphore", () => {
+  test("at most `limit` holders; waiters served in arrival order; a failure frees its slot", async () => {
+    const sem = new Semaphore(2);
+    let peak = 0;
+    const order: number[] = [];
+    const jobs = Array.from({ length: 8 }, (_, i) =>
+      sem
+        .run(async () => {
+          peak = Math.max(peak, sem.inUse);
+          order.push(i);
+          await tick(i === 0 ? 20 : 2);
+          if (i === 3) throw new Error("job 3 failed");
+          return i;
+        })
+        .catch((e: Error) => e.message),
+    );
+    assert.deepEqual(await Promise.all(jobs), [0, 1, 2, "job 3 failed", 4, 5, 6, 7]);
+    assert.equal(peak, 2);
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.equal(sem.inUse, 0);
   });
 });
 
