@@ -1,4 +1,4 @@
-import type { Generated, Kysely } from "kysely";
+import type { Generated, Kysely, Selectable } from "kysely";
 import { isUniqueViolation } from "./db.js";
 import type { Schema } from "./schema.js";
 
@@ -18,17 +18,8 @@ export interface PostsTable {
   updated_ms: number;
 }
 
-/** A stored post. */
-export interface PostRow {
-  bot: string;
-  channel: string;
-  owner_id: string;
-  post_id: string;
-  text: string;
-  /** Epoch ms UTC, or null. */
-  posted_ms: number | null;
-  created_ms: number;
-}
+/** A stored post (times epoch ms UTC; `posted_ms` null when unknown). */
+export type PostRow = Omit<Selectable<PostsTable>, "id" | "updated_ms">;
 
 /** Wall posts by (bot, owner_id, post_id). */
 export class PostsRepo {
