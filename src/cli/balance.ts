@@ -44,9 +44,10 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
  * `bots balance add AMOUNT`: validates the amount (500, 12.5, 12,50; refuses signs, exponents,
  * zero, more than two decimals, more than 1,000,000,000), asks for confirmation on a TTY unless
  * `--yes`, writes one ledger row.
+ * @param promptContext where to ask (@inquirer/prompts context); stdin/stdout by default
  * @throws BalanceError (exit 2) for a bad amount, with nothing written
  */
-export async function addBalance(c: CliContext, amountText: string, opts: { account?: string; note?: string; yes?: boolean }): Promise<void> {
+export async function addBalance(c: CliContext, amountText: string, opts: { account?: string; note?: string; yes?: boolean }, promptContext?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream }): Promise<void> {
   const account = opts.account ?? "default";
   let amount: number;
   try {
@@ -57,7 +58,7 @@ export async function addBalance(c: CliContext, amountText: string, opts: { acco
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(account)) throw new UsageError("ACCOUNT_INVALID", `account name '${account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
   if (c.interactive && !opts.yes && !c.json) {
     const { confirm } = await import("@inquirer/prompts");
-    const ok = await confirm({ message: `Add ${formatCredits(amount)} credits to account '${account}'?`, default: true });
+    const ok = await confirm({ message: `Add ${formatCredits(amount)} credits to account '${account}'?`, default: true }, promptContext as never);
     if (!ok) {
       c.err("Cancelled; nothing written.");
       return;

@@ -92,18 +92,20 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   if (problems.length) return { problems, name, nameLine };
 
   const parsed = botConfigSchema.safeParse(data);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
-    return { problems, name, nameLine };
-  }
-  const bot: BotConfig = { ...parsed.data, file: path.resolve(file), root };
-  for (const [field, rel] of promptFiles(bot)) {
-    const abs = path.resolve(root, rel);
-    if (!existsSync(abs)) {
-      problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
+  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
+  // Prompt files are checked even when other fields are wrong, so every problem shows at once.
+  const prompt = data.prompt;
+  if (typeof prompt === "string" || (prompt !== null && typeof prompt === "object" && !Array.isArray(prompt))) {
+    for (const [field, rel] of promptFiles({ prompt: prompt as BotConfig["prompt"] })) {
+      if (typeof rel !== "string" || !rel) continue;
+      const abs = path.resolve(root, rel);
+      if (!existsSync(abs)) {
+        problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
+      }
     }
   }
-  return problems.length ? { problems, name, nameLine } : { bot, problems, name, nameLine };
+  if (!parsed.success || problems.length) return { problems, name, nameLine };
+  return { bot: { ...parsed.data, file: path.resolve(file), root }, problems, name, nameLine };
 }
 
 /** The prompt files a bot refers to, as [field path, relative path]. */
