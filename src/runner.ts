@@ -107,8 +107,9 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
   const running: RunningBot[] = [];
   const stop = async (drainMs = 10_000): Promise<number> => {
     await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
-    await Promise.all(running.flatMap((r) => r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed")))));
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
+    // After the drain: answers finishing now may still use a feature (a lead's e-mail).
+    await Promise.all(running.flatMap((r) => r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed")))));
     await Promise.all(running.map((r) => r.notifier?.close()));
     const unfinished = left.reduce((a, b) => a + b, 0);
     if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown stay stored; run `bots replay --send`");
