@@ -5,6 +5,7 @@ import { formatCredits, parseAmount } from "../storage/balance.js";
 import { accountSummaries, replyCosts, type ReplyCost } from "../core/status.js";
 import type { CliContext } from "./context.js";
 import { formatTime, table, withStore } from "./shared.js";
+import { parseCount } from "./time.js";
 
 /**
  * `bots balance [--account A]`: each account's balance, how many replies it still pays for
@@ -73,8 +74,7 @@ export async function addBalance(c: CliContext, amountText: string, opts: { acco
 
 /** `bots balance history`: ledger rows, newest first; `--json` prints `{ledger: [...]}`. */
 export async function balanceHistory(c: CliContext, opts: { account?: string; limit: string }): Promise<void> {
-  const limit = Number(opts.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new UsageError("LIMIT_INVALID", `--limit must be a whole number from 1 to 100000, got '${opts.limit}'`);
+  const limit = parseCount(opts.limit, "--limit", 1, 100_000);
   await withStore(c, async (store) => {
     const rows = await store.balance.history(opts.account, limit);
     if (c.json) {

@@ -1,6 +1,6 @@
+import { durationMs } from "../core/duration.js";
 import { UsageError } from "../errors.js";
 
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 /**
  * Parses a point in time given on the command line: a duration back from `nowMs` (`90s`, `10m`,
@@ -12,8 +12,8 @@ const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 8
  */
 export function parseWhen(text: string, nowMs: number, option: string): number {
   const t = text.trim();
-  const d = /^(\d+(?:\.\d+)?)\s*([smhdw])$/i.exec(t);
-  if (d) return nowMs - Math.round(Number(d[1]) * UNIT_MS[d[2]!.toLowerCase()]!);
+  const back = durationMs(t.toLowerCase());
+  if (back !== undefined) return nowMs - back;
   if (/^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?$/i.test(t)) {
     const hasZone = /(Z|[+-]\d\d:?\d\d)$/i.test(t) && t.length > 10;
     const iso = t.replace(" ", "T");

@@ -1,4 +1,6 @@
 import { Readable } from "node:stream";
+import { durationMs } from "../core/duration.js";
+import { formatCredits } from "../storage/balance.js";
 import { Cron } from "croner";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
@@ -12,16 +14,14 @@ import type { MessageRow } from "../storage/messages.js";
 import type { LeadRow } from "../storage/leads.js";
 import type { ReportConfig } from "./schemas.js";
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
 /**
  * Parses a duration such as `24h`, `30m`, `7d`, `90s`, `2w` into ms.
- * @throws UsageError when it is not one
+ * @throws UsageError when it is not one, or is zero
  */
 export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(text.trim());
-  if (!m || Number(m[1]) <= 0) throw new UsageError("DURATION_INVALID", `'${text}' is not a duration`, { hint: "use e.g. 24h, 30m, 7d" });
-  return Math.round(Number(m[1]) * UNITS[m[2]!]!);
+  const ms = durationMs(text);
+  if (ms === undefined || ms <= 0) throw new UsageError("DURATION_INVALID", `'${text}' is not a duration`, { hint: "use e.g. 24h, 30m, 7d" });
+  return ms;
 }
 
 /** A period of a report: `[sinceMs, untilMs)`, epoch ms UTC. */
@@ -34,13 +34,6 @@ export interface ReportPeriod {
 export interface RenderOptions extends ReportPeriod {
   /** Threads read from the database per page. @defaultValue 50 */
   pageSize?: number;
-}
-
-/** Formats hundredths of a credit as `12.50`. */
-export function formatCredits(hundredths: number): string {
-  const sign = hundredths < 0 ? "-" : "";
-  const a = Math.abs(hundredths);
-  return `${sign}${Math.floor(a / 100)}.${String(a % 100).padStart(2, "0")}`;
 }
 
 const STATUS_LABEL: Record<string, string> = { failed: "ошибка", filtered: "спам-фильтр", no_balance: "нет баланса", received: "без ответа", delivering: "доставка не подтверждена", skipped: "пропущено" };

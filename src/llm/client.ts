@@ -158,7 +158,10 @@ function toLlmError(error: unknown): Error {
   if (e?.name === "AbortError" || e?.constructor?.name === "APIUserAbortError") return error as Error;
   const status = typeof e?.status === "number" ? e.status : undefined;
   const kind = e?.constructor?.name ?? e?.name ?? "Error";
-  const retryAfterMs = e?.headers && typeof e.headers.get === "function" ? (parseRetryAfter(e.headers.get("retry-after-ms")) !== undefined ? Number(e.headers.get("retry-after-ms")) : parseRetryAfter(e.headers.get("retry-after"))) : undefined;
+  // OpenAI sends `retry-after-ms` (milliseconds) beside the standard `retry-after`.
+  const headers = e?.headers && typeof e.headers.get === "function" ? e.headers : undefined;
+  const exactMs = Number(headers?.get("retry-after-ms") ?? NaN);
+  const retryAfterMs = Number.isFinite(exactMs) && exactMs >= 0 ? exactMs : parseRetryAfter(headers?.get("retry-after"));
   const reason = status ? `HTTP ${status}` : kind === "APIConnectionTimeoutError" ? "timeout" : "connection failed";
   const err = new LlmError(status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE", `model API ${reason}: ${(e?.message ?? "").slice(0, 300)}`, {
     cause: error,

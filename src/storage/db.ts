@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
+import { sleep } from "../core/retry.js";
 import { StorageError } from "../errors.js";
 import { migrationProvider, migrations } from "./migrations.js";
 import type { Schema } from "./schema.js";
@@ -149,7 +150,7 @@ export async function migrate(database: Database): Promise<string[]> {
     // snapshot makes us repeat its DDL ("duplicate column", "already exists"). SQLite DDL is
     // transactional, so our attempt rolled back whole; read the state again and retry.
     if (attempt < 8 && (isBusy(error) || /duplicate column|already exists/i.test(String((error as Error)?.message)))) {
-      await new Promise((r) => setTimeout(r, 50 * attempt));
+      await sleep(50 * attempt);
       continue;
     }
     throw new StorageError("DB_MIGRATION_FAILED", `migration failed on ${database.safeUrl}: ${(error as Error).message}`, { cause: error });
@@ -168,7 +169,7 @@ export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Sche
       return await db.transaction().execute(fn);
     } catch (error) {
       if (attempt >= attempts || !isBusy(error)) throw error;
-      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+      await sleep(Math.random() * 20 * attempt);
     }
   }
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { isEmail, leadMail, normalisePhone } from "../../src/features/leads.js";
-import { formatCredits, parseDuration, reportSubject } from "../../src/features/report.js";
+import { parseDuration, reportSubject } from "../../src/features/report.js";
+import { formatCredits } from "../../src/storage/balance.js";
 import type { LeadRow } from "../../src/storage/leads.js";
 
 describe("lead validation", () => {
