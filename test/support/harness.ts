@@ -1,13 +1,9 @@
 import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
-import { loadBotConfigs, formatProblem } from "../../src/config/load.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
 import { createLogging, type Logging } from "../../src/logging.js";
 import { startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
-import { openStore, type Store } from "../../src/storage/index.js";
-import { createTestDatabase, type TestDatabase } from "./db.js";
-import { Fixture } from "./fixture.js";
-import { FakeOpenAI } from "./openai-server.js";
+import { BotHarnessBase } from "./bot-harness.js";
 import { startTelegram } from "./telegram.js";
 
 /** Test bot token (the emulator accepts any token of the right shape). */
@@ -36,12 +32,8 @@ export interface HarnessOptions {
  * OpenAI-compatible server, a fresh database of the dialect, a bot YAML in a temp folder, and
  * the bot started through the same `startBots` that `bots start` uses.
  */
-export class Harness {
-  fixture = new Fixture();
-  llm = new FakeOpenAI();
+export class Harness extends BotHarnessBase {
   telegram!: TelegramServer;
-  db!: TestDatabase;
-  store!: Store;
   logging!: Logging;
   bot!: BotConfig;
   running?: RunningBots;
@@ -76,12 +68,8 @@ export class Harness {
         o.extraYaml ?? "",
       ].join("\n"),
     );
-    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN, ...o.env });
-    if (problems.length) throw new Error(problems.map(formatProblem).join("\n"));
-    this.bot = bots[0]!;
-    this.db = await createTestDatabase(o.dialect);
-    this.store = await openStore(this.db.url);
-    if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
+    this.bot = this.loadBot({ OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN, ...o.env });
+    await this.openDatabase(o.dialect, o.balance);
     this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [TOKEN, "sk-test-key-123456"] });
     this.startOverrides = o.startOptions;
     if (o.start !== false) await this.startBots();
@@ -105,23 +93,11 @@ export class Harness {
     return this.running!.bots[0]!.pipeline;
   }
 
-  /** Stored messages of the bot, oldest first. */
-  async messages() {
-    return this.store.database.db.selectFrom("messages").selectAll().orderBy("id").execute();
-  }
-
-  async balance(): Promise<number> {
-    return (await this.store.balance.get("default"))?.balance ?? 0;
-  }
-
   async stop(): Promise<void> {
     await this.running?.stop(2000);
-    await this.store?.close();
     await this.logging?.flush();
     await this.telegram?.stop();
-    await this.llm.stop();
-    await this.db?.drop();
-    this.fixture.cleanup();
+    await this.release();
   }
 }
 

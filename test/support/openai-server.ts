@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenLocal, originOf } from "./http.js";
 
 /** One recorded request to POST /v1/chat/completions. */
 export interface RecordedRequest {
@@ -36,22 +36,18 @@ export class FakeOpenAI {
   private readonly hanging = new Set<http.ServerResponse>();
 
   async start(): Promise<string> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.server = await listenLocal((req, res) => void this.handle(req, res));
     return this.url;
   }
 
   /** Base URL for the SDK's `baseURL` (ends with /v1). */
   get url(): string {
-    const { port } = this.server!.address() as AddressInfo;
-    return `http://127.0.0.1:${port}/v1`;
+    return `${originOf(this.server!)}/v1`;
   }
 
   async stop(): Promise<void> {
     for (const res of this.hanging) res.destroy();
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+    await closeServer(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenLocal, originOf } from "./http.js";
 
 /** A review held by {@link FakeTwoGis}. */
 export interface FakeReview {
@@ -69,21 +69,17 @@ export class FakeTwoGis {
   private server?: http.Server;
 
   async start(): Promise<string> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.server = await listenLocal((req, res) => void this.handle(req, res));
     return this.url;
   }
 
   /** The `api_base_url` to configure. */
   get url(): string {
-    const { port } = this.server!.address() as AddressInfo;
-    return `http://127.0.0.1:${port}/api/1.0`;
+    return `${originOf(this.server!)}/api/1.0`;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+    await closeServer(this.server);
   }
 
   /** Adds a review; `dateCreated` defaults to 2025-01-01T00:00:NN UTC, one second apart in creation order. */

@@ -1,8 +1,5 @@
-import { runCli } from "../../src/cli/program.js";
-import { openStore, type Store } from "../../src/storage/index.js";
-import { createTestDatabase, type TestDatabase } from "./db.js";
-import { Fixture } from "./fixture.js";
-import { FakeOpenAI } from "./openai-server.js";
+import { BotHarnessBase } from "./bot-harness.js";
+import { cli, type CliRun } from "./cli.js";
 import { FakeTwoGis } from "./twogis-server.js";
 
 /** Secret-looking values used in the test env (to check they never reach output). */
@@ -23,23 +20,12 @@ export interface TwoGisSetupOptions {
   extraYaml?: string;
 }
 
-/** What one `bots …` run printed and returned. */
-export interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /**
  * A 2GIS bot against local servers: the fake 2GIS API, FakeOpenAI, a fresh database of the
  * dialect and a project folder with `configs/shop-2gis.yaml`, `prompts/review.md` and `.env`.
  */
-export class TwoGisSetup {
-  fixture = new Fixture();
-  llm = new FakeOpenAI();
+export class TwoGisSetup extends BotHarnessBase {
   dgis = new FakeTwoGis();
-  db!: TestDatabase;
-  store!: Store;
   branches: string[] = [];
 
   static async start(o: TwoGisSetupOptions): Promise<TwoGisSetup> {
@@ -55,9 +41,7 @@ export class TwoGisSetup {
     this.fixture.write("prompts/review.md", o.prompt ?? "You answer reviews for {{bot_name}}. Rating {{rating}} by {{author_name}} on branch {{branch_id}}: {{review_text}}");
     this.writeConfig(o);
     this.fixture.write(".env", `OPENAI_API_KEY=${OPENAI_KEY}\nDGIS_LOGIN=${this.dgis.login}\nDGIS_PASSWORD=${this.dgis.password}\n`);
-    this.db = await createTestDatabase(o.dialect);
-    this.store = await openStore(this.db.url);
-    if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
+    await this.openDatabase(o.dialect, o.balance);
   }
 
   /** (Re)writes the bot YAML. */
@@ -93,16 +77,8 @@ export class TwoGisSetup {
   }
 
   /** Runs `bots <args>` in-process (the same program as bin/bots.js) and captures its output. */
-  async cli(...args: string[]): Promise<CliRun> {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli([...this.globalArgs, ...args], {
-      stdout: { write: (s: string) => (stdout += s), isTTY: false },
-      stderr: { write: (s: string) => (stderr += s), isTTY: false },
-      stdinIsTTY: false,
-      env: {},
-    });
-    return { code, stdout, stderr };
+  cli(...args: string[]): Promise<CliRun> {
+    return cli([...this.globalArgs, ...args]);
   }
 
   /** Incoming messages of the bot, oldest first. */
@@ -114,16 +90,9 @@ export class TwoGisSetup {
     return this.store.database.db.selectFrom("messages").selectAll().where("direction", "=", "out").orderBy("id").execute();
   }
 
-  async balance(): Promise<number> {
-    return (await this.store.balance.get("default"))?.balance ?? 0;
-  }
-
   async stop(): Promise<void> {
-    await this.store?.close();
-    await this.llm.stop();
     await this.dgis.stop();
-    await this.db?.drop();
-    this.fixture.cleanup();
+    await this.release();
   }
 }
 

@@ -1,12 +1,8 @@
 import { VkWorker } from "../../src/channels/vk/worker.js";
-import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { createLogging, type Logging } from "../../src/logging.js";
 import { startBots, type RunningBots } from "../../src/runner.js";
-import { openStore, type Store } from "../../src/storage/index.js";
-import { createTestDatabase, type TestDatabase } from "./db.js";
-import { Fixture } from "./fixture.js";
-import { FakeOpenAI } from "./openai-server.js";
+import { BotHarnessBase } from "./bot-harness.js";
 import { freePort } from "./telegram.js";
 import { FakeVk } from "./vk-server.js";
 
@@ -36,12 +32,8 @@ export interface VkHarnessOptions {
  * A VK bot started through `startBots`, like `bots start vk`, against local servers: the fake
  * VK API ({@link FakeVk}), an OpenAI-compatible server, and a fresh database of the dialect.
  */
-export class VkHarness {
-  fixture = new Fixture();
-  llm = new FakeOpenAI();
+export class VkHarness extends BotHarnessBase {
   vk = new FakeVk();
-  db!: TestDatabase;
-  store!: Store;
   logging!: Logging;
   bot!: BotConfig;
   running?: RunningBots;
@@ -98,12 +90,8 @@ export class VkHarness {
         o.extraYaml ?? "",
       ].join("\n"),
     );
-    const { bots, problems } = loadBotConfigs(this.fixture.configDir, { OPENAI_API_KEY: "sk-test-key-123456", VK_TOKEN: o.botToken ?? this.vk.token, VK_CONFIRM: VK_CONFIRMATION, VK_SECRET });
-    if (problems.length) throw new Error(problems.map(formatProblem).join("\n"));
-    this.bot = bots[0]!;
-    this.db = await createTestDatabase(o.dialect);
-    this.store = await openStore(this.db.url);
-    if ((o.balance ?? 500) > 0) await this.store.balance.topUp("default", Math.round((o.balance ?? 500) * 100));
+    this.bot = this.loadBot({ OPENAI_API_KEY: "sk-test-key-123456", VK_TOKEN: o.botToken ?? this.vk.token, VK_CONFIRM: VK_CONFIRMATION, VK_SECRET });
+    await this.openDatabase(o.dialect, o.balance);
     this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [this.vk.token, "sk-test-key-123456", VK_SECRET] });
     this.running = await startBots({
       bots: [this.bot],
@@ -119,23 +107,10 @@ export class VkHarness {
     return this.running!.bots[0]!.pipeline;
   }
 
-  /** Stored messages of the bot, oldest first, numbers normalised. */
-  async messages() {
-    const rows = await this.store.database.db.selectFrom("messages").selectAll().orderBy("id").execute();
-    return rows.map((r) => ({ ...r, id: Number(r.id), cost: r.cost === null ? null : Number(r.cost), reply_to_id: r.reply_to_id === null ? null : Number(r.reply_to_id) }));
-  }
-
-  async balance(): Promise<number> {
-    return (await this.store.balance.get("default"))?.balance ?? 0;
-  }
-
   async stop(): Promise<void> {
     await this.running?.stop(2000);
-    await this.store?.close();
     await this.logging?.flush();
     await this.vk.stop();
-    await this.llm.stop();
-    await this.db?.drop();
-    this.fixture.cleanup();
+    await this.release();
   }
 }

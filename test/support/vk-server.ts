@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenLocal, originOf } from "./http.js";
 
 /** One recorded VK API call: the method and its parameters (form body and query merged). */
 export interface VkCall {
@@ -58,12 +58,11 @@ export class FakeVk {
   ) {}
 
   async start(): Promise<void> {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    this.server = await listenLocal((req, res) => void this.handle(req, res));
   }
 
   private get origin(): string {
-    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
+    return originOf(this.server!);
   }
 
   /** `vk.api_base_url` for the bot. */
@@ -89,8 +88,7 @@ export class FakeVk {
 
   async stop(): Promise<void> {
     for (const w of this.lpWaiters.splice(0)) w();
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+    await closeServer(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
