@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { durationMs } from "../core/duration.js";
 import { featuresSchema } from "../features/schemas.js";
 
 /**
@@ -168,6 +169,24 @@ const smtpSchema = z.strictObject({
   timeout_s: z.number().positive().default(30),
 });
 
+/**
+ * `recovery:` (SPEC §4 Recovery; docs/durability.md): what a start does with messages a crash
+ * or restart stranded.
+ */
+const recoverySchema = z.strictObject({
+  /**
+   * Stranded messages younger than this are answered at the next start; older ones become
+   * `expired` (refunded, answerable with `bots replay --send`). A duration like `90s`, `30m`,
+   * `1h`, `2d`; `0` turns resuming off (every stranded message expires). 2GIS reviews have no
+   * age limit. @defaultValue 1h
+   */
+  resume_within: z
+    .union([z.string(), z.literal(0)])
+    .default("1h")
+    .refine((v) => v === 0 || v === "0" || durationMs(v) !== undefined, { message: "a duration like 90s, 30m, 1h or 2d, or 0 to turn resuming off" })
+    .transform((v) => (v === 0 || v === "0" ? 0 : durationMs(v)!)),
+});
+
 /** Schema of one bot file, before the channel section is checked against `channel`. */
 export const botConfigSchema = z
   .strictObject({
@@ -187,6 +206,8 @@ export const botConfigSchema = z
     vk: vkSchema.optional(),
     "2gis": twogisSchema.optional(),
     features: featuresSchema,
+    /** After the transform: `resume_within` in ms. */
+    recovery: recoverySchema.default({ resume_within: 3_600_000 }),
   })
   .superRefine((bot, ctx) => {
     const section = bot.channel;

@@ -112,8 +112,12 @@ export interface PipelineContext {
   delivery?: Delivery;
   /** Stored answer id, set by `settle`. */
   answerId?: number;
-  /** Final outcome, for logs and callers. */
-  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed";
+  /**
+   * Final outcome, for logs and callers. `interrupted`: a stop came first (the drain deadline
+   * aborted the model call, or the answer had not started); the message stays `received` with
+   * nothing reserved, and the next start answers it.
+   */
+  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted";
   /** Scratch space for features. */
   state: Record<string, unknown>;
   /**

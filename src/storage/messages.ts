@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { isUniqueViolation, transact } from "./db.js";
-import type { IncomingStatus, MessagesTable, MessageStatus, Schema } from "./schema.js";
+import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
 export type MessageRow = Selectable<MessagesTable>;
@@ -242,7 +242,7 @@ export class MessagesRepo {
    * the index alone.
    */
   async lastMessageMs(bot: string): Promise<number | null> {
-    const statuses: MessageStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "sent"];
+    const statuses: MessageStatus[] = [...INCOMING_STATUSES, "sent"];
     const maxima = await Promise.all(
       statuses.map(async (status) => {
         const row = await this.db
@@ -256,6 +256,27 @@ export class MessagesRepo {
     );
     const found = maxima.filter((v): v is number => v !== null);
     return found.length ? Math.max(...found) : null;
+  }
+
+  /**
+   * How many incoming messages of a bot are in each of `statuses`, whatever their age (for
+   * `bots status`: waiting, unconfirmed, failed, expired). One COUNT per status on the
+   * `(bot, status, created_ms)` index.
+   */
+  async countByStatus(bot: string, statuses: readonly IncomingStatus[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    await Promise.all(
+      statuses.map(async (status) => {
+        const row = await this.db
+          .selectFrom("messages")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .where("bot", "=", bot)
+          .where("status", "=", status)
+          .executeTakeFirst();
+        out[status] = Number(row?.n ?? 0);
+      }),
+    );
+    return out;
   }
 
   /** The answer stored for an incoming message, if any. */
