@@ -1,5 +1,6 @@
 import chalk from "chalk";
 import { formatProblem, loadBotConfigs } from "../config/load.js";
+import { describeRecovery } from "../core/recovery.js";
 import { collectStatus } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
@@ -18,7 +19,11 @@ export async function statusCommand(c: CliContext): Promise<void> {
     c.out(
       JSON.stringify({
         day_start: new Date(report.day_start_ms).toISOString(),
-        bots: report.bots.map((b) => ({ ...b, last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString() })),
+        bots: report.bots.map((b) => ({
+          ...b,
+          last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString(),
+          last_recovery: b.last_recovery && { ...b.last_recovery, at: new Date(b.last_recovery.at_ms).toISOString() },
+        })),
         accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
         problems: problems.map(formatProblem),
       }),
@@ -35,6 +40,24 @@ export async function statusCommand(c: CliContext): Promise<void> {
       ),
     );
   }
+  if (report.bots.length) {
+    c.out("");
+    c.out(chalk.bold("Open messages (any age) and the last recovery at start"));
+    const warn = (n: number, paint: (s: string) => string) => (n ? paint(String(n)) : "0");
+    c.out(
+      table(
+        ["BOT", "WAITING", "UNCONFIRMED", "FAILED", "EXPIRED", "LAST RECOVERY"],
+        report.bots.map((b) => [
+          b.name,
+          String(b.waiting),
+          warn(b.unconfirmed, chalk.yellow),
+          warn(b.failed_total, chalk.red),
+          warn(b.expired, chalk.yellow),
+          b.last_recovery ? `${formatTime(b.last_recovery.at_ms)}: ${describeRecovery(b.last_recovery)}` : "-",
+        ]),
+      ),
+    );
+  }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");
   else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [a.account, chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
@@ -43,6 +66,8 @@ export async function statusCommand(c: CliContext): Promise<void> {
     c.out(chalk.red(`${problems.length} config problem${problems.length === 1 ? "" : "s"} (run bots config check):`));
     for (const p of problems) c.out(`  ${formatProblem(p)}`);
   }
+  const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
+  if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (cut off between sending and recording): check them with bots replay --status unconfirmed`));
   const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);
   if (failed) c.out(chalk.yellow(`\n${failed} message(s) unanswered today: bots replay --send --since ${Math.max(1, Math.ceil((Date.now() - report.day_start_ms) / 3_600_000))}h`));
 }

@@ -404,6 +404,17 @@ export class Pipeline {
   private readonly deliver: Middleware<PipelineContext> = async (ctx, next) => {
     // A stop that came while the model answered: do not start sending now.
     if (this.stopping.signal.aborted) throw new StopError();
+    // A stored message answered again (recovery, replay, a retried review): where the channel
+    // can tell, make sure an earlier attempt did not land after all.
+    if (ctx.stored && !ctx.state.force && this.deps.channel.checkDelivered) {
+      const found = await this.deps.channel.checkDelivered(this.targetOf(ctx));
+      if (found.delivered) {
+        ctx.log.info("an earlier answer is already on the channel; recorded instead of sending again");
+        ctx.delivery = { channelMessageId: found.channelMessageId };
+        ctx.completion = { ...ctx.completion!, text: found.text };
+        return next();
+      }
+    }
     const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"] });
     if (!claimed && !ctx.state.force) {
       // Another process (a replay) answered it meanwhile: answer at most once.

@@ -6,12 +6,8 @@ import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
 import { formatDuration } from "./duration.js";
 import type { Pipeline } from "./pipeline.js";
+import type { DeliveryCheck } from "./types.js";
 
-/**
- * What a channel can tell about an answer whose delivery was cut off (a row left `delivering`).
- * Only channels that can be asked implement it (2GIS: does the review now carry our comment?).
- */
-export type DeliveryCheck = { delivered: true; text: string; channelMessageId: string | null } | { delivered: false };
 
 /** What {@link recoverBot} works with (STYLE 4). */
 export interface RecoveryDeps {

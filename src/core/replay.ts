@@ -8,9 +8,9 @@ import { buildPrompt, messageFromRow, type Feature, type Pipeline } from "./pipe
 import type { PipelineContext } from "./types.js";
 
 /** Statuses `--send` answers without `--force`: never answered. */
-export const UNANSWERED: IncomingStatus[] = ["received", "failed", "no_balance"];
+export const UNANSWERED: IncomingStatus[] = ["received", "failed", "no_balance", "expired"];
 /** Statuses that may be re-sent with `--force` (an answer went out, or may have). */
-export const ANSWERED: IncomingStatus[] = ["answered", "delivering", "skipped"];
+export const ANSWERED: IncomingStatus[] = ["answered", "delivering", "skipped", "unconfirmed"];
 
 /** Which stored incoming messages to replay. */
 export interface ReplaySelection {

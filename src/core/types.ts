@@ -72,7 +72,20 @@ export interface ChannelSender {
    * @throws ChannelError when the channel refuses or cannot be reached (after retries)
    */
   send(to: DeliveryTarget, text: string): Promise<Delivery>;
+  /**
+   * Asks the channel whether an answer to this message is already there (2GIS: the review
+   * carries our official comment). Only channels that can tell implement it; the pipeline asks
+   * before answering a stored message again (recovery, replay), so nothing is answered twice.
+   * @throws ChannelError when the channel cannot be asked now
+   */
+  checkDelivered?(to: DeliveryTarget): Promise<DeliveryCheck>;
 }
+
+/**
+ * What a channel can tell about an earlier answer to a message: there (with the text found and
+ * the channel's id of it), or not.
+ */
+export type DeliveryCheck = { delivered: true; text: string; channelMessageId: string | null } | { delivered: false };
 
 /** An event for the websocket (SPEC §4 notify). */
 export interface ReplyEvent {

@@ -16,7 +16,9 @@ export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "comma
  * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
  * channel post (in the linked discussion group: a reply to the post's automatic forward,
  * `is_automatic_forward: true`) is answered in `mention` and `all` modes as kind `comments`,
- * with the post's text and date in `vars.post_text`/`vars.post_date` (prompt and deadline).
+ * with the post's text and date in `vars.post_text`/`vars.post_date` (prompt and deadline), and
+ * thread key `tg:<chat_id>:post:<message_thread_id>:<user_id>` (other group messages:
+ * `tg:<chat_id>:<user_id>`; private chats: `tg:<chat_id>`).
  * @param nowMs receive time, epoch ms UTC
  */
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
@@ -60,7 +62,13 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const photos = m.photo;
   const images = photos?.length ? [photos[photos.length - 1]!.file_id] : undefined;
   const userName = [m.from.first_name, m.from.last_name].filter(Boolean).join(" ") || m.from.username || null;
-  const threadKey = isGroup ? `tg:${chat.id}:${m.from.id}` : `tg:${chat.id}`;
+  // Comments of a channel post live in a thread of the discussion group whose id
+  // (`message_thread_id`) is the post's automatic forward: one user's comments under different
+  // posts are different conversations. (Forum topics also carry a thread id; they are marked
+  // `is_topic_message` and keep the per-user key.)
+  const t = m as { message_thread_id?: number; is_topic_message?: boolean };
+  const postThread = onPost ? (t.message_thread_id ?? post!.message_id) : isGroup && !t.is_topic_message ? t.message_thread_id : undefined;
+  const threadKey = !isGroup ? `tg:${chat.id}` : postThread !== undefined ? `tg:${chat.id}:post:${postThread}:${m.from.id}` : `tg:${chat.id}:${m.from.id}`;
   return {
     kind: "message",
     message: {

@@ -125,7 +125,7 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
     now,
     checkDelivered: async (row) => {
       const found = await client.officialAnswer(reviewIdOf(row));
-      return found ? { delivered: true, text: found.text, channelMessageId: found.id } : { delivered: false };
+      return found ? { delivered: true as const, text: found.text, channelMessageId: found.id } : { delivered: false as const };
     },
   });
   // Reviews resumed by recovery, by review id → stored message id: the list below must not take them again.
