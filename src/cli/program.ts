@@ -38,6 +38,8 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .description("run bots until Ctrl-C / SIGTERM")
     .argument("[target...]", "bot names or channels (tg, vk, 2gis); none = every enabled bot")
     .option("--drain-timeout <s>", "seconds to let answers in flight finish on shutdown", "10")
+    .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
+    .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
     .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
 

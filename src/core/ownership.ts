@@ -19,6 +19,8 @@ export interface OwnershipOptions {
    * @defaultValue true
    */
   rebalance?: boolean;
+  /** Host name stored in the instance row. @defaultValue os.hostname() */
+  host?: string;
   /** Round interval, ms; 0 runs no timer (tests call {@link Ownership.tick}). @defaultValue ttlMs / 3 */
   intervalMs?: number;
   /**
@@ -46,9 +48,11 @@ export class Ownership {
   private running?: Promise<void>;
   private stopped = false;
   readonly ttlMs: number;
+  private readonly host: string;
 
   constructor(private readonly o: OwnershipOptions) {
     this.ttlMs = o.ttlMs ?? 15_000;
+    this.host = o.host ?? os.hostname();
   }
 
   /** The epoch at which this instance owns `bot`, or undefined when it does not (as of the last tick). */
@@ -71,12 +75,14 @@ export class Ownership {
    * @throws driver errors when the database is unreachable at start
    */
   async start(): Promise<void> {
-    await this.o.store.owners.register(this.o.id, os.hostname(), process.pid, this.o.bots);
+    await this.o.store.owners.register(this.o.id, this.host, process.pid, this.o.bots);
+    // Rows still naming this id are a previous life's (a restart with the same --instance-id).
+    await this.o.store.owners.releaseAll(this.o.id);
     await this.tick();
     const every = this.o.intervalMs ?? Math.max(50, Math.floor(this.ttlMs / 3));
     if (every <= 0) return;
+    // Not unref'd: an instance that owns nothing yet must stay up, waiting to take bots over.
     this.timer = setInterval(() => void this.tick(), every);
-    this.timer.unref();
   }
 
   /** Runs one placement round now (serialised with the timer's). */
@@ -93,7 +99,7 @@ export class Ownership {
     const { store, id, logger } = this.o;
     if (!(await store.owners.heartbeat(id))) {
       logger.warn({ instance: id }, "instance row was gone (taken for dead); registering again");
-      await store.owners.register(id, os.hostname(), process.pid, this.o.bots);
+      await store.owners.register(id, this.host, process.pid, this.o.bots);
     }
     const [instances, rows] = await Promise.all([store.owners.instances(), store.owners.owners()]);
     const byBot = new Map(rows.map((r) => [r.bot, r]));
@@ -107,12 +113,15 @@ export class Ownership {
       await this.o.onLose(bot, reason);
     }
     if (this.stopped) return;
-    const plan = placement(id, this.o.bots, instances.filter((i) => i.age_ms < this.ttlMs), [...byBot.values()]);
+    // A process of this host that is gone (kill -9) is dead at once, not after the TTL.
+    const goneHere = new Set(instances.filter((i) => i.id !== id && i.host === this.host && pidIsGone(i.pid)).map((i) => i.id));
+    const plan = placement(id, this.o.bots, instances.filter((i) => i.age_ms < this.ttlMs && !goneHere.has(i.id)), [...byBot.values()]);
     let claimed = false;
     for (const bot of plan.claim) {
-      const epoch = await store.owners.claim(bot, id, this.ttlMs);
+      const from = byBot.get(bot)?.owner;
+      const epoch = from && goneHere.has(from) ? await store.owners.takeOver(bot, from, id) : await store.owners.claim(bot, id, this.ttlMs);
       if (epoch === undefined || this.stopped) continue;
-      const previous = byBot.get(bot)?.owner;
+      const previous = from;
       this.owned.set(bot, epoch);
       claimed = true;
       logger.info({ bot, epoch, previous: previous ?? null }, previous ? `took over ${bot} from ${previous} (dead)` : `owning ${bot}`);
@@ -200,4 +209,17 @@ export function placement(self: string, mine: string[], live: InstanceRow[], row
     }
   }
   return { claim, handOver, handOverTo };
+}
+
+/** True when no process with this pid exists on this host. */
+function pidIsGone(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  // Another instance id with our pid: an earlier process that had it (a container's pid 1).
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
 }

@@ -128,6 +128,18 @@ export class OwnersRepo {
   }
 
   /**
+   * Takes a bot from an owner known to be dead though its heartbeat is recent (a process of this
+   * host that no longer exists, after kill -9). Conditional on the owner still being `from`.
+   * @returns the new epoch, or undefined when the owner changed meanwhile
+   */
+  async takeOver(bot: string, from: string, id: string): Promise<number | undefined> {
+    const res = await this.db.updateTable("bot_owners").set({ owner: id, epoch: sql`epoch + 1`, changed_ms: this.now }).where("bot", "=", bot).where("owner", "=", from).executeTakeFirst();
+    if (Number(res.numUpdatedRows) !== 1) return undefined;
+    const row = await this.owner(bot);
+    return row?.owner === id ? row.epoch : undefined;
+  }
+
+  /**
    * Gives a bot up (after its pipeline drained), so another instance can take it with the next
    * epoch. Conditional on still owning it at `epoch`.
    * @returns false when it was no longer ours
@@ -135,6 +147,11 @@ export class OwnersRepo {
   async release(bot: string, id: string, epoch: number): Promise<boolean> {
     const res = await this.db.updateTable("bot_owners").set({ owner: null, changed_ms: this.now }).where("bot", "=", bot).where("owner", "=", id).where("epoch", "=", epoch).executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
+  }
+
+  /** Gives up every bot still owned by `id` (its previous run's rows, at start). */
+  async releaseAll(id: string): Promise<void> {
+    await this.db.updateTable("bot_owners").set({ owner: null, changed_ms: this.now }).where("owner", "=", id).execute();
   }
 
   /** Whether `id` still owns the bot at `epoch` (the fencing check, as one read). */

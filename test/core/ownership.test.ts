@@ -29,6 +29,8 @@ async function withDb(dialect: "sqlite" | "mysql", fn: (make: (id: string, bots?
         bots,
         logger: pino({ level: "silent" }),
         ttlMs: TTL,
+        // Each its own host, as the instances share this test's pid.
+        host: `host-${id}`,
         intervalMs: 0,
         rebalance,
         onAcquire: async (bot, epoch) => void events.push(`+${bot}@${epoch}`),
