@@ -1,6 +1,7 @@
 import chalk from "chalk";
 import { formatProblem, loadBotConfigs } from "../config/load.js";
 import { describeRecovery } from "../core/recovery.js";
+import { collectScale, DEFAULT_LEASE_TTL_MS } from "../core/ownership.js";
 import { collectStatus } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
@@ -14,7 +15,7 @@ import { formatTime, table, withStore } from "./shared.js";
  */
 export async function statusCommand(c: CliContext): Promise<void> {
   const { bots, problems } = loadBotConfigs(c.configDir, c.env);
-  const report = await withStore(c, (store) => collectStatus(bots, store, Date.now()));
+  const [report, scale] = await withStore(c, async (store) => [await collectStatus(bots, store, Date.now()), await collectScale(store)] as const);
   if (c.json) {
     c.out(
       JSON.stringify({
@@ -26,6 +27,8 @@ export async function statusCommand(c: CliContext): Promise<void> {
         })),
         accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
         problems: problems.map(formatProblem),
+        instances: scale.instances,
+        owners: scale.owners,
       }),
     );
     return;
@@ -57,6 +60,12 @@ export async function statusCommand(c: CliContext): Promise<void> {
         ]),
       ),
     );
+  }
+  if (scale.instances.length || scale.owners.length) {
+    c.out("");
+    c.out(chalk.bold(`Instances (dead after ${DEFAULT_LEASE_TTL_MS / 1000} s without a heartbeat) and bot owners`));
+    c.out(table(["INSTANCE", "HOST", "PID", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [i.id, i.host, String(i.pid), i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), i.bots_owned.join(", ") || "-"])));
+    c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [o.bot, o.owner ?? chalk.yellow("(none)"), String(o.epoch)])));
   }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");

@@ -3,6 +3,27 @@ import type { Logger } from "pino";
 import type { Store } from "../storage/index.js";
 import type { InstanceRow, OwnerRow } from "../storage/owners.js";
 
+/** Default heartbeat age past which an instance is dead, ms (`--lease-ttl 15`). */
+export const DEFAULT_LEASE_TTL_MS = 15_000;
+
+/** Instances and owners as `bots status` shows them; ages on the database clock, ms. */
+export interface ScaleStatus {
+  instances: Array<{ id: string; host: string; pid: number; started_ms: number; heartbeat_age_ms: number; alive: boolean; bots_owned: string[] }>;
+  owners: Array<{ bot: string; owner: string | null; epoch: number }>;
+}
+
+/**
+ * Reads instances and bot owners for `bots status`. `alive` judges the heartbeat against
+ * `ttlMs` (the instances' own `--lease-ttl` is not stored).
+ */
+export async function collectScale(store: Store, ttlMs = DEFAULT_LEASE_TTL_MS): Promise<ScaleStatus> {
+  const [instances, owners] = await Promise.all([store.owners.instances(), store.owners.owners()]);
+  return {
+    instances: instances.map((i) => ({ id: i.id, host: i.host, pid: i.pid, started_ms: i.started_ms, heartbeat_age_ms: i.age_ms, alive: i.age_ms < ttlMs, bots_owned: owners.filter((o) => o.owner === i.id).map((o) => o.bot) })),
+    owners: owners.map((o) => ({ bot: o.bot, owner: o.owner, epoch: o.epoch })),
+  };
+}
+
 /** Options of {@link Ownership}. */
 export interface OwnershipOptions {
   store: Store;
@@ -51,7 +72,7 @@ export class Ownership {
   private readonly host: string;
 
   constructor(private readonly o: OwnershipOptions) {
-    this.ttlMs = o.ttlMs ?? 15_000;
+    this.ttlMs = o.ttlMs ?? DEFAULT_LEASE_TTL_MS;
     this.host = o.host ?? os.hostname();
   }
 
