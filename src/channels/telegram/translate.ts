@@ -35,7 +35,9 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const onPost = post?.is_automatic_forward === true;
   const contact = (m as Partial<Message.ContactMessage>).contact;
   if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
-  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : undefined;
+  // features.coaching collects mood-board photos: a photo without a caption still reaches it.
+  const bare = !isGroup && bot.features.coaching && m.photo?.length ? "📷" : undefined;
+  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : bare;
   if (raw === undefined) return { kind: "ignore", reason: "no text (sticker, join, media without caption...)" };
 
   const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
@@ -43,7 +45,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   if (commandEntity) {
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
-    if (cmd === "start" || cmd === "help") return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+    // A coaching bot answers /start and /help itself (onboarding, its command list).
+    if ((cmd === "start" || cmd === "help") && !bot.features.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
   let text = raw;
