@@ -5,7 +5,9 @@ import type { BotConfig } from "../../src/config/schema.js";
 import { coachingFeature, type CoachingFeature } from "../../src/features/coaching/feature.js";
 import { buildFeatures } from "../../src/features/index.js";
 import { openStore, type Store } from "../../src/storage/index.js";
+import { coachingStats } from "../../src/features/coaching/stats.js";
 import { startBotApiProxy } from "../support/botapi-proxy.js";
+import { cli } from "../support/cli.js";
 import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
 import { Harness, TOKEN } from "../support/harness.js";
@@ -169,6 +171,45 @@ for (const dialect of dialects()) {
       assert.match(text, /плавать 2 раза в неделю: не записано/);
       assert.match(text, /Лучший день: 2026-05-11/);
       assert.equal(await say(h, 607, "/week"), text, "/week shows the same numbers");
+
+      // bots coaching stats: the same log, as the operator sees it.
+      const st = await coachingStats(h.store, h.bot.name, clock.now());
+      assert.equal(st.users.active, 1);
+      assert.equal(st.users.active_7d, 1);
+      assert.equal(st.checkins_7d, 3);
+      assert.deepEqual(st.weekly, { sent: 1, failed: 0, claimed: 0 });
+      assert.equal(st.streaks["0"] + st.streaks["1-2"], 2, "reading broke after Wednesday (0 or 1 with a freeze), swimming has none");
+      assert.equal(st.cost, 500, "the profile was the one model answer");
+      assert.equal(st.cost_per_active_user, 500);
+      const r = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "--json", "coaching", "stats", "shop-tg"], { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+      assert.equal(r.code, 0, r.stderr);
+      const json = JSON.parse(r.stdout);
+      assert.deepEqual(json.users, { ...json.users, total: 1, active: 1, blocked: 0 });
+      const bad = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "coaching", "stats", "nope"], { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+      assert.equal(bad.code, 2);
+    });
+
+    test("/export sends the user's data; /delete erases it after confirmation", async () => {
+      const clock = new ManualClock(Date.UTC(2026, 4, 11, 10, 0));
+      const h = await start(dialect, clock);
+      open.push(h);
+      await onboard(h, 608);
+      await say(h, 608, "/done");
+      const data = JSON.parse(await say(h, 608, "/export"));
+      assert.equal(data.user.timezone, "Europe/Berlin");
+      assert.deepEqual(data.checkins.map((c: { day: string; points: number }) => [c.day, c.points]), [["2026-05-11", 10]]);
+      assert.equal(data.goals[0].title, "читать 20 минут");
+      assert.match(await say(h, 608, "/delete"), /удалить/);
+      assert.match(await say(h, 608, "нет"), /отменено/);
+      assert.ok(await h.store.coaching.user(h.bot.name, "608"));
+      await say(h, 608, "/delete");
+      assert.match(await say(h, 608, "удалить"), /удалены/);
+      assert.equal(await h.store.coaching.user(h.bot.name, "608"), undefined);
+      assert.deepEqual(await h.store.coaching.checkins(h.bot.name, "608"), []);
+      assert.deepEqual(await h.store.coaching.goals(h.bot.name, "608", true), []);
+      const left = await h.store.database.db.selectFrom("messages").select("id").where("thread_key", "=", "tg:608").execute();
+      assert.deepEqual(left, [], "the dialog is erased too");
+      assert.match(await say(h, 608, "/start"), /Как к вам обращаться/, "a new start begins onboarding again");
     });
   });
 }
