@@ -173,7 +173,7 @@ for (const dialect of dialects()) {
       await sendPhoto(h, 107, "r", receipt, { caption: "Проверьте чек" });
       const row = await eventually(async () => (await h.messages()).find((r) => r.thread_key === "tg:107" && r.status === "failed"), 10_000, "failed row");
       const downloads = files.downloads.length;
-      const summary = await replay({ bots: [h.bot], store: h.store, llmFor: () => { throw new Error("not a dry run"); }, pipelineFor: async () => h.pipeline }, { bots: [h.bot.name], ids: [row.id] }, { send: true });
+      const summary = await replay({ bots: [h.bot], store: h.store, llmFor: () => { throw new Error("not a dry run"); }, pipelineFor: async () => h.pipeline }, { bots: [h.bot.name], ids: [row!.id] }, { send: true });
       assert.equal(summary.answered, 1);
       assert.equal(files.downloads.length, downloads + 1, "downloaded again at replay");
       const reqs = h.llm.requests.slice(before);
