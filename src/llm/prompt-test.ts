@@ -226,7 +226,7 @@ export function loadCases(file: string): PromptCase[] {
       try {
         statSync(f);
       } catch {
-        const node = doc.getIn([...prefix, i, "image", ...(Array.isArray(c.image) ? [k] : [])], true) as Node | undefined;
+        const node = doc.getIn([...prefix, i, "image", ...(Array.isArray((item as { image?: unknown }).image) ? [k] : [])], true) as Node | undefined;
         problems.push(`${file}:${node?.range ? lc.linePos(node.range[0]).line : 0}: cases[${i}].image: picture ${f} not found`);
       }
     }
