@@ -231,3 +231,64 @@ for (const dialect of dialects()) {
     });
   });
 }
+
+for (const dialect of dialects()) {
+  describe(`Telegram album after a crash (${dialect})`, () => {
+    test("parts recorded before a crash are answered once, together, by the next start's recovery", async () => {
+      const files = new FakeBotFiles(TOKEN);
+      files.add("c1", kettle);
+      files.add("c2", receipt);
+      let proxy: Awaited<ReturnType<typeof startBotApiProxy>> | undefined;
+      const h = await Harness.start({
+        dialect,
+        start: false,
+        llmYaml: "  vision: { enabled: true }",
+        apiRoot: async (root) => {
+          proxy = await startBotApiProxy(root, () => undefined, files);
+          return proxy.url;
+        },
+      });
+      try {
+        // What a process killed inside the album window leaves: every part recorded, none answered.
+        const now = Date.now();
+        for (const [i, id] of ["c1", "c2"].entries()) {
+          await h.store.messages.insertIncoming({
+            bot: "shop-tg",
+            channel: "tg",
+            thread_key: "tg:301",
+            chat_id: "301",
+            user_id: "301",
+            user_name: "U",
+            text: i === 0 ? "Подойдёт?" : "",
+            dedupe_key: `301:${50 + i}`,
+            channel_message_id: String(50 + i),
+            meta: { kind: "messages", target: {}, images: [{ file_id: id, mime: "image/jpeg" }], group: "g-crash" },
+            status: "received",
+            created_ms: now - 5000 + i,
+          });
+        }
+        await h.startBots();
+        await waitForBotMessages(h.telegram, 301, 1);
+        await h.pipeline.onIdle();
+        assert.equal(h.llm.requests.length, 1);
+        assert.deepEqual(
+          imagesOf(h.llm.requests[0]!).map((i) => i.bytes),
+          [kettle, receipt],
+        );
+        assert.equal(textOf(h.llm.requests[0]!), "Подойдёт?");
+        const rows = (await h.messages()).filter((r) => r.thread_key === "tg:301");
+        assert.deepEqual(
+          rows.map((r) => [r.direction, r.status]),
+          [
+            ["in", "answered"],
+            ["in", "skipped"],
+            ["out", "sent"],
+          ],
+        );
+      } finally {
+        await h.stop();
+        await proxy?.stop();
+      }
+    });
+  });
+}
