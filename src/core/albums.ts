@@ -62,6 +62,8 @@ export function albumStage(deps: AlbumStageDeps): Middleware<PipelineContext> {
     const msg = ctx.msg;
     if (!msg.group) return next();
     let album = await readAlbum(deps.store, msg);
+    // Not found among the parts (a clock far off, a meta rewritten): answer it as it is.
+    if (!album.parts.some((p) => p.id === ctx.id)) return next();
     if (album.head && album.head.id !== ctx.id) {
       const me = album.parts.find((p) => p.id === ctx.id);
       if (me?.status === "skipped") {

@@ -40,8 +40,13 @@ export async function startBotApiProxy(target: string, intercept: Intercept, fil
       );
       return;
     }
-    const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
-    res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+    try {
+      const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
+      res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+    } catch {
+      // The emulator stopped under a call in flight (test teardown): answer as a gateway would.
+      if (!res.headersSent) res.writeHead(502).end();
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

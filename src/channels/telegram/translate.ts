@@ -37,7 +37,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const onPost = post?.is_automatic_forward === true;
   const contact = (m as Partial<Message.ContactMessage>).contact;
   if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
-  const images = pictures(m, bot.llm.vision.max_bytes);
+  const images = "photo" in m || "document" in m ? pictures(m, bot.llm.vision.max_bytes) : undefined;
   const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images ? "" : undefined;
   if (raw === undefined) return { kind: "ignore", reason: "no text or picture (sticker, join, other media...)" };
 
