@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import { imageFetcherFor } from "./channels/files.js";
+import type { TelegramFilesOptions } from "./channels/telegram/files.js";
 import { channelFactory } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
@@ -44,6 +46,8 @@ export interface StartOptions {
   llm?: Partial<Pick<LlmOptions, "retry">>;
   /** Observes every message's end (benches, metrics). */
   onOutcome?: PipelineDeps["onOutcome"];
+  /** Picture download tuning (tests shorten back-off). */
+  images?: TelegramFilesOptions;
   /** This process's id in leases and recovery runs. @defaultValue `host:pid:random` */
   holder?: string;
   /** Run lease lifetime without renewal, ms. @defaultValue 15000 */
@@ -147,6 +151,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         features,
         now: options.now,
         onOutcome: options.onOutcome,
+        images: imageFetcherFor(bot, options.images),
       });
       const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
       running.push(entry);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig, ChannelName } from "../config/schema.js";
 import type { Completion, ToolDefinition } from "../llm/client.js";
+import type { ImageRef } from "./images.js";
 import type { PromptKind } from "../llm/prompt.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { MessageRow } from "../storage/messages.js";
@@ -20,8 +21,16 @@ export interface IncomingMessage {
   userId: string | null;
   userName: string | null;
   text: string;
-  /** Image references (Bot API `file_id`s, URLs), for vision-capable features. */
-  images?: string[];
+  /**
+   * Pictures sent with the message (Telegram `file_id`s, VK CDN URLs), fetched when the model
+   * is asked (`llm.vision`); stored in the meta, so replay and recovery fetch the same ones.
+   */
+  images?: ImageRef[];
+  /**
+   * Messages that arrive separately but are one message (Telegram `media_group_id` of an
+   * album): recorded each, answered once together (core/albums.ts).
+   */
+  group?: string;
   /** Conversation key (SPEC §4): `tg:<chat_id>`, `vk:dm:<peer_id>`, `2gis:review:<id>`. */
   threadKey: string;
   /** Unique per bot; a second message with the same key is a redelivery and is dropped. */

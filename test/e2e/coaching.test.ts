@@ -91,7 +91,7 @@ for (const dialect of dialects()) {
       assert.equal(user.timezone, "Europe/Berlin");
       assert.equal(user.remind_at, 20 * 60);
       assert.equal(user.profile, "Аня из Берлина: бегает и читает.");
-      assert.deepEqual(JSON.parse(user.draft!).photos, ["AgAD-mood-1"]);
+      assert.deepEqual(JSON.parse(user.draft!).photos.map((p: { file_id: string }) => p.file_id), ["AgAD-mood-1"]);
       const goals = await h.store.coaching.goals(h.bot.name, String(u));
       assert.deepEqual(goals.map((g) => [g.title, g.kind, g.target]), [["бегать 3 раза в неделю", "weekly", 3], ["читать 20 минут", "daily", 7]]);
       assert.equal(h.llm.requests.length, 1, "only the profile used the model");

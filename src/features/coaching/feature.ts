@@ -3,6 +3,7 @@ import type { BotConfig } from "../../config/schema.js";
 import type { Middleware } from "../../core/compose.js";
 import { durationMs } from "../../core/duration.js";
 import type { Feature } from "../../core/pipeline.js";
+import type { ImageRef } from "../../core/images.js";
 import { sendProactive } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../core/retry.js";
 import type { ChannelSender, PipelineContext } from "../../core/types.js";
@@ -51,8 +52,8 @@ interface Draft {
   timezone?: string;
   goals?: ParsedGoal[];
   remind_at?: number | null;
-  /** Image references of the mood board (Bot API `file_id`s today). */
-  photos?: string[];
+  /** The mood board: picture references as the channel gave them (Bot API `file_id`s on Telegram). */
+  photos?: ImageRef[];
 }
 
 const YES = /^(да|ага|верно|подтверждаю|yes|y|ok|ок|confirm|\/confirm)[.!]?$/i;
