@@ -354,7 +354,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     }
     if (u.step === "delete") {
       if (/^(удалить|delete)[.!]?$/i.test(text)) {
+        // Erase first: a crash after this leaves no data and no confirmation, never the reverse.
+        await repo.deleteUser(bot.name, u.user_id, u.thread_key);
         await ctx.sendFreeReply!(t("deleted"));
+        // The confirmation was stored as part of the dialog: erase that too.
         await repo.deleteUser(bot.name, u.user_id, u.thread_key);
         ctx.outcome = "answered";
         return;
