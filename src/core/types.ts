@@ -45,6 +45,19 @@ export interface IncomingMessage {
   receivedMs: number;
   /** A contact the user shared (Bot API `Message.contact`), for features.leads. */
   contact?: SharedContact;
+  /** Set when this message is a button press: the button's data (`text` holds the same). */
+  button?: { data: string };
+}
+
+/**
+ * A button under an outgoing message: the label shown, and the data that comes back as an
+ * {@link IncomingMessage} with `button` set when it is pressed (Telegram `inline_keyboard` /
+ * `callback_query`). A feature puts rows of them in the delivery target's `buttons`.
+ */
+export interface Button {
+  label: string;
+  /** At most 64 bytes (Bot API `callback_data`). */
+  data: string;
 }
 
 /** A phone contact a user shared through the channel (Bot API `Contact`). */

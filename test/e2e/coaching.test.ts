@@ -82,6 +82,7 @@ for (const dialect of dialects()) {
       const msgs = await waitForBotMessages(h.telegram, u, 12);
       assert.equal(msgs[10]!.text, "Аня из Берлина: бегает и читает.");
       assert.match(msgs[11]!.text, /Всё верно/);
+      assert.deepEqual((msgs[11]!.reply_markup as { inline_keyboard: Array<Array<{ callback_data: string }>> }).inline_keyboard[0]!.map((b) => b.callback_data), ["да", "изменить"]);
       const profileReq = h.llm.requests.at(-1)!;
       assert.match(String(profileReq.messages[0]!.content), /Europe\/Berlin/, "the answers go to the model");
       assert.match(await say(h, u, "что-то непонятное"), /Всё верно/);
@@ -104,7 +105,17 @@ for (const dialect of dialects()) {
       const u = 502;
       h.llm.respond = () => ({ text: "profile" });
       await onboard(h, u);
-      assert.match(await say(h, u, "/done 2"), /читать 20 минут — отмечено за 2026-05-11\. \+10 очков \(всего 10/);
+      // /goals carries buttons; pressing "✅ 2" (a callback_query) checks goal 2 in.
+      const before = botMessages(h.telegram, u).length;
+      await userSays(h.telegram, TOKEN, u, "/goals");
+      const list = (await waitForBotMessages(h.telegram, u, before + 1))[before]!;
+      const keyboard = (list.reply_markup as { inline_keyboard: Array<Array<{ text: string; callback_data: string }>> }).inline_keyboard;
+      assert.deepEqual(keyboard[1]!.map((b) => b.callback_data), ["/done 2", "/goal pause 2", "/goal archive 2"]);
+      const client = h.telegram.getClient(TOKEN, { userId: u, chatId: u, firstName: "U", userName: "u", type: "private" });
+      await client.sendCallback(client.makeCallbackQuery(keyboard[1]![0]!.callback_data));
+      const pressed = (await waitForBotMessages(h.telegram, u, before + 2))[before + 1]!;
+      assert.match(pressed.text, /читать 20 минут — отмечено за 2026-05-11\. \+10 очков \(всего 10/);
+      assert.equal((await h.store.coaching.checkins(h.bot.name, String(u)))[0]!.source, "button");
       assert.match(await say(h, u, "/done 2"), /\+5 очков \(всего 15/);
       // Free text: the model calls log_progress with the goal's number.
       h.llm.script.push({ toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 км" } }] }, { text: "Отлично, записал!" });
@@ -122,7 +133,7 @@ for (const dialect of dialects()) {
       assert.match(stats, /Очки: 25, уровень 1/);
       assert.match(stats, /читать 20 минут: серия 2 дн\./);
       const checkins = await h.store.coaching.checkins(h.bot.name, String(u));
-      assert.deepEqual(checkins.map((c) => [c.day, c.points, c.source]), [["2026-05-11", 10, "command"], ["2026-05-11", 5, "command"], ["2026-05-12", 10, "command"]]);
+      assert.deepEqual(checkins.map((c) => [c.day, c.points, c.source]), [["2026-05-11", 10, "button"], ["2026-05-11", 5, "command"], ["2026-05-12", 10, "command"]]);
     });
 
     test("streaks: 3 days, a backfill restores one, /pause keeps it", async () => {

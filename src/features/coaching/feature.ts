@@ -6,7 +6,7 @@ import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
 import { sendProactive } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../core/retry.js";
-import type { ChannelSender, PipelineContext } from "../../core/types.js";
+import type { Button, ChannelSender, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { ToolDefinition } from "../../llm/client.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
@@ -82,11 +82,24 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const today = (u: Pick<CoachingUser, "timezone" | "day_starts_at">) => checkinDay(deps.now(), u.timezone, u.day_starts_at);
   const en = cfg.language === "en";
 
-  const reply = async (ctx: PipelineContext, text: string) => {
-    await ctx.sendFreeReply!(text);
+  /** Sends a free reply, with rows of buttons under it when given, and marks the message answered. */
+  const reply = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
+    await sendWithButtons(ctx, text, buttons);
     await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired"] });
     ctx.outcome = "answered";
   };
+
+  const sendWithButtons = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
+    const target = ctx.msg.target;
+    // The channel reads `buttons` from the delivery target (Telegram: inline_keyboard).
+    if (buttons?.length) ctx.msg.target = { ...target, buttons };
+    try {
+      await ctx.sendFreeReply!(text);
+    } finally {
+      ctx.msg.target = target;
+    }
+  };
+  const confirmButtons = (): Button[][] => [[{ label: en ? "✅ Confirm" : "✅ Подтвердить", data: en ? "yes" : "да" }, { label: en ? "✏️ Edit" : "✏️ Изменить", data: en ? "edit" : "изменить" }]];
 
   const draftOf = (u: CoachingUser): Draft => (u.draft ? (JSON.parse(u.draft) as Draft) : {});
   const goalKind = (g: Pick<GoalRow, "kind" | "target">) => (g.kind === "daily" ? (en ? "daily" : "каждый день") : en ? `${g.target}×/week` : `${g.target} р/нед`);
@@ -95,7 +108,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const factsOf = async (u: CoachingUser) => {
     const day = today(u);
     const [goals, checkins, pauses, points] = await Promise.all([repo.goals(bot.name, u.user_id), repo.checkins(bot.name, u.user_id), repo.pauses(bot.name, u.user_id), repo.points(bot.name, u.user_id)]);
-    const active = goals.filter((g) => g.status === "active");
+    // Goals are numbered among those not archived (paused ones keep their number), everywhere.
+    const active = goals.filter((g) => g.status !== "archived");
     return { day, goals, active, checkins, pauses: pauseRanges(pauses), points, facts: goalFacts(active, checkins, pauseRanges(pauses), day) };
   };
 
@@ -103,7 +117,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const modelFacts = async (u: CoachingUser): Promise<string> => {
     const f = await factsOf(u);
     const lvl = levelFor(f.points);
-    const lines = f.facts.map((x, i) => `${i + 1}. "${x.goal.title}" (${x.goal.kind === "daily" ? "daily" : `${x.goal.target} days a week`}): streak ${x.streak.current} ${x.goal.kind === "daily" ? "days" : "weeks"} (best ${x.streak.best}), freezes held ${x.streak.freezes}, days this week ${x.weekDays}, done today: ${x.doneToday ? "yes" : "no"}`);
+    const lines = f.facts.map((x, i) => `${i + 1}. "${x.goal.title}" (${x.goal.kind === "daily" ? "daily" : `${x.goal.target} days a week`}${x.goal.status === "paused" ? ", paused" : ""}): streak ${x.streak.current} ${x.goal.kind === "daily" ? "days" : "weeks"} (best ${x.streak.best}), freezes held ${x.streak.freezes}, days this week ${x.weekDays}, done today: ${x.doneToday ? "yes" : "no"}`);
     return [
       `Coaching facts (computed by the bot; use them as given, do not recompute):`,
       `User: ${u.name ?? "?"}; time zone ${u.timezone}; today is ${f.day}.`,
@@ -155,7 +169,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     await next();
     if (ctx.outcome === "answered" && ctx.completion) {
       await repo.updateUser(bot.name, u.user_id, { step: "confirm", profile: ctx.completion.text.slice(0, 4000) });
-      await ctx.sendFreeReply!(t("confirm_profile"));
+      await sendWithButtons(ctx, t("confirm_profile"), confirmButtons());
     }
   };
 
@@ -198,7 +212,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         return writeProfile(ctx, u, draft, next);
       case "confirm":
         if (EDIT.test(text)) return moveTo(ctx, u, "name", {});
-        if (!YES.test(text)) return reply(ctx, t("confirm_profile"));
+        if (!YES.test(text)) return reply(ctx, t("confirm_profile"), confirmButtons());
         for (const g of draft.goals ?? []) await repo.addGoal({ bot: bot.name, user_id: u.user_id, ...g });
         await repo.updateUser(bot.name, u.user_id, { status: "active", step: null, name: draft.name ?? null, timezone: draft.timezone ?? bot.timezone, remind_at: draft.remind_at ?? null });
         return reply(ctx, t("onboarding_done"));
@@ -230,8 +244,14 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       case "goals": {
         const f = await factsOf(u);
         if (!f.facts.length) return reply(ctx, t("no_goals"));
-        const lines = f.facts.map((x, i) => `${i + 1}. ${x.doneToday ? "✅" : "▫️"} ${x.goal.title} — ${goalKind(x.goal)}${x.goal.status === "paused" ? " (пауза)" : ""}, ${streakText(x)}`);
-        return reply(ctx, `${t("goals_header")}\n${lines.join("\n")}`);
+        const lines = f.facts.map((x, i) => `${i + 1}. ${x.doneToday ? "✅" : "▫️"} ${x.goal.title} — ${goalKind(x.goal)}${x.goal.status === "paused" ? (en ? " (paused)" : " (пауза)") : ""}, ${streakText(x)}`);
+        // Per goal: done today, pause, archive (edit takes text: /goal edit N TEXT).
+        const buttons = f.facts.map((x, i): Button[] => [
+          ...(x.doneToday ? [] : [{ label: `✅ ${i + 1}`, data: `/done ${i + 1}` }]),
+          { label: `⏸ ${i + 1}`, data: `/goal pause ${i + 1}` },
+          { label: `🗄 ${i + 1}`, data: `/goal archive ${i + 1}` },
+        ]);
+        return reply(ctx, `${t("goals_header")}\n${lines.join("\n")}`, buttons);
       }
       case "goal": {
         const [sub, ...rest] = words;
@@ -266,7 +286,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         if (day === "range") return reply(ctx, t("backfill_range"));
         const goal = goalByNumber(f.active, words.find((w) => /^\d+$/.test(w)) ?? (day === null ? dayWord : undefined));
         if (!goal) return reply(ctx, t("which_goal", { list: f.active.map((g, i) => `${i + 1} — ${g.title}`).join("; ") || "—" }));
-        const r = await checkIn(u, goal, day ?? f.day, day && day !== f.day ? "backfill" : "command");
+        const r = await checkIn(u, goal, day ?? f.day, day && day !== f.day ? "backfill" : ctx.msg.button ? "button" : "command");
         return reply(ctx, t("done", { goal: goal.title, day: r.row.day, points: r.row.points, total: r.total, level: r.level, streak: r.streak }));
       }
       case "undo": {
@@ -305,7 +325,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         return reply(ctx, JSON.stringify(await exportData(u), null, 1));
       case "delete":
         await repo.updateUser(bot.name, u.user_id, { step: "delete" });
-        return reply(ctx, t("delete_confirm"));
+        return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
       default:
         return reply(ctx, t("unknown_command"));
     }
