@@ -47,6 +47,12 @@ export interface IncomingMessage {
   contact?: SharedContact;
   /** Set when this message is a button press: the button's data (`text` holds the same). */
   button?: { data: string };
+  /**
+   * Set when this is not a message but a change of the bot's membership in a private chat: the
+   * user blocked the bot, or unblocked it (Telegram `my_chat_member`: `kicked` / `member`).
+   * Only features that keep users (coaching) ask channels for it.
+   */
+  membership?: "blocked" | "unblocked";
 }
 
 /**

@@ -5,6 +5,7 @@ import type { BotConfig } from "../../src/config/schema.js";
 import { coachingFeature, type CoachingFeature } from "../../src/features/coaching/feature.js";
 import { buildFeatures } from "../../src/features/index.js";
 import { openStore, type Store } from "../../src/storage/index.js";
+import { translateUpdate } from "../../src/channels/telegram/translate.js";
 import { coachingStats } from "../../src/features/coaching/stats.js";
 import { startBotApiProxy } from "../support/botapi-proxy.js";
 import { cli } from "../support/cli.js";
@@ -141,6 +142,32 @@ for (const dialect of dialects()) {
       assert.match(d!.error!, /403/);
       clock.advance(24 * HOUR);
       assert.deepEqual(await scheduler(h, clock).tick(), { reminders: 0, weekly: 0, failed: 0 });
+    });
+
+    test("my_chat_member 'kicked' marks the user blocked, 'member' unblocks; nothing is answered", async () => {
+      const clock = new ManualClock(Date.UTC(2026, 4, 11, 10, 0));
+      const h = await start(dialect, clock);
+      open.push(h);
+      await onboard(h, 609);
+      const sentBefore = botMessages(h.telegram, 609).length;
+      const update = (status: string, date: number) =>
+        ({ update_id: date, my_chat_member: { chat: { id: 609, type: "private", first_name: "U" }, from: { id: 609, is_bot: false, first_name: "U" }, date, old_chat_member: { status: "member", user: { id: 1, is_bot: true, first_name: "B" } }, new_chat_member: { status, user: { id: 1, is_bot: true, first_name: "B" }, ...(status === "kicked" ? { until_date: 0 } : {}) } } }) as never;
+      const submit = async (status: string, date: number) => {
+        const a = translateUpdate(update(status, date), h.bot, { id: 1, is_bot: true, first_name: "B", username: "b", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false } as never, clock.now());
+        assert.equal(a.kind, "message");
+        if (a.kind === "message") await h.pipeline.submit(a.message);
+        await h.pipeline.onIdle();
+      };
+      await submit("kicked", 100);
+      assert.equal((await h.store.coaching.user(h.bot.name, "609"))!.status, "blocked");
+      clock.advance(Date.UTC(2026, 4, 11, 18, 5) - clock.now());
+      assert.equal((await scheduler(h, clock).tick()).reminders, 0);
+      await submit("member", 200);
+      assert.equal((await h.store.coaching.user(h.bot.name, "609"))!.status, "active");
+      assert.equal((await scheduler(h, clock).tick()).reminders, 1);
+      const rows = await h.store.database.db.selectFrom("messages").select(["status", "text"]).where("thread_key", "=", "tg:609").where("text", "like", "[my_chat_member%").execute();
+      assert.deepEqual(rows.map((r) => r.status), ["skipped", "skipped"]);
+      assert.equal(botMessages(h.telegram, 609).length, sentBefore + 1, "only the reminder was sent");
     });
 
     test("weekly summary on Sunday 19:00 local: its numbers are the database's, 'not recorded' for an empty goal, a rerun sends nothing", async () => {

@@ -29,6 +29,7 @@ export type TelegramAction =
  */
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
   if ("callback_query" in update && update.callback_query) return buttonPress(update.callback_query, bot, nowMs);
+  if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs);
   if (!("message" in update) || !update.message) return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
   const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
   const chat = m.chat;
@@ -115,6 +116,35 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
   const doc = (m as Partial<Message.DocumentMessage>).document;
   if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type)) return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
   return undefined;
+}
+
+/**
+ * The bot blocked or unblocked by a user (Bot API `ChatMemberUpdated` in `my_chat_member`,
+ * private chats): for bots with features.coaching, which stops writing to blocked users.
+ */
+function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number): TelegramAction {
+  if (!bot.features.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
+  const status = u.new_chat_member.status;
+  const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
+  if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
+  return {
+    kind: "message",
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(u.chat.id),
+      userId: String(u.from.id),
+      userName: [u.from.first_name, u.from.last_name].filter(Boolean).join(" ") || u.from.username || null,
+      text: `[my_chat_member: ${status}]`,
+      threadKey: `tg:${u.chat.id}`,
+      dedupeKey: `member:${u.chat.id}:${u.date}:${status}`,
+      channelMessageId: null,
+      target: {},
+      receivedMs: nowMs,
+      membership: change,
+    },
+  };
 }
 
 /**

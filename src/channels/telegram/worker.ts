@@ -24,7 +24,7 @@ export interface TelegramWorkerOptions {
   now?: () => number;
 }
 
-const ALLOWED_UPDATES = ["message", "callback_query"] as const;
+const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
 /**
  * Telegram through telegraf (SPEC §6). telegraf parses updates and calls the Bot API; the

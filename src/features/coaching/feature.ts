@@ -362,6 +362,14 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     if (!m.userId || m.kind !== "messages") return next();
     const text = m.text.trim();
     let u = await repo.user(bot.name, m.userId);
+    if (m.membership) {
+      // Not a message: the user blocked (or unblocked) the bot. Nothing is answered.
+      if (u && m.membership === "blocked") await repo.updateUser(bot.name, u.user_id, { status: "blocked" });
+      if (u?.status === "blocked" && m.membership === "unblocked") await repo.updateUser(bot.name, u.user_id, { status: "active" });
+      await deps.store.messages.setStatus(ctx.id!, "skipped", { error: `membership: ${m.membership}`, from: ["received"] });
+      ctx.outcome = "skipped";
+      return;
+    }
     const cmd = /^\/([A-Za-z_]+)(?:@\S+)?\s*([\s\S]*)$/.exec(text);
     if (!u) {
       u = await repo.createUser({ bot: bot.name, user_id: m.userId, chat_id: m.chatId, thread_key: m.threadKey, timezone: bot.timezone, day_starts_at: dayStart, remind_at: null, step: "name" });
