@@ -66,6 +66,16 @@ export interface Button {
   data: string;
 }
 
+/**
+ * A file sent with an outgoing message (Telegram `sendDocument`; the text becomes its caption).
+ * A feature puts it in the delivery target's `document`.
+ */
+export interface OutgoingDocument {
+  filename: string;
+  /** The file's content, UTF-8 text (JSON, CSV...). */
+  content: string;
+}
+
 /** A phone contact a user shared through the channel (Bot API `Contact`). */
 export interface SharedContact {
   /** As the channel gave it (Telegram sends digits, sometimes without `+`). */

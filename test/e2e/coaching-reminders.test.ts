@@ -11,7 +11,7 @@ import { startBotApiProxy } from "../support/botapi-proxy.js";
 import { cli } from "../support/cli.js";
 import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
-import { Harness, TOKEN } from "../support/harness.js";
+import { eventually, Harness, TOKEN } from "../support/harness.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
 
 const YAML = ["timezone: Europe/Moscow", "spam: { duplicate_window_s: 0, max_per_minute: 600 }", "features:", "  coaching: {}"].join("\n");
@@ -216,13 +216,31 @@ for (const dialect of dialects()) {
       assert.equal(bad.code, 2);
     });
 
-    test("/export sends the user's data; /delete erases it after confirmation", async () => {
+    test("/export sends the user's data as a JSON document; /delete erases it after confirmation", async () => {
       const clock = new ManualClock(Date.UTC(2026, 4, 11, 10, 0));
-      const h = await start(dialect, clock);
+      const uploads: string[] = [];
+      let proxy: Awaited<ReturnType<typeof startBotApiProxy>> | undefined;
+      const h = await start(dialect, clock, async (root) => {
+        // telegram-test-api has no sendDocument: the proxy answers it as the Bot API does and keeps the upload.
+        proxy = await startBotApiProxy(root, (method, _body, raw) => {
+          if (method !== "sendDocument") return undefined;
+          uploads.push(raw.toString("utf8"));
+          return { result: { message_id: 9000 + uploads.length, date: 0, chat: { id: 608, type: "private" }, document: { file_id: "doc", file_unique_id: "d" } } };
+        });
+        return proxy.url;
+      });
       open.push(h);
+      stops.push(() => proxy!.stop());
       await onboard(h, 608);
       await say(h, 608, "/done");
-      const data = JSON.parse(await say(h, 608, "/export"));
+      await userSays(h.telegram, TOKEN, 608, "/export");
+      await eventually(() => uploads.length === 1, 10_000, "sendDocument");
+      const upload = uploads[0]!;
+      assert.match(upload, /filename="coaching-shop-tg-608\.json"/);
+      assert.match(upload, /name="caption"\r\n\r\nВаши данные\r\n/);
+      const data = JSON.parse(upload.slice(upload.indexOf("{\n"), upload.lastIndexOf("\n}") + 2));
+      const stored = await eventually(async () => (await h.messages()).find((m) => m.direction === "out" && m.channel_message_id === "9001"), 5000, "the document stored as an answer");
+      assert.equal(stored!.text, "Ваши данные");
       assert.equal(data.user.timezone, "Europe/Berlin");
       assert.deepEqual(data.checkins.map((c: { day: string; points: number }) => [c.day, c.points]), [["2026-05-11", 10]]);
       assert.equal(data.goals[0].title, "читать 20 минут");

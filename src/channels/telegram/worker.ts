@@ -6,7 +6,7 @@ import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
-import type { Button, Delivery, DeliveryTarget } from "../../core/types.js";
+import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import type { ChannelWorker } from "../types.js";
 import { splitText, translateUpdate } from "./translate.js";
@@ -203,9 +203,23 @@ export class TelegramWorker implements ChannelWorker {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
     // Set by the leads feature's request_contact tool: a one-time "share my phone" keyboard.
     const contactButton = typeof to.target.request_contact === "string" ? to.target.request_contact : undefined;
+    const doc = to.target.document as OutgoingDocument | undefined;
+    if (doc && typeof doc.filename === "string" && typeof doc.content === "string") return this.sendDocument(to.chatId, doc, text);
     // Rows of buttons a feature attached (features.coaching): an inline keyboard under the last part.
     const buttons = Array.isArray(to.target.buttons) ? (to.target.buttons as Button[][]) : undefined;
     return this.sendParts(to.chatId, text, replyTo, contactButton, buttons);
+  }
+
+  /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
+  private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string): Promise<Delivery> {
+    const sent = await withRetries(
+      () =>
+        this.telegraf.telegram
+          .sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) })
+          .catch((e) => Promise.reject(toChannelError(e, "sendDocument"))),
+      { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendDocument failed; retrying") },
+    );
+    return { channelMessageId: String(sent.message_id) };
   }
 
   private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][]): Promise<Delivery> {

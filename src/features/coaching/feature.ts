@@ -6,7 +6,7 @@ import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
 import { sendProactive } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../core/retry.js";
-import type { Button, ChannelSender, PipelineContext } from "../../core/types.js";
+import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { ToolDefinition } from "../../llm/client.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
@@ -321,8 +321,17 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       case "resume":
         await repo.endPauses(bot.name, u.user_id, addDays(today(u), -1));
         return reply(ctx, t("unpaused"));
-      case "export":
-        return reply(ctx, JSON.stringify(await exportData(u), null, 1));
+      case "export": {
+        const target = ctx.msg.target;
+        const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
+        // The channel sends it as a file (Telegram: sendDocument) with the caption.
+        ctx.msg.target = { ...target, document };
+        try {
+          return await reply(ctx, t("export_caption"));
+        } finally {
+          ctx.msg.target = target;
+        }
+      }
       case "delete":
         await repo.updateUser(bot.name, u.user_id, { step: "delete" });
         return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
