@@ -53,7 +53,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
     // A coaching bot answers /start and /help itself (onboarding, its command list).
-    if ((cmd === "start" || cmd === "help") && !bot.features.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
   let text = raw;
@@ -123,7 +123,7 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
  * private chats): for bots with features.coaching, which stops writing to blocked users.
  */
 function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number): TelegramAction {
-  if (!bot.features.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
+  if (!bot.features?.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
   const status = u.new_chat_member.status;
   const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
   if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
