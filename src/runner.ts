@@ -37,6 +37,8 @@ export interface StartOptions {
   llm?: Partial<Pick<LlmOptions, "retry">>;
   /** Observes every message's end (benches, metrics). */
   onOutcome?: PipelineDeps["onOutcome"];
+  /** Observes every message's intake (metrics). */
+  onIntake?: PipelineDeps["onIntake"];
 }
 
 /** Bots started by {@link startBots}. */
@@ -132,6 +134,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         features,
         now: options.now,
         onOutcome: options.onOutcome,
+        onIntake: options.onIntake,
       });
       const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
       await worker.start(pipeline);

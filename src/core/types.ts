@@ -114,6 +114,8 @@ export interface PipelineContext {
   answerId?: number;
   /** Final outcome, for logs and callers. */
   outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed";
+  /** What made the answer fail (`outcome` "failed"), as thrown by the model, channel or database. */
+  error?: unknown;
   /** Scratch space for features. */
   state: Record<string, unknown>;
   /**

@@ -28,7 +28,7 @@ for (const dialect of dialects()) {
         fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
         const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
         assert.equal(topup.code, 0, topup.stderr);
-        const child = spawnBots(["start", "tg"], { cwd: fx.root });
+        const child = spawnBots(["start", "tg", "--http-port", "0"], { cwd: fx.root });
         await eventually(() => child.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
         await userSays(server, TOKEN, 42, "hello");
         await waitForBotMessages(server, 42, 1);
