@@ -224,20 +224,23 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
   program
     .command("status")
     .description("bots, balances and today's messages")
+    .option("-w, --watch", "redraw every 2 s on a terminal until Ctrl-C")
     .addHelpText(
       "after",
       [
         "",
-        "Shows each bot in the config dir with its channel and enabled flag, today's messages",
-        "(since midnight UTC: in, answered, failed, no balance), the last message time, and each",
-        "balance account with how many replies it still pays for.",
+        "Shows every bot file in the config dir: channel, enabled flag, today's messages (since",
+        "midnight in the bot's timezone: in, answered, failed, no balance) and the last message time;",
+        "a file with a config problem is listed with its problem. Then each balance account with how",
+        "many replies it still pays for.",
         "",
         "Examples:",
         "  bots status",
+        "  bots status --watch",
         "  bots status --json | jq '.accounts[] | select(.replies_left < 100)'",
       ].join("\n"),
     )
-    .action(run(async (c) => (await import("./status.js")).statusCommand(c)));
+    .action(run(async (c, cmd) => (await import("./status.js")).statusCommand(c, cmd.opts())));
 
   return program;
 }
