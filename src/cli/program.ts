@@ -222,6 +222,31 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
     .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   program
+    .command("dialogs")
+    .description("list conversations, or print one as a chat (times in the bot's timezone)")
+    .argument("[bot]", "a bot (default: every bot)")
+    .argument("[thread_key]", "a conversation, e.g. tg:42 (see the list)")
+    .option("--user <id>", "the conversations of this user id (Bot API user id, VK from_id)")
+    .option("--since <when>", "only messages since: 30m, 24h, 2d or an ISO date")
+    .option("--grep <text>", "only messages containing the text")
+    .option("--status <list>", "only messages with these statuses, comma-separated: failed, answered, no_balance, ...")
+    .option("--limit <n>", "conversations per page (50), or messages of a thread (the newest 500)")
+    .option("--before <cursor>", "the next page of conversations (printed under a full page)")
+    .option("--no-pager", "never page the output through $PAGER")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        "  bots dialogs                               # newest conversations of every bot",
+        "  bots dialogs shop-tg --status failed --since 24h",
+        "  bots dialogs shop-tg tg:42                 # one conversation as a chat",
+        "  bots dialogs shop-tg --user 42 --grep доставк",
+        "  bots dialogs shop-tg tg:42 --json | jq -r '.[] | .text'",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./dialogs.js")).dialogsCommand(c, cmd.args[0], cmd.args[1], cmd.opts())));
+  program
     .command("status")
     .description("bots, balances and today's messages")
     .option("-w, --watch", "redraw every 2 s on a terminal until Ctrl-C")
