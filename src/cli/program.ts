@@ -75,6 +75,11 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
   db.command("migrate")
     .description("apply database migrations")
     .action(run(async (c) => (await import("./db.js")).migrateCommand(c)));
+  db.command("copy")
+    .description("copy every table of --db into another, empty database (SQLite → MySQL); stop the bots first")
+    .option("--to <url>", "target database: mysql://user:pass@host:3306/db or sqlite:PATH")
+    .addHelpText("after", "\nExamples:\n  bots db copy --to mysql://bots:secret@127.0.0.1:3306/bots\n  bots --db mysql://bots:secret@db:3306/bots db copy --to sqlite:backup.db")
+    .action(run(async (c, cmd) => (await import("./db.js")).copyCommand(c, cmd.opts())));
 
   program
     .command("poll")

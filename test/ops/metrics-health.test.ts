@@ -44,10 +44,10 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
         await userSays(server, TOKEN, 43, "hi there");
         await waitForBotMessages(server, 42, 1);
         await waitForBotMessages(server, 43, 1);
-        const m = await eventually(async () => {
+        const m: string = await eventually(async () => {
           const r = await get(port, "/metrics");
           return sample(r.body, /^bots_answers_total\{bot="shop-tg",channel="tg"\}/) === 2 ? r.body : undefined;
-        }, 10_000, "answers counted");
+        }, 10_000, "answers counted").then((b) => b!);
         assert.equal(sample(m, /^bots_messages_total\{bot="shop-tg",channel="tg",status="answered"\}/), 2);
         assert.equal(sample(m, /^bots_model_latency_seconds_count\{bot="shop-tg",model="m"\}/), 2);
         assert.ok((sample(m, /^bots_model_tokens_total\{bot="shop-tg",model="m",kind="prompt"\}/) ?? 0) > 0);
