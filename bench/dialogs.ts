@@ -38,7 +38,13 @@ try {
   };
   // Pseudo-random but repeatable: thread i gets its messages spread over the month.
   let seed = 42;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  // mulberry32: integer arithmetic only, so the sequence is the same everywhere.
+  const rnd = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
   for (let i = 0; i < MESSAGES; i += 2) {
     const thread = Math.floor(rnd() * THREADS);
     const at = start + Math.floor((i / MESSAGES) * 30 * 86_400_000);

@@ -57,10 +57,10 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
         assert.ok(!m.includes("sk-metrics-secret-777") && !m.includes(TOKEN) && !m.includes(TOKEN.split(":")[1]!), "no secret in /metrics");
 
         await server.stop();
-        const down = await eventually(async () => {
+        const down: string = await eventually(async () => {
           const r = await get(port, "/healthz");
           return r.status === 503 ? r.body : undefined;
-        }, 20_000, "503 while the Bot API is down");
+        }, 20_000, "503 while the Bot API is down").then((b) => b!);
         const body = JSON.parse(down) as { status: string; failing: Array<{ bot: string; reason: string }> };
         assert.equal(body.status, "failing");
         assert.equal(body.failing[0]!.bot, "shop-tg");
