@@ -128,6 +128,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--prompt <file>", "try another prompt file instead of the bot's")
     .option("-i, --interactive", "chat in the terminal (history kept; /reset, /exit)")
     .option("--cases <file>", "YAML list of cases with expectations; exit 1 if any fails")
+    .option("--image <file>", "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText(
       "after",
       [
@@ -143,11 +144,15 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
         "    max_chars: 600",
         "  - history: [{user: Привет}, {assistant: Здравствуйте!}, {user: Вы работаете в субботу?}]",
         "    matches: /суббот/i",
+        "  - image: fixtures/broken-kettle.jpg   # relative to the cases file; needs llm.vision.enabled",
+        "    message: Можно вернуть?",
+        "    contains: [возврат]",
         "",
         "Examples:",
         '  bots prompt test shop-tg "Сколько стоит доставка?"',
         "  bots prompt test shop-tg --prompt prompts/shop-v2.md \"Есть самовывоз?\"",
         "  bots prompt test shop-tg --interactive",
+        "  bots prompt test shop-tg --image receipt.jpg \"Что здесь не так?\"",
         "  bots prompt test shop-tg --cases tests/shop-cases.yaml   # in CI before a prompt change",
       ].join("\n"),
     )

@@ -1,8 +1,9 @@
 import path from "node:path";
 import chalk from "chalk";
 import { displayPath, formatProblem, loadBotConfigs, type LoadedConfigs } from "../config/load.js";
-import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
+import { describeRecovery } from "../core/recovery.js";
 import { sleep } from "../core/retry.js";
+import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
 import { formatTime, table, withStore } from "./shared.js";
@@ -76,7 +77,13 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
       JSON.stringify({
         day_start: new Date(report.day_start_ms).toISOString(),
         bots: [
-          ...report.bots.map((b) => ({ ...b, day_start: new Date(b.day_start_ms).toISOString(), last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString(), problems: [] as string[] })),
+          ...report.bots.map((b) => ({
+            ...b,
+            day_start: new Date(b.day_start_ms).toISOString(),
+            last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString(),
+            last_recovery: b.last_recovery && { ...b.last_recovery, at: new Date(b.last_recovery.at_ms).toISOString() },
+            problems: [] as string[],
+          })),
           ...report.broken.map((b) => ({ name: b.name, file: b.file, problems: b.problems })),
         ].sort((a, b) => a.name.localeCompare(b.name)),
         accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
@@ -95,6 +102,24 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     ].sort((a, b) => a.name.localeCompare(b.name));
     c.out(table(["BOT", ...STATUS_COLUMNS.map((col) => col.header), "PROBLEM"], rows.map((r) => r.cells)));
   }
+  if (report.bots.length) {
+    c.out("");
+    c.out(chalk.bold("Open messages (any age) and the last recovery at start"));
+    const warn = (n: number, paint: (s: string) => string) => (n ? paint(String(n)) : "0");
+    c.out(
+      table(
+        ["BOT", "WAITING", "UNCONFIRMED", "FAILED", "EXPIRED", "LAST RECOVERY"],
+        report.bots.map((b) => [
+          b.name,
+          String(b.waiting),
+          warn(b.unconfirmed, chalk.yellow),
+          warn(b.failed_total, chalk.red),
+          warn(b.expired, chalk.yellow),
+          b.last_recovery ? `${formatTime(b.last_recovery.at_ms)}: ${describeRecovery(b.last_recovery)}` : "-",
+        ]),
+      ),
+    );
+  }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");
   else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [a.account, chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
@@ -103,6 +128,8 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     c.out(chalk.red(`${problems.length} config problem${problems.length === 1 ? "" : "s"} (run bots config check):`));
     for (const p of problems) c.out(`  ${formatProblem(p)}`);
   }
+  const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
+  if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (cut off between sending and recording): check them with bots replay --status unconfirmed`));
   const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);
   if (failed) {
     const earliest = Math.min(...report.bots.map((b) => b.day_start_ms));

@@ -80,6 +80,16 @@ export interface BotStatus {
   no_balance: number;
   /** Newest message in either direction, epoch ms UTC, or null. */
   last_message_ms: number | null;
+  /** Open items, whatever their age: recorded and not answered yet (`received`). */
+  waiting: number;
+  /** Cut off between sending and recording; never sent again by themselves (`bots replay --status unconfirmed`). */
+  unconfirmed: number;
+  /** Failed (model or channel error), kept for `bots replay --send`. */
+  failed_total: number;
+  /** Too old to resume after a stop; refunded; `bots replay --send` answers them. */
+  expired: number;
+  /** The last recovery at start, if any. */
+  last_recovery: { at_ms: number; resumed: number; refunded: number; expired: number; unconfirmed: number; confirmed: number } | null;
 }
 
 /** A bot file that did not load: listed by `bots status` with its problems. */
@@ -128,7 +138,7 @@ export function startOfDayMs(nowMs: number, timeZone: string): number {
  * @param broken bot files with problems, from {@link brokenBots}
  * @throws StorageError when the database cannot be read
  */
-export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance">, nowMs: number, broken: BrokenBot[] = []): Promise<StatusReport> {
+export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance" | "recoveries">, nowMs: number, broken: BrokenBot[] = []): Promise<StatusReport> {
   const dayStartOf = new Map(bots.map((b) => [b.name, startOfDayMs(nowMs, b.timezone)]));
   const starts = [...new Set(dayStartOf.values())];
   const countsByStart = new Map(await Promise.all(starts.map(async (t) => [t, await store.messages.countsSince(t)] as const)));
@@ -137,6 +147,8 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
       const dayStart = dayStartOf.get(b.name)!;
       const mine = countsByStart.get(dayStart)!.filter((c) => c.bot === b.name && c.direction === "in");
       const of = (status: string) => mine.filter((c) => c.status === status).reduce((a, c) => a + c.n, 0);
+      const open = await store.messages.countByStatus(b.name, ["received", "unconfirmed", "failed", "expired"]);
+      const rec = await store.recoveries.last(b.name);
       return {
         name: b.name,
         channel: b.channel,
@@ -149,6 +161,11 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
         failed: of("failed"),
         no_balance: of("no_balance"),
         last_message_ms: await store.messages.lastMessageMs(b.name),
+        waiting: open.received ?? 0,
+        unconfirmed: open.unconfirmed ?? 0,
+        failed_total: open.failed ?? 0,
+        expired: open.expired ?? 0,
+        last_recovery: rec ? { at_ms: rec.finished_ms, resumed: rec.resumed, refunded: rec.refunded, expired: rec.expired, unconfirmed: rec.unconfirmed, confirmed: rec.confirmed } : null,
       };
     }),
   );

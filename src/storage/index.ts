@@ -5,6 +5,7 @@ import { LeasesRepo } from "./leases.js";
 import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
 import { PostsRepo } from "./posts.js";
+import { RecoveriesRepo } from "./recoveries.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
 export interface Store {
@@ -18,6 +19,8 @@ export interface Store {
   /** Per-bot polling state. */
   cursors: CursorsRepo;
   leads: LeadsRepo;
+  /** Recovery runs of bots at start (migration 0005). */
+  recoveries: RecoveriesRepo;
   close(): Promise<void>;
 }
 
@@ -43,6 +46,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     leases: new LeasesRepo(database.db, now),
     cursors: new CursorsRepo(database.db, now),
     leads: new LeadsRepo(database.db, now),
+    recoveries: new RecoveriesRepo(database.db),
     close: () => database.close(),
   };
 }

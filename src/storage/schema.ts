@@ -13,10 +13,21 @@ export interface Schema {
   leases: LeasesTable;
   leads: LeadsTable;
   posts: PostsTable;
+  recoveries: RecoveriesTable;
 }
 
-/** Incoming statuses. `delivering` means the channel call started: never sent again without --force. */
-export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped";
+/**
+ * Incoming statuses (SPEC §4). `delivering` means the channel call started: never sent again
+ * without --force. `expired`: stranded by a crash or restart and older than
+ * `recovery.resume_within` when the bot started again; refunded, answerable by `bots replay
+ * --send`. `unconfirmed`: the process died between sending and recording (found `delivering` by
+ * recovery on a channel that cannot be asked); the charge stands and it is never sent again by
+ * itself.
+ */
+export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped" | "expired" | "unconfirmed";
+
+/** Every incoming status, in the order they are usually shown. */
+export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "expired", "unconfirmed"];
 /** Outgoing statuses. */
 export type OutgoingStatus = "sent";
 export type MessageStatus = IncomingStatus | OutgoingStatus;
@@ -119,4 +130,24 @@ export interface LeadsTable {
   notify_error: string | null;
   created_ms: number;
   updated_ms: number;
+}
+
+/** One recovery run of a bot (migration 0005): what it found and did. Times epoch ms UTC. */
+export interface RecoveriesTable {
+  id: Generated<number>;
+  bot: string;
+  /** The process that ran it (`host:pid:random`). */
+  holder: string;
+  /** Messages answered again through the queue. */
+  resumed: number;
+  /** Reservations without an answer given back. */
+  refunded: number;
+  /** Messages too old to resume, now `expired`. */
+  expired: number;
+  /** `delivering` rows the channel cannot confirm, now `unconfirmed`. */
+  unconfirmed: number;
+  /** `delivering` rows the channel confirmed as delivered (2GIS), now `answered`. */
+  confirmed: number;
+  started_ms: number;
+  finished_ms: number;
 }

@@ -25,7 +25,7 @@ describe("log rotation with copytruncate", () => {
         await logging.flush();
         const text = readFileSync(file, "utf8");
         return text.trim().split("\n").length === 200 ? text : undefined;
-      }, 5000, "200 lines written");
+      }, 5000, "200 lines written").then((t) => t!);
       // What logrotate's copytruncate does.
       copyFileSync(file, `${file}.1`);
       truncateSync(file, 0);
@@ -35,7 +35,7 @@ describe("log rotation with copytruncate", () => {
         await logging.flush();
         const text = readFileSync(file, "utf8");
         return text.includes("after rotation") ? text : undefined;
-      }, 5000, "the line after rotation");
+      }, 5000, "the line after rotation").then((t) => t!);
       assert.ok(!after.includes("\u0000"), "no NUL hole where the old content was");
       const lines = after.trim().split("\n");
       assert.equal(lines.length, 1);

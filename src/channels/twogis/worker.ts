@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
 import { sleep } from "../../core/retry.js";
-import type { Delivery, DeliveryTarget } from "../../core/types.js";
+import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";
@@ -143,7 +143,21 @@ export class TwoGisWorker implements ChannelWorker {
    * @throws ChannelError after retries; `DGIS_AUTH` when refused
    */
   async send(to: DeliveryTarget, text: string): Promise<Delivery> {
-    const reviewId = typeof to.target.review_id === "string" ? to.target.review_id : to.chatId;
-    return { channelMessageId: await this.client.answer(reviewId, text) };
+    return { channelMessageId: await this.client.answer(reviewIdOf(to), text) };
   }
+
+  /**
+   * Whether the review already carries the business's official answer
+   * ({@link TwoGisClient.officialAnswer}).
+   * @throws ChannelError when 2GIS cannot be asked
+   */
+  async checkDelivered(to: DeliveryTarget): Promise<DeliveryCheck> {
+    const found = await this.client.officialAnswer(reviewIdOf(to));
+    return found ? { delivered: true, text: found.text, channelMessageId: found.id } : { delivered: false };
+  }
+}
+
+/** The review an answer goes to: `target.review_id`, else the chat id. */
+function reviewIdOf(to: DeliveryTarget): string {
+  return typeof to.target.review_id === "string" ? to.target.review_id : to.chatId;
 }
