@@ -41,7 +41,16 @@ describe("packaged install", () => {
       cpSync(path.join(pkg, "prompts"), path.join(work, "prompts"), { recursive: true });
       const vars = new Set<string>();
       for (const f of readdirSync(path.join(work, "configs"))) for (const m of readFileSync(path.join(work, "configs", f), "utf8").matchAll(/\$\{([A-Z0-9_]+)(?::-[^}]*)?\}/g)) vars.add(m[1]!);
-      const secrets = Object.fromEntries([...vars].map((v) => [v, v.includes("URL") || v.includes("ROOT") ? "http://127.0.0.1:9" : v.includes("PORT") ? "8081" : `value-of-${v.toLowerCase()}`]));
+      // Plausible values of the shapes the schema checks (tokens, ids, addresses).
+      const valueOf = (v: string): string => {
+        if (/TOKEN$/.test(v) && !v.startsWith("VK") && !v.startsWith("WS")) return "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
+        if (/GROUP_ID$|PORT$/.test(v)) return "123";
+        if (/(TO|EMAIL|FROM)$/.test(v)) return "ops@example.com";
+        if (/URL$|ROOT$/.test(v)) return "http://127.0.0.1:9";
+        if (/HOST$/.test(v)) return "127.0.0.1";
+        return `value-of-${v.toLowerCase()}`;
+      };
+      const secrets = Object.fromEntries([...vars].map((v) => [v, valueOf(v)]));
       const check = await run(bots, ["config", "check"], { cwd: work, env: { ...env, ...secrets }, timeout: 30_000 }).catch((e: { stdout: string; stderr: string; code: number }) => e);
       assert.equal((check as { code?: number }).code ?? 0, 0, `${check.stdout}\n${check.stderr}`);
 
