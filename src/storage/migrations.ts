@@ -3,6 +3,7 @@ import type { Dialect } from "./db.js";
 import { postsMigration } from "./migrations/0002_posts.js";
 import { leadNotify } from "./migrations/0004_lead_notify.js";
 import { recoveryMigration } from "./migrations/0005_recovery.js";
+import { opsMigration } from "./migrations/0006_ops.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -16,6 +17,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0002_posts": postsMigration(d),
     "0004_lead_notify": leadNotify(d),
     "0005_recovery": recoveryMigration(d),
+    "0006_ops": opsMigration(d),
   };
 }
 
