@@ -46,6 +46,8 @@ export interface StartOptions {
   llm?: Partial<Pick<LlmOptions, "retry">>;
   /** Observes every message's end (benches, metrics). */
   onOutcome?: PipelineDeps["onOutcome"];
+  /** Observes every message's intake (metrics). */
+  onIntake?: PipelineDeps["onIntake"];
   /** Picture download tuning (tests shorten back-off). */
   images?: TelegramFilesOptions;
   /** This process's id in leases and recovery runs. @defaultValue `host:pid:random` */
@@ -151,6 +153,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         features,
         now: options.now,
         onOutcome: options.onOutcome,
+        onIntake: options.onIntake,
         images: imageFetcherFor(bot, options.images),
       });
       const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };

@@ -45,6 +45,11 @@ export interface PipelineDeps {
   storageRetryBaseMs?: number;
   /** Called once per message when its processing ends, whatever the outcome (metrics, benches). */
   onOutcome?: (ctx: PipelineContext) => void;
+  /**
+   * Called once per submitted message when intake ends (recorded and queued, filtered, or a
+   * duplicate: see `ctx.outcome`, `ctx.filtered`); not when recording failed (metrics).
+   */
+  onIntake?: (ctx: PipelineContext) => void;
   /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
   images?: ImageFetcher;
   /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
@@ -164,6 +169,11 @@ export class Pipeline {
     return this.queue.size;
   }
 
+  /** Answers being worked on now (the rest of {@link backlog} waits for its turn). */
+  get answersInFlight(): number {
+    return this.queue.inFlight;
+  }
+
   /**
    * Hands a message to the pipeline. Resolves once it is recorded (or found a duplicate, or
    * filtered); the answer is produced later. Messages of one thread key keep their order.
@@ -177,6 +187,7 @@ export class Pipeline {
     const run = prev.then(async (): Promise<IntakeResult> => {
       ctx.state.t0 = performance.now();
       await this.intake(ctx);
+      this.deps.onIntake?.(ctx);
       if (ctx.outcome === "duplicate") return { status: "duplicate" };
       if (ctx.filtered) return { status: "filtered", id: ctx.id!, reason: ctx.filtered };
       return { status: "queued", id: ctx.id! };
@@ -391,6 +402,7 @@ export class Pipeline {
         return;
       }
       ctx.outcome = "failed";
+      ctx.error = error;
       ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
       try {
         if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255));

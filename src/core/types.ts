@@ -169,6 +169,8 @@ export interface PipelineContext {
    * nothing reserved, and the next start answers it.
    */
   outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted";
+  /** What made the answer fail (`outcome` "failed"), as thrown by the model, channel or database. */
+  error?: unknown;
   /** Scratch space for features. */
   state: Record<string, unknown>;
   /**

@@ -60,7 +60,7 @@ class Scenario {
 
   /** `bots start tg` as a process; resolves once it runs. */
   async start(extra: string[] = []): Promise<Child> {
-    const child = spawnBots(["start", "tg", ...extra], { cwd: this.fx.root });
+    const child = spawnBots(["start", "tg", "--http-port", "0", ...extra], { cwd: this.fx.root });
     this.children.push(child);
     await eventually(() => child.out.stderr.includes("Running shop-tg (tg)") || child.exitCode !== null, 20_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);

@@ -8,6 +8,7 @@ import type { Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
+import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { splitText, translateUpdate } from "./translate.js";
 
@@ -38,13 +39,21 @@ export class TelegramWorker implements ChannelWorker {
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
   private server?: http.Server;
+  private readonly tracker: HealthTracker;
 
   constructor(
     private readonly bot: BotConfig,
     private readonly telegraf: Telegraf,
     private readonly logger: Logger,
     private readonly options: TelegramWorkerOptions = {},
-  ) {}
+  ) {
+    this.tracker = new HealthTracker(options.now);
+  }
+
+  /** Receiving state for `/healthz`: getUpdates (polling) or the webhook listener, and sendMessage. */
+  health() {
+    return this.tracker.get();
+  }
 
   /** Creates the worker, importing telegraf on demand. */
   static async create(bot: BotConfig, logger: Logger, options: TelegramWorkerOptions = {}): Promise<TelegramWorker> {
@@ -77,12 +86,14 @@ export class TelegramWorker implements ChannelWorker {
     this.telegraf.botInfo = this.me;
     this.logger.info({ username: this.me.username, mode: tg.mode }, "telegram bot connected");
     this.install(pipeline);
+    this.tracker.ok();
     if (tg.mode === "webhook") await this.startWebhook();
     else {
       // A webhook left from an earlier run would make getUpdates fail with 409.
       await this.telegraf.telegram.deleteWebhook().catch((e) => this.logger.debug({ err: e }, "deleteWebhook failed"));
       this.loop = this.pollLoop();
     }
+    this.tracker.started();
   }
 
   private install(pipeline: Pipeline): void {
@@ -120,11 +131,14 @@ export class TelegramWorker implements ChannelWorker {
       try {
         updates = await this.telegraf.telegram.callApi("getUpdates", { timeout: this.options.pollTimeoutS ?? 50, offset, allowed_updates: [...ALLOWED_UPDATES] }, { signal: signal as never });
         backoff = base;
+        this.tracker.ok();
       } catch (error) {
         if (signal.aborted) return;
         const err = toChannelError(error, "getUpdates");
+        this.tracker.failed(err);
         if (err.status === 401 || err.status === 404) {
           this.logger.error({ err }, "Telegram refused the token; this bot stops receiving");
+          this.tracker.stopped(`Telegram refused the token (${err.status})`);
           return;
         }
         const wait = err.retryAfterS !== undefined ? err.retryAfterS * 1000 : backoff;
@@ -188,6 +202,7 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   async stop(): Promise<void> {
+    this.tracker.stopped("stopped");
     this.abort.abort();
     await this.loop;
     if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
