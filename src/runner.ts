@@ -142,7 +142,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       const create = options.createWorker ?? channelFactory(bot.channel);
       const worker = await create(bot, logger, { store: options.store, now: options.now });
       const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env });
+      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
       const pipeline = new Pipeline({
         bot,
         store: options.store,

@@ -232,6 +232,13 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
     .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   program
+    .command("coaching")
+    .description("coaching bots (features.coaching)")
+    .command("stats <bot>")
+    .description("users, check-ins, streaks, reminders and cost per active user of the last 7 days")
+    .addHelpText("after", "\nExamples:\n  bots coaching stats coach-tg\n  bots coaching stats coach-tg --json")
+    .action(run(async (c, cmd) => (await import("./coaching.js")).coachingStatsCommand(c, cmd.args[0]!)));
+  program
     .command("dialogs")
     .description("list conversations, or print one as a chat (times in the bot's timezone)")
     .argument("[bot]", "a bot (default: every bot)")

@@ -514,6 +514,9 @@ export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">
   // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
   const postText = msg.vars?.post_text;
   if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
+  // Facts a feature computed for this message (features.coaching): appended when the prompt does not place {{coaching}}.
+  const coaching = msg.vars?.coaching;
+  if (coaching && !/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${coaching}`;
   const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
   // Earlier pictures are not sent again: a placeholder says they were there.
   return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })), { role: "user", content: msg.text }];

@@ -45,6 +45,35 @@ export interface IncomingMessage {
   receivedMs: number;
   /** A contact the user shared (Bot API `Message.contact`), for features.leads. */
   contact?: SharedContact;
+  /** Set when this message is a button press: the button's data (`text` holds the same). */
+  button?: { data: string };
+  /**
+   * Set when this is not a message but a change of the bot's membership in a private chat: the
+   * user blocked the bot, or unblocked it (Telegram `my_chat_member`: `kicked` / `member`).
+   * Only features that keep users (coaching) ask channels for it.
+   */
+  membership?: "blocked" | "unblocked";
+}
+
+/**
+ * A button under an outgoing message: the label shown, and the data that comes back as an
+ * {@link IncomingMessage} with `button` set when it is pressed (Telegram `inline_keyboard` /
+ * `callback_query`). A feature puts rows of them in the delivery target's `buttons`.
+ */
+export interface Button {
+  label: string;
+  /** At most 64 bytes (Bot API `callback_data`). */
+  data: string;
+}
+
+/**
+ * A file sent with an outgoing message (Telegram `sendDocument`; the text becomes its caption).
+ * A feature puts it in the delivery target's `document`.
+ */
+export interface OutgoingDocument {
+  filename: string;
+  /** The file's content, UTF-8 text (JSON, CSV...). */
+  content: string;
 }
 
 /** A phone contact a user shared through the channel (Bot API `Contact`). */

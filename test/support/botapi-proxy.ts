@@ -3,7 +3,12 @@ import type { AddressInfo } from "node:net";
 import type { FakeBotFiles } from "./images.js";
 
 /** What the proxy does with one Bot API call: forward it, or answer with a Bot API error. */
-export type Intercept = (method: string, body: Record<string, unknown>) => { error_code: number; description: string; retry_after?: number } | "drop" | undefined;
+export type Intercept = (
+  method: string,
+  body: Record<string, unknown>,
+  /** The request body as sent (multipart for file uploads such as sendDocument). */
+  raw: Buffer,
+) => { error_code: number; description: string; retry_after?: number } | { result: unknown } | "drop" | undefined;
 
 /**
  * An HTTP proxy in front of the Bot API emulator that can answer chosen calls with real Bot API
@@ -29,9 +34,14 @@ export async function startBotApiProxy(target: string, intercept: Intercept, fil
     } catch {
       body = {};
     }
-    const verdict = intercept(method, body);
+    const verdict = intercept(method, body, raw);
     if (verdict === "drop") {
       req.socket.destroy();
+      return;
+    }
+    if (verdict && "result" in verdict) {
+      // Methods the emulator lacks (sendDocument): answered here as the Bot API would.
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true, result: verdict.result }));
       return;
     }
     if (verdict) {

@@ -1,4 +1,4 @@
-import type { Contact, Message, Update, UserFromGetMe } from "telegraf/types";
+import type { CallbackQuery, Contact, Message, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import { IMAGE_MIMES, type ImageRef } from "../../core/images.js";
 import type { IncomingMessage } from "../../core/types.js";
@@ -7,7 +7,11 @@ import type { IncomingMessage } from "../../core/types.js";
 export const TG_MAX_TEXT = 4096;
 
 /** What to do with one Bot API update. */
-export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "command"; command: "start" | "help"; chatId: number; replyTo?: number } | { kind: "message"; message: IncomingMessage };
+export type TelegramAction =
+  | { kind: "ignore"; reason: string }
+  | { kind: "command"; command: "start" | "help"; chatId: number; replyTo?: number }
+  /** `callbackQueryId`: a button press, to be answered with answerCallbackQuery. */
+  | { kind: "message"; message: IncomingMessage; callbackQueryId?: string };
 
 /**
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
@@ -24,6 +28,8 @@ export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "comma
  * @param nowMs receive time, epoch ms UTC
  */
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
+  if ("callback_query" in update && update.callback_query) return buttonPress(update.callback_query, bot, nowMs);
+  if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs);
   if (!("message" in update) || !update.message) return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
   const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
   const chat = m.chat;
@@ -46,7 +52,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   if (commandEntity) {
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
-    if (cmd === "start" || cmd === "help") return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+    // A coaching bot answers /start and /help itself (onboarding, its command list).
+    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
   let text = raw;
@@ -109,6 +116,65 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
   const doc = (m as Partial<Message.DocumentMessage>).document;
   if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type)) return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
   return undefined;
+}
+
+/**
+ * The bot blocked or unblocked by a user (Bot API `ChatMemberUpdated` in `my_chat_member`,
+ * private chats): for bots with features.coaching, which stops writing to blocked users.
+ */
+function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number): TelegramAction {
+  if (!bot.features?.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
+  const status = u.new_chat_member.status;
+  const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
+  if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
+  return {
+    kind: "message",
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(u.chat.id),
+      userId: String(u.from.id),
+      userName: [u.from.first_name, u.from.last_name].filter(Boolean).join(" ") || u.from.username || null,
+      text: `[my_chat_member: ${status}]`,
+      threadKey: `tg:${u.chat.id}`,
+      dedupeKey: `member:${u.chat.id}:${u.date}:${status}`,
+      channelMessageId: null,
+      target: {},
+      receivedMs: nowMs,
+      membership: change,
+    },
+  };
+}
+
+/**
+ * A button press (Bot API `CallbackQuery` of an `inline_keyboard` button) in a private chat: a
+ * pipeline message whose text is the button's `callback_data`, marked as a press.
+ */
+function buttonPress(q: CallbackQuery, bot: BotConfig, nowMs: number): TelegramAction {
+  const data = "data" in q && typeof q.data === "string" ? q.data : undefined;
+  const chat = q.message?.chat;
+  if (data === undefined || !chat) return { kind: "ignore", reason: "callback query without data or message" };
+  if (chat.type !== "private") return { kind: "ignore", reason: "button press outside a private chat" };
+  return {
+    kind: "message",
+    callbackQueryId: q.id,
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(chat.id),
+      userId: String(q.from.id),
+      userName: [q.from.first_name, q.from.last_name].filter(Boolean).join(" ") || q.from.username || null,
+      text: data,
+      threadKey: `tg:${chat.id}`,
+      dedupeKey: `cb:${q.id}`,
+      channelMessageId: null,
+      target: {},
+      receivedMs: nowMs,
+      button: { data },
+    },
+  };
 }
 
 /**
