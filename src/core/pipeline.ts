@@ -67,6 +67,10 @@ export interface StoredMeta {
   images?: ImageRef[];
   /** Album (`IncomingMessage.group`). */
   group?: string;
+  /** A button press (`IncomingMessage.button`), so a resumed press is still a press. */
+  button?: { data: string };
+  /** A membership change (`IncomingMessage.membership`), so recovery never sends it to the model as text. */
+  membership?: "blocked" | "unblocked";
 }
 
 /**
@@ -294,7 +298,7 @@ export class Pipeline {
   // --- stage 3: record --------------------------------------------------------------------
   private readonly record: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
-    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}), ...(m.group ? { group: m.group } : {}) };
+    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}), ...(m.group ? { group: m.group } : {}), ...(m.button ? { button: m.button } : {}), ...(m.membership ? { membership: m.membership } : {}) };
     const id = await this.storageRetry(
       () =>
         this.deps.store.messages.insertIncoming({
@@ -535,6 +539,8 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     text: row.text,
     images: storedImages(meta.images),
     ...(typeof meta.group === "string" ? { group: meta.group } : {}),
+    ...(meta.button ? { button: meta.button } : {}),
+    ...(meta.membership ? { membership: meta.membership } : {}),
     threadKey: row.thread_key,
     dedupeKey: row.dedupe_key,
     channelMessageId: row.channel_message_id,
