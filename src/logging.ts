@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, openSync } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import chalk, { Chalk } from "chalk";
@@ -54,7 +54,12 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   const fileStream = (name: string): DestinationStream | undefined => {
     if (!options.logDir) return undefined;
     mkdirSync(options.logDir, { recursive: true });
-    const dest = pino.destination({ dest: path.join(options.logDir, name), sync: false, mkdir: true, minLength: 4096 });
+    // No minLength: a line is handed to the file as soon as the previous write is done, so a
+    // running bot's lines reach the file at once and `bots logs tail -f` follows it live; a kill -9
+    // loses at most what was being written.
+    // Opened here, synchronously: the stream is ready at once, so an exit right after start
+    // can still flush it.
+    const dest = pino.destination({ dest: openSync(path.join(options.logDir, name), "a"), sync: false });
     files.push(dest);
     return dest;
   };

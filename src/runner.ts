@@ -1,8 +1,11 @@
 import type { Logger } from "pino";
+import { imageFetcherFor } from "./channels/files.js";
+import type { TelegramFilesOptions } from "./channels/telegram/files.js";
 import { channelFactory } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature, type PipelineDeps } from "./core/pipeline.js";
+import { BotRunLease, processHolder, recoverBot, type RecoveryReport } from "./core/recovery.js";
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import { buildFeatures } from "./features/index.js";
@@ -19,6 +22,12 @@ export interface RunningBot {
   notifier?: Notifier;
   logger: Logger;
   features: Feature[];
+  /** The bot's run lease (not for 2GIS, whose passes hold their own lease). */
+  lease?: BotRunLease;
+  /** What recovery did at start; undefined while another process holds the run lease. */
+  recovery?: RecoveryReport;
+  /** Retries taking the run lease while another process holds it. */
+  leaseRetry?: NodeJS.Timeout;
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -37,6 +46,14 @@ export interface StartOptions {
   llm?: Partial<Pick<LlmOptions, "retry">>;
   /** Observes every message's end (benches, metrics). */
   onOutcome?: PipelineDeps["onOutcome"];
+  /** Observes every message's intake (metrics). */
+  onIntake?: PipelineDeps["onIntake"];
+  /** Picture download tuning (tests shorten back-off). */
+  images?: TelegramFilesOptions;
+  /** This process's id in leases and recovery runs. @defaultValue `host:pid:random` */
+  holder?: string;
+  /** Run lease lifetime without renewal, ms. @defaultValue 15000 */
+  leaseTtlMs?: number;
 }
 
 /** Bots started by {@link startBots}. */
@@ -105,14 +122,18 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
  */
 export async function startBots(options: StartOptions): Promise<RunningBots> {
   const running: RunningBot[] = [];
+  const holder = options.holder ?? processHolder();
   const stop = async (drainMs = 10_000): Promise<number> => {
+    for (const r of running) clearInterval(r.leaseRetry);
     await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
+    // Only now: nothing of these bots is in flight any more, another process may take them.
+    await Promise.all(running.map((r) => r.lease?.release()));
     // After the drain: answers finishing now may still use a feature (a lead's e-mail).
     await Promise.all(running.flatMap((r) => r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed")))));
     await Promise.all(running.map((r) => r.notifier?.close()));
     const unfinished = left.reduce((a, b) => a + b, 0);
-    if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown stay stored; run `bots replay --send`");
+    if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown were refunded and stay `received`; the next start answers them");
     return unfinished;
   };
   try {
@@ -121,7 +142,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       const create = options.createWorker ?? channelFactory(bot.channel);
       const worker = await create(bot, logger, { store: options.store, now: options.now });
       const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env });
+      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
       const pipeline = new Pipeline({
         bot,
         store: options.store,
@@ -132,10 +153,15 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
         features,
         now: options.now,
         onOutcome: options.onOutcome,
+        onIntake: options.onIntake,
+        images: imageFetcherFor(bot, options.images),
       });
       const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
-      await worker.start(pipeline);
       running.push(entry);
+      // Recovery before receiving (SPEC §4): resumed messages are queued ahead of new ones.
+      // 2GIS recovers inside each pass, under the pass's lease.
+      if (bot.channel !== "2gis") await recoverUnderLease(entry, options, holder);
+      await worker.start(pipeline);
       for (const f of features) await f.start?.();
     }
   } catch (error) {
@@ -143,6 +169,37 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     throw error;
   }
   return { bots: running, stop };
+}
+
+/**
+ * Takes the bot's run lease and recovers it. When another live process holds the lease (it
+ * runs the same bot), recovery is left to it, and the lease is tried again every third of its
+ * lifetime: if that process dies, this one recovers what it left.
+ */
+async function recoverUnderLease(entry: RunningBot, options: StartOptions, holder: string): Promise<void> {
+  const { config: bot, logger, pipeline } = entry;
+  const lease = new BotRunLease({ store: options.store, bot: bot.name, holder, logger, ttlMs: options.leaseTtlMs });
+  entry.lease = lease;
+  const recover = async () => {
+    entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now });
+  };
+  if (await lease.tryAcquire()) return recover();
+  logger.warn({ holder: await lease.holderNow() }, "another process runs this bot; recovery is left to it (retrying the lease)");
+  let busy = false;
+  entry.leaseRetry = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    lease
+      .tryAcquire()
+      .then(async (ok) => {
+        if (!ok) return;
+        clearInterval(entry.leaseRetry);
+        await recover();
+      })
+      .catch((error) => logger.warn({ err: error }, "run lease or recovery failed; trying again"))
+      .finally(() => (busy = false));
+  }, Math.max(50, Math.floor((options.leaseTtlMs ?? 15_000) / 3)));
+  entry.leaseRetry.unref();
 }
 
 /** Secret values in bot configs, to scrub from logs. */

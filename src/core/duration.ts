@@ -9,3 +9,15 @@ export function durationMs(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(text.trim());
   return m ? Math.round(Number(m[1]) * UNIT_MS[m[2]!]!) : undefined;
 }
+
+/**
+ * Writes milliseconds as the largest unit that divides them: 3600000 → `1h`, 90000 → `90s`,
+ * 1500 → `1500ms`.
+ */
+export function formatDuration(ms: number): string {
+  for (const unit of ["w", "d", "h", "m", "s"]) {
+    const size = UNIT_MS[unit]!;
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import { describeError, StorageError } from "../errors.js";
@@ -6,7 +7,9 @@ import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
 import { isConnectionError } from "../storage/db.js";
 import type { MessageRow } from "../storage/messages.js";
+import { albumStage } from "./albums.js";
 import { compose, type Middleware } from "./compose.js";
+import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "./retry.js";
 import { spamVerdict } from "./spam.js";
@@ -42,6 +45,15 @@ export interface PipelineDeps {
   storageRetryBaseMs?: number;
   /** Called once per message when its processing ends, whatever the outcome (metrics, benches). */
   onOutcome?: (ctx: PipelineContext) => void;
+  /**
+   * Called once per submitted message when intake ends (recorded and queued, filtered, or a
+   * duplicate: see `ctx.outcome`, `ctx.filtered`); not when recording failed (metrics).
+   */
+  onIntake?: (ctx: PipelineContext) => void;
+  /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
+  images?: ImageFetcher;
+  /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
+  albumWindowMs?: number;
 }
 
 /** What happened at intake. */
@@ -52,7 +64,13 @@ export interface StoredMeta {
   kind: IncomingMessage["kind"];
   target?: Record<string, unknown>;
   vars?: Record<string, string>;
-  images?: string[];
+  images?: ImageRef[];
+  /** Album (`IncomingMessage.group`). */
+  group?: string;
+  /** A button press (`IncomingMessage.button`), so a resumed press is still a press. */
+  button?: { data: string };
+  /** A membership change (`IncomingMessage.membership`), so recovery never sends it to the model as text. */
+  membership?: "blocked" | "unblocked";
 }
 
 /**
@@ -73,9 +91,13 @@ export class Pipeline {
   private readonly now: () => number;
   private readonly tools: ToolDefinition<PipelineContext>[];
   private accepting = true;
+  /** Aborted when a drain runs out of time: model calls still running stop, queued answers do not start. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: PipelineDeps) {
     this.now = deps.now ?? Date.now;
+    // Every model call in flight listens to the stop signal: as many as `llm.concurrency`.
+    setMaxListeners(0, this.stopping.signal);
     const features = deps.features ?? [];
     this.tools = features.flatMap((f) => f.tools ?? []);
     // `llm.concurrency` bounds model calls, not whole answers: delivery and settle of one answer
@@ -83,7 +105,9 @@ export class Pipeline {
     this.llmSlots = new Semaphore(deps.bot.llm.concurrency);
     this.queue = new KeyedQueue(Math.max(64, deps.bot.llm.concurrency * 4), (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
     const answerStages: Middleware<PipelineContext>[] = [
+      albumStage({ store: deps.store, now: this.now, windowMs: deps.albumWindowMs }),
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
+      this.visionGate,
       this.balanceGate,
       this.boundary,
       this.context,
@@ -99,22 +123,59 @@ export class Pipeline {
       this.record,
       async (ctx) => {
         ctx.timings.intake = performance.now() - (ctx.state.t0 as number);
-        this.queue.push(ctx.msg.threadKey, async () => {
-          const t = performance.now();
-          try {
-            await this.answer(ctx);
-          } finally {
-            ctx.timings.answer = performance.now() - t;
-            this.deps.onOutcome?.(ctx);
-          }
-        });
+        this.enqueue(ctx);
       },
     ]);
+  }
+
+  /** Queues the answer of a recorded message behind the earlier ones of its thread. */
+  private enqueue(ctx: PipelineContext): void {
+    const id = ctx.id!;
+    this.queued.add(id);
+    this.queue.push(ctx.msg.threadKey, async () => {
+      const t = performance.now();
+      try {
+        // After the drain deadline nothing new starts: the message stays `received`, unreserved.
+        if (this.stopping.signal.aborted) ctx.outcome = "interrupted";
+        else await this.answer(ctx);
+      } finally {
+        this.queued.delete(id);
+        if (ctx.outcome === "interrupted") this.interrupted++;
+        ctx.timings.answer = performance.now() - t;
+        this.deps.onOutcome?.(ctx);
+      }
+    });
+  }
+
+  /**
+   * Queues an already stored incoming message (`received`, found by recovery after a crash or
+   * restart) for an answer, exactly like a live one: behind the messages of its thread queued
+   * before it, ahead of those queued after. Recovery calls it before the channel receives
+   * anything, so resumed messages come first, in the order given (arrival order).
+   */
+  resume(row: MessageRow): void {
+    const ctx = this.storedContext(row);
+    // Never answered, not even with `empty_reply`: it may still get that one.
+    ctx.state.resumed = true;
+    this.enqueue(ctx);
+  }
+
+  private storedContext(row: MessageRow): PipelineContext {
+    const ctx = this.newContext(messageFromRow(row));
+    ctx.id = row.id;
+    ctx.stored = row;
+    ctx.log = this.deps.logger.child({ msg_id: row.id, thread_key: row.thread_key });
+    return ctx;
   }
 
   /** Answers waiting or in flight. */
   get backlog(): number {
     return this.queue.size;
+  }
+
+  /** Answers being worked on now (the rest of {@link backlog} waits for its turn). */
+  get answersInFlight(): number {
+    return this.queue.inFlight;
   }
 
   /**
@@ -130,6 +191,7 @@ export class Pipeline {
     const run = prev.then(async (): Promise<IntakeResult> => {
       ctx.state.t0 = performance.now();
       await this.intake(ctx);
+      this.deps.onIntake?.(ctx);
       if (ctx.outcome === "duplicate") return { status: "duplicate" };
       if (ctx.filtered) return { status: "filtered", id: ctx.id!, reason: ctx.filtered };
       return { status: "queued", id: ctx.id! };
@@ -149,14 +211,19 @@ export class Pipeline {
    * was answered (or is being answered) already. `empty_reply` is not sent again on replay.
    */
   async answerStored(row: MessageRow, opts: { force?: boolean } = {}): Promise<PipelineContext> {
-    const ctx = this.newContext(messageFromRow(row));
-    ctx.id = row.id;
-    ctx.stored = row;
+    const ctx = this.storedContext(row);
     if (opts.force) ctx.state.force = true;
-    ctx.log = this.deps.logger.child({ msg_id: row.id, thread_key: row.thread_key });
     await this.answer(ctx);
     return ctx;
   }
+
+  /** True while this pipeline has the stored message `id` queued or being answered. */
+  holds(id: number): boolean {
+    return this.queued.has(id);
+  }
+
+  /** Ids of stored messages queued or being answered here. */
+  private readonly queued = new Set<number>();
 
   /** Resolves when every queued answer is done. */
   onIdle(): Promise<void> {
@@ -164,17 +231,31 @@ export class Pipeline {
   }
 
   /**
-   * Stops taking messages and waits for answers in flight, at most `timeoutMs`.
-   * @returns how many answers were still unfinished (they stay stored for `bots replay --send`)
+   * Stops taking messages and lets answers finish, at most `timeoutMs`. Then it aborts the
+   * model calls still running (their reservations are refunded and their messages stay
+   * `received`), lets queued answers end without starting, and waits at most `settleMs` more
+   * for answers already being delivered, which are never cut off halfway.
+   * @param timeoutMs ms
+   * @param settleMs ms @defaultValue 5000
+   * @returns how many answers did not finish (`received`, answered by the next start's recovery)
    */
-  async drain(timeoutMs: number): Promise<number> {
+  async drain(timeoutMs: number, settleMs = 5000): Promise<number> {
     this.accepting = false;
     await Promise.all([...this.intakeTails.values()]);
     const ac = new AbortController();
     await Promise.race([this.queue.onIdle(), sleep(timeoutMs, ac.signal)]);
     ac.abort();
-    return this.queue.size;
+    if (this.queue.size === 0) return 0;
+    const before = this.interrupted;
+    this.stopping.abort(new StopError());
+    const late = new AbortController();
+    await Promise.race([this.queue.onIdle(), sleep(settleMs, late.signal)]);
+    late.abort();
+    return this.interrupted - before + this.queue.size;
   }
+
+  /** Answers a stop interrupted so far. */
+  private interrupted = 0;
 
   private newContext(msg: IncomingMessage): PipelineContext {
     const ctx: PipelineContext = { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
@@ -217,7 +298,7 @@ export class Pipeline {
   // --- stage 3: record --------------------------------------------------------------------
   private readonly record: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
-    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}) };
+    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}), ...(m.group ? { group: m.group } : {}), ...(m.button ? { button: m.button } : {}), ...(m.membership ? { membership: m.membership } : {}) };
     const id = await this.storageRetry(
       () =>
         this.deps.store.messages.insertIncoming({
@@ -262,12 +343,22 @@ export class Pipeline {
         ctx.outcome = "no_balance";
         await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}` });
         ctx.log.warn({ account }, "balance cannot pay a reply; message kept for replay");
-        if (empty_reply && !ctx.stored) await this.sendEmptyReply(ctx, empty_reply);
+        if (empty_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, empty_reply);
         return;
       }
       ctx.log.debug({ account, cost, balance_after: ctx.reservation.balance_after }, "cost reserved");
     }
     await next();
+  };
+
+  // --- picture without text while llm.vision is off ---------------------------------------
+  private readonly visionGate: Middleware<PipelineContext> = async (ctx, next) => {
+    const { enabled, no_vision_reply } = this.deps.bot.llm.vision;
+    if (enabled || !ctx.msg.images?.length || ctx.msg.text.trim()) return next();
+    ctx.outcome = "skipped";
+    await this.deps.store.messages.setStatus(ctx.id!, "skipped", { error: "picture without text; llm.vision is off", from: ["received", "failed", "no_balance", "expired"] });
+    ctx.log.info({ images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null }, "picture without text and llm.vision.enabled is false; not answered by the model");
+    if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, no_vision_reply);
   };
 
   private async sendEmptyReply(ctx: PipelineContext, text: string): Promise<void> {
@@ -294,6 +385,19 @@ export class Pipeline {
     try {
       await next();
     } catch (error) {
+      if (this.stopping.signal.aborted && !ctx.delivery) {
+        // The drain deadline cut the model call (or a wait) short: give the money back and leave
+        // the message `received`, so the next start answers it. Nothing stays reserved.
+        ctx.outcome = "interrupted";
+        try {
+          if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering");
+          await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["received", "delivering"] });
+        } catch (storageError) {
+          ctx.log.error({ err: storageError }, "could not record the interruption; the next start's recovery refunds it");
+        }
+        ctx.log.info("answer interrupted by the stop; reservation refunded, resumes at the next start");
+        return;
+      }
       const reason = describeError(error);
       if (ctx.delivery) {
         // Delivered but not stored: never send again; the charge stands, the row stays `delivering`.
@@ -302,10 +406,11 @@ export class Pipeline {
         return;
       }
       ctx.outcome = "failed";
+      ctx.error = error;
       ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
       try {
         if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255));
-        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed"] });
+        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed", "expired"] });
       } catch (storageError) {
         ctx.log.error({ err: storageError }, "could not record the failure");
       }
@@ -315,15 +420,19 @@ export class Pipeline {
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
     ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
+    // Pictures are fetched now, not when received: a replay or a recovery fetches them again.
+    ctx.state.images = await loadImages(this.deps.bot, ctx.msg.images, this.deps.images, ctx.log, this.stopping.signal);
     await next();
   };
 
   // --- stage 6: generate -------------------------------------------------------------------
   private readonly generate: Middleware<PipelineContext> = async (ctx, next) => {
     const queued = performance.now();
+    const signal = this.stopping.signal;
     ctx.completion = await this.llmSlots.run(() => {
       ctx.timings.modelWait = performance.now() - queued;
-      return this.deps.llm.complete(ctx.prompt!, { tools: ctx.tools, context: ctx });
+      if (signal.aborted) throw new StopError();
+      return completeWithImages(this.deps.llm, this.deps.bot, ctx.prompt!, (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 }, { tools: ctx.tools, context: ctx, signal }, ctx.log);
     });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
@@ -331,7 +440,20 @@ export class Pipeline {
 
   // --- stage 7: deliver --------------------------------------------------------------------
   private readonly deliver: Middleware<PipelineContext> = async (ctx, next) => {
-    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance"] });
+    // A stop that came while the model answered: do not start sending now.
+    if (this.stopping.signal.aborted) throw new StopError();
+    // A stored message answered again (recovery, replay, a retried review): where the channel
+    // can tell, make sure an earlier attempt did not land after all.
+    if (ctx.stored && !ctx.state.force && this.deps.channel.checkDelivered) {
+      const found = await this.deps.channel.checkDelivered(this.targetOf(ctx));
+      if (found.delivered) {
+        ctx.log.info("an earlier answer is already on the channel; recorded instead of sending again");
+        ctx.delivery = { channelMessageId: found.channelMessageId };
+        ctx.completion = { ...ctx.completion!, text: found.text };
+        return next();
+      }
+    }
+    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"] });
     if (!claimed && !ctx.state.force) {
       // Another process (a replay) answered it meanwhile: answer at most once.
       ctx.log.warn("message was answered elsewhere; not sending");
@@ -396,8 +518,12 @@ export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">
   // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
   const postText = msg.vars?.post_text;
   if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
+  // Facts a feature computed for this message (features.coaching): appended when the prompt does not place {{coaching}}.
+  const coaching = msg.vars?.coaching;
+  if (coaching && !/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${coaching}`;
   const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
-  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: msg.text }];
+  // Earlier pictures are not sent again: a placeholder says they were there.
+  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })), { role: "user", content: msg.text }];
 }
 
 /** Rebuilds the IncomingMessage a stored row came from (for replay). */
@@ -411,7 +537,10 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     userId: row.user_id,
     userName: row.user_name,
     text: row.text,
-    images: meta.images,
+    images: storedImages(meta.images),
+    ...(typeof meta.group === "string" ? { group: meta.group } : {}),
+    ...(meta.button ? { button: meta.button } : {}),
+    ...(meta.membership ? { membership: meta.membership } : {}),
     threadKey: row.thread_key,
     dedupeKey: row.dedupe_key,
     channelMessageId: row.channel_message_id,
@@ -419,4 +548,12 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     vars: meta.vars,
     receivedMs: row.created_ms,
   };
+}
+
+/** Thrown into an answer that a stop (the drain deadline) interrupts. */
+export class StopError extends Error {
+  constructor() {
+    super("stopped by the drain deadline");
+    this.name = "StopError";
+  }
 }

@@ -124,6 +124,28 @@ export class BalanceRepo {
   }
 
   /**
+   * Reservations of a bot's messages that were neither refunded nor settled by an answer: the
+   * ledger's `reserve` rows with no refund whose message is not `answered`, `unconfirmed` or
+   * `delivering` (those keep their charge). A crash between reserving and answering leaves such
+   * rows; recovery gives them back.
+   * @returns the reservation rows, oldest first, each with its message's status
+   */
+  async openReservationsOfBot(bot: string): Promise<Array<LedgerRow & { message_status: string }>> {
+    const rows = await this.db
+      .selectFrom("balance_ledger as r")
+      .innerJoin("messages as m", "m.id", "r.message_id")
+      .selectAll("r")
+      .select("m.status as message_status")
+      .where("m.bot", "=", bot)
+      .where("r.reason", "=", "reserve")
+      .where("m.status", "not in", ["answered", "unconfirmed", "delivering"])
+      .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
+      .orderBy("r.id", "asc")
+      .execute();
+    return rows.map((r) => ({ ...normaliseLedger(r), message_status: r.message_status }));
+  }
+
+  /**
    * The ledger, newest first.
    * @param account one account, or every account when undefined
    * @param limit rows at most

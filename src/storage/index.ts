@@ -1,10 +1,12 @@
 import { BalanceRepo } from "./balance.js";
+import { CoachingRepo } from "./coaching.js";
 import { CursorsRepo } from "./cursors.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
 import { LeasesRepo } from "./leases.js";
 import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
 import { PostsRepo } from "./posts.js";
+import { RecoveriesRepo } from "./recoveries.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
 export interface Store {
@@ -18,6 +20,10 @@ export interface Store {
   /** Per-bot polling state. */
   cursors: CursorsRepo;
   leads: LeadsRepo;
+  /** features.coaching (migration 0008). */
+  coaching: CoachingRepo;
+  /** Recovery runs of bots at start (migration 0005). */
+  recoveries: RecoveriesRepo;
   close(): Promise<void>;
 }
 
@@ -43,6 +49,8 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     leases: new LeasesRepo(database.db, now),
     cursors: new CursorsRepo(database.db, now),
     leads: new LeadsRepo(database.db, now),
+    coaching: new CoachingRepo(database.db, now),
+    recoveries: new RecoveriesRepo(database.db),
     close: () => database.close(),
   };
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { isUniqueViolation, transact } from "./db.js";
-import type { IncomingStatus, MessagesTable, MessageStatus, Schema } from "./schema.js";
+import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
 export type MessageRow = Selectable<MessagesTable>;
@@ -41,6 +41,8 @@ export interface HistoryTurn {
   role: "user" | "assistant";
   text: string;
   created_ms: number;
+  /** Pictures the user sent with it (the meta's `images`); the model sees a placeholder. */
+  images?: number;
 }
 
 /** sha1 of text with case and whitespace folded, for the duplicate filter. */
@@ -158,7 +160,7 @@ export class MessagesRepo {
     if (limit <= 0) return [];
     const rows = await this.db
       .selectFrom("messages")
-      .select(["direction", "text", "created_ms"])
+      .select(["direction", "text", "created_ms", "meta"])
       .where("bot", "=", bot)
       .where("thread_key", "=", threadKey)
       .where((eb) =>
@@ -171,7 +173,30 @@ export class MessagesRepo {
       .orderBy("id", "desc")
       .limit(limit)
       .execute();
-    return rows.reverse().map((r) => ({ role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms) }));
+    return rows.reverse().map((r) => {
+      const images = r.direction === "in" ? imageCount(r.meta) : 0;
+      return { role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms), ...(images ? { images } : {}) };
+    });
+  }
+
+  /**
+   * Incoming messages of one thread received in a time window, oldest first (by id); uses the
+   * `(bot, thread_key, id)` index. For gathering the parts of a Telegram album.
+   * @param fromMs / toMs epoch ms UTC, inclusive
+   */
+  async inThread(bot: string, threadKey: string, fromMs: number, toMs: number, limit = 100): Promise<MessageRow[]> {
+    const rows = await this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("thread_key", "=", threadKey)
+      .where("direction", "=", "in")
+      .where("created_ms", ">=", fromMs)
+      .where("created_ms", "<=", toMs)
+      .orderBy("id", "asc")
+      .limit(limit)
+      .execute();
+    return rows.map(normalise);
   }
 
   /** Incoming messages of a user since a time (ms), for the flood limit. */
@@ -242,7 +267,7 @@ export class MessagesRepo {
    * the index alone.
    */
   async lastMessageMs(bot: string): Promise<number | null> {
-    const statuses: MessageStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "sent"];
+    const statuses: MessageStatus[] = [...INCOMING_STATUSES, "sent"];
     const maxima = await Promise.all(
       statuses.map(async (status) => {
         const row = await this.db
@@ -256,6 +281,27 @@ export class MessagesRepo {
     );
     const found = maxima.filter((v): v is number => v !== null);
     return found.length ? Math.max(...found) : null;
+  }
+
+  /**
+   * How many incoming messages of a bot are in each of `statuses`, whatever their age (for
+   * `bots status`: waiting, unconfirmed, failed, expired). One COUNT per status on the
+   * `(bot, status, created_ms)` index.
+   */
+  async countByStatus(bot: string, statuses: readonly IncomingStatus[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    await Promise.all(
+      statuses.map(async (status) => {
+        const row = await this.db
+          .selectFrom("messages")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .where("bot", "=", bot)
+          .where("status", "=", status)
+          .executeTakeFirst();
+        out[status] = Number(row?.n ?? 0);
+      }),
+    );
+    return out;
   }
 
   /** The answer stored for an incoming message, if any. */
@@ -310,4 +356,15 @@ async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<num
     })
     .executeTakeFirstOrThrow();
   return Number(res.insertId);
+}
+
+/** How many pictures a stored meta JSON lists under `images`. */
+function imageCount(meta: string | null): number {
+  if (!meta || !meta.includes('"images"')) return 0;
+  try {
+    const images = (JSON.parse(meta) as { images?: unknown }).images;
+    return Array.isArray(images) ? images.length : 0;
+  } catch {
+    return 0;
+  }
 }

@@ -2,6 +2,9 @@ import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely
 import type { Dialect } from "./db.js";
 import { postsMigration } from "./migrations/0002_posts.js";
 import { leadNotify } from "./migrations/0004_lead_notify.js";
+import { recoveryMigration } from "./migrations/0005_recovery.js";
+import { opsMigration } from "./migrations/0006_ops.js";
+import { coachingMigration } from "./migrations/0008_coaching.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -14,6 +17,9 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0001_initial": initial(d),
     "0002_posts": postsMigration(d),
     "0004_lead_notify": leadNotify(d),
+    "0005_recovery": recoveryMigration(d),
+    "0006_ops": opsMigration(d),
+    "0008_coaching": coachingMigration(d),
   };
 }
 

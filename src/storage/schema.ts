@@ -13,10 +13,21 @@ export interface Schema {
   leases: LeasesTable;
   leads: LeadsTable;
   posts: PostsTable;
+  recoveries: RecoveriesTable;
 }
 
-/** Incoming statuses. `delivering` means the channel call started: never sent again without --force. */
-export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped";
+/**
+ * Incoming statuses (SPEC §4). `delivering` means the channel call started: never sent again
+ * without --force. `expired`: stranded by a crash or restart and older than
+ * `recovery.resume_within` when the bot started again; refunded, answerable by `bots replay
+ * --send`. `unconfirmed`: the process died between sending and recording (found `delivering` by
+ * recovery on a channel that cannot be asked); the charge stands and it is never sent again by
+ * itself.
+ */
+export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped" | "expired" | "unconfirmed";
+
+/** Every incoming status, in the order they are usually shown. */
+export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "expired", "unconfirmed"];
 /** Outgoing statuses. */
 export type OutgoingStatus = "sent";
 export type MessageStatus = IncomingStatus | OutgoingStatus;
@@ -117,6 +128,133 @@ export interface LeadsTable {
   notify_attempts: Generated<number>;
   /** Why the last e-mail attempt failed. */
   notify_error: string | null;
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** One recovery run of a bot (migration 0005): what it found and did. Times epoch ms UTC. */
+export interface RecoveriesTable {
+  id: Generated<number>;
+  bot: string;
+  /** The process that ran it (`host:pid:random`). */
+  holder: string;
+  /** Messages answered again through the queue. */
+  resumed: number;
+  /** Reservations without an answer given back. */
+  refunded: number;
+  /** Messages too old to resume, now `expired`. */
+  expired: number;
+  /** `delivering` rows the channel cannot confirm, now `unconfirmed`. */
+  unconfirmed: number;
+  /** `delivering` rows the channel confirmed as delivered (2GIS), now `answered`. */
+  confirmed: number;
+  started_ms: number;
+  finished_ms: number;
+}
+
+/**
+ * features.coaching (migration 0008, docs/coaching.md). Days are local `YYYY-MM-DD` strings in
+ * the user's zone; zones are IANA names. Declared as its own block and merged into
+ * {@link Schema}.
+ */
+export interface CoachingTables {
+  coaching_users: CoachingUsersTable;
+  coaching_goals: CoachingGoalsTable;
+  coaching_checkins: CoachingCheckinsTable;
+  coaching_pauses: CoachingPausesTable;
+  coaching_deliveries: CoachingDeliveriesTable;
+}
+
+// Declaration merging keeps the coaching tables out of the shared block above.
+export interface Schema extends CoachingTables {}
+
+/** `onboarding` until the profile is confirmed; `stopped` after /stop; `blocked` when the user blocked the bot. */
+export type CoachingUserStatus = "onboarding" | "active" | "stopped" | "blocked";
+
+/** One user of a coaching bot (key: bot, user_id). */
+export interface CoachingUsersTable {
+  bot: string;
+  user_id: string;
+  /** Where proactive messages go: Bot API `chat_id`. */
+  chat_id: string;
+  thread_key: string;
+  /** How to address them. */
+  name: string | null;
+  /** IANA zone, e.g. `Europe/Berlin`; never an offset. */
+  timezone: string;
+  /** Minutes after local midnight at which a new day starts (240 = 04:00). */
+  day_starts_at: number;
+  /** Daily reminder, minutes after local midnight; null = off. */
+  remind_at: number | null;
+  status: CoachingUserStatus;
+  /** Current onboarding step; null when done. */
+  step: string | null;
+  /** Onboarding answers so far (JSON), so a restart resumes at the same step. */
+  draft: string | null;
+  /** The profile the model wrote, once confirmed. */
+  profile: string | null;
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** A goal: daily, or `target` days a week. */
+export interface CoachingGoalsTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  title: string;
+  kind: "daily" | "weekly";
+  /** Check-in days per week (7 for daily goals). */
+  target: number;
+  status: "active" | "paused" | "archived";
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** One check-in; the log from which streaks and points are computed. */
+export interface CoachingCheckinsTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  goal_id: number;
+  /** The local day it counts for (see rules.checkinDay). */
+  day: string;
+  /** Points awarded (rules.checkinPoints); /undo removes the row and so returns them exactly. */
+  points: number;
+  /** `command`, `button`, `text` (log_progress), `backfill`. */
+  source: string;
+  note: string | null;
+  created_ms: number;
+}
+
+/** A paused stretch (`/pause 7d`): days in it neither count nor break streaks. */
+export interface CoachingPausesTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  from_day: string;
+  /** Inclusive; null = until /resume. */
+  until_day: string | null;
+  created_ms: number;
+}
+
+/**
+ * A proactive message claimed before it is sent, unique on (bot, user_id, kind, day): the
+ * guarantee against duplicates across restarts and processes.
+ */
+export interface CoachingDeliveriesTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  /** `reminder` or `weekly`. */
+  kind: string;
+  /** Local day (reminder) or the week's Monday (weekly summary). */
+  day: string;
+  /** `claimed` (sending, or the process died while sending: never sent again), `sent`, `failed`. */
+  status: "claimed" | "sent" | "failed";
+  /** Stored outgoing message. */
+  message_id: number | null;
+  error: string | null;
   created_ms: number;
   updated_ms: number;
 }

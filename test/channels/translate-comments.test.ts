@@ -75,7 +75,22 @@ describe("Telegram comments under channel posts", () => {
     if (a.kind !== "message") return;
     assert.equal(a.message.kind, "comments");
     assert.deepEqual(a.message.vars, { post_text: "Конкурс до 25 ноября", post_date: "2023-11-14T22:13:20.000Z" });
-    assert.equal(a.message.threadKey, "tg:-100500:5");
+    assert.equal(a.message.threadKey, "tg:-100500:post:10:5");
+  });
+
+  test("one user's comments under two posts are two threads; a reply inside a post's comments stays in that post's thread", () => {
+    const forward2 = { ...forward, message_id: 20, caption: "Второй пост" };
+    const under = (id: number, post: typeof forward, extra: Record<string, unknown> = {}) =>
+      ({ update_id: id, message: { message_id: id, date: 1_700_000_100, chat: group, from: { id: 5, is_bot: false, first_name: "Ann" }, text: "вопрос @shop_bot", message_thread_id: post.message_id, reply_to_message: post, ...extra } }) as unknown as Update;
+    const keys = [under(31, forward), under(32, forward2)].map((u) => {
+      const a = translateUpdate(u, bot, me, 0);
+      return a.kind === "message" ? a.message.threadKey : a.kind;
+    });
+    assert.deepEqual(keys, ["tg:-100500:post:10:5", "tg:-100500:post:20:5"]);
+    // A follow-up that replies to the bot's answer (not to the forward) inside the first post's comments.
+    const botAnswer = { message_id: 40, date: 1_700_000_200, chat: group, from: { id: 1, is_bot: true, first_name: "Shop" }, text: "ответ" };
+    const followUp = translateUpdate(under(41, forward, { reply_to_message: botAnswer, text: "а ещё?" }), bot, me, 0);
+    assert.equal(followUp.kind === "message" ? followUp.message.threadKey : followUp.kind, "tg:-100500:post:10:5");
   });
 
   test("an ordinary group message without a mention is still ignored", () => {

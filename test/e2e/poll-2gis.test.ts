@@ -95,12 +95,55 @@ for (const dialect of dialects()) {
         assert.deepEqual([...answerCounts(s.dgis).values()], Array(10).fill(1));
         const rows = await s.incoming();
         assert.equal(rows.length, 10);
-        // A kill that lands between 2GIS taking the answer and the database recording it leaves
-        // that row `delivering` (its one answer is on 2GIS, so it is not listed again).
-        for (const r of rows) assert.ok(r.status === "answered" || (r.status === "delivering" && s.dgis.answersTo(r.channel_message_id!).length === 1), `${r.channel_message_id}: ${r.status}`);
+        // A kill between 2GIS taking an answer and the database recording it left that row
+        // `delivering`; the next pass's recovery asked 2GIS and recorded it as answered.
+        for (const r of rows) assert.equal(r.status, "answered", `${r.channel_message_id}: ${r.status}`);
         assert.equal(await s.balance(), 50000 - 10 * 500, "reservations left by the killed run were refunded");
         assert.equal(await s.store.balance.ledgerSum("default"), await s.balance());
         assert.deepEqual(await bots(s, ["poll", "2gis"]).done.then((r) => [r.code, r.stdout, r.stderr]), [0, "", ""]);
+      } finally {
+        await s.stop();
+      }
+    });
+
+    test("rows left delivering are resolved by asking 2GIS: a comment there is recorded, a missing one is posted once; replay --send asks too", async () => {
+      const s = await TwoGisSetup.start({ dialect });
+      try {
+        const there = s.dgis.addReview(BRANCH, { text: "landed" });
+        const missing = s.dgis.addReview(BRANCH, { text: "lost" });
+        const failed = s.dgis.addReview(BRANCH, { text: "ambiguous" });
+        // What a killed pass leaves: recorded, reserved, claimed; one answer reached 2GIS.
+        const seed = async (id: string, text: string, status: "delivering" | "failed") => {
+          const msgId = (await s.store.messages.insertIncoming({ bot: "shop-2gis", channel: "2gis", thread_key: `2gis:review:${id}`, chat_id: id, user_id: null, user_name: "A", text, dedupe_key: `2gis:review:${id}`, channel_message_id: id, meta: { kind: "reviews", target: { review_id: id, branch_id: BRANCH } }, status: "received", created_ms: Date.now() - 3 * 86_400_000 }))!;
+          const r = (await s.store.balance.reserve("default", 500, 0, msgId))!;
+          if (status === "failed") await s.store.balance.refund(r, "ambiguous 500");
+          await s.store.messages.setStatus(msgId, status);
+          return msgId;
+        };
+        const thereId = await seed(there.id, there.text, "delivering");
+        const missingId = await seed(missing.id, missing.text, "delivering");
+        const failedId = await seed(failed.id, failed.text, "failed");
+        there.comments.push({ id: "c-old", text: "Спасибо за отзыв!", isOfficialAnswer: true, catalog: "2gis" });
+        failed.comments.push({ id: "c-amb", text: "Ответ, который дошёл", isOfficialAnswer: true, catalog: "2gis" });
+
+        const run = await bots(s, ["poll", "2gis"]).done;
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal((await s.store.messages.get(thereId))!.status, "answered");
+        assert.equal((await s.store.messages.answerTo(thereId))!.text, "Спасибо за отзыв!", "the comment found on 2GIS is stored");
+        assert.equal(s.dgis.answersTo(there.id).length, 0, "not posted again");
+        assert.equal((await s.store.messages.get(missingId))!.status, "answered");
+        assert.equal(s.dgis.answersTo(missing.id).length, 1, "posted once");
+        assert.equal(s.llm.requests.length, 1, "only the missing one went to the model");
+
+        // A `failed` review whose answer landed after all: replay --send records it, posts nothing.
+        const replay = await bots(s, ["replay", "--send", "--id", String(failedId)]).done;
+        assert.equal(replay.code, 0, replay.stderr);
+        assert.equal((await s.store.messages.get(failedId))!.status, "answered");
+        assert.equal(s.dgis.answersTo(failed.id).length, 0, "replay did not post a second answer");
+        assert.equal((await s.store.messages.answerTo(failedId))!.text, "Ответ, который дошёл");
+        // Charged once per answer that exists: the landed one (kept), the posted one, the replayed one.
+        assert.equal(await s.balance(), 50000 - 3 * 500);
+        assert.equal(await s.store.balance.ledgerSum("default"), await s.balance());
       } finally {
         await s.stop();
       }

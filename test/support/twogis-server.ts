@@ -36,7 +36,8 @@ export interface SeenRequest {
  * `POST /users/auth` → `{result: {access_token}}`; `GET /presence/branch/{id}/reviews` (newest
  * first; `offsetDate` returns reviews created at or before it; `withoutAnswer=true` leaves out
  * reviews with a company comment) → `{result: {items: [{id, text, rating, dateCreated, user:
- * {name}, hasCompanyComment}]}}`; `POST /presence/reviews/{id}/comments` records the answer.
+ * {name}, hasCompanyComment}]}}`; `POST /presence/reviews/{id}/comments` records the answer and
+ * `GET` on the same path lists the review's comments (`result.items[]` with `isOfficialAnswer`).
  * Errors can be injected: expired tokens (401 once), 429 with `Retry-After`, 500 on a chosen
  * review's answer, 403.
  */
@@ -169,6 +170,11 @@ export class FakeTwoGis {
     }
 
     const answer = /^\/presence\/reviews\/([^/]+)\/comments$/.exec(path);
+    if (req.method === "GET" && answer) {
+      const review = this.reviews.find((r) => r.id === decodeURIComponent(answer[1]!));
+      if (!review) return reply(404, { meta: { code: 404, errors: [{ message: "Review not found" }] } });
+      return reply(200, { meta: { code: 200 }, result: { items: review.comments.map((c) => ({ id: c.id, text: c.text, isOfficialAnswer: c.isOfficialAnswer })) } });
+    }
     if (req.method === "POST" && answer) {
       const reviewId = decodeURIComponent(answer[1]!);
       const review = this.reviews.find((r) => r.id === reviewId);

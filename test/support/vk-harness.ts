@@ -20,6 +20,8 @@ export interface VkHarnessOptions {
   vkYaml?: string;
   /** Extra top-level YAML (features:, timezone:...). */
   extraYaml?: string;
+  /** Extra YAML lines inside the `llm:` section (indented by the caller). */
+  llmYaml?: string;
   /** Prompt for comments. @defaultValue "Comment prompt. Post: {{post_text}}" */
   commentsPrompt?: string;
   /** Clock for the bot (pipeline, features, receive times), epoch ms. */
@@ -80,6 +82,7 @@ export class VkHarness extends BotHarnessBase {
         "  api_key: ${OPENAI_API_KEY}",
         `  base_url: ${this.llm.url}`,
         "  timeout_s: 5",
+        ...(o.llmYaml ? [o.llmYaml] : []),
         "vk:",
         "  token: ${VK_TOKEN}",
         `  group_id: ${this.vk.groupId}`,

@@ -58,6 +58,9 @@ export class FakeVk {
   private readonly randomIds = new Map<string, number>();
   private readonly guids = new Map<string, number>();
   private server?: http.Server;
+  /** Pictures served as VK's CDN does (`GET /cdn/<name>`), and the names fetched. */
+  private readonly cdn = new Map<string, Buffer>();
+  readonly cdnFetches: string[] = [];
 
   constructor(
     readonly token = "vk1.a.test-community-token",
@@ -75,6 +78,30 @@ export class FakeVk {
   /** `vk.api_base_url` for the bot. */
   get url(): string {
     return `${this.origin}/method`;
+  }
+
+  /**
+   * Serves a picture on the fake CDN.
+   * @returns a `photo` attachment (`{type: "photo", photo: {id, owner_id, access_key, sizes}}`)
+   *   whose largest size (`w`) is the picture; the smaller sizes point at missing files
+   */
+  photo(name: string, bytes: Buffer): { type: "photo"; photo: Record<string, unknown> } {
+    this.cdn.set(name, bytes);
+    const url = (n: string, t: string) => `${this.origin}/cdn/${n}?size=${t}&quality=96&sign=abc&type=album`;
+    return {
+      type: "photo",
+      photo: {
+        id: 457239000 + this.cdn.size,
+        owner_id: 501,
+        access_key: "k3y",
+        date: Math.floor(Date.now() / 1000),
+        sizes: [
+          { type: "s", width: 75, height: 56, url: url(`${name}-s`, "s") },
+          { type: "w", width: 1280, height: 960, url: url(name, "w") },
+          { type: "m", width: 130, height: 97, url: url(`${name}-m`, "m") },
+        ],
+      },
+    };
   }
 
   /** Answers the next `times` calls of `method` with VK error `code`. */
@@ -132,6 +159,13 @@ export class FakeVk {
     const url = new URL(req.url ?? "/", this.origin);
     const json = (body: unknown) => void res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(JSON.stringify(body));
     if (url.pathname === "/lp") return this.longPoll(url, json);
+    if (url.pathname.startsWith("/cdn/")) {
+      const name = url.pathname.slice(5);
+      this.cdnFetches.push(name);
+      const bytes = this.cdn.get(name);
+      if (!bytes) return void res.writeHead(404, { "content-type": "text/html" }).end("<h1>404 Not Found</h1>");
+      return void res.writeHead(200, { "content-type": "image/jpeg", "content-length": bytes.length }).end(bytes);
+    }
     const m = /^\/method\/([A-Za-z]+\.[A-Za-z]+)$/.exec(url.pathname);
     if (!m) {
       res.writeHead(404).end("not found");
@@ -252,11 +286,11 @@ function envelope(type: string, object: unknown, groupId: number, secret?: strin
 }
 
 /** A `message_new` event (`object.message` + `object.client_info`, API 5.199). */
-export function messageNew(o: { groupId: number; peerId: number; text: string; id: number; secret?: string; fromId?: number }) {
+export function messageNew(o: { groupId: number; peerId: number; text: string; id: number; secret?: string; fromId?: number; attachments?: unknown[] }) {
   return envelope(
     "message_new",
     {
-      message: { date: Math.floor(Date.now() / 1000), from_id: o.fromId ?? o.peerId, id: o.id, out: 0, version: 10000 + o.id, attachments: [], conversation_message_id: o.id, fwd_messages: [], important: false, is_hidden: false, peer_id: o.peerId, random_id: 0, text: o.text },
+      message: { date: Math.floor(Date.now() / 1000), from_id: o.fromId ?? o.peerId, id: o.id, out: 0, version: 10000 + o.id, attachments: o.attachments ?? [], conversation_message_id: o.id, fwd_messages: [], important: false, is_hidden: false, peer_id: o.peerId, random_id: 0, text: o.text },
       client_info: { button_actions: ["text", "vkpay", "open_app", "location", "open_link", "callback", "intent_subscribe", "intent_unsubscribe"], keyboard: true, inline_keyboard: true, carousel: true, lang_id: 0 },
     },
     o.groupId,
@@ -265,10 +299,10 @@ export function messageNew(o: { groupId: number; peerId: number; text: string; i
 }
 
 /** A `wall_reply_new` event (a comment under a post). */
-export function wallReplyNew(o: { groupId: number; postId: number; commentId: number; fromId: number; text: string; secret?: string }) {
+export function wallReplyNew(o: { groupId: number; postId: number; commentId: number; fromId: number; text: string; secret?: string; attachments?: unknown[] }) {
   return envelope(
     "wall_reply_new",
-    { id: o.commentId, from_id: o.fromId, post_id: o.postId, owner_id: -o.groupId, post_owner_id: -o.groupId, parents_stack: [], date: Math.floor(Date.now() / 1000), text: o.text, thread: { count: 0 } },
+    { id: o.commentId, from_id: o.fromId, post_id: o.postId, owner_id: -o.groupId, post_owner_id: -o.groupId, parents_stack: [], date: Math.floor(Date.now() / 1000), text: o.text, thread: { count: 0 }, ...(o.attachments ? { attachments: o.attachments } : {}) },
     o.groupId,
     o.secret,
   );

@@ -172,6 +172,26 @@ export class TwoGisClient {
     return typeof id === "string" || typeof id === "number" ? String(id) : null;
   }
 
+  /**
+   * The business's official answer to a review, if it has one:
+   * `GET /presence/reviews/{review_id}/comments?catalog=2gis&limit=200` → `result.items[]` with
+   * `id`, `text`, `isOfficialAnswer` (the same path the answer is POSTed to; seen in public
+   * clients of the account API). Used to resolve an answer whose recording was cut off.
+   * @returns the official comment, or null when the review has none
+   * @throws ChannelError after retries; `DGIS_AUTH` when refused; `DGIS_BAD_RESPONSE` when the body has no items
+   */
+  async officialAnswer(reviewId: string): Promise<{ id: string | null; text: string } | null> {
+    const qs = new URLSearchParams({ catalog: "2gis", limit: "200" });
+    const body = await this.call("GET", `/presence/reviews/${encodeURIComponent(reviewId)}/comments?${qs}`);
+    const result = (body as { result?: unknown })?.result;
+    const items = Array.isArray(result) ? result : (result as { items?: unknown } | undefined)?.items;
+    if (!Array.isArray(items)) throw new ChannelError("DGIS_BAD_RESPONSE", `2GIS comments of review ${reviewId} have no result.items`, { status: 200 });
+    for (const raw of items as Array<Record<string, unknown>>) {
+      if (raw?.isOfficialAnswer === true && typeof raw.text === "string") return { id: raw.id === undefined || raw.id === null ? null : String(raw.id), text: raw.text };
+    }
+    return null;
+  }
+
   /** One authorised call with retries and a single sign-in after a 401. */
   private async call(method: "GET" | "POST", path: string, payload?: unknown, classify: (error: unknown) => RetryDecision = classifyHttpError): Promise<unknown> {
     return this.retrying(`${method} ${path.split("?")[0]}`, classify, async () => {

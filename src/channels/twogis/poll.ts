@@ -1,5 +1,3 @@
-import os from "node:os";
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import { parseSince } from "../../config/schema.js";
@@ -11,6 +9,7 @@ import type { Store } from "../../storage/index.js";
 import type { LeaseRow } from "../../storage/leases.js";
 import type { MessageRow } from "../../storage/messages.js";
 import type { IncomingStatus } from "../../storage/schema.js";
+import { processHolder, recoverBot } from "../../core/recovery.js";
 import { DGIS_AUTH, type TwoGisClient, type TwoGisReview } from "./client.js";
 
 /** Thread key (and dedupe key) of a review: `2gis:review:<review_id>` (SPEC §4). */
@@ -29,9 +28,7 @@ export function pollLeaseName(bot: string): string {
 }
 
 /** A lease holder id for this process: `host:pid:random`. */
-export function leaseHolder(): string {
-  return `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-}
+export const leaseHolder = processHolder;
 
 /** One review (or branch) that could not be answered in a pass. */
 export interface PollFailure {
@@ -77,6 +74,8 @@ export interface PollDeps {
   onProgress?: (p: PollProgress) => void;
   /** Clock for `receivedMs`, epoch ms UTC. @defaultValue Date.now */
   now?: () => number;
+  /** Who runs the pass (the lease holder), stored with its recovery run. @defaultValue a new `host:pid:random` */
+  holder?: string;
 }
 
 const FINAL: ReadonlySet<IncomingStatus> = new Set(["answered", "skipped", "filtered"]);
@@ -111,6 +110,27 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
   let budget = cfg.max_per_run;
   const now = deps.now ?? Date.now;
 
+  // Recovery first (SPEC §4): what an earlier pass left behind. A cut-off answer is checked on
+  // 2GIS itself; stranded reviews are resumed whatever their age.
+  const recovered = await recoverBot({
+    bot,
+    store,
+    pipeline,
+    logger,
+    holder: deps.holder ?? processHolder(),
+    now,
+    checkDelivered: async (row) => {
+      const found = await client.officialAnswer(reviewIdOf(row));
+      return found ? { delivered: true as const, text: found.text, channelMessageId: found.id } : { delivered: false as const };
+    },
+  });
+  // Reviews resumed by recovery, by review id → stored message id: the list below must not take them again.
+  const taken = new Map<string, number>();
+  for (const id of recovered.resumedIds) {
+    const row = await store.messages.get(id);
+    if (row) taken.set(reviewIdOf(row), id);
+  }
+
   const branches: Array<{ branchId: string; cursor: number; reviews: TwoGisReview[] }> = [];
   for (const branchId of cfg.branch_ids) {
     if (signal?.aborted) break;
@@ -127,13 +147,12 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
     }
   }
 
-  // Reviews handed to the pipeline in this pass, by review id → stored message id.
-  const taken = new Map<string, number>();
   const retries = new KeyedQueue(bot.llm.concurrency, (error, key) => logger.error({ err: error, thread_key: key }, "retry of a stored review crashed"));
-  let total = 0;
+  let total = taken.size;
   outer: for (const { branchId, reviews } of branches) {
     for (const review of reviews) {
       if (signal?.aborted) break outer;
+      if (taken.has(review.id)) continue;
       const key = reviewKey(review.id);
       let row = await store.messages.byDedupeKey(bot.name, key);
       if (!row) {
@@ -167,12 +186,13 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
       }
       if (FINAL.has(row.status as IncomingStatus)) continue;
       if (row.status === "delivering") {
+        // Recovery could not ask 2GIS about it this time; the next pass asks again.
         result.failed.push({
           branchId,
           reviewId: review.id,
           messageId: row.id,
           kind: "unknown",
-          reason: "a run stopped while posting this answer and 2GIS still lists the review as unanswered; check it in the 2GIS cabinet (not posted again, to answer at most once)",
+          reason: "a run stopped while posting this answer and 2GIS could not be asked whether it arrived; the next pass asks again (not posted meanwhile, to answer at most once)",
         });
         continue;
       }
@@ -186,13 +206,8 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
       taken.set(review.id, stored.id);
       total++;
       logger.info({ msg_id: stored.id, thread_key: key, previous: stored.status }, "answering a stored review again");
-      retries.push(key, async () => {
-        // A run killed after reserving the cost leaves the reservation open: give it back first,
-        // so the review is charged once. (We hold the lease: no other pass is answering it.)
-        const open = await store.balance.openReservation(stored.id);
-        if (open) await store.balance.refund(open, "previous run stopped before answering");
-        await pipeline.answerStored(stored);
-      });
+      // Recovery refunded what a killed run left reserved; we hold the lease, so no other pass answers it.
+      retries.push(key, async () => void (await pipeline.answerStored(stored)));
     }
   }
 
@@ -236,6 +251,12 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
   }
   logger.info({ answered: result.answered, skipped: result.skipped, failed: result.failed.length, deferred: result.deferred }, "2GIS pass done");
   return result;
+}
+
+/** The 2GIS review id a stored review message answers (`target.review_id`, else its chat id). */
+function reviewIdOf(row: MessageRow): string {
+  const meta = row.meta ? (JSON.parse(row.meta) as { target?: { review_id?: unknown } }) : {};
+  return typeof meta.target?.review_id === "string" ? meta.target.review_id : row.chat_id;
 }
 
 /** Waits until the pipeline and the retry queue are idle, or the signal aborts; ticks progress. */
@@ -338,7 +359,7 @@ export async function pollWithLease(deps: PollDeps & { holder: string; leaseTtlM
       .catch((error) => logger.warn({ err: error, lease: name }, "lease could not be renewed"));
   }, Math.max(50, Math.floor(leaseTtlMs / 3)));
   try {
-    return { status: "done", result: await pollOnce({ ...deps, signal }) };
+    return { status: "done", result: await pollOnce({ ...deps, signal, holder }) };
   } finally {
     clearInterval(timer);
     await store.leases.release(name, holder).catch((error) => logger.warn({ err: error, lease: name }, "lease could not be released; it expires by itself"));

@@ -58,6 +58,12 @@ export class VkLongPoll {
     this.server = await this.o.getServer();
     this.storedTs = await this.o.loadTs();
     this.ts = this.storedTs ?? this.server.ts;
+    // The first start keeps VK's ts at once: a stop before the first batch, then a restart,
+    // continues from here instead of skipping what came meanwhile.
+    if (this.storedTs === undefined) {
+      await this.o.saveTs(this.ts);
+      this.storedTs = this.ts;
+    }
     this.o.logger.info({ ts: this.ts, stored: this.storedTs !== undefined }, "vk long poll started");
     this.loop = this.run();
   }

@@ -10,6 +10,7 @@ import type { Delivery, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { splitText } from "../telegram/translate.js";
+import { HealthTracker } from "../health.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
 import { boundTooManyRequests } from "./api-worker.js";
 import { VkLongPoll } from "./longpoll.js";
@@ -77,6 +78,7 @@ export class VkWorker implements ChannelWorker {
   private readonly inflight = new Set<Promise<unknown>>();
   private longPoll?: VkLongPoll;
   private readonly now: () => number;
+  private readonly tracker: HealthTracker;
 
   constructor(
     private readonly bot: BotConfig,
@@ -86,6 +88,12 @@ export class VkWorker implements ChannelWorker {
     private readonly options: VkWorkerOptions = {},
   ) {
     this.now = options.now ?? Date.now;
+    this.tracker = new HealthTracker(this.now);
+  }
+
+  /** Receiving state for `/healthz`: the callback endpoint or long poll, and VK API calls (a VK error code means VK answered). */
+  health() {
+    return this.tracker.get();
   }
 
   /**
@@ -156,6 +164,7 @@ export class VkWorker implements ChannelWorker {
       throw new ChannelError("VK_LONGPOLL", `bot ${this.bot.name}: long poll could not start: ${err.message}`, { cause: err, status: err.status, hint: "enable Bots Long Poll API in the community (Manage → API usage → Long Poll API) with the event types ticked" });
     }
     this.longPoll = longPoll;
+    this.tracker.started();
     this.logger.info({ group_id: cfg.group_id, mode: "longpoll" }, "vk bot connected");
   }
 
@@ -172,6 +181,7 @@ export class VkWorker implements ChannelWorker {
       this.server!.once("error", (e) => reject(new ChannelError("VK_LISTEN", `bot ${this.bot.name}: cannot listen on ${cb.host}:${cb.port}: ${e.message}`, { cause: e, hint: "choose a free vk.callback.port" })));
       this.server!.listen(cb.port, cb.host, () => resolve());
     });
+    this.tracker.started();
     this.logger.info({ group_id: this.bot.vk!.group_id, mode: "callback", port: this.port, path: cb.path }, "vk callback endpoint listening");
   }
 
@@ -292,6 +302,7 @@ export class VkWorker implements ChannelWorker {
   }
 
   async stop(): Promise<void> {
+    this.tracker.stopped("stopped");
     // Ends after the event being recorded; the stored ts stays before what was not recorded.
     await this.longPoll?.stop();
     this.longPoll = undefined;
@@ -339,7 +350,18 @@ export class VkWorker implements ChannelWorker {
 
   /** One VK API method through vk-io, with our retry policy. */
   private call<T>(method: string, params: Record<string, unknown>, retries = this.options.sendRetries ?? 4): Promise<T> {
-    return withRetries(() => this.api.call<T>(method, params).catch((e: unknown) => Promise.reject(toVkError(e, method))), {
+    const attempt = () =>
+      this.api.call<T>(method, params).then(
+        (r) => (this.tracker.ok(), r),
+        (e: unknown) => {
+          const err = toVkError(e, method);
+          // An error code is VK answering; only an unreachable API counts against health.
+          if (err.status === undefined) this.tracker.failed(err);
+          else this.tracker.ok();
+          return Promise.reject(err);
+        },
+      );
+    return withRetries(attempt, {
       retries,
       baseMs: this.options.backoffMs ?? 1000,
       classify: classifyVkError,

@@ -1,0 +1,262 @@
+import os from "node:os";
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { BotConfig } from "../config/schema.js";
+import type { Store } from "../storage/index.js";
+import type { MessageRow } from "../storage/messages.js";
+import { formatDuration } from "./duration.js";
+import type { Pipeline } from "./pipeline.js";
+import type { DeliveryCheck } from "./types.js";
+
+
+/** What {@link recoverBot} works with (STYLE 4). */
+export interface RecoveryDeps {
+  bot: BotConfig;
+  store: Store;
+  /** The bot's pipeline: resumed messages are queued on it. */
+  pipeline: Pipeline;
+  logger: Logger;
+  /** Who runs it, stored with the run (`host:pid:random`). */
+  holder: string;
+  /**
+   * Asks the channel whether a cut-off answer arrived. Without it (Telegram, VK: no way to ask)
+   * `delivering` rows become `unconfirmed`.
+   * @throws when the channel cannot be asked now (the row stays `delivering`; the next run asks again)
+   */
+  checkDelivered?: (row: MessageRow) => Promise<DeliveryCheck>;
+  /** Clock, epoch ms UTC. @defaultValue Date.now */
+  now?: () => number;
+}
+
+/** What one recovery run did; stored in `recoveries` and shown by `bots status`. */
+export interface RecoveryReport {
+  bot: string;
+  /** Messages queued for an answer again. */
+  resumed: number;
+  /** Reservations without an answer given back. */
+  refunded: number;
+  /** Messages older than `recovery.resume_within`, now `expired`. */
+  expired: number;
+  /** `delivering` rows the channel cannot confirm, now `unconfirmed` (charge stands). */
+  unconfirmed: number;
+  /** `delivering` rows the channel confirmed (2GIS), now `answered`. */
+  confirmed: number;
+  /** `delivering` rows that could not be checked now (left for the next run). */
+  unchecked: number;
+  /** Ids of the resumed messages, in the order queued. */
+  resumedIds: number[];
+}
+
+/**
+ * Recovery of one bot when it starts (SPEC §4 Recovery; docs/durability.md), before it
+ * receives anything new. Run it while holding the bot's run lease ({@link BotRunLease}), so two
+ * processes never recover the same bot at once.
+ *
+ * 1. Rows left `delivering` (the process died between sending and recording): with
+ *    `checkDelivered` (2GIS) the channel is asked: delivered → `answered` with the found text;
+ *    not delivered → back to `received` (answered again below, once). Without it (Telegram,
+ *    VK) → `unconfirmed`: the charge stands and it is never sent again by itself.
+ * 2. Reservations with no answer (the ledger's `reserve` rows of the bot's messages that are not
+ *    `answered`/`unconfirmed`/`delivering` and were never refunded) are refunded, once each
+ *    (the refund is unique per reservation).
+ * 3. `received` rows younger than `recovery.resume_within` (any age on 2GIS) are queued on the
+ *    pipeline in arrival order ({@link Pipeline.resume}); older ones become `expired` with the
+ *    reason.
+ *
+ * Every step is conditional on the row's status, so a kill -9 in the middle leaves nothing
+ * that the next run does not finish.
+ * @throws StorageError when the database fails (the bot should not start receiving)
+ */
+export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
+  const { bot, store, pipeline, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const report: RecoveryReport = { bot: bot.name, resumed: 0, refunded: 0, expired: 0, unconfirmed: 0, confirmed: 0, unchecked: 0, resumedIds: [] };
+
+  // 1. Answers cut off between sending and recording.
+  for (const row of await store.messages.selectIncoming({ bots: [bot.name], statuses: ["delivering"] })) {
+    if (pipeline.holds(row.id)) continue;
+    const log = logger.child({ msg_id: row.id, thread_key: row.thread_key });
+    if (!deps.checkDelivered) {
+      const note = "the process stopped between sending this answer and recording it; it may or may not have arrived (not sent again)";
+      if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"] })) {
+        report.unconfirmed++;
+        log.warn("answer unconfirmed: cut off between sending and recording; not sent again");
+      }
+      continue;
+    }
+    let check: DeliveryCheck;
+    try {
+      check = await deps.checkDelivered(row);
+    } catch (error) {
+      report.unchecked++;
+      log.warn({ err: error }, "could not ask the channel whether a cut-off answer arrived; asking again next run");
+      continue;
+    }
+    if (check.delivered) {
+      const open = await store.balance.openReservation(row.id);
+      await store.messages.settle({
+        incoming: row,
+        text: check.text,
+        channel_message_id: check.channelMessageId,
+        model: null,
+        prompt_tokens: null,
+        completion_tokens: null,
+        cost: open ? -open.delta : 0,
+        latency_ms: null,
+        created_ms: now(),
+      });
+      report.confirmed++;
+      log.info("cut-off answer found on the channel; recorded as answered");
+    } else if (await store.messages.setStatus(row.id, "received", { error: "answer was cut off before the channel took it; answering again", from: ["delivering"] })) {
+      row.status = "received";
+      log.info("cut-off answer not on the channel; answering again");
+    }
+  }
+
+  // 2. Money reserved for answers that never came.
+  for (const r of await store.balance.openReservationsOfBot(bot.name)) {
+    // Ours and still being answered (a recovery that runs after this process started receiving).
+    if (r.message_id !== null && pipeline.holds(r.message_id)) continue;
+    if (await store.balance.refund(r, "recovery: no answer was sent")) {
+      report.refunded++;
+      logger.info({ msg_id: r.message_id, amount: -r.delta, status: r.message_status }, "reservation without an answer refunded");
+    }
+  }
+
+  // 3. Messages recorded but never answered.
+  const limitMs = bot.channel === "2gis" ? Infinity : bot.recovery.resume_within;
+  const cutoff = limitMs === Infinity ? -Infinity : now() - limitMs;
+  for (const row of await store.messages.selectIncoming({ bots: [bot.name], statuses: ["received"] })) {
+    if (pipeline.holds(row.id)) continue;
+    if (row.created_ms < cutoff) {
+      const reason = limitMs === 0 ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send" : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
+      if (await store.messages.setStatus(row.id, "expired", { error: reason, from: ["received"] })) report.expired++;
+      continue;
+    }
+    pipeline.resume(row);
+    report.resumed++;
+    report.resumedIds.push(row.id);
+  }
+
+  await store.recoveries.record({ bot: bot.name, holder: deps.holder, resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, started_ms: started, finished_ms: now() });
+  logger.info({ resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, ...(report.unchecked ? { unchecked: report.unchecked } : {}) }, "recovery done");
+  return report;
+}
+
+/** A holder id for this process: `host:pid:random`. */
+export function processHolder(): string {
+  return `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+}
+
+/** Name of a bot's run lease in the `leases` table. */
+export function runLeaseName(bot: string): string {
+  return `run:${bot}`;
+}
+
+/** Options of {@link BotRunLease}. */
+export interface RunLeaseOptions {
+  store: Store;
+  bot: string;
+  holder: string;
+  logger: Logger;
+  /** Lease lifetime without renewal, ms (renewed every third). @defaultValue 15000 */
+  ttlMs?: number;
+}
+
+/**
+ * The lease a process holds on a bot while it runs it (`run:<bot>` in `leases`), so recovery
+ * runs once: a second process starting the same bot finds it held and does not resume the
+ * first one's messages. A holder on this host whose process is gone (kill -9) is taken over at
+ * once; one elsewhere only after its lease expires (`ttlMs`).
+ */
+export class BotRunLease {
+  private timer?: NodeJS.Timeout;
+  private held = false;
+  readonly name: string;
+  private readonly ttlMs: number;
+
+  constructor(private readonly o: RunLeaseOptions) {
+    this.name = runLeaseName(o.bot);
+    this.ttlMs = o.ttlMs ?? 15_000;
+  }
+
+  /** Whether this process holds the lease now (as of the last renewal). */
+  get isHeld(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Tries once to take the lease (free, expired, ours, or held by a dead process of this host),
+   * and keeps renewing it while held.
+   * @returns true when held
+   */
+  async tryAcquire(): Promise<boolean> {
+    const { store, holder } = this.o;
+    let ok = await store.leases.acquire(this.name, holder, this.ttlMs);
+    if (!ok) {
+      const cur = await store.leases.get(this.name);
+      if (cur && holderIsDeadHere(cur.holder, holder)) {
+        ok = await store.leases.takeOver(this.name, cur.holder, holder, this.ttlMs);
+        if (ok) this.o.logger.info({ previous: cur.holder }, "run lease taken over from a process that is gone");
+      }
+    }
+    if (ok && !this.held) {
+      this.held = true;
+      this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(this.ttlMs / 3)));
+      this.timer.unref();
+    }
+    return ok;
+  }
+
+  /** Who holds it now, if anyone (expired or not). */
+  async holderNow(): Promise<string | undefined> {
+    return (await this.o.store.leases.get(this.name))?.holder;
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      if (!(await this.o.store.leases.renew(this.name, this.o.holder, this.ttlMs)) && this.held) {
+        this.held = false;
+        this.o.logger.error({ lease: this.name }, "run lease lost to another process (this one was paused or cut off past its lease)");
+      }
+    } catch (error) {
+      this.o.logger.warn({ err: error, lease: this.name }, "run lease could not be renewed");
+    }
+  }
+
+  /** Stops renewing and gives the lease back (after the bot's answers have drained). */
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (!this.held) return;
+    this.held = false;
+    await this.o.store.leases.release(this.name, this.o.holder).catch((error) => this.o.logger.warn({ err: error, lease: this.name }, "run lease could not be released; it expires by itself"));
+  }
+}
+
+/**
+ * True when a holder id (`host:pid:random`) names a process of this host that no longer
+ * exists. Other hosts' holders cannot be checked: false.
+ */
+export function holderIsDeadHere(holder: string, self: string): boolean {
+  const [host, pidText] = holder.split(":");
+  const pid = Number(pidText);
+  if (host !== os.hostname() || !Number.isInteger(pid) || pid <= 0) return false;
+  // The same pid with another holder id: an earlier process that had our pid (a container's pid 1).
+  if (pid === process.pid) return holder !== self;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+/** Describes a recovery for logs and status: `resumed 12, refunded 3, expired 0`. */
+export function describeRecovery(r: Pick<RecoveryReport, "resumed" | "refunded" | "expired" | "unconfirmed" | "confirmed">): string {
+  const parts = [`resumed ${r.resumed}`, `refunded ${r.refunded}`, `expired ${r.expired}`];
+  if (r.unconfirmed) parts.push(`unconfirmed ${r.unconfirmed}`);
+  if (r.confirmed) parts.push(`confirmed ${r.confirmed}`);
+  return parts.join(", ");
+}
