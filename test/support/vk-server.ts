@@ -44,9 +44,16 @@ export class FakeVk {
   /** How long an idle a_check request is held before answering with no updates, ms. */
   holdMs = 100;
   private readonly failures: Failure[] = [];
-  private readonly lpQueue: unknown[] = [];
+  /** Long poll history: event number `lpFirst + i` is `lpHistory[i]`; the next event gets `lpTs`. */
+  private lpHistory: unknown[] = [];
+  private lpFirst = 1;
   private lpWaiters: Array<() => void> = [];
   private lpTs = 1;
+  private lpKey = "lp-key-1";
+  /** The `failed` code answered to a_check with a key other than {@link lpKey}. */
+  private lpStaleKeyFailure = 2;
+  /** a_check requests answered so far, with their `ts`. */
+  readonly lpChecks: string[] = [];
   private nextId = 1000;
   private readonly randomIds = new Map<string, number>();
   private readonly guids = new Map<string, number>();
@@ -102,10 +109,38 @@ export class FakeVk {
     this.failures.push({ method, code, msg, times });
   }
 
-  /** Queues a Bots Long Poll event (`{type, object, group_id, event_id, v}`). */
-  pushLongPoll(event: unknown): void {
-    this.lpQueue.push(event);
+  /**
+   * Adds a Bots Long Poll event (`{type, object, group_id, event_id, v}`) to the history, as
+   * VK does: it gets the next ts, and any a_check from an earlier ts receives it.
+   */
+  pushLongPoll(...events: unknown[]): void {
+    for (const e of events) {
+      this.lpHistory.push(e);
+      this.lpTs++;
+    }
     for (const w of this.lpWaiters.splice(0)) w();
+  }
+
+  /** The ts the next event will get (what groups.getLongPollServer answers). */
+  get longPollTs(): number {
+    return this.lpTs;
+  }
+
+  /**
+   * Expires the long poll key: a_check with the old key answers `failed: 2` (key expired) or
+   * `failed: 3` (information lost) until groups.getLongPollServer gives the new one. Waiting
+   * requests are answered at once.
+   */
+  expireLongPollKey(failed: 2 | 3): void {
+    this.lpKey = `lp-key-${Number(this.lpKey.slice(7)) + 1}`;
+    this.lpStaleKeyFailure = failed;
+    for (const w of this.lpWaiters.splice(0)) w();
+  }
+
+  /** Drops the history before the current ts: an a_check from an older ts answers `failed: 1`. */
+  forgetLongPollHistory(): void {
+    this.lpHistory = [];
+    this.lpFirst = this.lpTs;
   }
 
   /** Calls of one method so far. */
@@ -169,7 +204,7 @@ export class FakeVk {
         return json({ response: { groups: [{ id: this.groupId, name: "Test community", screen_name: `club${this.groupId}`, type: "group", is_closed: 0 }], profiles: [] } });
       case "groups.getLongPollServer":
         if (Number(params.group_id) !== this.groupId) return error(100, "One of the parameters specified was missing or invalid: group_id is undefined");
-        return json({ response: { key: "lp-key", server: `${this.origin}/lp`, ts: String(this.lpTs) } });
+        return json({ response: { key: this.lpKey, server: `${this.origin}/lp`, ts: String(this.lpTs) } });
       case "messages.send": {
         if (!params.peer_id || !params.random_id || !params.message) return error(100, "One of the parameters specified was missing or invalid: peer_id, random_id and message are required");
         const key = `${params.peer_id}:${params.random_id}`;
@@ -204,8 +239,10 @@ export class FakeVk {
 
   private async longPoll(url: URL, json: (b: unknown) => void): Promise<void> {
     if (url.searchParams.get("act") !== "a_check") return json({ failed: 3 });
-    if (url.searchParams.get("key") !== "lp-key") return json({ failed: 2 });
-    if (this.lpQueue.length === 0) {
+    const ts = Number(url.searchParams.get("ts"));
+    this.lpChecks.push(String(url.searchParams.get("ts")));
+    const keyOk = () => url.searchParams.get("key") === this.lpKey;
+    if (keyOk() && Number.isInteger(ts) && ts >= this.lpFirst && ts >= this.lpTs) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.holdMs);
         this.lpWaiters.push(() => {
@@ -214,9 +251,10 @@ export class FakeVk {
         });
       });
     }
-    const updates = this.lpQueue.splice(0);
-    if (updates.length) this.lpTs++;
-    json({ ts: String(this.lpTs), updates });
+    // Checked when answering, as a key can expire while a request waits.
+    if (!keyOk()) return json({ failed: this.lpStaleKeyFailure });
+    if (!Number.isInteger(ts) || ts < this.lpFirst) return json({ failed: 1, ts: String(this.lpTs) });
+    json({ ts: String(this.lpTs), updates: this.lpHistory.slice(ts - this.lpFirst) });
   }
 }
 
