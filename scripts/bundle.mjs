@@ -15,6 +15,6 @@ await build({
   sourcemap: true,
   logLevel: "warning",
   // Libraries with native addons, worker files or their own lazy loading are used from node_modules.
-  external: ["better-sqlite3", "mysql2", "telegraf", "vk-io", "openai", "pino", "ws", "nodemailer", "@inquirer/prompts", "telegram-test-api", "smtp-server"],
+  external: ["better-sqlite3", "mysql2", "telegraf", "vk-io", "openai", "pino", "ws", "nodemailer", "@inquirer/prompts", "telegram-test-api", "smtp-server", "prom-client"],
   banner: { js: "import { createRequire as __bots_createRequire } from 'node:module'; const require = __bots_createRequire(import.meta.url);" },
 });

@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import { imageFetcherFor } from "./channels/files.js";
+import type { TelegramFilesOptions } from "./channels/telegram/files.js";
 import { channelFactory } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
@@ -43,6 +45,10 @@ export interface StartOptions {
   llm?: Partial<Pick<LlmOptions, "retry">>;
   /** Observes every message's end (benches, metrics). */
   onOutcome?: PipelineDeps["onOutcome"];
+  /** Observes every message's intake (metrics). */
+  onIntake?: PipelineDeps["onIntake"];
+  /** Picture download tuning (tests shorten back-off). */
+  images?: TelegramFilesOptions;
   /** This process's id in leases and recovery runs. @defaultValue `host:pid:random` */
   holder?: string;
   /** Instance id (`--instance-id`); overrides `holder`. */
@@ -143,8 +149,8 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     const create = options.createWorker ?? channelFactory(bot.channel);
     const worker = await create(bot, logger, { store: options.store, now: options.now });
     const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env });
-    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome });
+    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
+    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images) });
     const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch };
     running.push(entry);
     try {

@@ -3,6 +3,7 @@ import type { BotConfig } from "../config/schema.js";
 import type { Pipeline } from "../core/pipeline.js";
 import type { ChannelSender } from "../core/types.js";
 import type { Store } from "../storage/index.js";
+import type { ChannelHealth } from "./health.js";
 
 /**
  * A running channel for one bot: receives updates and hands them to the pipeline, and sends
@@ -16,6 +17,11 @@ export interface ChannelWorker extends ChannelSender {
   start(pipeline: Pipeline): Promise<void>;
   /** Stops receiving; answers already taken still finish (they use `send`). */
   stop(): Promise<void>;
+  /**
+   * Whether the worker is receiving and how its remote calls fare (for `/healthz`). Optional:
+   * a worker without it counts as healthy while started.
+   */
+  health?(): ChannelHealth;
 }
 
 /** What a channel may use besides its own API: the database (VK stores wall posts, 2GIS keeps its lease and cursors), the clock. */

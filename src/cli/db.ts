@@ -1,4 +1,5 @@
-import { migrate, openDatabase } from "../storage/db.js";
+import { UsageError } from "../errors.js";
+import { migrate, openDatabase, redactUrl } from "../storage/db.js";
 import type { CliContext } from "./context.js";
 
 /** `bots db migrate`: applies pending migrations and says which. */
@@ -11,4 +12,21 @@ export async function migrateCommand(c: CliContext): Promise<void> {
   } finally {
     await database.close();
   }
+}
+
+/**
+ * `bots db copy --to URL`: copies every table of `--db` (the source) into the empty database at
+ * URL, printing each table's row count. Stop the bots first.
+ * @throws UsageError without --to; StorageError when the target is not empty or unreachable
+ */
+export async function copyCommand(c: CliContext, opts: { to?: string }): Promise<void> {
+  if (!opts.to) throw new UsageError("COPY_USAGE", "--to URL is required", { hint: "bots db copy --to mysql://user:pass@host:3306/bots" });
+  if (opts.to === c.dbUrl) throw new UsageError("COPY_USAGE", "--to is the same database as --db");
+  const { copyDatabase } = await import("../storage/copy.js");
+  const result = await copyDatabase(c.dbUrl, opts.to, (table, rows) => {
+    if (!c.json) c.err(`  ${table}: ${rows} rows`);
+  });
+  const total = result.tables.reduce((a, t) => a + t.rows, 0);
+  if (c.json) c.out(JSON.stringify({ from: redactUrl(c.dbUrl), to: redactUrl(opts.to), tables: result.tables, rows: total }));
+  else c.out(`Copied ${total} rows in ${result.tables.length} tables from ${redactUrl(c.dbUrl)} to ${redactUrl(opts.to)}.`);
 }

@@ -38,9 +38,12 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .description("run bots until Ctrl-C / SIGTERM")
     .argument("[target...]", "bot names or channels (tg, vk, 2gis); none = every enabled bot")
     .option("--drain-timeout <s>", "seconds to let answers in flight finish on shutdown", "10")
+    .option("--http-port <port>", "HTTP port for /metrics, /healthz, /readyz: a port, 0 = any free port, off = no server", "8080")
+    .option("--http-host <host>", "interface the HTTP server binds", "127.0.0.1")
     .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
     .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
-    .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot")
+    .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
+    .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
 
   const balance = program
@@ -74,6 +77,11 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
   db.command("migrate")
     .description("apply database migrations")
     .action(run(async (c) => (await import("./db.js")).migrateCommand(c)));
+  db.command("copy")
+    .description("copy every table of --db into another, empty database (SQLite → MySQL); stop the bots first")
+    .option("--to <url>", "target database: mysql://user:pass@host:3306/db or sqlite:PATH")
+    .addHelpText("after", "\nExamples:\n  bots db copy --to mysql://bots:secret@127.0.0.1:3306/bots\n  bots --db mysql://bots:secret@db:3306/bots db copy --to sqlite:backup.db")
+    .action(run(async (c, cmd) => (await import("./db.js")).copyCommand(c, cmd.opts())));
 
   program
     .command("poll")
@@ -122,6 +130,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--prompt <file>", "try another prompt file instead of the bot's")
     .option("-i, --interactive", "chat in the terminal (history kept; /reset, /exit)")
     .option("--cases <file>", "YAML list of cases with expectations; exit 1 if any fails")
+    .option("--image <file>", "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .addHelpText(
       "after",
       [
@@ -137,11 +146,15 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
         "    max_chars: 600",
         "  - history: [{user: Привет}, {assistant: Здравствуйте!}, {user: Вы работаете в субботу?}]",
         "    matches: /суббот/i",
+        "  - image: fixtures/broken-kettle.jpg   # relative to the cases file; needs llm.vision.enabled",
+        "    message: Можно вернуть?",
+        "    contains: [возврат]",
         "",
         "Examples:",
         '  bots prompt test shop-tg "Сколько стоит доставка?"',
         "  bots prompt test shop-tg --prompt prompts/shop-v2.md \"Есть самовывоз?\"",
         "  bots prompt test shop-tg --interactive",
+        "  bots prompt test shop-tg --image receipt.jpg \"Что здесь не так?\"",
         "  bots prompt test shop-tg --cases tests/shop-cases.yaml   # in CI before a prompt change",
       ].join("\n"),
     )
@@ -221,22 +234,57 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
     .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   program
-    .command("status")
-    .description("bots, balances and today's messages")
+    .command("coaching")
+    .description("coaching bots (features.coaching)")
+    .command("stats <bot>")
+    .description("users, check-ins, streaks, reminders and cost per active user of the last 7 days")
+    .addHelpText("after", "\nExamples:\n  bots coaching stats coach-tg\n  bots coaching stats coach-tg --json")
+    .action(run(async (c, cmd) => (await import("./coaching.js")).coachingStatsCommand(c, cmd.args[0]!)));
+  program
+    .command("dialogs")
+    .description("list conversations, or print one as a chat (times in the bot's timezone)")
+    .argument("[bot]", "a bot (default: every bot)")
+    .argument("[thread_key]", "a conversation, e.g. tg:42 (see the list)")
+    .option("--user <id>", "the conversations of this user id (Bot API user id, VK from_id)")
+    .option("--since <when>", "only messages since: 30m, 24h, 2d or an ISO date")
+    .option("--grep <text>", "only messages containing the text")
+    .option("--status <list>", "only messages with these statuses, comma-separated: failed, answered, no_balance, ...")
+    .option("--limit <n>", "conversations per page (50), or messages of a thread (the newest 500)")
+    .option("--before <cursor>", "the next page of conversations (printed under a full page)")
+    .option("--no-pager", "never page the output through $PAGER")
     .addHelpText(
       "after",
       [
         "",
-        "Shows each bot in the config dir with its channel and enabled flag, today's messages",
-        "(since midnight UTC: in, answered, failed, no balance), the last message time, and each",
-        "balance account with how many replies it still pays for.",
+        "Examples:",
+        "  bots dialogs                               # newest conversations of every bot",
+        "  bots dialogs shop-tg --status failed --since 24h",
+        "  bots dialogs shop-tg tg:42                 # one conversation as a chat",
+        "  bots dialogs shop-tg --user 42 --grep доставк",
+        "  bots dialogs shop-tg tg:42 --json | jq -r '.[] | .text'",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./dialogs.js")).dialogsCommand(c, cmd.args[0], cmd.args[1], cmd.opts())));
+  program
+    .command("status")
+    .description("bots, balances and today's messages")
+    .option("-w, --watch", "redraw every 2 s on a terminal until Ctrl-C")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Shows every bot file in the config dir: channel, enabled flag, today's messages (since",
+        "midnight in the bot's timezone: in, answered, failed, no balance) and the last message time;",
+        "a file with a config problem is listed with its problem. Then each balance account with how",
+        "many replies it still pays for.",
         "",
         "Examples:",
         "  bots status",
+        "  bots status --watch",
         "  bots status --json | jq '.accounts[] | select(.replies_left < 100)'",
       ].join("\n"),
     )
-    .action(run(async (c) => (await import("./status.js")).statusCommand(c)));
+    .action(run(async (c, cmd) => (await import("./status.js")).statusCommand(c, cmd.opts())));
 
   return program;
 }

@@ -16,6 +16,8 @@ export interface PromptTestCliOptions {
   prompt?: string;
   interactive?: boolean;
   cases?: string;
+  /** Local picture files sent with MESSAGE. */
+  image?: string[];
 }
 
 /**
@@ -26,7 +28,7 @@ export interface PromptTestCliOptions {
  * @throws UsageError (exit 2) for a missing bot or message; ExitError(1) when a case fails
  */
 export async function promptTestCommand(c: CliContext, botName: string, words: string[], opts: PromptTestCliOptions): Promise<void> {
-  const modes = [words.length > 0, Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
+  const modes = [words.length > 0 || Boolean(opts.image?.length), Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
   if (modes !== 1) throw new UsageError("PROMPT_TEST_USAGE", modes === 0 ? "give a MESSAGE, --interactive or --cases FILE" : "give only one of MESSAGE, --interactive, --cases", { hint: `bots prompt test ${botName} "Сколько стоит доставка?"` });
   const all = loadBots(c);
   const bot = all.find((b) => b.name === botName);
@@ -43,7 +45,8 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
     },
   });
   const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
-  const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined };
+  const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined, log: logger };
+  if (opts.image?.length && !bot.llm.vision.enabled) c.err(chalk.yellow(`llm.vision.enabled is false for ${bot.name}: pictures are not sent; the model reads a [photo] placeholder`));
 
   if (opts.cases) {
     const cases = loadCases(opts.cases);
@@ -86,7 +89,7 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
     return;
   }
 
-  const answer = await promptAnswer(deps, [], words.join(" "));
+  const answer = await promptAnswer(deps, [], words.join(" "), opts.image ?? []);
   await logging.flush();
   printAnswer(c, answer);
 }
@@ -98,5 +101,6 @@ function printAnswer(c: CliContext, a: PromptTestAnswer): void {
   }
   for (const t of a.tool_calls) c.out(chalk.dim(`tool call (not executed): ${t.name}(${t.arguments})`));
   c.out(a.text);
-  c.out(chalk.dim(`${a.model} · ${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`));
+  if (a.images.left) c.out(chalk.yellow(`${a.images.left} picture(s) not sent to the model (see the log lines above, or llm.vision)`));
+  c.out(chalk.dim(`${a.model} · ${a.images.sent ? `${a.images.sent} picture(s) · ` : ""}${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`));
 }

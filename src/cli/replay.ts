@@ -7,6 +7,7 @@ import { ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
 import { WebSocketNotifier } from "../notify/websocket.js";
+import { imageFetcherFor } from "../channels/files.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
 import type { IncomingStatus } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
@@ -69,13 +70,15 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
           store,
           llmFor: (bot) => llmFor(bot, logging.forBot(bot.name)),
           featuresFor: (bot) => buildFeatures(bot, { store, logger: logging.forBot(bot.name), now: Date.now, env: c.env }),
+          imagesFor: (bot) => imageFetcherFor(bot),
+          loggerFor: (bot) => logging.forBot(bot.name),
           pipelineFor: async (bot) => {
             const logger = logging.forBot(bot.name);
             // The worker is only a sender here: it is never started, so nothing is received.
             const channel = await channelFactory(bot.channel)(bot, logger, { store });
             const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
             if (notifier) notifiers.push(notifier);
-            return new Pipeline({ bot, store, llm: llmFor(bot, logger), channel, logger, notifier, features: buildFeatures(bot, { store, logger, now: Date.now, env: c.env }) });
+            return new Pipeline({ bot, store, llm: llmFor(bot, logger), channel, logger, notifier, features: buildFeatures(bot, { store, logger, now: Date.now, env: c.env }), images: imageFetcherFor(bot) });
           },
           signal: ac.signal,
           onResult: (r, done, total) => {

@@ -1,47 +1,109 @@
+import path from "node:path";
 import chalk from "chalk";
-import { formatProblem, loadBotConfigs } from "../config/load.js";
+import { displayPath, formatProblem, loadBotConfigs, type LoadedConfigs } from "../config/load.js";
 import { describeRecovery } from "../core/recovery.js";
-import { collectScale, DEFAULT_LEASE_TTL_MS } from "../core/ownership.js";
-import { collectStatus } from "../core/status.js";
+import { sleep } from "../core/retry.js";
+import { collectScale, DEFAULT_LEASE_TTL_MS, type ScaleStatus } from "../core/ownership.js";
+import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
 import { formatTime, table, withStore } from "./shared.js";
 
 /**
- * `bots status`: the bots found in the config dir (channel, enabled), today's messages per bot
- * (since midnight UTC: in / answered / failed / no balance), the last message time, and each
- * account's balance with the replies it still pays for. Configs with problems are listed too
- * (and counted in `problems` with `--json`) without failing the command.
+ * The columns of the bots table, in order. A column is a header and a cell for a loaded bot;
+ * files with problems show `-` in every column but the first ones. Add a column here and it
+ * appears in the table (`--json` prints every {@link BotStatus} field anyway).
  */
-export async function statusCommand(c: CliContext): Promise<void> {
-  const { bots, problems } = loadBotConfigs(c.configDir, c.env);
-  const [report, scale] = await withStore(c, async (store) => [await collectStatus(bots, store, Date.now()), await collectScale(store)] as const);
+export const STATUS_COLUMNS: Array<{ header: string; cell: (b: BotStatus) => string }> = [
+  { header: "CHANNEL", cell: (b) => b.channel },
+  { header: "ENABLED", cell: (b) => (b.enabled ? chalk.green("yes") : chalk.dim("no")) },
+  { header: "ACCOUNT", cell: (b) => b.account },
+  { header: "IN", cell: (b) => String(b.in) },
+  { header: "ANSWERED", cell: (b) => String(b.answered) },
+  { header: "FAILED", cell: (b) => (b.failed ? chalk.red(String(b.failed)) : "0") },
+  { header: "NO BALANCE", cell: (b) => (b.no_balance ? chalk.yellow(String(b.no_balance)) : "0") },
+  { header: "LAST MESSAGE", cell: (b) => (b.last_message_ms === null ? "-" : formatTime(b.last_message_ms)) },
+];
+
+/**
+ * The bot files of a loaded config dir that did not become bots, each with its problems. A
+ * problem that names no bot file (the folder is missing) is left out.
+ */
+export function brokenBots(loaded: LoadedConfigs): BrokenBot[] {
+  const ok = new Set(loaded.bots.map((b) => path.resolve(b.file)));
+  return loaded.files
+    .filter((f) => !ok.has(path.resolve(f)))
+    .map((f) => {
+      const shown = displayPath(f);
+      return { name: path.basename(f).replace(/\.ya?ml$/, ""), file: shown, problems: loaded.problems.filter((p) => p.file === shown).map(formatProblem) };
+    });
+}
+
+/**
+ * `bots status [--watch]`: every bot file in the config dir, including disabled bots and files
+ * with config problems (each shows its first problem), today's messages per bot (since midnight
+ * in the bot's `timezone`: in / answered / failed / no balance), the last message time, and each
+ * account's balance with the replies it still pays for. `--watch` redraws every 2 s on a
+ * terminal until Ctrl-C.
+ */
+export async function statusCommand(c: CliContext, opts: { watch?: boolean; interval?: number } = {}): Promise<void> {
+  if (!opts.watch) return void (await statusOnce(c));
+  if (!c.interactive || c.json) {
+    await statusOnce(c);
+    return;
+  }
+  const stop = new AbortController();
+  const onSigint = () => stop.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    while (!stop.signal.aborted) {
+      const lines: string[] = [];
+      await statusOnce({ ...c, out: (l) => void lines.push(l) });
+      // Clear the screen and home the cursor, then draw the whole report at once.
+      c.out(`\u001b[2J\u001b[H${chalk.dim(`bots status --watch · ${new Date().toISOString().slice(11, 19)} UTC · Ctrl-C to stop`)}\n${lines.join("\n")}`);
+      await sleep(opts.interval ?? 2000, stop.signal);
+    }
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+}
+
+async function statusOnce(c: CliContext): Promise<StatusReport> {
+  const loaded = loadBotConfigs(c.configDir, c.env);
+  const broken = brokenBots(loaded);
+  const [report, scale] = await withStore(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
+  const { problems } = loaded;
   if (c.json) {
     c.out(
       JSON.stringify({
         day_start: new Date(report.day_start_ms).toISOString(),
-        bots: report.bots.map((b) => ({
-          ...b,
-          last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString(),
-          last_recovery: b.last_recovery && { ...b.last_recovery, at: new Date(b.last_recovery.at_ms).toISOString() },
-        })),
+        bots: [
+          ...report.bots.map((b) => ({
+            ...b,
+            day_start: new Date(b.day_start_ms).toISOString(),
+            last_message_at: b.last_message_ms === null ? null : new Date(b.last_message_ms).toISOString(),
+            last_recovery: b.last_recovery && { ...b.last_recovery, at: new Date(b.last_recovery.at_ms).toISOString() },
+            problems: [] as string[],
+          })),
+          ...report.broken.map((b) => ({ name: b.name, file: b.file, problems: b.problems })),
+        ].sort((a, b) => a.name.localeCompare(b.name)),
         accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
         problems: problems.map(formatProblem),
         instances: scale.instances,
         owners: scale.owners,
       }),
     );
-    return;
+    return report;
   }
-  if (!report.bots.length) c.out(`No bots in ${c.configDir}.`);
+  if (!report.bots.length && !report.broken.length) c.out(`No bot files (*.yaml) in ${c.configDir}.`);
   else {
-    c.out(chalk.bold(`Bots (messages today since ${formatTime(report.day_start_ms)})`));
-    c.out(
-      table(
-        ["BOT", "CHANNEL", "ENABLED", "ACCOUNT", "IN", "ANSWERED", "FAILED", "NO BALANCE", "LAST MESSAGE"],
-        report.bots.map((b) => [b.name, b.channel, b.enabled ? chalk.green("yes") : chalk.dim("no"), b.account, String(b.in), String(b.answered), b.failed ? chalk.red(String(b.failed)) : "0", b.no_balance ? chalk.yellow(String(b.no_balance)) : "0", b.last_message_ms === null ? "-" : formatTime(b.last_message_ms)]),
-      ),
-    );
+    const zones = [...new Set(report.bots.map((b) => b.timezone))];
+    c.out(chalk.bold(`Bots (messages today, since midnight ${zones.length === 1 ? zones[0] : "in each bot's timezone"})`));
+    const rows = [
+      ...report.bots.map((b) => ({ name: b.name, cells: [b.name, ...STATUS_COLUMNS.map((col) => col.cell(b)), ""] })),
+      ...report.broken.map((b) => ({ name: b.name, cells: [b.name, ...STATUS_COLUMNS.map(() => chalk.dim("-")), chalk.red(problemSummary(b))] })),
+    ].sort((a, b) => a.name.localeCompare(b.name));
+    c.out(table(["BOT", ...STATUS_COLUMNS.map((col) => col.header), "PROBLEM"], rows.map((r) => r.cells)));
   }
   if (report.bots.length) {
     c.out("");
@@ -78,5 +140,15 @@ export async function statusCommand(c: CliContext): Promise<void> {
   const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
   if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (cut off between sending and recording): check them with bots replay --status unconfirmed`));
   const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);
-  if (failed) c.out(chalk.yellow(`\n${failed} message(s) unanswered today: bots replay --send --since ${Math.max(1, Math.ceil((Date.now() - report.day_start_ms) / 3_600_000))}h`));
+  if (failed) {
+    const earliest = Math.min(...report.bots.map((b) => b.day_start_ms));
+    c.out(chalk.yellow(`\n${failed} message(s) unanswered today: bots replay --send --since ${Math.max(1, Math.ceil((Date.now() - earliest) / 3_600_000))}h`));
+  }
+  return report;
+}
+
+/** First problem of a broken file without its file prefix, and how many more. */
+function problemSummary(b: BrokenBot): string {
+  const first = (b.problems[0] ?? "does not load").replace(`${b.file}`, "").replace(/^:\d*:?\s*/, "");
+  return b.problems.length > 1 ? `${first} (+${b.problems.length - 1} more)` : first;
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { byteSize } from "../core/bytes.js";
 import { durationMs } from "../core/duration.js";
 import { featuresSchema } from "../features/schemas.js";
 
@@ -10,6 +11,34 @@ import { featuresSchema } from "../features/schemas.js";
 /** Credits with at most two decimals (stored as integer hundredths). */
 const credits = z.number().nonnegative().refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, {
   message: "at most two decimals (hundredths of a credit)",
+});
+
+/** Bot API `getFile` downloads at most 20 MB; OpenAI takes at most 20 MB per picture. */
+export const MAX_IMAGE_BYTES = 20 * 1024 ** 2;
+
+/**
+ * `llm.vision` (docs/images.md): pictures sent to the model as base64 `image_url` parts. Off by
+ * default: the model must support image input.
+ */
+const visionSchema = z.strictObject({
+  /** Send pictures to the model. @defaultValue false */
+  enabled: z.boolean().default(false),
+  /** OpenAI `image_url.detail`: `low` is 85 tokens a picture on OpenAI. @defaultValue low */
+  detail: z.enum(["low", "high", "auto"]).default("low"),
+  /** Pictures of one message sent to the model; the rest are left out (logged). @defaultValue 4 */
+  max_images: z.number().int().min(1).max(10).default(4),
+  /**
+   * Largest picture downloaded, bytes: a number or `512KB`, `5MB` (binary units). Larger ones
+   * are refused and the text is answered alone. At most 20MB. @defaultValue 5MB
+   */
+  max_bytes: z
+    .union([z.number(), z.string()])
+    .default("5MB")
+    .refine((v) => byteSize(v) !== undefined, { message: "a size like 5MB, 512KB or a number of bytes" })
+    .transform((v) => byteSize(v)!)
+    .refine((v) => v > 0 && v <= MAX_IMAGE_BYTES, { message: "between 1 byte and 20MB (the Bot API getFile limit)" }),
+  /** Sent free of charge for a picture without text while vision is off; null: recorded, not answered (`skipped`). */
+  no_vision_reply: z.string().min(1).nullable().default(null),
 });
 
 const llmSchema = z.strictObject({
@@ -25,6 +54,8 @@ const llmSchema = z.strictObject({
   concurrency: z.number().int().positive().max(1000).default(8),
   /** Retries on 429/5xx/network errors. @defaultValue 3 */
   max_retries: z.number().int().min(0).max(10).default(3),
+  /** Pictures to the model; after the transform `max_bytes` is in bytes. */
+  vision: visionSchema.default({ enabled: false, detail: "low", max_images: 4, max_bytes: 5 * 1024 ** 2, no_vision_reply: null }),
 });
 
 const promptSchema = z.union([

@@ -7,7 +7,9 @@ import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
 import { isConnectionError } from "../storage/db.js";
 import type { MessageRow } from "../storage/messages.js";
+import { albumStage } from "./albums.js";
 import { compose, type Middleware } from "./compose.js";
+import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "./retry.js";
 import { spamVerdict } from "./spam.js";
@@ -43,6 +45,15 @@ export interface PipelineDeps {
   storageRetryBaseMs?: number;
   /** Called once per message when its processing ends, whatever the outcome (metrics, benches). */
   onOutcome?: (ctx: PipelineContext) => void;
+  /**
+   * Called once per submitted message when intake ends (recorded and queued, filtered, or a
+   * duplicate: see `ctx.outcome`, `ctx.filtered`); not when recording failed (metrics).
+   */
+  onIntake?: (ctx: PipelineContext) => void;
+  /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
+  images?: ImageFetcher;
+  /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
+  albumWindowMs?: number;
 }
 
 /** What happened at intake. */
@@ -53,7 +64,13 @@ export interface StoredMeta {
   kind: IncomingMessage["kind"];
   target?: Record<string, unknown>;
   vars?: Record<string, string>;
-  images?: string[];
+  images?: ImageRef[];
+  /** Album (`IncomingMessage.group`). */
+  group?: string;
+  /** A button press (`IncomingMessage.button`), so a resumed press is still a press. */
+  button?: { data: string };
+  /** A membership change (`IncomingMessage.membership`), so recovery never sends it to the model as text. */
+  membership?: "blocked" | "unblocked";
 }
 
 /**
@@ -88,7 +105,9 @@ export class Pipeline {
     this.llmSlots = new Semaphore(deps.bot.llm.concurrency);
     this.queue = new KeyedQueue(Math.max(64, deps.bot.llm.concurrency * 4), (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
     const answerStages: Middleware<PipelineContext>[] = [
+      albumStage({ store: deps.store, now: this.now, windowMs: deps.albumWindowMs }),
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
+      this.visionGate,
       this.balanceGate,
       this.boundary,
       this.context,
@@ -154,6 +173,11 @@ export class Pipeline {
     return this.queue.size;
   }
 
+  /** Answers being worked on now (the rest of {@link backlog} waits for its turn). */
+  get answersInFlight(): number {
+    return this.queue.inFlight;
+  }
+
   /**
    * Hands a message to the pipeline. Resolves once it is recorded (or found a duplicate, or
    * filtered); the answer is produced later. Messages of one thread key keep their order.
@@ -167,6 +191,7 @@ export class Pipeline {
     const run = prev.then(async (): Promise<IntakeResult> => {
       ctx.state.t0 = performance.now();
       await this.intake(ctx);
+      this.deps.onIntake?.(ctx);
       if (ctx.outcome === "duplicate") return { status: "duplicate" };
       if (ctx.filtered) return { status: "filtered", id: ctx.id!, reason: ctx.filtered };
       return { status: "queued", id: ctx.id! };
@@ -273,7 +298,7 @@ export class Pipeline {
   // --- stage 3: record --------------------------------------------------------------------
   private readonly record: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
-    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}) };
+    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}), ...(m.group ? { group: m.group } : {}), ...(m.button ? { button: m.button } : {}), ...(m.membership ? { membership: m.membership } : {}) };
     const id = await this.storageRetry(
       () =>
         this.deps.store.messages.insertIncoming({
@@ -326,6 +351,16 @@ export class Pipeline {
     await next();
   };
 
+  // --- picture without text while llm.vision is off ---------------------------------------
+  private readonly visionGate: Middleware<PipelineContext> = async (ctx, next) => {
+    const { enabled, no_vision_reply } = this.deps.bot.llm.vision;
+    if (enabled || !ctx.msg.images?.length || ctx.msg.text.trim()) return next();
+    ctx.outcome = "skipped";
+    await this.deps.store.messages.setStatus(ctx.id!, "skipped", { error: "picture without text; llm.vision is off", from: ["received", "failed", "no_balance", "expired"] });
+    ctx.log.info({ images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null }, "picture without text and llm.vision.enabled is false; not answered by the model");
+    if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, no_vision_reply);
+  };
+
   private async sendEmptyReply(ctx: PipelineContext, text: string): Promise<void> {
     try {
       const d = await this.deps.channel.send(this.targetOf(ctx), text);
@@ -371,6 +406,7 @@ export class Pipeline {
         return;
       }
       ctx.outcome = "failed";
+      ctx.error = error;
       ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
       try {
         if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255));
@@ -384,6 +420,8 @@ export class Pipeline {
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
     ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
+    // Pictures are fetched now, not when received: a replay or a recovery fetches them again.
+    ctx.state.images = await loadImages(this.deps.bot, ctx.msg.images, this.deps.images, ctx.log, this.stopping.signal);
     await next();
   };
 
@@ -394,7 +432,7 @@ export class Pipeline {
     ctx.completion = await this.llmSlots.run(() => {
       ctx.timings.modelWait = performance.now() - queued;
       if (signal.aborted) throw new StopError();
-      return this.deps.llm.complete(ctx.prompt!, { tools: ctx.tools, context: ctx, signal });
+      return completeWithImages(this.deps.llm, this.deps.bot, ctx.prompt!, (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 }, { tools: ctx.tools, context: ctx, signal }, ctx.log);
     });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
@@ -480,8 +518,12 @@ export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">
   // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
   const postText = msg.vars?.post_text;
   if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
+  // Facts a feature computed for this message (features.coaching): appended when the prompt does not place {{coaching}}.
+  const coaching = msg.vars?.coaching;
+  if (coaching && !/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${coaching}`;
   const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
-  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: msg.text }];
+  // Earlier pictures are not sent again: a placeholder says they were there.
+  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })), { role: "user", content: msg.text }];
 }
 
 /** Rebuilds the IncomingMessage a stored row came from (for replay). */
@@ -495,7 +537,10 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     userId: row.user_id,
     userName: row.user_name,
     text: row.text,
-    images: meta.images,
+    images: storedImages(meta.images),
+    ...(typeof meta.group === "string" ? { group: meta.group } : {}),
+    ...(meta.button ? { button: meta.button } : {}),
+    ...(meta.membership ? { membership: meta.membership } : {}),
     threadKey: row.thread_key,
     dedupeKey: row.dedupe_key,
     channelMessageId: row.channel_message_id,

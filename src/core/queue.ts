@@ -28,6 +28,11 @@ export class KeyedQueue {
     return n;
   }
 
+  /** Tasks running now (the rest of {@link size} waits). */
+  get inFlight(): number {
+    return this.active;
+  }
+
   /** Adds a task for a key; it starts when the key is free and a slot is open. */
   push(key: string, task: () => Promise<void>): void {
     let q = this.pending.get(key);

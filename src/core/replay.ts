@@ -4,6 +4,9 @@ import type { LlmClient, ToolCallRecord, ToolDefinition } from "../llm/client.js
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
 import type { IncomingStatus } from "../storage/schema.js";
+import { pino, type Logger } from "pino";
+import { mergeAlbum, readAlbum } from "./albums.js";
+import { completeWithImages, loadImages, type ImageFetcher } from "./images.js";
 import { buildPrompt, messageFromRow, type Feature, type Pipeline } from "./pipeline.js";
 import type { PipelineContext } from "./types.js";
 
@@ -39,6 +42,10 @@ export interface ReplayDeps {
    * the first message of that bot.
    */
   pipelineFor?(bot: BotConfig): Promise<Pipeline>;
+  /** Fetches a bot's pictures for a dry run (`llm.vision`); without it pictures are placeholders. */
+  imagesFor?(bot: BotConfig): ImageFetcher;
+  /** A bot's logger (dry-run picture problems). @defaultValue silent */
+  loggerFor?(bot: BotConfig): Logger;
   /** Clock, epoch ms UTC. @defaultValue Date.now */
   now?: () => number;
   /** Aborting stops after the message in progress (Ctrl-C). */
@@ -166,9 +173,16 @@ type ResultBase = Pick<ReplayResult, "id" | "bot" | "thread_key" | "status" | "c
 async function dryRun(deps: ReplayDeps, d: { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] }, bot: BotConfig, row: MessageRow, base: ResultBase, nowMs: number): Promise<ReplayResult> {
   const msg = messageFromRow(row);
   try {
+    if (msg.group) {
+      // An album answers with every part's pictures and text (core/albums.ts).
+      const album = await readAlbum(deps.store, msg);
+      if (album.head?.id === row.id) Object.assign(msg, mergeAlbum(album.parts));
+    }
     // The prompt is rendered at the message's own time, so {{now}} and {{date}} read as they did then.
     const prompt = await buildPrompt(bot, deps.store, msg, row.id, row.created_ms || nowMs);
-    const c = await d.llm.complete<PipelineContext>(prompt, { tools: d.tools, executeTools: false });
+    const log = (deps.loggerFor?.(bot) ?? pino({ enabled: false })).child({ msg_id: row.id });
+    const images = await loadImages(bot, msg.images, deps.imagesFor?.(bot), log);
+    const c = await completeWithImages<PipelineContext>(d.llm, bot, prompt, images, { tools: d.tools, executeTools: false }, log);
     return { ...base, new_answer: c.text, changed: c.text !== base.stored_answer, prompt_tokens: c.usage.prompt_tokens, completion_tokens: c.usage.completion_tokens, latency_ms: c.latencyMs, tool_calls: c.toolCalls, outcome: "dry_run", error: null };
   } catch (error) {
     return { ...base, new_answer: null, changed: false, prompt_tokens: null, completion_tokens: null, latency_ms: null, tool_calls: [], outcome: "error", error: describeError(error) };

@@ -66,7 +66,11 @@ export interface BotStatus {
   channel: string;
   enabled: boolean;
   account: string;
-  /** Incoming messages since the start of the day (UTC). */
+  /** The bot's IANA time zone; "today" starts at its midnight. */
+  timezone: string;
+  /** Start of the bot's day (midnight in `timezone`), epoch ms UTC. */
+  day_start_ms: number;
+  /** Incoming messages since the start of the bot's day. */
   in: number;
   /** Of those, answered. */
   answered: number;
@@ -88,27 +92,60 @@ export interface BotStatus {
   last_recovery: { at_ms: number; resumed: number; refunded: number; expired: number; unconfirmed: number; confirmed: number } | null;
 }
 
+/** A bot file that did not load: listed by `bots status` with its problems. */
+export interface BrokenBot {
+  /** The file name without `.yaml`. */
+  name: string;
+  /** The file as shown to the operator. */
+  file: string;
+  /** Each problem as `file:line: field: message`. */
+  problems: string[];
+}
+
 /** Everything `bots status` shows. */
 export interface StatusReport {
-  /** Start of the counted day, epoch ms UTC (midnight UTC). */
+  /** Start of the counted day in UTC (bots in other zones carry their own `day_start_ms`). */
   day_start_ms: number;
   bots: BotStatus[];
+  /** Bot files with config problems (they do not run). */
+  broken: BrokenBot[];
   accounts: AccountSummary[];
 }
 
 /**
- * Collects the status of the configured bots: today's message counts per bot (since midnight
- * UTC of `nowMs`), the newest message time, and every account with replies left.
+ * Midnight of the day containing `nowMs` in the IANA zone `timeZone`, as epoch ms UTC.
+ * @throws RangeError for an unknown zone
+ */
+export function startOfDayMs(nowMs: number, timeZone: string): number {
+  const f = new Intl.DateTimeFormat("en-US", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const wall = (t: number) => {
+    const p = Object.fromEntries(f.formatToParts(t).map((x) => [x.type, x.value]));
+    return { y: Number(p.year), m: Number(p.month), d: Number(p.day), ms: Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)) };
+  };
+  const today = wall(nowMs);
+  const midnightWall = Date.UTC(today.y, today.m - 1, today.d);
+  // Offset at a time = wall clock there minus UTC; evaluate it near midnight (DST changes by day).
+  let guess = midnightWall - (wall(nowMs).ms - Math.floor(nowMs / 1000) * 1000);
+  guess = midnightWall - (wall(guess).ms - Math.floor(guess / 1000) * 1000);
+  return guess;
+}
+
+/**
+ * Collects the status of the configured bots: today's message counts per bot (since midnight in
+ * the bot's `timezone`), the newest message time, every account with replies left, and the
+ * bot files that did not load.
  * @param nowMs epoch ms UTC
+ * @param broken bot files with problems, from {@link brokenBots}
  * @throws StorageError when the database cannot be read
  */
-export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance" | "recoveries">, nowMs: number): Promise<StatusReport> {
-  const day = new Date(nowMs);
-  const dayStart = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate());
-  const counts = await store.messages.countsSince(dayStart);
+export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance" | "recoveries">, nowMs: number, broken: BrokenBot[] = []): Promise<StatusReport> {
+  const dayStartOf = new Map(bots.map((b) => [b.name, startOfDayMs(nowMs, b.timezone)]));
+  const starts = [...new Set(dayStartOf.values())];
+  const countsByStart = new Map(await Promise.all(starts.map(async (t) => [t, await store.messages.countsSince(t)] as const)));
   const rows = await Promise.all(
     bots.map(async (b): Promise<BotStatus> => {
-      const mine = counts.filter((c) => c.bot === b.name && c.direction === "in");
+      const dayStart = dayStartOf.get(b.name)!;
+      const mine = countsByStart.get(dayStart)!.filter((c) => c.bot === b.name && c.direction === "in");
       const of = (status: string) => mine.filter((c) => c.status === status).reduce((a, c) => a + c.n, 0);
       const open = await store.messages.countByStatus(b.name, ["received", "unconfirmed", "failed", "expired"]);
       const rec = await store.recoveries.last(b.name);
@@ -117,6 +154,8 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
         channel: b.channel,
         enabled: b.enabled,
         account: b.balance.account,
+        timezone: b.timezone,
+        day_start_ms: dayStart,
         in: mine.reduce((a, c) => a + c.n, 0),
         answered: of("answered"),
         failed: of("failed"),
@@ -130,5 +169,5 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
       };
     }),
   );
-  return { day_start_ms: dayStart, bots: rows, accounts: await accountSummaries(store, replyCosts(bots)) };
+  return { day_start_ms: startOfDayMs(nowMs, "UTC"), bots: rows, broken, accounts: await accountSummaries(store, replyCosts(bots)) };
 }

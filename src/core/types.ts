@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig, ChannelName } from "../config/schema.js";
 import type { Completion, ToolDefinition } from "../llm/client.js";
+import type { ImageRef } from "./images.js";
 import type { PromptKind } from "../llm/prompt.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { MessageRow } from "../storage/messages.js";
@@ -20,8 +21,16 @@ export interface IncomingMessage {
   userId: string | null;
   userName: string | null;
   text: string;
-  /** Image references (Bot API `file_id`s, URLs), for vision-capable features. */
-  images?: string[];
+  /**
+   * Pictures sent with the message (Telegram `file_id`s, VK CDN URLs), fetched when the model
+   * is asked (`llm.vision`); stored in the meta, so replay and recovery fetch the same ones.
+   */
+  images?: ImageRef[];
+  /**
+   * Messages that arrive separately but are one message (Telegram `media_group_id` of an
+   * album): recorded each, answered once together (core/albums.ts).
+   */
+  group?: string;
   /** Conversation key (SPEC §4): `tg:<chat_id>`, `vk:dm:<peer_id>`, `2gis:review:<id>`. */
   threadKey: string;
   /** Unique per bot; a second message with the same key is a redelivery and is dropped. */
@@ -36,6 +45,35 @@ export interface IncomingMessage {
   receivedMs: number;
   /** A contact the user shared (Bot API `Message.contact`), for features.leads. */
   contact?: SharedContact;
+  /** Set when this message is a button press: the button's data (`text` holds the same). */
+  button?: { data: string };
+  /**
+   * Set when this is not a message but a change of the bot's membership in a private chat: the
+   * user blocked the bot, or unblocked it (Telegram `my_chat_member`: `kicked` / `member`).
+   * Only features that keep users (coaching) ask channels for it.
+   */
+  membership?: "blocked" | "unblocked";
+}
+
+/**
+ * A button under an outgoing message: the label shown, and the data that comes back as an
+ * {@link IncomingMessage} with `button` set when it is pressed (Telegram `inline_keyboard` /
+ * `callback_query`). A feature puts rows of them in the delivery target's `buttons`.
+ */
+export interface Button {
+  label: string;
+  /** At most 64 bytes (Bot API `callback_data`). */
+  data: string;
+}
+
+/**
+ * A file sent with an outgoing message (Telegram `sendDocument`; the text becomes its caption).
+ * A feature puts it in the delivery target's `document`.
+ */
+export interface OutgoingDocument {
+  filename: string;
+  /** The file's content, UTF-8 text (JSON, CSV...). */
+  content: string;
 }
 
 /** A phone contact a user shared through the channel (Bot API `Contact`). */
@@ -131,6 +169,8 @@ export interface PipelineContext {
    * nothing reserved, and the next start answers it.
    */
   outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted";
+  /** What made the answer fail (`outcome` "failed"), as thrown by the model, channel or database. */
+  error?: unknown;
   /** Scratch space for features. */
   state: Record<string, unknown>;
   /**

@@ -3,6 +3,8 @@ import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
 import { Mailer, type MailerOptions, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
+import type { ChannelSender } from "../core/types.js";
+import { coachingFeature } from "./coaching/feature.js";
 import { deadlineFeature } from "./deadline.js";
 import { leadsFeature } from "./leads.js";
 import { reportFeature } from "./report.js";
@@ -19,6 +21,8 @@ export interface FeatureDeps {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** SMTP tuning (tests shorten the back-off). */
   mail?: MailerOptions & { reportBackoffMs?: number };
+  /** The bot's channel, for features that write first (coaching reminders). */
+  channel?: ChannelSender;
 }
 
 /**
@@ -36,5 +40,6 @@ export function buildFeatures(bot: BotConfig, deps: FeatureDeps): Feature[] {
     // The schema requires smtp with report; a bot without it has no mail to send.
     if (m) features.push(reportFeature(bot, f.report, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, mailer: m, retryBackoffMs: deps.mail?.reportBackoffMs }));
   }
+  if (f.coaching) features.push(coachingFeature(bot, f.coaching, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, channel: deps.channel }));
   return features;
 }

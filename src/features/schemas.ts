@@ -1,13 +1,11 @@
 import { Cron } from "croner";
 import { z } from "zod";
+import { TEXT_KEYS, type TextKey } from "./coaching/texts.js";
 
 /**
  * zod schemas of the optional per-bot features (`features:` in a bot YAML, SPEC §7). Each
  * feature owns its schema; this file only gathers them so the config loader stays light.
- * Placeholders accept a mapping until the feature lands.
  */
-const pending = z.record(z.string(), z.unknown());
-
 /**
  * `features.deadline` (SPEC §7, seeds 000/001): comments on a post whose text names a deadline
  * ("приём заявок до 25 ноября", "до 30.11 23:59", "until December 1") are not answered by the
@@ -84,12 +82,51 @@ export const reportSchema = z.strictObject({
   subject: z.string().min(1).default("Диалоги {bot}: {from} — {to}"),
 });
 
+/** `HH:MM`, 24 h. */
+const clockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "a time like 04:00 or 20:30");
+
+/**
+ * `features.coaching` (seed 003, docs/coaching.md): onboarding, goals, check-ins, streaks,
+ * points and levels, reminders in each user's time zone, weekly summaries.
+ */
+export const coachingSchema = z.strictObject({
+  /** Language of the built-in texts. @defaultValue "ru" */
+  language: z.enum(["ru", "en"]).default("ru"),
+  /** Local time at which a user's day starts: a check-in before it counts for the day before. @defaultValue "04:00" */
+  day_starts_at: clockTime.default("04:00"),
+  /** At most this many active goals per user. @defaultValue 3 */
+  max_goals: z.number().int().min(1).max(10).default(3),
+  reminders: z
+    .strictObject({
+      /** A reminder missed by downtime is still sent this long after its time, then skipped. @defaultValue "4h" */
+      catch_up: durationString.default("4h"),
+      /** How often the scheduler looks for due reminders, seconds. @defaultValue 60 */
+      interval_s: z.number().int().min(5).max(3600).default(60),
+    })
+    .default({ catch_up: "4h", interval_s: 60 }),
+  weekly: z
+    .strictObject({
+      /** ISO weekday of the summary, 1 = Monday … 7 = Sunday. @defaultValue 7 */
+      weekday: z.number().int().min(1).max(7).default(7),
+      /** Local time of the summary. @defaultValue "19:00" */
+      at: clockTime.default("19:00"),
+      /** Set false to send no weekly summaries (`/week` still works). @defaultValue true */
+      enabled: z.boolean().default(true),
+    })
+    .default({ weekday: 7, at: "19:00", enabled: true }),
+  /** Replacements of built-in texts by key (see docs/coaching.md). @defaultValue {} */
+  texts: z.partialRecord(z.enum(TEXT_KEYS as [TextKey, ...TextKey[]]), z.string().min(1)).default({}),
+});
+
+/** `features.coaching` after parsing. */
+export type CoachingConfig = z.infer<typeof coachingSchema>;
+
 export const featuresSchema = z
   .strictObject({
     deadline: deadlineSchema.optional(),
     leads: leadsSchema.optional(),
     report: reportSchema.optional(),
-    coaching: pending.optional(),
+    coaching: coachingSchema.optional(),
   })
   .default({});
 

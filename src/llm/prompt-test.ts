@@ -1,8 +1,12 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { pino, type Logger } from "pino";
 import { isMap, isSeq, LineCounter, parseDocument, type Node } from "yaml";
 import { z } from "zod";
 import type { BotConfig } from "../config/schema.js";
-import { ConfigError, describeError } from "../errors.js";
+import { completeWithImages, loadImages, sniffImageMime, tooLarge, type ImageFetcher } from "../core/images.js";
+import { ChannelError, ConfigError, describeError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolCallRecord, ToolDefinition } from "./client.js";
 import { loadPrompt, renderPrompt, type PromptKind } from "./prompt.js";
 
@@ -24,6 +28,8 @@ export interface PromptTestDeps {
   kind?: PromptKind;
   /** Clock for `{{now}}`, epoch ms UTC. @defaultValue Date.now */
   now?: () => number;
+  /** Logger for picture problems and a model's refusal of images. @defaultValue silent */
+  log?: Logger;
 }
 
 /** One answer with what it cost. */
@@ -37,6 +43,8 @@ export interface PromptTestAnswer {
   latency_ms: number;
   /** Tool calls the model made; `result` is null (not executed). */
   tool_calls: ToolCallRecord[];
+  /** Pictures sent to the model, and pictures given but left out (vision off, too large...). */
+  images: { sent: number; left: number };
 }
 
 /**
@@ -45,11 +53,13 @@ export interface PromptTestAnswer {
  * delivers nothing, charges nothing.
  * @throws ConfigError when the prompt file cannot be read; LlmError when the model fails
  */
-export async function promptAnswer(deps: PromptTestDeps, history: Turn[], message: string): Promise<PromptTestAnswer> {
+export async function promptAnswer(deps: PromptTestDeps, history: Turn[], message: string, imageFiles: string[] = []): Promise<PromptTestAnswer> {
   const bot = deps.bot;
   const system = renderPrompt(loadPrompt(bot, deps.kind ?? "messages", deps.promptFile), { botName: bot.name, timezone: bot.timezone, nowMs: (deps.now ?? Date.now)() });
   const messages: ChatMessage[] = [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: message }];
-  const c = await deps.llm.complete(messages, { tools: deps.tools ?? [], executeTools: false });
+  const log = deps.log ?? pino({ enabled: false });
+  const images = await loadImages(bot, imageFiles.map((f) => ({ url: pathToFileURL(path.resolve(f)).href })), localFiles, log);
+  const c = await completeWithImages(deps.llm, bot, messages, images, { tools: deps.tools ?? [], executeTools: false }, log);
   return {
     text: c.text,
     model: c.model,
@@ -58,8 +68,30 @@ export async function promptAnswer(deps: PromptTestDeps, history: Turn[], messag
     cost: Math.round(bot.balance.cost_per_reply * 100),
     latency_ms: c.latencyMs,
     tool_calls: c.toolCalls,
+    images: { sent: images.parts.length, left: images.left },
   };
 }
+
+/**
+ * Reads pictures from local files (`file:` URLs) for `bots prompt test --image`, with the same
+ * size limit and type check as pictures from a channel.
+ */
+const localFiles: ImageFetcher = {
+  async fetch(ref, maxBytes) {
+    const file = fileURLToPath(ref.url!);
+    let size: number;
+    try {
+      size = statSync(file).size;
+    } catch (cause) {
+      throw new ConfigError("IMAGE_UNREADABLE", `picture ${file} cannot be read`, { cause });
+    }
+    if (size > maxBytes) throw tooLarge(file, size, maxBytes);
+    const bytes = readFileSync(file);
+    const mime = sniffImageMime(bytes);
+    if (!mime) throw new ChannelError("IMAGE_NOT_IMAGE", `${file}: not a JPEG, PNG, WebP or GIF picture`);
+    return { bytes, mime };
+  },
+};
 
 /**
  * A terminal chat with the bot (`--interactive`): each line the reader returns is answered with
@@ -102,16 +134,18 @@ const turnSchema = z.union([
 const caseSchema = z
   .strictObject({
     name: z.string().optional(),
-    message: z.string().min(1).optional(),
+    message: z.string().optional(),
     history: z.array(turnSchema).max(50).optional(),
     contains: listOrOne.optional(),
     not_contains: listOrOne.optional(),
     matches: listOrOne.optional(),
     max_chars: z.number().int().positive().optional(),
+    /** Pictures sent with the message: paths relative to the cases file. */
+    image: listOrOne.optional(),
   })
   .superRefine((c, ctx) => {
     const lastUser = c.history?.length && c.history[c.history.length - 1]!.role === "user";
-    if (!c.message && !lastUser) ctx.addIssue({ code: "custom", path: ["message"], message: "give message, or a history ending with a user turn" });
+    if (!c.message && !lastUser && !c.image) ctx.addIssue({ code: "custom", path: ["message"], message: "give message, or a history ending with a user turn" });
     if (!c.contains && !c.not_contains && !c.matches && !c.max_chars) ctx.addIssue({ code: "custom", path: [], message: "no expectation: add contains, not_contains, matches or max_chars" });
     for (const [i, m] of (c.matches ?? []).entries()) {
       try {
@@ -135,12 +169,15 @@ export interface PromptCase {
   /** Regular expressions the answer must match: `pattern` or `/pattern/flags`. */
   matches: string[];
   max_chars?: number;
+  /** Absolute paths of pictures sent with the message. */
+  images: string[];
 }
 
 /**
  * Reads a cases file: a YAML list (or `{cases: [...]}`) of cases, each with `message` (or a
  * `history` of `{user: …}` / `{assistant: …}` turns, the last user turn being the one tested),
- * and expectations `contains`, `not_contains`, `matches` (string or list) and `max_chars`.
+ * and expectations `contains`, `not_contains`, `matches` (string or list) and `max_chars`;
+ * `image` (a path or a list, relative to the cases file) sends pictures with the message.
  * @throws ConfigError listing every problem as `file:line: cases[i].field: message`
  */
 export function loadCases(file: string): PromptCase[] {
@@ -179,11 +216,21 @@ export function loadCases(file: string): PromptCase[] {
     const c = parsed.data;
     let history = c.history ?? [];
     let message = c.message;
-    if (!message) {
+    if (!message && history[history.length - 1]?.role === "user") {
       message = history[history.length - 1]!.text;
       history = history.slice(0, -1);
     }
-    cases.push({ name: c.name ?? `case ${i + 1}`, history, message, contains: c.contains ?? [], not_contains: c.not_contains ?? [], matches: c.matches ?? [], max_chars: c.max_chars });
+    message ??= "";
+    const images = (c.image ?? []).map((f) => path.resolve(path.dirname(file), f));
+    for (const [k, f] of images.entries()) {
+      try {
+        statSync(f);
+      } catch {
+        const node = doc.getIn([...prefix, i, "image", ...(Array.isArray((item as { image?: unknown }).image) ? [k] : [])], true) as Node | undefined;
+        problems.push(`${file}:${node?.range ? lc.linePos(node.range[0]).line : 0}: cases[${i}].image: picture ${f} not found`);
+      }
+    }
+    cases.push({ name: c.name ?? `case ${i + 1}`, history, message, contains: c.contains ?? [], not_contains: c.not_contains ?? [], matches: c.matches ?? [], max_chars: c.max_chars, images });
   });
   if (problems.length) throw new ConfigError("CASES_INVALID", problems.join("\n"), { hint: "each case needs message (or history) and at least one expectation" });
   if (!cases.length) throw new ConfigError("CASES_EMPTY", `${file} has no cases`);
@@ -222,7 +269,7 @@ export async function runCases(deps: PromptTestDeps, cases: PromptCase[], onCase
   for (const c of cases) {
     let r: CaseResult;
     try {
-      const answer = await promptAnswer(deps, c.history, c.message);
+      const answer = await promptAnswer(deps, c.history, c.message, c.images);
       const failures = checkExpectations(c, answer.text);
       r = { name: c.name, passed: failures.length === 0, failures, answer };
     } catch (error) {

@@ -1,4 +1,5 @@
 import { BalanceRepo } from "./balance.js";
+import { CoachingRepo } from "./coaching.js";
 import { CursorsRepo } from "./cursors.js";
 import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js";
 import { LeasesRepo } from "./leases.js";
@@ -20,6 +21,8 @@ export interface Store {
   /** Per-bot polling state. */
   cursors: CursorsRepo;
   leads: LeadsRepo;
+  /** features.coaching (migration 0008). */
+  coaching: CoachingRepo;
   /** Recovery runs of bots at start (migration 0005). */
   recoveries: RecoveriesRepo;
   /** Instances and bot ownership for scale-out (migration 0009). */
@@ -49,6 +52,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     leases: new LeasesRepo(database.db, now),
     cursors: new CursorsRepo(database.db, now),
     leads: new LeadsRepo(database.db, now),
+    coaching: new CoachingRepo(database.db, now),
     recoveries: new RecoveriesRepo(database.db),
     owners: new OwnersRepo(database.db, database.dialect),
     close: () => database.close(),

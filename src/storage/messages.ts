@@ -41,6 +41,8 @@ export interface HistoryTurn {
   role: "user" | "assistant";
   text: string;
   created_ms: number;
+  /** Pictures the user sent with it (the meta's `images`); the model sees a placeholder. */
+  images?: number;
 }
 
 /** sha1 of text with case and whitespace folded, for the duplicate filter. */
@@ -158,7 +160,7 @@ export class MessagesRepo {
     if (limit <= 0) return [];
     const rows = await this.db
       .selectFrom("messages")
-      .select(["direction", "text", "created_ms"])
+      .select(["direction", "text", "created_ms", "meta"])
       .where("bot", "=", bot)
       .where("thread_key", "=", threadKey)
       .where((eb) =>
@@ -171,7 +173,30 @@ export class MessagesRepo {
       .orderBy("id", "desc")
       .limit(limit)
       .execute();
-    return rows.reverse().map((r) => ({ role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms) }));
+    return rows.reverse().map((r) => {
+      const images = r.direction === "in" ? imageCount(r.meta) : 0;
+      return { role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms), ...(images ? { images } : {}) };
+    });
+  }
+
+  /**
+   * Incoming messages of one thread received in a time window, oldest first (by id); uses the
+   * `(bot, thread_key, id)` index. For gathering the parts of a Telegram album.
+   * @param fromMs / toMs epoch ms UTC, inclusive
+   */
+  async inThread(bot: string, threadKey: string, fromMs: number, toMs: number, limit = 100): Promise<MessageRow[]> {
+    const rows = await this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("thread_key", "=", threadKey)
+      .where("direction", "=", "in")
+      .where("created_ms", ">=", fromMs)
+      .where("created_ms", "<=", toMs)
+      .orderBy("id", "asc")
+      .limit(limit)
+      .execute();
+    return rows.map(normalise);
   }
 
   /** Incoming messages of a user since a time (ms), for the flood limit. */
@@ -331,4 +356,15 @@ async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<num
     })
     .executeTakeFirstOrThrow();
   return Number(res.insertId);
+}
+
+/** How many pictures a stored meta JSON lists under `images`. */
+function imageCount(meta: string | null): number {
+  if (!meta || !meta.includes('"images"')) return 0;
+  try {
+    const images = (JSON.parse(meta) as { images?: unknown }).images;
+    return Array.isArray(images) ? images.length : 0;
+  } catch {
+    return 0;
+  }
 }

@@ -3,6 +3,8 @@ import type { Dialect } from "./db.js";
 import { postsMigration } from "./migrations/0002_posts.js";
 import { leadNotify } from "./migrations/0004_lead_notify.js";
 import { recoveryMigration } from "./migrations/0005_recovery.js";
+import { opsMigration } from "./migrations/0006_ops.js";
+import { coachingMigration } from "./migrations/0008_coaching.js";
 import { scaleMigration } from "./migrations/0009_scale.js";
 
 /**
@@ -17,6 +19,8 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0002_posts": postsMigration(d),
     "0004_lead_notify": leadNotify(d),
     "0005_recovery": recoveryMigration(d),
+    "0006_ops": opsMigration(d),
+    "0008_coaching": coachingMigration(d),
     "0009_scale": scaleMigration(d),
   };
 }

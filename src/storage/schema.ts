@@ -177,3 +177,110 @@ export interface BotOwnersTable {
   /** Database clock, epoch ms. */
   changed_ms: number;
 }
+
+/**
+ * features.coaching (migration 0008, docs/coaching.md). Days are local `YYYY-MM-DD` strings in
+ * the user's zone; zones are IANA names. Declared as its own block and merged into
+ * {@link Schema}.
+ */
+export interface CoachingTables {
+  coaching_users: CoachingUsersTable;
+  coaching_goals: CoachingGoalsTable;
+  coaching_checkins: CoachingCheckinsTable;
+  coaching_pauses: CoachingPausesTable;
+  coaching_deliveries: CoachingDeliveriesTable;
+}
+
+// Declaration merging keeps the coaching tables out of the shared block above.
+export interface Schema extends CoachingTables {}
+
+/** `onboarding` until the profile is confirmed; `stopped` after /stop; `blocked` when the user blocked the bot. */
+export type CoachingUserStatus = "onboarding" | "active" | "stopped" | "blocked";
+
+/** One user of a coaching bot (key: bot, user_id). */
+export interface CoachingUsersTable {
+  bot: string;
+  user_id: string;
+  /** Where proactive messages go: Bot API `chat_id`. */
+  chat_id: string;
+  thread_key: string;
+  /** How to address them. */
+  name: string | null;
+  /** IANA zone, e.g. `Europe/Berlin`; never an offset. */
+  timezone: string;
+  /** Minutes after local midnight at which a new day starts (240 = 04:00). */
+  day_starts_at: number;
+  /** Daily reminder, minutes after local midnight; null = off. */
+  remind_at: number | null;
+  status: CoachingUserStatus;
+  /** Current onboarding step; null when done. */
+  step: string | null;
+  /** Onboarding answers so far (JSON), so a restart resumes at the same step. */
+  draft: string | null;
+  /** The profile the model wrote, once confirmed. */
+  profile: string | null;
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** A goal: daily, or `target` days a week. */
+export interface CoachingGoalsTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  title: string;
+  kind: "daily" | "weekly";
+  /** Check-in days per week (7 for daily goals). */
+  target: number;
+  status: "active" | "paused" | "archived";
+  created_ms: number;
+  updated_ms: number;
+}
+
+/** One check-in; the log from which streaks and points are computed. */
+export interface CoachingCheckinsTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  goal_id: number;
+  /** The local day it counts for (see rules.checkinDay). */
+  day: string;
+  /** Points awarded (rules.checkinPoints); /undo removes the row and so returns them exactly. */
+  points: number;
+  /** `command`, `button`, `text` (log_progress), `backfill`. */
+  source: string;
+  note: string | null;
+  created_ms: number;
+}
+
+/** A paused stretch (`/pause 7d`): days in it neither count nor break streaks. */
+export interface CoachingPausesTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  from_day: string;
+  /** Inclusive; null = until /resume. */
+  until_day: string | null;
+  created_ms: number;
+}
+
+/**
+ * A proactive message claimed before it is sent, unique on (bot, user_id, kind, day): the
+ * guarantee against duplicates across restarts and processes.
+ */
+export interface CoachingDeliveriesTable {
+  id: Generated<number>;
+  bot: string;
+  user_id: string;
+  /** `reminder` or `weekly`. */
+  kind: string;
+  /** Local day (reminder) or the week's Monday (weekly summary). */
+  day: string;
+  /** `claimed` (sending, or the process died while sending: never sent again), `sent`, `failed`. */
+  status: "claimed" | "sent" | "failed";
+  /** Stored outgoing message. */
+  message_id: number | null;
+  error: string | null;
+  created_ms: number;
+  updated_ms: number;
+}

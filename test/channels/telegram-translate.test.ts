@@ -6,7 +6,7 @@ import type { BotConfig } from "../../src/config/schema.js";
 import { renderPrompt } from "../../src/llm/prompt.js";
 
 const me = { id: 666, is_bot: true as const, first_name: "Shop", username: "ShopBot", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
-const bot = (groups: "mention" | "all" | "off" = "mention") => ({ name: "shop-tg", tg: { groups, commands: { start: "s", help: "h" } } }) as unknown as BotConfig;
+const bot = (groups: "mention" | "all" | "off" = "mention") => ({ name: "shop-tg", llm: { vision: { max_bytes: 5 * 1024 * 1024 } }, tg: { groups, commands: { start: "s", help: "h" } } }) as unknown as BotConfig;
 const msg = (m: Record<string, unknown>) => ({ update_id: 1, message: { message_id: 7, date: 0, from: { id: 5, is_bot: false, first_name: "Ann", last_name: "Lee" }, chat: { id: 5, type: "private" }, ...m } }) as unknown as Update;
 
 describe("Telegram update translation", () => {
@@ -18,7 +18,7 @@ describe("Telegram update translation", () => {
   });
   test("photo caption goes in with the largest photo's file_id", () => {
     const a = translateUpdate(msg({ caption: "what is this?", photo: [{ file_id: "small" }, { file_id: "big" }] }), bot(), me, 0);
-    assert.ok(a.kind === "message" && a.message.text === "what is this?" && a.message.images![0] === "big");
+    assert.ok(a.kind === "message" && a.message.text === "what is this?" && a.message.images![0]!.file_id === "big");
   });
   test("stickers, joins, edits, channel posts and other bots are ignored", () => {
     assert.equal(translateUpdate(msg({ sticker: { file_id: "x" } }), bot(), me, 0).kind, "ignore");

@@ -102,3 +102,47 @@ describe("bots status through bin/bots.js", () => {
     }
   });
 });
+
+for (const dialect of dialects()) {
+  describe(`bots status: every bot file, the bot's timezone (${dialect})`, () => {
+    test("a file with a missing variable is listed with its problem, a disabled bot is listed, counts start at the bot's midnight", async () => {
+      const fx = fixture();
+      const db = await createTestDatabase(dialect);
+      const store = await openStore(db.url);
+      try {
+        fx.bot("vk-shop", ["channel: vk", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "vk:", "  token: ${VK_TOKEN}", "  group_id: 1"].join("\n"));
+        fx.bot("msk-tg", ["channel: tg", "timezone: Europe/Moscow", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+        const now = Date.now();
+        // Midnight in Moscow (UTC+3) comes 3 hours before midnight UTC: a message 1 hour before
+        // Moscow's midnight is yesterday there; one just after Moscow's midnight is today.
+        const { startOfDayMs } = await import("../../src/core/status.js");
+        const mskMidnight = startOfDayMs(now, "Europe/Moscow");
+        let n = 0;
+        for (const at of [mskMidnight - 3_600_000, mskMidnight + 1000]) {
+          await store.messages.insertIncoming({ bot: "msk-tg", channel: "tg", thread_key: "tg:9", chat_id: "9", user_id: "9", user_name: null, text: `t${++n}`, dedupe_key: `9:${n}`, channel_message_id: String(n), meta: null, status: "received", created_ms: at });
+        }
+        const r = await cli(["--config-dir", fx.configDir, "--db", db.url, "--json", "status"], ENV);
+        assert.equal(r.code, 0, r.stderr);
+        const s = JSON.parse(r.stdout) as { bots: Array<Record<string, unknown> & { problems: string[] }> };
+        assert.deepEqual(s.bots.map((b) => b.name), ["msk-tg", "other-tg", "shop-tg", "vk-shop"]);
+        const msk = s.bots.find((b) => b.name === "msk-tg")!;
+        assert.equal(msk.in, 1, "only the message after Moscow's midnight counts as today");
+        assert.equal(msk.day_start, new Date(mskMidnight).toISOString());
+        assert.equal(s.bots.find((b) => b.name === "other-tg")!.enabled, false);
+        const vk = s.bots.find((b) => b.name === "vk-shop")!;
+        assert.match(vk.problems.join("\n"), /vk-shop\.yaml:7: vk\.token: environment variable VK_TOKEN is not set/);
+
+        const text = await cli(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
+        assert.equal(text.code, 0);
+        assert.doesNotMatch(text.stdout, /No bot/);
+        assert.match(text.stdout, /vk-shop +- +- .*vk\.token: environment variable VK_TOKEN is not set/);
+        assert.match(text.stdout, /other-tg +tg +no /);
+        assert.match(text.stdout, /msk-tg +tg +yes +default +1 /);
+      } finally {
+        await store.close();
+        await db.drop();
+        fx.cleanup();
+      }
+    });
+  });
+}

@@ -31,6 +31,16 @@ describe("config loading", () => {
     assert.equal(b.timezone, "UTC");
   });
 
+  test("recovery.resume_within: 1h by default, durations and 0 accepted, anything else named with file:line", () => {
+    const withRecovery = (v: string) => ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${KEY}", "tg:", "  token: 1:abc", "recovery:", `  resume_within: ${v}`].join("\n");
+    const { bots, problems, lines } = load({ "a.yaml": good(), "b.yaml": withRecovery("30m"), "c.yaml": withRecovery("0"), "d.yaml": withRecovery("5 parsecs") });
+    assert.equal(bots.find((b) => b.name === "a")!.recovery.resume_within, 3_600_000);
+    assert.equal(bots.find((b) => b.name === "b")!.recovery.resume_within, 1_800_000);
+    assert.equal(bots.find((b) => b.name === "c")!.recovery.resume_within, 0);
+    assert.equal(problems.length, 1);
+    assert.match(lines[0]!, /d\.yaml:9: recovery\.resume_within: a duration like 90s, 30m, 1h or 2d, or 0/);
+  });
+
   test("an unquoted ${PORT} becomes a number", () => {
     const { bots, problems } = load({ "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: ${PORT}\n    secret_token: abc") }, { KEY: "k", PORT: "8443" });
     assert.deepEqual(problems, []);

@@ -60,7 +60,7 @@ class Scenario {
 
   /** `bots start tg` as a process; resolves once it runs. */
   async start(extra: string[] = []): Promise<Child> {
-    const child = spawnBots(["start", "tg", ...extra], { cwd: this.fx.root });
+    const child = spawnBots(["start", "tg", "--http-port", "0", ...extra], { cwd: this.fx.root });
     this.children.push(child);
     await eventually(() => child.out.stderr.includes("Running shop-tg (tg)") || child.exitCode !== null, 20_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);
@@ -288,15 +288,21 @@ for (const dialect of dialects()) {
       await s.assertBooks(1000 * 100);
     });
 
-    test("log lines reach the bot's file within a second while it runs", async () => {
+    test("log lines reach the bot's file within a second while it runs, and bots logs tail -f shows them live", async () => {
       const s = await scenario();
       const a = await s.start();
       const file = `${s.fx.logDir}/shop-tg.log`;
+      const tail = spawnBots(["logs", "tail", "shop-tg", "-f", "-n", "0"], { cwd: s.fx.root });
+      s.children.push(tail);
+      await new Promise((r) => setTimeout(r, 500));
       await userSays(s.telegram, TOKEN, 6001, "log me");
       await eventually(() => botMessages(s.telegram, 6001).length === 1, 20_000, "answered");
       // The process is still running: nothing has flushed it on exit. (The issue's bound: 1 s.)
       await eventually(() => /"msg":"answer delivered"/.test(readFileSync(file, "utf8")), 1000, "the line in the file within 1 s");
+      await eventually(() => tail.out.stdout.includes("answer delivered"), 5000, "bots logs tail -f shows it");
       assert.equal(a.exitCode, null);
+      tail.kill("SIGINT");
+      await finished(tail, 5000);
     });
   });
 }

@@ -28,7 +28,7 @@ for (const dialect of dialects()) {
         fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
         const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
         assert.equal(topup.code, 0, topup.stderr);
-        const child = spawnBots(["start", "tg"], { cwd: fx.root });
+        const child = spawnBots(["start", "tg", "--http-port", "0"], { cwd: fx.root });
         await eventually(() => child.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
         await userSays(server, TOKEN, 42, "hello");
         await waitForBotMessages(server, 42, 1);
@@ -71,7 +71,7 @@ describe("bots start refuses to run", () => {
     try {
       fx.write("prompts/p.md", "x");
       fx.bot("shop-tg", botYaml(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, "http://127.0.0.1:9/v1"));
-      const res = await runBots(["start", "--db", `sqlite:${fx.root}/b.db`], { cwd: fx.root, env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" }, timeoutMs: 20_000 });
+      const res = await runBots(["start", "--http-port", "0", "--db", `sqlite:${fx.root}/b.db`], { cwd: fx.root, env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" }, timeoutMs: 20_000 });
       assert.equal(res.code, 1);
       assert.match(res.stderr, /bot shop-tg: Telegram refused the token \(401\)/);
       assert.match(res.stderr, /hint: check tg\.token/);

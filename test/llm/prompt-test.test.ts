@@ -78,7 +78,7 @@ describe("prompt test (llm/prompt-test.ts)", () => {
     try {
       const good = fx.write("cases.yaml", ["cases:", "  - name: price", "    message: Сколько стоит доставка?", "    contains: доставка", "  - history:", "      - user: Привет", "      - assistant: Здравствуйте!", "      - user: Суббота?", "    matches: /суббота/i", "    max_chars: 5"].join("\n"));
       const cases = loadCases(good);
-      assert.deepEqual(cases[1], { name: "case 2", history: [{ role: "user", text: "Привет" }, { role: "assistant", text: "Здравствуйте!" }], message: "Суббота?", contains: [], not_contains: [], matches: ["/суббота/i"], max_chars: 5 });
+      assert.deepEqual(cases[1], { name: "case 2", history: [{ role: "user", text: "Привет" }, { role: "assistant", text: "Здравствуйте!" }], message: "Суббота?", contains: [], not_contains: [], matches: ["/суббота/i"], max_chars: 5, images: [] });
       const results = await runCases({ bot, llm: llmFor(bot, logger) }, cases);
       assert.deepEqual(results.map((r) => [r.name, r.passed, r.failures]), [
         ["price", true, []],

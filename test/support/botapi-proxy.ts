@@ -1,19 +1,31 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import type { FakeBotFiles } from "./images.js";
 
 /** What the proxy does with one Bot API call: forward it, or answer with a Bot API error. */
-export type Intercept = (method: string, body: Record<string, unknown>) => { error_code: number; description: string; retry_after?: number } | "drop" | undefined;
+export type Intercept = (
+  method: string,
+  body: Record<string, unknown>,
+  /** The request body as sent (multipart for file uploads such as sendDocument). */
+  raw: Buffer,
+) => { error_code: number; description: string; retry_after?: number } | { result: unknown } | "drop" | undefined;
 
 /**
  * An HTTP proxy in front of the Bot API emulator that can answer chosen calls with real Bot API
- * error bodies (`{ok:false, error_code, description, parameters}`) or drop the connection.
+ * error bodies (`{ok:false, error_code, description, parameters}`) or drop the connection, and
+ * serve `getFile` and file downloads (which the emulator lacks) from `files`.
  */
-export async function startBotApiProxy(target: string, intercept: Intercept): Promise<{ url: string; calls: string[]; stop(): Promise<void> }> {
+export async function startBotApiProxy(target: string, intercept: Intercept, files?: FakeBotFiles): Promise<{ url: string; calls: string[]; stop(): Promise<void> }> {
   const calls: string[] = [];
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks);
+    const served = files?.handle(req, raw);
+    if (served) {
+      res.writeHead(served.status, { "content-type": served.type, "content-length": served.body.length }).end(served.body);
+      return;
+    }
     const method = (req.url ?? "").split("/").pop()!.split("?")[0]!;
     calls.push(method);
     let body: Record<string, unknown> = {};
@@ -22,9 +34,14 @@ export async function startBotApiProxy(target: string, intercept: Intercept): Pr
     } catch {
       body = {};
     }
-    const verdict = intercept(method, body);
+    const verdict = intercept(method, body, raw);
     if (verdict === "drop") {
       req.socket.destroy();
+      return;
+    }
+    if (verdict && "result" in verdict) {
+      // Methods the emulator lacks (sendDocument): answered here as the Bot API would.
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true, result: verdict.result }));
       return;
     }
     if (verdict) {
@@ -33,8 +50,13 @@ export async function startBotApiProxy(target: string, intercept: Intercept): Pr
       );
       return;
     }
-    const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
-    res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+    try {
+      const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
+      res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
+    } catch {
+      // The emulator stopped under a call in flight (test teardown): answer as a gateway would.
+      if (!res.headersSent) res.writeHead(502).end();
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

@@ -14,6 +14,8 @@ export interface HarnessOptions {
   dialect: "sqlite" | "mysql";
   /** Extra YAML appended to the bot config (top-level keys). */
   extraYaml?: string;
+  /** Extra YAML lines inside the `llm:` section (indented by the caller), e.g. `  vision: {...}`. */
+  llmYaml?: string;
   /** Replaces the `tg:` section's api_root (e.g. a proxy). */
   apiRoot?: (emulatorRoot: string) => Promise<string> | string;
   /** Top-up before start, credits. @defaultValue 500 */
@@ -62,6 +64,7 @@ export class Harness extends BotHarnessBase {
         `  base_url: ${this.llm.url}`,
         `  concurrency: ${o.concurrency ?? 8}`,
         "  timeout_s: 5",
+        ...(o.llmYaml ? [o.llmYaml] : []),
         "tg:",
         "  token: ${TG_TOKEN}",
         `  api_root: ${apiRoot}`,

@@ -1,7 +1,9 @@
-import { VkWorker } from "../../src/channels/vk/worker.js";
+import { readFileSync } from "node:fs";
+import { VkWorker, type VkWorkerOptions } from "../../src/channels/vk/worker.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { createLogging, type Logging } from "../../src/logging.js";
 import { startBots, type RunningBots } from "../../src/runner.js";
+import type { Store } from "../../src/storage/index.js";
 import { BotHarnessBase } from "./bot-harness.js";
 import { freePort } from "./telegram.js";
 import { FakeVk } from "./vk-server.js";
@@ -18,6 +20,8 @@ export interface VkHarnessOptions {
   vkYaml?: string;
   /** Extra top-level YAML (features:, timezone:...). */
   extraYaml?: string;
+  /** Extra YAML lines inside the `llm:` section (indented by the caller). */
+  llmYaml?: string;
   /** Prompt for comments. @defaultValue "Comment prompt. Post: {{post_text}}" */
   commentsPrompt?: string;
   /** Clock for the bot (pipeline, features, receive times), epoch ms. */
@@ -26,6 +30,8 @@ export interface VkHarnessOptions {
   balance?: number;
   /** Token written into the bot's config. @defaultValue the token the fake VK accepts */
   botToken?: string;
+  /** Overrides of the worker's tuning (sendRetries...). */
+  worker?: VkWorkerOptions;
 }
 
 /**
@@ -76,6 +82,7 @@ export class VkHarness extends BotHarnessBase {
         "  api_key: ${OPENAI_API_KEY}",
         `  base_url: ${this.llm.url}`,
         "  timeout_s: 5",
+        ...(o.llmYaml ? [o.llmYaml] : []),
         "vk:",
         "  token: ${VK_TOKEN}",
         `  group_id: ${this.vk.groupId}`,
@@ -93,14 +100,38 @@ export class VkHarness extends BotHarnessBase {
     this.bot = this.loadBot({ OPENAI_API_KEY: "sk-test-key-123456", VK_TOKEN: o.botToken ?? this.vk.token, VK_CONFIRM: VK_CONFIRMATION, VK_SECRET });
     await this.openDatabase(o.dialect, o.balance);
     this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [this.vk.token, "sk-test-key-123456", VK_SECRET] });
+    this.options = o;
+    await this.startBots();
+  }
+
+  private options!: VkHarnessOptions;
+
+  /**
+   * Starts the bot (again) on the same database and fake VK, as a new `bots start` would.
+   * @param store the store the bot uses (e.g. one whose recording is slowed); defaults to the harness's
+   */
+  async startBots(store: Store = this.store): Promise<void> {
     this.running = await startBots({
       bots: [this.bot],
-      store: this.store,
+      store,
       logging: this.logging,
-      now: o.now,
-      createWorker: (bot, logger, deps) => VkWorker.create(bot, logger, deps, { backoffMs: 20, pollingWaitMs: 50 }),
+      now: this.options.now,
+      createWorker: (bot, logger, deps) => VkWorker.create(bot, logger, deps, { backoffMs: 20, pollingWaitMs: 50, ...this.options.worker }),
       llm: { retry: { baseMs: 20, maxMs: 200 } },
     });
+  }
+
+  /** Stops the bot (drain up to `drainMs`) but keeps the database and servers, for {@link startBots}. */
+  async stopBots(drainMs = 2000): Promise<void> {
+    await this.running?.stop(drainMs);
+    this.running = undefined;
+  }
+
+  /** The bot's log lines so far (flushed first), parsed. */
+  async logLines(): Promise<Array<Record<string, unknown>>> {
+    await this.logging.flush();
+    const text = readFileSync(`${this.fixture.logDir}/club-vk.log`, "utf8");
+    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   get pipeline() {

@@ -44,13 +44,23 @@ export class FakeVk {
   /** How long an idle a_check request is held before answering with no updates, ms. */
   holdMs = 100;
   private readonly failures: Failure[] = [];
-  private readonly lpQueue: unknown[] = [];
+  /** Long poll history: event number `lpFirst + i` is `lpHistory[i]`; the next event gets `lpTs`. */
+  private lpHistory: unknown[] = [];
+  private lpFirst = 1;
   private lpWaiters: Array<() => void> = [];
   private lpTs = 1;
+  private lpKey = "lp-key-1";
+  /** The `failed` code answered to a_check with a key other than {@link lpKey}. */
+  private lpStaleKeyFailure = 2;
+  /** a_check requests answered so far, with their `ts`. */
+  readonly lpChecks: string[] = [];
   private nextId = 1000;
   private readonly randomIds = new Map<string, number>();
   private readonly guids = new Map<string, number>();
   private server?: http.Server;
+  /** Pictures served as VK's CDN does (`GET /cdn/<name>`), and the names fetched. */
+  private readonly cdn = new Map<string, Buffer>();
+  readonly cdnFetches: string[] = [];
 
   constructor(
     readonly token = "vk1.a.test-community-token",
@@ -70,15 +80,67 @@ export class FakeVk {
     return `${this.origin}/method`;
   }
 
+  /**
+   * Serves a picture on the fake CDN.
+   * @returns a `photo` attachment (`{type: "photo", photo: {id, owner_id, access_key, sizes}}`)
+   *   whose largest size (`w`) is the picture; the smaller sizes point at missing files
+   */
+  photo(name: string, bytes: Buffer): { type: "photo"; photo: Record<string, unknown> } {
+    this.cdn.set(name, bytes);
+    const url = (n: string, t: string) => `${this.origin}/cdn/${n}?size=${t}&quality=96&sign=abc&type=album`;
+    return {
+      type: "photo",
+      photo: {
+        id: 457239000 + this.cdn.size,
+        owner_id: 501,
+        access_key: "k3y",
+        date: Math.floor(Date.now() / 1000),
+        sizes: [
+          { type: "s", width: 75, height: 56, url: url(`${name}-s`, "s") },
+          { type: "w", width: 1280, height: 960, url: url(name, "w") },
+          { type: "m", width: 130, height: 97, url: url(`${name}-m`, "m") },
+        ],
+      },
+    };
+  }
+
   /** Answers the next `times` calls of `method` with VK error `code`. */
   failNext(method: string, code: number, msg = `injected error ${code}`, times = 1): void {
     this.failures.push({ method, code, msg, times });
   }
 
-  /** Queues a Bots Long Poll event (`{type, object, group_id, event_id, v}`). */
-  pushLongPoll(event: unknown): void {
-    this.lpQueue.push(event);
+  /**
+   * Adds a Bots Long Poll event (`{type, object, group_id, event_id, v}`) to the history, as
+   * VK does: it gets the next ts, and any a_check from an earlier ts receives it.
+   */
+  pushLongPoll(...events: unknown[]): void {
+    for (const e of events) {
+      this.lpHistory.push(e);
+      this.lpTs++;
+    }
     for (const w of this.lpWaiters.splice(0)) w();
+  }
+
+  /** The ts the next event will get (what groups.getLongPollServer answers). */
+  get longPollTs(): number {
+    return this.lpTs;
+  }
+
+  /**
+   * Expires the long poll key: a_check with the old key answers `failed: 2` (key expired) or
+   * `failed: 3` (information lost) until groups.getLongPollServer gives the new one. Waiting
+   * requests are answered at once.
+   */
+  expireLongPollKey(failed: 2 | 3): void {
+    this.lpKey = `lp-key-${Number(this.lpKey.slice(7)) + 1}`;
+    this.lpStaleKeyFailure = failed;
+    for (const w of this.lpWaiters.splice(0)) w();
+  }
+
+  /** Drops the history before the current ts: an a_check from an older ts answers `failed: 1`. */
+  forgetLongPollHistory(): void {
+    this.lpHistory = [];
+    this.lpFirst = this.lpTs;
   }
 
   /** Calls of one method so far. */
@@ -97,6 +159,13 @@ export class FakeVk {
     const url = new URL(req.url ?? "/", this.origin);
     const json = (body: unknown) => void res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(JSON.stringify(body));
     if (url.pathname === "/lp") return this.longPoll(url, json);
+    if (url.pathname.startsWith("/cdn/")) {
+      const name = url.pathname.slice(5);
+      this.cdnFetches.push(name);
+      const bytes = this.cdn.get(name);
+      if (!bytes) return void res.writeHead(404, { "content-type": "text/html" }).end("<h1>404 Not Found</h1>");
+      return void res.writeHead(200, { "content-type": "image/jpeg", "content-length": bytes.length }).end(bytes);
+    }
     const m = /^\/method\/([A-Za-z]+\.[A-Za-z]+)$/.exec(url.pathname);
     if (!m) {
       res.writeHead(404).end("not found");
@@ -135,7 +204,7 @@ export class FakeVk {
         return json({ response: { groups: [{ id: this.groupId, name: "Test community", screen_name: `club${this.groupId}`, type: "group", is_closed: 0 }], profiles: [] } });
       case "groups.getLongPollServer":
         if (Number(params.group_id) !== this.groupId) return error(100, "One of the parameters specified was missing or invalid: group_id is undefined");
-        return json({ response: { key: "lp-key", server: `${this.origin}/lp`, ts: String(this.lpTs) } });
+        return json({ response: { key: this.lpKey, server: `${this.origin}/lp`, ts: String(this.lpTs) } });
       case "messages.send": {
         if (!params.peer_id || !params.random_id || !params.message) return error(100, "One of the parameters specified was missing or invalid: peer_id, random_id and message are required");
         const key = `${params.peer_id}:${params.random_id}`;
@@ -170,8 +239,10 @@ export class FakeVk {
 
   private async longPoll(url: URL, json: (b: unknown) => void): Promise<void> {
     if (url.searchParams.get("act") !== "a_check") return json({ failed: 3 });
-    if (url.searchParams.get("key") !== "lp-key") return json({ failed: 2 });
-    if (this.lpQueue.length === 0) {
+    const ts = Number(url.searchParams.get("ts"));
+    this.lpChecks.push(String(url.searchParams.get("ts")));
+    const keyOk = () => url.searchParams.get("key") === this.lpKey;
+    if (keyOk() && Number.isInteger(ts) && ts >= this.lpFirst && ts >= this.lpTs) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.holdMs);
         this.lpWaiters.push(() => {
@@ -180,9 +251,10 @@ export class FakeVk {
         });
       });
     }
-    const updates = this.lpQueue.splice(0);
-    if (updates.length) this.lpTs++;
-    json({ ts: String(this.lpTs), updates });
+    // Checked when answering, as a key can expire while a request waits.
+    if (!keyOk()) return json({ failed: this.lpStaleKeyFailure });
+    if (!Number.isInteger(ts) || ts < this.lpFirst) return json({ failed: 1, ts: String(this.lpTs) });
+    json({ ts: String(this.lpTs), updates: this.lpHistory.slice(ts - this.lpFirst) });
   }
 }
 
@@ -214,11 +286,11 @@ function envelope(type: string, object: unknown, groupId: number, secret?: strin
 }
 
 /** A `message_new` event (`object.message` + `object.client_info`, API 5.199). */
-export function messageNew(o: { groupId: number; peerId: number; text: string; id: number; secret?: string; fromId?: number }) {
+export function messageNew(o: { groupId: number; peerId: number; text: string; id: number; secret?: string; fromId?: number; attachments?: unknown[] }) {
   return envelope(
     "message_new",
     {
-      message: { date: Math.floor(Date.now() / 1000), from_id: o.fromId ?? o.peerId, id: o.id, out: 0, version: 10000 + o.id, attachments: [], conversation_message_id: o.id, fwd_messages: [], important: false, is_hidden: false, peer_id: o.peerId, random_id: 0, text: o.text },
+      message: { date: Math.floor(Date.now() / 1000), from_id: o.fromId ?? o.peerId, id: o.id, out: 0, version: 10000 + o.id, attachments: o.attachments ?? [], conversation_message_id: o.id, fwd_messages: [], important: false, is_hidden: false, peer_id: o.peerId, random_id: 0, text: o.text },
       client_info: { button_actions: ["text", "vkpay", "open_app", "location", "open_link", "callback", "intent_subscribe", "intent_unsubscribe"], keyboard: true, inline_keyboard: true, carousel: true, lang_id: 0 },
     },
     o.groupId,
@@ -227,10 +299,10 @@ export function messageNew(o: { groupId: number; peerId: number; text: string; i
 }
 
 /** A `wall_reply_new` event (a comment under a post). */
-export function wallReplyNew(o: { groupId: number; postId: number; commentId: number; fromId: number; text: string; secret?: string }) {
+export function wallReplyNew(o: { groupId: number; postId: number; commentId: number; fromId: number; text: string; secret?: string; attachments?: unknown[] }) {
   return envelope(
     "wall_reply_new",
-    { id: o.commentId, from_id: o.fromId, post_id: o.postId, owner_id: -o.groupId, post_owner_id: -o.groupId, parents_stack: [], date: Math.floor(Date.now() / 1000), text: o.text, thread: { count: 0 } },
+    { id: o.commentId, from_id: o.fromId, post_id: o.postId, owner_id: -o.groupId, post_owner_id: -o.groupId, parents_stack: [], date: Math.floor(Date.now() / 1000), text: o.text, thread: { count: 0 }, ...(o.attachments ? { attachments: o.attachments } : {}) },
     o.groupId,
     o.secret,
   );

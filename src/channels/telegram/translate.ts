@@ -1,16 +1,22 @@
-import type { Contact, Message, Update, UserFromGetMe } from "telegraf/types";
+import type { CallbackQuery, Contact, Message, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
+import { IMAGE_MIMES, type ImageRef } from "../../core/images.js";
 import type { IncomingMessage } from "../../core/types.js";
 
 /** Bot API limit of one text message, characters. */
 export const TG_MAX_TEXT = 4096;
 
 /** What to do with one Bot API update. */
-export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "command"; command: "start" | "help"; chatId: number; replyTo?: number } | { kind: "message"; message: IncomingMessage };
+export type TelegramAction =
+  | { kind: "ignore"; reason: string }
+  | { kind: "command"; command: "start" | "help"; chatId: number; replyTo?: number }
+  /** `callbackQueryId`: a button press, to be answered with answerCallbackQuery. */
+  | { kind: "message"; message: IncomingMessage; callbackQueryId?: string };
 
 /**
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
- * Text and photo captions become pipeline messages, and so does a shared contact in a private
+ * Text, photos and image documents (with or without a caption; albums carry their
+ * `media_group_id` as `group`) become pipeline messages, and so does a shared contact in a private
  * chat when the bot has `features.leads`; `/start` and `/help` answer from config;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
  * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
@@ -22,6 +28,8 @@ export type TelegramAction = { kind: "ignore"; reason: string } | { kind: "comma
  * @param nowMs receive time, epoch ms UTC
  */
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
+  if ("callback_query" in update && update.callback_query) return buttonPress(update.callback_query, bot, nowMs);
+  if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs);
   if (!("message" in update) || !update.message) return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
   const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
   const chat = m.chat;
@@ -35,15 +43,17 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const onPost = post?.is_automatic_forward === true;
   const contact = (m as Partial<Message.ContactMessage>).contact;
   if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
-  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : undefined;
-  if (raw === undefined) return { kind: "ignore", reason: "no text (sticker, join, media without caption...)" };
+  const images = "photo" in m || "document" in m ? pictures(m, bot.llm.vision.max_bytes) : undefined;
+  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images ? "" : undefined;
+  if (raw === undefined) return { kind: "ignore", reason: "no text or picture (sticker, join, other media...)" };
 
   const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
   const commandEntity = entities.find((e) => e.type === "bot_command" && e.offset === 0);
   if (commandEntity) {
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
-    if (cmd === "start" || cmd === "help") return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+    // A coaching bot answers /start and /help itself (onboarding, its command list).
+    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
   let text = raw;
@@ -57,10 +67,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     if (handle) text = raw.replace(new RegExp(escapeRegExp(handle), "ig"), "").replace(/\s{2,}/g, " ").trim();
   }
   text = text.trim();
-  if (!text) return { kind: "ignore", reason: "empty text" };
+  if (!text && !images) return { kind: "ignore", reason: "empty text" };
 
-  const photos = m.photo;
-  const images = photos?.length ? [photos[photos.length - 1]!.file_id] : undefined;
   const userName = [m.from.first_name, m.from.last_name].filter(Boolean).join(" ") || m.from.username || null;
   // Comments of a channel post live in a thread of the discussion group whose id
   // (`message_thread_id`) is the post's automatic forward: one user's comments under different
@@ -79,13 +87,92 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
       userId: String(m.from.id),
       userName,
       text,
-      images,
+      ...(images ? { images } : {}),
+      ...(m.media_group_id ? { group: m.media_group_id } : {}),
       threadKey,
       dedupeKey: `${chat.id}:${m.message_id}`,
       channelMessageId: String(m.message_id),
       target: isGroup ? { reply_to_message_id: m.message_id } : {},
       ...(onPost && (post.text ?? post.caption) ? { vars: { post_text: (post.text ?? post.caption)!, post_date: new Date(post.date * 1000).toISOString() } } : {}),
       receivedMs: nowMs,
+    },
+  };
+}
+
+/**
+ * The pictures of a message: of a photo (Bot API `Message.photo`, one `PhotoSize` per size) the
+ * largest size whose `file_size` is not above `maxBytes` (the smallest when none is, so the
+ * refusal is logged when the model is asked); a document whose `mime_type` is JPEG, PNG, WebP or
+ * GIF (a picture sent as a file).
+ */
+export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
+  const photo = (m as Partial<Message.PhotoMessage>).photo;
+  if (photo?.length) {
+    const bySize = [...photo].sort((a, b) => (a.file_size ?? a.width * a.height * 3) - (b.file_size ?? b.width * b.height * 3));
+    const fits = bySize.filter((p) => (p.file_size ?? 0) <= maxBytes);
+    const p = fits[fits.length - 1] ?? bySize[0]!;
+    return [{ file_id: p.file_id, mime: "image/jpeg", width: p.width, height: p.height, ...(p.file_size !== undefined ? { size: p.file_size } : {}) }];
+  }
+  const doc = (m as Partial<Message.DocumentMessage>).document;
+  if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type)) return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
+  return undefined;
+}
+
+/**
+ * The bot blocked or unblocked by a user (Bot API `ChatMemberUpdated` in `my_chat_member`,
+ * private chats): for bots with features.coaching, which stops writing to blocked users.
+ */
+function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number): TelegramAction {
+  if (!bot.features?.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
+  const status = u.new_chat_member.status;
+  const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
+  if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
+  return {
+    kind: "message",
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(u.chat.id),
+      userId: String(u.from.id),
+      userName: [u.from.first_name, u.from.last_name].filter(Boolean).join(" ") || u.from.username || null,
+      text: `[my_chat_member: ${status}]`,
+      threadKey: `tg:${u.chat.id}`,
+      dedupeKey: `member:${u.chat.id}:${u.date}:${status}`,
+      channelMessageId: null,
+      target: {},
+      receivedMs: nowMs,
+      membership: change,
+    },
+  };
+}
+
+/**
+ * A button press (Bot API `CallbackQuery` of an `inline_keyboard` button) in a private chat: a
+ * pipeline message whose text is the button's `callback_data`, marked as a press.
+ */
+function buttonPress(q: CallbackQuery, bot: BotConfig, nowMs: number): TelegramAction {
+  const data = "data" in q && typeof q.data === "string" ? q.data : undefined;
+  const chat = q.message?.chat;
+  if (data === undefined || !chat) return { kind: "ignore", reason: "callback query without data or message" };
+  if (chat.type !== "private") return { kind: "ignore", reason: "button press outside a private chat" };
+  return {
+    kind: "message",
+    callbackQueryId: q.id,
+    message: {
+      bot: bot.name,
+      channel: "tg",
+      kind: "messages",
+      chatId: String(chat.id),
+      userId: String(q.from.id),
+      userName: [q.from.first_name, q.from.last_name].filter(Boolean).join(" ") || q.from.username || null,
+      text: data,
+      threadKey: `tg:${chat.id}`,
+      dedupeKey: `cb:${q.id}`,
+      channelMessageId: null,
+      target: {},
+      receivedMs: nowMs,
+      button: { data },
     },
   };
 }

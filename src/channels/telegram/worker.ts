@@ -6,8 +6,9 @@ import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
-import type { Delivery, DeliveryTarget } from "../../core/types.js";
+import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
+import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { splitText, translateUpdate } from "./translate.js";
 
@@ -24,7 +25,7 @@ export interface TelegramWorkerOptions {
   now?: () => number;
 }
 
-const ALLOWED_UPDATES = ["message"] as const;
+const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
 /**
  * Telegram through telegraf (SPEC §6). telegraf parses updates and calls the Bot API; the
@@ -38,13 +39,21 @@ export class TelegramWorker implements ChannelWorker {
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
   private server?: http.Server;
+  private readonly tracker: HealthTracker;
 
   constructor(
     private readonly bot: BotConfig,
     private readonly telegraf: Telegraf,
     private readonly logger: Logger,
     private readonly options: TelegramWorkerOptions = {},
-  ) {}
+  ) {
+    this.tracker = new HealthTracker(options.now);
+  }
+
+  /** Receiving state for `/healthz`: getUpdates (polling) or the webhook listener, and sendMessage. */
+  health() {
+    return this.tracker.get();
+  }
 
   /** Creates the worker, importing telegraf on demand. */
   static async create(bot: BotConfig, logger: Logger, options: TelegramWorkerOptions = {}): Promise<TelegramWorker> {
@@ -77,12 +86,14 @@ export class TelegramWorker implements ChannelWorker {
     this.telegraf.botInfo = this.me;
     this.logger.info({ username: this.me.username, mode: tg.mode }, "telegram bot connected");
     this.install(pipeline);
+    this.tracker.ok();
     if (tg.mode === "webhook") await this.startWebhook();
     else {
       // A webhook left from an earlier run would make getUpdates fail with 409.
       await this.telegraf.telegram.deleteWebhook().catch((e) => this.logger.debug({ err: e }, "deleteWebhook failed"));
       this.loop = this.pollLoop();
     }
+    this.tracker.started();
   }
 
   private install(pipeline: Pipeline): void {
@@ -98,6 +109,8 @@ export class TelegramWorker implements ChannelWorker {
         await this.sendParts(String(action.chatId), text, action.replyTo).catch((e) => this.logger.warn({ err: e }, `/${action.command} answer failed`));
         return;
       }
+      // Stops the button's loading spinner; the answer itself comes as a message.
+      if (action.callbackQueryId) await this.telegraf.telegram.answerCbQuery(action.callbackQueryId).catch((e) => this.logger.debug({ err: e }, "answerCallbackQuery failed"));
       await pipeline.submit(action.message);
     });
     this.telegraf.catch((error, ctx) => {
@@ -118,11 +131,14 @@ export class TelegramWorker implements ChannelWorker {
       try {
         updates = await this.telegraf.telegram.callApi("getUpdates", { timeout: this.options.pollTimeoutS ?? 50, offset, allowed_updates: [...ALLOWED_UPDATES] }, { signal: signal as never });
         backoff = base;
+        this.tracker.ok();
       } catch (error) {
         if (signal.aborted) return;
         const err = toChannelError(error, "getUpdates");
+        this.tracker.failed(err);
         if (err.status === 401 || err.status === 404) {
           this.logger.error({ err }, "Telegram refused the token; this bot stops receiving");
+          this.tracker.stopped(`Telegram refused the token (${err.status})`);
           return;
         }
         const wait = err.retryAfterS !== undefined ? err.retryAfterS * 1000 : backoff;
@@ -186,6 +202,7 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   async stop(): Promise<void> {
+    this.tracker.stopped("stopped");
     this.abort.abort();
     await this.loop;
     if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
@@ -201,15 +218,32 @@ export class TelegramWorker implements ChannelWorker {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
     // Set by the leads feature's request_contact tool: a one-time "share my phone" keyboard.
     const contactButton = typeof to.target.request_contact === "string" ? to.target.request_contact : undefined;
-    return this.sendParts(to.chatId, text, replyTo, contactButton);
+    const doc = to.target.document as OutgoingDocument | undefined;
+    if (doc && typeof doc.filename === "string" && typeof doc.content === "string") return this.sendDocument(to.chatId, doc, text);
+    // Rows of buttons a feature attached (features.coaching): an inline keyboard under the last part.
+    const buttons = Array.isArray(to.target.buttons) ? (to.target.buttons as Button[][]) : undefined;
+    return this.sendParts(to.chatId, text, replyTo, contactButton, buttons);
   }
 
-  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string): Promise<Delivery> {
+  /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
+  private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string): Promise<Delivery> {
+    const sent = await withRetries(
+      () =>
+        this.telegraf.telegram
+          .sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) })
+          .catch((e) => Promise.reject(toChannelError(e, "sendDocument"))),
+      { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendDocument failed; retrying") },
+    );
+    return { channelMessageId: String(sent.message_id) };
+  }
+
+  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][]): Promise<Delivery> {
     let first: string | null = null;
     const parts = splitText(text);
     for (const [i, part] of parts.entries()) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
+        ...(i === parts.length - 1 && buttons?.length ? { reply_markup: { inline_keyboard: buttons.map((row) => row.map((b) => ({ text: b.label, callback_data: b.data }))) } } : {}),
         ...(i === parts.length - 1 && contactButton ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } } : {}),
       };
       const sent = await withRetries(

@@ -1,5 +1,3 @@
-import os from "node:os";
-import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import { parseSince } from "../../config/schema.js";
@@ -30,9 +28,7 @@ export function pollLeaseName(bot: string): string {
 }
 
 /** A lease holder id for this process: `host:pid:random`. */
-export function leaseHolder(): string {
-  return `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-}
+export const leaseHolder = processHolder;
 
 /** One review (or branch) that could not be answered in a pass. */
 export interface PollFailure {

@@ -5,6 +5,7 @@ import { sleep } from "../../core/retry.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
+import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { DGIS_AUTH, TwoGisClient } from "./client.js";
 import { leaseHolder, pollWithLease, type LeasedPoll, type PollProgress } from "./poll.js";
@@ -40,6 +41,7 @@ export class TwoGisWorker implements ChannelWorker {
   readonly client: TwoGisClient;
   /** The last pass's outcome inside `bots start` (for status and tests). */
   last?: LeasedPoll;
+  private readonly tracker: HealthTracker;
 
   constructor(
     readonly bot: BotConfig,
@@ -47,6 +49,7 @@ export class TwoGisWorker implements ChannelWorker {
     private readonly options: TwoGisWorkerOptions = {},
   ) {
     this.store = options.store;
+    this.tracker = new HealthTracker(options.now);
     const cfg = bot["2gis"]!;
     this.client = new TwoGisClient({
       baseUrl: cfg.api_base_url,
@@ -61,6 +64,11 @@ export class TwoGisWorker implements ChannelWorker {
       logger,
       signal: this.abort.signal,
     });
+  }
+
+  /** Receiving state for `/healthz`: the interval loop, and whether its last pass reached 2GIS. */
+  health() {
+    return this.tracker.get();
   }
 
   /** Builds the worker (the channel factory's entry point; imports nothing heavy). */
@@ -79,6 +87,8 @@ export class TwoGisWorker implements ChannelWorker {
     } catch (error) {
       throw new ChannelError((error as ChannelError).code ?? "DGIS_UNREACHABLE", `bot ${this.bot.name}: ${describeError(error)}`, { cause: error, status: (error as ChannelError).status, hint: (error as ChannelError).hint ?? "check 2gis.api_base_url and the network" });
     }
+    this.tracker.ok();
+    this.tracker.started();
     this.loop = this.run(pipeline);
   }
 
@@ -104,6 +114,7 @@ export class TwoGisWorker implements ChannelWorker {
     while (!signal.aborted) {
       try {
         this.last = await this.pass(pipeline);
+        this.tracker.ok();
         if (this.last.status === "busy") this.logger.info({ holder: this.last.lease?.holder }, "another run holds the 2GIS lease; pass skipped");
         else {
           const r = this.last.result;
@@ -111,6 +122,7 @@ export class TwoGisWorker implements ChannelWorker {
         }
       } catch (error) {
         const fatal = (error as ChannelError).code === DGIS_AUTH;
+        this.tracker.failed(error);
         this.logger.error({ err: error }, fatal ? "2GIS refused the credentials; retrying next interval" : "2GIS pass failed; retrying next interval");
       }
       await sleep(interval, signal);
@@ -119,6 +131,7 @@ export class TwoGisWorker implements ChannelWorker {
 
   /** Stops the loop: the current pass takes no further reviews; answers in flight finish in the pipeline. */
   async stop(): Promise<void> {
+    this.tracker.stopped("stopped");
     this.abort.abort();
     await this.loop;
   }

@@ -1,4 +1,5 @@
 import type { BotConfig } from "../../config/schema.js";
+import type { ImageRef } from "../../core/images.js";
 import type { IncomingMessage } from "../../core/types.js";
 
 /** VK limit of one message's text, characters (messages.send). Comments use the same cut. */
@@ -42,7 +43,8 @@ export type VkAction =
  * Translates a VK event into what the bot does with it (SPEC §6):
  * - `message_new` (`object.message`, `object.client_info`) → a `messages` message, thread key
  *   `vk:dm:<peer_id>`, answered with messages.send to `peer_id`. Group chats (peer_id ≥ 2e9),
- *   messages from communities and messages without text are ignored.
+ *   messages from communities and messages without text or photo are ignored. Photo
+ *   attachments (of messages and comments) become `images` ({@link vkPhotos}).
  * - `wall_reply_new` (a comment: `id`, `from_id`, `post_id`, `post_owner_id`, `text`) → a
  *   `comments` message, thread key `vk:post:<owner_id>_<post_id>:<from_id>`, answered with
  *   wall.createComment replying to it. Comments by the community itself are ignored.
@@ -66,7 +68,8 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
       if (peerId >= CHAT_PEER_BASE) return { kind: "ignore", reason: "group chat message" };
       if (fromId <= 0) return { kind: "ignore", reason: "message from a community" };
       const text = typeof m.text === "string" ? m.text.trim() : "";
-      if (!text) return { kind: "ignore", reason: "no text (sticker, attachment only...)" };
+      const images = vkPhotos(m.attachments);
+      if (!text && !images) return { kind: "ignore", reason: "no text or photo (sticker, other attachment...)" };
       const msgId = int(m.conversation_message_id) ?? int(m.id);
       if (msgId === undefined) return { kind: "ignore", reason: "message_new without id" };
       return {
@@ -79,6 +82,7 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
           userId: String(fromId),
           userName: null,
           text,
+          ...(images ? { images } : {}),
           threadKey: `vk:dm:${peerId}`,
           dedupeKey: `dm:${peerId}:${msgId}`,
           channelMessageId: String(int(m.id) ?? msgId),
@@ -96,7 +100,8 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
       if (commentId === undefined || fromId === undefined || postId === undefined || ownerId === undefined) return { kind: "ignore", reason: "wall_reply_new without id/from_id/post_id/post_owner_id" };
       if (fromId === -vk.group_id) return { kind: "ignore", reason: "the community's own comment" };
       const text = typeof o.text === "string" ? o.text.trim() : "";
-      if (!text) return { kind: "ignore", reason: "comment without text" };
+      const images = vkPhotos(o.attachments);
+      if (!text && !images) return { kind: "ignore", reason: "comment without text or photo" };
       const post = `${ownerId}_${postId}`;
       return {
         kind: "comment",
@@ -110,6 +115,7 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
           userId: String(fromId),
           userName: null,
           text,
+          ...(images ? { images } : {}),
           threadKey: `vk:post:${post}:${fromId}`,
           dedupeKey: `wall:${post}:${commentId}`,
           channelMessageId: String(commentId),
@@ -128,6 +134,30 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
     default:
       return { kind: "ignore", reason: `event type ${event.type}` };
   }
+}
+
+/**
+ * The photos among VK attachments (`[{type: "photo", photo: {sizes: [{type, url, width,
+ * height}], orig_photo?}}]`, message and comment objects alike): per photo, the URL of its
+ * largest size (by pixels) on VK's CDN. The picture is downloaded by us when the model is asked
+ * (docs/images.md says why), so the URL is all that is stored.
+ */
+export function vkPhotos(attachments: unknown): ImageRef[] | undefined {
+  if (!Array.isArray(attachments)) return undefined;
+  const out: ImageRef[] = [];
+  for (const a of attachments as Array<{ type?: unknown; photo?: { sizes?: unknown; orig_photo?: unknown } }>) {
+    if (a?.type !== "photo" || !a.photo) continue;
+    const sizes = [...(Array.isArray(a.photo.sizes) ? a.photo.sizes : []), ...(a.photo.orig_photo ? [a.photo.orig_photo] : [])] as Array<{ url?: unknown; width?: unknown; height?: unknown }>;
+    let best: { url: string; width: number; height: number } | undefined;
+    for (const s of sizes) {
+      if (typeof s?.url !== "string" || !/^https?:\/\//.test(s.url)) continue;
+      const w = Number(s.width) || 0;
+      const h = Number(s.height) || 0;
+      if (!best || w * h > best.width * best.height) best = { url: s.url, width: w, height: h };
+    }
+    if (best) out.push({ url: best.url, ...(best.width ? { width: best.width, height: best.height } : {}) });
+  }
+  return out.length ? out : undefined;
 }
 
 /** The stored form of a post (`posts` row fields). */

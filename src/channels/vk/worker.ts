@@ -10,7 +10,10 @@ import type { Delivery, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { splitText } from "../telegram/translate.js";
+import { HealthTracker } from "../health.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
+import { boundTooManyRequests } from "./api-worker.js";
+import { VkLongPoll } from "./longpoll.js";
 import { postRecord, translateEvent, VK_MAX_TEXT, type VkEvent, type VkPost } from "./translate.js";
 
 /** Tuning of {@link VkWorker} (tests shorten the waits). */
@@ -19,7 +22,7 @@ export interface VkWorkerOptions {
   backoffMs?: number;
   /** Retries of messages.send / wall.createComment on retryable errors. @defaultValue 4 */
   sendRetries?: number;
-  /** Long poll: pause between reconnect attempts after the server failed, ms (vk-io `pollingWait`). @defaultValue 3000 */
+  /** Long poll: first back-off after a failed request or an event that could not be recorded, ms; doubles up to 30 s. @defaultValue 3000 */
   pollingWaitMs?: number;
   /** Largest callback body accepted, bytes. @defaultValue 1 MiB */
   maxBodyBytes?: number;
@@ -33,7 +36,8 @@ const RECENT_EVENTS = 2000;
  * VK API error codes worth another attempt (STYLE 8): 1 unknown error, 6 too many requests per
  * second, 9 flood control, 10 internal server error. Everything else (5 authorization failed,
  * 7/15 no permission, 100 bad parameter, 901 can't send to a user without permission, ...) is
- * final. vk-io itself already pauses and re-queues a request answered with 6.
+ * final. vk-io's own endless re-queueing of 6 is switched off ({@link boundTooManyRequests}), so
+ * 6 is retried here, bounded by `sendRetries`.
  */
 const RETRYABLE_CODES = new Set([1, 6, 9, 10]);
 
@@ -63,8 +67,8 @@ export function toVkError(error: unknown, method: string): ChannelError {
 
 /**
  * VK community bot through vk-io (SPEC §6). Two transports feed the same {@link handleEvent}:
- * the Callback API (our HTTP endpoint; VK POSTs events) and the Bots Long Poll API (vk-io's
- * polling; its group events have the callback shape). API calls go through vk-io's `API` with
+ * the Callback API (our HTTP endpoint; VK POSTs events) and the Bots Long Poll API
+ * ({@link VkLongPoll}: its events have the callback shape; the `ts` advances only past recorded events). API calls go through vk-io's `API` with
  * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
  */
 export class VkWorker implements ChannelWorker {
@@ -72,8 +76,9 @@ export class VkWorker implements ChannelWorker {
   private pipeline?: Pipeline;
   private readonly recent = new Set<string>();
   private readonly inflight = new Set<Promise<unknown>>();
-  private polling = false;
+  private longPoll?: VkLongPoll;
   private readonly now: () => number;
+  private readonly tracker: HealthTracker;
 
   constructor(
     private readonly bot: BotConfig,
@@ -83,6 +88,12 @@ export class VkWorker implements ChannelWorker {
     private readonly options: VkWorkerOptions = {},
   ) {
     this.now = options.now ?? Date.now;
+    this.tracker = new HealthTracker(this.now);
+  }
+
+  /** Receiving state for `/healthz`: the callback endpoint or long poll, and VK API calls (a VK error code means VK answered). */
+  health() {
+    return this.tracker.get();
   }
 
   /**
@@ -91,7 +102,7 @@ export class VkWorker implements ChannelWorker {
    */
   static async create(bot: BotConfig, logger: Logger, deps: ChannelDeps | undefined, options: VkWorkerOptions = {}): Promise<VkWorker> {
     if (!deps?.store) throw new ChannelError("VK_NO_STORE", "the VK worker needs the database (posts are stored)");
-    const { VK } = await import("vk-io");
+    const { VK, SequentialWorker } = await import("vk-io");
     const cfg = bot.vk!;
     const httpAgent = new http.Agent({ keepAlive: true });
     const httpsAgent = new https.Agent({ keepAlive: true });
@@ -106,9 +117,8 @@ export class VkWorker implements ChannelWorker {
       apiLimit: 20,
       apiTimeout: 15_000,
       agent,
-      pollingGroupId: cfg.group_id,
-      pollingWait: options.pollingWaitMs ?? 3000,
     });
+    boundTooManyRequests(vk.api, SequentialWorker, logger);
     return new VkWorker(bot, vk, deps.store, logger, { now: deps.now, ...options });
   }
 
@@ -133,24 +143,29 @@ export class VkWorker implements ChannelWorker {
   }
 
   private async startLongPoll(): Promise<void> {
-    // Group long poll events have the Callback API shape: route them to our dispatch instead of
-    // vk-io's contexts, so both transports share handleEvent (STYLE 1).
-    this.vk.updates.handleWebhookUpdate = (update: Record<string, unknown>) => {
-      const done = this.handleEvent(update as unknown as VkEvent, "longpoll").catch((error) =>
-        // Long poll has no resend: the event is lost; the log says which.
-        this.logger.error({ err: error, event_id: update.event_id, type: update.type }, "long poll event could not be recorded; lost"),
-      );
-      this.track(done);
-      return done;
-    };
+    const cfg = this.bot.vk!;
+    const cursor = longPollCursorName(cfg.group_id);
+    const longPoll = new VkLongPoll({
+      getServer: async () => {
+        const r = await this.call<{ server: string; key: string; ts: string | number }>("groups.getLongPollServer", { group_id: cfg.group_id }, 3);
+        return { server: r.server, key: r.key, ts: String(r.ts) };
+      },
+      // Group long poll events have the Callback API shape: both transports share handleEvent.
+      handle: (event) => this.handleEvent(event, "longpoll"),
+      loadTs: () => this.store.cursors.get(this.bot.name, cursor),
+      saveTs: (ts) => this.store.cursors.set(this.bot.name, cursor, ts),
+      logger: this.logger,
+      backoffMs: this.options.pollingWaitMs ?? 3000,
+    });
     try {
-      await this.vk.updates.startPolling();
+      await longPoll.start();
     } catch (error) {
       const err = toVkError(error, "groups.getLongPollServer");
       throw new ChannelError("VK_LONGPOLL", `bot ${this.bot.name}: long poll could not start: ${err.message}`, { cause: err, status: err.status, hint: "enable Bots Long Poll API in the community (Manage → API usage → Long Poll API) with the event types ticked" });
     }
-    this.polling = true;
-    this.logger.info({ group_id: this.bot.vk!.group_id, mode: "longpoll" }, "vk bot connected");
+    this.longPoll = longPoll;
+    this.tracker.started();
+    this.logger.info({ group_id: cfg.group_id, mode: "longpoll" }, "vk bot connected");
   }
 
   private async startCallback(): Promise<void> {
@@ -166,6 +181,7 @@ export class VkWorker implements ChannelWorker {
       this.server!.once("error", (e) => reject(new ChannelError("VK_LISTEN", `bot ${this.bot.name}: cannot listen on ${cb.host}:${cb.port}: ${e.message}`, { cause: e, hint: "choose a free vk.callback.port" })));
       this.server!.listen(cb.port, cb.host, () => resolve());
     });
+    this.tracker.started();
     this.logger.info({ group_id: this.bot.vk!.group_id, mode: "callback", port: this.port, path: cb.path }, "vk callback endpoint listening");
   }
 
@@ -286,8 +302,10 @@ export class VkWorker implements ChannelWorker {
   }
 
   async stop(): Promise<void> {
-    if (this.polling) await this.vk.updates.stop();
-    this.polling = false;
+    this.tracker.stopped("stopped");
+    // Ends after the event being recorded; the stored ts stays before what was not recorded.
+    await this.longPoll?.stop();
+    this.longPoll = undefined;
     if (this.server) {
       const server = this.server;
       await new Promise<void>((resolve) => {
@@ -332,13 +350,29 @@ export class VkWorker implements ChannelWorker {
 
   /** One VK API method through vk-io, with our retry policy. */
   private call<T>(method: string, params: Record<string, unknown>, retries = this.options.sendRetries ?? 4): Promise<T> {
-    return withRetries(() => this.api.call<T>(method, params).catch((e: unknown) => Promise.reject(toVkError(e, method))), {
+    const attempt = () =>
+      this.api.call<T>(method, params).then(
+        (r) => (this.tracker.ok(), r),
+        (e: unknown) => {
+          const err = toVkError(e, method);
+          // An error code is VK answering; only an unreachable API counts against health.
+          if (err.status === undefined) this.tracker.failed(err);
+          else this.tracker.ok();
+          return Promise.reject(err);
+        },
+      );
+    return withRetries(attempt, {
       retries,
       baseMs: this.options.backoffMs ?? 1000,
       classify: classifyVkError,
       onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK API call failed; retrying"),
     });
   }
+}
+
+/** Name of the long poll `ts` cursor (table `cursors`); per community, as VK's ts counts per community. */
+export function longPollCursorName(groupId: number): string {
+  return `vk:longpoll:${groupId}`;
 }
 
 /** A positive int32 from a string: messages.send `random_id` (VK drops a second send with the same one). */
