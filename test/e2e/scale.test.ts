@@ -44,7 +44,7 @@ class Scale {
   }
 
   async start(id: string): Promise<Child> {
-    const child = spawnBots(["start", "tg", "--instance-id", id, "--lease-ttl", "2"], { cwd: this.fx.root });
+    const child = spawnBots(["start", "tg", "--http-port", "0", "--instance-id", id, "--lease-ttl", "2"], { cwd: this.fx.root });
     this.children.push(child);
     await eventually(() => child.out.stderr.includes("Running shop-tg (tg)") || child.exitCode !== null, 20_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);
