@@ -150,7 +150,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     const worker = await create(bot, logger, { store: options.store, now: options.now });
     const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
     const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
-    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images) });
+    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images), fence: { bot: bot.name, owner: holder, epoch } });
     const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch };
     running.push(entry);
     try {

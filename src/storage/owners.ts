@@ -23,6 +23,13 @@ export interface OwnerRow {
   changed_ms: number;
 }
 
+/** An owner's fencing token: writes carrying it happen only while `owner` owns `bot` at `epoch`. */
+export interface OwnerFence {
+  bot: string;
+  owner: string;
+  epoch: number;
+}
+
 /**
  * The database's own clock in epoch ms, as an SQL expression: MySQL `NOW(6)`, SQLite
  * `julianday('now')`. Heartbeats and liveness use only this clock, so hosts' clocks may differ.

@@ -155,6 +155,26 @@ for (const dialect of dialects()) {
       });
     });
 
+    test("fencing: a status change carrying an old epoch writes nothing once another instance took the bot", async () => {
+      await withDb(dialect, async (make) => {
+        const a = await make("a", ["x"]);
+        const s = a.store;
+        await s.owners.register("a", "h1", 1, ["x"]);
+        const ea = (await s.owners.claim("x", "a", TTL))!;
+        const id = (await s.messages.insertIncoming({ bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", text: "hi", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() }))!;
+        assert.equal(await s.messages.setStatus(id, "failed", { from: ["received"], fence: { bot: "x", owner: "a", epoch: ea } }), true, "owner at its epoch writes");
+        // a goes silent; b takes x over after the TTL.
+        await s.owners.register("b", "h2", 2, ["x"]);
+        await sleep(TTL + 200);
+        await s.owners.heartbeat("b");
+        const eb = await s.owners.claim("x", "b", TTL);
+        assert.equal(eb, ea + 1);
+        assert.equal(await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "a", epoch: ea } }), false, "the old owner's write is refused");
+        assert.equal((await s.messages.get(id))?.status, "failed");
+        assert.equal(await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "b", epoch: eb! } }), true);
+      });
+    });
+
     test("two instances claiming the same orphan at once: one wins", async () => {
       await withDb(dialect, async (make) => {
         const a = await make("a", ["x"]);
