@@ -69,7 +69,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   text = text.trim();
   if (!text && !images) return { kind: "ignore", reason: "empty text" };
 
-  const userName = [m.from.first_name, m.from.last_name].filter(Boolean).join(" ") || m.from.username || null;
+  const userName = displayName(m.from);
   // Comments of a channel post live in a thread of the discussion group whose id
   // (`message_thread_id`) is the post's automatic forward: one user's comments under different
   // posts are different conversations. (Forum topics also carry a thread id; they are marked
@@ -127,24 +127,7 @@ function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConf
   const status = u.new_chat_member.status;
   const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
   if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
-  return {
-    kind: "message",
-    message: {
-      bot: bot.name,
-      channel: "tg",
-      kind: "messages",
-      chatId: String(u.chat.id),
-      userId: String(u.from.id),
-      userName: [u.from.first_name, u.from.last_name].filter(Boolean).join(" ") || u.from.username || null,
-      text: `[my_chat_member: ${status}]`,
-      threadKey: `tg:${u.chat.id}`,
-      dedupeKey: `member:${u.chat.id}:${u.date}:${status}`,
-      channelMessageId: null,
-      target: {},
-      receivedMs: nowMs,
-      membership: change,
-    },
-  };
+  return { kind: "message", message: privateMessage(bot, u.chat.id, u.from, `[my_chat_member: ${status}]`, `member:${u.chat.id}:${u.date}:${status}`, nowMs, { membership: change }) };
 }
 
 /**
@@ -156,25 +139,7 @@ function buttonPress(q: CallbackQuery, bot: BotConfig, nowMs: number): TelegramA
   const chat = q.message?.chat;
   if (data === undefined || !chat) return { kind: "ignore", reason: "callback query without data or message" };
   if (chat.type !== "private") return { kind: "ignore", reason: "button press outside a private chat" };
-  return {
-    kind: "message",
-    callbackQueryId: q.id,
-    message: {
-      bot: bot.name,
-      channel: "tg",
-      kind: "messages",
-      chatId: String(chat.id),
-      userId: String(q.from.id),
-      userName: [q.from.first_name, q.from.last_name].filter(Boolean).join(" ") || q.from.username || null,
-      text: data,
-      threadKey: `tg:${chat.id}`,
-      dedupeKey: `cb:${q.id}`,
-      channelMessageId: null,
-      target: {},
-      receivedMs: nowMs,
-      button: { data },
-    },
-  };
+  return { kind: "message", callbackQueryId: q.id, message: privateMessage(bot, chat.id, q.from, data, `cb:${q.id}`, nowMs, { button: { data } }) };
 }
 
 /**
@@ -185,25 +150,9 @@ function buttonPress(q: CallbackQuery, bot: BotConfig, nowMs: number): TelegramA
 function contactMessage(m: Message, c: Contact, bot: BotConfig, nowMs: number): TelegramAction {
   const name = [c.first_name, c.last_name].filter(Boolean).join(" ") || null;
   const phone = c.phone_number.trim();
-  const from = m.from!;
-  return {
-    kind: "message",
-    message: {
-      bot: bot.name,
-      channel: "tg",
-      kind: "messages",
-      chatId: String(m.chat.id),
-      userId: String(from.id),
-      userName: [from.first_name, from.last_name].filter(Boolean).join(" ") || from.username || null,
-      text: `Мой контакт: ${name ? `${name}, ` : ""}${phone}`,
-      threadKey: `tg:${m.chat.id}`,
-      dedupeKey: `${m.chat.id}:${m.message_id}`,
-      channelMessageId: String(m.message_id),
-      target: {},
-      receivedMs: nowMs,
-      contact: { phone, name, userId: c.user_id !== undefined ? String(c.user_id) : null },
-    },
-  };
+  const text = `Мой контакт: ${name ? `${name}, ` : ""}${phone}`;
+  const contact = { phone, name, userId: c.user_id !== undefined ? String(c.user_id) : null };
+  return { kind: "message", message: privateMessage(bot, m.chat.id, m.from!, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), contact }) };
 }
 
 /**
@@ -233,4 +182,17 @@ export function splitText(text: string, limit = TG_MAX_TEXT): string[] {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A Bot API `User`'s display name: first and last name, else the username, else null. */
+function displayName(u: { first_name?: string; last_name?: string; username?: string }): string | null {
+  return [u.first_name, u.last_name].filter(Boolean).join(" ") || u.username || null;
+}
+
+/**
+ * A pipeline message from a private chat that is not a text message (a membership change, a
+ * button press, a shared contact): thread `tg:<chat_id>`, no channel message id to reply to.
+ */
+function privateMessage(bot: BotConfig, chatId: number, from: { id: number; first_name?: string; last_name?: string; username?: string }, text: string, dedupeKey: string, nowMs: number, extra: Partial<IncomingMessage>): IncomingMessage {
+  return { bot: bot.name, channel: "tg", kind: "messages", chatId: String(chatId), userId: String(from.id), userName: displayName(from), text, threadKey: `tg:${chatId}`, dedupeKey, channelMessageId: null, target: {}, receivedMs: nowMs, ...extra };
 }
