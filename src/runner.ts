@@ -5,7 +5,8 @@ import { channelFactory } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature, type PipelineDeps } from "./core/pipeline.js";
-import { BotRunLease, processHolder, recoverBot, type RecoveryReport } from "./core/recovery.js";
+import { Ownership } from "./core/ownership.js";
+import { processHolder, recoverBot, type RecoveryReport } from "./core/recovery.js";
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import { buildFeatures } from "./features/index.js";
@@ -22,12 +23,10 @@ export interface RunningBot {
   notifier?: Notifier;
   logger: Logger;
   features: Feature[];
-  /** The bot's run lease (not for 2GIS, whose passes hold their own lease). */
-  lease?: BotRunLease;
-  /** What recovery did at start; undefined while another process holds the run lease. */
+  /** Fencing epoch at which this instance owns the bot (`bot_owners`). */
+  epoch: number;
+  /** What recovery did when this instance took the bot (not for 2GIS, which recovers per pass). */
   recovery?: RecoveryReport;
-  /** Retries taking the run lease while another process holds it. */
-  leaseRetry?: NodeJS.Timeout;
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -52,13 +51,20 @@ export interface StartOptions {
   images?: TelegramFilesOptions;
   /** This process's id in leases and recovery runs. @defaultValue `host:pid:random` */
   holder?: string;
-  /** Run lease lifetime without renewal, ms. @defaultValue 15000 */
+  /** Instance id (`--instance-id`); overrides `holder`. */
+  instanceId?: string;
+  /** Heartbeat age past which an instance is dead and its bots are taken over, ms (`--lease-ttl`). @defaultValue 15000 */
   leaseTtlMs?: number;
+  /** How long a bot handed over or lost may finish its answers, ms. @defaultValue 10000 */
+  handOverDrainMs?: number;
 }
 
 /** Bots started by {@link startBots}. */
 export interface RunningBots {
+  /** Bots this instance owns and runs now (changes as ownership moves). */
   bots: RunningBot[];
+  /** This instance's ownership (instances, owners, epochs). */
+  ownership: Ownership;
   /**
    * Stops receiving on every bot, lets answers in flight finish for at most `drainMs`, closes
    * notifiers.
@@ -116,90 +122,83 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
 }
 
 /**
- * Starts every given bot: its LLM client, notifier, pipeline and channel worker. If one bot
- * cannot start (refused token), the ones already started are stopped and the error is thrown.
+ * Starts the given bots that this instance owns (scale-out, issue 11): registers the instance,
+ * and for every bot it comes to own (at once when alone; see {@link Ownership}) recovers it
+ * (durable answers) and starts its LLM client, notifier, pipeline, channel worker and features.
+ * A bot it loses or hands over is stopped and drained; one it takes over later is started the
+ * same way. If a bot cannot start during the first placement (refused token), everything is
+ * stopped and the error is thrown.
  * @throws ChannelError naming the bot whose channel refused it
  */
 export async function startBots(options: StartOptions): Promise<RunningBots> {
   const running: RunningBot[] = [];
-  const holder = options.holder ?? processHolder();
+  const holder = options.instanceId ?? options.holder ?? processHolder();
+  const byName = new Map(options.bots.map((b) => [b.name, b]));
+  let firstError: unknown;
+  let starting = true;
+  const halt = async (r: RunningBot, drainMs: number): Promise<number> => {
+    await r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"));
+    const left = await r.pipeline.drain(drainMs);
+    // After the drain: answers finishing now may still use a feature (a lead's e-mail).
+    await Promise.all(r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed"))));
+    await r.notifier?.close();
+    return left;
+  };
+  const launch = async (bot: BotConfig, epoch: number): Promise<void> => {
+    const logger = options.logging.forBot(bot.name);
+    const create = options.createWorker ?? channelFactory(bot.channel);
+    const worker = await create(bot, logger, { store: options.store, now: options.now });
+    const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
+    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
+    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images), fence: { bot: bot.name, owner: holder, epoch } });
+    const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch };
+    running.push(entry);
+    try {
+      // Recovery before receiving (SPEC §4): resumed messages are queued ahead of new ones.
+      // 2GIS recovers inside each pass, under the pass's lease.
+      if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now });
+      await worker.start(pipeline);
+      for (const f of features) await f.start?.();
+    } catch (error) {
+      running.splice(running.indexOf(entry), 1);
+      await halt(entry, 1000);
+      if (starting) firstError ??= error;
+      throw error;
+    }
+  };
+  const ownership = new Ownership({
+    store: options.store,
+    id: holder,
+    bots: options.bots.filter((b) => b.instance === undefined || b.instance === holder).map((b) => b.name),
+    logger: options.logging.root,
+    ttlMs: options.leaseTtlMs,
+    // SQLite is one host: a second `bots start` owns nothing until the first dies.
+    rebalance: options.store.database.dialect === "mysql",
+    onAcquire: (name, epoch) => launch(byName.get(name)!, epoch),
+    onLose: async (name, reason) => {
+      const r = running.find((x) => x.config.name === name);
+      if (!r) return;
+      running.splice(running.indexOf(r), 1);
+      const left = await halt(r, options.handOverDrainMs ?? 10_000);
+      r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
+    },
+  });
   const stop = async (drainMs = 10_000): Promise<number> => {
-    for (const r of running) clearInterval(r.leaseRetry);
+    // Stop receiving everywhere first, then drain; ownership is given back only after the drain.
     await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
-    // Only now: nothing of these bots is in flight any more, another process may take them.
-    await Promise.all(running.map((r) => r.lease?.release()));
-    // After the drain: answers finishing now may still use a feature (a lead's e-mail).
-    await Promise.all(running.flatMap((r) => r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed")))));
-    await Promise.all(running.map((r) => r.notifier?.close()));
+    await ownership.stop();
     const unfinished = left.reduce((a, b) => a + b, 0);
     if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown were refunded and stay `received`; the next start answers them");
     return unfinished;
   };
-  try {
-    for (const bot of options.bots) {
-      const logger = options.logging.forBot(bot.name);
-      const create = options.createWorker ?? channelFactory(bot.channel);
-      const worker = await create(bot, logger, { store: options.store, now: options.now });
-      const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-      const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
-      const pipeline = new Pipeline({
-        bot,
-        store: options.store,
-        llm: llmFor(bot, logger, options.llm),
-        channel: worker,
-        logger,
-        notifier,
-        features,
-        now: options.now,
-        onOutcome: options.onOutcome,
-        onIntake: options.onIntake,
-        images: imageFetcherFor(bot, options.images),
-      });
-      const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features };
-      running.push(entry);
-      // Recovery before receiving (SPEC §4): resumed messages are queued ahead of new ones.
-      // 2GIS recovers inside each pass, under the pass's lease.
-      if (bot.channel !== "2gis") await recoverUnderLease(entry, options, holder);
-      await worker.start(pipeline);
-      for (const f of features) await f.start?.();
-    }
-  } catch (error) {
+  await ownership.start();
+  starting = false;
+  if (firstError !== undefined) {
     await stop(1000);
-    throw error;
+    throw firstError;
   }
-  return { bots: running, stop };
-}
-
-/**
- * Takes the bot's run lease and recovers it. When another live process holds the lease (it
- * runs the same bot), recovery is left to it, and the lease is tried again every third of its
- * lifetime: if that process dies, this one recovers what it left.
- */
-async function recoverUnderLease(entry: RunningBot, options: StartOptions, holder: string): Promise<void> {
-  const { config: bot, logger, pipeline } = entry;
-  const lease = new BotRunLease({ store: options.store, bot: bot.name, holder, logger, ttlMs: options.leaseTtlMs });
-  entry.lease = lease;
-  const recover = async () => {
-    entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now });
-  };
-  if (await lease.tryAcquire()) return recover();
-  logger.warn({ holder: await lease.holderNow() }, "another process runs this bot; recovery is left to it (retrying the lease)");
-  let busy = false;
-  entry.leaseRetry = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    lease
-      .tryAcquire()
-      .then(async (ok) => {
-        if (!ok) return;
-        clearInterval(entry.leaseRetry);
-        await recover();
-      })
-      .catch((error) => logger.warn({ err: error }, "run lease or recovery failed; trying again"))
-      .finally(() => (busy = false));
-  }, Math.max(50, Math.floor((options.leaseTtlMs ?? 15_000) / 3)));
-  entry.leaseRetry.unref();
+  return { bots: running, stop, ownership };
 }
 
 /** Secret values in bot configs, to scrub from logs. */

@@ -40,6 +40,8 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--drain-timeout <s>", "seconds to let answers in flight finish on shutdown", "10")
     .option("--http-port <port>", "HTTP port for /metrics, /healthz, /readyz: a port, 0 = any free port, off = no server", "8080")
     .option("--http-host <host>", "interface the HTTP server binds", "127.0.0.1")
+    .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
+    .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
     .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
     .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));

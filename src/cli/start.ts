@@ -14,10 +14,13 @@ import { loadBots } from "./shared.js";
  * @throws ConfigError (exit 2) for bad configs, UsageError (exit 2) for unknown targets,
  * StorageError or ChannelError (exit 1) when the database or a channel refuses to start
  */
-export async function startCommand(c: CliContext, targets: string[], opts: StartCommandOptions): Promise<void> {
+export async function startCommand(c: CliContext, targets: string[], opts: StartCommandOptions & { instanceId?: string; leaseTtl?: string }): Promise<void> {
   const drainS = Number(opts.drainTimeout);
   if (!Number.isFinite(drainS) || drainS < 0) throw new UsageError("DRAIN_INVALID", `--drain-timeout must be seconds ≥ 0, got '${opts.drainTimeout}'`);
   const http = parseHttpOptions(opts);
+  const leaseTtlS = Number(opts.leaseTtl ?? "15");
+  if (!Number.isFinite(leaseTtlS) || leaseTtlS < 1 || leaseTtlS > 3600) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 3600, got '${opts.leaseTtl}'`);
+  if (opts.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,191}$/.test(opts.instanceId)) throw new UsageError("INSTANCE_ID_INVALID", `--instance-id must be 1-191 letters, digits, '.', '_', ':' or '-', got '${opts.instanceId}'`);
   const bots = selectBots(loadBots(c), targets);
   if (http) checkPortClash(bots, http.port);
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: secretsOf(bots) });
@@ -27,7 +30,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   try {
     // The HTTP server comes first so /readyz answers 503 while bots connect.
     if (http) ops = await startOpsServer({ ...http, bots, store, logging, running: () => running });
-    running = await startBots({ bots, store, logging, env: c.env, ...ops?.hooks });
+    running = await startBots({ bots, store, logging, env: c.env, ...ops?.hooks, instanceId: opts.instanceId, leaseTtlMs: leaseTtlS * 1000 });
     ops?.metrics.attach(running.bots.map((r) => ({ name: r.config.name, backlog: () => r.pipeline.backlog, inFlight: () => r.pipeline.answersInFlight })));
   } catch (error) {
     await ops?.server.close();
@@ -35,7 +38,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
     await logging.flush();
     throw error;
   }
-  logging.root.info({ bots: bots.map((b) => b.name), database: store.database.safeUrl, http_port: ops?.server.port ?? null }, "bots started");
+  logging.root.info({ bots: bots.map((b) => b.name), owned: running.bots.map((b) => b.config.name), database: store.database.safeUrl, http_port: ops?.server.port ?? null }, "bots started");
   if (ops && !c.json) c.err(`HTTP on ${http!.host}:${ops.server.port}: /metrics /healthz /readyz`);
   if (!c.json) c.err(chalk.green(`Running ${bots.map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
   else c.out(JSON.stringify({ started: bots.map((b) => ({ name: b.name, channel: b.channel })), http_port: ops?.server.port ?? null }));

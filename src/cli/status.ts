@@ -3,6 +3,7 @@ import chalk from "chalk";
 import { displayPath, formatProblem, loadBotConfigs, type LoadedConfigs } from "../config/load.js";
 import { describeRecovery } from "../core/recovery.js";
 import { sleep } from "../core/retry.js";
+import { collectScale, DEFAULT_LEASE_TTL_MS, type ScaleStatus } from "../core/ownership.js";
 import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
@@ -70,7 +71,7 @@ export async function statusCommand(c: CliContext, opts: { watch?: boolean; inte
 async function statusOnce(c: CliContext): Promise<StatusReport> {
   const loaded = loadBotConfigs(c.configDir, c.env);
   const broken = brokenBots(loaded);
-  const report = await withStore(c, (store) => collectStatus(loaded.bots, store, Date.now(), broken));
+  const [report, scale] = await withStore(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
   const { problems } = loaded;
   if (c.json) {
     c.out(
@@ -88,6 +89,8 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
         ].sort((a, b) => a.name.localeCompare(b.name)),
         accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
         problems: problems.map(formatProblem),
+        instances: scale.instances,
+        owners: scale.owners,
       }),
     );
     return report;
@@ -119,6 +122,12 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
         ]),
       ),
     );
+  }
+  if (scale.instances.length || scale.owners.length) {
+    c.out("");
+    c.out(chalk.bold(`Instances (dead after ${DEFAULT_LEASE_TTL_MS / 1000} s without a heartbeat) and bot owners`));
+    c.out(table(["INSTANCE", "HOST", "PID", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [i.id, i.host, String(i.pid), i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), i.bots_owned.join(", ") || "-"])));
+    c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [o.bot, o.owner ?? chalk.yellow("(none)"), String(o.epoch)])));
   }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");

@@ -224,6 +224,8 @@ export const botConfigSchema = z
     name: z.string().regex(/^[a-z0-9-]+$/, "lowercase letters, digits and '-' only"),
     channel: z.enum(["tg", "vk", "2gis"]),
     enabled: z.boolean().default(true),
+    /** Pins the bot to the `bots start` instance with this `--instance-id` (scale-out). */
+    instance: z.string().min(1).max(191).optional(),
     /** IANA time zone for `{{now}}`, deadlines and reports. @defaultValue UTC */
     timezone: z.string().default("UTC").refine(isTimeZone, { message: "unknown IANA time zone" }),
     prompt: promptSchema,

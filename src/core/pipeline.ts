@@ -7,6 +7,7 @@ import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
 import { isConnectionError } from "../storage/db.js";
 import type { MessageRow } from "../storage/messages.js";
+import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
 import { compose, type Middleware } from "./compose.js";
 import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
@@ -52,6 +53,11 @@ export interface PipelineDeps {
   onIntake?: (ctx: PipelineContext) => void;
   /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
   images?: ImageFetcher;
+  /**
+   * Scale-out: this instance's ownership of the bot. The claim to deliver is fenced on it, so an
+   * instance that lost the bot (paused past its lease) never sends.
+   */
+  fence?: OwnerFence;
   /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
   albumWindowMs?: number;
 }
@@ -453,7 +459,17 @@ export class Pipeline {
         return next();
       }
     }
-    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"] });
+    const fence = this.deps.fence;
+    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"], fence });
+    if (!claimed && fence && !(await this.deps.store.owners.holds(fence.bot, fence.owner, fence.epoch))) {
+      // Fenced: another instance owns the bot now (this one was paused or cut off past its
+      // lease). Not sent and not retried; the reservation (ours, unused) is given back and the
+      // new owner's recovery answers the message.
+      ctx.log.error({ epoch: fence.epoch }, "lost ownership of this bot: not sending (the new owner answers it)");
+      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "lost ownership");
+      ctx.outcome = "skipped";
+      return;
+    }
     if (!claimed && !ctx.state.force) {
       // Another process (a replay) answered it meanwhile: answer at most once.
       ctx.log.warn("message was answered elsewhere; not sending");

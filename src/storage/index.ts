@@ -5,6 +5,7 @@ import { migrate, openDatabase, type Database, type OpenOptions } from "./db.js"
 import { LeasesRepo } from "./leases.js";
 import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
+import { OwnersRepo } from "./owners.js";
 import { PostsRepo } from "./posts.js";
 import { RecoveriesRepo } from "./recoveries.js";
 
@@ -24,6 +25,8 @@ export interface Store {
   coaching: CoachingRepo;
   /** Recovery runs of bots at start (migration 0005). */
   recoveries: RecoveriesRepo;
+  /** Instances and bot ownership for scale-out (migration 0009). */
+  owners: OwnersRepo;
   close(): Promise<void>;
 }
 
@@ -51,6 +54,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     leads: new LeadsRepo(database.db, now),
     coaching: new CoachingRepo(database.db, now),
     recoveries: new RecoveriesRepo(database.db),
+    owners: new OwnersRepo(database.db, database.dialect),
     close: () => database.close(),
   };
 }

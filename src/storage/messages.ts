@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { isUniqueViolation, transact } from "./db.js";
+import type { OwnerFence } from "./owners.js";
 import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
@@ -116,15 +117,19 @@ export class MessagesRepo {
   }
 
   /**
-   * Moves an incoming message to a new status, optionally only from given statuses.
-   * @returns true when the row changed (false: it was not in one of `from`)
+   * Moves an incoming message to a new status, optionally only from given statuses, and with
+   * `fence` only while that instance owns the bot at that epoch (`bot_owners`, same statement).
+   * @returns true when the row changed (false: it was not in one of `from`, or the fence failed)
    */
-  async setStatus(id: number, status: IncomingStatus, opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null } = {}): Promise<boolean> {
+  async setStatus(id: number, status: IncomingStatus, opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null; fence?: OwnerFence } = {}): Promise<boolean> {
     let q = this.db
       .updateTable("messages")
       .set({ status, updated_ms: this.now(), ...(opts.error !== undefined ? { error: opts.error } : {}), ...(opts.cost !== undefined ? { cost: opts.cost } : {}) })
       .where("id", "=", id);
     if (opts.from) q = q.where("status", "in", opts.from);
+    const f = opts.fence;
+    // Scale-out fencing: the change happens only while the instance still owns the bot at its epoch.
+    if (f) q = q.where((eb) => eb.exists(eb.selectFrom("bot_owners").select(sql`1`.as("one")).where("bot_owners.bot", "=", f.bot).where("bot_owners.owner", "=", f.owner).where("bot_owners.epoch", "=", f.epoch)));
     const res = await q.executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }

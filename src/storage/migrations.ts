@@ -5,6 +5,7 @@ import { leadNotify } from "./migrations/0004_lead_notify.js";
 import { recoveryMigration } from "./migrations/0005_recovery.js";
 import { opsMigration } from "./migrations/0006_ops.js";
 import { coachingMigration } from "./migrations/0008_coaching.js";
+import { scaleMigration } from "./migrations/0009_scale.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -20,6 +21,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0005_recovery": recoveryMigration(d),
     "0006_ops": opsMigration(d),
     "0008_coaching": coachingMigration(d),
+    "0009_scale": scaleMigration(d),
   };
 }
 

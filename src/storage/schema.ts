@@ -14,6 +14,8 @@ export interface Schema {
   leads: LeadsTable;
   posts: PostsTable;
   recoveries: RecoveriesTable;
+  instances: InstancesTable;
+  bot_owners: BotOwnersTable;
 }
 
 /**
@@ -150,6 +152,30 @@ export interface RecoveriesTable {
   confirmed: number;
   started_ms: number;
   finished_ms: number;
+}
+
+/**
+ * One running `bots start` (migration 0009). `heartbeat_ms` is the database's clock (MySQL
+ * `NOW(6)`, SQLite `julianday('now')`) in epoch ms, never a local clock.
+ */
+export interface InstancesTable {
+  id: string;
+  host: string;
+  pid: number;
+  /** JSON array of the bot names this instance may own (its selection, after pins). */
+  bots: string;
+  started_ms: number;
+  heartbeat_ms: number;
+}
+
+/** Who owns a bot (migration 0009); `epoch` grows at every change of owner (fencing token). */
+export interface BotOwnersTable {
+  bot: string;
+  /** Instance id; null when handed over and not yet taken. */
+  owner: string | null;
+  epoch: number;
+  /** Database clock, epoch ms. */
+  changed_ms: number;
 }
 
 /**
