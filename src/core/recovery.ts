@@ -8,7 +8,6 @@ import { formatDuration } from "./duration.js";
 import type { Pipeline } from "./pipeline.js";
 import type { DeliveryCheck } from "./types.js";
 
-
 /** What {@link recoverBot} works with (STYLE 4). */
 export interface RecoveryDeps {
   bot: BotConfig;
@@ -49,8 +48,8 @@ export interface RecoveryReport {
 
 /**
  * Recovery of one bot when it starts (SPEC §4 Recovery; docs/durability.md), before it
- * receives anything new. Run it while holding the bot's run lease ({@link BotRunLease}), so two
- * processes never recover the same bot at once.
+ * receives anything new. Run it as the bot's owner (scale-out ownership, `bot_owners`, taken
+ * with a new epoch; src/core/ownership.ts), so two processes never recover the same bot at once.
  *
  * 1. Rows left `delivering` (the process died between sending and recording): with
  *    `checkDelivered` (2GIS) the channel is asked: delivered → `answered` with the found text;
@@ -147,110 +146,6 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
 /** A holder id for this process: `host:pid:random`. */
 export function processHolder(): string {
   return `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-}
-
-/** Name of a bot's run lease in the `leases` table. */
-export function runLeaseName(bot: string): string {
-  return `run:${bot}`;
-}
-
-/** Options of {@link BotRunLease}. */
-export interface RunLeaseOptions {
-  store: Store;
-  bot: string;
-  holder: string;
-  logger: Logger;
-  /** Lease lifetime without renewal, ms (renewed every third). @defaultValue 15000 */
-  ttlMs?: number;
-}
-
-/**
- * The lease a process holds on a bot while it runs it (`run:<bot>` in `leases`), so recovery
- * runs once: a second process starting the same bot finds it held and does not resume the
- * first one's messages. A holder on this host whose process is gone (kill -9) is taken over at
- * once; one elsewhere only after its lease expires (`ttlMs`).
- */
-export class BotRunLease {
-  private timer?: NodeJS.Timeout;
-  private held = false;
-  readonly name: string;
-  private readonly ttlMs: number;
-
-  constructor(private readonly o: RunLeaseOptions) {
-    this.name = runLeaseName(o.bot);
-    this.ttlMs = o.ttlMs ?? 15_000;
-  }
-
-  /** Whether this process holds the lease now (as of the last renewal). */
-  get isHeld(): boolean {
-    return this.held;
-  }
-
-  /**
-   * Tries once to take the lease (free, expired, ours, or held by a dead process of this host),
-   * and keeps renewing it while held.
-   * @returns true when held
-   */
-  async tryAcquire(): Promise<boolean> {
-    const { store, holder } = this.o;
-    let ok = await store.leases.acquire(this.name, holder, this.ttlMs);
-    if (!ok) {
-      const cur = await store.leases.get(this.name);
-      if (cur && holderIsDeadHere(cur.holder, holder)) {
-        ok = await store.leases.takeOver(this.name, cur.holder, holder, this.ttlMs);
-        if (ok) this.o.logger.info({ previous: cur.holder }, "run lease taken over from a process that is gone");
-      }
-    }
-    if (ok && !this.held) {
-      this.held = true;
-      this.timer = setInterval(() => void this.renew(), Math.max(50, Math.floor(this.ttlMs / 3)));
-      this.timer.unref();
-    }
-    return ok;
-  }
-
-  /** Who holds it now, if anyone (expired or not). */
-  async holderNow(): Promise<string | undefined> {
-    return (await this.o.store.leases.get(this.name))?.holder;
-  }
-
-  private async renew(): Promise<void> {
-    try {
-      if (!(await this.o.store.leases.renew(this.name, this.o.holder, this.ttlMs)) && this.held) {
-        this.held = false;
-        this.o.logger.error({ lease: this.name }, "run lease lost to another process (this one was paused or cut off past its lease)");
-      }
-    } catch (error) {
-      this.o.logger.warn({ err: error, lease: this.name }, "run lease could not be renewed");
-    }
-  }
-
-  /** Stops renewing and gives the lease back (after the bot's answers have drained). */
-  async release(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    if (!this.held) return;
-    this.held = false;
-    await this.o.store.leases.release(this.name, this.o.holder).catch((error) => this.o.logger.warn({ err: error, lease: this.name }, "run lease could not be released; it expires by itself"));
-  }
-}
-
-/**
- * True when a holder id (`host:pid:random`) names a process of this host that no longer
- * exists. Other hosts' holders cannot be checked: false.
- */
-export function holderIsDeadHere(holder: string, self: string): boolean {
-  const [host, pidText] = holder.split(":");
-  const pid = Number(pidText);
-  if (host !== os.hostname() || !Number.isInteger(pid) || pid <= 0) return false;
-  // The same pid with another holder id: an earlier process that had our pid (a container's pid 1).
-  if (pid === process.pid) return holder !== self;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
 }
 
 /** Describes a recovery for logs and status: `resumed 12, refunded 3, expired 0`. */

@@ -63,18 +63,6 @@ export class LeasesRepo {
     return (await this.get(name))?.holder === holder;
   }
 
-  /**
-   * Takes a lease over from a holder known to be dead (e.g. a process of this host that no
-   * longer exists), before its expiry. Conditional on the holder still being `from`, so two
-   * processes taking over at once cannot both win.
-   * @param ttlMs ms
-   * @returns true when `holder` holds it now
-   */
-  async takeOver(name: string, from: string, holder: string, ttlMs: number): Promise<boolean> {
-    const res = await this.db.updateTable("leases").set({ holder, expires_ms: this.now() + ttlMs }).where("name", "=", name).where("holder", "=", from).executeTakeFirst();
-    return Number(res.numUpdatedRows) === 1;
-  }
-
   /** Gives a lease back; does nothing when it is not ours any more. */
   async release(name: string, holder: string): Promise<void> {
     await this.db.deleteFrom("leases").where("name", "=", name).where("holder", "=", holder).execute();
