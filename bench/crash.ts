@@ -2,7 +2,8 @@
  * bench/crash: durable answers under a crash (issue "Durable answers").
  *
  * 1,000 messages over 200 Telegram chats go to a real `bin/bots.js start tg` process (Bot API
- * emulator and an OpenAI-compatible model with 500 ms latency, both local); at a random moment
+ * emulator behind a proxy that keeps Telegram's getUpdates offset rule, and an OpenAI-compatible
+ * model with 500 ms latency, all local); at a random moment
  * while it answers, the process gets SIGKILL; then `bots start tg` runs again and answers the
  * backlog. Printed: messages answered, duplicates, chats answered out of order, credits charged
  * minus answers sent (in replies), `unconfirmed` rows (a kill between sending and recording),
@@ -16,9 +17,11 @@
 import { openStore } from "../src/storage/index.js";
 import { ensureBuilt, finished, spawnBots } from "../test/support/cli.js";
 import { createTestDatabase } from "../test/support/db.js";
+import { eventually } from "../test/support/harness.js";
 import { Fixture } from "../test/support/fixture.js";
 import { FakeOpenAI, lastUserText } from "../test/support/openai-server.js";
 import { startTelegram } from "../test/support/telegram.js";
+import { BotApiCluster, startConflictProxy } from "../test/support/conflict-proxy.js";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 1000);
 const CHATS = Number(process.env.BENCH_CHATS ?? 200);
@@ -30,20 +33,17 @@ const COST = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 async function runOnce(run: number): Promise<void> {
   await ensureBuilt();
   const dialect = process.env.MYSQL_URL ? "mysql" : "sqlite";
   const db = await createTestDatabase(dialect);
   const fx = new Fixture();
-  const { server, apiRoot } = await startTelegram();
+  const { server, apiRoot: emulatorRoot } = await startTelegram();
+  // The emulator marks updates read once returned; Telegram keeps them until a later offset
+  // confirms them. Through this proxy an update fetched by the killed process but not yet
+  // recorded is fetched again after the restart, as with the real Bot API.
+  const botApi = await startConflictProxy(new BotApiCluster(emulatorRoot), "bench");
+  const apiRoot = botApi.url;
   const llm = new FakeOpenAI();
   await llm.start();
   llm.respond = (req) => ({ text: `echo: ${lastUserText(req)}`, delayMs: LAT });
@@ -61,7 +61,7 @@ async function runOnce(run: number): Promise<void> {
     const start = async () => {
       const child = spawnBots(["start", "tg", "--drain-timeout", "5"], { cwd: fx.root });
       children.push(child);
-      await waitFor(() => child.out.stderr.includes("Running bench-tg"), 30_000, "start banner");
+      await eventually(() => child.out.stderr.includes("Running bench-tg"), 30_000, "start banner");
       return child;
     };
     const answered = async () => Number((await store.database.db.selectFrom("messages").select((eb) => eb.fn.countAll<number>().as("n")).where("direction", "=", "out").executeTakeFirst())?.n ?? 0);
@@ -83,7 +83,7 @@ async function runOnce(run: number): Promise<void> {
     );
     // Kill at a random moment while answers go out: between 10% and 70% of the messages answered.
     const killAt = Math.floor(N * (0.1 + Math.random() * 0.6));
-    await waitFor(async () => (await answered()) >= killAt, 300_000, `${killAt} answers`);
+    await eventually(async () => (await answered()) >= killAt, 300_000, `${killAt} answers`);
     first.kill("SIGKILL");
     await finished(first, 10_000);
     await sending;
@@ -103,7 +103,7 @@ async function runOnce(run: number): Promise<void> {
       const rows = await store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
       return rows.length >= N && rows.every((r) => r.status === "answered" || r.status === "unconfirmed");
     };
-    await waitFor(settled, 600_000, "backlog answered");
+    await eventually(settled, 600_000, "backlog answered");
     await sleep(300);
     second.kill("SIGTERM");
     await finished(second, 30_000);
@@ -148,6 +148,7 @@ async function runOnce(run: number): Promise<void> {
     await store.close();
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await botApi.stop();
     await server.stop();
     await llm.stop();
     await db.drop();

@@ -37,6 +37,20 @@ export class ConfigError extends BotsError {}
 export class UsageError extends BotsError {}
 /** The database is unreachable or a query failed. */
 export class StorageError extends BotsError {}
+
+/**
+ * Scale-out fencing: a write carried an owner's epoch (`bot_owners`) that is no longer current,
+ * because another instance took the bot over (this one was paused or cut off past its lease).
+ * Nothing was written; code `FENCED`.
+ */
+export class FencedError extends StorageError {
+  constructor(
+    readonly bot: string,
+    readonly epoch: number,
+  ) {
+    super("FENCED", `bot ${bot}: this instance no longer owns it at epoch ${epoch}; write refused`);
+  }
+}
 /** A channel API (Telegram, VK, 2GIS) refused or failed a call. */
 export class ChannelError extends BotsError {
   /** HTTP status or API error code, when the channel gave one. */

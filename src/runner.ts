@@ -1,3 +1,4 @@
+import type http from "node:http";
 import type { Logger } from "pino";
 import { imageFetcherFor } from "./channels/files.js";
 import type { TelegramFilesOptions } from "./channels/telegram/files.js";
@@ -5,10 +6,13 @@ import { channelFactory } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature, type PipelineDeps } from "./core/pipeline.js";
+import { InboxSweep } from "./core/inbox.js";
 import { Ownership } from "./core/ownership.js";
 import { processHolder, recoverBot, type RecoveryReport } from "./core/recovery.js";
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
+import type { HttpServer } from "./http/server.js";
+import { receivesPushed } from "./ops/serve.js";
 import { buildFeatures } from "./features/index.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
@@ -27,6 +31,12 @@ export interface RunningBot {
   epoch: number;
   /** What recovery did when this instance took the bot (not for 2GIS, which recovers per pass). */
   recovery?: RecoveryReport;
+  /**
+   * Recovered and receiving. Until then the inbox sweep leaves the bot alone (recovery first
+   * refunds what an earlier attempt left reserved, then resumes in order) and pushed updates go
+   * to the record-only path.
+   */
+  ready: boolean;
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -55,8 +65,20 @@ export interface StartOptions {
   instanceId?: string;
   /** Heartbeat age past which an instance is dead and its bots are taken over, ms (`--lease-ttl`). @defaultValue 15000 */
   leaseTtlMs?: number;
+  /** Host name stored in this instance's row (env `BOTS_HOST`). @defaultValue os.hostname() */
+  host?: string;
   /** How long a bot handed over or lost may finish its answers, ms. @defaultValue 10000 */
   handOverDrainMs?: number;
+  /**
+   * Pause between inbox sweeps (rows of owned bots recorded by another instance), ms: `[alone
+   * with polling bots only, with peers or with a webhook/callback bot]`. @defaultValue [1000, 100]
+   */
+  inboxIntervalMs?: [number, number];
+  /**
+   * The process's HTTP server: Telegram webhooks (`/tg/<bot>`) and VK callbacks (`/vk/<bot>`) of
+   * every selected bot are served on it, owned or not (a non-owner records, the owner answers).
+   */
+  http?: HttpServer;
 }
 
 /** Bots started by {@link startBots}. */
@@ -149,16 +171,21 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     const create = options.createWorker ?? channelFactory(bot.channel);
     const worker = await create(bot, logger, { store: options.store, now: options.now });
     const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker });
-    const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images), fence: { bot: bot.name, owner: holder, epoch } });
-    const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch };
+    const llm = llmFor(bot, logger, options.llm);
+    const fence = { bot: bot.name, owner: holder, epoch };
+    // A fenced write means another instance took the bot: re-read ownership now, not at the next round.
+    const onFenced = () => void ownership.tick();
+    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker, llm, fence });
+    const pipeline = new Pipeline({ bot, store: options.store, llm, channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images), fence, onFenced, catchUp: () => mayBeRecordedElsewhere(bot), leaseFresh: () => ownership.leaseFresh() });
+    const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch, ready: false };
     running.push(entry);
     try {
       // Recovery before receiving (SPEC §4): resumed messages are queued ahead of new ones.
       // 2GIS recovers inside each pass, under the pass's lease.
-      if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now });
+      if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now, fence });
       await worker.start(pipeline);
       for (const f of features) await f.start?.();
+      entry.ready = true;
     } catch (error) {
       running.splice(running.indexOf(entry), 1);
       await halt(entry, 1000);
@@ -166,12 +193,15 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       throw error;
     }
   };
+  /** Bots stopped here whose last answers are still being stored. */
+  const finishing = new Set<string>();
   const ownership = new Ownership({
     store: options.store,
     id: holder,
     bots: options.bots.filter((b) => b.instance === undefined || b.instance === holder).map((b) => b.name),
     logger: options.logging.root,
     ttlMs: options.leaseTtlMs,
+    host: options.host,
     // SQLite is one host: a second `bots start` owns nothing until the first dies.
     rebalance: options.store.database.dialect === "mysql",
     onAcquire: (name, epoch) => launch(byName.get(name)!, epoch),
@@ -181,19 +211,88 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       running.splice(running.indexOf(r), 1);
       const left = await halt(r, options.handOverDrainMs ?? 10_000);
       r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
+      // Answers still finishing (a settle waiting for the database): the row stays ours until they end.
+      if (r.pipeline.backlog > 0) {
+        finishing.add(name);
+        void r.pipeline.onIdle().finally(() => finishing.delete(name));
+      }
     },
+    busy: (name) => finishing.has(name),
   });
+  // Catch-up at intake (Pipeline's `catchUp`) while another instance may have recorded a bot's
+  // messages: peers alive now or within the last minute (a peer paused or cut off may still
+  // record what it polled before it lost the bot), or webhooks/callbacks reaching any instance.
+  let peersSeenMs = -Infinity;
+  const mayBeRecordedElsewhere = (bot: BotConfig): boolean => {
+    const now = Date.now();
+    if (ownership.peers > 0) peersSeenMs = now;
+    return now - peersSeenMs < 60_000 || receivesPushed(bot);
+  };
+  const [aloneMs, peersMs] = options.inboxIntervalMs ?? [1000, 100];
+  const inbox = new InboxSweep({
+    store: options.store,
+    logger: options.logging.root,
+    now: options.now,
+    // Often while others may record this instance's bots: peers alive, or webhooks/callbacks
+    // (another process may serve the same port range behind a balancer even on one host).
+    intervalMs: () => (ownership.peers > 0 || running.some((r) => receivesPushed(r.config)) ? peersMs : aloneMs),
+    bots: () => running.filter((r) => r.ready).map((r) => ({ config: r.config, pipeline: r.pipeline, fence: { bot: r.config.name, owner: holder, epoch: r.epoch } })),
+    onFenced: () => void ownership.tick(),
+  });
+  // One ingress for pushed updates: any instance records any bot's update; the owner answers it
+  // (at once when the owner took it, else through its inbox sweep).
+  const recorders = new Map<string, Promise<ChannelWorker>>();
+  const recorderFor = (bot: BotConfig): Promise<ChannelWorker> => {
+    let r = recorders.get(bot.name);
+    if (!r) {
+      r = (async () => {
+        const logger = options.logging.forBot(bot.name);
+        const worker = await (options.createWorker ?? channelFactory(bot.channel))(bot, logger, { store: options.store, now: options.now });
+        const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, now: options.now, onIntake: options.onIntake, recordOnly: true });
+        await worker.attach!(pipeline);
+        return worker;
+      })();
+      r.catch(() => recorders.delete(bot.name));
+      recorders.set(bot.name, r);
+    }
+    return r;
+  };
+  const mounted: string[] = [];
+  const pushed = new Map(options.bots.filter(receivesPushed).map((b) => [`/${b.channel === "tg" ? "tg" : "vk"}/${b.name}`, b]));
+  if (options.http && pushed.size) {
+    const ingress = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
+      const bot = pushed.get(decodeURIComponent(url.pathname));
+      if (!bot) return void res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("no such bot here\n");
+      const owned = running.find((r) => r.config.name === bot.name && r.ready);
+      let worker: ChannelWorker;
+      try {
+        worker = owned?.worker ?? (await recorderFor(bot));
+      } catch (error) {
+        options.logging.forBot(bot.name).error({ err: error }, "cannot take pushed updates now (channel unreachable); answered 503, the sender retries");
+        return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8" }).end("unavailable\n");
+      }
+      await worker.handleHttp!(req, res);
+    };
+    for (const prefix of new Set([...pushed.keys()].map((p) => p.slice(0, 4)))) {
+      options.http.route("*", prefix, ingress);
+      mounted.push(prefix);
+    }
+  }
   const stop = async (drainMs = 10_000): Promise<number> => {
+    await inbox.stop();
     // Stop receiving everywhere first, then drain; ownership is given back only after the drain.
     await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
     await ownership.stop();
+    await Promise.all([...recorders.values()].map((r) => r.then((w) => w.stop()).catch(() => undefined)));
+    for (const prefix of mounted) options.http?.unroute(prefix);
     const unfinished = left.reduce((a, b) => a + b, 0);
     if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown were refunded and stay `received`; the next start answers them");
     return unfinished;
   };
   await ownership.start();
   starting = false;
+  inbox.start();
   if (firstError !== undefined) {
     await stop(1000);
     throw firstError;

@@ -1,3 +1,4 @@
+import type http from "node:http";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Pipeline } from "../core/pipeline.js";
@@ -22,6 +23,18 @@ export interface ChannelWorker extends ChannelSender {
    * a worker without it counts as healthy while started.
    */
   health?(): ChannelHealth;
+  /**
+   * Serves one pushed update on the instance's HTTP ingress: `POST /tg/<bot>` (a Telegram
+   * webhook call) or `POST /vk/<bot>` (a VK Callback API call). Ends the response once the update
+   * is recorded (or refused). Only channels with pushed updates have it.
+   */
+  handleHttp?(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
+  /**
+   * Makes {@link handleHttp} record into `pipeline` without {@link start} (an instance that does
+   * not own the bot records pushed updates; the owner answers them).
+   * @throws ChannelError when the channel cannot be reached to prepare (tried again next call)
+   */
+  attach?(pipeline: Pipeline): Promise<void>;
 }
 
 /** What a channel may use besides its own API: the database (VK stores wall posts, 2GIS keeps its lease and cursors), the clock. */

@@ -4,7 +4,7 @@ import { secretsOf, selectBots, startBots } from "../runner.js";
 import { openStore } from "../storage/index.js";
 import { UsageError } from "../errors.js";
 import type { CliContext } from "./context.js";
-import { checkPortClash, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
+import { checkIngress, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
 import { loadBots } from "./shared.js";
 
 /**
@@ -22,7 +22,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   if (!Number.isFinite(leaseTtlS) || leaseTtlS < 1 || leaseTtlS > 3600) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 3600, got '${opts.leaseTtl}'`);
   if (opts.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,191}$/.test(opts.instanceId)) throw new UsageError("INSTANCE_ID_INVALID", `--instance-id must be 1-191 letters, digits, '.', '_', ':' or '-', got '${opts.instanceId}'`);
   const bots = selectBots(loadBots(c), targets);
-  if (http) checkPortClash(bots, http.port);
+  checkIngress(bots, http);
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: secretsOf(bots) });
   const store = await openStore(c.dbUrl);
   let running: Awaited<ReturnType<typeof startBots>> | undefined;
@@ -30,8 +30,9 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   try {
     // The HTTP server comes first so /readyz answers 503 while bots connect.
     if (http) ops = await startOpsServer({ ...http, bots, store, logging, running: () => running });
-    running = await startBots({ bots, store, logging, env: c.env, ...ops?.hooks, instanceId: opts.instanceId, leaseTtlMs: leaseTtlS * 1000 });
-    ops?.metrics.attach(running.bots.map((r) => ({ name: r.config.name, backlog: () => r.pipeline.backlog, inFlight: () => r.pipeline.answersInFlight })));
+    running = await startBots({ bots, store, logging, env: c.env, ...ops?.hooks, instanceId: opts.instanceId, leaseTtlMs: leaseTtlS * 1000, http: ops?.server, host: c.env.BOTS_HOST || undefined });
+    const r = running;
+    ops?.metrics.attach(() => r.bots.map((b) => ({ name: b.config.name, backlog: () => b.pipeline.backlog, inFlight: () => b.pipeline.answersInFlight })));
   } catch (error) {
     await ops?.server.close();
     await store.close();

@@ -3,7 +3,7 @@ import chalk from "chalk";
 import { displayPath, formatProblem, loadBotConfigs, type LoadedConfigs } from "../config/load.js";
 import { describeRecovery } from "../core/recovery.js";
 import { sleep } from "../core/retry.js";
-import { collectScale, DEFAULT_LEASE_TTL_MS, type ScaleStatus } from "../core/ownership.js";
+import { collectScale, type ScaleStatus } from "../core/ownership.js";
 import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
@@ -125,8 +125,8 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
   }
   if (scale.instances.length || scale.owners.length) {
     c.out("");
-    c.out(chalk.bold(`Instances (dead after ${DEFAULT_LEASE_TTL_MS / 1000} s without a heartbeat) and bot owners`));
-    c.out(table(["INSTANCE", "HOST", "PID", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [i.id, i.host, String(i.pid), i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), i.bots_owned.join(", ") || "-"])));
+    c.out(chalk.bold("Instances (dead once the heartbeat is older than their --lease-ttl) and bot owners"));
+    c.out(table(["INSTANCE", "HOST", "PID", "LEASE TTL", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [i.id, i.host, String(i.pid), `${i.lease_ttl_ms / 1000} s`, i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), i.bots_owned.join(", ") || "-"])));
     c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [o.bot, o.owner ?? chalk.yellow("(none)"), String(o.epoch)])));
   }
   c.out("");

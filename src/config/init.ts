@@ -91,7 +91,7 @@ export function renderBotYaml(s: NewBotSpec): string {
   ];
   if (s.channel === "tg") lines.push("tg:", `  token: \${${s.tokenVar}}`);
   if (s.channel === "vk") {
-    lines.push("vk:", `  token: \${${s.tokenVar}}`, `  group_id: ${s.vkGroupId}`, "  mode: callback", "  callback:", "    port: 8080", "    path: /vk/callback", `    confirmation: \${${s.vkConfirmationVar}}`, `    secret: \${${s.vkSecretVar}}`);
+    lines.push("vk:", `  token: \${${s.tokenVar}}`, `  group_id: ${s.vkGroupId}`, "  mode: callback", "  callback:", `    confirmation: \${${s.vkConfirmationVar}}`, `    secret: \${${s.vkSecretVar}}`);
   }
   if (s.channel === "2gis") lines.push("2gis:", `  login: \${${s.dgisLoginVar}}`, `  password: \${${s.dgisPasswordVar}}`, `  branch_ids: [${s.branchIds!.map((b) => JSON.stringify(b)).join(", ")}]`);
   return lines.join("\n") + "\n";

@@ -88,6 +88,23 @@ const websocketSchema = z.strictObject({
   max_queue: z.number().int().positive().default(1000),
 });
 
+/**
+ * A key that no longer exists: any value is refused with `message`, which says where the
+ * setting went (so an old config fails `bots config check` with the way out, not a bare
+ * "unrecognized key").
+ */
+function removedKey(message: string) {
+  return z
+    .unknown()
+    .optional()
+    .superRefine((v, ctx) => {
+      if (v !== undefined) ctx.addIssue({ code: "custom", message });
+    })
+    .transform(() => undefined);
+}
+
+const INGRESS_MOVED = "removed: `bots start` serves webhooks and callbacks on its one HTTP server (--http-port, --http-host) at /tg/<bot> and /vk/<bot>; delete this key (docs/scaling.md)";
+
 const tgSchema = z.strictObject({
   token: z.string().regex(/^\d+:[A-Za-z0-9_-]+$/, "looks like 123456:ABC-DEF… (from @BotFather)"),
   /** Bot API server. @defaultValue https://api.telegram.org */
@@ -95,13 +112,16 @@ const tgSchema = z.strictObject({
   mode: z.enum(["polling", "webhook"]).default("polling"),
   webhook: z
     .strictObject({
-      /** Public HTTPS URL Telegram posts updates to (setWebhook). */
+      /**
+       * Public HTTPS base URL of the instances (a load balancer in front of every `bots start`):
+       * the webhook set with setWebhook is `<url>/tg/<bot>`.
+       */
       url: z.string().url(),
-      port: z.number().int().min(1).max(65535).default(8443),
-      path: z.string().startsWith("/").default("/tg/webhook"),
       /** Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token. */
       secret_token: z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, "1-256 of A-Z a-z 0-9 _ -"),
-      host: z.string().default("0.0.0.0"),
+      port: removedKey(INGRESS_MOVED),
+      path: removedKey(INGRESS_MOVED),
+      host: removedKey(INGRESS_MOVED),
     })
     .optional(),
   /** In groups: answer when mentioned or replied to, every message, or never. @defaultValue mention */
@@ -126,15 +146,15 @@ const vkSchema = z.strictObject({
   api_base_url: z.string().url().default("https://api.vk.com/method"),
   /** VK API version sent as `v`. @defaultValue 5.199 */
   api_version: z.string().regex(/^\d+\.\d+$/, "like 5.199").default("5.199"),
-  /** The Callback API endpoint; required when mode is callback. */
+  /**
+   * The Callback API endpoint, required when mode is callback: served by `bots start` at
+   * `/vk/<bot>` on its HTTP server (`--http-port`).
+   */
   callback: z
     .strictObject({
-      /** @defaultValue 8080 */
-      port: z.number().int().min(1).max(65535).default(8080),
-      /** @defaultValue /vk/callback */
-      path: z.string().startsWith("/").default("/vk/callback"),
-      /** @defaultValue 0.0.0.0 */
-      host: z.string().default("0.0.0.0"),
+      port: removedKey(INGRESS_MOVED),
+      path: removedKey(INGRESS_MOVED),
+      host: removedKey(INGRESS_MOVED),
       /** The string VK shows under "String to be returned", answered to the `confirmation` event. */
       confirmation: z.string().min(1),
       /** The "Secret key" set in the Callback API settings; events without it get 403. */
@@ -267,11 +287,19 @@ export type BotConfig = z.infer<typeof botConfigSchema> & {
 /** Channel names as used on the command line and in configs. */
 export type ChannelName = BotConfig["channel"];
 
+/** Zones checked so far: building an Intl.DateTimeFormat costs ~0.2 ms, paid once per zone, not once per bot file. */
+const zoneChecks = new Map<string, boolean>();
+
 function isTimeZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: tz });
-    return true;
-  } catch {
-    return false;
+  let ok = zoneChecks.get(tz);
+  if (ok === undefined) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    zoneChecks.set(tz, ok);
   }
+  return ok;
 }

@@ -3,23 +3,26 @@ import type { Logger } from "pino";
 import type { Store } from "../storage/index.js";
 import type { InstanceRow, OwnerRow } from "../storage/owners.js";
 
+/** Bots claimed and started at once in a placement round. */
+const CLAIM_LANES = 8;
+
 /** Default heartbeat age past which an instance is dead, ms (`--lease-ttl 15`). */
 export const DEFAULT_LEASE_TTL_MS = 15_000;
 
 /** Instances and owners as `bots status` shows them; ages on the database clock, ms. */
 export interface ScaleStatus {
-  instances: Array<{ id: string; host: string; pid: number; started_ms: number; heartbeat_age_ms: number; alive: boolean; bots_owned: string[] }>;
+  instances: Array<{ id: string; host: string; pid: number; started_ms: number; heartbeat_age_ms: number; lease_ttl_ms: number; alive: boolean; bots_owned: string[] }>;
   owners: Array<{ bot: string; owner: string | null; epoch: number }>;
 }
 
 /**
- * Reads instances and bot owners for `bots status`. `alive` judges the heartbeat against
- * `ttlMs` (the instances' own `--lease-ttl` is not stored).
+ * Reads instances and bot owners for `bots status`. `alive` judges each heartbeat against that
+ * instance's own `--lease-ttl` (stored with it).
  */
-export async function collectScale(store: Store, ttlMs = DEFAULT_LEASE_TTL_MS): Promise<ScaleStatus> {
+export async function collectScale(store: Store): Promise<ScaleStatus> {
   const [instances, owners] = await Promise.all([store.owners.instances(), store.owners.owners()]);
   return {
-    instances: instances.map((i) => ({ id: i.id, host: i.host, pid: i.pid, started_ms: i.started_ms, heartbeat_age_ms: i.age_ms, alive: i.age_ms < ttlMs, bots_owned: owners.filter((o) => o.owner === i.id).map((o) => o.bot) })),
+    instances: instances.map((i) => ({ id: i.id, host: i.host, pid: i.pid, started_ms: i.started_ms, heartbeat_age_ms: i.age_ms, lease_ttl_ms: i.ttl_ms, alive: i.age_ms < i.ttl_ms, bots_owned: owners.filter((o) => o.owner === i.id).map((o) => o.bot) })),
     owners: owners.map((o) => ({ bot: o.bot, owner: o.owner, epoch: o.epoch })),
   };
 }
@@ -54,6 +57,11 @@ export interface OwnershipOptions {
    * over: stop its pollers and drain its pipeline. Must not throw.
    */
   onLose(bot: string, reason: string): Promise<void>;
+  /**
+   * Whether a bot stopped here still has answers finishing (being stored after a database
+   * outage); its row is not given up meanwhile. @defaultValue never busy
+   */
+  busy?(bot: string): boolean;
 }
 
 /**
@@ -86,6 +94,12 @@ export class Ownership {
     return this.owned.has(bot);
   }
 
+  /** Live instances other than this one, as of the last round. */
+  get peers(): number {
+    return this.livePeers;
+  }
+  private livePeers = 0;
+
   /** Bots owned now, with their epochs. */
   ownedBots(): ReadonlyMap<string, number> {
     return this.owned;
@@ -96,14 +110,32 @@ export class Ownership {
    * @throws driver errors when the database is unreachable at start
    */
   async start(): Promise<void> {
-    await this.o.store.owners.register(this.o.id, this.host, process.pid, this.o.bots);
+    await this.o.store.owners.register(this.o.id, this.host, process.pid, this.o.bots, this.ttlMs);
     // Rows still naming this id are a previous life's (a restart with the same --instance-id).
     await this.o.store.owners.releaseAll(this.o.id);
-    await this.tick();
     const every = this.o.intervalMs ?? Math.max(50, Math.floor(this.ttlMs / 3));
-    if (every <= 0) return;
     // Not unref'd: an instance that owns nothing yet must stay up, waiting to take bots over.
-    this.timer = setInterval(() => void this.tick(), every);
+    // A round may take long (a bot handed over drains for up to 10 s; the first round starts
+    // every bot): the heartbeat goes on beside it, or the others would take this instance for
+    // dead mid-round, and its first answers would wait for a fresh lease (Pipeline leaseFresh).
+    if (every > 0) this.timer = setInterval(() => void (this.running ? this.beatAlone() : this.tick()), every);
+    await this.tick();
+  }
+
+  private beating = false;
+
+  /** A heartbeat while a long round runs; past the lease without one, the bots stop here. */
+  private async beatAlone(): Promise<void> {
+    if (this.beating || this.stopped) return;
+    this.beating = true;
+    try {
+      await this.beat();
+    } catch (error) {
+      this.o.logger.warn({ err: error }, "heartbeat failed (database unreachable?)");
+      await this.demoteIfExpired();
+    } finally {
+      this.beating = false;
+    }
   }
 
   /** Runs one placement round now (serialised with the timer's). */
@@ -111,16 +143,59 @@ export class Ownership {
     if (this.stopped) return Promise.resolve();
     if (this.running) return this.running;
     this.running = this.round()
-      .catch((error) => this.o.logger.warn({ err: error }, "ownership round failed (database unreachable?); owned bots are checked again next round"))
+      .catch(async (error) => {
+        this.o.logger.warn({ err: error }, "ownership round failed (database unreachable?); owned bots are checked again next round");
+        await this.demoteIfExpired();
+      })
       .finally(() => (this.running = undefined));
     return this.running;
   }
 
+  /**
+   * True while the last heartbeat that reached the database was sent less than two thirds of the
+   * lease ago (local monotonic clock; a heartbeat goes every third). No other instance can take
+   * this instance's bots over before the lease runs out, so an answer sent now gets recorded
+   * under this owner's epoch. False while cut off from the database or paused.
+   */
+  leaseFresh(): boolean {
+    return performance.now() - this.beatSentAt < (this.ttlMs * 2) / 3;
+  }
+
+  /** When the last heartbeat that reached the database was sent (local monotonic clock, ms). */
+  private beatSentAt = performance.now();
+
+  /**
+   * Writes the heartbeat; the time it was sent counts as the last one that reached the database.
+   * @returns false when the instance row was gone (register again)
+   * @throws driver errors when the database is unreachable
+   */
+  private async beat(): Promise<boolean> {
+    const sent = performance.now();
+    const found = await this.o.store.owners.heartbeat(this.o.id);
+    this.beatSentAt = sent;
+    return found;
+  }
+
+  /**
+   * Cut off from the database past the lease: other instances may own these bots by now, so
+   * stop them here (their pollers would fight the new owner's). Nothing is released (the
+   * database cannot be reached); when it comes back, the next round registers again and takes
+   * bots as placement says.
+   */
+  private async demoteIfExpired(): Promise<void> {
+    if (performance.now() - this.beatSentAt < this.ttlMs || this.owned.size === 0) return;
+    for (const [bot, epoch] of [...this.owned]) {
+      this.owned.delete(bot);
+      this.o.logger.error({ bot, epoch }, `lost ownership of ${bot}: no heartbeat reached the database for longer than the lease (${this.ttlMs} ms); stopping it here`);
+      await this.o.onLose(bot, "database unreachable past the lease");
+    }
+  }
+
   private async round(): Promise<void> {
     const { store, id, logger } = this.o;
-    if (!(await store.owners.heartbeat(id))) {
+    if (!(await this.beat())) {
       logger.warn({ instance: id }, "instance row was gone (taken for dead); registering again");
-      await store.owners.register(id, this.host, process.pid, this.o.bots);
+      await store.owners.register(id, this.host, process.pid, this.o.bots, this.ttlMs);
     }
     const [instances, rows] = await Promise.all([store.owners.instances(), store.owners.owners()]);
     const byBot = new Map(rows.map((r) => [r.bot, r]));
@@ -134,14 +209,37 @@ export class Ownership {
       await this.o.onLose(bot, reason);
     }
     if (this.stopped) return;
+    // Rows still naming this instance that it stopped (cut off from the database past its lease):
+    // once the stopped bot's last answers are stored (they still carry this epoch), give the row
+    // up, so placement takes it again with a new epoch and a recovery; anything of the old run
+    // that comes later is fenced.
+    for (const r of [...byBot.values()]) {
+      if (r.owner !== id || this.owned.has(r.bot)) continue;
+      if (this.o.busy?.(r.bot)) {
+        logger.info({ bot: r.bot }, `${r.bot}: waiting for its stopped answers to be stored before taking it up again`);
+        continue;
+      }
+      if (await store.owners.release(r.bot, id, r.epoch)) byBot.set(r.bot, { ...r, owner: null });
+    }
     // A process of this host that is gone (kill -9) is dead at once, not after the TTL.
     const goneHere = new Set(instances.filter((i) => i.id !== id && i.host === this.host && pidIsGone(i.pid)).map((i) => i.id));
-    const plan = placement(id, this.o.bots, instances.filter((i) => i.age_ms < this.ttlMs && !goneHere.has(i.id)), [...byBot.values()]);
+    const live = instances.filter((i) => i.age_ms < i.ttl_ms && !goneHere.has(i.id));
+    // Once in a while (about every 30 rounds): forget instances dead for long.
+    if (Math.random() < 1 / 30) await store.owners.pruneDead().catch((e) => logger.debug({ err: e }, "pruning dead instances failed"));
+    this.livePeers = live.filter((i) => i.id !== id).length;
+    const plan = placement(id, this.o.bots, live, [...byBot.values()]);
     let claimed = false;
-    for (const bot of plan.claim) {
+    const claimOne = async (bot: string): Promise<void> => {
+      // Stopping (SIGTERM in the middle of a long first round): take nothing more.
+      if (this.stopped) return;
       const from = byBot.get(bot)?.owner;
-      const epoch = from && goneHere.has(from) ? await store.owners.takeOver(bot, from, id) : await store.owners.claim(bot, id, this.ttlMs);
-      if (epoch === undefined || this.stopped) continue;
+      const epoch = from && goneHere.has(from) ? await store.owners.takeOver(bot, from, id) : await store.owners.claim(bot, id);
+      if (epoch === undefined) return;
+      if (this.stopped) {
+        // Taken just as the stop came: give it back now, not after the TTL.
+        await store.owners.release(bot, id, epoch).catch((error) => logger.warn({ err: error, bot }, "ownership could not be released; it passes on after the lease TTL"));
+        return;
+      }
       const previous = from;
       this.owned.set(bot, epoch);
       claimed = true;
@@ -154,7 +252,14 @@ export class Ownership {
         await this.o.onLose(bot, "start failed");
         await store.owners.release(bot, id, epoch);
       }
-    }
+    };
+    // Bots are independent: claim and start (recovery included) several at once, so the last of
+    // 1,000 bots taken at start or over from a dead instance does not wait for 999 others in turn.
+    let next = 0;
+    const lanes = Math.min(CLAIM_LANES, plan.claim.length);
+    await Promise.all(Array.from({ length: lanes }, async () => {
+      while (next < plan.claim.length) await claimOne(plan.claim[next++]!);
+    }));
     if (claimed || this.o.rebalance === false || !plan.handOver) return;
     const bot = plan.handOver;
     const epoch = this.owned.get(bot);
@@ -196,7 +301,7 @@ export interface Placement {
  * ceil(bots that live instances may own / live instances). An orphan bot (no owner, or a dead
  * one) is claimed while `self` owns fewer than its fair share, or when no other live instance
  * that may own it is below its share (so no bot stays orphaned). One owned bot is handed over
- * when another live instance that may own it owns at least two fewer.
+ * when another live instance that may own it owns at least two fewer, and no bot is orphaned.
  */
 export function placement(self: string, mine: string[], live: InstanceRow[], rows: OwnerRow[]): Placement {
   const liveIds = new Set(live.map((i) => i.id));
@@ -221,6 +326,13 @@ export function placement(self: string, mine: string[], live: InstanceRow[], row
   }
   let handOver: string | undefined;
   let handOverTo: string | undefined;
+  // A bot without a live owner is about to be taken (maybe one handed over a round ago): hand
+  // nothing more over until it is, or two instances both give to a newcomer twice.
+  const orphans = [...eligible.keys()].some((b) => {
+    const r = byBot.get(b);
+    return !r?.owner || !liveIds.has(r.owner);
+  });
+  if (orphans) return { claim };
   for (const r of rows) {
     if (r.owner !== self || handOver) continue;
     const to = (eligible.get(r.bot) ?? []).find((i) => i !== self && (count.get(i) ?? 0) + 1 < own);

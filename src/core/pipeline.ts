@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import { describeError, StorageError } from "../errors.js";
+import { describeError, FencedError, StorageError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
@@ -13,6 +13,7 @@ import { compose, type Middleware } from "./compose.js";
 import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "./retry.js";
+import { resumeReceived } from "./recovery.js";
 import { spamVerdict } from "./spam.js";
 import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext } from "./types.js";
 
@@ -54,10 +55,37 @@ export interface PipelineDeps {
   /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
   images?: ImageFetcher;
   /**
-   * Scale-out: this instance's ownership of the bot. The claim to deliver is fenced on it, so an
-   * instance that lost the bot (paused past its lease) never sends.
+   * Scale-out: this instance's ownership of the bot. Every write of an answer (reserve, status
+   * change, settle, refund) is conditional on it in the same statement or transaction, so an
+   * instance that lost the bot (paused or cut off past its lease) writes nothing and never sends.
    */
   fence?: OwnerFence;
+  /**
+   * Record only: intake (dedupe, spam, record) runs, answers do not; recorded messages stay
+   * `received` for the bot's owner (an instance that does not own the bot but serves its
+   * webhook or callback). @defaultValue false
+   */
+  recordOnly?: boolean;
+  /** Called when a write was refused by the fence (the owner should re-read ownership now). */
+  onFenced?: (error: FencedError) => void;
+  /**
+   * Scale-out: asked at each intake; true while other instances may record this bot's messages
+   * (peers alive, webhooks or callbacks). Then, before a new message is queued, the earlier
+   * `received` messages of its thread that this pipeline does not hold are queued first (one
+   * indexed read), and a duplicate found still `received` is queued too, so a thread is answered
+   * in arrival order even when its messages were recorded on two instances (e.g. one recorded by
+   * an instance that lost the bot while it was cut off, the next polled by the new owner).
+   * @defaultValue never
+   */
+  catchUp?: () => boolean;
+  /**
+   * Scale-out: true while this instance's lease is safely fresh (its last heartbeat that reached
+   * the database is well inside the lease: `Ownership.leaseFresh`). Before an answer is
+   * sent the pipeline waits for it (or for a stop), so an instance back from a database outage
+   * does not send an answer that another instance's take-over, landing in the same instant,
+   * would leave unrecorded (`unconfirmed`). @defaultValue always fresh
+   */
+  leaseFresh?: () => boolean;
   /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
   albumWindowMs?: number;
 }
@@ -80,7 +108,7 @@ export interface StoredMeta {
 }
 
 /**
- * The channel-agnostic pipeline of SPEC §4: dedupe → spam → record, then (queued per thread key)
+ * The channel-agnostic pipeline of SPEC §4: spam → record (the insert dedupes on the unique key), then (queued per thread key)
  * gates → balance → context → generate → deliver → settle → notify.
  *
  * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
@@ -124,33 +152,96 @@ export class Pipeline {
     ];
     this.answer = compose(answerStages);
     this.intake = compose<PipelineContext>([
-      this.dedupe,
+      // Dedupe is the record stage's insert: the unique (bot, dedupe_key) index turns a resent
+      // update into `duplicate` without a read of its own (one statement less per message).
       this.spam,
       this.record,
       async (ctx) => {
         ctx.timings.intake = performance.now() - (ctx.state.t0 as number);
+        if (deps.recordOnly) return;
+        await this.catchUpThread(ctx, ctx.id);
         this.enqueue(ctx);
       },
     ]);
   }
 
-  /** Queues the answer of a recorded message behind the earlier ones of its thread. */
-  private enqueue(ctx: PipelineContext): void {
+  /**
+   * Queues the answer of a recorded message behind the earlier ones of its thread.
+   * @returns false when it is queued, being answered or lately finished here already
+   */
+  private enqueue(ctx: PipelineContext): boolean {
     const id = ctx.id!;
+    // Queued once: the owner's inbox sweep and this process's intake may both find a new row.
+    if (this.queued.has(id) || this.done.has(id)) return false;
     this.queued.add(id);
     this.queue.push(ctx.msg.threadKey, async () => {
       const t = performance.now();
       try {
         // After the drain deadline nothing new starts: the message stays `received`, unreserved.
         if (this.stopping.signal.aborted) ctx.outcome = "interrupted";
-        else await this.answer(ctx);
+        else ctx = await this.answerThroughOutages(ctx);
+      } catch (error) {
+        if (!(error instanceof FencedError)) throw error;
+        // Another instance owns the bot now: nothing was written; its recovery and inbox answer the message.
+        ctx.outcome = "fenced";
+        ctx.log.error({ epoch: error.epoch }, "lost ownership of this bot: answer abandoned without writing (the new owner answers it)");
+        this.deps.onFenced?.(error);
       } finally {
         this.queued.delete(id);
+        this.done.add(id);
         if (ctx.outcome === "interrupted") this.interrupted++;
         ctx.timings.answer = performance.now() - t;
         this.deps.onOutcome?.(ctx);
       }
     });
+    return true;
+  }
+
+  /**
+   * Answers a queued message. When the database went away in the middle and the attempt could
+   * not even be recorded as failed (the row is still `received`, a reservation may be open), the
+   * attempt is repeated once the database answers again: the reservation is given back first,
+   * then the message is answered from the start. The thread's later messages wait meanwhile, so
+   * its order holds. A stop ends the wait (the next start's recovery refunds and resumes).
+   * @returns the context of the last attempt
+   */
+  private async answerThroughOutages(first: PipelineContext): Promise<PipelineContext> {
+    let ctx = first;
+    let waitMs = this.deps.storageRetryBaseMs ?? 200;
+    for (;;) {
+      try {
+        await this.answer(ctx);
+        if (!ctx.state.unrecorded) return ctx;
+      } catch (error) {
+        // A reservation or a gate's read that failed before the boundary: same as unrecorded.
+        if (error instanceof FencedError || ctx.delivery || !isConnectionError(error)) throw error;
+        ctx.error = error;
+      }
+      ctx.log.warn({ wait_ms: waitMs }, "database unavailable during the answer; answering again once it is back (later messages of this thread wait)");
+      for (;;) {
+        await sleep(waitMs, this.stopping.signal);
+        waitMs = Math.min(30_000, waitMs * 2);
+        if (this.stopping.signal.aborted) {
+          ctx.outcome = "interrupted";
+          return ctx;
+        }
+        try {
+          // The earlier attempt's reservation, if it was written (its commit may have been lost).
+          const open = await this.deps.store.balance.openReservation(ctx.id!);
+          if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
+          break;
+        } catch (error) {
+          if (error instanceof FencedError) throw error;
+          ctx.log.warn({ err: error, wait_ms: waitMs }, "database still unavailable");
+        }
+      }
+      const next = this.newContext(ctx.msg);
+      next.id = ctx.id;
+      next.stored = ctx.stored;
+      next.log = ctx.log;
+      next.state.resumed = ctx.state.resumed;
+      ctx = next;
+    }
   }
 
   /**
@@ -159,11 +250,31 @@ export class Pipeline {
    * before it, ahead of those queued after. Recovery calls it before the channel receives
    * anything, so resumed messages come first, in the order given (arrival order).
    */
-  resume(row: MessageRow): void {
+  resume(row: MessageRow): boolean {
     const ctx = this.storedContext(row);
     // Never answered, not even with `empty_reply`: it may still get that one.
     ctx.state.resumed = true;
-    this.enqueue(ctx);
+    return this.enqueue(ctx);
+  }
+
+  /**
+   * Scale-out catch-up (see {@link PipelineDeps.catchUp}): resumes the thread's `received` rows
+   * recorded before `beforeId` (all of them without it) that this pipeline does not hold, in id
+   * order, by the same rule as recovery and the inbox sweep ({@link resumeReceived}: rows past
+   * `recovery.resume_within` expire). A failed read or write is logged and skipped: the message
+   * itself is recorded, and the sweep finds the rest later.
+   */
+  private async catchUpThread(ctx: PipelineContext, beforeId?: number): Promise<void> {
+    if (!this.deps.catchUp?.()) return;
+    try {
+      const rows = await this.deps.store.messages.receivedInThread(this.deps.bot.name, ctx.msg.threadKey, beforeId);
+      if (!rows.length) return;
+      const done = await resumeReceived({ bot: this.deps.bot, store: this.deps.store, pipeline: this, now: this.now, fence: this.deps.fence }, rows);
+      if (done.resumedIds.length || done.expired) ctx.log.info({ queued: done.resumedIds, expired: done.expired }, "earlier messages of the thread, recorded elsewhere, queued first");
+    } catch (error) {
+      if (error instanceof FencedError) this.deps.onFenced?.(error);
+      ctx.log.warn({ err: error }, "could not catch up on the thread's earlier messages; the inbox sweep queues them");
+    }
   }
 
   private storedContext(row: MessageRow): PipelineContext {
@@ -223,13 +334,18 @@ export class Pipeline {
     return ctx;
   }
 
-  /** True while this pipeline has the stored message `id` queued or being answered. */
+  /**
+   * True while this pipeline has the stored message `id` queued or being answered, or finished
+   * it lately (a sweep that read the row before the answer was stored must not queue it again).
+   */
   holds(id: number): boolean {
-    return this.queued.has(id);
+    return this.queued.has(id) || this.done.has(id);
   }
 
   /** Ids of stored messages queued or being answered here. */
   private readonly queued = new Set<number>();
+  /** Ids answered (or given up) here lately: the last {@link RECENT_DONE} of them. */
+  private readonly done = new RecentIds(RECENT_DONE);
 
   /** Resolves when every queued answer is done. */
   onIdle(): Promise<void> {
@@ -266,30 +382,20 @@ export class Pipeline {
   private newContext(msg: IncomingMessage): PipelineContext {
     const ctx: PipelineContext = { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
     ctx.sendFreeReply = (text) => this.sendEmptyReply(ctx, text);
+    ctx.fence = this.deps.fence;
     return ctx;
   }
 
   /** Retries a storage operation through short outages (connection refused, lock waits). */
-  private storageRetry<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
+  private storageRetry<T>(fn: () => Promise<T>, log: Logger, retries = 6): Promise<T> {
     return withRetries(fn, {
-      retries: 6,
+      retries,
       baseMs: this.deps.storageRetryBaseMs ?? 200,
       maxMs: 5000,
       classify: (e) => ({ retry: isConnectionError(e) }),
       onRetry: (e, attempt, waitMs) => log.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable, retrying"),
     });
   }
-
-  // --- stage 1: dedupe --------------------------------------------------------------------
-  private readonly dedupe: Middleware<PipelineContext> = async (ctx, next) => {
-    const key = ctx.msg.dedupeKey;
-    if (key && (await this.storageRetry(() => this.deps.store.messages.seen(ctx.msg.bot, key), ctx.log))) {
-      ctx.outcome = "duplicate";
-      ctx.log.debug({ dedupe_key: key }, "duplicate dropped");
-      return;
-    }
-    await next();
-  };
 
   // --- stage 2: spam ----------------------------------------------------------------------
   private readonly spam: Middleware<PipelineContext> = async (ctx, next) => {
@@ -326,6 +432,9 @@ export class Pipeline {
     );
     if (id === null) {
       ctx.outcome = "duplicate";
+      ctx.log.debug({ dedupe_key: m.dedupeKey }, "duplicate dropped");
+      // Recorded by another instance and not answered yet: it comes before what follows it.
+      if (!this.deps.recordOnly) await this.catchUpThread(ctx);
       return;
     }
     ctx.id = id;
@@ -344,10 +453,10 @@ export class Pipeline {
     const { account, cost_per_reply, stop_below, empty_reply } = this.deps.bot.balance;
     const cost = Math.round(cost_per_reply * 100);
     if (cost > 0) {
-      ctx.reservation = await this.deps.store.balance.reserve(account, cost, Math.round(stop_below * 100), ctx.id!);
+      ctx.reservation = await this.deps.store.balance.reserve(account, cost, Math.round(stop_below * 100), ctx.id!, this.deps.fence);
       if (!ctx.reservation) {
         ctx.outcome = "no_balance";
-        await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}` });
+        await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}`, fence: this.deps.fence });
         ctx.log.warn({ account }, "balance cannot pay a reply; message kept for replay");
         if (empty_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, empty_reply);
         return;
@@ -362,7 +471,7 @@ export class Pipeline {
     const { enabled, no_vision_reply } = this.deps.bot.llm.vision;
     if (enabled || !ctx.msg.images?.length || ctx.msg.text.trim()) return next();
     ctx.outcome = "skipped";
-    await this.deps.store.messages.setStatus(ctx.id!, "skipped", { error: "picture without text; llm.vision is off", from: ["received", "failed", "no_balance", "expired"] });
+    await this.deps.store.messages.setStatus(ctx.id!, "skipped", { error: "picture without text; llm.vision is off", from: ["received", "failed", "no_balance", "expired"], fence: this.deps.fence });
     ctx.log.info({ images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null }, "picture without text and llm.vision.enabled is false; not answered by the model");
     if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, no_vision_reply);
   };
@@ -391,13 +500,15 @@ export class Pipeline {
     try {
       await next();
     } catch (error) {
+      // Lost the bot: write nothing more (the new owner's recovery refunds and answers).
+      if (error instanceof FencedError) throw error;
       if (this.stopping.signal.aborted && !ctx.delivery) {
         // The drain deadline cut the model call (or a wait) short: give the money back and leave
         // the message `received`, so the next start answers it. Nothing stays reserved.
         ctx.outcome = "interrupted";
         try {
-          if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering");
-          await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["received", "delivering"] });
+          if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering", this.deps.fence);
+          await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["received", "delivering"], fence: this.deps.fence });
         } catch (storageError) {
           ctx.log.error({ err: storageError }, "could not record the interruption; the next start's recovery refunds it");
         }
@@ -415,10 +526,13 @@ export class Pipeline {
       ctx.error = error;
       ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
       try {
-        if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255));
-        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed", "expired"] });
+        if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255), this.deps.fence);
+        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed", "expired"], fence: this.deps.fence });
       } catch (storageError) {
+        if (storageError instanceof FencedError) throw storageError;
         ctx.log.error({ err: storageError }, "could not record the failure");
+        // The database is away: the answer is tried again when it is back (answerThroughOutages).
+        if (isConnectionError(storageError)) ctx.state.unrecorded = true;
       }
     }
   };
@@ -459,21 +573,16 @@ export class Pipeline {
         return next();
       }
     }
+    await this.untilLeaseFresh(ctx);
     const fence = this.deps.fence;
     const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"], fence });
-    if (!claimed && fence && !(await this.deps.store.owners.holds(fence.bot, fence.owner, fence.epoch))) {
-      // Fenced: another instance owns the bot now (this one was paused or cut off past its
-      // lease). Not sent and not retried; the reservation (ours, unused) is given back and the
-      // new owner's recovery answers the message.
-      ctx.log.error({ epoch: fence.epoch }, "lost ownership of this bot: not sending (the new owner answers it)");
-      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "lost ownership");
-      ctx.outcome = "skipped";
-      return;
-    }
+    // Fenced: another instance owns the bot now (this one was paused or cut off past its lease).
+    // Not sent, nothing written: the new owner's recovery refunds the reservation and answers.
+    if (!claimed && fence && !(await this.deps.store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
     if (!claimed && !ctx.state.force) {
       // Another process (a replay) answered it meanwhile: answer at most once.
       ctx.log.warn("message was answered elsewhere; not sending");
-      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "answered elsewhere");
+      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "answered elsewhere", fence);
       ctx.outcome = "skipped";
       return;
     }
@@ -482,6 +591,21 @@ export class Pipeline {
     ctx.timings.deliver = performance.now() - t;
     await next();
   };
+
+  /**
+   * Waits until the lease is fresh (checked every 50 ms): a heartbeat after an outage makes it so,
+   * or the instance, cut off past its lease, stops the bot, and the stop ends the wait.
+   * @throws StopError when the pipeline stops meanwhile
+   */
+  private async untilLeaseFresh(ctx: PipelineContext): Promise<void> {
+    const fresh = this.deps.leaseFresh;
+    if (!fresh || fresh()) return;
+    ctx.log.warn("no heartbeat reached the database lately: waiting for one before sending");
+    while (!fresh()) {
+      await sleep(50, this.stopping.signal);
+      if (this.stopping.signal.aborted) throw new StopError();
+    }
+  }
 
   // --- stage 8: settle ---------------------------------------------------------------------
   private readonly settle: Middleware<PipelineContext> = async (ctx, next) => {
@@ -498,8 +622,10 @@ export class Pipeline {
           cost: ctx.reservation ? -ctx.reservation.delta : 0,
           latency_ms: c.latencyMs,
           created_ms: this.now(),
-        }),
+        }, this.deps.fence),
       ctx.log,
+      // Sent but not stored: keep trying for about a minute before leaving it `delivering`.
+      14,
     );
     ctx.outcome = "answered";
     ctx.log.info({ answer_id: ctx.answerId, cost: ctx.reservation ? -ctx.reservation.delta : 0 }, "answer delivered");
@@ -564,6 +690,23 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     vars: meta.vars,
     receivedMs: row.created_ms,
   };
+}
+
+/** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
+const RECENT_DONE = 4096;
+
+/** A bounded set of ids: the oldest is forgotten when a new one comes past the limit. */
+class RecentIds {
+  private readonly ids = new Set<number>();
+  constructor(private readonly limit: number) {}
+  add(id: number): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    if (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
+  }
+  has(id: number): boolean {
+    return this.ids.has(id);
+  }
 }
 
 /** Thrown into an answer that a stop (the drain deadline) interrupts. */

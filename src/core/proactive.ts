@@ -1,6 +1,20 @@
+import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
+import { describeError, FencedError } from "../errors.js";
+import type { LedgerRow } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
+import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import type { ChannelSender, Delivery } from "./types.js";
+
+/** What the model wrote for a proactive message (the parts of a `Completion` that are stored). */
+export interface WrittenText {
+  text: string;
+  /** The model that answered, as the API reported it. */
+  model: string;
+  usage: { prompt_tokens: number; completion_tokens: number };
+  /** ms */
+  latencyMs: number;
+}
 
 /** A message a feature sends first (a reminder, a weekly summary), not as an answer. */
 export interface ProactiveMessage {
@@ -8,26 +22,82 @@ export interface ProactiveMessage {
   chatId: string;
   /** The conversation it belongs to (SPEC §4 thread keys). */
   threadKey: string;
+  /** The template text: free, and what goes out whenever the model does not write it. */
   text: string;
+  /** What it is (`reminder`, `weekly`), stored in the row's meta beside `proactive: true`. */
+  kind?: string;
+  /** The incoming message it answers, when a command asked for it (`/week`); stored as `reply_to_id`. */
+  replyTo?: number;
+  /**
+   * Asks the model for the text. When given, the message is charged like a reply (the bot's
+   * `balance.cost_per_reply`); when the balance cannot pay, the model fails or `write` returns
+   * null (its text was refused, e.g. numbers it made up), the template `text` goes out free
+   * and anything reserved is refunded.
+   * @param signal aborted when the feature stops
+   */
+  write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null>;
+}
+
+/** What {@link sendProactive} did. */
+export interface ProactiveResult {
+  delivery: Delivery;
+  /** The stored outgoing row (`messages.id`). */
+  messageId: number;
+  /** Hundredths of a credit charged: 0 for the template. */
+  cost: number;
+  /** True when the model wrote the text that went out. */
+  written: boolean;
+}
+
+/** What {@link sendProactive} works with (STYLE 4). */
+export interface ProactiveDeps {
+  bot: BotConfig;
+  store: Store;
+  channel: ChannelSender;
+  /** Clock, epoch ms UTC. */
+  now: () => number;
+  logger?: Logger;
+  /** Aborts a model call in flight (the feature stops). */
+  signal?: AbortSignal;
+  /**
+   * Scale-out: this instance's ownership of the bot. Reserving, refunding, the claim to send and
+   * the record are conditional on it, so an instance that lost the bot neither sends nor books.
+   */
+  fence?: OwnerFence;
 }
 
 /**
- * Sends a proactive message through the bot's channel and stores it as an outgoing message of
- * the thread (`reply_to_id` null, cost 0: template texts are free). The caller claims the send
- * beforehand (e.g. a delivery row) so a crash between sending and storing never sends twice.
- * @returns the channel's delivery and the stored message id
- * @throws ChannelError when the channel refuses (403: the user blocked the bot) or is unreachable
+ * Sends a proactive message through the bot's channel, recorded and charged by the rules of a
+ * reply (SPEC §4; docs/durability.md), written so that a kill -9 at any await leaves nothing
+ * reserved for ever and never sends twice:
+ *
+ * 1. the message is stored first as an outgoing row of the thread (`reply_to_id` null, status
+ *    `pending`, `meta.proactive`);
+ * 2. with `write`, the reply's cost is reserved against that row and the model writes the text;
+ * 3. the row is claimed for sending (`pending` → `delivering`, with the final text), sent, and
+ *    settled (`sent`, with cost, model and tokens).
+ *
+ * Recovery (src/core/recovery.ts) puts a crash right: a `pending` row becomes `failed` and its
+ * reservation is refunded (nothing was sent); a `delivering` row becomes `unconfirmed` and its
+ * charge stands, as for a reply cut off between sending and recording. The caller claims the
+ * send beforehand (e.g. a coaching delivery row), so a restart never sends it again. With
+ * `fence`, every write after the first insert holds only while this instance owns the bot.
+ * @returns the channel's delivery, the stored row's id and the charge
+ * @throws ChannelError when the channel refuses (403: the user blocked the bot) or is unreachable;
+ * the row is then `failed` and the reservation refunded
+ * @throws FencedError when `fence` no longer holds (nothing sent; the new owner's recovery settles the row)
  */
-export async function sendProactive(deps: { bot: BotConfig; store: Store; channel: ChannelSender; now: () => number }, m: ProactiveMessage): Promise<{ delivery: Delivery; messageId: number }> {
-  const delivery = await deps.channel.send({ bot: deps.bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} }, m.text);
+export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): Promise<ProactiveResult> {
+  const { bot, store } = deps;
+  const db = store.database.db;
   const at = deps.now();
-  const r = await deps.store.database.db
+  const row = await db
     .insertInto("messages")
     .values({
-      bot: deps.bot.name,
-      channel: deps.bot.channel,
+      bot: bot.name,
+      channel: bot.channel,
       direction: "out",
-      status: "sent",
+      status: "pending",
       thread_key: m.threadKey,
       chat_id: m.chatId,
       user_id: null,
@@ -35,18 +105,109 @@ export async function sendProactive(deps: { bot: BotConfig; store: Store; channe
       text: m.text,
       text_hash: null,
       dedupe_key: null,
-      channel_message_id: delivery.channelMessageId,
-      reply_to_id: null,
+      channel_message_id: null,
+      reply_to_id: m.replyTo ?? null,
       model: null,
       prompt_tokens: null,
       completion_tokens: null,
       cost: 0,
       latency_ms: null,
       error: null,
-      meta: JSON.stringify({ proactive: true }),
+      meta: JSON.stringify({ proactive: true, ...(m.kind ? { kind: m.kind } : {}) }),
       created_ms: at,
       updated_ms: at,
     })
     .executeTakeFirstOrThrow();
-  return { delivery, messageId: Number(r.insertId) };
+  const id = Number(row.insertId);
+  const log = deps.logger?.child({ msg_id: id, thread_key: m.threadKey });
+
+  let reservation: LedgerRow | null = null;
+  let written: WrittenText | null = null;
+  if (m.write) {
+    const { account, cost_per_reply, stop_below } = bot.balance;
+    const cost = Math.round(cost_per_reply * 100);
+    try {
+      reservation = cost > 0 ? await store.balance.reserve(account, cost, Math.round(stop_below * 100), id, deps.fence) : null;
+    } catch (error) {
+      if (error instanceof FencedError) await giveUp(deps, id, null, "this instance no longer owns the bot");
+      throw error;
+    }
+    if (cost > 0 && !reservation) log?.warn({ account }, "balance cannot pay a model-written proactive message; the template goes out, free");
+    else {
+      try {
+        written = await m.write(deps.signal);
+        if (!written) log?.warn("the model's text for a proactive message was refused; the template goes out, free");
+      } catch (error) {
+        if (deps.signal?.aborted) {
+          await giveUp(deps, id, reservation, "stopped before sending");
+          throw error;
+        }
+        log?.warn({ err: error }, "the model could not write a proactive message; the template goes out, free");
+      }
+      if (!written && reservation) {
+        try {
+          await store.balance.refund(reservation, "proactive message: template sent instead", deps.fence);
+        } catch (error) {
+          if (error instanceof FencedError) await giveUp(deps, id, null, "this instance no longer owns the bot");
+          throw error;
+        }
+        reservation = null;
+      }
+    }
+  }
+
+  const text = written?.text ?? m.text;
+  let claim = db.updateTable("messages").set({ status: "delivering", text, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
+  if (deps.fence) claim = claim.where(fenceHolds(deps.fence));
+  const claimed = await claim.executeTakeFirst();
+  if (Number(claimed.numUpdatedRows) !== 1) {
+    // Another instance owns the bot now, or its recovery declared this row failed and refunded it.
+    if (deps.fence) {
+      await giveUp(deps, id, reservation, "this instance no longer owns the bot");
+      throw new FencedError(deps.fence.bot, deps.fence.epoch);
+    }
+    throw new Error("proactive message was given up by recovery before it was sent");
+  }
+  let delivery: Delivery;
+  try {
+    delivery = await deps.channel.send({ bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} }, text);
+  } catch (error) {
+    await giveUp(deps, id, reservation, describeError(error));
+    throw error;
+  }
+  const cost = reservation ? -Number(reservation.delta) : 0;
+  // Not fenced: it was sent, so the record is true whoever owns the bot now (a recovery that
+  // made the row `unconfirmed` first keeps it so: the status condition below).
+  await db
+    .updateTable("messages")
+    .set({
+      status: "sent",
+      channel_message_id: delivery.channelMessageId,
+      cost,
+      model: written?.model ?? null,
+      prompt_tokens: written?.usage.prompt_tokens ?? null,
+      completion_tokens: written?.usage.completion_tokens ?? null,
+      latency_ms: written ? Math.round(written.latencyMs) : null,
+      updated_ms: deps.now(),
+    })
+    .where("id", "=", id)
+    .where("status", "=", "delivering")
+    .execute();
+  return { delivery, messageId: id, cost, written: written !== null };
+}
+
+/** Not sent: the row becomes `failed` and the reservation is refunded (both idempotent). */
+async function giveUp(deps: ProactiveDeps, id: number, reservation: LedgerRow | null, reason: string): Promise<void> {
+  try {
+    if (reservation) await deps.store.balance.refund(reservation, `proactive message not sent: ${reason}`.slice(0, 255), deps.fence);
+  } catch (error) {
+    // Fenced: the new owner's recovery refunds it (the row is `failed` below, or made so there).
+    if (!(error instanceof FencedError)) throw error;
+  }
+  await deps.store.database.db
+    .updateTable("messages")
+    .set({ status: "failed", error: reason.slice(0, 2000), cost: 0, updated_ms: deps.now() })
+    .where("id", "=", id)
+    .where("status", "in", ["pending", "delivering"])
+    .execute();
 }

@@ -4,6 +4,8 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
+import { fenceHolds, type OwnerFence } from "../storage/owners.js";
+import { FencedError } from "../errors.js";
 import { formatDuration } from "./duration.js";
 import type { Pipeline } from "./pipeline.js";
 import type { DeliveryCheck } from "./types.js";
@@ -25,6 +27,8 @@ export interface RecoveryDeps {
   checkDelivered?: (row: MessageRow) => Promise<DeliveryCheck>;
   /** Clock, epoch ms UTC. @defaultValue Date.now */
   now?: () => number;
+  /** Scale-out: the owner's fence; every write of the run is conditional on it (FencedError otherwise). */
+  fence?: OwnerFence;
 }
 
 /** What one recovery run did; stored in `recoveries` and shown by `bots status`. */
@@ -55,9 +59,11 @@ export interface RecoveryReport {
  *    `checkDelivered` (2GIS) the channel is asked: delivered → `answered` with the found text;
  *    not delivered → back to `received` (answered again below, once). Without it (Telegram,
  *    VK) → `unconfirmed`: the charge stands and it is never sent again by itself.
+ *    Proactive messages (src/core/proactive.ts) left `pending` become `failed` (not sent);
+ *    those left `delivering` become `unconfirmed` (the charge stands). Neither is sent again.
  * 2. Reservations with no answer (the ledger's `reserve` rows of the bot's messages that are not
- *    `answered`/`unconfirmed`/`delivering` and were never refunded) are refunded, once each
- *    (the refund is unique per reservation).
+ *    `answered`/`unconfirmed`/`delivering`/`sent` and were never refunded) are refunded, once
+ *    each (the refund is unique per reservation).
  * 3. `received` rows younger than `recovery.resume_within` (any age on 2GIS) are queued on the
  *    pipeline in arrival order ({@link Pipeline.resume}); older ones become `expired` with the
  *    reason.
@@ -78,7 +84,7 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     const log = logger.child({ msg_id: row.id, thread_key: row.thread_key });
     if (!deps.checkDelivered) {
       const note = "the process stopped between sending this answer and recording it; it may or may not have arrived (not sent again)";
-      if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"] })) {
+      if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"], fence: deps.fence })) {
         report.unconfirmed++;
         log.warn("answer unconfirmed: cut off between sending and recording; not sent again");
       }
@@ -104,43 +110,81 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
         cost: open ? -open.delta : 0,
         latency_ms: null,
         created_ms: now(),
-      });
+      }, deps.fence);
       report.confirmed++;
       log.info("cut-off answer found on the channel; recorded as answered");
-    } else if (await store.messages.setStatus(row.id, "received", { error: "answer was cut off before the channel took it; answering again", from: ["delivering"] })) {
+    } else if (await store.messages.setStatus(row.id, "received", { error: "answer was cut off before the channel took it; answering again", from: ["delivering"], fence: deps.fence })) {
       row.status = "received";
       log.info("cut-off answer not on the channel; answering again");
     }
+  }
+
+  // 1b. Proactive messages (reminders, summaries) cut off: never sent again by themselves (the
+  // feature claimed them once). `pending` was not sent: failed, and step 2 refunds it.
+  // `delivering` may have arrived: unconfirmed, the charge stands, as for an answer.
+  for (const row of await store.messages.outgoingInStatus(bot.name, ["pending", "delivering"])) {
+    const sent = row.status === "delivering";
+    const note = sent ? "the process stopped between sending this proactive message and recording it; it may or may not have arrived (not sent again)" : "the process stopped before sending this proactive message; not sent";
+    let q = store.database.db
+      .updateTable("messages")
+      .set({ status: sent ? "unconfirmed" : "failed", error: note, ...(sent ? {} : { cost: 0 }), updated_ms: now() })
+      .where("id", "=", row.id)
+      .where("status", "=", row.status);
+    if (deps.fence) q = q.where(fenceHolds(deps.fence));
+    const res = await q.executeTakeFirst();
+    if (Number(res.numUpdatedRows) !== 1) {
+      if (deps.fence && !(await store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch))) throw new FencedError(deps.fence.bot, deps.fence.epoch);
+      continue;
+    }
+    if (sent) report.unconfirmed++;
+    logger.child({ msg_id: row.id, thread_key: row.thread_key }).warn(sent ? "proactive message unconfirmed: cut off between sending and recording; not sent again" : "proactive message cut off before sending; not sent");
   }
 
   // 2. Money reserved for answers that never came.
   for (const r of await store.balance.openReservationsOfBot(bot.name)) {
     // Ours and still being answered (a recovery that runs after this process started receiving).
     if (r.message_id !== null && pipeline.holds(r.message_id)) continue;
-    if (await store.balance.refund(r, "recovery: no answer was sent")) {
+    if (await store.balance.refund(r, "recovery: no answer was sent", deps.fence)) {
       report.refunded++;
       logger.info({ msg_id: r.message_id, amount: -r.delta, status: r.message_status }, "reservation without an answer refunded");
     }
   }
 
   // 3. Messages recorded but never answered.
-  const limitMs = bot.channel === "2gis" ? Infinity : bot.recovery.resume_within;
-  const cutoff = limitMs === Infinity ? -Infinity : now() - limitMs;
-  for (const row of await store.messages.selectIncoming({ bots: [bot.name], statuses: ["received"] })) {
-    if (pipeline.holds(row.id)) continue;
-    if (row.created_ms < cutoff) {
-      const reason = limitMs === 0 ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send" : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
-      if (await store.messages.setStatus(row.id, "expired", { error: reason, from: ["received"] })) report.expired++;
-      continue;
-    }
-    pipeline.resume(row);
-    report.resumed++;
-    report.resumedIds.push(row.id);
-  }
+  const picked = await resumeReceived(deps, await store.messages.selectIncoming({ bots: [bot.name], statuses: ["received"] }));
+  report.resumed = picked.resumedIds.length;
+  report.resumedIds = picked.resumedIds;
+  report.expired = picked.expired;
 
   await store.recoveries.record({ bot: bot.name, holder: deps.holder, resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, started_ms: started, finished_ms: now() });
   logger.info({ resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, ...(report.unchecked ? { unchecked: report.unchecked } : {}) }, "recovery done");
   return report;
+}
+
+/**
+ * Queues stored `received` rows of one bot on its pipeline in the order given (arrival order),
+ * skipping those it holds already; rows older than `recovery.resume_within` (no limit on 2GIS)
+ * become `expired` with the reason instead. Step 3 of {@link recoverBot}, and what the owner's
+ * inbox sweep does with rows that another instance (or this one while it did not own the bot)
+ * recorded.
+ * @returns ids queued, and how many rows expired
+ * @throws FencedError when `deps.fence` no longer holds
+ */
+export async function resumeReceived(deps: Pick<RecoveryDeps, "bot" | "store" | "pipeline" | "now" | "fence">, rows: MessageRow[]): Promise<{ resumedIds: number[]; expired: number }> {
+  const { bot, store, pipeline } = deps;
+  const limitMs = bot.channel === "2gis" ? Infinity : bot.recovery.resume_within;
+  const cutoff = limitMs === Infinity ? -Infinity : (deps.now ?? Date.now)() - limitMs;
+  const out = { resumedIds: [] as number[], expired: 0 };
+  for (const row of rows) {
+    if (row.status !== "received" || row.bot !== bot.name || pipeline.holds(row.id)) continue;
+    if (row.created_ms < cutoff) {
+      const reason = limitMs === 0 ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send" : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
+      if (await store.messages.setStatus(row.id, "expired", { error: reason, from: ["received"], fence: deps.fence })) out.expired++;
+      continue;
+    }
+    if (pipeline.resume(row)) out.resumedIds.push(row.id);
+  }
+  return out;
 }
 
 /** A holder id for this process: `host:pid:random`. */

@@ -21,8 +21,9 @@ export async function spamVerdict(
   const word = spam.stopwords.find((w) => w && lower.includes(w.toLowerCase()));
   if (word) return "stopword";
   if (m.userId === null) return null;
-  const recent = await repo.countFromUser(m.bot, m.userId, nowMs - 60_000);
+  const dupWindow = spam.duplicate_window_s > 0 && m.text.trim() ? { text: m.text, sinceMs: nowMs - spam.duplicate_window_s * 1000 } : undefined;
+  const { recent, duplicate } = await repo.userActivity(m.bot, m.userId, nowMs - 60_000, dupWindow);
   if (recent >= spam.max_per_minute) return "flood";
-  if (spam.duplicate_window_s > 0 && m.text.trim() && (await repo.sentSameText(m.bot, m.userId, m.text, nowMs - spam.duplicate_window_s * 1000))) return "duplicate";
+  if (duplicate) return "duplicate";
   return null;
 }

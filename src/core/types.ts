@@ -5,6 +5,7 @@ import type { ImageRef } from "./images.js";
 import type { PromptKind } from "../llm/prompt.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { MessageRow } from "../storage/messages.js";
+import type { OwnerFence } from "../storage/owners.js";
 
 /**
  * One incoming message or comment or review, whatever the channel (SPEC §4). Channels build it
@@ -45,6 +46,11 @@ export interface IncomingMessage {
   receivedMs: number;
   /** A contact the user shared (Bot API `Message.contact`), for features.leads. */
   contact?: SharedContact;
+  /**
+   * A location the user shared (Telegram `Message.location`), degrees WGS84; `text` holds the
+   * same as `📍 <latitude>, <longitude>`, so a stored message keeps it.
+   */
+  location?: { latitude: number; longitude: number };
   /** Set when this message is a button press: the button's data (`text` holds the same). */
   button?: { data: string };
   /**
@@ -166,9 +172,15 @@ export interface PipelineContext {
   /**
    * Final outcome, for logs and callers. `interrupted`: a stop came first (the drain deadline
    * aborted the model call, or the answer had not started); the message stays `received` with
-   * nothing reserved, and the next start answers it.
+   * nothing reserved, and the next start answers it. `fenced`: another instance took the bot over
+   * meanwhile; nothing more was written and the new owner answers it.
    */
-  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted";
+  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted" | "fenced";
+  /**
+   * Scale-out: this instance's ownership of the bot; features pass it to the status changes they
+   * make (`messages.setStatus(..., { fence })`), so an instance that lost the bot writes nothing.
+   */
+  fence?: OwnerFence;
   /** What made the answer fail (`outcome` "failed"), as thrown by the model, channel or database. */
   error?: unknown;
   /** Scratch space for features. */

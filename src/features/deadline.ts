@@ -112,7 +112,7 @@ export function deadlineFeature(bot: BotConfig, config: DeadlineConfig, deps: Fe
       if (deadline === null || ctx.msg.receivedMs <= deadline + config.grace_minutes * 60_000) return next();
       const reason = `post deadline ${new Date(deadline).toISOString()} had passed`;
       ctx.outcome = "skipped";
-      await deps.store.messages.setStatus(ctx.id!, "skipped", { error: reason, from: ["received", "failed", "no_balance"] });
+      await deps.store.messages.setStatus(ctx.id!, "skipped", { error: reason, from: ["received", "failed", "no_balance"], fence: ctx.fence });
       ctx.log.info({ deadline: new Date(deadline).toISOString(), expired_reply: config.expired_reply !== null }, "comment after the post's deadline; not answered by the model");
       if (config.expired_reply) await ctx.sendFreeReply?.(config.expired_reply);
     },

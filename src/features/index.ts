@@ -4,6 +4,8 @@ import type { Feature } from "../core/pipeline.js";
 import { Mailer, type MailerOptions, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
 import type { ChannelSender } from "../core/types.js";
+import type { LlmClient } from "../llm/client.js";
+import type { OwnerFence } from "../storage/owners.js";
 import { coachingFeature } from "./coaching/feature.js";
 import { deadlineFeature } from "./deadline.js";
 import { leadsFeature } from "./leads.js";
@@ -23,6 +25,10 @@ export interface FeatureDeps {
   mail?: MailerOptions & { reportBackoffMs?: number };
   /** The bot's channel, for features that write first (coaching reminders). */
   channel?: ChannelSender;
+  /** The bot's model, for features that write first with it (coaching `style: model`). */
+  llm?: LlmClient;
+  /** Scale-out: this instance's ownership of the bot; proactive sends are fenced on it. */
+  fence?: OwnerFence;
 }
 
 /**
@@ -40,6 +46,6 @@ export function buildFeatures(bot: BotConfig, deps: FeatureDeps): Feature[] {
     // The schema requires smtp with report; a bot without it has no mail to send.
     if (m) features.push(reportFeature(bot, f.report, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, mailer: m, retryBackoffMs: deps.mail?.reportBackoffMs }));
   }
-  if (f.coaching) features.push(coachingFeature(bot, f.coaching, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, channel: deps.channel }));
+  if (f.coaching) features.push(coachingFeature(bot, f.coaching, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, channel: deps.channel, llm: deps.llm, fence: deps.fence }));
   return features;
 }

@@ -102,8 +102,14 @@ export const coachingSchema = z.strictObject({
       catch_up: durationString.default("4h"),
       /** How often the scheduler looks for due reminders, seconds. @defaultValue 60 */
       interval_s: z.number().int().min(5).max(3600).default(60),
+      /**
+       * `template`: the `reminder` text, free. `model`: the model writes each reminder from the
+       * user's numbers, charged like a reply; the template goes out (free) when the balance
+       * cannot pay or the model fails. @defaultValue "template"
+       */
+      style: z.enum(["template", "model"]).default("template"),
     })
-    .default({ catch_up: "4h", interval_s: 60 }),
+    .default({ catch_up: "4h", interval_s: 60, style: "template" }),
   weekly: z
     .strictObject({
       /** ISO weekday of the summary, 1 = Monday … 7 = Sunday. @defaultValue 7 */
@@ -112,8 +118,20 @@ export const coachingSchema = z.strictObject({
       at: clockTime.default("19:00"),
       /** Set false to send no weekly summaries (`/week` still works). @defaultValue true */
       enabled: z.boolean().default(true),
+      /**
+       * `model`: the model writes a few words above the numbers (which the code computes and
+       * always prints itself), charged like a reply; the template alone goes out (free) when the
+       * balance cannot pay, the model fails or writes numbers of its own. `template`: numbers
+       * only, free. Applies to the scheduled summary and `/week`. @defaultValue "model"
+       */
+      style: z.enum(["template", "model"]).default("model"),
     })
-    .default({ weekday: 7, at: "19:00", enabled: true }),
+    .default({ weekday: 7, at: "19:00", enabled: true, style: "model" }),
+  /**
+   * At onboarding the model suggests clearer wordings of the user's goals (with a frequency),
+   * charged like a reply; the user takes them or keeps their own. @defaultValue true
+   */
+  phrase_goals: z.boolean().default(true),
   /** Replacements of built-in texts by key (see docs/coaching.md). @defaultValue {} */
   texts: z.partialRecord(z.enum(TEXT_KEYS as [TextKey, ...TextKey[]]), z.string().min(1)).default({}),
 });

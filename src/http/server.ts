@@ -51,6 +51,12 @@ export class HttpServer {
     return this;
   }
 
+  /** Removes what was mounted at `path` (any method); a restart of the bots mounts it again. */
+  unroute(path: string): this {
+    for (let i = this.routes.length - 1; i >= 0; i--) if (this.routes[i]!.path === path) this.routes.splice(i, 1);
+    return this;
+  }
+
   /**
    * Starts listening.
    * @returns the bound port (the chosen one when `port` is 0)
@@ -121,4 +127,19 @@ export function parseHttpPort(text: string): number | null {
   if (t === "off" || t === "none" || t === "false") return null;
   if (!/^\d{1,5}$/.test(t) || Number(t) > 65535) throw new RangeError(`--http-port must be a port (1-65535), 0 for any free port, or off; got '${text}'`);
   return Number(t);
+}
+
+/**
+ * Reads a request body up to `limit` bytes.
+ * @returns the body, or null when it is larger than `limit` (the caller answers 413)
+ */
+export async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > limit) return null;
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
 }

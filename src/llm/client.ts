@@ -63,6 +63,28 @@ export interface LlmOptions {
   onRetry?: RetryOptions["onRetry"];
 }
 
+/** SDK clients of this process by base URL, key and timeout (see {@link sharedSdk}). */
+const sdks = new Map<string, Promise<OpenAI>>();
+
+/**
+ * One `openai` SDK client per (base URL, API key, timeout) in the process, imported on first
+ * use. With 1,000 bots on one key the process builds one client (its dozens of resource
+ * objects), not one per bot that answers (bench/many-bots). Connections are pooled per origin
+ * by the global fetch either way. The SDK client holds no per-request state, so sharing it is
+ * safe.
+ */
+function sharedSdk(apiKey: string, baseURL: string | undefined, timeoutMs: number): Promise<OpenAI> {
+  const key = JSON.stringify([baseURL ?? "", apiKey, timeoutMs]);
+  let sdk = sdks.get(key);
+  if (!sdk) {
+    sdk = import("openai").then(({ default: OpenAISdk }) => new OpenAISdk({ apiKey, baseURL, timeout: timeoutMs, maxRetries: 0 }));
+    // A failed import is not cached: the next call tries again.
+    sdk.catch(() => sdks.delete(key));
+    sdks.set(key, sdk);
+  }
+  return sdk;
+}
+
 /**
  * A thin wrapper over the `openai` SDK's Chat Completions with our retry policy (the SDK's own
  * retries are off so that OpenAI, VK and 2GIS share one policy) and a tool-call loop.
@@ -73,9 +95,7 @@ export class LlmClient {
   constructor(readonly options: LlmOptions) {}
 
   private client(): Promise<OpenAI> {
-    this.sdk ??= import("openai").then(
-      ({ default: OpenAISdk }) => new OpenAISdk({ apiKey: this.options.apiKey, baseURL: this.options.baseURL, timeout: this.options.timeoutMs, maxRetries: 0 }),
-    );
+    this.sdk ??= sharedSdk(this.options.apiKey, this.options.baseURL, this.options.timeoutMs);
     return this.sdk;
   }
 

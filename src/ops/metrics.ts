@@ -38,8 +38,11 @@ export interface BotsMetrics {
   registry: Registry;
   /** Pass to every pipeline: counts messages, answers, tokens, latency, delivery failures. */
   hooks: PipelineHooks;
-  /** Adds the running bots whose queues the gauges read. */
-  attach(sources: MetricsSource[]): void;
+  /**
+   * Sets where the gauges read the bots running here: called at every scrape, since ownership
+   * moves bots between instances (a bot this instance does not run has no queue gauges here).
+   */
+  attach(sources: () => MetricsSource[]): void;
   /** The text exposition format (prom-client `Registry.metrics()`). */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -72,7 +75,7 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   const now = options.now ?? Date.now;
   const interval = options.dbReadIntervalMs ?? 30_000;
   const channelOf = new Map(options.bots.map((b) => [b.name, b.channel]));
-  const sources: MetricsSource[] = [];
+  let sources: () => MetricsSource[] = () => [];
 
   const messages = new prom.Counter({ name: "bots_messages_total", help: "Incoming messages by how their handling ended", labelNames: ["bot", "channel", "status"], registers: [registry] });
   const answers = new prom.Counter({ name: "bots_answers_total", help: "Answers delivered and recorded", labelNames: ["bot", "channel"], registers: [registry] });
@@ -85,8 +88,9 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   });
   const tokens = new prom.Counter({ name: "bots_model_tokens_total", help: "Model tokens used (OpenAI usage)", labelNames: ["bot", "model", "kind"], registers: [registry] });
   const deliveryFailures = new prom.Counter({ name: "bots_delivery_failures_total", help: "Answers the channel refused or could not take, by channel error", labelNames: ["bot", "channel", "error"], registers: [registry] });
-  const forEachSource = (g: { set(labels: { bot: string }, v: number): void }, read: (s: MetricsSource) => number) => {
-    for (const s of sources) g.set({ bot: s.name }, read(s));
+  const forEachSource = (g: { set(labels: { bot: string }, v: number): void; reset(): void }, read: (s: MetricsSource) => number) => {
+    g.reset();
+    for (const s of sources()) g.set({ bot: s.name }, read(s));
   };
   new prom.Gauge({
     name: "bots_queue_depth",
@@ -174,8 +178,8 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   return {
     registry,
     hooks,
-    attach(more) {
-      sources.push(...more);
+    attach(read) {
+      sources = read;
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };

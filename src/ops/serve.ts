@@ -41,19 +41,20 @@ export function parseHttpOptions(opts: StartCommandOptions): HttpSettings | null
   return port === null ? null : { port, host: opts.httpHost ?? "127.0.0.1", thresholdMs: threshold * 1000 };
 }
 
+/** True for a bot whose updates are pushed to the HTTP ingress: Telegram webhook, VK Callback API. */
+export function receivesPushed(b: BotConfig): boolean {
+  return (b.channel === "tg" && b.tg?.mode === "webhook") || (b.channel === "vk" && b.vk?.mode === "callback");
+}
+
 /**
- * Refuses an HTTP port that a bot's own listener uses (`vk.callback.port` also defaults to 8080,
- * and `tg.webhook.port`), before anything starts.
- * @throws UsageError naming the bot and the way out
+ * Refuses `--http-port off` when a selected bot receives pushed updates (Telegram webhook, VK
+ * callback): they arrive on that server at `/tg/<bot>` and `/vk/<bot>`.
+ * @throws UsageError naming the bots and the way out
  */
-export function checkPortClash(bots: BotConfig[], port: number): void {
-  if (port === 0) return;
-  for (const b of bots) {
-    const own = b.vk?.mode === "callback" ? b.vk.callback?.port : b.tg?.mode === "webhook" ? b.tg.webhook?.port : undefined;
-    if (own === port) {
-      throw new UsageError("HTTP_PORT_CLASH", `--http-port ${port} is also the listening port of bot ${b.name}`, { hint: `pass another --http-port (e.g. 9464), --http-port off, or change the bot's ${b.channel === "vk" ? "vk.callback.port" : "tg.webhook.port"}` });
-    }
-  }
+export function checkIngress(bots: BotConfig[], http: HttpSettings | null): void {
+  const pushed = bots.filter(receivesPushed);
+  if (http || !pushed.length) return;
+  throw new UsageError("HTTP_NEEDED", `--http-port off, but ${pushed.map((b) => b.name).join(", ")} receive${pushed.length === 1 ? "s" : ""} updates on the HTTP server (Telegram webhook at /tg/<bot>, VK callback at /vk/<bot>)`, { hint: "give --http-port a port (default 8080), or switch those bots to tg.mode: polling / vk.mode: longpoll" });
 }
 
 /** The HTTP server of `bots start` with its metrics. */

@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { BalanceError } from "../errors.js";
+import { BalanceError, FencedError } from "../errors.js";
 import { isUniqueViolation, transact } from "./db.js";
+import { fenceHolds, fenceStillHolds, type OwnerFence } from "./owners.js";
 import type { BalanceLedgerTable, Schema } from "./schema.js";
 
 /** One row of the ledger. Amounts in hundredths of a credit; `created_ms` epoch ms UTC. */
@@ -71,18 +72,24 @@ export class BalanceRepo {
    * @param amount hundredths of a credit (500 = 5.00 credits); 0 reserves nothing and succeeds
    * @param floor hundredths the balance must stay at or above (the bot's `stop_below`)
    * @param messageId the incoming message the reply is for
+   * @param fence scale-out: reserve only while this instance owns the bot at this epoch (same statement)
    * @returns the ledger row (reason `reserve`), or null when the balance cannot pay
+   * @throws FencedError when `fence` no longer holds (nothing reserved)
    */
-  async reserve(account: string, amount: number, floor: number, messageId: number | null): Promise<LedgerRow | null> {
+  async reserve(account: string, amount: number, floor: number, messageId: number | null, fence?: OwnerFence): Promise<LedgerRow | null> {
     return transact(this.db, async (trx) => {
       const t = this.now();
-      const res = await trx
+      let q = trx
         .updateTable("balance_accounts")
         .set({ balance: sql`balance - ${amount}`, updated_ms: t })
         .where("account", "=", account)
-        .where(sql<boolean>`balance - ${amount} >= ${floor}`)
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) !== 1) return null;
+        .where(sql<boolean>`balance - ${amount} >= ${floor}`);
+      if (fence) q = q.where(fenceHolds(fence));
+      const res = await q.executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) {
+        if (fence && !(await fenceStillHolds(trx, fence))) throw new FencedError(fence.bot, fence.epoch);
+        return null;
+      }
       return this.writeLedger(trx, { account, delta: -amount, reason: "reserve", message_id: messageId, ref_id: null, note: null, created_ms: t });
     });
   }
@@ -90,18 +97,23 @@ export class BalanceRepo {
   /**
    * Gives a reservation back. Idempotent: a second refund of the same reservation does nothing.
    * @param reservation the ledger row returned by {@link reserve}
+   * @param fence scale-out: refund only while this instance owns the bot at this epoch (else the
+   * new owner's recovery refunds it)
    * @returns the refund's ledger row, or null if it had been refunded already
+   * @throws FencedError when `fence` no longer holds (nothing refunded)
    */
-  async refund(reservation: Pick<LedgerRow, "id" | "account" | "delta" | "message_id">, note?: string): Promise<LedgerRow | null> {
+  async refund(reservation: Pick<LedgerRow, "id" | "account" | "delta" | "message_id">, note?: string, fence?: OwnerFence): Promise<LedgerRow | null> {
     const amount = -Number(reservation.delta);
     try {
       return await transact(this.db, async (trx) => {
         const t = this.now();
-        await trx
+        let q = trx
           .updateTable("balance_accounts")
           .set({ balance: sql`balance + ${amount}`, updated_ms: t })
-          .where("account", "=", reservation.account)
-          .execute();
+          .where("account", "=", reservation.account);
+        if (fence) q = q.where(fenceHolds(fence));
+        const res = await q.executeTakeFirst();
+        if (fence && Number(res.numUpdatedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
         return this.writeLedger(trx, { account: reservation.account, delta: amount, reason: "refund", message_id: reservation.message_id, ref_id: reservation.id, note: note ?? null, created_ms: t });
       });
     } catch (error) {
@@ -126,8 +138,8 @@ export class BalanceRepo {
   /**
    * Reservations of a bot's messages that were neither refunded nor settled by an answer: the
    * ledger's `reserve` rows with no refund whose message is not `answered`, `unconfirmed` or
-   * `delivering` (those keep their charge). A crash between reserving and answering leaves such
-   * rows; recovery gives them back.
+   * `delivering`, nor a `sent` proactive message (those keep their charge). A crash between
+   * reserving and answering leaves such rows; recovery gives them back.
    * @returns the reservation rows, oldest first, each with its message's status
    */
   async openReservationsOfBot(bot: string): Promise<Array<LedgerRow & { message_status: string }>> {
@@ -138,7 +150,7 @@ export class BalanceRepo {
       .select("m.status as message_status")
       .where("m.bot", "=", bot)
       .where("r.reason", "=", "reserve")
-      .where("m.status", "not in", ["answered", "unconfirmed", "delivering"])
+      .where("m.status", "not in", ["answered", "unconfirmed", "delivering", "sent"])
       .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
       .orderBy("r.id", "asc")
       .execute();

@@ -83,6 +83,18 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
       supportBigNumbers: true,
       bigNumberStrings: false,
     });
+    // A process paused (SIGSTOP, GC, VM freeze) inside a transaction keeps its row locks, and
+    // every other instance's claim and reserve would wait on them. The server ends such a
+    // transaction: MariaDB after IDLE_TRANSACTION_S idle in it; MySQL, which has no such
+    // variable, when the connection is idle for MYSQL_WAIT_S (idle pool connections it closes
+    // are dropped by the pool). The paused process finds its connection gone when it wakes and
+    // writes nothing (its transaction was rolled back).
+    pool.on("connection", (conn) => {
+      conn.query(`SET SESSION idle_transaction_timeout = ${IDLE_TRANSACTION_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, (error: { errno?: number } | null) => {
+        // 1193: unknown system variable (MySQL).
+        if (error?.errno === 1193) conn.query(`SET SESSION wait_timeout = ${MYSQL_WAIT_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, () => undefined);
+      });
+    });
     const db = new Kysely<Schema>({ dialect: new MysqlDialect({ pool }) });
     try {
       await sql`select 1`.execute(db);
@@ -173,6 +185,13 @@ export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Sche
     }
   }
 }
+
+/** Seconds a MySQL/MariaDB transaction may sit idle (its process paused) before the server ends it. */
+export const IDLE_TRANSACTION_S = 5;
+/** MySQL (not MariaDB): seconds a connection may sit idle, in a transaction or not, before the server closes it. */
+export const MYSQL_WAIT_S = 30;
+/** Seconds a statement waits for a row lock before failing (retried by {@link transact}); the server default is 50. */
+export const LOCK_WAIT_S = 10;
 
 /** True for SQLite's "database is locked" family and MySQL deadlocks/lock waits. */
 export function isBusy(error: unknown): boolean {

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
+import { FencedError } from "../errors.js";
 import { isUniqueViolation, transact } from "./db.js";
-import type { OwnerFence } from "./owners.js";
+import { fenceHolds, type OwnerFence } from "./owners.js";
 import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
@@ -98,16 +99,21 @@ export class MessagesRepo {
     }
   }
 
-  /** True when an incoming message with this dedupe key is stored for the bot. */
-  async seen(bot: string, dedupeKey: string): Promise<boolean> {
-    const row = await this.db.selectFrom("messages").select("id").where("bot", "=", bot).where("dedupe_key", "=", dedupeKey).executeTakeFirst();
-    return row !== undefined;
-  }
-
   /** The incoming message stored under a dedupe key, if any (e.g. `2gis:review:<id>`). */
   async byDedupeKey(bot: string, dedupeKey: string): Promise<MessageRow | undefined> {
     const row = await this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("dedupe_key", "=", dedupeKey).executeTakeFirst();
     return row && normalise(row);
+  }
+
+  /**
+   * The `received` incoming messages of one thread, oldest first (id order), at most 100: those
+   * recorded before `beforeId` when it is given. Scale-out catch-up (another instance may have
+   * recorded them); uses the `(bot, status, id)` index.
+   */
+  async receivedInThread(bot: string, threadKey: string, beforeId?: number): Promise<MessageRow[]> {
+    let s = this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("status", "=", "received").where("direction", "=", "in").where("thread_key", "=", threadKey);
+    if (beforeId !== undefined) s = s.where("id", "<", beforeId);
+    return (await s.orderBy("id", "asc").limit(100).execute()).map(normalise);
   }
 
   /** One message by id. */
@@ -129,24 +135,29 @@ export class MessagesRepo {
     if (opts.from) q = q.where("status", "in", opts.from);
     const f = opts.fence;
     // Scale-out fencing: the change happens only while the instance still owns the bot at its epoch.
-    if (f) q = q.where((eb) => eb.exists(eb.selectFrom("bot_owners").select(sql`1`.as("one")).where("bot_owners.bot", "=", f.bot).where("bot_owners.owner", "=", f.owner).where("bot_owners.epoch", "=", f.epoch)));
+    if (f) q = q.where(fenceHolds(f));
     const res = await q.executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }
 
   /**
    * Stores an answer and marks its incoming message `answered`, in one transaction.
+   * @param fence scale-out: only while this instance owns the bot at this epoch (the status
+   * change carries the condition; it comes first in the transaction)
    * @returns the outgoing row's id
+   * @throws FencedError when `fence` no longer holds (nothing stored; the row stays `delivering`
+   * and the new owner's recovery marks it `unconfirmed`)
    */
-  async settle(out: NewOutgoing): Promise<number> {
+  async settle(out: NewOutgoing, fence?: OwnerFence): Promise<number> {
     return transact(this.db, async (trx) => {
-      const id = await insertOutgoing(trx, out);
-      await trx
+      let q = trx
         .updateTable("messages")
         .set({ status: "answered", error: null, cost: out.cost, updated_ms: out.created_ms })
-        .where("id", "=", out.incoming.id)
-        .execute();
-      return id;
+        .where("id", "=", out.incoming.id);
+      if (fence) q = q.where(fenceHolds(fence));
+      const res = await q.executeTakeFirst();
+      if (fence && Number(res.numUpdatedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
+      return insertOutgoing(trx, out);
     });
   }
 
@@ -204,33 +215,27 @@ export class MessagesRepo {
     return rows.map(normalise);
   }
 
-  /** Incoming messages of a user since a time (ms), for the flood limit. */
-  async countFromUser(bot: string, userId: string, sinceMs: number, beforeId?: number): Promise<number> {
-    let q = this.db
-      .selectFrom("messages")
-      .select((eb) => eb.fn.countAll<number>().as("n"))
-      .where("bot", "=", bot)
-      .where("user_id", "=", userId)
-      .where("direction", "=", "in")
-      .where("created_ms", ">=", sinceMs);
-    if (beforeId !== undefined) q = q.where("id", "<", beforeId);
-    const row = await q.executeTakeFirst();
-    return Number(row?.n ?? 0);
-  }
-
-  /** True when the user sent the same text (by {@link textHash}) since a time (ms). */
-  async sentSameText(bot: string, userId: string, text: string, sinceMs: number): Promise<boolean> {
+  /**
+   * A user's recent incoming messages, for the spam check (SPEC §4 stage 2), in one read on the
+   * `(bot, user_id, created_ms)` index.
+   * @param floodSinceMs epoch ms UTC: messages at or after it are counted (`recent`)
+   * @param sameText with `sinceMs` (epoch ms UTC): whether the same text (by {@link textHash})
+   * came at or after it (`duplicate`); omitted, `duplicate` is false
+   */
+  async userActivity(bot: string, userId: string, floodSinceMs: number, sameText?: { text: string; sinceMs: number }): Promise<{ recent: number; duplicate: boolean }> {
+    const since = sameText ? Math.min(floodSinceMs, sameText.sinceMs) : floodSinceMs;
     const row = await this.db
       .selectFrom("messages")
-      .select("id")
+      .select([
+        sql<number>`COUNT(CASE WHEN created_ms >= ${floodSinceMs} THEN 1 END)`.as("recent"),
+        (sameText ? sql<number>`COUNT(CASE WHEN text_hash = ${textHash(sameText.text)} AND created_ms >= ${sameText.sinceMs} THEN 1 END)` : sql<number>`0`).as("same"),
+      ])
       .where("bot", "=", bot)
       .where("user_id", "=", userId)
       .where("direction", "=", "in")
-      .where("created_ms", ">=", sinceMs)
-      .where("text_hash", "=", textHash(text))
-      .limit(1)
+      .where("created_ms", ">=", since)
       .executeTakeFirst();
-    return row !== undefined;
+    return { recent: Number(row?.recent ?? 0), duplicate: Number(row?.same ?? 0) > 0 };
   }
 
   /**
@@ -249,6 +254,16 @@ export class MessagesRepo {
     s = s.orderBy("id", "asc");
     if (q.limit !== undefined) s = s.limit(q.limit);
     return (await s.execute()).map(normalise);
+  }
+
+  /**
+   * Outgoing messages of a bot in one of `statuses`, oldest first: proactive messages
+   * (src/core/proactive.ts) left `pending` or `delivering` by a crash, for recovery. Uses the
+   * `(bot, status, created_ms)` index.
+   */
+  async outgoingInStatus(bot: string, statuses: Array<"pending" | "delivering">): Promise<MessageRow[]> {
+    const rows = await this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("status", "in", statuses).where("direction", "=", "out").orderBy("id", "asc").execute();
+    return rows.map(normalise);
   }
 
   /**

@@ -6,6 +6,7 @@ import { recoveryMigration } from "./migrations/0005_recovery.js";
 import { opsMigration } from "./migrations/0006_ops.js";
 import { coachingMigration } from "./migrations/0008_coaching.js";
 import { scaleMigration } from "./migrations/0009_scale.js";
+import { instanceTtlMigration } from "./migrations/0011_instance_ttl.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -22,6 +23,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0006_ops": opsMigration(d),
     "0008_coaching": coachingMigration(d),
     "0009_scale": scaleMigration(d),
+    "0011_instance_ttl": instanceTtlMigration(d),
   };
 }
 

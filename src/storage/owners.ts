@@ -13,7 +13,12 @@ export interface InstanceRow {
   heartbeat_ms: number;
   /** Database now minus heartbeat, ms. */
   age_ms: number;
+  /** The instance's own `--lease-ttl`, ms: dead once `age_ms` reaches it. */
+  ttl_ms: number;
 }
+
+/** How long a dead instance's row is kept for `bots status`, ms (at least, and at least 20 TTLs). */
+export const DEAD_INSTANCE_KEEP_MS = 600_000;
 
 /** A bot's owner row: the owning instance (null while handed over) and the fencing epoch. */
 export interface OwnerRow {
@@ -28,6 +33,27 @@ export interface OwnerFence {
   bot: string;
   owner: string;
   epoch: number;
+}
+
+/**
+ * The fencing condition as an SQL predicate for a WHERE clause: the bot's `bot_owners` row still
+ * names `fence.owner` at `fence.epoch`. Put it in the first write of a transaction (or in a
+ * single-statement write): InnoDB takes a shared lock on the `bot_owners` row read by a
+ * subquery of an UPDATE and keeps it to the commit, so a take-over (an UPDATE of that row) waits
+ * for the transaction; SQLite serialises writers. Either way the write happens only while the
+ * fence holds, and no take-over lands between the check and the commit.
+ */
+export function fenceHolds(fence: OwnerFence): RawBuilder<boolean> {
+  return sql<boolean>`exists (select 1 from bot_owners where bot_owners.bot = ${fence.bot} and bot_owners.owner = ${fence.owner} and bot_owners.epoch = ${fence.epoch})`;
+}
+
+/**
+ * Whether `fence.owner` still owns `fence.bot` at `fence.epoch`, read on `db` (a transaction's,
+ * to check inside it).
+ */
+export async function fenceStillHolds(db: Kysely<Schema>, fence: OwnerFence): Promise<boolean> {
+  const r = await db.selectFrom("bot_owners").select("bot").where("bot", "=", fence.bot).where("owner", "=", fence.owner).where("epoch", "=", fence.epoch).executeTakeFirst();
+  return r !== undefined;
 }
 
 /**
@@ -58,10 +84,11 @@ export class OwnersRepo {
   /**
    * Registers (or re-registers) an instance with a fresh heartbeat.
    * @param bots names of the bots it may own
+   * @param ttlMs its `--lease-ttl`, ms
    */
-  async register(id: string, host: string, pid: number, bots: string[]): Promise<void> {
-    const values = { id, host, pid, bots: JSON.stringify(bots), started_ms: this.now, heartbeat_ms: this.now };
-    const updated = await this.db.updateTable("instances").set({ host, pid, bots: values.bots, started_ms: this.now, heartbeat_ms: this.now }).where("id", "=", id).executeTakeFirst();
+  async register(id: string, host: string, pid: number, bots: string[], ttlMs = 15_000): Promise<void> {
+    const values = { id, host, pid, bots: JSON.stringify(bots), started_ms: this.now, heartbeat_ms: this.now, ttl_ms: ttlMs };
+    const updated = await this.db.updateTable("instances").set({ host, pid, bots: values.bots, started_ms: this.now, heartbeat_ms: this.now, ttl_ms: ttlMs }).where("id", "=", id).executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 1) return;
     try {
       await this.db.insertInto("instances").values(values).execute();
@@ -89,7 +116,21 @@ export class OwnersRepo {
   /** Every instance row with its heartbeat age on the database clock, oldest id first. */
   async instances(): Promise<InstanceRow[]> {
     const rows = await this.db.selectFrom("instances").selectAll().select(sql<number>`${this.now} - heartbeat_ms`.as("age_ms")).orderBy("id").execute();
-    return rows.map((r) => ({ id: r.id, host: r.host, pid: Number(r.pid), bots: parseBots(r.bots), started_ms: Number(r.started_ms), heartbeat_ms: Number(r.heartbeat_ms), age_ms: Number(r.age_ms) }));
+    return rows.map((r) => ({ id: r.id, host: r.host, pid: Number(r.pid), bots: parseBots(r.bots), started_ms: Number(r.started_ms), heartbeat_ms: Number(r.heartbeat_ms), age_ms: Number(r.age_ms), ttl_ms: Number(r.ttl_ms) }));
+  }
+
+  /**
+   * Removes rows of instances dead for long (heartbeat older than 20 of their TTLs and than
+   * {@link DEAD_INSTANCE_KEEP_MS}, database clock), so `bots status` does not list every past run.
+   * @returns rows removed
+   */
+  async pruneDead(): Promise<number> {
+    const res = await this.db
+      .deleteFrom("instances")
+      .where(sql<boolean>`heartbeat_ms < ${this.now} - ${DEAD_INSTANCE_KEEP_MS}`)
+      .where(sql<boolean>`heartbeat_ms < ${this.now} - 20 * ttl_ms`)
+      .executeTakeFirst();
+    return Number(res.numDeletedRows);
   }
 
   /** Every ownership row. */
@@ -105,12 +146,11 @@ export class OwnersRepo {
   }
 
   /**
-   * Takes a bot when it has no owner, or its owner's heartbeat is older than `ttlMs` (database
-   * clock), or its owner row is gone. Raises the epoch.
-   * @param ttlMs lease TTL, ms
+   * Takes a bot when it has no owner, or its owner's heartbeat is older than the owner's own TTL
+   * (`instances.ttl_ms`, database clock), or its owner row is gone. Raises the epoch.
    * @returns the new epoch when `id` owns it now; undefined when another live instance does
    */
-  async claim(bot: string, id: string, ttlMs: number): Promise<number | undefined> {
+  async claim(bot: string, id: string): Promise<number | undefined> {
     const res = await this.db
       .updateTable("bot_owners")
       .set({ owner: id, epoch: sql`epoch + 1`, changed_ms: this.now })
@@ -118,7 +158,7 @@ export class OwnersRepo {
       .where((eb) =>
         eb.or([
           eb("owner", "is", null),
-          eb.not(eb.exists(eb.selectFrom("instances").select(sql`1`.as("one")).where("instances.id", "=", eb.ref("bot_owners.owner")).where("instances.heartbeat_ms", ">", sql<number>`${this.now} - ${ttlMs}`))),
+          eb.not(eb.exists(eb.selectFrom("instances").select(sql`1`.as("one")).where("instances.id", "=", eb.ref("bot_owners.owner")).where("instances.heartbeat_ms", ">", sql<number>`${this.now} - instances.ttl_ms`))),
         ]),
       )
       .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "!=", id)]))
@@ -163,8 +203,7 @@ export class OwnersRepo {
 
   /** Whether `id` still owns the bot at `epoch` (the fencing check, as one read). */
   async holds(bot: string, id: string, epoch: number): Promise<boolean> {
-    const r = await this.db.selectFrom("bot_owners").select("bot").where("bot", "=", bot).where("owner", "=", id).where("epoch", "=", epoch).executeTakeFirst();
-    return r !== undefined;
+    return fenceStillHolds(this.db, { bot, owner: id, epoch });
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Generated } from "kysely";
+import type { ColumnType, Generated } from "kysely";
 import type { PostsTable } from "./posts.js";
 
 /**
@@ -30,8 +30,12 @@ export type IncomingStatus = "received" | "filtered" | "no_balance" | "deliverin
 
 /** Every incoming status, in the order they are usually shown. */
 export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "expired", "unconfirmed"];
-/** Outgoing statuses. */
-export type OutgoingStatus = "sent";
+/**
+ * Outgoing statuses. Answers are stored `sent`. A proactive message (src/core/proactive.ts) is
+ * stored `pending` before it is sent, then `delivering`, then `sent`; or `failed` (not sent,
+ * refunded), or `unconfirmed` (cut off between sending and recording; the charge stands).
+ */
+export type OutgoingStatus = "sent" | "pending";
 export type MessageStatus = IncomingStatus | OutgoingStatus;
 
 export interface MessagesTable {
@@ -166,6 +170,8 @@ export interface InstancesTable {
   bots: string;
   started_ms: number;
   heartbeat_ms: number;
+  /** The instance's `--lease-ttl`, ms (migration 0011). */
+  ttl_ms: ColumnType<number, number | undefined, number>;
 }
 
 /** Who owns a bot (migration 0009); `epoch` grows at every change of owner (fencing token). */

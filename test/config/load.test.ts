@@ -41,10 +41,28 @@ describe("config loading", () => {
     assert.match(lines[0]!, /d\.yaml:9: recovery\.resume_within: a duration like 90s, 30m, 1h or 2d, or 0/);
   });
 
-  test("an unquoted ${PORT} becomes a number", () => {
-    const { bots, problems } = load({ "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: ${PORT}\n    secret_token: abc") }, { KEY: "k", PORT: "8443" });
+  test("features.coaching: style keys default and are checked; a typo is an error", () => {
+    const coach = (body: string) => good(`features:\n  coaching: ${body}`);
+    const { bots, problems, lines } = load({ "a.yaml": coach("{}"), "b.yaml": coach("{ reminders: { style: model }, weekly: { style: template }, phrase_goals: false }"), "c.yaml": coach("{ reminders: { style: llm } }"), "d.yaml": coach("{ weekly: { styles: model } }") });
+    const a = bots.find((x) => x.name === "a")!.features.coaching!;
+    assert.deepEqual([a.reminders.style, a.weekly.style, a.phrase_goals], ["template", "model", true]);
+    const b = bots.find((x) => x.name === "b")!.features.coaching!;
+    assert.deepEqual([b.reminders.style, b.weekly.style, b.phrase_goals], ["model", "template", false]);
+    assert.equal(problems.length, 2);
+    assert.match(lines.join("\n"), /c\.yaml:\d+: features\.coaching\.reminders\.style/);
+    assert.match(lines.join("\n"), /d\.yaml:\d+: features\.coaching\.weekly/);
+  });
+
+  test("an unquoted ${N} becomes a number", () => {
+    const { bots, problems } = load({ "a.yaml": good("history:\n  max_messages: ${N}") }, { KEY: "k", N: "12" });
     assert.deepEqual(problems, []);
-    assert.equal(bots[0]!.tg!.webhook!.port, 8443);
+    assert.equal(bots[0]!.history.max_messages, 12);
+  });
+
+  test("the old per-bot listener keys (tg.webhook.port/path/host, vk.callback.port) are refused with where they went", () => {
+    const { lines, bots } = load({ "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: 8443\n    secret_token: abc") }, { KEY: "k" });
+    assert.equal(bots.length, 0);
+    assert.match(lines.join("\n"), /a\.yaml:11: tg\.webhook\.port: removed: `bots start` serves webhooks and callbacks on its one HTTP server \(--http-port, --http-host\) at \/tg\/<bot> and \/vk\/<bot>/);
   });
 
   test("every problem at once, each with file:line: field", () => {

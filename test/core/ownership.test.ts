@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
+import { sql } from "kysely";
 import pino from "pino";
 import { Ownership, placement } from "../../src/core/ownership.js";
+import { FencedError } from "../../src/errors.js";
+import { IDLE_TRANSACTION_S } from "../../src/storage/db.js";
+import { fenceHolds } from "../../src/storage/owners.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { createTestDatabase, dialects } from "../support/db.js";
 
@@ -15,11 +19,11 @@ interface Inst {
   events: string[];
 }
 
-async function withDb(dialect: "sqlite" | "mysql", fn: (make: (id: string, bots?: string[], rebalance?: boolean) => Promise<Inst>) => Promise<void>): Promise<void> {
+async function withDb(dialect: "sqlite" | "mysql", fn: (make: (id: string, bots?: string[], rebalance?: boolean, acquireMs?: number) => Promise<Inst>) => Promise<void>): Promise<void> {
   const db = await createTestDatabase(dialect);
   const made: Inst[] = [];
   try {
-    await fn(async (id, bots = BOTS, rebalance = true) => {
+    await fn(async (id, bots = BOTS, rebalance = true, acquireMs = 0) => {
       // One store (pool) per instance, as separate processes have.
       const store = await openStore(db.url);
       const events: string[] = [];
@@ -33,7 +37,10 @@ async function withDb(dialect: "sqlite" | "mysql", fn: (make: (id: string, bots?
         host: `host-${id}`,
         intervalMs: 0,
         rebalance,
-        onAcquire: async (bot, epoch) => void events.push(`+${bot}@${epoch}`),
+        onAcquire: async (bot, epoch) => {
+          events.push(`+${bot}@${epoch}`);
+          if (acquireMs) await sleep(acquireMs);
+        },
         onLose: async (bot, reason) => void events.push(`-${bot}:${reason.split(" ")[0]}`),
       });
       const inst = { o, store, events };
@@ -72,7 +79,7 @@ function countBy(m: Map<string, string>): Record<string, number> {
 }
 
 test("placement: fair share, orphans claimed, one hand-over to an instance two behind", () => {
-  const live = (id: string, bots = BOTS) => ({ id, host: "h", pid: 1, bots, started_ms: 0, heartbeat_ms: 0, age_ms: 0 });
+  const live = (id: string, bots = BOTS) => ({ id, host: "h", pid: 1, bots, started_ms: 0, heartbeat_ms: 0, age_ms: 0, ttl_ms: TTL });
   const own = (bot: string, owner: string | null) => ({ bot, owner, epoch: 1, changed_ms: 0 });
   // Alone: takes everything.
   assert.deepEqual(placement("a", BOTS, [live("a")], []).claim, BOTS);
@@ -112,6 +119,24 @@ for (const dialect of dialects()) {
       });
     });
 
+    test("bots are started several at once; a stop in the middle of a long first round takes nothing more and leaves no bot owned", async () => {
+      await withDb(dialect, async (make) => {
+        const many = Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, "0")}`);
+        const a = await make("a", many, true, 300);
+        const starting = a.o.start();
+        while (a.events.length === 0) await sleep(10);
+        await sleep(50);
+        assert.ok(a.events.length > 1 && a.events.length <= 8, `several started at once, at most 8: ${a.events.join(" ")}`);
+        await a.o.stop();
+        await starting;
+        const started = a.events.filter((e) => e.startsWith("+")).length;
+        assert.ok(started < many.length, `the stop ended the round early (${started} of ${many.length} started)`);
+        assert.equal(a.events.filter((e) => e.endsWith(":shutting")).length, started, "each started bot stopped");
+        const rows = await a.store.owners.owners();
+        assert.deepEqual(rows.filter((r) => r.owner !== null), [], "nothing left owned by the stopped instance");
+      });
+    });
+
     test("a silent instance (kill -9 or paused) loses its bots after the TTL on the database clock; when it wakes it notices, and rejoins", async () => {
       await withDb(dialect, async (make) => {
         const a = await make("a");
@@ -140,6 +165,31 @@ for (const dialect of dialects()) {
       });
     });
 
+    test("cut off from the database past its lease, an instance stops its bots by itself; back, it takes them up again with a new epoch", async () => {
+      await withDb(dialect, async (make) => {
+        const a = await make("a", ["b1", "b2"]);
+        await a.o.start();
+        assert.equal(a.o.ownedBots().size, 2);
+        // The database becomes unreachable for this instance only (its heartbeat cannot be written).
+        const beat = a.store.owners.heartbeat.bind(a.store.owners);
+        a.store.owners.heartbeat = async () => Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
+        await a.o.tick();
+        assert.equal(a.o.ownedBots().size, 2, "within the lease it keeps its bots");
+        await sleep(TTL + 100);
+        await a.o.tick();
+        assert.equal(a.o.ownedBots().size, 0, "past the lease it stopped them");
+        assert.deepEqual(a.events.filter((e) => e.startsWith("-")).sort(), ["-b1:database", "-b2:database"]);
+        a.store.owners.heartbeat = beat;
+        await sleep(TTL + 100);
+        await a.o.tick();
+        assert.equal(a.o.ownedBots().size, 2, "alone again, it takes both back");
+        assert.deepEqual([...a.o.ownedBots().values()], [2, 2], "with a new epoch each: what the stopped run writes late is fenced");
+        // Claimed and started several at once: in no particular order within a round.
+        const starts = a.events.filter((e) => e.startsWith("+"));
+        assert.deepEqual([starts.slice(0, 2).sort(), starts.slice(2).sort()], [["+b1@1", "+b2@1"], ["+b1@2", "+b2@2"]], "started (recovered) again");
+      });
+    });
+
     test("selection and pins: an instance owns only the bots it may; without rebalance a second instance owns nothing until the first dies", async () => {
       await withDb(dialect, async (make) => {
         const a = await make("a", ["b1", "b2"], false);
@@ -159,15 +209,15 @@ for (const dialect of dialects()) {
       await withDb(dialect, async (make) => {
         const a = await make("a", ["x"]);
         const s = a.store;
-        await s.owners.register("a", "h1", 1, ["x"]);
-        const ea = (await s.owners.claim("x", "a", TTL))!;
+        await s.owners.register("a", "h1", 1, ["x"], TTL);
+        const ea = (await s.owners.claim("x", "a"))!;
         const id = (await s.messages.insertIncoming({ bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", text: "hi", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() }))!;
         assert.equal(await s.messages.setStatus(id, "failed", { from: ["received"], fence: { bot: "x", owner: "a", epoch: ea } }), true, "owner at its epoch writes");
         // a goes silent; b takes x over after the TTL.
-        await s.owners.register("b", "h2", 2, ["x"]);
+        await s.owners.register("b", "h2", 2, ["x"], TTL);
         await sleep(TTL + 200);
         await s.owners.heartbeat("b");
-        const eb = await s.owners.claim("x", "b", TTL);
+        const eb = await s.owners.claim("x", "b");
         assert.equal(eb, ea + 1);
         assert.equal(await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "a", epoch: ea } }), false, "the old owner's write is refused");
         assert.equal((await s.messages.get(id))?.status, "failed");
@@ -175,13 +225,77 @@ for (const dialect of dialects()) {
       });
     });
 
+    test("fencing: reserve, refund and settle carrying an old epoch throw FencedError and write nothing; the owner's go through", async () => {
+      await withDb(dialect, async (make) => {
+        const s = (await make("a", ["x"])).store;
+        await s.owners.register("a", "h1", 1, ["x"], TTL);
+        const old = { bot: "x", owner: "a", epoch: (await s.owners.claim("x", "a"))! };
+        await s.balance.topUp("acc", 10_000);
+        const id = (await s.messages.insertIncoming({ bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", text: "hi", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() }))!;
+        const held = (await s.balance.reserve("acc", 500, 0, id, old))!;
+        assert.equal(held.balance_after, 9_500, "the owner reserves");
+        assert.equal(await s.messages.setStatus(id, "delivering", { from: ["received"], fence: old }), true);
+        // b takes x over after a's heartbeat is older than the TTL.
+        await s.owners.register("b", "h2", 2, ["x"], TTL);
+        await sleep(TTL + 200);
+        await s.owners.heartbeat("b");
+        const now = { bot: "x", owner: "b", epoch: (await s.owners.claim("x", "b"))! };
+        const ledger = async () => (await s.balance.history("acc", 100)).length;
+        const before = { balance: (await s.balance.get("acc"))!.balance, rows: await ledger() };
+        await assert.rejects(() => s.balance.reserve("acc", 500, 0, id, old), (e: unknown) => e instanceof FencedError && e.code === "FENCED");
+        await assert.rejects(() => s.balance.refund(held, "late", old), FencedError);
+        const out = { incoming: { id, bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1" }, text: "late answer", channel_message_id: "9", model: "m", prompt_tokens: 1, completion_tokens: 1, cost: 500, latency_ms: 1, created_ms: Date.now() };
+        await assert.rejects(() => s.messages.settle(out, old), FencedError);
+        assert.deepEqual({ balance: (await s.balance.get("acc"))!.balance, rows: await ledger() }, before, "no ledger row and no balance change from the old owner");
+        assert.equal((await s.messages.get(id))?.status, "delivering", "the old owner's settle stored nothing");
+        assert.equal((await s.messages.answerTo(id)), undefined);
+        // A reservation the old owner could not refund is the new owner's to give back (its recovery does).
+        assert.ok(await s.balance.refund(held, "recovery", now));
+        assert.equal((await s.balance.get("acc"))!.balance, 10_000);
+        assert.equal(await s.balance.reserve("acc", 20_000, 0, id, now), null, "an owner that cannot pay gets null, not FencedError");
+        assert.ok(await s.messages.settle(out, now));
+        assert.equal((await s.messages.get(id))?.status, "answered");
+      });
+    });
+
+    if (dialect === "mysql") {
+      test("a transaction left open by a paused process is ended by the server, so its locks do not block a take-over (MySQL/MariaDB)", async () => {
+        await withDb(dialect, async (make) => {
+          const a = await make("a", ["x"]);
+          const b = await make("b", ["x"]);
+          await a.store.owners.register("a", "h1", 1, ["x"], TTL);
+          const ea = (await a.store.owners.claim("x", "a"))!;
+          await a.store.balance.topUp("acc", 10_000);
+          // a reserves under its fence and then stops between statements (as a SIGSTOP would):
+          // it holds a lock on the account row and a shared lock on x's owner row.
+          let paused!: () => void;
+          const resume = new Promise<void>((r) => (paused = r));
+          const inTrx = a.store.database.db.transaction().execute(async (trx) => {
+            await trx.updateTable("balance_accounts").set({ balance: sql`balance - 1` }).where("account", "=", "acc").where(fenceHolds({ bot: "x", owner: "a", epoch: ea })).execute();
+            await resume;
+            await trx.updateTable("balance_accounts").set({ balance: sql`balance - 1` }).where("account", "=", "acc").execute();
+          });
+          const outcome = inTrx.then(() => "committed", (e: { code?: string }) => e.code ?? "error");
+          await sleep(TTL + 200);
+          await b.store.owners.register("b", "h2", 2, ["x"], TTL);
+          const t0 = Date.now();
+          assert.equal(await b.store.owners.claim("x", "b"), ea + 1, "b takes x over once the server ended a's idle transaction");
+          assert.ok(Date.now() - t0 < (IDLE_TRANSACTION_S + 3) * 1000, "not after the 50 s lock wait");
+          assert.ok(await b.store.balance.reserve("acc", 500, 0, null, { bot: "x", owner: "b", epoch: ea + 1 }), "and reserves");
+          paused();
+          assert.notEqual(await outcome, "committed", "a's transaction was rolled back: nothing of it lands");
+          assert.equal((await b.store.balance.get("acc"))!.balance, 9_500);
+        });
+      });
+    }
+
     test("two instances claiming the same orphan at once: one wins", async () => {
       await withDb(dialect, async (make) => {
         const a = await make("a", ["x"]);
         const b = await make("b", ["x"]);
-        await a.store.owners.register("a", "h", 1, ["x"]);
-        await b.store.owners.register("b", "h", 2, ["x"]);
-        const [ea, eb] = await Promise.all([a.store.owners.claim("x", "a", TTL), b.store.owners.claim("x", "b", TTL)]);
+        await a.store.owners.register("a", "h", 1, ["x"], TTL);
+        await b.store.owners.register("b", "h", 2, ["x"], TTL);
+        const [ea, eb] = await Promise.all([a.store.owners.claim("x", "a"), b.store.owners.claim("x", "b")]);
         assert.equal([ea, eb].filter((e) => e !== undefined).length, 1);
         assert.equal((await a.store.owners.owner("x"))?.epoch, 1);
       });

@@ -41,8 +41,11 @@ describe("log rotation with copytruncate", () => {
       assert.equal(lines.length, 1);
       assert.equal((JSON.parse(lines[0]!) as { msg: string }).msg, "after rotation");
       assert.equal(readFileSync(`${file}.1`, "utf8"), before);
-      // The process log is rotated the same way.
-      assert.ok(readFileSync(path.join(dir, "bots.log"), "utf8").includes("after rotation"));
+      // The process log gets the line too, through its own stream: wait for it as well.
+      await eventually(async () => {
+        await logging.flush();
+        return readFileSync(path.join(dir, "bots.log"), "utf8").includes("after rotation");
+      }, 5000, "the line after rotation in bots.log");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

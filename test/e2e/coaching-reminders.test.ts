@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import type { Logger } from "pino";
-import type { BotConfig } from "../../src/config/schema.js";
-import { coachingFeature, type CoachingFeature } from "../../src/features/coaching/feature.js";
-import { buildFeatures } from "../../src/features/index.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { translateUpdate } from "../../src/channels/telegram/translate.js";
 import { coachingStats } from "../../src/features/coaching/stats.js";
@@ -11,50 +7,18 @@ import { startBotApiProxy } from "../support/botapi-proxy.js";
 import { cli } from "../support/cli.js";
 import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
-import { eventually, Harness, TOKEN } from "../support/harness.js";
-import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
+import { coachHarness, coachScheduler, onboardBerlin, proactiveRows, say } from "../support/coaching.js";
+import { eventually, type Harness, TOKEN } from "../support/harness.js";
+import { botMessages, userSays } from "../support/telegram.js";
 
-const YAML = ["timezone: Europe/Moscow", "spam: { duplicate_window_s: 0, max_per_minute: 600 }", "features:", "  coaching: {}"].join("\n");
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 
-async function start(dialect: "sqlite" | "mysql", clock: ManualClock, apiRoot?: (root: string) => Promise<string>): Promise<Harness> {
-  return Harness.start({
-    dialect,
-    extraYaml: YAML,
-    apiRoot,
-    startOptions: (h) => ({ now: clock.now, features: (bot: BotConfig, logger: Logger) => buildFeatures(bot, { store: h.store, logger, now: clock.now }) }),
-  });
-}
-
-/** The scheduler of one `bots start` process: its own feature (and optionally its own database connection), the bot's channel. */
-function scheduler(h: Harness, clock: ManualClock, store: Store = h.store): CoachingFeature {
-  const r = h.running!.bots[0]!;
-  return coachingFeature(h.bot, h.bot.features.coaching!, { store, logger: r.logger, now: clock.now, channel: r.worker });
-}
-
-async function say(h: Harness, user: number, text: string): Promise<string> {
-  const before = botMessages(h.telegram, user).length;
-  await userSays(h.telegram, TOKEN, user, text);
-  return (await waitForBotMessages(h.telegram, user, before + 1))[before]!.text;
-}
-
-/** Onboards a Berlin user: one daily goal, reminder at 20:00. */
-async function onboard(h: Harness, id: number): Promise<void> {
-  h.llm.respond = () => ({ text: "profile" });
-  for (const text of ["/start", "Аня", "Europe/Berlin", "читать 20 минут", "20:00"]) await say(h, id, text);
-  // /skip of the photos brings two messages: the profile, then the confirmation question.
-  await userSays(h.telegram, TOKEN, id, "/skip");
-  await waitForBotMessages(h.telegram, id, 7);
-  await say(h, id, "да");
-  assert.equal((await h.store.coaching.user(h.bot.name, String(id)))!.status, "active");
-}
-
+const start = (dialect: "sqlite" | "mysql", clock: ManualClock, apiRoot?: (root: string) => Promise<string>) => coachHarness(dialect, clock, { apiRoot });
+const scheduler = (h: Harness, clock: ManualClock, store?: Store) => coachScheduler(h, clock, { store });
+const onboard = onboardBerlin;
 /** Proactive messages stored for a user's thread: [created_ms, text]. */
-async function proactive(h: Harness, id: number): Promise<Array<[number, string]>> {
-  const rows = await h.store.database.db.selectFrom("messages").select(["created_ms", "text", "meta"]).where("thread_key", "=", `tg:${id}`).where("direction", "=", "out").orderBy("id").execute();
-  return rows.filter((r) => r.meta && JSON.parse(r.meta).proactive).map((r) => [Number(r.created_ms), r.text]);
-}
+const proactive = async (h: Harness, id: number): Promise<Array<[number, string]>> => (await proactiveRows(h, id)).map((r) => [r.created_ms, r.text]);
 
 for (const dialect of dialects()) {
   describe(`coaching reminders and weekly summaries (${dialect})`, () => {

@@ -1,42 +1,13 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import type { Logger } from "pino";
-import type { BotConfig } from "../../src/config/schema.js";
-import { coachingFeature, type CoachingFeature } from "../../src/features/coaching/feature.js";
-import { buildFeatures } from "../../src/features/index.js";
-import { startBotApiProxy } from "../support/botapi-proxy.js";
+import { coachHarness, say } from "../support/coaching.js";
 import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
-import { eventually, Harness, TOKEN } from "../support/harness.js";
+import { type Harness, TOKEN } from "../support/harness.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
-
-const COACHING_YAML = ["timezone: Europe/Moscow", "spam: { duplicate_window_s: 0, max_per_minute: 600 }", "features:", "  coaching: {}"].join("\n");
 
 /** 2026-05-11 is a Monday; 10:00 UTC = 12:00 in Berlin (CEST). */
 const MONDAY_NOON_BERLIN = Date.UTC(2026, 4, 11, 10, 0);
-
-async function coachHarness(dialect: "sqlite" | "mysql", clock: ManualClock, apiRoot?: (root: string) => Promise<string>): Promise<Harness> {
-  return Harness.start({
-    dialect,
-    extraYaml: COACHING_YAML,
-    apiRoot,
-    startOptions: (h) => ({ now: clock.now, features: (bot: BotConfig, logger: Logger) => buildFeatures(bot, { store: h.store, logger, now: clock.now }) }),
-  });
-}
-
-/** A second feature instance on the same database, sending through the running bot's channel (the scheduler of `bots start`). */
-function scheduler(h: Harness, clock: ManualClock): CoachingFeature {
-  const r = h.running!.bots[0]!;
-  return coachingFeature(h.bot, h.bot.features.coaching!, { store: h.store, logger: r.logger, now: clock.now, channel: r.worker });
-}
-
-/** Sends a text and waits for the bot's `n`-th message in the chat; returns its text. */
-async function say(h: Harness, user: number, text: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const before = botMessages(h.telegram, user).length;
-  await userSays(h.telegram, TOKEN, user, text, extra);
-  const got = await waitForBotMessages(h.telegram, user, before + 1);
-  return got[before]!.text;
-}
 
 /** Onboards user `id` as a Berlin user with two goals and a 20:00 reminder. */
 async function onboard(h: Harness, id: number): Promise<void> {
@@ -110,7 +81,7 @@ for (const dialect of dialects()) {
       await userSays(h.telegram, TOKEN, u, "/goals");
       const list = (await waitForBotMessages(h.telegram, u, before + 1))[before]!;
       const keyboard = (list.reply_markup as { inline_keyboard: Array<Array<{ text: string; callback_data: string }>> }).inline_keyboard;
-      assert.deepEqual(keyboard[1]!.map((b) => b.callback_data), ["/done 2", "/goal pause 2", "/goal archive 2"]);
+      assert.deepEqual(keyboard[1]!.map((b) => b.callback_data), ["/done 2", "/goal edit 2", "/goal pause 2", "/goal archive 2"]);
       const client = h.telegram.getClient(TOKEN, { userId: u, chatId: u, firstName: "U", userName: "u", type: "private" });
       await client.sendCallback(client.makeCallbackQuery(keyboard[1]![0]!.callback_data));
       const pressed = (await waitForBotMessages(h.telegram, u, before + 2))[before + 1]!;
@@ -153,6 +124,16 @@ for (const dialect of dialects()) {
       assert.match(await say(h, u, "/pause 4d"), /2026-05-16/);
       clock.advance(4 * day); // Sunday
       assert.match(await say(h, u, "/done 2"), /Серия: 4 дн\./);
+      // The ✏️ button asks for the new wording; the goal keeps its check-ins (its history).
+      const client = h.telegram.getClient(TOKEN, { userId: u, chatId: u, firstName: "U", userName: "u", type: "private" });
+      const before = botMessages(h.telegram, u).length;
+      await client.sendCallback(client.makeCallbackQuery("/goal edit 2"));
+      assert.match((await waitForBotMessages(h.telegram, u, before + 1))[before]!.text, /новую формулировку цели «читать 20 минут»/);
+      assert.match(await say(h, u, "читать 30 минут"), /читать 30 минут/);
+      const goals = await h.store.coaching.goals(h.bot.name, String(u));
+      assert.equal(goals[1]!.title, "читать 30 минут");
+      assert.equal((await h.store.coaching.checkins(h.bot.name, String(u))).filter((c) => c.goal_id === goals[1]!.id).length, 4);
+      assert.match(await say(h, u, "/stats"), /читать 30 минут: серия 4 дн\./);
     });
   });
 }

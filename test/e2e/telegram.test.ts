@@ -69,6 +69,8 @@ for (const dialect of dialects()) {
         const [reply] = await waitForBotMessages(h.telegram, 301, 1);
         assert.equal(reply!.text, "Сервис временно недоступен");
         assert.equal(h.llm.requests.length, 0);
+        // The free reply is stored after it is sent: wait for the pipeline before reading.
+        await h.pipeline.onIdle();
         const rows = await h.messages();
         assert.equal(rows[0]!.status, "no_balance");
         assert.equal(Number(rows[1]!.cost), 0);

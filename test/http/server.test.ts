@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { HttpServer, parseHttpPort, sendJson } from "../../src/http/server.js";
-import { checkPortClash } from "../../src/ops/serve.js";
+import { checkIngress } from "../../src/ops/serve.js";
 import type { BotConfig } from "../../src/config/schema.js";
 
 describe("HttpServer", () => {
@@ -38,12 +38,12 @@ describe("HttpServer", () => {
     for (const bad of ["", "-1", "65536", "80a", "http"]) assert.throws(() => parseHttpPort(bad), RangeError, bad);
   });
 
-  test("a port that a bot's VK callback or Telegram webhook listens on is refused, naming the bot", () => {
-    const vk = { name: "club-vk", channel: "vk", vk: { mode: "callback", callback: { port: 8080 } } } as unknown as BotConfig;
-    const tg = { name: "shop-tg", channel: "tg", tg: { mode: "webhook", webhook: { port: 8443 } } } as unknown as BotConfig;
-    assert.throws(() => checkPortClash([vk, tg], 8080), /--http-port 8080 is also the listening port of bot club-vk/);
-    assert.throws(() => checkPortClash([vk, tg], 8443), /bot shop-tg/);
-    assert.doesNotThrow(() => checkPortClash([vk, tg], 9464));
-    assert.doesNotThrow(() => checkPortClash([vk, tg], 0));
+  test("--http-port off is refused while a bot receives webhooks or callbacks, naming the bot; polling bots do not need it", () => {
+    const vk = { name: "club-vk", channel: "vk", vk: { mode: "callback" } } as unknown as BotConfig;
+    const tg = { name: "shop-tg", channel: "tg", tg: { mode: "webhook" } } as unknown as BotConfig;
+    const poll = { name: "poll-tg", channel: "tg", tg: { mode: "polling" } } as unknown as BotConfig;
+    assert.throws(() => checkIngress([vk, tg], null), /--http-port off, but club-vk, shop-tg receive updates on the HTTP server/);
+    assert.doesNotThrow(() => checkIngress([vk, tg], { port: 8080, host: "127.0.0.1", thresholdMs: 1 }));
+    assert.doesNotThrow(() => checkIngress([poll], null));
   });
 });

@@ -3,7 +3,8 @@ import { describe, test } from "node:test";
 import { createConnection } from "mysql2/promise";
 import { createTestDatabase, dialects } from "../support/db.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
-import { openStore } from "../../src/storage/index.js";
+import { openStore, type Store } from "../../src/storage/index.js";
+import { llmFor } from "../../src/runner.js";
 import { Pipeline } from "../../src/core/pipeline.js";
 import { eventually, Harness, TOKEN } from "../support/harness.js";
 import { userSays, waitForBotMessages } from "../support/telegram.js";
@@ -20,6 +21,28 @@ async function killConnections(url: string): Promise<number> {
   } finally {
     await admin.end();
   }
+}
+
+/** A store that reaches the test database through a TCP proxy the test can cut. */
+async function throughProxy(url: string) {
+  const u = new URL(url);
+  const proxy = await startTcpProxy(u.hostname, Number(u.port || 3306));
+  u.host = `127.0.0.1:${proxy.port}`;
+  return { proxy, store: await openStore(u.toString()) };
+}
+
+/** The harness bot's pipeline on `store`, sending into `onSend` (chat id, text); short storage back-off. */
+function pipelineOn(h: Harness, store: Store, onSend: (chat: string, text: string) => number): Pipeline {
+  const logger = h.logging.forBot("shop-tg");
+  let n = 0;
+  return new Pipeline({
+    bot: h.bot,
+    store,
+    llm: llmFor(h.bot, logger),
+    channel: { send: async (to, text) => (onSend(to.chatId, text), { channelMessageId: String(++n) }) },
+    logger,
+    storageRetryBaseMs: 100,
+  });
 }
 
 for (const dialect of dialects().filter((d) => d === "mysql")) {
@@ -42,25 +65,43 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
       }
     });
 
+    test("the database goes away while answers are in flight: each is answered again once it is back, once, in order per chat, and charged once", async () => {
+      const h = await Harness.start({ dialect, start: false });
+      const { proxy, store } = await throughProxy(h.db.url);
+      try {
+        const sent: Array<{ chat: string; text: string }> = [];
+        h.llm.latencyMs = 600;
+        const pipeline = pipelineOn(h, store, (chat, text) => sent.push({ chat, text }));
+        const msg = (chat: number, i: number) => ({ bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: String(chat), userId: String(chat), userName: null, text: `c${chat} m${i}`, threadKey: `tg:${chat}`, dedupeKey: `${chat}:${i}`, channelMessageId: String(i), receivedMs: Date.now() });
+        const before = await h.balance();
+        for (const m of [msg(1501, 0), msg(1501, 1), msg(1502, 0)]) assert.equal((await pipeline.submit(m)).status, "queued");
+        // The cost is reserved and the model is answering when the database goes away.
+        await eventually(async () => (await h.store.balance.history("default", 10)).filter((r) => r.reason === "reserve").length === 2, 5000, "two reservations");
+        proxy.cut();
+        await new Promise((r) => setTimeout(r, 1500));
+        proxy.restore();
+        await pipeline.onIdle();
+        assert.deepEqual(sent.filter((x) => x.chat === "1501").map((x) => x.text), ["echo: c1501 m0", "echo: c1501 m1"], "chat 1501: once each, in order");
+        assert.deepEqual(sent.filter((x) => x.chat === "1502").map((x) => x.text), ["echo: c1502 m0"]);
+        const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
+        assert.deepEqual(rows.map((r) => r.status), ["answered", "answered", "answered"]);
+        assert.equal(await h.balance(), before - 3 * 500, "charged once per answer");
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+        assert.equal((await h.store.balance.history("default", 50)).filter((r) => r.reason === "refund").length, 2, "the cut-off attempts' reservations were given back");
+      } finally {
+        await store.close();
+        await proxy.close();
+        await h.stop();
+      }
+    });
+
     test("the database unreachable for a while: messages wait, retry, and are all recorded and answered once", async () => {
       const h = await Harness.start({ dialect, start: false });
-      const u = new URL(h.db.url);
-      const proxy = await startTcpProxy(u.hostname, Number(u.port || 3306));
-      u.host = `127.0.0.1:${proxy.port}`;
-      const store = await openStore(u.toString());
+      const { proxy, store } = await throughProxy(h.db.url);
       try {
         await store.balance.topUp("default", 100);
-        const { llmFor } = await import("../../src/runner.js");
-        const logger = h.logging.forBot("shop-tg");
         const sent: string[] = [];
-        const pipeline = new Pipeline({
-          bot: h.bot,
-          store,
-          llm: llmFor(h.bot, logger),
-          channel: { send: async (_to, text) => (sent.push(text), { channelMessageId: String(sent.length) }) },
-          logger,
-          storageRetryBaseMs: 100,
-        });
+        const pipeline = pipelineOn(h, store, (_chat, text) => sent.push(text));
         const msg = (i: number) => ({ bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: String(1400 + i), userId: String(1400 + i), userName: null, text: `during ${i}`, threadKey: `tg:${1400 + i}`, dedupeKey: `${1400 + i}:1`, channelMessageId: "1", receivedMs: Date.now() });
         proxy.cut();
         const intakes = [0, 1, 2].map((i) => pipeline.submit(msg(i)));

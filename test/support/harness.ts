@@ -2,6 +2,7 @@ import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
 import { createLogging, type Logging } from "../../src/logging.js";
+import { HttpServer } from "../../src/http/server.js";
 import { startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
 import { BotHarnessBase } from "./bot-harness.js";
 import { startTelegram } from "./telegram.js";
@@ -75,10 +76,15 @@ export class Harness extends BotHarnessBase {
     await this.openDatabase(o.dialect, o.balance);
     this.logging = createLogging({ logDir: this.fixture.logDir, console: false, level: "debug", secrets: [TOKEN, "sk-test-key-123456"] });
     this.startOverrides = o.startOptions;
+    this.httpPort = await this.http.listen({ port: 0 });
     if (o.start !== false) await this.startBots();
   }
 
   private startOverrides?: (h: Harness) => Partial<StartOptions>;
+
+  /** The HTTP server `bots start` would have (`--http-port 0`): webhooks arrive at `/tg/<bot>` on it. */
+  http = new HttpServer();
+  httpPort = 0;
 
   /** Starts the bot with fast test timings. */
   async startBots(): Promise<void> {
@@ -88,6 +94,7 @@ export class Harness extends BotHarnessBase {
       logging: this.logging,
       createWorker: (bot, logger) => TelegramWorker.create(bot, logger, { idlePauseMs: 20, backoffMs: 50 }),
       llm: { retry: { baseMs: 20, maxMs: 200 } },
+      http: this.http,
       ...this.startOverrides?.(this),
     });
   }
@@ -98,6 +105,7 @@ export class Harness extends BotHarnessBase {
 
   async stop(): Promise<void> {
     await this.running?.stop(2000);
+    await this.http.close();
     await this.logging?.flush();
     await this.telegram?.stop();
     await this.release();

@@ -10,10 +10,18 @@ import { startTelegram } from "./telegram.js";
 
 export type Child = ReturnType<typeof spawnBots>;
 
+/** A Telegram bot of a scenario: its config name and Bot API token. */
+export interface ScenarioBot {
+  name: string;
+  token: string;
+}
+
 /**
  * One scenario of `bots` processes (durability, scale-out): the Bot API emulator, the local model, a fresh database and a
- * project folder with one Telegram bot; `bots` runs as real `bin/bots.js` processes that the
- * test starts, stops and kills.
+ * project folder with one Telegram bot (`shop-tg`, token {@link TOKEN}) or `bots: N` of them
+ * (`bot-1`…`bot-N`, distinct tokens); `bots` runs as real `bin/bots.js` processes that the
+ * test starts, stops and kills. Every bot's `tg.api_root` is `${TG_API_ROOT}` when a process's
+ * environment sets it (a per-instance Bot API proxy), else the emulator.
  */
 export class Scenario {
   fx = new Fixture();
@@ -22,8 +30,12 @@ export class Scenario {
   db!: TestDatabase;
   store!: Store;
   children: Child[] = [];
+  bots: ScenarioBot[] = [];
+  /** Run by {@link close} after the children are killed and before the servers stop (proxies). */
+  closers: Array<() => Promise<void>> = [];
 
-  static async create(dialect: "sqlite" | "mysql", o: { concurrency?: number; resumeWithin?: string; balance?: number } = {}): Promise<Scenario> {
+  /** `bots`: that many Telegram bots (`bot-1`…) instead of `shop-tg`; `extraYaml`: more lines of each bot's YAML (e.g. `features:`). */
+  static async create(dialect: "sqlite" | "mysql", o: { concurrency?: number; resumeWithin?: string; balance?: number; bots?: number; extraYaml?: string } = {}): Promise<Scenario> {
     await ensureBuilt();
     const s = new Scenario();
     const tg = await startTelegram();
@@ -31,8 +43,10 @@ export class Scenario {
     await s.llm.start();
     s.db = await createTestDatabase(dialect);
     s.fx.write("prompts/p.md", "Be brief.");
-    s.fx.bot(
-      "shop-tg",
+    s.bots = o.bots === undefined ? [{ name: "shop-tg", token: TOKEN }] : Array.from({ length: o.bots }, (_, i) => ({ name: `bot-${i + 1}`, token: `${700001 + i}:TEST-token_bot${i + 1}` }));
+    const tokenVar = (i: number) => (o.bots === undefined ? "TG_TOKEN" : `TG_TOKEN_${i + 1}`);
+    s.bots.forEach((bot, i) => s.fx.bot(
+      bot.name,
       [
         "channel: tg",
         "prompt: prompts/p.md",
@@ -45,22 +59,24 @@ export class Scenario {
         // Load tests send several messages per chat quickly.
         "spam: { max_per_minute: 100, duplicate_window_s: 0 }",
         "tg:",
-        "  token: ${TG_TOKEN}",
-        `  api_root: ${tg.apiRoot}`,
+        `  token: \${${tokenVar(i)}}`,
+        `  api_root: \${TG_API_ROOT:-${tg.apiRoot}}`,
         ...(o.resumeWithin ? ["recovery:", `  resume_within: ${o.resumeWithin}`] : []),
+        ...(o.extraYaml ? [o.extraYaml] : []),
       ].join("\n"),
-    );
-    s.fx.write(".env", `OPENAI_API_KEY=sk-test-key-123456\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${s.db.url}\n`);
+    ));
+    const tokens = s.bots.map((b, i) => `${tokenVar(i)}=${b.token}\n`).join("");
+    s.fx.write(".env", `OPENAI_API_KEY=sk-test-key-123456\n${tokens}DATABASE_URL=${s.db.url}\n`);
     s.store = await openStore(s.db.url);
     await s.store.balance.topUp("default", (o.balance ?? 1000) * 100);
     return s;
   }
 
-  /** `bots start tg` as a process; resolves once it runs. */
-  async start(extra: string[] = []): Promise<Child> {
-    const child = spawnBots(["start", "tg", "--http-port", "0", ...extra], { cwd: this.fx.root });
+  /** `bots start tg` as a process with extra environment (over `.env`); resolves once it runs. */
+  async start(extra: string[] = [], env: Record<string, string> = {}): Promise<Child> {
+    const child = spawnBots(["start", "tg", "--http-port", "0", ...extra], { cwd: this.fx.root, env });
     this.children.push(child);
-    await eventually(() => child.out.stderr.includes("Running shop-tg (tg)") || child.exitCode !== null, 20_000, "start banner");
+    await eventually(() => child.out.stderr.includes(`Running ${this.bots[0]!.name} (tg)`) || child.exitCode !== null, 20_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);
     return child;
   }
@@ -96,9 +112,35 @@ export class Scenario {
     assert.equal(await this.openReservations(), 0, "no reservation is left open");
   }
 
+  /**
+   * SIGSTOPs `child` at a moment when none of the incoming rows of `bots` (all when omitted) is
+   * `delivering` (between its claim and its record, where a crash leaves `unconfirmed` by design)
+   * and `ready` holds for those rows; otherwise resumes it and tries again a few ms later.
+   * @returns those rows as they were at the pause
+   * @throws Error when no such moment comes in 500 tries
+   */
+  async pauseOutsideDelivery(child: Child, bots?: string[], ready: (rows: Awaited<ReturnType<Scenario["incoming"]>>) => boolean = () => true) {
+    for (let i = 0; i < 500; i++) {
+      child.kill("SIGSTOP");
+      const rows = (await this.incoming()).filter((r) => !bots || bots.includes(r.bot));
+      if (!rows.some((r) => r.status === "delivering") && ready(rows)) return rows;
+      child.kill("SIGCONT");
+      await new Promise((r) => setTimeout(r, 3 + Math.random() * 10));
+    }
+    throw new Error("never found a moment without an answer being delivered");
+  }
+
+  /** SIGKILL outside any delivery of `bots` (see {@link pauseOutsideDelivery}); resolves once the child is gone. */
+  async killOutsideDelivery(child: Child, bots?: string[]): Promise<void> {
+    await this.pauseOutsideDelivery(child, bots);
+    child.kill("SIGKILL");
+    await finished(child, 10_000);
+  }
+
   async close(): Promise<void> {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     await Promise.all(this.children.map((c) => (c.exitCode === null && c.signalCode === null ? finished(c, 5000) : undefined)));
+    for (const c of this.closers) await c();
     await this.store?.close();
     await this.telegram?.stop();
     await this.llm.stop();

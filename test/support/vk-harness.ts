@@ -2,10 +2,10 @@ import { readFileSync } from "node:fs";
 import { VkWorker, type VkWorkerOptions } from "../../src/channels/vk/worker.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { createLogging, type Logging } from "../../src/logging.js";
+import { HttpServer } from "../../src/http/server.js";
 import { startBots, type RunningBots } from "../../src/runner.js";
 import type { Store } from "../../src/storage/index.js";
 import { BotHarnessBase } from "./bot-harness.js";
-import { freePort } from "./telegram.js";
 import { FakeVk } from "./vk-server.js";
 
 /** Secrets of the test VK bot. */
@@ -44,6 +44,8 @@ export class VkHarness extends BotHarnessBase {
   bot!: BotConfig;
   running?: RunningBots;
   port = 0;
+  /** The HTTP server `bots start` would have (`--http-port 0`): callbacks arrive at `/vk/<bot>` on it. */
+  http = new HttpServer();
 
   static async start(o: VkHarnessOptions): Promise<VkHarness> {
     const h = new VkHarness();
@@ -62,13 +64,13 @@ export class VkHarness extends BotHarnessBase {
 
   /** The callback endpoint's URL. */
   get callbackUrl(): string {
-    return `http://127.0.0.1:${this.port}/vk/callback`;
+    return `http://127.0.0.1:${this.port}/vk/club-vk`;
   }
 
   private async init(o: VkHarnessOptions): Promise<void> {
     await this.vk.start();
     await this.llm.start();
-    this.port = await freePort();
+    this.port = await this.http.listen({ port: 0 });
     this.fixture.write("prompts/messages.md", "You are {{bot_name}}, answering private messages.");
     this.fixture.write("prompts/comments.md", o.commentsPrompt ?? "Comment prompt. Post: {{post_text}}");
     this.fixture.bot(
@@ -89,8 +91,6 @@ export class VkHarness extends BotHarnessBase {
         `  mode: ${o.mode ?? "callback"}`,
         `  api_base_url: ${this.vk.url}`,
         "  callback:",
-        `    port: ${this.port}`,
-        "    host: 127.0.0.1",
         "    confirmation: ${VK_CONFIRM}",
         "    secret: ${VK_SECRET}",
         o.vkYaml ?? "",
@@ -118,6 +118,7 @@ export class VkHarness extends BotHarnessBase {
       now: this.options.now,
       createWorker: (bot, logger, deps) => VkWorker.create(bot, logger, deps, { backoffMs: 20, pollingWaitMs: 50, ...this.options.worker }),
       llm: { retry: { baseMs: 20, maxMs: 200 } },
+      http: this.http,
     });
   }
 
@@ -140,6 +141,7 @@ export class VkHarness extends BotHarnessBase {
 
   async stop(): Promise<void> {
     await this.running?.stop(2000);
+    await this.http.close();
     await this.logging?.flush();
     await this.vk.stop();
     await this.release();

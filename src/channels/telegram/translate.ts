@@ -17,7 +17,8 @@ export type TelegramAction =
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
  * Text, photos and image documents (with or without a caption; albums carry their
  * `media_group_id` as `group`) become pipeline messages, and so does a shared contact in a private
- * chat when the bot has `features.leads`; `/start` and `/help` answer from config;
+ * chat when the bot has `features.leads`, and a shared location in a private chat when it has
+ * `features.coaching`; `/start` and `/help` answer from config;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
  * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
  * channel post (in the linked discussion group: a reply to the post's automatic forward,
@@ -43,6 +44,12 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const onPost = post?.is_automatic_forward === true;
   const contact = (m as Partial<Message.ContactMessage>).contact;
   if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
+  const location = (m as Partial<Message.LocationMessage>).location;
+  // A coaching bot takes a shared location as the user's time zone at onboarding.
+  if (location && bot.features?.coaching && !isGroup) {
+    const text = locationText(location.latitude, location.longitude);
+    return { kind: "message", message: privateMessage(bot, m.chat.id, m.from, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), location: { latitude: location.latitude, longitude: location.longitude } }) };
+  }
   const images = "photo" in m || "document" in m ? pictures(m, bot.llm.vision.max_bytes) : undefined;
   const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images ? "" : undefined;
   if (raw === undefined) return { kind: "ignore", reason: "no text or picture (sticker, join, other media...)" };
@@ -153,6 +160,11 @@ function contactMessage(m: Message, c: Contact, bot: BotConfig, nowMs: number): 
   const text = `Мой контакт: ${name ? `${name}, ` : ""}${phone}`;
   const contact = { phone, name, userId: c.user_id !== undefined ? String(c.user_id) : null };
   return { kind: "message", message: privateMessage(bot, m.chat.id, m.from!, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), contact }) };
+}
+
+/** The text of a shared location: `📍 52.520008, 13.404954` (core/types `IncomingMessage.location`). */
+export function locationText(latitude: number, longitude: number): string {
+  return `📍 ${latitude.toFixed(6)}, ${longitude.toFixed(6)}`;
 }
 
 /**

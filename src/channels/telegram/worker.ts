@@ -8,6 +8,7 @@ import type { Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
+import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { splitText, translateUpdate } from "./translate.js";
@@ -22,8 +23,13 @@ export interface TelegramWorkerOptions {
   backoffMs?: number;
   /** Retries of sendMessage on 429/5xx/network errors. @defaultValue 4 */
   sendRetries?: number;
+  /** Largest webhook body accepted, bytes. @defaultValue 1 MiB */
+  maxBodyBytes?: number;
   now?: () => number;
 }
+
+/** The keep-alive agent of every bot on an http:// `api_root` in this process (created on first use). */
+let httpAgent: http.Agent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
@@ -38,7 +44,7 @@ export class TelegramWorker implements ChannelWorker {
   private me?: UserFromGetMe;
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
-  private server?: http.Server;
+  private attached?: Promise<void>;
   private readonly tracker: HealthTracker;
 
   constructor(
@@ -62,8 +68,9 @@ export class TelegramWorker implements ChannelWorker {
     const apiRoot = tg.api_root.replace(/\/+$/, "");
     const telegraf = new Telegraf(tg.token, { telegram: { apiRoot, webhookReply: false }, handlerTimeout: 120_000 });
     // telegraf drops its keep-alive agent for http:// roots (a self-hosted Bot API server on
-    // localhost); without one every call opens a new connection.
-    if (apiRoot.startsWith("http://")) telegraf.telegram.options.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
+    // localhost); without one every call opens a new connection. One agent for all bots, as
+    // telegraf's own https agent is: a bot's send reuses any free connection to the server.
+    if (apiRoot.startsWith("http://")) telegraf.telegram.options.agent = httpAgent ??= new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
     return new TelegramWorker(bot, telegraf, logger, options);
   }
 
@@ -73,6 +80,39 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   async start(pipeline: Pipeline): Promise<void> {
+    const tg = this.bot.tg!;
+    await this.connect();
+    this.logger.info({ username: this.me!.username, mode: tg.mode }, "telegram bot connected");
+    this.install(pipeline);
+    this.tracker.ok();
+    if (tg.mode === "webhook") await this.setWebhook();
+    else {
+      // A webhook left from an earlier run would make getUpdates fail with 409.
+      await this.telegraf.telegram.deleteWebhook().catch((e) => this.logger.debug({ err: e }, "deleteWebhook failed"));
+      this.loop = this.pollLoop();
+    }
+    this.tracker.started();
+  }
+
+  /**
+   * Records webhook updates into `pipeline` without receiving on its own (an instance that does
+   * not own the bot: the owner answers what it records). Calls getMe once (mentions in groups
+   * need the bot's username).
+   * @throws ChannelError when the Bot API refuses the token or cannot be reached (tried again at the next update)
+   */
+  attach(pipeline: Pipeline): Promise<void> {
+    this.attached ??= this.connect()
+      .then(() => this.install(pipeline))
+      .catch((error: unknown) => {
+        this.attached = undefined;
+        throw error;
+      });
+    return this.attached;
+  }
+
+  /** getMe with retries; sets the bot's own user. */
+  private async connect(): Promise<void> {
+    if (this.me) return;
     const tg = this.bot.tg!;
     try {
       this.me = await withRetries(() => this.telegraf.telegram.getMe().catch((e) => Promise.reject(toChannelError(e, "getMe"))), { retries: 3, baseMs: this.options.backoffMs ?? 1000 });
@@ -84,16 +124,6 @@ export class TelegramWorker implements ChannelWorker {
       throw new ChannelError("TG_UNREACHABLE", `bot ${this.bot.name}: Bot API at ${tg.api_root} is unreachable: ${(error as Error).message}`, { cause: error, hint: "check the network and tg.api_root" });
     }
     this.telegraf.botInfo = this.me;
-    this.logger.info({ username: this.me.username, mode: tg.mode }, "telegram bot connected");
-    this.install(pipeline);
-    this.tracker.ok();
-    if (tg.mode === "webhook") await this.startWebhook();
-    else {
-      // A webhook left from an earlier run would make getUpdates fail with 409.
-      await this.telegraf.telegram.deleteWebhook().catch((e) => this.logger.debug({ err: e }, "deleteWebhook failed"));
-      this.loop = this.pollLoop();
-    }
-    this.tracker.started();
   }
 
   private install(pipeline: Pipeline): void {
@@ -163,49 +193,59 @@ export class TelegramWorker implements ChannelWorker {
     }
   }
 
-  private async startWebhook(): Promise<void> {
+  /**
+   * Registers `<tg.webhook.url>/tg/<bot>` with Telegram (setWebhook with the secret token and the
+   * update types we handle). The owner calls it; every instance serves the path.
+   */
+  private async setWebhook(): Promise<void> {
     const wh = this.bot.tg!.webhook!;
-    const callback = this.telegraf.webhookCallback(wh.path, { secretToken: wh.secret_token });
-    const expected = Buffer.from(wh.secret_token);
-    this.server = http.createServer((req, res) => {
-      const path = (req.url ?? "").split("?")[0];
-      if (req.method !== "POST" || path !== wh.path) {
-        res.writeHead(404).end();
-        return;
-      }
-      // Telegram sends the secret in this header on every webhook call (setWebhook secret_token).
-      const given = Buffer.from(String(req.headers["x-telegram-bot-api-secret-token"] ?? ""));
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        this.logger.warn({ remote: req.socket.remoteAddress }, "webhook call with a wrong secret token refused");
-        res.writeHead(403).end();
-        return;
-      }
-      callback(req, res, () => void res.writeHead(403).end()).catch((error: unknown) => {
-        // Not recorded: answer 500 so Telegram delivers the update again later.
-        this.logger.error({ err: error }, "webhook update could not be recorded; Telegram will resend it");
-        if (!res.headersSent) res.writeHead(500).end();
-      });
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", reject);
-      this.server!.listen(wh.port, wh.host, () => resolve());
-    });
-    const url = new URL(wh.path, wh.url).toString();
+    const url = webhookUrl(wh.url, this.bot.name);
     await this.telegraf.telegram.setWebhook(url, { secret_token: wh.secret_token, allowed_updates: [...ALLOWED_UPDATES] });
-    this.logger.info({ port: this.port, path: wh.path }, "telegram webhook listening");
+    this.logger.info({ url }, "telegram webhook set");
   }
 
-  /** Port the webhook server listens on (0 until started). */
-  get port(): number {
-    const a = this.server?.address();
-    return a && typeof a === "object" ? a.port : 0;
+  /**
+   * One webhook call on the instance's HTTP ingress (`POST /tg/<bot>`): a wrong
+   * `X-Telegram-Bot-Api-Secret-Token` → 403; a body that is not an Update → 400 (logged and
+   * skipped; Telegram would resend the same body for ever); otherwise 200 once the update is
+   * recorded (the answer follows), or 500 when it could not be recorded, so Telegram sends it
+   * again. Source: Bot API setWebhook.
+   */
+  async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const wh = this.bot.tg!.webhook!;
+    const reply = (status: number, body = "") => void res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(body);
+    if (req.method !== "POST") return reply(405, "method not allowed");
+    // Telegram sends the secret in this header on every webhook call (setWebhook secret_token).
+    const given = Buffer.from(String(req.headers["x-telegram-bot-api-secret-token"] ?? ""));
+    const expected = Buffer.from(wh.secret_token);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      this.logger.warn({ remote: req.socket.remoteAddress }, "webhook call with a wrong secret token refused");
+      return reply(403, "forbidden");
+    }
+    const body = await readBody(req, this.options.maxBodyBytes ?? 1 << 20);
+    if (!body) return reply(413, "too large");
+    let update: Update;
+    try {
+      update = JSON.parse(body.toString("utf8")) as Update;
+      if (!update || typeof update !== "object" || typeof update.update_id !== "number") throw new Error("no update_id");
+    } catch {
+      this.logger.warn({ bytes: body.length }, "webhook body is not a Telegram Update; skipped");
+      return reply(400, "bad request");
+    }
+    try {
+      await this.telegraf.handleUpdate(update);
+    } catch (error) {
+      // Not recorded: answer 500 so Telegram delivers the update again later.
+      this.logger.error({ err: error, update_id: update.update_id }, "webhook update could not be recorded; Telegram will resend it");
+      return reply(error instanceof StorageError && error.code === "PIPELINE_STOPPED" ? 503 : 500, "error");
+    }
+    reply(200, "ok");
   }
 
   async stop(): Promise<void> {
     this.tracker.stopped("stopped");
     this.abort.abort();
     await this.loop;
-    if (this.server) await new Promise<void>((resolve) => this.server!.close(() => resolve()));
   }
 
   /**
@@ -268,4 +308,9 @@ export function toChannelError(error: unknown, method: string): ChannelError {
     return new ChannelError("TG_API", `${method}: ${status} ${e.response?.description ?? ""}`.trim(), { cause: error, status, retryAfterS: e.response?.parameters?.retry_after });
   }
   return new ChannelError("TG_NETWORK", `${method}: ${e?.message ?? String(error)}`, { cause: error });
+}
+
+/** The webhook URL of a bot: the public base `tg.webhook.url` (a path prefix kept) plus `tg/<bot>`. */
+export function webhookUrl(base: string, bot: string): string {
+  return new URL(`tg/${encodeURIComponent(bot)}`, base.endsWith("/") ? base : `${base}/`).toString();
 }

@@ -8,6 +8,7 @@ import type { Pipeline } from "../../core/pipeline.js";
 import { withRetries, type RetryDecision } from "../../core/retry.js";
 import type { Delivery, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
+import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
 import { splitText } from "../telegram/translate.js";
 import { HealthTracker } from "../health.js";
@@ -72,7 +73,6 @@ export function toVkError(error: unknown, method: string): ChannelError {
  * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
  */
 export class VkWorker implements ChannelWorker {
-  private server?: http.Server;
   private pipeline?: Pipeline;
   private readonly recent = new Set<string>();
   private readonly inflight = new Set<Promise<unknown>>();
@@ -169,26 +169,17 @@ export class VkWorker implements ChannelWorker {
   }
 
   private async startCallback(): Promise<void> {
-    const cb = this.bot.vk!.callback!;
-    this.server = http.createServer((req, res) => {
-      const done = this.handleHttp(req, res).catch((error) => {
-        this.logger.error({ err: error }, "callback request failed");
-        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("error");
-      });
-      this.track(done);
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", (e) => reject(new ChannelError("VK_LISTEN", `bot ${this.bot.name}: cannot listen on ${cb.host}:${cb.port}: ${e.message}`, { cause: e, hint: "choose a free vk.callback.port" })));
-      this.server!.listen(cb.port, cb.host, () => resolve());
-    });
+    // Events arrive on the instance's HTTP ingress (`POST /vk/<bot>`, handleHttp).
     this.tracker.started();
-    this.logger.info({ group_id: this.bot.vk!.group_id, mode: "callback", port: this.port, path: cb.path }, "vk callback endpoint listening");
+    this.logger.info({ group_id: this.bot.vk!.group_id, mode: "callback", path: `/vk/${this.bot.name}` }, "vk callback endpoint ready");
   }
 
-  /** Port the callback server listens on (0 until started, or in long poll mode). */
-  get port(): number {
-    const a = this.server?.address();
-    return a && typeof a === "object" ? a.port : 0;
+  /**
+   * Records callback events into `pipeline` without receiving on its own (an instance that does
+   * not own the bot: the owner answers what it records).
+   */
+  async attach(pipeline: Pipeline): Promise<void> {
+    this.pipeline ??= pipeline;
   }
 
   private track(p: Promise<unknown>): void {
@@ -197,27 +188,27 @@ export class VkWorker implements ChannelWorker {
   }
 
   /**
-   * One Callback API request: `confirmation` → the configured string; a wrong or missing
+   * One Callback API request on the instance's HTTP ingress (`POST /vk/<bot>`; any instance
+   * serves it, the owner answers): `confirmation` → the configured string; a wrong or missing
    * `secret` → 403; malformed JSON → 400; anything else → `ok` once the event is recorded (the
    * answer follows later). A database failure → 500, so VK sends the event again.
    */
-  private async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const done = this.serveCallback(req, res);
+    this.track(done);
+    return done;
+  }
+
+  private async serveCallback(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const cb = this.bot.vk!.callback!;
     const reply = (status: number, body: string) => void res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(body);
-    const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname !== cb.path) return reply(404, "not found");
     if (req.method !== "POST") return reply(405, "method not allowed");
-    const limit = this.options.maxBodyBytes ?? 1 << 20;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const c of req) {
-      size += (c as Buffer).length;
-      if (size > limit) return reply(413, "too large");
-      chunks.push(c as Buffer);
-    }
+    const body = await readBody(req, this.options.maxBodyBytes ?? 1 << 20);
+    if (!body) return reply(413, "too large");
+    const size = body.length;
     let event: VkEvent;
     try {
-      event = JSON.parse(Buffer.concat(chunks).toString("utf8")) as VkEvent;
+      event = JSON.parse(body.toString("utf8")) as VkEvent;
       if (!event || typeof event !== "object" || typeof event.type !== "string") throw new Error("no type");
     } catch {
       this.logger.warn({ bytes: size }, "callback body is not a VK event (malformed JSON); 400");
@@ -306,13 +297,6 @@ export class VkWorker implements ChannelWorker {
     // Ends after the event being recorded; the stored ts stays before what was not recorded.
     await this.longPoll?.stop();
     this.longPoll = undefined;
-    if (this.server) {
-      const server = this.server;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
-    }
     await Promise.all([...this.inflight]);
   }
 

@@ -4,18 +4,20 @@ import type { Middleware } from "../../core/compose.js";
 import { durationMs } from "../../core/duration.js";
 import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
-import { sendProactive } from "../../core/proactive.js";
+import { sendProactive, type WrittenText } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../core/retry.js";
 import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
-import type { ToolDefinition } from "../../llm/client.js";
+import type { LlmClient, ToolDefinition } from "../../llm/client.js";
+import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
 import type { Store } from "../../storage/index.js";
+import type { OwnerFence } from "../../storage/owners.js";
 import type { CoachingConfig } from "../schemas.js";
 import { goalFacts, looksLikeInjection, parseGoal, pauseRanges, weekFigures, type GoalFacts, type ParsedGoal } from "./goals.js";
 import { addDays, checkinDay, checkinPoints, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant, type Day } from "./rules.js";
 import { fill, TEXTS, type TextKey } from "./texts.js";
-import { zoneFromAnswer } from "./zones.js";
+import { coordinatesFromText, zoneFromAnswer, zoneFromLocation } from "./zones.js";
 
 /** Dependencies of the coaching feature (see `FeatureDeps`). */
 export interface CoachingDeps {
@@ -27,6 +29,10 @@ export interface CoachingDeps {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** The bot's channel, for proactive messages; without it no reminders are sent. */
   channel?: ChannelSender;
+  /** The bot's model, for model-written reminders and weekly words; without it they are templates. */
+  llm?: LlmClient;
+  /** Scale-out: this instance's ownership of the bot; proactive sends are conditional on it. */
+  fence?: OwnerFence;
 }
 
 /** What one scheduler pass did. */
@@ -43,7 +49,7 @@ export interface CoachingFeature extends Feature {
 }
 
 /** Onboarding steps, in order. */
-const STEPS = ["name", "timezone", "goals", "remind", "photos", "profile", "confirm"] as const;
+const STEPS = ["name", "timezone", "goals", "goals_phrase", "goals_confirm", "remind", "photos", "profile", "confirm"] as const;
 type Step = (typeof STEPS)[number];
 
 /** Answers collected during onboarding (stored as `coaching_users.draft`). */
@@ -51,6 +57,8 @@ interface Draft {
   name?: string;
   timezone?: string;
   goals?: ParsedGoal[];
+  /** The model's wordings of `goals`, offered at the `goals_confirm` step. */
+  suggested?: ParsedGoal[];
   remind_at?: number | null;
   /** The mood board: picture references as the channel gave them (Bot API `file_id`s on Telegram). */
   photos?: ImageRef[];
@@ -58,6 +66,7 @@ interface Draft {
 
 const YES = /^(да|ага|верно|подтверждаю|yes|y|ok|ок|confirm|\/confirm)[.!]?$/i;
 const EDIT = /^(изменить|нет|заново|edit|no|\/edit)[.!]?$/i;
+const KEEP = /^(мои|свои|оставить|нет|mine|keep|no)[.!]?$/i;
 const FINISHED = /^(готово|всё|все|хватит|done|finished|that'?s all)[.!]?$/i;
 const NAME = /^[\p{L}][\p{L}'’ -]{0,39}$/u;
 
@@ -85,7 +94,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   /** Sends a free reply, with rows of buttons under it when given, and marks the message answered. */
   const reply = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
     await sendWithButtons(ctx, text, buttons);
-    await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired"] });
+    await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired", "no_balance"], fence: ctx.fence });
     ctx.outcome = "answered";
   };
 
@@ -153,7 +162,33 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 
   // --- onboarding ---------------------------------------------------------------------------
   const ask = (step: Step): string =>
-    ({ name: t("ask_name"), timezone: t("ask_timezone", { zone: bot.timezone }), goals: t("ask_goals"), remind: t("ask_remind"), photos: t("ask_photos"), profile: t("confirm_profile"), confirm: t("confirm_profile") })[step];
+    ({ name: t("ask_name"), timezone: t("ask_timezone", { zone: bot.timezone }), goals: t("ask_goals"), goals_phrase: t("ask_goals"), goals_confirm: t("goals_suggested"), remind: t("ask_remind"), photos: t("ask_photos"), profile: t("confirm_profile"), confirm: t("confirm_profile") })[step];
+  const suggestButtons = (): Button[][] => [[{ label: en ? "✅ Take these" : "✅ Взять", data: en ? "yes" : "да" }, { label: en ? "✏️ Keep mine" : "✏️ Оставить мои", data: en ? "mine" : "мои" }]];
+
+  /**
+   * The model suggests wordings of the goals (charged like any answer, through the pipeline:
+   * the user sees its answer), then Take / Keep mine. When it cannot (balance, failure) or its
+   * answer is not one goal per line, the user's own goals stand and onboarding moves on.
+   */
+  const phraseGoals = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
+    const goals = (draft.goals ?? []).map((g) => `${g.title} (${goalKind(g)})`).join("; ");
+    ctx.msg.vars = { ...ctx.msg.vars, coaching: t("goals_request", { goals }) };
+    await next();
+    if (ctx.outcome === "answered" && ctx.completion) {
+      const lines = ctx.completion.text.split(/\n+/).map((l) => l.replace(/^\s*(?:[-•*]|\d+[.)])\s*/, "").trim()).filter(Boolean);
+      const suggested = lines.map(parseGoal);
+      // Goals, not chatter: as many lines as the user's goals, each naming how often.
+      if (lines.length === draft.goals?.length && suggested.every((g) => g !== null) && lines.every(namesFrequency)) {
+        await repo.updateUser(bot.name, u.user_id, { step: "goals_confirm", draft: JSON.stringify({ ...draft, suggested }) });
+        return sendWithButtons(ctx, t("goals_suggested"), suggestButtons());
+      }
+      ctx.log.info("the model's goal wordings were not one goal per line; the user's own stand");
+    } else if (ctx.outcome !== "no_balance" && ctx.outcome !== "failed") {
+      // Interrupted by a stop (resumed at the next start at this step) or answered elsewhere.
+      return;
+    }
+    await moveTo(ctx, u, "remind", draft);
+  };
 
   const moveTo = async (ctx: PipelineContext, u: CoachingUser, step: Step, draft: Draft) => {
     await repo.updateUser(bot.name, u.user_id, { step, draft: JSON.stringify(draft) });
@@ -182,15 +217,30 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         if (skip || !NAME.test(text) || text.split(/\s+/).length > 3 || looksLikeInjection(text)) return reply(ctx, t("bad_name"));
         return moveTo(ctx, u, "timezone", { ...draft, name: text });
       case "timezone": {
-        const zone = skip ? bot.timezone : zoneFromAnswer(text);
+        // A shared location (or coordinates, as a stored location reads) maps to the zone there.
+        const point = ctx.msg.location ?? coordinatesFromText(text);
+        const zone = skip ? bot.timezone : point ? zoneFromLocation(point.latitude, point.longitude) : zoneFromAnswer(text);
         if (!zone) return reply(ctx, t("bad_timezone"));
+        if (point && !skip) {
+          await repo.updateUser(bot.name, u.user_id, { step: "goals", draft: JSON.stringify({ ...draft, timezone: zone }) });
+          return reply(ctx, `${t("location_zone", { zone })}\n\n${ask("goals")}`);
+        }
         return moveTo(ctx, u, "goals", { ...draft, timezone: zone });
       }
       case "goals": {
-        const lines = text.split(/\n+/).map((l) => l.trim()).filter(Boolean);
-        const goals = lines.map(parseGoal);
-        if (skip || !lines.length || lines.length > cfg.max_goals || goals.some((g) => g === null)) return reply(ctx, t("bad_goals"));
-        return moveTo(ctx, u, "remind", { ...draft, goals: goals as ParsedGoal[] });
+        const goals = parseGoals(text);
+        if (skip || !goals) return reply(ctx, t("bad_goals"));
+        if (!cfg.phrase_goals) return moveTo(ctx, u, "remind", { ...draft, goals });
+        await repo.updateUser(bot.name, u.user_id, { step: "goals_phrase", draft: JSON.stringify({ ...draft, goals }) });
+        return phraseGoals(ctx, u, { ...draft, goals }, next);
+      }
+      case "goals_phrase":
+        // A restart while the model was phrasing the goals: ask it again.
+        return phraseGoals(ctx, u, draft, next);
+      case "goals_confirm": {
+        if (YES.test(text) && draft.suggested) return moveTo(ctx, u, "remind", { ...draft, goals: draft.suggested, suggested: undefined });
+        if (KEEP.test(text)) return moveTo(ctx, u, "remind", { ...draft, suggested: undefined });
+        return reply(ctx, t("goals_suggested"), suggestButtons());
       }
       case "remind": {
         const at = skip ? null : parseClock(text);
@@ -219,6 +269,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     }
   };
 
+  /** One to `max_goals` goals, one per line, or null. */
+  const parseGoals = (text: string): ParsedGoal[] | null => {
+    const lines = text.split(/\n+/).map((l) => l.trim()).filter(Boolean);
+    const goals = lines.map(parseGoal);
+    return lines.length && lines.length <= cfg.max_goals && goals.every((g) => g !== null) ? (goals as ParsedGoal[]) : null;
+  };
+
   // --- commands -----------------------------------------------------------------------------
   const goalByNumber = (active: GoalRow[], arg: string | undefined): GoalRow | undefined => {
     if (arg && /^\d+$/.test(arg)) return active[Number(arg) - 1];
@@ -245,9 +302,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         const f = await factsOf(u);
         if (!f.facts.length) return reply(ctx, t("no_goals"));
         const lines = f.facts.map((x, i) => `${i + 1}. ${x.doneToday ? "✅" : "▫️"} ${x.goal.title} — ${goalKind(x.goal)}${x.goal.status === "paused" ? (en ? " (paused)" : " (пауза)") : ""}, ${streakText(x)}`);
-        // Per goal: done today, pause, archive (edit takes text: /goal edit N TEXT).
+        // Per goal: done today, edit (asks for the new text), pause, archive.
         const buttons = f.facts.map((x, i): Button[] => [
           ...(x.doneToday ? [] : [{ label: `✅ ${i + 1}`, data: `/done ${i + 1}` }]),
+          { label: `✏️ ${i + 1}`, data: `/goal edit ${i + 1}` },
           { label: `⏸ ${i + 1}`, data: `/goal pause ${i + 1}` },
           { label: `🗄 ${i + 1}`, data: `/goal archive ${i + 1}` },
         ]);
@@ -267,6 +325,11 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         const goal = rest[0] && /^\d+$/.test(rest[0]) ? all[Number(rest[0]) - 1] : undefined;
         if (!goal) return reply(ctx, t("help"));
         if (sub === "edit") {
+          // The ✏️ button (no text yet): the next message is the new wording.
+          if (rest.length === 1) {
+            await repo.updateUser(bot.name, u.user_id, { step: `edit:${goal.id}` });
+            return reply(ctx, t("ask_goal_edit", { goal: goal.title }));
+          }
           const g = parseGoal(rest.slice(1).join(" "));
           if (!g) return reply(ctx, t("bad_goals"));
           // The goal keeps its id, so its check-ins (the history) stay with it.
@@ -297,8 +360,19 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       }
       case "stats":
         return reply(ctx, await statsText(u));
-      case "week":
-        return reply(ctx, await weekText(u, weekStart(today(u))));
+      case "week": {
+        if (cfg.weekly.style === "template" || !deps.llm || !deps.channel) return reply(ctx, await weekText(u, weekStart(today(u))));
+        // Model words around the numbers: sent and charged as a proactive message, after this
+        // message is marked answered (so a crash never answers it twice; at worst not at all).
+        if (!(await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired"], fence: ctx.fence }))) return;
+        ctx.outcome = "answered";
+        try {
+          await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind: "week", replyTo: ctx.id!, ...(await weekMessage(u, weekStart(today(u)))) });
+        } catch (error) {
+          ctx.log.warn({ err: error }, "/week could not be sent");
+        }
+        return;
+      }
       case "remind": {
         if (/^(off|выкл)/i.test(args)) {
           await repo.updateUser(bot.name, u.user_id, { remind_at: null });
@@ -350,6 +424,37 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     return t("stats", { points: f.points, level: lvl.level, to_next: lvl.next - f.points, goals, week });
   };
 
+  const proactiveDeps = () => ({ bot, store: deps.store, channel: deps.channel!, now: deps.now, logger: log, signal: abort.signal, fence: deps.fence });
+
+  /**
+   * Asks the model for a text about this user: the bot's prompt with the user's numbers
+   * (`{{coaching}}`), and the request as the user's turn.
+   * @throws LlmError when the model fails
+   */
+  const askModel = async (u: CoachingUser, request: string, signal: AbortSignal | undefined): Promise<WrittenText> => {
+    const facts = await modelFacts(u);
+    const template = loadPrompt(bot, "messages");
+    let system = renderPrompt(template, { botName: bot.name, timezone: u.timezone, nowMs: deps.now(), extra: { coaching: facts } });
+    if (!/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${facts}`;
+    return deps.llm!.complete([{ role: "system", content: system }, { role: "user", content: request }], { signal });
+  };
+
+  /** The weekly summary: the numbers as the template prints them, with the model's words above when `weekly.style: model`. */
+  const weekMessage = async (u: CoachingUser, monday: Day): Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }> => {
+    const numbers = await weekText(u, monday);
+    if (cfg.weekly.style === "template" || !deps.llm) return { text: numbers };
+    return {
+      text: numbers,
+      write: async (signal) => {
+        const w = await askModel(u, t("week_request", { summary: numbers }), signal);
+        const words = w.text.trim();
+        // The numbers are the code's: words with digits of their own (a recount, a date) are refused.
+        if (!words || /\p{Nd}/u.test(words) || words.length > 1500) return null;
+        return { ...w, text: `${words}\n\n${numbers}` };
+      },
+    };
+  };
+
   const weekText = async (u: CoachingUser, monday: Day): Promise<string> => {
     const f = await factsOf(u);
     const w = weekFigures(f.active, f.checkins, f.pauses, monday);
@@ -375,7 +480,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       // Not a message: the user blocked (or unblocked) the bot. Nothing is answered.
       if (u && m.membership === "blocked") await repo.updateUser(bot.name, u.user_id, { status: "blocked" });
       if (u?.status === "blocked" && m.membership === "unblocked") await repo.updateUser(bot.name, u.user_id, { status: "active" });
-      await deps.store.messages.setStatus(ctx.id!, "skipped", { error: `membership: ${m.membership}`, from: ["received"] });
+      await deps.store.messages.setStatus(ctx.id!, "skipped", { error: `membership: ${m.membership}`, from: ["received"], fence: ctx.fence });
       ctx.outcome = "skipped";
       return;
     }
@@ -401,6 +506,15 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       }
       await repo.updateUser(bot.name, u.user_id, { step: null });
       if (!cmd) return reply(ctx, t("delete_cancelled"));
+    }
+    const editing = u.step?.startsWith("edit:") ? (await repo.goals(bot.name, u.user_id)).find((g) => `edit:${g.id}` === u.step) : undefined;
+    if (u.step?.startsWith("edit:")) await repo.updateUser(bot.name, u.user_id, { step: null });
+    if (editing && !cmd) {
+      const g = parseGoal(text);
+      if (!g) return reply(ctx, t("bad_goals"));
+      // The goal keeps its id, so its check-ins (the history) stay with it.
+      await repo.updateGoal(editing.id, g);
+      return reply(ctx, t("goal_added", { goal: `${g.title} (${goalKind(g)})` }));
     }
     if (cmd) return command(ctx, u, cmd[1]!.toLowerCase(), cmd[2]!.trim());
     m.vars = { ...m.vars, coaching: await modelFacts(u) };
@@ -438,13 +552,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   };
 
   // --- the scheduler ----------------------------------------------------------------------------
-  const deliver = async (u: CoachingUser, kind: "reminder" | "weekly", day: Day, text: () => Promise<string>): Promise<"sent" | "failed" | "skipped"> => {
+  const deliver = async (u: CoachingUser, kind: "reminder" | "weekly", day: Day, message: () => Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }>): Promise<"sent" | "failed" | "skipped"> => {
     const claim = await repo.claimDelivery(bot.name, u.user_id, kind, day);
     if (claim === null) return "skipped";
     try {
-      const { messageId } = await sendProactive({ bot, store: deps.store, channel: deps.channel!, now: deps.now }, { chatId: u.chat_id, threadKey: u.thread_key, text: await text() });
+      const { messageId, cost, written } = await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind, ...(await message()) });
       await repo.finishDelivery(claim, "sent", messageId);
-      log.info({ user_id: u.user_id, kind, day }, "proactive message sent");
+      log.info({ user_id: u.user_id, kind, day, cost, written }, "proactive message sent");
       return "sent";
     } catch (error) {
       const blocked = error instanceof ChannelError && error.status === 403;
@@ -460,6 +574,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     if (!deps.channel) return res;
     const now = deps.now();
     for (const u of await repo.reminderCandidates(bot.name)) {
+      // Stopping: leave the rest to the next pass (of this or another process).
+      if (abort.signal.aborted) break;
       try {
         const day = today(u);
         const pauses = pauseRanges(await repo.pauses(bot.name, u.user_id));
@@ -469,7 +585,11 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
           if (now >= due.dueMs && now - due.dueMs <= catchUpMs && !(await repo.hasCheckin(bot.name, u.user_id, due.day))) {
             const goals = (await repo.goals(bot.name, u.user_id)).filter((g) => g.status === "active");
             if (goals.length) {
-              const r = await deliver(u, "reminder", due.day, async () => t("reminder", { name: u.name ?? "", goals: goals.map((g) => g.title).join(", ") }));
+              const r = await deliver(u, "reminder", due.day, async () => {
+                const text = t("reminder", { name: u.name ?? "", goals: goals.map((g) => g.title).join(", ") });
+                if (cfg.reminders.style === "template" || !deps.llm) return { text };
+                return { text, write: (signal) => askModel(u, t("reminder_request", { goals: goals.map((g) => g.title).join(", ") }), signal).then((w) => (w.text.trim() && w.text.length <= 1500 ? w : null)) };
+              });
               if (r === "sent") res.reminders++;
               if (r === "failed") res.failed++;
               if (r === "failed") continue;
@@ -480,7 +600,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
           const monday = weekStart(day);
           const dueMs = zonedInstant(addDays(monday, cfg.weekly.weekday - 1), weeklyAt, u.timezone);
           if (now >= dueMs && now - dueMs <= catchUpMs) {
-            const r = await deliver(u, "weekly", monday, () => weekText(u, monday));
+            const r = await deliver(u, "weekly", monday, () => weekMessage(u, monday));
             if (r === "sent") res.weekly++;
             if (r === "failed") res.failed++;
           }
@@ -511,6 +631,11 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       await loop;
     },
   };
+}
+
+/** True when a goal line says how often: "каждый день", "ежедневно", "3 раза в неделю", "daily", "3 times a week". */
+function namesFrequency(line: string): boolean {
+  return /\d\s*(?:раз|times?|x|×)|кажд\p{L}*\s+день|ежедневн|daily|every\s*day/iu.test(line);
 }
 
 /** The goal whose title shares the most words (4+ letters, any case) with `text`. */

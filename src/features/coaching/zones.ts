@@ -1,3 +1,4 @@
+import tzLookup from "@photostructure/tz-lookup";
 import { isTimeZone } from "./rules.js";
 
 /**
@@ -39,4 +40,31 @@ export function zoneFromAnswer(answer: string): string | null {
   if (!isTimeZone(raw)) return null;
   // Intl accepts any letter case; store the canonical spelling.
   return new Intl.DateTimeFormat("en", { timeZone: raw }).resolvedOptions().timeZone;
+}
+
+/**
+ * The IANA zone at a point on Earth (a shared location), from the time zone boundaries bundled
+ * with `@photostructure/tz-lookup` (offline; over the sea, the nautical zone `Etc/GMT±N`).
+ * @param latitude degrees WGS84, -90 … 90
+ * @param longitude degrees WGS84, -180 … 180
+ * @returns the zone, or null for coordinates out of range or a zone this Node.js does not know
+ */
+export function zoneFromLocation(latitude: number, longitude: number): string | null {
+  if (!(Math.abs(latitude) <= 90 && Math.abs(longitude) <= 180)) return null;
+  try {
+    const zone = tzLookup(latitude, longitude);
+    return isTimeZone(zone) ? zone : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Coordinates written as text: a stored shared location (`📍 52.520008, 13.404954`, see the
+ * Telegram translation) or a user typing `52.52, 13.40`.
+ * @returns degrees, or null when the text is not a latitude and longitude pair
+ */
+export function coordinatesFromText(text: string): { latitude: number; longitude: number } | null {
+  const m = /^(?:📍\s*)?(-?\d{1,2}(?:\.\d+)?)\s*,\s*(-?\d{1,3}(?:\.\d+)?)$/u.exec(text.trim());
+  return m ? { latitude: Number(m[1]), longitude: Number(m[2]) } : null;
 }
