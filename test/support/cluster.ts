@@ -141,7 +141,7 @@ export class Cluster {
       timeoutMs,
       `owners settled on ${live.join(", ")}`,
     ).catch((error: Error) => {
-      throw new Error(`${error.message}; owners last read: ${last}`);
+      throw new Error(`${error.message}; owners last read: ${last}${this.s.db.dialect === "sqlite" ? `; SQLite write lock ${this.s.sqliteWritable() ? "free" : "held (a paused process inside a write?)"}` : ""}`);
     });
     return owners!;
   }

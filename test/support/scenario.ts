@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import SQLite from "better-sqlite3";
 import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { ensureBuilt, finished, spawnBots } from "./cli.js";
@@ -115,7 +116,9 @@ export class Scenario {
   /**
    * SIGSTOPs `child` at a moment when none of the incoming rows of `bots` (all when omitted) is
    * `delivering` (between its claim and its record, where a crash leaves `unconfirmed` by design)
-   * and `ready` holds for those rows; otherwise resumes it and tries again a few ms later.
+   * and `ready` holds for those rows, and (SQLite) it holds no write lock; otherwise resumes it
+   * and tries again a few ms later. A process paused inside a SQLite write keeps the file's lock
+   * until it resumes (docs/scaling.md, "Pause inside a transaction"): no instance could take over.
    * @returns those rows as they were at the pause
    * @throws Error when no such moment comes in 500 tries
    */
@@ -123,11 +126,27 @@ export class Scenario {
     for (let i = 0; i < 500; i++) {
       child.kill("SIGSTOP");
       const rows = (await this.incoming()).filter((r) => !bots || bots.includes(r.bot));
-      if (!rows.some((r) => r.status === "delivering") && ready(rows)) return rows;
+      if (!rows.some((r) => r.status === "delivering") && ready(rows) && this.sqliteWritable()) return rows;
       child.kill("SIGCONT");
       await new Promise((r) => setTimeout(r, 3 + Math.random() * 10));
     }
     throw new Error("never found a moment without an answer being delivered");
+  }
+
+  /** SQLite only (true on MySQL): whether a write can start within 300 ms, i.e. no paused process holds the lock. */
+  sqliteWritable(): boolean {
+    if (this.db.dialect !== "sqlite") return true;
+    const conn = new SQLite(this.db.url.slice("sqlite:".length), { timeout: 300 });
+    try {
+      conn.exec("BEGIN IMMEDIATE");
+      conn.exec("ROLLBACK");
+      return true;
+    } catch (error) {
+      if (/^SQLITE_BUSY/.test((error as { code?: string }).code ?? "")) return false;
+      throw error;
+    } finally {
+      conn.close();
+    }
   }
 
   /** SIGKILL outside any delivery of `bots` (see {@link pauseOutsideDelivery}); resolves once the child is gone. */
