@@ -57,7 +57,7 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         assert.ok(killed > 0, "the bot had open connections to kill");
         for (let i = 0; i < 3; i++) await userSays(h.telegram, TOKEN, 1302 + i, `after ${i}`);
         for (let i = 0; i < 3; i++) assert.equal((await waitForBotMessages(h.telegram, 1302 + i, 1))[0]!.text, `echo: after ${i}`);
-        await eventually(async () => (await h.messages()).filter((m) => m.status === "answered").length === 4, 5000, "all answered");
+        await eventually(async () => (await h.messages()).filter((m) => m.status === "answered").length === 4, 20_000, "all answered");
         assert.equal(await h.balance(), 50000 - 4 * 500);
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       } finally {
