@@ -193,8 +193,8 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       throw error;
     }
   };
-  /** Bots stopped here whose last answers are still being stored. */
-  const finishing = new Set<string>();
+  /** Bots being stopped here, or stopped with their last answers still being stored: how many such runs of each. */
+  const finishing = new Map<string, number>();
   const ownership = new Ownership({
     store: options.store,
     id: holder,
@@ -209,12 +209,18 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       const r = running.find((x) => x.config.name === name);
       if (!r) return;
       running.splice(running.indexOf(r), 1);
-      const left = await halt(r, options.handOverDrainMs ?? 10_000);
-      r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
-      // Answers still finishing (a settle waiting for the database): the row stays ours until they end.
-      if (r.pipeline.backlog > 0) {
-        finishing.add(name);
-        void r.pipeline.onIdle().finally(() => finishing.delete(name));
+      // From now until its last answers are stored, the row stays ours: a round running beside
+      // this drain (a heartbeat past the lease demotes from outside the round) must not give it
+      // up, or the next owner's recovery would find an answer of this run in `delivering`.
+      finishing.set(name, (finishing.get(name) ?? 0) + 1);
+      const done = () => (finishing.get(name) === 1 ? finishing.delete(name) : finishing.set(name, finishing.get(name)! - 1));
+      try {
+        const left = await halt(r, options.handOverDrainMs ?? 10_000);
+        r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
+      } finally {
+        // Answers still finishing (a settle waiting for the database): the row stays ours until they end.
+        if (r.pipeline.backlog > 0) void r.pipeline.onIdle().finally(done);
+        else done();
       }
     },
     busy: (name) => finishing.has(name),

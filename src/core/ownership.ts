@@ -132,7 +132,7 @@ export class Ownership {
       await this.beat();
     } catch (error) {
       this.o.logger.warn({ err: error }, "heartbeat failed (database unreachable?)");
-      await this.demoteIfExpired();
+      this.demoteIfExpired();
     } finally {
       this.beating = false;
     }
@@ -143,9 +143,9 @@ export class Ownership {
     if (this.stopped) return Promise.resolve();
     if (this.running) return this.running;
     this.running = this.round()
-      .catch(async (error) => {
+      .catch((error) => {
         this.o.logger.warn({ err: error }, "ownership round failed (database unreachable?); owned bots are checked again next round");
-        await this.demoteIfExpired();
+        this.demoteIfExpired();
       })
       .finally(() => (this.running = undefined));
     return this.running;
@@ -180,16 +180,26 @@ export class Ownership {
    * Cut off from the database past the lease: other instances may own these bots by now, so
    * stop them here (their pollers would fight the new owner's). Nothing is released (the
    * database cannot be reached); when it comes back, the next round registers again and takes
-   * bots as placement says.
+   * bots as placement says. The stops run beside the heartbeat and the rounds, never inside
+   * them: a stop drains, and an answer in the drain may wait for the next heartbeat (a fresh
+   * lease) to send; the owner keeps each row until that drain ends (`busy`). {@link stop} waits
+   * for them.
    */
-  private async demoteIfExpired(): Promise<void> {
+  private demoteIfExpired(): void {
     if (performance.now() - this.beatSentAt < this.ttlMs || this.owned.size === 0) return;
     for (const [bot, epoch] of [...this.owned]) {
       this.owned.delete(bot);
       this.o.logger.error({ bot, epoch }, `lost ownership of ${bot}: no heartbeat reached the database for longer than the lease (${this.ttlMs} ms); stopping it here`);
-      await this.o.onLose(bot, "database unreachable past the lease");
+      const stopping: Promise<void> = this.o
+        .onLose(bot, "database unreachable past the lease")
+        .catch((error) => this.o.logger.error({ err: error, bot }, "stopping a bot lost past the lease failed"))
+        .finally(() => this.losing.delete(stopping));
+      this.losing.add(stopping);
     }
   }
+
+  /** Stops of bots lost past the lease, still draining (see {@link demoteIfExpired}). */
+  private readonly losing = new Set<Promise<void>>();
 
   private async round(): Promise<void> {
     const { store, id, logger } = this.o;
@@ -278,6 +288,7 @@ export class Ownership {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
+    await Promise.all([...this.losing]);
     for (const [bot, epoch] of [...this.owned]) {
       this.owned.delete(bot);
       await this.o.onLose(bot, "shutting down");

@@ -9,6 +9,7 @@ import { IDLE_TRANSACTION_S } from "../../src/storage/db.js";
 import { fenceHolds } from "../../src/storage/owners.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { createTestDatabase, dialects } from "../support/db.js";
+import { eventually } from "../support/harness.js";
 
 const TTL = 800;
 const BOTS = ["b1", "b2", "b3", "b4", "b5", "b6"];
@@ -188,6 +189,48 @@ for (const dialect of dialects()) {
         const starts = a.events.filter((e) => e.startsWith("+"));
         assert.deepEqual([starts.slice(0, 2).sort(), starts.slice(2).sort()], [["+b1@1", "+b2@1"], ["+b1@2", "+b2@2"]], "started (recovered) again");
       });
+    });
+
+    test("bots stopped past the lease drain beside the heartbeat: an answer in the drain that waits for a fresh lease gets it once the database is back", async () => {
+      const db = await createTestDatabase(dialect);
+      const store = await openStore(db.url);
+      // Each stop drains like the runner's: an answer in it waits for a fresh lease (Pipeline
+      // leaseFresh) to send, for at most 8 TTLs.
+      const drains: Array<Promise<"fresh" | "gave up">> = [];
+      const o: Ownership = new Ownership({
+        store,
+        id: "a",
+        bots: ["b1", "b2", "b3"],
+        logger: pino({ level: "silent" }),
+        ttlMs: TTL,
+        host: "host-a",
+        intervalMs: TTL / 4,
+        onAcquire: async () => undefined,
+        onLose: (_bot, reason) => {
+          if (!/past the lease/.test(reason)) return Promise.resolve();
+          const drain = (async () => {
+            for (const until = Date.now() + 8 * TTL; Date.now() < until; await sleep(20)) if (o.leaseFresh()) return "fresh" as const;
+            return "gave up" as const;
+          })();
+          drains.push(drain);
+          return drain.then(() => undefined);
+        },
+      });
+      const beat = store.owners.heartbeat.bind(store.owners);
+      try {
+        await o.start();
+        assert.equal(o.ownedBots().size, 3);
+        store.owners.heartbeat = async () => Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
+        // Past the lease, with rounds and lone heartbeats failing for a while: all three stopped.
+        await eventually(() => drains.length === 3, 10 * TTL, "all three bots stopped");
+        await sleep(TTL);
+        store.owners.heartbeat = beat;
+        assert.deepEqual(await Promise.all(drains), ["fresh", "fresh", "fresh"], "heartbeats went on during the drains, so each waiting answer saw a fresh lease");
+      } finally {
+        await o.stop();
+        await store.close();
+        await db.drop();
+      }
     });
 
     test("selection and pins: an instance owns only the bots it may; without rebalance a second instance owns nothing until the first dies", async () => {

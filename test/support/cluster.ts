@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { runBots } from "./cli.js";
 import { BotApiCluster, startConflictProxy } from "./conflict-proxy.js";
@@ -176,6 +176,13 @@ export class Cluster {
       throw new Error(`${error.message}; unanswered chats: ${missing.join("; ")}; rows not answered: ${rows.join("; ") || "none"}`);
     });
     const final = (await this.s.incoming()).filter((r) => FINAL_UNANSWERED.includes(r.status)).map((r) => `${r.bot} '${r.text}' ${r.status}${r.error ? ` (${r.error})` : ""}`);
+    // BOTS_TEST_DUMP=DIR keeps each instance's log and the incoming rows of a failing cluster test.
+    if (final.length && process.env.BOTS_TEST_DUMP) {
+      const dir = path.join(process.env.BOTS_TEST_DUMP, String(Date.now()));
+      mkdirSync(dir, { recursive: true });
+      for (const [id, inst] of this.instances) writeFileSync(path.join(dir, `${id}.log`), inst.child.out.stderr);
+      writeFileSync(path.join(dir, "rows.json"), JSON.stringify(await this.s.incoming(), null, 1));
+    }
     assert.deepEqual(final, [], "no message ends unanswered");
     await new Promise((r) => setTimeout(r, 500));
     for (const c of this.chats) assert.deepEqual(this.answers(c), c.said.map((t) => `echo: ${t}`), `${c.bot.name} chat ${c.chat}: every message answered once, in order`);
