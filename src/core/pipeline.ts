@@ -209,6 +209,7 @@ export class Pipeline {
     let ctx = first;
     let waitMs = this.deps.storageRetryBaseMs ?? 200;
     for (;;) {
+      ctx.state.throughOutages = true;
       try {
         await this.answer(ctx);
         if (!ctx.state.unrecorded) return ctx;
@@ -229,6 +230,8 @@ export class Pipeline {
           // The earlier attempt's reservation, if it was written (its commit may have been lost).
           const open = await this.deps.store.balance.openReservation(ctx.id!);
           if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
+          // Its `delivering` claim, if that committed: nothing was sent, so the message is `received` again.
+          if (ctx.state.claimTried && !ctx.state.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["delivering"], fence: this.deps.fence });
           break;
         } catch (error) {
           if (error instanceof FencedError) throw error;
@@ -515,6 +518,14 @@ export class Pipeline {
         ctx.log.info("answer interrupted by the stop; reservation refunded, resumes at the next start");
         return;
       }
+      if (ctx.state.throughOutages && ctx.state.claimTried && !ctx.state.sendStarted && isConnectionError(error)) {
+        // The database went away at the `delivering` claim (it may have committed): nothing was
+        // sent. Not `failed`: answered again once the database answers (answerThroughOutages).
+        // Replay and the 2GIS pass (answerStored) record `failed` as for any other error.
+        ctx.log.warn({ err: error }, "database unavailable at the delivery claim; nothing sent");
+        ctx.state.unrecorded = true;
+        return;
+      }
       const reason = describeError(error);
       if (ctx.delivery) {
         // Delivered but not stored: never send again; the charge stands, the row stays `delivering`.
@@ -575,6 +586,9 @@ export class Pipeline {
     }
     await this.untilLeaseFresh(ctx);
     const fence = this.deps.fence;
+    // From here until the send starts, a `delivering` row may be this attempt's with nothing sent
+    // (the claim committed, its reply lost): the boundary and answerThroughOutages take it back.
+    ctx.state.claimTried = true;
     const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"], fence });
     // Fenced: another instance owns the bot now (this one was paused or cut off past its lease).
     // Not sent, nothing written: the new owner's recovery refunds the reservation and answers.
@@ -587,6 +601,7 @@ export class Pipeline {
       return;
     }
     const t = performance.now();
+    ctx.state.sendStarted = true;
     ctx.delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text);
     ctx.timings.deliver = performance.now() - t;
     await next();

@@ -65,6 +65,30 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
       }
     });
 
+    test("the reply to the delivery claim is lost (the UPDATE committed, the connection dropped): nothing was sent, so the answer is sent once when the database answers, recorded `answered` and charged once", async () => {
+      const h = await Harness.start({ dialect, start: false });
+      const { proxy, store } = await throughProxy(h.db.url);
+      try {
+        const sent: string[] = [];
+        const pipeline = pipelineOn(h, store, (_chat, text) => sent.push(text));
+        const before = await h.balance();
+        proxy.dropReplyTo("set `status` = 'delivering'");
+        const msg = { bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: "1601", userId: "1601", userName: null, text: "claim lost", threadKey: "tg:1601", dedupeKey: "1601:1", channelMessageId: "1", receivedMs: Date.now() };
+        assert.equal((await pipeline.submit(msg)).status, "queued");
+        await pipeline.onIdle();
+        assert.equal(proxy.droppedReplies, 1, "the claim's reply was lost");
+        assert.deepEqual(sent, ["echo: claim lost"], "sent once");
+        const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
+        assert.deepEqual(rows.map((r) => r.status), ["answered"]);
+        assert.equal(await h.balance(), before - 500, "charged once");
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+      } finally {
+        await store.close();
+        await proxy.close();
+        await h.stop();
+      }
+    });
+
     test("the database goes away while answers are in flight: each is answered again once it is back, once, in order per chat, and charged once", async () => {
       const h = await Harness.start({ dialect, start: false });
       const { proxy, store } = await throughProxy(h.db.url);
