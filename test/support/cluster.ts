@@ -140,7 +140,8 @@ export class Cluster {
       },
       timeoutMs,
       `owners settled on ${live.join(", ")}`,
-    ).catch((error: Error) => {
+    ).catch(async (error: Error) => {
+      await this.dump();
       throw new Error(`${error.message}; owners last read: ${last}${this.s.db.dialect === "sqlite" ? `; SQLite write lock ${this.s.sqliteWritable() ? "free" : "held (a paused process inside a write?)"}` : ""}`);
     });
     return owners!;
@@ -163,32 +164,42 @@ export class Cluster {
   }
 
   /**
+   * With `BOTS_TEST_DUMP=DIR` set: keeps each instance's log and the incoming rows under
+   * `DIR/<ms>/`, for a failing check (what an assertion message cannot hold).
+   */
+  async dump(): Promise<void> {
+    if (!process.env.BOTS_TEST_DUMP) return;
+    const dir = path.join(process.env.BOTS_TEST_DUMP, String(Date.now()));
+    mkdirSync(dir, { recursive: true });
+    for (const [id, inst] of this.instances) writeFileSync(path.join(dir, `${id}.log`), inst.child.out.stderr);
+    writeFileSync(path.join(dir, "rows.json"), JSON.stringify(await this.s.incoming().catch((e: Error) => e.message), null, 1));
+  }
+
+  /**
    * Waits until every chat has as many answers as messages, then (after a pause for late
    * duplicates) asserts each chat got exactly `echo: <text>` for every text, once, in order, and
    * every incoming row is `answered`.
    */
   async assertAnsweredOnceInOrder(timeoutMs = 30_000): Promise<void> {
-    // A row in a final state other than `answered` will never be answered: stop waiting and report.
-    const stuck = async () => (await this.s.incoming()).some((r) => FINAL_UNANSWERED.includes(r.status));
-    await eventually(async () => this.chats.every((c) => this.answers(c).length >= c.said.length) || (await stuck()), timeoutMs, "every message answered").catch(async (error: Error) => {
-      const missing = this.chats.filter((c) => this.answers(c).length < c.said.length).map((c) => `${c.bot.name} chat ${c.chat}: ${this.answers(c).length}/${c.said.length}`);
-      const rows = (await this.s.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} ${r.text} ${r.status}`);
-      throw new Error(`${error.message}; unanswered chats: ${missing.join("; ")}; rows not answered: ${rows.join("; ") || "none"}`);
-    });
-    const final = (await this.s.incoming()).filter((r) => FINAL_UNANSWERED.includes(r.status)).map((r) => `${r.bot} '${r.text}' ${r.status}${r.error ? ` (${r.error})` : ""}`);
-    // BOTS_TEST_DUMP=DIR keeps each instance's log and the incoming rows of a failing cluster test.
-    if (final.length && process.env.BOTS_TEST_DUMP) {
-      const dir = path.join(process.env.BOTS_TEST_DUMP, String(Date.now()));
-      mkdirSync(dir, { recursive: true });
-      for (const [id, inst] of this.instances) writeFileSync(path.join(dir, `${id}.log`), inst.child.out.stderr);
-      writeFileSync(path.join(dir, "rows.json"), JSON.stringify(await this.s.incoming(), null, 1));
+    try {
+      // A row in a final state other than `answered` will never be answered: stop waiting and report.
+      const stuck = async () => (await this.s.incoming()).some((r) => FINAL_UNANSWERED.includes(r.status));
+      await eventually(async () => this.chats.every((c) => this.answers(c).length >= c.said.length) || (await stuck()), timeoutMs, "every message answered").catch(async (error: Error) => {
+        const missing = this.chats.filter((c) => this.answers(c).length < c.said.length).map((c) => `${c.bot.name} chat ${c.chat}: ${this.answers(c).length}/${c.said.length}`);
+        const rows = (await this.s.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} ${r.text} ${r.status}`);
+        throw new Error(`${error.message}; unanswered chats: ${missing.join("; ")}; rows not answered: ${rows.join("; ") || "none"}`);
+      });
+      const final = (await this.s.incoming()).filter((r) => FINAL_UNANSWERED.includes(r.status)).map((r) => `${r.bot} '${r.text}' ${r.status}${r.error ? ` (${r.error})` : ""}`);
+      assert.deepEqual(final, [], "no message ends unanswered");
+      await new Promise((r) => setTimeout(r, 500));
+      for (const c of this.chats) assert.deepEqual(this.answers(c), c.said.map((t) => `echo: ${t}`), `${c.bot.name} chat ${c.chat}: every message answered once, in order`);
+      const rows = await this.s.incoming();
+      assert.equal(rows.length, this.chats.reduce((a, c) => a + c.said.length, 0), "one incoming row per message");
+      assert.deepEqual(rows.filter((r) => r.status !== "answered").map((r) => [r.id, r.status]), [], "every incoming row is answered");
+    } catch (error) {
+      await this.dump();
+      throw error;
     }
-    assert.deepEqual(final, [], "no message ends unanswered");
-    await new Promise((r) => setTimeout(r, 500));
-    for (const c of this.chats) assert.deepEqual(this.answers(c), c.said.map((t) => `echo: ${t}`), `${c.bot.name} chat ${c.chat}: every message answered once, in order`);
-    const rows = await this.s.incoming();
-    assert.equal(rows.length, this.chats.reduce((a, c) => a + c.said.length, 0), "one incoming row per message");
-    assert.deepEqual(rows.filter((r) => r.status !== "answered").map((r) => [r.id, r.status]), [], "every incoming row is answered");
   }
 
   /**
