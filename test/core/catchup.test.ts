@@ -1,30 +1,15 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, test } from "node:test";
-import { llmFor } from "../../src/runner.js";
-import { Pipeline, type PipelineDeps } from "../../src/core/pipeline.js";
-import type { IncomingMessage } from "../../src/core/types.js";
+import type { Pipeline, PipelineDeps } from "../../src/core/pipeline.js";
 import { dialects } from "../support/db.js";
-import { eventually, Harness } from "../support/harness.js";
+import { eventually, Harness, privateText } from "../support/harness.js";
 
-/** The harness bot's pipeline on the harness store, sending into `sent` as `chat_id: text`. */
-function pipelineOf(h: Harness, sent: string[], extra: Partial<PipelineDeps>): Pipeline {
-  const logger = h.logging.forBot("shop-tg");
-  let n = 0;
-  return new Pipeline({
-    bot: h.bot,
-    store: h.store,
-    llm: llmFor(h.bot, logger),
-    channel: { send: async (to, text) => (sent.push(`${to.chatId}: ${text}`), { channelMessageId: String(++n) }) },
-    logger,
-    ...extra,
-  });
-}
+/** The harness bot's pipeline, sending into `sent` as `chat_id: text`. */
+const pipelineOf = (h: Harness, sent: string[], deps: Partial<PipelineDeps>): Pipeline => h.pipelineTo((chat, text) => sent.push(`${chat}: ${text}`), deps);
 
-/** A private Telegram text message of chat `chat`, the `i`-th of its thread. */
-function msg(chat: number, i: number): IncomingMessage {
-  return { bot: "shop-tg", channel: "tg", kind: "messages", chatId: String(chat), userId: String(chat), userName: null, text: `m${i}`, threadKey: `tg:${chat}`, dedupeKey: `${chat}:${i}`, channelMessageId: String(i), receivedMs: Date.now() };
-}
+/** A private Telegram text message `m<i>` of chat `chat`, the `i`-th of its thread. */
+const msg = (chat: number, i: number) => privateText(chat, i, `m${i}`);
 
 for (const dialect of dialects()) {
   describe(`scale-out catch-up: a thread recorded on two instances is answered in arrival order (${dialect})`, () => {

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createConnection } from "mysql2/promise";
-import { createTestDatabase, dialects } from "../support/db.js";
-import { startTcpProxy } from "../support/tcp-proxy.js";
+import { dialects } from "../support/db.js";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { openStore, type Store } from "../../src/storage/index.js";
-import { llmFor } from "../../src/runner.js";
-import { Pipeline } from "../../src/core/pipeline.js";
-import { eventually, Harness, TOKEN } from "../support/harness.js";
+import type { Pipeline } from "../../src/core/pipeline.js";
+import { eventually, Harness, privateText, TOKEN } from "../support/harness.js";
 import { userSays, waitForBotMessages } from "../support/telegram.js";
 
 /** Kills every server connection to one database, as a server restart or a network cut would. */
@@ -23,26 +22,29 @@ async function killConnections(url: string): Promise<number> {
   }
 }
 
-/** A store that reaches the test database through a TCP proxy the test can cut. */
-async function throughProxy(url: string) {
-  const u = new URL(url);
+/**
+ * Runs `fn` with the harness bot (not started) and a pipeline of it whose store reaches the test
+ * database through a TCP proxy the test can cut (short storage back-off); answers the pipeline
+ * sends are collected in `sent`. Everything is closed afterwards.
+ */
+async function withProxiedPipeline(
+  dialect: "sqlite" | "mysql",
+  fn: (t: { h: Harness; proxy: TcpProxy; store: Store; pipeline: Pipeline; sent: Array<{ chat: string; text: string }> }) => Promise<void>,
+): Promise<void> {
+  const h = await Harness.start({ dialect, start: false });
+  const u = new URL(h.db.url);
   const proxy = await startTcpProxy(u.hostname, Number(u.port || 3306));
   u.host = `127.0.0.1:${proxy.port}`;
-  return { proxy, store: await openStore(u.toString()) };
-}
-
-/** The harness bot's pipeline on `store`, sending into `onSend` (chat id, text); short storage back-off. */
-function pipelineOn(h: Harness, store: Store, onSend: (chat: string, text: string) => number): Pipeline {
-  const logger = h.logging.forBot("shop-tg");
-  let n = 0;
-  return new Pipeline({
-    bot: h.bot,
-    store,
-    llm: llmFor(h.bot, logger),
-    channel: { send: async (to, text) => (onSend(to.chatId, text), { channelMessageId: String(++n) }) },
-    logger,
-    storageRetryBaseMs: 100,
-  });
+  const store = await openStore(u.toString());
+  try {
+    const sent: Array<{ chat: string; text: string }> = [];
+    const pipeline = h.pipelineTo((chat, text) => sent.push({ chat, text }), { store, storageRetryBaseMs: 100 });
+    await fn({ h, proxy, store, pipeline, sent });
+  } finally {
+    await store.close();
+    await proxy.close();
+    await h.stop();
+  }
 }
 
 for (const dialect of dialects().filter((d) => d === "mysql")) {
@@ -66,37 +68,24 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
     });
 
     test("the reply to the delivery claim is lost (the UPDATE committed, the connection dropped): nothing was sent, so the answer is sent once when the database answers, recorded `answered` and charged once", async () => {
-      const h = await Harness.start({ dialect, start: false });
-      const { proxy, store } = await throughProxy(h.db.url);
-      try {
-        const sent: string[] = [];
-        const pipeline = pipelineOn(h, store, (_chat, text) => sent.push(text));
+      await withProxiedPipeline(dialect, async ({ h, proxy, pipeline, sent }) => {
         const before = await h.balance();
         proxy.dropReplyTo("set `status` = 'delivering'");
-        const msg = { bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: "1601", userId: "1601", userName: null, text: "claim lost", threadKey: "tg:1601", dedupeKey: "1601:1", channelMessageId: "1", receivedMs: Date.now() };
-        assert.equal((await pipeline.submit(msg)).status, "queued");
+        assert.equal((await pipeline.submit(privateText(1601, 1, "claim lost"))).status, "queued");
         await pipeline.onIdle();
         assert.equal(proxy.droppedReplies, 1, "the claim's reply was lost");
-        assert.deepEqual(sent, ["echo: claim lost"], "sent once");
+        assert.deepEqual(sent.map((x) => x.text), ["echo: claim lost"], "sent once");
         const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
         assert.deepEqual(rows.map((r) => r.status), ["answered"]);
         assert.equal(await h.balance(), before - 500, "charged once");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
-      } finally {
-        await store.close();
-        await proxy.close();
-        await h.stop();
-      }
+      });
     });
 
     test("the database goes away while answers are in flight: each is answered again once it is back, once, in order per chat, and charged once", async () => {
-      const h = await Harness.start({ dialect, start: false });
-      const { proxy, store } = await throughProxy(h.db.url);
-      try {
-        const sent: Array<{ chat: string; text: string }> = [];
+      await withProxiedPipeline(dialect, async ({ h, proxy, pipeline, sent }) => {
         h.llm.latencyMs = 600;
-        const pipeline = pipelineOn(h, store, (chat, text) => sent.push({ chat, text }));
-        const msg = (chat: number, i: number) => ({ bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: String(chat), userId: String(chat), userName: null, text: `c${chat} m${i}`, threadKey: `tg:${chat}`, dedupeKey: `${chat}:${i}`, channelMessageId: String(i), receivedMs: Date.now() });
+        const msg = (chat: number, i: number) => privateText(chat, i, `c${chat} m${i}`);
         const before = await h.balance();
         for (const m of [msg(1501, 0), msg(1501, 1), msg(1502, 0)]) assert.equal((await pipeline.submit(m)).status, "queued");
         // The cost is reserved and the model is answering when the database goes away.
@@ -112,21 +101,13 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         assert.equal(await h.balance(), before - 3 * 500, "charged once per answer");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
         assert.equal((await h.store.balance.history("default", 50)).filter((r) => r.reason === "refund").length, 2, "the cut-off attempts' reservations were given back");
-      } finally {
-        await store.close();
-        await proxy.close();
-        await h.stop();
-      }
+      });
     });
 
     test("the database unreachable for a while: messages wait, retry, and are all recorded and answered once", async () => {
-      const h = await Harness.start({ dialect, start: false });
-      const { proxy, store } = await throughProxy(h.db.url);
-      try {
+      await withProxiedPipeline(dialect, async ({ h, proxy, store, pipeline, sent }) => {
         await store.balance.topUp("default", 100);
-        const sent: string[] = [];
-        const pipeline = pipelineOn(h, store, (_chat, text) => sent.push(text));
-        const msg = (i: number) => ({ bot: "shop-tg", channel: "tg" as const, kind: "messages" as const, chatId: String(1400 + i), userId: String(1400 + i), userName: null, text: `during ${i}`, threadKey: `tg:${1400 + i}`, dedupeKey: `${1400 + i}:1`, channelMessageId: "1", receivedMs: Date.now() });
+        const msg = (i: number) => privateText(1400 + i, 1, `during ${i}`);
         proxy.cut();
         const intakes = [0, 1, 2].map((i) => pipeline.submit(msg(i)));
         await new Promise((r) => setTimeout(r, 1500));
@@ -134,16 +115,12 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         const results = await Promise.all(intakes);
         assert.deepEqual(results.map((r) => r.status), ["queued", "queued", "queued"]);
         await pipeline.onIdle();
-        assert.deepEqual(sent.sort(), ["echo: during 0", "echo: during 1", "echo: during 2"]);
+        assert.deepEqual(sent.map((x) => x.text).sort(), ["echo: during 0", "echo: during 1", "echo: during 2"]);
         const rows = await h.store.database.db.selectFrom("messages").select(["text", "status"]).where("direction", "=", "in").orderBy("id").execute();
         assert.deepEqual(rows.map((r) => r.status), ["answered", "answered", "answered"]);
         assert.equal((await h.store.balance.get("default"))!.balance, 50000 + 100 - 3 * 500);
         assert.equal(await h.store.balance.ledgerSum("default"), (await h.store.balance.get("default"))!.balance);
-      } finally {
-        await store.close();
-        await proxy.close();
-        await h.stop();
-      }
+      });
     });
   });
 }

@@ -3,9 +3,16 @@ import type { BotConfig } from "../../src/config/schema.js";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
 import { createLogging, type Logging } from "../../src/logging.js";
 import { HttpServer } from "../../src/http/server.js";
-import { startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
+import { Pipeline, type PipelineDeps } from "../../src/core/pipeline.js";
+import type { IncomingMessage } from "../../src/core/types.js";
+import { llmFor, startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
 import { BotHarnessBase } from "./bot-harness.js";
 import { startTelegram } from "./telegram.js";
+
+/** A private Telegram text message to the harness bot from chat (and user) `chat`, the `i`-th of its thread (dedupe key `chat:i`). */
+export function privateText(chat: number, i: number, text: string): IncomingMessage {
+  return { bot: "shop-tg", channel: "tg", kind: "messages", chatId: String(chat), userId: String(chat), userName: null, text, threadKey: `tg:${chat}`, dedupeKey: `${chat}:${i}`, channelMessageId: String(i), receivedMs: Date.now() };
+}
 
 /** Test bot token (the emulator accepts any token of the right shape). */
 export const TOKEN = "123456:TEST-token_abcdef";
@@ -101,6 +108,24 @@ export class Harness extends BotHarnessBase {
 
   get pipeline() {
     return this.running!.bots[0]!.pipeline;
+  }
+
+  /**
+   * A pipeline of the harness bot with no channel worker: each answer goes to `onSend` (chat_id,
+   * text) and gets channel message id 1, 2, …. `deps` overrides the rest: `store` (e.g. one
+   * behind a TCP proxy; the harness store by default), `catchUp`, `leaseFresh`, `recordOnly`….
+   */
+  pipelineTo(onSend: (chatId: string, text: string) => void, deps: Partial<PipelineDeps> = {}): Pipeline {
+    const logger = this.logging.forBot("shop-tg");
+    let n = 0;
+    return new Pipeline({
+      bot: this.bot,
+      store: this.store,
+      llm: llmFor(this.bot, logger),
+      channel: { send: async (to, text) => (onSend(to.chatId, text), { channelMessageId: String(++n) }) },
+      logger,
+      ...deps,
+    });
   }
 
   async stop(): Promise<void> {

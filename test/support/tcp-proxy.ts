@@ -67,3 +67,6 @@ export async function startTcpProxy(targetHost: string, targetPort: number) {
       }),
   };
 }
+
+/** A running proxy of {@link startTcpProxy}. */
+export type TcpProxy = Awaited<ReturnType<typeof startTcpProxy>>;
