@@ -159,7 +159,16 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
   const text = written?.text ?? m.text;
   let claim = db.updateTable("messages").set({ status: "delivering", text, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
   if (deps.fence) claim = claim.where(fenceHolds(deps.fence));
-  const claimed = await claim.executeTakeFirst();
+  let claimed: Awaited<ReturnType<typeof claim.executeTakeFirst>>;
+  try {
+    claimed = await claim.executeTakeFirst();
+  } catch (error) {
+    // Nothing was sent, whether or not the claim committed (its reply may be lost): give the row
+    // up now if the database answers, else recovery finds it (`pending` refunded, `delivering`
+    // left unconfirmed).
+    await giveUp(deps, id, reservation, describeError(error)).catch((e) => log?.warn({ err: e }, "could not record the proactive message as not sent"));
+    throw error;
+  }
   if (Number(claimed.numUpdatedRows) !== 1) {
     // Another instance owns the bot now, or its recovery declared this row failed and refunded it.
     if (deps.fence) {

@@ -5,6 +5,7 @@ import { dialects } from "../support/db.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import type { Pipeline } from "../../src/core/pipeline.js";
+import { sendProactive } from "../../src/core/proactive.js";
 import { eventually, Harness, privateText, TOKEN } from "../support/harness.js";
 import { userSays, waitForBotMessages } from "../support/telegram.js";
 
@@ -78,6 +79,23 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
         assert.deepEqual(rows.map((r) => r.status), ["answered"]);
         assert.equal(await h.balance(), before - 500, "charged once");
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+      });
+    });
+
+    test("the reply to a proactive message's delivery claim is lost: nothing is sent, the row is `failed` and its reservation refunded", async () => {
+      await withProxiedPipeline(dialect, async ({ h, proxy, store }) => {
+        const before = await h.balance();
+        const sent: string[] = [];
+        const channel = { send: async (_to: unknown, text: string) => (sent.push(text), { channelMessageId: "1" }) };
+        const write = async () => ({ text: "written", model: "m", usage: { prompt_tokens: 1, completion_tokens: 1 }, latencyMs: 1 });
+        proxy.dropReplyTo("set `status` = 'delivering'");
+        await assert.rejects(sendProactive({ bot: h.bot, store, channel, now: Date.now }, { chatId: "1701", threadKey: "tg:1701", text: "template", write }));
+        assert.equal(proxy.droppedReplies, 1, "the claim's reply was lost");
+        assert.deepEqual(sent, [], "nothing sent");
+        const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "out").execute();
+        assert.deepEqual(rows.map((r) => r.status), ["failed"]);
+        assert.equal(await h.balance(), before, "the reservation was refunded");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       });
     });
