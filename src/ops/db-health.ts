@@ -103,7 +103,8 @@ export class DatabaseHealth {
     // A failure older than the last confirmed write (a slow statement that began before) does not undo it.
     if (this.lastWriteOkMs !== null && e.startedMs < this.lastWriteOkMs) return;
     this.failingSinceMs ??= e.endedMs;
-    this.reason = `${e.kind === "connect" ? "cannot connect" : "write failed"}: ${describeError(e.error).slice(0, 300)}`;
+    const what = e.kind === "connect" ? "cannot connect" : "write failed";
+    this.reason = `${what}${typeof code === "string" ? ` (${code})` : ""}: ${describeError(e.error).slice(0, 300) || "no message"}`;
   }
 
   /** The current state (a write waiting past `stallMs` makes it down). */

@@ -93,13 +93,12 @@ export interface OpsServer {
  * @throws UsageError when the port is taken
  */
 export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; store: Store; logging: Logging; running: () => RunningBots | undefined }): Promise<OpsServer> {
-  let metrics: BotsMetrics | undefined;
+  const metrics = await createMetrics({ bots: o.bots, store: o.store, databaseUp: () => database.state().up });
   const database = new DatabaseHealth({
     observer: o.store.database.observer,
     probe: async () => o.running()?.ownership.probe(),
-    onError: (error) => metrics?.storageError(error),
+    onError: (error) => metrics.storageError(error),
   });
-  metrics = await createMetrics({ bots: o.bots, store: o.store, databaseUp: () => database.state().up });
   const server = new HttpServer(o.logging.root);
   const channelOf = new Map(o.bots.map((b) => [b.name, b.channel]));
   mountOpsRoutes(server, {
@@ -111,6 +110,9 @@ export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; stor
     unowned: () => o.running()?.ownership.unownedBots().map((name) => ({ name, channel: channelOf.get(name) ?? "" })) ?? [],
     bots: () => o.running()?.bots.map((r) => ({ name: r.config.name, channel: r.config.channel, health: () => r.worker.health?.() })),
   });
+  if (!o.token && !isLoopbackHost(o.host)) {
+    o.logging.root.warn({ host: o.host }, `HTTP server binds ${o.host} beyond loopback without a token: anyone who reaches it reads /metrics and /healthz details; set BOTS_METRICS_TOKEN (or --metrics-token)`);
+  }
   try {
     await server.listen({ port: o.port, host: o.host });
   } catch (error) {
@@ -118,9 +120,6 @@ export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; stor
   }
   database.start();
   o.logging.root.info({ http_port: server.port, host: o.host, metrics_token: o.token ? "set" : "none" }, "HTTP server listening (/metrics, /healthz, /readyz)");
-  if (!o.token && !isLoopbackHost(o.host)) {
-    o.logging.root.warn({ host: o.host }, `HTTP server binds ${o.host} beyond loopback without a token: anyone who reaches it reads /metrics and /healthz details; set BOTS_METRICS_TOKEN (or --metrics-token)`);
-  }
   const close = async () => {
     database.stop();
     await server.close();
