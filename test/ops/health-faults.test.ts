@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
@@ -12,6 +10,7 @@ import { eventually, TOKEN } from "../support/harness.js";
 import { FakeOpenAI } from "../support/openai-server.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { startTelegram, userSays, waitForBotMessages } from "../support/telegram.js";
+import { fillFileSystem, mountTmpfs } from "../support/tmpfs.js";
 
 type Failing = Array<{ component?: string; bot?: string; channel?: string; reason: string | null }>;
 
@@ -155,8 +154,7 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
 
 describe("health while the SQLite file system is full (tmpfs)", () => {
   test("writes fail with SQLITE_FULL: /healthz and /readyz 503 naming database, 200 again once space is freed", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "bots-full-"));
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir]);
+    const { dir, unmount } = mountTmpfs("4m");
     const fx = fixture();
     let child: ReturnType<typeof spawnBots> | undefined;
     try {
@@ -164,7 +162,7 @@ describe("health while the SQLite file system is full (tmpfs)", () => {
       child = started.child;
       const port = started.port;
       assert.equal((await get(port, "/healthz")).status, 200);
-      fill(path.join(dir, "filler"));
+      fillFileSystem(path.join(dir, "filler"));
       // A message to record, and the heartbeat/probe: every write now needs space that is gone.
       await userSays(telegram, TOKEN, 7201, "disk full");
       const down = await waitFor(port, "/healthz", 503, "healthz 503 on a full disk");
@@ -178,29 +176,12 @@ describe("health while the SQLite file system is full (tmpfs)", () => {
     } finally {
       child?.kill("SIGKILL");
       if (child && child.exitCode === null && child.signalCode === null) await finished(child, 10_000);
-      execFileSync("umount", ["-l", dir]);
-      rmSync(dir, { recursive: true, force: true });
+      unmount();
       fx.cleanup();
     }
   });
 });
 
-/** Writes zeros to `file` until the file system refuses (ENOSPC). */
-function fill(file: string): void {
-  const fd = openSync(file, "w");
-  try {
-    for (const size of [1 << 16, 4096, 1]) {
-      const chunk = Buffer.alloc(size);
-      try {
-        for (;;) writeSync(fd, chunk);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe("--metrics-token", () => {
   const token = "metrics-token-0123456789abcdef";
