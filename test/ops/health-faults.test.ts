@@ -56,9 +56,26 @@ function fixture(bot = "shop-tg"): Fixture {
   return fx;
 }
 
+/** The environment of a `bots` process of {@link fixture} on `dbUrl`. */
+function envFor(dbUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { OPENAI_API_KEY: "sk-health-secret-777", TG_TOKEN: TOKEN, DATABASE_URL: dbUrl, ...extra };
+}
+
+/** Runs `fn` with {@link fixture} and a fresh SQLite database; both thrown away afterwards. */
+async function withSqliteFixture(fn: (fx: Fixture, dbUrl: string) => Promise<void>): Promise<void> {
+  const fx = fixture();
+  const db = await createTestDatabase("sqlite");
+  try {
+    await fn(fx, db.url);
+  } finally {
+    await db.drop();
+    fx.cleanup();
+  }
+}
+
 /** Starts `bots start` on the fixture and waits for its HTTP port and /readyz 200. */
 async function startInstance(fx: Fixture, dbUrl: string, args: string[] = [], env: Record<string, string> = {}) {
-  const child = spawnBots(["start", "--http-port", "0", ...args], { cwd: fx.root, env: { OPENAI_API_KEY: "sk-health-secret-777", TG_TOKEN: TOKEN, DATABASE_URL: dbUrl, ...env } });
+  const child = spawnBots(["start", "--http-port", "0", ...args], { cwd: fx.root, env: envFor(dbUrl, env) });
   const port = Number(await eventually(() => /HTTP on 127\.0\.0\.1:(\d+)/.exec(child.out.stderr)?.[1], 20_000, "HTTP port line"));
   await waitFor(port, "/readyz", 200, "ready", 20_000);
   return { child, port };
@@ -182,50 +199,44 @@ describe("health while the SQLite file system is full (tmpfs)", () => {
   });
 });
 
-
 describe("--metrics-token", () => {
   const token = "metrics-token-0123456789abcdef";
-  test("/metrics needs the bearer token (401 without or wrong, 200 with); /healthz and /readyz give only the status without it; the token is in no log line", async () => {
-    const fx = fixture();
-    const db = await createTestDatabase("sqlite");
-    const { child, port } = await startInstance(fx, db.url, [], { BOTS_METRICS_TOKEN: token });
-    try {
-      const auth = { authorization: `Bearer ${token}` };
-      const none = await get(port, "/metrics");
-      assert.equal(none.status, 401);
-      assert.ok(!none.body.includes("bots_"), "nothing of the metrics without the token");
-      assert.equal((await get(port, "/metrics", { authorization: `Bearer ${token.slice(0, -1)}x` })).status, 401);
-      assert.equal((await get(port, "/metrics", { authorization: token })).status, 401, "not a Bearer header");
-      const ok = await get(port, "/metrics", auth);
-      assert.equal(ok.status, 200);
-      assert.match(ok.body, /^bots_database_up 1$/m);
+  test("/metrics needs the bearer token (401 without or wrong, 200 with); /healthz and /readyz give only the status without it; the token is in no log line", () =>
+    withSqliteFixture(async (fx, dbUrl) => {
+      const { child, port } = await startInstance(fx, dbUrl, [], { BOTS_METRICS_TOKEN: token });
+      try {
+        const auth = { authorization: `Bearer ${token}` };
+        const none = await get(port, "/metrics");
+        assert.equal(none.status, 401);
+        assert.ok(!none.body.includes("bots_"), "nothing of the metrics without the token");
+        assert.equal((await get(port, "/metrics", { authorization: `Bearer ${token.slice(0, -1)}x` })).status, 401);
+        assert.equal((await get(port, "/metrics", { authorization: token })).status, 401, "not a Bearer header");
+        const ok = await get(port, "/metrics", auth);
+        assert.equal(ok.status, 200);
+        assert.match(ok.body, /^bots_database_up 1$/m);
 
-      const bare = await get(port, "/healthz");
-      assert.equal(bare.status, 200);
-      assert.deepEqual(bare.json(), { status: "ok" });
-      const full = await get(port, "/healthz", auth);
-      assert.equal(full.status, 200);
-      assert.equal((full.json().bots as Array<{ bot: string }>)[0]!.bot, "shop-tg");
-      assert.equal((full.json().database as { up: boolean }).up, true);
-      assert.deepEqual((await get(port, "/readyz")).json(), { status: "ready" });
-      assert.deepEqual((await get(port, "/readyz", auth)).json().bots, ["shop-tg"]);
+        const bare = await get(port, "/healthz");
+        assert.equal(bare.status, 200);
+        assert.deepEqual(bare.json(), { status: "ok" });
+        const full = await get(port, "/healthz", auth);
+        assert.equal(full.status, 200);
+        assert.equal((full.json().bots as Array<{ bot: string }>)[0]!.bot, "shop-tg");
+        assert.equal((full.json().database as { up: boolean }).up, true);
+        assert.deepEqual((await get(port, "/readyz")).json(), { status: "ready" });
+        assert.deepEqual((await get(port, "/readyz", auth)).json().bots, ["shop-tg"]);
 
-      await stopInstance(child);
-      const logs = readFileSync(path.join(fx.root, "logs", "bots.log"), "utf8");
-      assert.match(logs, /"metrics_token":"set"/);
-      assert.ok(!logs.includes(token) && !child.out.stderr.includes(token) && !child.out.stdout.includes(token), "token in no log line or output");
-    } finally {
-      child.kill("SIGKILL");
-      await db.drop();
-      fx.cleanup();
-    }
-  });
+        await stopInstance(child);
+        const logs = readFileSync(path.join(fx.root, "logs", "bots.log"), "utf8");
+        assert.match(logs, /"metrics_token":"set"/);
+        assert.ok(!logs.includes(token) && !child.out.stderr.includes(token) && !child.out.stdout.includes(token), "token in no log line or output");
+      } finally {
+        child.kill("SIGKILL");
+      }
+    }));
 
-  test("a token given on the command line is accepted too; a short one is refused (exit 2)", async () => {
-    const fx = fixture();
-    const db = await createTestDatabase("sqlite");
-    try {
-      const { child, port } = await startInstance(fx, db.url, ["--metrics-token", token]);
+  test("a token given on the command line is accepted too; a short one is refused (exit 2)", () =>
+    withSqliteFixture(async (fx, dbUrl) => {
+      const { child, port } = await startInstance(fx, dbUrl, ["--metrics-token", token]);
       try {
         assert.equal((await get(port, "/metrics")).status, 401);
         assert.equal((await get(port, "/metrics", { authorization: `bearer ${token}` })).status, 200);
@@ -233,54 +244,40 @@ describe("--metrics-token", () => {
       } finally {
         child.kill("SIGKILL");
       }
-      const short = await runBots(["start", "--http-port", "0", "--metrics-token", "short"], { cwd: fx.root, env: { OPENAI_API_KEY: "sk-x-123456", TG_TOKEN: TOKEN, DATABASE_URL: db.url } });
+      const short = await runBots(["start", "--http-port", "0", "--metrics-token", "short"], { cwd: fx.root, env: envFor(dbUrl) });
       assert.equal(short.code, 2);
       assert.match(short.stderr, /at least 16 characters/);
-    } finally {
-      await db.drop();
-      fx.cleanup();
-    }
-  });
+    }));
 
-  test("binding beyond loopback without a token warns on stderr and in the log; with one it does not", async () => {
-    const fx = fixture();
-    const db = await createTestDatabase("sqlite");
-    try {
+  test("binding beyond loopback without a token warns on stderr and in the log; with one it does not", () =>
+    withSqliteFixture(async (fx, dbUrl) => {
       // 192.0.2.1 (TEST-NET-1) is on no interface: the bind fails after the warning, so nothing listens beyond loopback.
-      const open = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], { cwd: fx.root, env: { OPENAI_API_KEY: "sk-x-123456", TG_TOKEN: TOKEN, DATABASE_URL: db.url } });
+      const open = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], { cwd: fx.root, env: envFor(dbUrl) });
       assert.equal(open.code, 2, open.stderr);
       assert.match(open.stderr, /beyond loopback without a token/);
       assert.match(readFileSync(path.join(fx.root, "logs", "bots.log"), "utf8"), /"level":"warn".*beyond loopback without a token/);
-      const guarded = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], { cwd: fx.root, env: { OPENAI_API_KEY: "sk-x-123456", TG_TOKEN: TOKEN, DATABASE_URL: db.url, BOTS_METRICS_TOKEN: token } });
+      const guarded = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], { cwd: fx.root, env: envFor(dbUrl, { BOTS_METRICS_TOKEN: token }) });
       assert.equal(guarded.code, 2);
       assert.doesNotMatch(guarded.stderr, /beyond loopback/);
-    } finally {
-      await db.drop();
-      fx.cleanup();
-    }
-  });
+    }));
 });
 
 describe("readyz of a standby", () => {
-  test("a second instance on the same SQLite file owns nothing while the first runs its bot: ready, not failing", async () => {
-    const fx = fixture();
-    const db = await createTestDatabase("sqlite");
-    const first = await startInstance(fx, db.url);
-    try {
-      const second = await startInstance(fx, db.url);
+  test("a second instance on the same SQLite file owns nothing while the first runs its bot: ready, not failing", () =>
+    withSqliteFixture(async (fx, dbUrl) => {
+      const first = await startInstance(fx, dbUrl);
       try {
-        const body = (await get(second.port, "/readyz")).json();
-        assert.deepEqual(body, { status: "ready", bots: [] });
-        assert.equal((await get(second.port, "/healthz")).status, 200);
-        await stopInstance(second.child);
+        const second = await startInstance(fx, dbUrl);
+        try {
+          assert.deepEqual((await get(second.port, "/readyz")).json(), { status: "ready", bots: [] });
+          assert.equal((await get(second.port, "/healthz")).status, 200);
+          await stopInstance(second.child);
+        } finally {
+          second.child.kill("SIGKILL");
+        }
+        await stopInstance(first.child);
       } finally {
-        second.child.kill("SIGKILL");
+        first.child.kill("SIGKILL");
       }
-      await stopInstance(first.child);
-    } finally {
-      first.child.kill("SIGKILL");
-      await db.drop();
-      fx.cleanup();
-    }
-  });
+    }));
 });
