@@ -80,7 +80,7 @@ export class DatabaseHealth {
     this.o.probe = probe;
   }
 
-  /** One operation's outcome (exported through {@link start}; public for tests). */
+  /** Takes one operation's outcome (the observer calls it once {@link start} subscribed). */
   record(e: QueryEvent): void {
     if (e.ok) {
       if (e.kind !== "write") return;
