@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { TelegramServer } from "telegram-test-api/lib/telegramServer.js";
@@ -10,7 +10,7 @@ import { eventually, TOKEN } from "../support/harness.js";
 import { FakeOpenAI } from "../support/openai-server.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { startTelegram, userSays, waitForBotMessages } from "../support/telegram.js";
-import { fillFileSystem, mountTmpfs } from "../support/tmpfs.js";
+import { mountTmpfs } from "../support/tmpfs.js";
 
 type Failing = Array<{ component?: string; bot?: string; channel?: string; reason: string | null }>;
 
@@ -171,29 +171,29 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
 
 describe("health while the SQLite file system is full (tmpfs)", () => {
   test("writes fail with SQLITE_FULL: /healthz and /readyz 503 naming database, 200 again once space is freed", async () => {
-    const { dir, unmount } = mountTmpfs("4m");
+    const fs = mountTmpfs(4);
     const fx = fixture();
     let child: ReturnType<typeof spawnBots> | undefined;
     try {
-      const started = await startInstance(fx, `sqlite:${path.join(dir, "bots.db")}`);
+      const started = await startInstance(fx, `sqlite:${path.join(fs.dir, "bots.db")}`);
       child = started.child;
       const port = started.port;
       assert.equal((await get(port, "/healthz")).status, 200);
-      fillFileSystem(path.join(dir, "filler"));
+      fs.fill();
       // A message to record, and the heartbeat/probe: every write now needs space that is gone.
       await userSays(telegram, TOKEN, 7201, "disk full");
       const down = await waitFor(port, "/healthz", 503, "healthz 503 on a full disk");
       assert.match(databaseItem(down)!.reason!, /^write failed \(SQLITE_FULL\): database or disk is full/, JSON.stringify(down));
       assert.ok(databaseItem(await waitFor(port, "/readyz", 503, "readyz 503 on a full disk")));
       assert.match((await get(port, "/metrics")).body, /^bots_storage_errors_total\{code="SQLITE_FULL"\} [1-9]/m);
-      rmSync(path.join(dir, "filler"));
+      fs.free();
       await waitFor(port, "/healthz", 200, "healthz 200 once space is freed");
       await waitFor(port, "/readyz", 200, "readyz 200 once space is freed");
       await stopInstance(child);
     } finally {
       child?.kill("SIGKILL");
       if (child && child.exitCode === null && child.signalCode === null) await finished(child, 10_000);
-      unmount();
+      fs.unmount();
       fx.cleanup();
     }
   });

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { sql } from "kysely";
@@ -9,7 +8,7 @@ import { openStore, type Store } from "../../src/storage/index.js";
 import type { QueryEvent } from "../../src/storage/observe.js";
 import { createTestDatabase, dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
-import { fillFileSystem, mountTmpfs } from "../support/tmpfs.js";
+import { mountTmpfs } from "../support/tmpfs.js";
 
 /** `kind:ok|fail` of each event, in order. */
 const kinds = (events: QueryEvent[]) => events.map((e) => `${e.kind}:${e.ok ? "ok" : "fail"}`);
@@ -65,14 +64,13 @@ for (const dialect of dialects()) {
 
 describe("database observer on a full file system (SQLite, tmpfs)", () => {
   test("the write that finds no space makes the database down with SQLITE_FULL; the next confirmed write brings it up", async () => {
-    const { dir, unmount } = mountTmpfs("2m");
+    const fs = mountTmpfs(2);
     try {
-      await withStore(`sqlite:${path.join(dir, "t.db")}`, async ({ store, health }) => {
+      await withStore(`sqlite:${path.join(fs.dir, "t.db")}`, async ({ store, health }) => {
         const d = store.database.db;
         await sql`insert into obs_t (id, v) values (1, 'a')`.execute(d);
         assert.equal(health.state().up, true);
-        const filler = path.join(dir, "filler");
-        fillFileSystem(filler);
+        fs.fill();
         const big = "x".repeat(64 * 1024);
         // What the caller gets may be the failed ROLLBACK after SQLITE_FULL (SQLite ended the transaction itself).
         await assert.rejects(d.transaction().execute(async (trx) => sql`insert into obs_t (id, v) values (2, ${big})`.execute(trx)));
@@ -80,12 +78,12 @@ describe("database observer on a full file system (SQLite, tmpfs)", () => {
         assert.equal(down.up, false);
         assert.match(down.reason!, /^write failed \(SQLITE_FULL\): database or disk is full/);
         assert.notEqual(down.failingSinceMs, null);
-        rmSync(filler);
+        fs.free();
         await sql`insert into obs_t (id, v) values (3, 'c')`.execute(d);
         assert.deepEqual({ ...health.state(), lastWriteOkMs: 0 }, { up: true, reason: null, failingSinceMs: null, lastWriteOkMs: 0 });
       });
     } finally {
-      unmount();
+      fs.unmount();
     }
   });
 });

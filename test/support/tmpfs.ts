@@ -1,38 +1,76 @@
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-/**
- * Mounts a fresh tmpfs of `size` (mount(8) syntax: `2m`, `4m`) on a new temp folder, for tests of
- * a full disk under SQLite. Needs root; fails loudly otherwise (never skips).
- * @returns the folder and `unmount()` (lazy, so files still open do not block it; removes the folder)
- */
-export function mountTmpfs(size: string): { dir: string; unmount(): void } {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "bots-tmpfs-"));
-  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir]);
-  return {
-    dir,
-    unmount() {
-      execFileSync("umount", ["-l", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+/** Mount points of {@link mountTmpfs} not unmounted yet; unmounted at process exit whatever happens. */
+const mounted = new Set<string>();
+process.once("exit", () => {
+  for (const dir of mounted) unmountQuietly(dir);
+});
+
+function unmountQuietly(dir: string): void {
+  try {
+    // Lazy: succeeds even while a killed child's file is still being closed.
+    execFileSync("umount", ["-l", dir], { stdio: "ignore" });
+  } catch {
+    // already gone
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty or gone
+  }
+  mounted.delete(dir);
 }
 
-/** Writes zeros to `file` until its file system refuses (ENOSPC): the disk is then full. Delete the file to free the space. */
-export function fillFileSystem(file: string): void {
-  const fd = openSync(file, "w");
-  try {
-    for (const size of [1 << 16, 4096, 1]) {
-      const chunk = Buffer.alloc(size);
+/** A small tmpfs the test owns: a file system it can fill (ENOSPC for every write) and free again. */
+export interface Tmpfs {
+  /** The mount point (a fresh folder under the OS temp dir). */
+  dir: string;
+  /** Writes a filler file until the file system has not one byte left. */
+  fill(): void;
+  /** Deletes the filler: writes succeed again. */
+  free(): void;
+  /** Unmounts (lazily) and removes the mount point; safe to call twice. */
+  unmount(): void;
+}
+
+/**
+ * Mounts a tmpfs of `sizeMb` MiB (`mount -t tmpfs -o size=…`, needs root) on a fresh folder. It is
+ * unmounted by {@link Tmpfs.unmount} or, at the latest, when the test process exits.
+ * @throws Error when mount fails (not root, no tmpfs)
+ */
+export function mountTmpfs(sizeMb: number): Tmpfs {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bots-tmpfs-"));
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m`, "tmpfs", dir]);
+  mounted.add(dir);
+  const filler = path.join(dir, ".filler");
+  return {
+    dir,
+    fill() {
+      const fd = openSync(filler, "a");
       try {
-        for (;;) writeSync(fd, chunk);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+        for (const size of [1 << 20, 1 << 12, 1]) {
+          const chunk = Buffer.alloc(size, 0x55);
+          for (;;) {
+            try {
+              writeSync(fd, chunk);
+            } catch (error) {
+              if ((error as NodeJS.ErrnoException).code === "ENOSPC") break;
+              throw error;
+            }
+          }
+        }
+      } finally {
+        closeSync(fd);
       }
-    }
-  } finally {
-    closeSync(fd);
-  }
+    },
+    free() {
+      rmSync(filler, { force: true });
+    },
+    unmount() {
+      if (mounted.has(dir)) unmountQuietly(dir);
+    },
+  };
 }
