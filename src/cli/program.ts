@@ -43,6 +43,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
     .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
     .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
+    .option("--metrics-token <token>", "bearer token required by /metrics and for /healthz, /readyz details (env BOTS_METRICS_TOKEN, which keeps it out of `ps`)")
     .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
 

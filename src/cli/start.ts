@@ -17,13 +17,13 @@ import { loadBots } from "./shared.js";
 export async function startCommand(c: CliContext, targets: string[], opts: StartCommandOptions & { instanceId?: string; leaseTtl?: string }): Promise<void> {
   const drainS = Number(opts.drainTimeout);
   if (!Number.isFinite(drainS) || drainS < 0) throw new UsageError("DRAIN_INVALID", `--drain-timeout must be seconds ≥ 0, got '${opts.drainTimeout}'`);
-  const http = parseHttpOptions(opts);
+  const http = parseHttpOptions(opts, c.env);
   const leaseTtlS = Number(opts.leaseTtl ?? "15");
   if (!Number.isFinite(leaseTtlS) || leaseTtlS < 1 || leaseTtlS > 3600) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 3600, got '${opts.leaseTtl}'`);
   if (opts.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,191}$/.test(opts.instanceId)) throw new UsageError("INSTANCE_ID_INVALID", `--instance-id must be 1-191 letters, digits, '.', '_', ':' or '-', got '${opts.instanceId}'`);
   const bots = selectBots(loadBots(c), targets);
   checkIngress(bots, http);
-  const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: secretsOf(bots) });
+  const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: [...secretsOf(bots), http?.token ?? ""] });
   const store = await openStore(c.dbUrl);
   let running: Awaited<ReturnType<typeof startBots>> | undefined;
   let ops: OpsServer | undefined;
@@ -34,7 +34,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
     const r = running;
     ops?.metrics.attach(() => r.bots.map((b) => ({ name: b.config.name, backlog: () => b.pipeline.backlog, inFlight: () => b.pipeline.answersInFlight })));
   } catch (error) {
-    await ops?.server.close();
+    await ops?.close();
     await store.close();
     await logging.flush();
     throw error;
@@ -56,7 +56,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   process.once("SIGTERM", force);
   logging.root.info({ signal }, "stopping: no new messages, finishing answers in flight");
   const unfinished = await running.stop(drainS * 1000);
-  await ops?.server.close();
+  await ops?.close();
   await store.close();
   logging.root.info({ unfinished }, "stopped");
   await logging.flush();

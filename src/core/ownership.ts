@@ -105,6 +105,32 @@ export class Ownership {
     return this.owned;
   }
 
+  /** Owner of each bot and the live instances, as the last round read them (`/readyz`). */
+  private view?: { owners: Map<string, string | null>; live: Set<string> };
+
+  /**
+   * Bots this instance may own (its selection minus bots pinned elsewhere) that no live instance
+   * runs, as of the last round: neither this one (never taken, or stopped here after the lease
+   * ran out) nor a live peer. A standby whose bots a live peer runs gets an empty list. Before the
+   * first round: every bot not owned here.
+   */
+  unownedBots(): string[] {
+    return this.o.bots.filter((bot) => {
+      if (this.owned.has(bot)) return false;
+      const owner = this.view?.owners.get(bot);
+      return !(owner && owner !== this.o.id && this.view!.live.has(owner));
+    });
+  }
+
+  /**
+   * Writes the heartbeat now, outside the rounds: the cheap real write that `/healthz` probes the
+   * database with when nothing else writes.
+   * @throws driver errors when the database is unreachable
+   */
+  async probe(): Promise<void> {
+    if (!this.stopped) await this.beat();
+  }
+
   /**
    * Registers the instance, runs the first placement, and keeps ticking every `ttlMs / 3`.
    * @throws driver errors when the database is unreachable at start
@@ -237,6 +263,8 @@ export class Ownership {
     // Once in a while (about every 30 rounds): forget instances dead for long.
     if (Math.random() < 1 / 30) await store.owners.pruneDead().catch((e) => logger.debug({ err: e }, "pruning dead instances failed"));
     this.livePeers = live.filter((i) => i.id !== id).length;
+    const view = { owners: new Map([...byBot.values()].map((r) => [r.bot, r.owner])), live: new Set(live.map((i) => i.id)) };
+    this.view = view;
     const plan = placement(id, this.o.bots, live, [...byBot.values()]);
     let claimed = false;
     const claimOne = async (bot: string): Promise<void> => {
@@ -275,6 +303,8 @@ export class Ownership {
     const epoch = this.owned.get(bot);
     if (epoch === undefined) return;
     logger.info({ bot, epoch, to_fewer: plan.handOverTo }, `handing ${bot} over to balance instances`);
+    // The instance it goes to takes it at its next round; meanwhile it is not an orphan.
+    view.owners.set(bot, plan.handOverTo ?? null);
     this.owned.delete(bot);
     await this.o.onLose(bot, "handed over");
     await store.owners.release(bot, id, epoch);

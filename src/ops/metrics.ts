@@ -30,6 +30,8 @@ export interface MetricsOptions {
   now?: () => number;
   /** Process defaults (CPU, memory, event loop lag...). @defaultValue true */
   processDefaults?: boolean;
+  /** Whether writes reach the database now (`DatabaseHealth.state().up`), for `bots_database_up`; absent = no such gauge. */
+  databaseUp?: () => boolean;
 }
 
 /** Prometheus metrics of one `bots start` process. */
@@ -45,6 +47,8 @@ export interface BotsMetrics {
   attach(sources: () => MetricsSource[]): void;
   /** The text exposition format (prom-client `Registry.metrics()`). */
   render(): Promise<{ contentType: string; body: string }>;
+  /** Counts a failed database operation in `bots_storage_errors_total{code}` (the driver's code, see {@link errorLabel}). */
+  storageError(error: unknown): void;
 }
 
 /** Statuses of incoming messages that still wait for an answer or for confirmation. */
@@ -88,6 +92,18 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   });
   const tokens = new prom.Counter({ name: "bots_model_tokens_total", help: "Model tokens used (OpenAI usage)", labelNames: ["bot", "model", "kind"], registers: [registry] });
   const deliveryFailures = new prom.Counter({ name: "bots_delivery_failures_total", help: "Answers the channel refused or could not take, by channel error", labelNames: ["bot", "channel", "error"], registers: [registry] });
+  const storageErrors = new prom.Counter({ name: "bots_storage_errors_total", help: "Failed database operations by driver error code", labelNames: ["code"], registers: [registry] });
+  const databaseUp = options.databaseUp;
+  if (databaseUp) {
+    new prom.Gauge({
+      name: "bots_database_up",
+      help: "1 while writes reach the database (last write confirmed, none stalled), 0 otherwise",
+      registers: [registry],
+      collect() {
+        this.set(databaseUp() ? 1 : 0);
+      },
+    });
+  }
   const forEachSource = (g: { set(labels: { bot: string }, v: number): void; reset(): void }, read: (s: MetricsSource) => number) => {
     g.reset();
     for (const s of sources()) g.set({ bot: s.name }, read(s));
@@ -183,6 +199,9 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+    storageError(error) {
+      storageErrors.inc({ code: errorLabel(error) });
     },
   };
 }

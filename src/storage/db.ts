@@ -4,6 +4,7 @@ import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } 
 import { sleep } from "../core/retry.js";
 import { StorageError } from "../errors.js";
 import { migrationProvider, migrations } from "./migrations.js";
+import { QueryObserver } from "./observe.js";
 import type { Schema } from "./schema.js";
 
 /** The two supported SQL dialects. */
@@ -15,6 +16,8 @@ export interface Database {
   dialect: Dialect;
   /** The URL with any password replaced by `***`, safe to print. */
   safeUrl: string;
+  /** Every statement's outcome at the driver (for `/healthz`, `bots_database_up`). */
+  observer: QueryObserver;
   close(): Promise<void>;
 }
 
@@ -57,8 +60,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     } catch (cause) {
       throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, { cause, hint: "check the path and its permissions" });
     }
-    const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingStatements(conn) }) });
-    return { db, dialect: "sqlite", safeUrl, close: () => db.destroy() };
+    const observer = new QueryObserver();
+    const db = new Kysely<Schema>({ dialect: observer.wrap(new SqliteDialect({ database: cachingStatements(conn) })) });
+    return { db, dialect: "sqlite", safeUrl, observer, close: () => db.destroy() };
   }
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
     const { createPool } = await import("mysql2");
@@ -95,7 +99,8 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
         if (error?.errno === 1193) conn.query(`SET SESSION wait_timeout = ${MYSQL_WAIT_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, () => undefined);
       });
     });
-    const db = new Kysely<Schema>({ dialect: new MysqlDialect({ pool }) });
+    const observer = new QueryObserver();
+    const db = new Kysely<Schema>({ dialect: observer.wrap(new MysqlDialect({ pool })) });
     try {
       await sql`select 1`.execute(db);
     } catch (cause) {
@@ -105,7 +110,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
         hint: "is the MySQL/MariaDB server running, and are the URL's user, password and database right?",
       });
     }
-    return { db, dialect: "mysql", safeUrl, close: () => db.destroy() };
+    return { db, dialect: "mysql", safeUrl, observer, close: () => db.destroy() };
   }
   throw new StorageError("DB_URL_INVALID", `unsupported database URL ${safeUrl}`, { hint: "use sqlite:PATH or mysql://user:pass@host:3306/db" });
 }
