@@ -43,7 +43,8 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
     .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
     .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
-    .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
+    .option("--strict", "start nothing while any bot file has a problem (default: start the valid bots, list the others)")
+    .addHelpText("after", "\nExamples:\n  bots start            # every enabled, valid bot (files with problems are listed, not started)\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
 
   const balance = program
