@@ -47,6 +47,27 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .addHelpText("after", "\nExamples:\n  bots start            # every enabled, valid bot (files with problems are listed, not started)\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
 
+  program
+    .command("demo")
+    .description("chat with the example shop bot on a local Bot API and a demo model: no token, no key; nothing is left behind")
+    .option("--keep <dir>", "keep the demo's configs, SQLite database and logs in DIR (reused on the next run)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Runs configs/examples/shop-tg.yaml through the real pipeline: every message is recorded,",
+        "charged (100 credits to start, 5.00 an answer) and answered by a demo model that quotes the",
+        "most fitting lines of prompts/shop.md. Without a terminal it reads one message per line and",
+        "exits 0 at the end of input. Your .env, configs and database are not touched.",
+        "",
+        "Examples:",
+        "  bots demo",
+        "  printf 'Hello\\n/start\\nСколько стоит доставка?\\n' | bots demo",
+        "  bots demo --keep demo   # then: bots --db sqlite:demo/bots.db balance",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./demo.js")).demoCommand(c, cmd.opts())));
+
   const balance = program
     .command("balance")
     .description("show prepaid balances; `balance add` tops up, `balance history` shows the ledger")

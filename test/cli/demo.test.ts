@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { openStore } from "../../src/storage/index.js";
+import { runBots } from "../support/cli.js";
+
+const LABEL = "[demo model: quotes the bot's prompt, no AI]";
+
+/** An empty working directory and an empty TMPDIR, to see what a run leaves behind. */
+function folders(): { cwd: string; tmp: string; cleanup(): void } {
+  const base = mkdtempSync(path.join(os.tmpdir(), "bots-demo-test-"));
+  const cwd = path.join(base, "cwd");
+  const tmp = path.join(base, "tmp");
+  mkdirSync(cwd);
+  mkdirSync(tmp);
+  return { cwd, tmp, cleanup: () => rmSync(base, { recursive: true, force: true }) };
+}
+
+describe("bots demo", () => {
+  test("answers a scripted conversation from stdin through the real pipeline (commands free, answers charged) and leaves nothing behind", async () => {
+    const f = folders();
+    try {
+      const r = await runBots(["demo"], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Hello\n/start\n\nСколько стоит доставка?\n", timeoutMs: 120_000 });
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split("\n");
+      assert.deepEqual(lines.filter((l) => l.startsWith("you> ")), ["you> Hello", "you> /start", "you> Сколько стоит доставка?"]);
+      const answers = lines.filter((l) => l.startsWith("shop-tg> "));
+      assert.equal(answers.length, 3, r.stdout);
+      assert.ok(answers[0]!.startsWith(`shop-tg> ${LABEL} `), answers[0]);
+      // /start is a command (bot_command entity): tg.commands.start, free, never the model.
+      assert.equal(answers[1], "shop-tg> Здравствуйте! Я помощник магазина. Спросите о товарах, доставке или оплате.");
+      assert.equal(answers[2], `shop-tg> ${LABEL} Доставка по городу — 300 ₽, бесплатно от 3000 ₽.`);
+      assert.deepEqual(
+        lines.filter((l) => l.startsWith("  (")),
+        ["  (charged 5.00 · balance 95.00)", "  (a command: free · balance 95.00)", "  (charged 5.00 · balance 90.00)"],
+      );
+      // The other-terminal commands name the demo database.
+      assert.match(r.stderr, /bots --db sqlite:\S+\/bots\.db --config-dir \S+ balance/);
+      assert.deepEqual(readdirSync(f.tmp), [], "the temporary folder is removed");
+      assert.deepEqual(readdirSync(f.cwd), [], "nothing is written in the working directory");
+    } finally {
+      f.cleanup();
+    }
+  });
+
+  test("--keep DIR keeps the database: recorded and charged messages, the ledger sums to the balance; a second run reuses it", async () => {
+    const f = folders();
+    const dir = path.join(f.cwd, "kept");
+    try {
+      const r = await runBots(["demo", "--keep", "kept"], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Можно оплатить картой?\nЕсть доставка?\n", timeoutMs: 120_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /shop-tg> .*Оплата картой или при получении\./);
+      assert.deepEqual(readdirSync(dir).sort(), ["bots.db", "configs", "logs", "prompts"]);
+      const again = await runBots(["demo", "--keep", dir], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Сколько стоит доставка?", timeoutMs: 120_000 });
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /\(charged 5\.00 · balance 85\.00\)/, "no second top-up");
+      const store = await openStore(`sqlite:${path.join(dir, "bots.db")}`);
+      try {
+        const rows = await store.database.db.selectFrom("messages").select(["direction", "status", "text"]).orderBy("id").execute();
+        assert.deepEqual(
+          rows.filter((m) => m.direction === "in").map((m) => [m.status, m.text]),
+          [["answered", "Можно оплатить картой?"], ["answered", "Есть доставка?"], ["answered", "Сколько стоит доставка?"]],
+        );
+        assert.equal((await store.balance.get("default"))!.balance, 85_00);
+        assert.equal(await store.balance.ledgerSum("default"), 85_00);
+      } finally {
+        await store.close();
+      }
+      const balance = await runBots(["--db", `sqlite:${path.join(dir, "bots.db")}`, "--json", "balance"], { cwd: f.cwd });
+      assert.equal((JSON.parse(balance.stdout) as { accounts: Array<{ balance: string }> }).accounts[0]!.balance, "85.00");
+      assert.deepEqual(readdirSync(f.tmp), []);
+    } finally {
+      f.cleanup();
+    }
+  });
+});
