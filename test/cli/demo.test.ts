@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { openStore } from "../../src/storage/index.js";
-import { runBots } from "../support/cli.js";
+import { finished, REPO, runBots } from "../support/cli.js";
+import { eventually } from "../support/harness.js";
+import { freePort } from "../support/telegram.js";
 
 const LABEL = "[demo model: quotes the bot's prompt, no AI]";
 
@@ -73,6 +76,34 @@ describe("bots demo", () => {
       assert.deepEqual(readdirSync(f.tmp), []);
     } finally {
       f.cleanup();
+    }
+  });
+});
+
+describe("scripts/emulator.ts", () => {
+  test("a typed /start reaches the bot with a bot_command entity, plain text without one", async () => {
+    const port = await freePort();
+    const token = "123456:emulator-test";
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "scripts/emulator.ts")], { cwd: REPO, env: { ...process.env, TG_PORT: String(port), TG_TOKEN: token }, stdio: ["pipe", "pipe", "pipe"] });
+    const out = { stdout: "", stderr: "" };
+    child.stdout.on("data", (d) => (out.stdout += String(d)));
+    child.stderr.on("data", (d) => (out.stderr += String(d)));
+    try {
+      await eventually(() => out.stdout.includes("Type a message"), 30_000, "emulator ready");
+      child.stdin.write("/start\nhello /start\n");
+      type Update = { update_id: number; message: { text: string; entities?: Array<{ type: string; offset: number; length: number }> } };
+      const updates = (await eventually(async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/bot${token}/getUpdates`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+        const body = (await res.json()) as { result: Update[] };
+        return body.result.length >= 2 ? body.result : null;
+      }, 10_000, "two updates"))!;
+      assert.equal(updates[0]!.message.text, "/start");
+      assert.deepEqual(updates[0]!.message.entities, [{ type: "bot_command", offset: 0, length: 6 }]);
+      assert.equal(updates[1]!.message.text, "hello /start");
+      assert.equal(updates[1]!.message.entities, undefined);
+    } finally {
+      child.kill("SIGINT");
+      await finished(child as never, 10_000);
     }
   });
 });
