@@ -15,6 +15,23 @@ const run = promisify(execFile);
  * the installed `bots`. A file missing from `files` or a dev-only import fails here.
  * Bounded: 10 minutes for the install.
  */
+/** Paths `npm pack` would put in the tarball (read from the dry run; no build). */
+async function packedPaths(): Promise<{ name: string; filename: string; files: string[] }> {
+  const r = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: REPO, timeout: 120_000 });
+  const [info] = JSON.parse(r.stdout) as Array<{ name: string; filename: string; files: Array<{ path: string }> }>;
+  return { name: info!.name, filename: info!.filename, files: info!.files.map((f) => f.path) };
+}
+
+describe("package contents", () => {
+  test("the tarball carries docs/ and deploy/ that its README points to", async () => {
+    const { files } = await packedPaths();
+    for (const f of ["README.md", "bin/bots.js", "configs/examples/shop-tg.yaml", "prompts/shop.md", "docs/2gis.md", "docs/durability.md", "deploy/systemd/bots.service", "deploy/systemd/bots-poll-2gis.timer"]) assert.ok(files.includes(f), `${f} is packaged`);
+    // Every docs/ and deploy/ path the README names is in the tarball.
+    const readme = readFileSync(path.join(REPO, "README.md"), "utf8");
+    for (const m of readme.matchAll(/\b((?:docs|deploy)\/[\w./-]*\w)/g)) assert.ok(files.some((f) => f.startsWith(m[1]!)), `README names ${m[1]}: packaged`);
+  });
+});
+
 describe("packaged install", () => {
   test("npm pack → npm install -g --prefix: bots --help, config check on the packaged examples, bots balance", { timeout: 900_000 }, async () => {
     const tmp = mkdtempSync(path.join(os.tmpdir(), "bots-pack-"));
@@ -28,6 +45,7 @@ describe("packaged install", () => {
       const pkg = path.join(prefix, "lib", "node_modules", "bots");
       // Nothing of the development tree came along.
       for (const f of ["src", "test", "bench", "tsconfig.json"]) assert.ok(!readdirSync(pkg).includes(f), `${f} is not packaged`);
+      for (const f of ["docs", "deploy"]) assert.ok(readdirSync(pkg).includes(f), `${f} is packaged`);
       for (const dev of ["typescript", "tsx", "esbuild", "telegram-test-api", "smtp-server"]) assert.ok(!readdirSync(path.join(pkg, "node_modules")).includes(dev), `${dev} (a dev dependency) was not installed`);
 
       const work = path.join(tmp, "site");
