@@ -111,7 +111,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .argument("<channel>", "2gis")
     .argument("[bot...]", "2GIS bot names; none = every enabled 2GIS bot")
     .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
-    .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && bots poll 2gis >> logs/cron.log 2>&1")
+    .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && /usr/local/bin/bots poll 2gis >> logs/cron.log 2>&1")
     .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   program
     .command("replay")

@@ -10,7 +10,7 @@ import { REPO } from "../support/cli.js";
 const run = promisify(execFile);
 
 /**
- * The packaged install, end to end: `npm pack`, then `npm install -g --prefix TMP bots-*.tgz` as
+ * The packaged install, end to end: `npm pack`, then `npm install -g --prefix TMP bots-cli-bots-*.tgz` as
  * an operator would on a server (dependencies from the npm registry; better-sqlite3 builds), then
  * the installed `bots`. A file missing from `files` or a dev-only import fails here.
  * Bounded: 10 minutes for the install.
@@ -38,11 +38,11 @@ describe("packaged install", () => {
     try {
       const packed = await run("npm", ["pack", REPO, "--pack-destination", tmp, "--silent"], { cwd: tmp, timeout: 180_000 });
       const tgz = packed.stdout.trim().split("\n").pop()!;
-      assert.match(tgz, /^bots-.*\.tgz$/);
+      assert.match(tgz, /^bots-cli-bots-.*\.tgz$/);
       const prefix = path.join(tmp, "prefix");
       await run("npm", ["install", "-g", "--prefix", prefix, "--no-audit", "--no-fund", path.join(tmp, tgz)], { cwd: tmp, timeout: 600_000 });
       const bots = path.join(prefix, "bin", "bots");
-      const pkg = path.join(prefix, "lib", "node_modules", "bots");
+      const pkg = path.join(prefix, "lib", "node_modules", "@bots-cli", "bots");
       // Nothing of the development tree came along.
       for (const f of ["src", "test", "bench", "tsconfig.json"]) assert.ok(!readdirSync(pkg).includes(f), `${f} is not packaged`);
       for (const f of ["docs", "deploy"]) assert.ok(readdirSync(pkg).includes(f), `${f} is packaged`);
