@@ -216,6 +216,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--model <model>", "model name (default gpt-4o-mini)")
     .option("--api-key-var <VAR>", "variable holding the model API key (default OPENAI_API_KEY)")
     .option("--base-url <url>", "OpenAI-compatible endpoint (default the OpenAI API)")
+    .option("--timezone <zone>", "IANA time zone of the bot (default this machine's)")
     .option("--token-var <VAR>", "tg/vk: variable holding the token (default NAME_TOKEN)")
     .option("--group-id <id>", "vk: the community id")
     .option("--confirmation-var <VAR>", "vk: variable with the Callback API confirmation (default NAME_CONFIRMATION)")
@@ -232,9 +233,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       "after",
       [
         "",
-        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variable",
-        "names, never values, to .env.example. Existing files are kept unless you confirm or pass",
-        "--force. Then runs `bots config check` (variables not set yet are listed, not required).",
+        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variables",
+        ".env does not mention yet, empty (--env-file to choose the file; a line already there is never",
+        "changed). Existing config and prompt files are kept unless you confirm or pass --force. Then",
+        "runs `bots config check` (variables not set yet are listed, not required).",
         "",
         "Examples:",
         "  bots init                                            # wizard",
@@ -243,7 +245,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
         "  bots init --yes --channel 2gis --name shop-2gis --branch-id 70000001000000001",
       ].join("\n"),
     )
-    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, cmd.opts())));
+    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, { ...cmd.opts(), envFile: cmd.optsWithGlobals<{ envFile?: string }>().envFile })));
   program
     .command("report")
     .description("reports")

@@ -28,6 +28,12 @@ describe("package contents", () => {
     for (const f of ["README.md", "bin/bots.js", "configs/examples/shop-tg.yaml", "prompts/shop.md", "docs/2gis.md", "docs/durability.md", "deploy/systemd/bots.service", "deploy/systemd/bots-poll-2gis.timer"]) assert.ok(files.includes(f), `${f} is packaged`);
     // Every docs/ and deploy/ path the README names is in the tarball.
     const readme = readFileSync(path.join(REPO, "README.md"), "utf8");
+    // Prompts: only those of the examples; a bot's prompt written by `bots init` in a checkout is not shipped.
+    const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { files: string[] };
+    assert.ok(!pkg.files.includes("prompts"), "files lists the example prompts, not the folder");
+    const referenced = new Set<string>();
+    for (const f of readdirSync(path.join(REPO, "configs/examples"))) for (const m of readFileSync(path.join(REPO, "configs/examples", f), "utf8").matchAll(/(prompts\/[\w-]+\.md)/g)) referenced.add(m[1]!);
+    assert.deepEqual(files.filter((f) => f.startsWith("prompts/")).sort(), [...referenced].sort());
     for (const m of readme.matchAll(/\b((?:docs|deploy)\/[\w./-]*\w)/g)) assert.ok(files.some((f) => f.startsWith(m[1]!)), `README names ${m[1]}: packaged`);
   });
 });
