@@ -126,7 +126,9 @@ export async function demoCommand(c: CliContext, opts: DemoOptions): Promise<voi
           }, ANSWER_WAIT_MS);
           for (const m of sent.slice(from)) c.out(`${chalk.green(`${bot.name}>`)} ${m.text}`);
           const after = await balanceNow();
-          const note = !handled ? `no answer within ${ANSWER_WAIT_MS / 1000} s; see the log` : sent.length === from ? "no answer: see the log" : before === after ? "a command: free" : `charged ${formatCredits(before - after)}`;
+          const cost = Math.round(bot.balance.cost_per_reply * 100);
+          const unanswered = after < cost ? `no answer: the balance cannot pay; top up with bots ${g} balance add 100` : "no answer: see the log";
+          const note = !handled ? `no answer within ${ANSWER_WAIT_MS / 1000} s; see the log` : sent.length === from ? unanswered : before === after ? "a command: free" : `charged ${formatCredits(before - after)}`;
           c.out(chalk.dim(`  (${note} · balance ${formatCredits(after)})`));
         }
         if (c.interactive) rl.prompt();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -48,7 +48,7 @@ describe("bots demo", () => {
     }
   });
 
-  test("--keep DIR keeps the database: recorded and charged messages, the ledger sums to the balance; a second run reuses it", async () => {
+  test("--keep DIR keeps the database: recorded and charged messages, the ledger sums to the balance; a second run reuses it with an edited config", async () => {
     const f = folders();
     const dir = path.join(f.cwd, "kept");
     try {
@@ -56,23 +56,30 @@ describe("bots demo", () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /shop-tg> .*Оплата картой или при получении\./);
       assert.deepEqual(readdirSync(dir).sort(), ["bots.db", "configs", "logs", "prompts"]);
-      const again = await runBots(["demo", "--keep", dir], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Сколько стоит доставка?", timeoutMs: 120_000 });
+      // The kept config is used as edited: 45.00 an answer leaves 90.00 enough for two.
+      const config = path.join(dir, "configs/shop-tg.yaml");
+      writeFileSync(config, readFileSync(config, "utf8").replace("cost_per_reply: 5,", "cost_per_reply: 45,"));
+      const again = await runBots(["demo", "--keep", dir], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Сколько стоит доставка?\nА самовывоз?\nЕщё вопрос", timeoutMs: 120_000 });
       assert.equal(again.code, 0, again.stderr);
-      assert.match(again.stdout, /\(charged 5\.00 · balance 85\.00\)/, "no second top-up");
+      assert.deepEqual(
+        again.stdout.split("\n").filter((l) => l.startsWith("  (")),
+        ["  (charged 45.00 · balance 45.00)", "  (charged 45.00 · balance 0.00)", `  (no answer: the balance cannot pay; top up with bots --db sqlite:${dir}/bots.db --config-dir ${dir}/configs balance add 100 · balance 0.00)`],
+        "no second top-up",
+      );
       const store = await openStore(`sqlite:${path.join(dir, "bots.db")}`);
       try {
         const rows = await store.database.db.selectFrom("messages").select(["direction", "status", "text"]).orderBy("id").execute();
         assert.deepEqual(
           rows.filter((m) => m.direction === "in").map((m) => [m.status, m.text]),
-          [["answered", "Можно оплатить картой?"], ["answered", "Есть доставка?"], ["answered", "Сколько стоит доставка?"]],
+          [["answered", "Можно оплатить картой?"], ["answered", "Есть доставка?"], ["answered", "Сколько стоит доставка?"], ["answered", "А самовывоз?"], ["no_balance", "Ещё вопрос"]],
         );
-        assert.equal((await store.balance.get("default"))!.balance, 85_00);
-        assert.equal(await store.balance.ledgerSum("default"), 85_00);
+        assert.equal((await store.balance.get("default"))!.balance, 0);
+        assert.equal(await store.balance.ledgerSum("default"), 0);
       } finally {
         await store.close();
       }
       const balance = await runBots(["--db", `sqlite:${path.join(dir, "bots.db")}`, "--json", "balance"], { cwd: f.cwd });
-      assert.equal((JSON.parse(balance.stdout) as { accounts: Array<{ balance: string }> }).accounts[0]!.balance, "85.00");
+      assert.equal((JSON.parse(balance.stdout) as { accounts: Array<{ balance: string }> }).accounts[0]!.balance, "0.00");
       assert.deepEqual(readdirSync(f.tmp), []);
     } finally {
       f.cleanup();
