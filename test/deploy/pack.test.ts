@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -82,6 +82,23 @@ describe("packaged install", () => {
       assert.match(balance.stdout + balance.stderr, /500\.00/);
       const show = await run(bots, ["--db", `sqlite:${path.join(work, "data", "bots.db")}`, "balance", "--json"], { cwd: work, env, timeout: 30_000 });
       assert.equal((JSON.parse(show.stdout) as { accounts: Array<{ balance: string }> }).accounts[0]!.balance, "500.00");
+
+      // The demo runs from the installed package alone (its own Bot API; no dev dependency).
+      const demo = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(bots, ["demo"], { cwd: work, env, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += String(d)));
+        child.stderr.on("data", (d) => (stderr += String(d)));
+        const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+        child.on("exit", (code) => {
+          clearTimeout(timer);
+          setImmediate(() => resolve({ code, stdout, stderr }));
+        });
+        child.stdin.end("Сколько стоит доставка?\n");
+      });
+      assert.equal(demo.code, 0, demo.stderr);
+      assert.match(demo.stdout, /shop-tg> \[demo model: .*\] Доставка по городу — 300 ₽/);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
