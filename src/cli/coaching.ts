@@ -2,7 +2,7 @@ import { UsageError } from "../errors.js";
 import { coachingStats, STREAK_BUCKETS } from "../features/coaching/stats.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
-import { loadBots, withStore } from "./shared.js";
+import { loadBotsWarn, withStore } from "./shared.js";
 
 /**
  * `bots coaching stats BOT [--json]`: users (active in 7 days, in onboarding, stopped,
@@ -11,7 +11,7 @@ import { loadBots, withStore } from "./shared.js";
  * @throws UsageError (exit 2) for an unknown bot or one without features.coaching
  */
 export async function coachingStatsCommand(c: CliContext, botName: string, deps: { now?: () => number } = {}): Promise<void> {
-  const bot = loadBots(c).find((b) => b.name === botName);
+  const bot = loadBotsWarn(c, [botName]).find((b) => b.name === botName);
   if (!bot) throw new UsageError("UNKNOWN_BOT", `no bot named '${botName}'`, { hint: "bots status lists them" });
   if (!bot.features.coaching) throw new UsageError("NOT_COACHING", `bot ${botName} has no features.coaching`, { hint: "see docs/coaching.md" });
   const s = await withStore(c, (store) => coachingStats(store, bot.name, (deps.now ?? Date.now)()));

@@ -1,7 +1,7 @@
 import path from "node:path";
 import chalk from "chalk";
-import { DEFAULT_PROMPT, initTargets, placeholderEnv, validateSpec, varStem, writeNewBot, type NewBotSpec } from "../config/init.js";
-import type { ChannelName } from "../config/schema.js";
+import { DEFAULT_PROMPT, initTargets, machineTimeZone, placeholderEnv, validateSpec, varStem, writeNewBot, type NewBotSpec } from "../config/init.js";
+import { isTimeZone, type ChannelName } from "../config/schema.js";
 import { formatProblem, loadBotConfigs } from "../config/load.js";
 import { ExitError, UsageError } from "../errors.js";
 import { table } from "./shared.js";
@@ -14,6 +14,7 @@ export interface InitOptions {
   model?: string;
   apiKeyVar?: string;
   baseUrl?: string;
+  timezone?: string;
   tokenVar?: string;
   groupId?: string;
   confirmationVar?: string;
@@ -26,14 +27,17 @@ export interface InitOptions {
   promptText?: string;
   yes?: boolean;
   force?: boolean;
+  /** The global `--env-file`: where the variables go (default `./.env`). */
+  envFile?: string;
 }
 
 /**
  * `bots init`: asks (on a terminal, unless `--yes`) or takes from flags the channel, name, model,
- * variable names, account, cost and prompt; writes `configs/NAME.yaml`, `prompts/NAME.md`,
- * appends the variable names to `.env.example`; refuses to overwrite unless confirmed or
- * `--force`; then checks the new config as `bots config check` does (with stand-ins for
- * variables not set yet, which it lists).
+ * base URL, variable names, time zone, account, cost and prompt; writes `configs/NAME.yaml`,
+ * `prompts/NAME.md`, appends the variables `.env` does not mention yet (empty, never changing a
+ * line already there); refuses to overwrite the files unless confirmed or `--force`; then checks
+ * the new config as `bots config check` does (with stand-ins for variables not set yet, which it
+ * lists).
  * @throws UsageError (exit 2) for a missing or bad flag, or existing files; ExitError(2) when the check fails
  */
 export async function initCommand(c: CliContext, opts: InitOptions): Promise<void> {
@@ -50,12 +54,12 @@ export async function initCommand(c: CliContext, opts: InitOptions): Promise<voi
       return;
     }
   }
-  const result = writeNewBot(c.configDir, spec, { overwrite });
+  const result = writeNewBot(c.configDir, spec, { overwrite, envFile: opts.envFile ?? ".env" });
   const { env, missing } = placeholderEnv(spec, c.env);
   if (!c.json) {
     c.out(`${chalk.green("wrote")} ${rel(result.configFile)}`);
     c.out(`${chalk.green("wrote")} ${rel(result.promptFile)}`);
-    c.out(result.addedVars.length ? `${chalk.green("added")} ${result.addedVars.join(", ")} to ${rel(result.envExample)}` : `${rel(result.envExample)} already lists the variables`);
+    c.out(result.addedVars.length ? `${chalk.green("added")} ${result.addedVars.join(", ")} to ${rel(result.envFile)} (empty; values already there are kept)` : `${rel(result.envFile)} already lists the variables`);
     c.out(chalk.dim("Checking the configs:"));
   }
   // The check of `bots config check`, limited to the new file (and name clashes with others):
@@ -69,12 +73,12 @@ export async function initCommand(c: CliContext, opts: InitOptions): Promise<voi
   }
   const bot = bots.find((b) => b.name === spec.name)!;
   if (c.json) {
-    c.out(JSON.stringify({ config: result.configFile, prompt: result.promptFile, env_example: result.envExample, added_vars: result.addedVars, variables_to_set: missing, check: "ok" }));
+    c.out(JSON.stringify({ config: result.configFile, prompt: result.promptFile, env_file: result.envFile, added_vars: result.addedVars, variables_to_set: missing, check: "ok" }));
     return;
   }
   c.out(table(["NAME", "CHANNEL", "ENABLED", "MODEL", "ACCOUNT"], [[bot.name, bot.channel, bot.enabled ? "yes" : "no", bot.llm.model, bot.balance.account]]));
   c.out(chalk.green(`${bot.name} OK`));
-  if (missing.length) c.out(chalk.yellow(`Set ${missing.join(", ")} in .env (or the environment) before \`bots start ${spec.name}\`.`));
+  if (missing.length) c.out(chalk.yellow(`Set ${missing.join(", ")} in ${rel(result.envFile)} (or the environment) before \`bots start ${spec.name}\`.`));
   c.out(`Next: bots prompt test ${spec.name} "Здравствуйте!"`);
 }
 
@@ -111,7 +115,8 @@ function fromFlags(o: InitOptions): NewBotSpec {
     channel,
     model: o.model ?? "gpt-4o-mini",
     apiKeyVar: o.apiKeyVar ?? "OPENAI_API_KEY",
-    baseUrl: o.baseUrl,
+    baseUrl: o.baseUrl || undefined,
+    timezone: o.timezone ?? machineTimeZone(),
     tokenVar: d.tokenVar,
     vkGroupId: o.groupId !== undefined ? Number(o.groupId) : undefined,
     vkConfirmationVar: d.confirmationVar,
@@ -130,7 +135,8 @@ export type PromptContext = { input?: NodeJS.ReadableStream; output?: NodeJS.Wri
 
 /**
  * The `bots init` wizard: asks, with @inquirer/prompts, every question whose flag was not given
- * (channel, name, model, variable names, community or branch ids, account, cost, prompt text).
+ * (channel, name, model, base URL, variable names, community or branch ids, time zone, account,
+ * cost, prompt text).
  * @param context the terminal to ask on; @defaultValue stdin/stdout
  * @returns the spec, not yet validated
  */
@@ -151,8 +157,11 @@ export async function askNewBot(o: InitOptions, context?: PromptContext): Promis
   const d = defaults(channel, name, o);
   const varOk = (v: string) => /^[A-Z_][A-Z0-9_]*$/.test(v) || "UPPER_CASE letters, digits and '_'";
   const model = o.model ?? (await input({ message: "Model", default: "gpt-4o-mini" }));
+  const baseUrl =
+    o.baseUrl ??
+    (await input({ message: "OpenAI-compatible base URL (empty: the OpenAI API; Ollama: http://127.0.0.1:11434/v1)", validate: (v) => !v.trim() || /^https?:\/\/\S+$/.test(v.trim()) || "an http(s) URL, or empty" })).trim();
   const apiKeyVar = o.apiKeyVar ?? (await input({ message: "Variable with the model API key", default: "OPENAI_API_KEY", validate: varOk }));
-  const spec: NewBotSpec = { ...fromFlags({ ...o, name, channel, model, apiKeyVar, yes: true }) };
+  const spec: NewBotSpec = { ...fromFlags({ ...o, name, channel, model, baseUrl, apiKeyVar, yes: true }) };
   if (channel === "tg" || channel === "vk") spec.tokenVar = o.tokenVar ?? (await input({ message: `Variable with the ${channel === "tg" ? "bot token (from @BotFather)" : "community token"}`, default: d.tokenVar, validate: varOk }));
   if (channel === "vk") {
     spec.vkGroupId = Number(o.groupId ?? (await input({ message: "VK community id (group_id)", validate: (v) => /^\d+$/.test(v) || "a number" })));
@@ -164,6 +173,7 @@ export async function askNewBot(o: InitOptions, context?: PromptContext): Promis
     spec.dgisPasswordVar = o.passwordVar ?? (await input({ message: "Variable with the 2GIS cabinet password", default: d.passwordVar, validate: varOk }));
     if (!spec.branchIds?.length) spec.branchIds = (await input({ message: "2GIS branch ids (comma-separated)", validate: (v) => /^\d+(\s*,\s*\d+)*$/.test(v.trim()) || "numbers separated by commas" })).split(",").map((s) => s.trim());
   }
+  spec.timezone = o.timezone ?? (await input({ message: "Time zone of the bot ({{now}}, reports, reminders)", default: machineTimeZone(), validate: (v) => isTimeZone(v.trim()) || "an IANA zone such as Europe/Moscow or UTC" })).trim();
   spec.account = o.account ?? (await input({ message: "Balance account", default: "default" }));
   spec.cost = parseCost(o.cost ?? (await input({ message: "Credits per reply", default: "5", validate: (v) => /^\d+([.,]\d{1,2})?$/.test(v.trim()) || "e.g. 5 or 2.50" })));
   spec.promptText = o.promptText ?? (await input({ message: "System prompt (one line; edit the file later)", default: DEFAULT_PROMPT.replace(/\n/g, " ").trim() }));

@@ -44,8 +44,30 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
     .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
     .option("--metrics-token <token>", "bearer token required by /metrics and for /healthz, /readyz details (env BOTS_METRICS_TOKEN, which keeps it out of `ps`)")
-    .addHelpText("after", "\nExamples:\n  bots start            # every enabled bot\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
+    .option("--strict", "start nothing while any bot file has a problem (default: start the valid bots, list the others)")
+    .addHelpText("after", "\nExamples:\n  bots start            # every enabled, valid bot (files with problems are listed, not started)\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
     .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
+
+  program
+    .command("demo")
+    .description("chat with the example shop bot on a local Bot API and a demo model: no token, no key; nothing is left behind")
+    .option("--keep <dir>", "keep the demo's configs, SQLite database and logs in DIR (reused on the next run)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Runs configs/examples/shop-tg.yaml through the real pipeline: every message is recorded,",
+        "charged (100 credits to start, 5.00 an answer) and answered by a demo model that quotes the",
+        "most fitting lines of prompts/shop.md. Without a terminal it reads one message per line and",
+        "exits 0 at the end of input. Your .env, configs and database are not touched.",
+        "",
+        "Examples:",
+        "  bots demo",
+        "  printf 'Hello\\n/start\\nСколько стоит доставка?\\n' | bots demo",
+        "  bots demo --keep demo   # then: bots --db sqlite:demo/bots.db balance",
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./demo.js")).demoCommand(c, cmd.opts())));
 
   const balance = program
     .command("balance")
@@ -90,7 +112,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .argument("<channel>", "2gis")
     .argument("[bot...]", "2GIS bot names; none = every enabled 2GIS bot")
     .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
-    .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && bots poll 2gis >> logs/cron.log 2>&1")
+    .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && /usr/local/bin/bots poll 2gis >> logs/cron.log 2>&1")
     .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   program
     .command("replay")
@@ -195,6 +217,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--model <model>", "model name (default gpt-4o-mini)")
     .option("--api-key-var <VAR>", "variable holding the model API key (default OPENAI_API_KEY)")
     .option("--base-url <url>", "OpenAI-compatible endpoint (default the OpenAI API)")
+    .option("--timezone <zone>", "IANA time zone of the bot (default this machine's)")
     .option("--token-var <VAR>", "tg/vk: variable holding the token (default NAME_TOKEN)")
     .option("--group-id <id>", "vk: the community id")
     .option("--confirmation-var <VAR>", "vk: variable with the Callback API confirmation (default NAME_CONFIRMATION)")
@@ -211,9 +234,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       "after",
       [
         "",
-        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variable",
-        "names, never values, to .env.example. Existing files are kept unless you confirm or pass",
-        "--force. Then runs `bots config check` (variables not set yet are listed, not required).",
+        "Writes configs/NAME.yaml and prompts/NAME.md (beside the config dir) and appends the variables",
+        ".env does not mention yet, empty (--env-file to choose the file; a line already there is never",
+        "changed). Existing config and prompt files are kept unless you confirm or pass --force. Then",
+        "runs `bots config check` (variables not set yet are listed, not required).",
         "",
         "Examples:",
         "  bots init                                            # wizard",
@@ -222,7 +246,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
         "  bots init --yes --channel 2gis --name shop-2gis --branch-id 70000001000000001",
       ].join("\n"),
     )
-    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, cmd.opts())));
+    .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, { ...cmd.opts(), envFile: cmd.optsWithGlobals<{ envFile?: string }>().envFile })));
   program
     .command("report")
     .description("reports")

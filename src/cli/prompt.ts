@@ -9,7 +9,7 @@ import { llmFor, secretsOf } from "../runner.js";
 import { formatCredits } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
-import { loadBots, table } from "./shared.js";
+import { loadBotsWarn, table } from "./shared.js";
 
 /** Options of `bots prompt test`. */
 export interface PromptTestCliOptions {
@@ -30,7 +30,8 @@ export interface PromptTestCliOptions {
 export async function promptTestCommand(c: CliContext, botName: string, words: string[], opts: PromptTestCliOptions): Promise<void> {
   const modes = [words.length > 0 || Boolean(opts.image?.length), Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
   if (modes !== 1) throw new UsageError("PROMPT_TEST_USAGE", modes === 0 ? "give a MESSAGE, --interactive or --cases FILE" : "give only one of MESSAGE, --interactive, --cases", { hint: `bots prompt test ${botName} "Сколько стоит доставка?"` });
-  const all = loadBots(c);
+  // The channel is never used here: its variables (a token) need not be set.
+  const all = loadBotsWarn(c, [botName], { channelVarsOptional: true });
   const bot = all.find((b) => b.name === botName);
   if (!bot) throw new UsageError("UNKNOWN_BOT", `no bot named '${botName}'`, { hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}` });
   if (opts.interactive && !c.interactive) throw new UsageError("NOT_A_TERMINAL", "--interactive needs a terminal", { hint: "pass the message as arguments, or --cases FILE" });

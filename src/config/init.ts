@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { ChannelName } from "./schema.js";
+import { isTimeZone, type ChannelName } from "./schema.js";
 import { UsageError } from "../errors.js";
 
 /** What `bots init` asks for. Variable names only: secrets never go into files it writes. */
@@ -13,6 +13,8 @@ export interface NewBotSpec {
   apiKeyVar: string;
   /** OpenAI-compatible endpoint written as is (not a secret), or undefined for the SDK default. */
   baseUrl?: string;
+  /** IANA time zone of `{{now}}`, reports and schedules. @defaultValue the machine's (Intl) */
+  timezone: string;
   /** tg: the bot token variable; vk: the community token variable; 2gis: unused. */
   tokenVar: string;
   /** vk: the community id (`group_id`). */
@@ -57,6 +59,7 @@ export function validateSpec(s: NewBotSpec): void {
     if (v !== undefined && !VAR_NAME.test(v)) fail(flag, `'${v}' is not an environment variable name`, "UPPER_CASE letters, digits and '_'");
   }
   if (s.baseUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(s.baseUrl)) fail("--base-url", `'${s.baseUrl}' is not an http(s) URL`);
+  if (!isTimeZone(s.timezone)) fail("--timezone", `'${s.timezone}' is not an IANA time zone`, "e.g. Europe/Moscow, Asia/Novosibirsk or UTC");
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(s.account)) fail("--account", `'${s.account}' is not an account name`, "letters, digits, '_', '.', '-' (1-64)");
   if (!Number.isFinite(s.cost) || s.cost < 0 || Math.abs(s.cost * 100 - Math.round(s.cost * 100)) > 1e-6) fail("--cost", `'${s.cost}' is not an amount of credits`, "e.g. 5 or 2.50");
   if (s.channel === "vk" && !(Number.isInteger(s.vkGroupId) && s.vkGroupId! > 0)) fail("--group-id", "the VK community id is required for channel vk", "the number in the community's address or settings");
@@ -80,6 +83,7 @@ export function renderBotYaml(s: NewBotSpec): string {
     `name: ${s.name}`,
     `channel: ${s.channel}`,
     "enabled: true",
+    `timezone: ${s.timezone}`,
     `prompt: prompts/${s.name}.md`,
     "llm:",
     `  model: ${JSON.stringify(s.model)}`,
@@ -97,30 +101,38 @@ export function renderBotYaml(s: NewBotSpec): string {
   return lines.join("\n") + "\n";
 }
 
+/** The machine's IANA time zone (Intl), or UTC when it has none. */
+export function machineTimeZone(): string {
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return tz && isTimeZone(tz) ? tz : "UTC";
+}
+
 /** What {@link writeNewBot} wrote. */
 export interface InitResult {
   configFile: string;
   promptFile: string;
-  envExample: string;
-  /** Variable names appended to `.env.example` (those already there are not repeated). */
+  /** The env file the variables went to. */
+  envFile: string;
+  /** Variable names appended to the env file, empty (those already there, set or not, are kept as they are). */
   addedVars: string[];
 }
 
 /** The files `bots init` would write for a bot, and which of them exist. */
-export function initTargets(configDir: string, name: string): { configFile: string; promptFile: string; envExample: string; existing: string[] } {
+export function initTargets(configDir: string, name: string): { configFile: string; promptFile: string; existing: string[] } {
   const root = path.resolve(configDir, "..");
   const configFile = path.join(configDir, `${name}.yaml`);
   const promptFile = path.join(root, "prompts", `${name}.md`);
-  return { configFile, promptFile, envExample: path.join(root, ".env.example"), existing: [configFile, promptFile].filter((f) => existsSync(f)) };
+  return { configFile, promptFile, existing: [configFile, promptFile].filter((f) => existsSync(f)) };
 }
 
 /**
  * Writes `configs/NAME.yaml` and `prompts/NAME.md` (the prompts folder beside the config dir, as
- * the loader resolves it) and appends the bot's variable names, without values, to
- * `.env.example` there.
+ * the loader resolves it) and appends the bot's variable names that `envFile` does not mention
+ * yet, with empty values, to it (created with mode 0600). A line already there is never changed.
+ * @param envFile the env file the CLI reads (`--env-file`, default `./.env`)
  * @throws UsageError (exit 2) when a file exists and `overwrite` is not set, or the spec is invalid
  */
-export function writeNewBot(configDir: string, spec: NewBotSpec, opts: { overwrite?: boolean } = {}): InitResult {
+export function writeNewBot(configDir: string, spec: NewBotSpec, opts: { overwrite?: boolean; envFile: string }): InitResult {
   validateSpec(spec);
   const t = initTargets(configDir, spec.name);
   if (t.existing.length && !opts.overwrite) throw new UsageError("INIT_EXISTS", `${t.existing.join(" and ")} already exist${t.existing.length === 1 ? "s" : ""}`, { hint: "choose another --name, or pass --force to overwrite" });
@@ -128,11 +140,13 @@ export function writeNewBot(configDir: string, spec: NewBotSpec, opts: { overwri
   mkdirSync(path.dirname(t.promptFile), { recursive: true });
   writeFileSync(t.configFile, renderBotYaml(spec));
   writeFileSync(t.promptFile, spec.promptText.endsWith("\n") ? spec.promptText : spec.promptText + "\n");
-  const existing = existsSync(t.envExample) ? readFileSync(t.envExample, "utf8") : "";
+  const envFile = path.resolve(opts.envFile);
+  const existing = existsSync(envFile) ? readFileSync(envFile, "utf8") : "";
   const have = new Set(existing.split("\n").map((l) => /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/.exec(l)?.[1]).filter(Boolean));
   const added = envVarsOf(spec).filter((v) => !have.has(v));
-  if (added.length) appendFileSync(t.envExample, `${existing && !existing.endsWith("\n") ? "\n" : ""}${existing ? "\n" : ""}# ${spec.name} (${spec.channel})\n${added.map((v) => `${v}=`).join("\n")}\n`);
-  return { configFile: t.configFile, promptFile: t.promptFile, envExample: t.envExample, addedVars: added };
+  // Appending only: a value the operator put there is never rewritten or lost.
+  if (added.length) appendFileSync(envFile, `${existing && !existing.endsWith("\n") ? "\n" : ""}${existing ? "\n" : ""}# ${spec.name} (${spec.channel}), written by bots init\n${added.map((v) => `${v}=`).join("\n")}\n`, { mode: 0o600 });
+  return { configFile: t.configFile, promptFile: t.promptFile, envFile, addedVars: added };
 }
 
 /**

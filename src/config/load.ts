@@ -23,12 +23,31 @@ export function formatProblem(p: ConfigProblem): string {
   return `${p.file}${p.line ? `:${p.line}` : ""}: ${p.field ? `${p.field}: ` : ""}${p.message}`;
 }
 
+/** A bot file that did not load: the bot name it declares (or its file name) and its problems. */
+export interface BrokenFile {
+  file: string;
+  /** `name:` of the file, else the file name without `.yaml`. */
+  name: string;
+  problems: ConfigProblem[];
+}
+
 /** Result of loading a config directory: the valid bots and every problem found. */
 export interface LoadedConfigs {
   bots: BotConfig[];
   problems: ConfigProblem[];
   /** Files read, in order. */
   files: string[];
+  /** Files with a problem (a name used twice counts against the later file), in file order. */
+  broken: BrokenFile[];
+}
+
+/** Options of {@link loadBotConfigs} and {@link loadBotFile}. */
+export interface LoadOptions {
+  /**
+   * A variable the channel section (`tg`, `vk`, `2gis`) needs but that is not set gets a stand-in
+   * instead of a problem: for commands that never talk to the channel (`bots prompt test`).
+   */
+  channelVarsOptional?: boolean;
 }
 
 /**
@@ -36,11 +55,12 @@ export interface LoadedConfigs {
  * not bots). Collects all problems instead of stopping at the first one.
  * @param env variables for `${VAR}` / `${VAR:-default}` interpolation
  */
-export function loadBotConfigs(configDir: string, env: Record<string, string>): LoadedConfigs {
+export function loadBotConfigs(configDir: string, env: Record<string, string>, options: LoadOptions = {}): LoadedConfigs {
   const problems: ConfigProblem[] = [];
   const bots: BotConfig[] = [];
+  const broken: BrokenFile[] = [];
   if (!existsSync(configDir)) {
-    return { bots, files: [], problems: [{ file: configDir, line: 0, field: "", message: "config directory does not exist (see --config-dir)" }] };
+    return { bots, files: [], broken, problems: [{ file: configDir, line: 0, field: "", message: "config directory does not exist (see --config-dir)" }] };
   }
   const files = readdirSync(configDir, { withFileTypes: true })
     .filter((d) => d.isFile() && /\.ya?ml$/.test(d.name))
@@ -49,25 +69,24 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
   const root = path.resolve(configDir, "..");
   const seen = new Map<string, string>();
   for (const file of files) {
-    const result = loadBotFile(file, env, root);
-    problems.push(...result.problems);
+    const result = loadBotFile(file, env, root, options);
+    const mine = [...result.problems];
     // Names clash whether or not the files are otherwise valid.
     const first = result.name ? seen.get(result.name) : undefined;
-    if (result.name && first) {
-      problems.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${result.name}' (also in ${displayPath(first)})` });
-      continue;
-    }
-    if (result.name) seen.set(result.name, file);
-    if (result.bot) bots.push(result.bot);
+    if (result.name && first) mine.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${result.name}' (also in ${displayPath(first)})` });
+    else if (result.name) seen.set(result.name, file);
+    problems.push(...mine);
+    if (mine.length) broken.push({ file: displayPath(file), name: result.name ?? path.basename(file).replace(/\.ya?ml$/, ""), problems: mine });
+    else if (result.bot) bots.push(result.bot);
   }
-  return { bots, problems, files };
+  return { bots, problems, files, broken };
 }
 
 /**
  * Loads and validates one bot file.
  * @param root directory that relative prompt paths start from
  */
-export function loadBotFile(file: string, env: Record<string, string>, root: string): { bot?: BotConfig; problems: ConfigProblem[]; name?: string; nameLine: number } {
+export function loadBotFile(file: string, env: Record<string, string>, root: string, options: LoadOptions = {}): { bot?: BotConfig; problems: ConfigProblem[]; name?: string; nameLine: number } {
   const shown = displayPath(file);
   const problems: ConfigProblem[] = [];
   const lc = new LineCounter();
@@ -79,7 +98,7 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   if (problems.length) return { problems, nameLine: 0 };
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
 
-  interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }));
+  interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }), options.channelVarsOptional ? channelStandIn : undefined);
   const raw = doc.toJS() as unknown;
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     problems.push({ file: shown, line: 1, field: "", message: "expected a mapping of settings (name, channel, prompt, llm, ...)" });
@@ -130,8 +149,23 @@ export function requireBotConfigs(configDir: string, env: Record<string, string>
 
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
-/** Replaces `${VAR}` and `${VAR:-default}` in every scalar, reporting missing variables. */
-function interpolate(doc: Document, env: Record<string, string>, report: (node: Node, field: string, message: string) => void): void {
+/**
+ * A value of the right shape for a variable of a channel section that is not set, or undefined
+ * outside the channel sections (see {@link LoadOptions.channelVarsOptional}).
+ */
+function channelStandIn(at: string[]): string | undefined {
+  if (!["tg", "vk", "2gis"].includes(at[0] ?? "")) return undefined;
+  const key = at[at.length - 1] ?? "";
+  if (at[0] === "tg" && key === "token") return "0:not-used";
+  if (/url|root/.test(key)) return "http://127.0.0.1";
+  return "1";
+}
+
+/**
+ * Replaces `${VAR}` and `${VAR:-default}` in every scalar, reporting missing variables (unless
+ * `standIn` gives a value for the field).
+ */
+function interpolate(doc: Document, env: Record<string, string>, report: (node: Node, field: string, message: string) => void, standIn?: (at: string[]) => string | undefined): void {
   const walk = (node: unknown, at: string[]): void => {
     if (isMap(node)) {
       for (const pair of node.items) if (isPair(pair)) walk(pair.value, [...at, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
@@ -144,6 +178,8 @@ function interpolate(doc: Document, env: Record<string, string>, report: (node: 
         const v = env[name];
         if (v !== undefined && v !== "") return v;
         if (fallback !== undefined) return fallback;
+        const stand = standIn?.(at);
+        if (stand !== undefined) return stand;
         report(node, at.join("."), `environment variable ${name} is not set (add it to .env or the environment)`);
         return "";
       });

@@ -290,7 +290,8 @@ export type ChannelName = BotConfig["channel"];
 /** Zones checked so far: building an Intl.DateTimeFormat costs ~0.2 ms, paid once per zone, not once per bot file. */
 const zoneChecks = new Map<string, boolean>();
 
-function isTimeZone(tz: string): boolean {
+/** Whether Intl knows the IANA time zone (cached per zone). */
+export function isTimeZone(tz: string): boolean {
   let ok = zoneChecks.get(tz);
   if (ok === undefined) {
     try {
