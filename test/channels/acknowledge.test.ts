@@ -234,6 +234,8 @@ for (const dialect of dialects()) {
         assert.equal(after.balance, before.balance - 3 * 500, "charged once per answer");
         assert.equal(after.ledger, after.balance, "ledger = balance");
         assert.equal(after.open, 0, "no open reservation");
+        const refunds = (await db.store.balance.history("default", 50)).filter((r) => r.reason === "refund").length;
+        assert.ok(refunds >= 1, "the outage cut an answer off: its reservation was given back before it was answered again");
       } finally {
         await h.running?.stop(2000);
         h.running = undefined;
