@@ -7,7 +7,11 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
+import { branchCursorName, pollOnce } from "../../src/channels/twogis/poll.js";
+import { TwoGisWorker } from "../../src/channels/twogis/worker.js";
 import { longPollCursorName } from "../../src/channels/vk/worker.js";
+import { loadBotConfigs } from "../../src/config/load.js";
+import { createLogging } from "../../src/logging.js";
 import { Pipeline } from "../../src/core/pipeline.js";
 import { llmFor } from "../../src/runner.js";
 import { openStore, type Store } from "../../src/storage/index.js";
@@ -16,6 +20,7 @@ import { dialects } from "../support/db.js";
 import { eventually, Harness, TOKEN } from "../support/harness.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
+import { OPENAI_KEY, TwoGisSetup } from "../support/twogis.js";
 import { VK_SECRET, VkHarness } from "../support/vk-harness.js";
 import { messageNew, postCallback } from "../support/vk-server.js";
 
@@ -293,6 +298,40 @@ for (const dialect of dialects()) {
         await lp.stopBots();
         await dbLp.close();
         await lp.stop();
+      }
+    });
+
+    test("2GIS: a pass while the database is away posts nothing and leaves the branch cursor; the next pass answers each review once and moves it", async () => {
+      const g = await TwoGisSetup.start({ dialect });
+      const db = await faultyDatabase(dialect, g.store, g.db.url);
+      const logging = createLogging({ logDir: g.fixture.logDir, console: false, level: "debug", secrets: [OPENAI_KEY] });
+      try {
+        const { bots } = loadBotConfigs(g.fixture.configDir, { OPENAI_API_KEY: OPENAI_KEY, DGIS_LOGIN: g.dgis.login, DGIS_PASSWORD: g.dgis.password });
+        const bot = bots[0]!;
+        const logger = logging.forBot(bot.name);
+        const branch = g.branches[0]!;
+        for (const [i, text] of ["Отлично", "Хорошо"].entries()) g.dgis.addReview(branch, { text, rating: 5, dateCreated: new Date(Date.now() - (10 - i) * 60_000).toISOString() });
+        const worker = await TwoGisWorker.create(bot, logger, { store: db.store, backoffMs: 20 });
+        const pipeline = new Pipeline({ bot, store: db.store, llm: llmFor(bot, logger, { retry: { baseMs: 20, maxMs: 200 } }), channel: worker, logger, storageRetryBaseMs: 20 });
+        const pass = () => pollOnce({ bot, store: db.store, pipeline, client: worker.client, logger });
+        const cursor = branchCursorName(branch);
+        await db.fail();
+        await assert.rejects(pass());
+        await pipeline.onIdle();
+        assert.equal(await db.observer.cursors.get(bot.name, cursor), undefined, "cursor not moved");
+        assert.equal(g.dgis.reviews.filter((r) => g.dgis.answersTo(r.id).length > 0).length, 0, "nothing posted");
+        db.heal();
+        const result = await pass();
+        assert.equal(result.answered, 2);
+        assert.deepEqual(g.dgis.reviews.map((r) => g.dgis.answersTo(r.id).length), [1, 1], "each review answered once");
+        assert.ok(await db.store.cursors.get(bot.name, cursor), "cursor moved past them");
+        const balance = (await db.store.balance.get("default"))!.balance;
+        assert.equal(await db.store.balance.ledgerSum("default"), balance);
+        assert.equal((await db.store.balance.openReservationsOfBot(bot.name)).length, 0);
+      } finally {
+        await logging.flush();
+        await db.close();
+        await g.stop();
       }
     });
   });
