@@ -287,9 +287,17 @@ export class Pipeline {
    * Keeps a message whose answer ended unsettled (its failure could not be recorded) out of the
    * inbox sweep for a while, longer each time (1 s, doubling to 60 s); then the sweep finds the
    * row still `received` and resumes it, and the resumed attempt gives back what this one left.
+   * After {@link MAX_PARKED_TRIES} such ends it is left to the next start.
    */
   private park(id: number, ctx: PipelineContext): void {
     const times = (this.parked.get(id)?.times ?? 0) + 1;
+    if (times > MAX_PARKED_TRIES) {
+      // Not a passing outage: stop trying here; the next start's recovery (or bots replay) takes it.
+      this.parked.delete(id);
+      this.done.add(id);
+      ctx.log.error({ tries: times - 1 }, "answer still unsettled after repeated tries; left `received` for the next start's recovery or bots replay");
+      return;
+    }
     const delayMs = Math.min(60_000, 1000 * 2 ** (times - 1));
     this.parked.set(id, { until: performance.now() + delayMs, times });
     if (this.parked.size > RECENT_DONE) this.parked.delete(this.parked.keys().next().value!);
@@ -762,6 +770,9 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     receivedMs: row.created_ms,
   };
 }
+
+/** How often an answer that ends unsettled is resumed in-process before it is left to the next start. */
+const MAX_PARKED_TRIES = 5;
 
 /** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
 const RECENT_DONE = 4096;
