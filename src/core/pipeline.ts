@@ -5,7 +5,7 @@ import { describeError, FencedError, StorageError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
-import { isConnectionError } from "../storage/db.js";
+import { isRetryableStorageError } from "../storage/faults.js";
 import type { MessageRow } from "../storage/messages.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
@@ -90,7 +90,12 @@ export interface PipelineDeps {
   albumWindowMs?: number;
 }
 
-/** What happened at intake. */
+/**
+ * What happened at intake, each a positive result that allows the channel to acknowledge the
+ * update: `queued` — recorded (`received`) and queued for an answer (in record-only mode left for
+ * the owner); `filtered` — recorded as `filtered` by the spam rules; `duplicate` — recorded
+ * before (the unique dedupe key). Anything else is a throw: not recorded, not to be acknowledged.
+ */
 export type IntakeResult = { status: "duplicate" } | { status: "filtered"; id: number; reason: string } | { status: "queued"; id: number };
 
 /** The stored meta of an incoming message: what is needed to answer it later. */
@@ -181,14 +186,22 @@ export class Pipeline {
         if (this.stopping.signal.aborted) ctx.outcome = "interrupted";
         else ctx = await this.answerThroughOutages(ctx);
       } catch (error) {
-        if (!(error instanceof FencedError)) throw error;
+        if (!(error instanceof FencedError)) {
+          // Not settled (the row may still be `received`, maybe reserved): parked, then the inbox sweep resumes it.
+          ctx.state.stranded = true;
+          throw error;
+        }
         // Another instance owns the bot now: nothing was written; its recovery and inbox answer the message.
         ctx.outcome = "fenced";
         ctx.log.error({ epoch: error.epoch }, "lost ownership of this bot: answer abandoned without writing (the new owner answers it)");
         this.deps.onFenced?.(error);
       } finally {
         this.queued.delete(id);
-        this.done.add(id);
+        if (ctx.state.stranded) this.park(id, ctx);
+        else {
+          this.parked.delete(id);
+          this.done.add(id);
+        }
         if (ctx.outcome === "interrupted") this.interrupted++;
         ctx.timings.answer = performance.now() - t;
         this.deps.onOutcome?.(ctx);
@@ -203,49 +216,96 @@ export class Pipeline {
    * attempt is repeated once the database answers again: the reservation is given back first,
    * then the message is answered from the start. The thread's later messages wait meanwhile, so
    * its order holds. A stop ends the wait (the next start's recovery refunds and resumes).
+   * "The database away" is what {@link isRetryableStorageError} says: unreachable, connection
+   * lost, busy, disk full, read-only, I/O error. A resumed message (recovery, inbox sweep,
+   * catch-up) first gives back a reservation an earlier attempt of this process left open.
    * @returns the context of the last attempt
    */
   private async answerThroughOutages(first: PipelineContext): Promise<PipelineContext> {
     let ctx = first;
     let waitMs = this.deps.storageRetryBaseMs ?? 200;
+    // A resumed row may carry an earlier attempt's open reservation (an attempt stranded by a
+    // failure that could not be recorded): this pipeline holds the row now, so no attempt of it
+    // is in flight; give that reservation back before reserving again.
+    let giveBack = ctx.state.resumed === true;
+    let pause = false;
     for (;;) {
+      while (giveBack) {
+        if (pause) {
+          await sleep(waitMs, this.stopping.signal);
+          waitMs = Math.min(30_000, waitMs * 2);
+          if (this.stopping.signal.aborted) {
+            ctx.outcome = "interrupted";
+            return ctx;
+          }
+        }
+        pause = true;
+        try {
+          await this.giveBackEarlierAttempt(ctx);
+          giveBack = false;
+        } catch (error) {
+          if (error instanceof FencedError || !isRetryableStorageError(error)) throw error;
+          ctx.log.warn({ err: error, wait_ms: waitMs }, "database still unavailable");
+        }
+      }
       ctx.state.throughOutages = true;
       try {
         await this.answer(ctx);
         if (!ctx.state.unrecorded) return ctx;
       } catch (error) {
         // A reservation or a gate's read that failed before the boundary: same as unrecorded.
-        if (error instanceof FencedError || ctx.delivery || !isConnectionError(error)) throw error;
+        if (error instanceof FencedError || ctx.delivery || !isRetryableStorageError(error)) throw error;
         ctx.error = error;
       }
       ctx.log.warn({ wait_ms: waitMs }, "database unavailable during the answer; answering again once it is back (later messages of this thread wait)");
-      for (;;) {
-        await sleep(waitMs, this.stopping.signal);
-        waitMs = Math.min(30_000, waitMs * 2);
-        if (this.stopping.signal.aborted) {
-          ctx.outcome = "interrupted";
-          return ctx;
-        }
-        try {
-          // The earlier attempt's reservation, if it was written (its commit may have been lost).
-          const open = await this.deps.store.balance.openReservation(ctx.id!);
-          if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
-          // Its `delivering` claim, if that committed: nothing was sent, so the message is `received` again.
-          if (ctx.state.claimTried && !ctx.state.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["delivering"], fence: this.deps.fence });
-          break;
-        } catch (error) {
-          if (error instanceof FencedError) throw error;
-          ctx.log.warn({ err: error, wait_ms: waitMs }, "database still unavailable");
-        }
-      }
+      giveBack = true;
+      pause = true;
       const next = this.newContext(ctx.msg);
       next.id = ctx.id;
       next.stored = ctx.stored;
       next.log = ctx.log;
       next.state.resumed = ctx.state.resumed;
+      next.state.earlier = { claimTried: ctx.state.claimTried, sendStarted: ctx.state.sendStarted };
       ctx = next;
     }
   }
+
+  /**
+   * Undoes what an earlier attempt of a message left that no answer followed: its open
+   * reservation (if written; its commit may have been lost) is refunded, and its `delivering`
+   * claim, if that committed before the send started, is put back to `received`.
+   * @throws the storage error when the database is still away
+   */
+  private async giveBackEarlierAttempt(ctx: PipelineContext): Promise<void> {
+    const open = await this.deps.store.balance.openReservation(ctx.id!);
+    if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
+    const earlier = ctx.state.earlier as { claimTried?: boolean; sendStarted?: boolean } | undefined;
+    if (earlier?.claimTried && !earlier.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["delivering"], fence: this.deps.fence });
+  }
+
+  /**
+   * Keeps a message whose answer ended unsettled (its failure could not be recorded) out of the
+   * inbox sweep for a while, longer each time (1 s, doubling to 60 s); then the sweep finds the
+   * row still `received` and resumes it, and the resumed attempt gives back what this one left.
+   * After {@link MAX_PARKED_TRIES} such ends it is left to the next start.
+   */
+  private park(id: number, ctx: PipelineContext): void {
+    const times = (this.parked.get(id)?.times ?? 0) + 1;
+    if (times > MAX_PARKED_TRIES) {
+      // Not a passing outage: stop trying here; the next start's recovery (or bots replay) takes it.
+      this.parked.delete(id);
+      this.done.add(id);
+      ctx.log.error({ tries: times - 1 }, "answer still unsettled after repeated tries; left `received` for the next start's recovery or bots replay");
+      return;
+    }
+    const delayMs = Math.min(60_000, 1000 * 2 ** (times - 1));
+    this.parked.set(id, { until: performance.now() + delayMs, times });
+    if (this.parked.size > RECENT_DONE) this.parked.delete(this.parked.keys().next().value!);
+    ctx.log.warn({ retry_in_ms: delayMs }, "answer left unsettled (received, maybe reserved); answered again after a pause");
+  }
+
+  /** Messages whose answer ended unsettled, with when the sweep may take them again (performance.now ms). */
+  private readonly parked = new Map<number, { until: number; times: number }>();
 
   /**
    * Queues an already stored incoming message (`received`, found by recovery after a crash or
@@ -342,7 +402,9 @@ export class Pipeline {
    * it lately (a sweep that read the row before the answer was stored must not queue it again).
    */
   holds(id: number): boolean {
-    return this.queued.has(id) || this.done.has(id);
+    if (this.queued.has(id) || this.done.has(id)) return true;
+    const p = this.parked.get(id);
+    return p !== undefined && performance.now() < p.until;
   }
 
   /** Ids of stored messages queued or being answered here. */
@@ -395,7 +457,7 @@ export class Pipeline {
       retries,
       baseMs: this.deps.storageRetryBaseMs ?? 200,
       maxMs: 5000,
-      classify: (e) => ({ retry: isConnectionError(e) }),
+      classify: (e) => ({ retry: isRetryableStorageError(e) }),
       onRetry: (e, attempt, waitMs) => log.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable, retrying"),
     });
   }
@@ -518,7 +580,7 @@ export class Pipeline {
         ctx.log.info("answer interrupted by the stop; reservation refunded, resumes at the next start");
         return;
       }
-      if (ctx.state.throughOutages && ctx.state.claimTried && !ctx.state.sendStarted && isConnectionError(error)) {
+      if (ctx.state.throughOutages && ctx.state.claimTried && !ctx.state.sendStarted && isRetryableStorageError(error)) {
         // The database went away at the `delivering` claim (it may have committed): nothing was
         // sent. Not `failed`: answered again once the database answers (answerThroughOutages).
         // Replay and the 2GIS pass (answerStored) record `failed` as for any other error.
@@ -543,7 +605,9 @@ export class Pipeline {
         if (storageError instanceof FencedError) throw storageError;
         ctx.log.error({ err: storageError }, "could not record the failure");
         // The database is away: the answer is tried again when it is back (answerThroughOutages).
-        if (isConnectionError(storageError)) ctx.state.unrecorded = true;
+        // Any other failure leaves the row unsettled: parked, then resumed by the inbox sweep.
+        if (isRetryableStorageError(storageError)) ctx.state.unrecorded = true;
+        else ctx.state.stranded = true;
       }
     }
   };
@@ -706,6 +770,9 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     receivedMs: row.created_ms,
   };
 }
+
+/** How often an answer that ends unsettled is resumed in-process before it is left to the next start. */
+const MAX_PARKED_TRIES = 5;
 
 /** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
 const RECENT_DONE = 4096;

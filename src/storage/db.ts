@@ -3,6 +3,7 @@ import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../core/retry.js";
 import { StorageError } from "../errors.js";
+import { classifyingDialect, isBusy } from "./faults.js";
 import { migrationProvider, migrations } from "./migrations.js";
 import { QueryObserver } from "./observe.js";
 import type { Schema } from "./schema.js";
@@ -60,8 +61,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     } catch (cause) {
       throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, { cause, hint: "check the path and its permissions" });
     }
+    // The observer (health) sees the driver's own errors; the classification outside it turns them into DatabaseError.
     const observer = new QueryObserver();
-    const db = new Kysely<Schema>({ dialect: observer.wrap(new SqliteDialect({ database: cachingStatements(conn) })) });
+    const db = new Kysely<Schema>({ dialect: classifyingDialect(observer.wrap(new SqliteDialect({ database: cachingStatements(conn) })), { sqlite: conn }) });
     return { db, dialect: "sqlite", safeUrl, observer, close: () => db.destroy() };
   }
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
@@ -100,7 +102,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
       });
     });
     const observer = new QueryObserver();
-    const db = new Kysely<Schema>({ dialect: observer.wrap(new MysqlDialect({ pool })) });
+    const db = new Kysely<Schema>({ dialect: classifyingDialect(observer.wrap(new MysqlDialect({ pool })), {}) });
     try {
       await sql`select 1`.execute(db);
     } catch (cause) {
@@ -198,20 +200,4 @@ export const MYSQL_WAIT_S = 30;
 /** Seconds a statement waits for a row lock before failing (retried by {@link transact}); the server default is 50. */
 export const LOCK_WAIT_S = 10;
 
-/** True for SQLite's "database is locked" family and MySQL deadlocks/lock waits. */
-export function isBusy(error: unknown): boolean {
-  const code = (error as { code?: string })?.code ?? "";
-  return /^SQLITE_BUSY|^SQLITE_LOCKED/.test(code) || code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT";
-}
-
-/** True when an insert hit a unique index (SQLite or MySQL). */
-export function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: string })?.code ?? "";
-  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "ER_DUP_ENTRY";
-}
-
-/** True when the error means the database cannot be reached right now (worth retrying later). */
-export function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: string })?.code ?? "";
-  return ["ECONNREFUSED", "ECONNRESET", "PROTOCOL_CONNECTION_LOST", "ETIMEDOUT", "EPIPE", "ER_CON_COUNT_ERROR", "PROTOCOL_SEQUENCE_TIMEOUT", "ENOTFOUND"].includes(code) || isBusy(error);
-}
+export { DatabaseError, isBusy, isRetryableStorageError, isUniqueViolation, storageFault } from "./faults.js";

@@ -4,10 +4,10 @@ import type { Logger } from "pino";
 import type { Telegraf } from "telegraf";
 import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
-import type { Pipeline } from "../../core/pipeline.js";
+import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
-import { ChannelError, StorageError } from "../../errors.js";
+import { ChannelError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
@@ -33,12 +33,30 @@ let httpAgent: http.Agent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
+/** Seconds a webhook sender is asked to wait (`Retry-After`) when an update could not be recorded. */
+const RETRY_AFTER_S = 5;
+
 /**
- * Telegram through telegraf (SPEC §6). telegraf parses updates and calls the Bot API; the
- * receiving loop is ours, because telegraf's own polling waits for every handler of a batch
- * before the next getUpdates and stops on unexpected errors. Ours waits only until each update
- * is recorded (so nothing is acknowledged before it is stored), backs off on lost connections,
- * and never waits for answers.
+ * The positive results that allow acknowledging a Telegram update (moving the getUpdates offset
+ * past it, or answering its webhook call 200): the pipeline's intake result, an update ignored by
+ * rule, or `/start`/`/help` answered from config.
+ */
+export type TelegramAck = IntakeResult | { status: "ignored"; reason: string } | { status: "command"; command: "start" | "help" };
+
+const ACK_STATUSES: ReadonlySet<string> = new Set(["queued", "filtered", "duplicate", "ignored", "command"]);
+
+/** True only for a {@link TelegramAck}: nothing else (undefined, a stray value) acknowledges. */
+function acknowledges(ack: TelegramAck | undefined): ack is TelegramAck {
+  return typeof ack?.status === "string" && ACK_STATUSES.has(ack.status);
+}
+
+/**
+ * Telegram (SPEC §6): telegraf calls the Bot API; receiving is ours. telegraf's own polling waits
+ * for every handler of a batch before the next getUpdates and stops on unexpected errors, and its
+ * middleware chain (`handleUpdate`, `bot.catch`) would decide acknowledgement by which errors its
+ * handler rethrows. Here both the polling loop and the webhook call {@link receive}, which hands
+ * the update to the pipeline and returns a positive result; only that result acknowledges
+ * (offset moved, 200), anything thrown does not. The loop never waits for answers.
  */
 export class TelegramWorker implements ChannelWorker {
   private me?: UserFromGetMe;
@@ -127,27 +145,36 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   private install(pipeline: Pipeline): void {
-    const now = this.options.now ?? Date.now;
-    this.telegraf.use(async (ctx) => {
-      const action = translateUpdate(ctx.update, this.bot, this.me!, now());
-      if (action.kind === "ignore") {
-        this.logger.debug({ update_id: ctx.update.update_id, reason: action.reason }, "update ignored");
-        return;
-      }
-      if (action.kind === "command") {
-        const text = this.bot.tg!.commands[action.command];
-        await this.sendParts(String(action.chatId), text, action.replyTo).catch((e) => this.logger.warn({ err: e }, `/${action.command} answer failed`));
-        return;
-      }
-      // Stops the button's loading spinner; the answer itself comes as a message.
-      if (action.callbackQueryId) await this.telegraf.telegram.answerCbQuery(action.callbackQueryId).catch((e) => this.logger.debug({ err: e }, "answerCallbackQuery failed"));
-      await pipeline.submit(action.message);
-    });
-    this.telegraf.catch((error, ctx) => {
-      // A storage failure must reach the receiving loop so the update is not acknowledged.
-      if (error instanceof StorageError) throw error;
-      this.logger.error({ err: error, update_id: ctx.update.update_id }, "update handling failed; skipped");
-    });
+    this.pipeline = pipeline;
+  }
+
+  private pipeline?: Pipeline;
+
+  /**
+   * Takes one Bot API update (getUpdates or webhook) into the pipeline and says whether it may be
+   * acknowledged: resolves only with a positive result — recorded, filtered and recorded, a
+   * duplicate, ignored by rule (stickers, edits, groups off…), or a `/start`/`/help` answered
+   * from config (nothing to record; its answer is sent, or its failure logged, first). A button
+   * press (`callback_query`) gets its answerCallbackQuery only once recorded.
+   * @throws whatever recording threw (of any type): the update is not acknowledged
+   */
+  async receive(update: Update): Promise<TelegramAck> {
+    const pipeline = this.pipeline;
+    if (!pipeline) throw new ChannelError("TG_NOT_READY", `bot ${this.bot.name}: updates arrived before the pipeline was attached`);
+    const action = translateUpdate(update, this.bot, this.me!, (this.options.now ?? Date.now)());
+    if (action.kind === "ignore") {
+      this.logger.debug({ update_id: update.update_id, reason: action.reason }, "update ignored");
+      return { status: "ignored", reason: action.reason };
+    }
+    if (action.kind === "command") {
+      const text = this.bot.tg!.commands[action.command];
+      await this.sendParts(String(action.chatId), text, action.replyTo).catch((e) => this.logger.warn({ err: e }, `/${action.command} answer failed`));
+      return { status: "command", command: action.command };
+    }
+    const intake = await pipeline.submit(action.message);
+    // Stops the button's loading spinner (the answer itself comes as a message); not awaited.
+    if (action.callbackQueryId) void this.telegraf.telegram.answerCbQuery(action.callbackQueryId).catch((e) => this.logger.debug({ err: e }, "answerCallbackQuery failed"));
+    return intake;
   }
 
   private async pollLoop(): Promise<void> {
@@ -178,11 +205,14 @@ export class TelegramWorker implements ChannelWorker {
         continue;
       }
       for (const update of updates) {
+        let ack: TelegramAck | undefined;
         try {
-          await this.telegraf.handleUpdate(update);
+          ack = await this.receive(update);
         } catch (error) {
-          // Not recorded: do not acknowledge; Telegram delivers it again after the pause.
-          this.logger.error({ err: error, update_id: update.update_id }, "update could not be recorded; will be fetched again");
+          this.logger.error({ err: error, update_id: update.update_id }, "update could not be recorded; not acknowledged, fetched again after a pause");
+        }
+        if (!acknowledges(ack)) {
+          // Not recorded: the offset stays before it; Telegram hands it (and what follows) again.
           await sleep(backoff, signal);
           backoff = Math.min(30_000, backoff * 2);
           break;
@@ -207,9 +237,10 @@ export class TelegramWorker implements ChannelWorker {
   /**
    * One webhook call on the instance's HTTP ingress (`POST /tg/<bot>`): a wrong
    * `X-Telegram-Bot-Api-Secret-Token` → 403; a body that is not an Update → 400 (logged and
-   * skipped; Telegram would resend the same body for ever); otherwise 200 once the update is
-   * recorded (the answer follows), or 500 when it could not be recorded, so Telegram sends it
-   * again. Source: Bot API setWebhook.
+   * skipped; Telegram would resend the same body for ever); otherwise 200 only once
+   * {@link receive} gave a positive result (recorded, a duplicate, ignored by rule, a command
+   * answered from config; the answer follows), else 503 with `Retry-After`, whatever the error,
+   * so Telegram sends it again. Source: Bot API setWebhook.
    */
   async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const wh = this.bot.tg!.webhook!;
@@ -232,13 +263,13 @@ export class TelegramWorker implements ChannelWorker {
       this.logger.warn({ bytes: body.length }, "webhook body is not a Telegram Update; skipped");
       return reply(400, "bad request");
     }
+    let ack: TelegramAck | undefined;
     try {
-      await this.telegraf.handleUpdate(update);
+      ack = await this.receive(update);
     } catch (error) {
-      // Not recorded: answer 500 so Telegram delivers the update again later.
-      this.logger.error({ err: error, update_id: update.update_id }, "webhook update could not be recorded; Telegram will resend it");
-      return reply(error instanceof StorageError && error.code === "PIPELINE_STOPPED" ? 503 : 500, "error");
+      this.logger.error({ err: error, update_id: update.update_id }, "webhook update could not be recorded; answered 503, Telegram will resend it");
     }
+    if (!acknowledges(ack)) return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": String(RETRY_AFTER_S) }).end("unavailable");
     reply(200, "ok");
   }
 

@@ -13,8 +13,11 @@ export interface LongPollServer {
 export interface VkLongPollOptions {
   /** groups.getLongPollServer (with the caller's API retries). @throws ChannelError */
   getServer: () => Promise<LongPollServer>;
-  /** Records one event; resolves once it is recorded. @throws when it could not be recorded */
-  handle: (event: VkEvent) => Promise<void>;
+  /**
+   * Records one event; resolves once it is recorded with a positive result: true to move past it.
+   * Anything else (false, a throw of any type) keeps the `ts` before it and retries after a pause.
+   */
+  handle: (event: VkEvent) => Promise<boolean>;
   /** The stored `ts` (cursors table), or undefined on the first run. */
   loadTs: () => Promise<string | undefined>;
   /** Stores the `ts` after the events before it are recorded. */
@@ -125,14 +128,17 @@ export class VkLongPoll {
           done++;
           continue;
         }
+        let recorded = false;
         try {
-          await this.o.handle(event as VkEvent);
-          done++;
-          backoff = base;
+          recorded = (await this.o.handle(event as VkEvent)) === true;
+          if (!recorded) this.o.logger.error({ event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts }, "long poll event not recorded; retrying (ts not advanced)");
         } catch (error) {
           this.o.logger.error({ err: error, event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts }, "long poll event could not be recorded; retrying (ts not advanced)");
-          await pause();
         }
+        if (recorded) {
+          done++;
+          backoff = base;
+        } else await pause();
       }
       if (done < updates.length) return; // stopped mid-batch: the stored ts still points before it
       this.ts = nextTs;

@@ -4,10 +4,10 @@ import https from "node:https";
 import type { Logger } from "pino";
 import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
-import type { Pipeline } from "../../core/pipeline.js";
+import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { withRetries, type RetryDecision } from "../../core/retry.js";
 import type { Delivery, DeliveryTarget } from "../../core/types.js";
-import { ChannelError, StorageError } from "../../errors.js";
+import { ChannelError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
 import { splitText } from "../telegram/translate.js";
@@ -28,6 +28,20 @@ export interface VkWorkerOptions {
   /** Largest callback body accepted, bytes. @defaultValue 1 MiB */
   maxBodyBytes?: number;
   now?: () => number;
+}
+
+/**
+ * The positive results that allow acknowledging a VK event (callback `ok`, long poll `ts`
+ * moved): the pipeline's intake result, a wall post stored, an event ignored by rule, or an
+ * `event_id` recorded lately (`duplicate`).
+ */
+export type VkAck = IntakeResult | { status: "post" } | { status: "ignored"; reason: string };
+
+const VK_ACK_STATUSES: ReadonlySet<string> = new Set(["queued", "filtered", "duplicate", "post", "ignored"]);
+
+/** True only for a {@link VkAck}: nothing else (undefined, a stray value) acknowledges. */
+export function vkAcknowledges(ack: VkAck | undefined): ack is VkAck {
+  return typeof ack?.status === "string" && VK_ACK_STATUSES.has(ack.status);
 }
 
 /** How many recent `event_id`s are remembered to drop resent callbacks early. */
@@ -151,7 +165,7 @@ export class VkWorker implements ChannelWorker {
         return { server: r.server, key: r.key, ts: String(r.ts) };
       },
       // Group long poll events have the Callback API shape: both transports share handleEvent.
-      handle: (event) => this.handleEvent(event, "longpoll"),
+      handle: async (event) => vkAcknowledges(await this.handleEvent(event, "longpoll")),
       loadTs: () => this.store.cursors.get(this.bot.name, cursor),
       saveTs: (ts) => this.store.cursors.set(this.bot.name, cursor, ts),
       logger: this.logger,
@@ -190,8 +204,9 @@ export class VkWorker implements ChannelWorker {
   /**
    * One Callback API request on the instance's HTTP ingress (`POST /vk/<bot>`; any instance
    * serves it, the owner answers): `confirmation` → the configured string; a wrong or missing
-   * `secret` → 403; malformed JSON → 400; anything else → `ok` once the event is recorded (the
-   * answer follows later). A database failure → 500, so VK sends the event again.
+   * `secret` → 403; malformed JSON → 400; anything else → `ok` only once {@link handleEvent}
+   * gave a positive result (the answer follows later); anything thrown → 503 with `Retry-After`,
+   * so VK sends the event again.
    */
   handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const done = this.serveCallback(req, res);
@@ -230,48 +245,55 @@ export class VkWorker implements ChannelWorker {
     }
     const retry = req.headers["x-retry-counter"];
     if (retry !== undefined) this.logger.debug({ event_id: event.event_id, retry_counter: retry }, "VK resent an event");
+    let ack: VkAck | undefined;
     try {
-      await this.handleEvent(event, "callback");
+      ack = await this.handleEvent(event, "callback");
     } catch (error) {
-      this.logger.error({ err: error, event_id: event.event_id, type: event.type }, "event could not be recorded; VK will resend it");
-      return reply(error instanceof StorageError && error.code === "PIPELINE_STOPPED" ? 503 : 500, "error");
+      this.logger.error({ err: error, event_id: event.event_id, type: event.type }, "event could not be recorded; answered 503, VK will resend it");
     }
+    // `ok` only on a positive result: anything else makes VK send the event again.
+    if (!vkAcknowledges(ack)) return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "5" }).end("error");
     reply(200, "ok");
   }
 
   /**
    * Dispatches one event (both transports): stores posts, submits messages and comments to the
-   * pipeline. Resolves once recorded; the answer follows in the pipeline's queue.
-   * @throws what the database throws (the caller decides about resending)
+   * pipeline. Resolves, once recorded, with the positive result that allows acknowledging it
+   * (callback `ok`, long poll `ts` moved); the answer follows in the pipeline's queue.
+   * @throws whatever recording threw, of any type (the event is not acknowledged)
    */
-  async handleEvent(event: VkEvent, source: "callback" | "longpoll"): Promise<void> {
+  async handleEvent(event: VkEvent, source: "callback" | "longpoll"): Promise<VkAck> {
     if (event.event_id && this.recent.has(event.event_id)) {
       this.logger.debug({ event_id: event.event_id }, "event seen before; dropped");
-      return;
+      return { status: "duplicate" };
     }
     const action = translateEvent(event, this.bot, this.now());
+    let ack: VkAck;
     switch (action.kind) {
       case "ignore":
         this.logger.debug({ type: event.type, event_id: event.event_id, reason: action.reason, source }, "event ignored");
+        ack = { status: "ignored", reason: action.reason };
         break;
       case "post":
         await this.store.posts.upsert({ bot: this.bot.name, channel: "vk", ...action.post });
         this.logger.info({ owner_id: action.post.owner_id, post_id: action.post.post_id }, "wall post stored");
+        ack = { status: "post" };
         break;
       case "message":
-        await this.pipeline!.submit(action.message);
+        ack = await this.pipeline!.submit(action.message);
         break;
       case "comment": {
         const post = await this.postFor(action.ownerId, action.postId);
         if (post) action.message.vars = { post_text: post.text, ...(post.posted_ms !== null ? { post_date: new Date(post.posted_ms).toISOString() } : {}) };
-        await this.pipeline!.submit(action.message);
+        ack = await this.pipeline!.submit(action.message);
         break;
       }
     }
-    if (event.event_id) {
+    if (event.event_id && vkAcknowledges(ack)) {
       this.recent.add(event.event_id);
       if (this.recent.size > RECENT_EVENTS) this.recent.delete(this.recent.values().next().value!);
     }
+    return ack;
   }
 
   /** The post a comment belongs to: stored by `wall_post_new`, else fetched with wall.getById and stored. */
