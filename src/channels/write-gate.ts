@@ -71,16 +71,17 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
   gate.seen = true;
   req.once("finish", () => (gate.written = true));
   if (!gate.beforeWrite) return add(req, options);
+  // A request destroyed before it has a socket (the mark failed, or it was aborted while the
+  // mark was written) still goes to the agent: Node then ends it with its error, writing nothing.
   gate.beforeWrite().then(
     () => {
       gate.marked = true;
-      // Aborted (a timeout) while the mark was written: it never gets a socket, nothing goes out.
-      if (req.destroyed) return;
       add(req, options);
     },
     (error: unknown) => {
       gate.hookError = error;
       req.destroy(error instanceof Error ? error : new Error(String(error)));
+      add(req, options);
     },
   );
 }
