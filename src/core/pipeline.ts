@@ -637,9 +637,11 @@ export class Pipeline {
     // The claim. With gated writes it is `sending`: nothing is written yet, and a process that
     // dies here leaves the answer resumable; each request is marked `delivering` right before
     // its bytes go out (progress.beforeWrite). A channel without gated writes (2GIS, which can be
-    // asked later) is marked `delivering` at once. Until a mark commits, a `sending` or
-    // `delivering` row may be this attempt's with nothing sent (its reply lost): the boundary
-    // and answerThroughOutages take it back.
+    // asked later) is marked `delivering` at once. Until something may have reached the channel
+    // (`sendStarted`: a part delivered, a request that may have arrived, or any call of an
+    // ungated channel), a `sending` or `delivering` row is this attempt's with nothing sent (a
+    // reply lost, a mark whose request was cancelled, an unmark that failed): the boundary and
+    // answerThroughOutages take it back.
     ctx.state.claimTried = true;
     const from: IncomingStatus[] = ctx.state.force ? [...CLAIMABLE, ...RESENDABLE] : CLAIMABLE;
     const claimed = await this.deps.store.messages.setStatus(ctx.id!, gated ? "sending" : "delivering", { from, fence });
@@ -686,12 +688,13 @@ export class Pipeline {
           if (fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
           throw new Error("the answer's claim was taken over before it was sent (a replay or recovery); not sent");
         }
-        ctx.state.sendStarted = true;
       },
       notWritten: async (part) => {
         await store.messages.unmarkWriting(id, part);
       },
       delivered: async (part, parts, channelMessageId) => {
+        // From here something reached the channel: never answered again from the start.
+        ctx.state.sendStarted = true;
         sent.parts = part + 1;
         sent.of = parts;
         if (part === 0) sent.firstId = channelMessageId;
@@ -715,6 +718,7 @@ export class Pipeline {
     const parts = partsSent ? `; ${partsSent} part(s) delivered before` : "";
     const reason = unconfirmed ? `${describeError(error)}; not sent again${parts}` : `${describeError(error)}${parts}; bots replay --send sends the rest`;
     ctx.outcome = unconfirmed ? "unconfirmed" : "partial";
+    ctx.state.sendStarted = true;
     ctx.error = error;
     ctx.state.parts = partsSent;
     if (unconfirmed) ctx.log.warn({ err: error, parts_sent: partsSent, cost }, "answer unconfirmed: the connection failed after the request was written; not sent again (the charge stands)");

@@ -7,6 +7,9 @@ import { startBotApiProxy, type Intercept } from "../support/botapi-proxy.js";
 import { lastUserText } from "../support/openai-server.js";
 import { ENV, globals } from "../support/replay-fixture.js";
 import { botMessages, userSays } from "../support/telegram.js";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { VK_SECRET, VkHarness } from "../support/vk-harness.js";
+import { messageNew, postCallback } from "../support/vk-server.js";
 
 /** A harness whose Bot API calls pass through a proxy deciding with `intercept`. */
 async function proxied(dialect: "sqlite" | "mysql", intercept: Intercept): Promise<{ h: Harness; proxy: Awaited<ReturnType<typeof startBotApiProxy>> }> {
@@ -151,6 +154,57 @@ for (const dialect of dialects()) {
       } finally {
         await h.stop();
         await proxy.stop();
+      }
+    });
+
+    test("VK: a messages.send whose reply is lost after VK handled it: one call (vk-io's queue carries the mark), unconfirmed, charged", async () => {
+      let proxy: TcpProxy | undefined;
+      const h = await VkHarness.start({
+        dialect,
+        apiBaseUrl: async (url) => {
+          const u = new URL(url);
+          proxy = await startTcpProxy(u.hostname, Number(u.port));
+          return url.replace(u.host, `127.0.0.1:${proxy.port}`);
+        },
+      });
+      try {
+        proxy!.dropReplyTo("messages.send");
+        await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 801, id: 1, text: "привет", secret: VK_SECRET }));
+        await eventually(async () => !["received", "sending", "delivering"].includes((await h.messages())[0]?.status ?? "received"), 10_000, "settled");
+        await h.pipeline.onIdle();
+        const [row] = await h.messages();
+        // `unconfirmed` is only written from `delivering`: the mark went through vk-io's queue.
+        assert.equal(row!.status, "unconfirmed");
+        assert.equal(proxy!.droppedReplies, 1);
+        assert.equal(h.vk.callsOf("messages.send").length, 1, "not retried");
+        assert.equal(row!.cost, 500);
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+        assert.equal(await h.balance(), 50000 - 500);
+      } finally {
+        await h.stop();
+        await proxy?.close();
+      }
+    });
+
+    test("a process that died between parts (`sending`, 2 of 5 parts delivered): the next start sends parts 3-5 of the same text, charged once", async () => {
+      const h = await Harness.start({ dialect, start: false });
+      try {
+        const text = fiveParts();
+        const id = (await h.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:905", chat_id: "905", user_id: "905", user_name: null, text: "long", dedupe_key: "905:1", channel_message_id: "1", meta: { kind: "messages" }, status: "received", created_ms: Date.now() }))!;
+        assert.ok(await h.store.balance.reserve("default", 500, 0, id));
+        await h.store.messages.setStatus(id, "sending");
+        assert.ok(await h.store.messages.markWriting(id, 0, { delivery: { text, parts: 5, model: "test-model", prompt_tokens: 10, completion_tokens: 5000, latency_ms: 7 } }));
+        assert.ok(await h.store.messages.unmarkWriting(id, 2));
+        await h.startBots();
+        await eventually(async () => (await rowAndLedger(h, "long")).row.status === "answered", 10_000, "answered");
+        assert.deepEqual(botMessages(h.telegram, 905).map((m) => m.text.slice(0, 6)), ["Part 3", "Part 4", "Part 5"]);
+        assert.equal(h.llm.requests.length, 0, "the model is not asked again");
+        const { row, ledger } = await rowAndLedger(h, "long");
+        assert.equal(Number(row.parts_sent), 5);
+        assert.deepEqual(ledger, [{ reason: "reserve", delta: -500 }], "the reservation stands, not refunded nor taken again");
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
+      } finally {
+        await h.stop();
       }
     });
   });
