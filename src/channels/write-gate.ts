@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import http from "node:http";
 import https from "node:https";
-import { ChannelError } from "../errors.js";
+import { UnconfirmedSendError } from "../errors.js";
 import { withRetries, type RetryDecision } from "../core/retry.js";
 import type { SendProgress } from "../core/types.js";
 
@@ -102,22 +102,6 @@ export class GatedHttpAgent extends http.Agent {
 export class GatedHttpsAgent extends https.Agent {
   addRequest(req: http.ClientRequest, options: unknown): void {
     gatedAdd(agentAdd(https.Agent.prototype, this), req, options);
-  }
-}
-
-/**
- * Thrown when a send may have reached the channel: the request was written and then the
- * connection failed (reset, timeout) before an answer came. Never retried; the answer becomes
- * `unconfirmed` (the charge stands). `part` is the 0-based part whose fate is unknown.
- */
-export class UnconfirmedSendError extends ChannelError {
-  constructor(
-    method: string,
-    readonly part: number,
-    cause: unknown,
-  ) {
-    super("SEND_UNCONFIRMED", `${method}: the connection failed after the request was sent; it may have arrived (${(cause as Error)?.message ?? String(cause)})`, { cause });
-    this.name = "UnconfirmedSendError";
   }
 }
 

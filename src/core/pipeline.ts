@@ -1,14 +1,13 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import { describeError, FencedError, StorageError } from "../errors.js";
+import { describeError, FencedError, StorageError, UnconfirmedSendError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
 import { isConnectionError } from "../storage/db.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { IncomingStatus, PartialAnswer } from "../storage/schema.js";
-import { UnconfirmedSendError } from "../channels/write-gate.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
 import { compose, type Middleware } from "./compose.js";

@@ -1,10 +1,9 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import { describeError, FencedError } from "../errors.js";
+import { describeError, FencedError, UnconfirmedSendError } from "../errors.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
-import { UnconfirmedSendError } from "../channels/write-gate.js";
 import type { ChannelSender, Delivery, SendProgress } from "./types.js";
 
 /** What the model wrote for a proactive message (the parts of a `Completion` that are stored). */

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, test } from "node:test";
-import { GatedHttpAgent, gatedSend, UnconfirmedSendError } from "../../src/channels/write-gate.js";
+import { GatedHttpAgent, gatedSend } from "../../src/channels/write-gate.js";
+import { UnconfirmedSendError } from "../../src/errors.js";
 import type { SendProgress } from "../../src/core/types.js";
 import { freePort } from "../support/telegram.js";
 

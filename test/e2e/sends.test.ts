@@ -63,6 +63,7 @@ for (const dialect of dialects()) {
         assert.equal(posts.length, 1, "exactly one sendMessage for the dropped answer");
         const { row, ledger } = await rowAndLedger(h, "hello");
         assert.match(row.error!, /may have arrived/);
+        assert.ok(!row.error!.includes(TOKEN), "the token is not stored with the reason");
         assert.equal(row.cost, 500, "the charge stands");
         assert.deepEqual(ledger, [{ reason: "reserve", delta: -500 }]);
         assert.equal(await h.balance(), 50000 - 1000);
