@@ -63,6 +63,21 @@ export class ChannelError extends BotsError {
     this.retryAfterS = options.retryAfterS;
   }
 }
+/**
+ * Thrown when a send may have reached the channel: the request was written and then the
+ * connection failed (reset, timeout) before an answer came. Never retried; the answer becomes
+ * `unconfirmed` (the charge stands). `part` is the 0-based part whose fate is unknown.
+ */
+export class UnconfirmedSendError extends ChannelError {
+  constructor(
+    method: string,
+    readonly part: number,
+    cause: unknown,
+  ) {
+    super("SEND_UNCONFIRMED", `${method}: the connection failed after the request was sent; it may have arrived (${(cause as Error)?.message ?? String(cause)})`, { cause });
+    this.name = "UnconfirmedSendError";
+  }
+}
 /** The model API failed (after retries) or answered something unusable. */
 export class LlmError extends BotsError {
   readonly status?: number;

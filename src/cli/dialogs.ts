@@ -4,7 +4,7 @@ import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { formatCredits } from "../storage/balance.js";
 import { ConversationsRepo, type ConversationFilter, type ThreadSummary } from "../storage/conversations.js";
-import type { MessageRow } from "../storage/messages.js";
+import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { CliContext } from "./context.js";
 import { table, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
@@ -21,7 +21,7 @@ export interface DialogsOptions {
   pager?: boolean;
 }
 
-const STATUSES = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "expired", "unconfirmed", "sent"];
+const STATUSES = ["received", "filtered", "no_balance", "sending", "delivering", "answered", "failed", "partial", "skipped", "expired", "unconfirmed", "sent", "pending"];
 
 /**
  * `bots dialogs [BOT] [THREAD_KEY]`: without a thread, the conversations (newest activity first,
@@ -94,7 +94,7 @@ function userLabel(t: Pick<ThreadSummary, "user_name" | "user_id">): string {
 function paintStatus(s: string): string {
   if (s === "answered" || s === "sent") return chalk.green(s);
   if (s === "failed" || s === "expired" || s === "unconfirmed") return chalk.red(s);
-  if (s === "no_balance" || s === "filtered" || s === "skipped") return chalk.yellow(s);
+  if (s === "no_balance" || s === "filtered" || s === "skipped" || s === "partial") return chalk.yellow(s);
   return s;
 }
 
@@ -115,7 +115,7 @@ function chatLines(bot: string, threadKey: string, rows: MessageRow[], zone: str
     if (r.direction === "in") {
       const who = chalk.cyan(userLabel(r));
       const reason = r.error && r.status !== "answered" ? chalk.dim(` (${r.error})`) : "";
-      lines.push(`${at}  ${who}  ${paintStatus(r.status)}${reason}  ${chalk.dim(`#${r.id}`)}`);
+      lines.push(`${at}  ${who}  ${paintStatus(r.status)}${partsNote(r)}${reason}  ${chalk.dim(`#${r.id}`)}`);
     } else {
       const bits = [r.model, r.prompt_tokens !== null ? `${r.prompt_tokens}+${r.completion_tokens ?? 0} tokens` : null, r.cost !== null ? `${formatCredits(r.cost)} credits` : null, r.latency_ms !== null ? `${r.latency_ms} ms` : null].filter(Boolean);
       lines.push(`${at}  ${chalk.magenta("bot")}  ${chalk.dim(bits.join(" · "))}  ${chalk.dim(`#${r.id}${r.reply_to_id ? ` → #${r.reply_to_id}` : ""}`)}`);
@@ -124,6 +124,13 @@ function chatLines(bot: string, threadKey: string, rows: MessageRow[], zone: str
   }
   lines.push("");
   return lines;
+}
+
+/** ` · parts 3 of 5 delivered` for an answer in parts that is not settled (`parts_sent`, `delivery`). */
+function partsNote(r: MessageRow): string {
+  if (!r.parts_sent || r.status === "answered") return "";
+  const of = partialAnswer(r)?.parts;
+  return chalk.yellow(` · parts ${r.parts_sent}${of ? ` of ${of}` : ""} delivered`);
 }
 
 function jsonRow(r: MessageRow) {
@@ -144,6 +151,7 @@ function jsonRow(r: MessageRow) {
     cost: r.cost === null ? null : formatCredits(r.cost),
     latency_ms: r.latency_ms,
     error: r.error,
+    parts_sent: r.parts_sent,
   };
 }
 

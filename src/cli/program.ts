@@ -121,7 +121,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--since <when>", "from: 30m, 24h, 2d or an ISO date (default 24h, none with --id)")
     .option("--until <when>", "up to (exclusive): 30m, 24h, 2d or an ISO date")
     .option("--id <n...>", "these stored message ids")
-    .option("--status <list>", "comma list: received, failed, no_balance, answered, delivering, skipped (default: unanswered for --send)")
+    .option("--status <list>", "comma list: received, failed, no_balance, expired, partial, answered, delivering, unconfirmed, skipped (default: unanswered for --send: received, failed, no_balance, expired, partial)")
     .option("--limit <n>", "at most N messages, oldest first")
     .option("--send", "deliver answers to never-answered messages, record and charge them")
     .option("--force", "with --send: also re-send messages that were answered")

@@ -26,7 +26,7 @@ export interface ReplayCliOptions {
   force?: boolean;
 }
 
-const STATUSES: IncomingStatus[] = ["received", "failed", "no_balance", "expired", "answered", "delivering", "unconfirmed", "skipped", "filtered"];
+const STATUSES: IncomingStatus[] = ["received", "failed", "no_balance", "expired", "partial", "answered", "sending", "delivering", "unconfirmed", "skipped", "filtered"];
 
 /**
  * `bots replay`: parses the selection, runs {@link replay} (dry run unless `--send`), prints each

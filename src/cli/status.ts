@@ -111,11 +111,12 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     const warn = (n: number, paint: (s: string) => string) => (n ? paint(String(n)) : "0");
     c.out(
       table(
-        ["BOT", "WAITING", "UNCONFIRMED", "FAILED", "EXPIRED", "LAST RECOVERY"],
+        ["BOT", "WAITING", "UNCONFIRMED", "PARTIAL", "FAILED", "EXPIRED", "LAST RECOVERY"],
         report.bots.map((b) => [
           b.name,
           String(b.waiting),
           warn(b.unconfirmed, chalk.yellow),
+          warn(b.partial, chalk.yellow),
           warn(b.failed_total, chalk.red),
           warn(b.expired, chalk.yellow),
           b.last_recovery ? `${formatTime(b.last_recovery.at_ms)}: ${describeRecovery(b.last_recovery)}` : "-",
@@ -138,7 +139,9 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     for (const p of problems) c.out(`  ${formatProblem(p)}`);
   }
   const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
-  if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (cut off between sending and recording): check them with bots replay --status unconfirmed`));
+  if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (the connection failed after sending, or the process stopped while sending; they may have arrived, charged): check them with bots replay --status unconfirmed`));
+  const partial = report.bots.reduce((a, b) => a + b.partial, 0);
+  if (partial) c.out(chalk.yellow(`\n${partial} answer(s) partly delivered (charged): bots replay --send --status partial sends the missing parts`));
   const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);
   if (failed) {
     const earliest = Math.min(...report.bots.map((b) => b.day_start_ms));

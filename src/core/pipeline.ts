@@ -1,12 +1,13 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import { describeError, FencedError, StorageError } from "../errors.js";
+import { describeError, FencedError, StorageError, UnconfirmedSendError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
 import { isRetryableStorageError } from "../storage/faults.js";
-import type { MessageRow } from "../storage/messages.js";
+import { partialAnswer, type MessageRow } from "../storage/messages.js";
+import type { IncomingStatus, PartialAnswer } from "../storage/schema.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
 import { compose, type Middleware } from "./compose.js";
@@ -15,7 +16,7 @@ import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "./retry.js";
 import { resumeReceived } from "./recovery.js";
 import { spamVerdict } from "./spam.js";
-import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext } from "./types.js";
+import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext, SendProgress } from "./types.js";
 
 /**
  * A feature plugged into the pipeline by the bot's config (STYLE 2): gates run before the
@@ -125,7 +126,9 @@ export class Pipeline {
   /** Bounds model calls in flight: `llm.concurrency`. */
   private readonly llmSlots: Semaphore;
   private readonly intake: (ctx: PipelineContext) => Promise<void>;
-  private readonly answer: (ctx: PipelineContext) => Promise<void>;
+  private readonly fullAnswer: (ctx: PipelineContext) => Promise<void>;
+  /** The rest of an answer in parts that was partly delivered: no gates, balance or model. */
+  private readonly restOfAnswer: (ctx: PipelineContext) => Promise<void>;
   private readonly intakeTails = new Map<string, Promise<unknown>>();
   private readonly now: () => number;
   private readonly tools: ToolDefinition<PipelineContext>[];
@@ -155,7 +158,8 @@ export class Pipeline {
       this.settle,
       this.notify,
     ];
-    this.answer = compose(answerStages);
+    this.fullAnswer = compose(answerStages);
+    this.restOfAnswer = compose([this.boundary, this.standingCharge, this.deliver, this.settle, this.notify]);
     this.intake = compose<PipelineContext>([
       // Dedupe is the record stage's insert: the unique (bot, dedupe_key) index turns a resent
       // update into `duplicate` without a read of its own (one statement less per message).
@@ -265,7 +269,7 @@ export class Pipeline {
       next.stored = ctx.stored;
       next.log = ctx.log;
       next.state.resumed = ctx.state.resumed;
-      next.state.earlier = { claimTried: ctx.state.claimTried, sendStarted: ctx.state.sendStarted };
+      next.state.earlier = { claimTried: ctx.state.claimTried, sendStarted: ctx.state.sendStarted, charged: ctx.state.charged };
       ctx = next;
     }
   }
@@ -277,10 +281,14 @@ export class Pipeline {
    * @throws the storage error when the database is still away
    */
   private async giveBackEarlierAttempt(ctx: PipelineContext): Promise<void> {
-    const open = await this.deps.store.balance.openReservation(ctx.id!);
+    const earlier = ctx.state.earlier as { claimTried?: boolean; sendStarted?: boolean; charged?: boolean } | undefined;
+    // Not for the rest of an answer in parts: the delivered parts keep their charge.
+    const charged = earlier?.charged === true || (ctx.stored?.parts_sent ?? 0) > 0;
+    const open = charged ? undefined : await this.deps.store.balance.openReservation(ctx.id!);
     if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
-    const earlier = ctx.state.earlier as { claimTried?: boolean; sendStarted?: boolean } | undefined;
-    if (earlier?.claimTried && !earlier.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["delivering"], fence: this.deps.fence });
+    // Its claim or mark, if that committed: no request was written (a mark that failed cancels
+    // its request), so the message is resumable again.
+    if (earlier?.claimTried && !earlier.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, charged ? "partial" : "received", { from: ["sending", "delivering"], fence: this.deps.fence });
   }
 
   /**
@@ -395,6 +403,23 @@ export class Pipeline {
     if (opts.force) ctx.state.force = true;
     await this.answer(ctx);
     return ctx;
+  }
+
+  /**
+   * Runs the answer stages: all of them, or, for a stored message whose answer in parts was
+   * partly delivered (`parts_sent` > 0 and the answer kept in `delivery`), only delivery of the
+   * missing parts of that same text, settle and notify (the charge was made with the first
+   * parts and stands).
+   */
+  private answer(ctx: PipelineContext): Promise<void> {
+    const row = ctx.stored;
+    const rest = row && (row.parts_sent ?? 0) > 0 ? partialAnswer(row) : null;
+    if (!rest) return this.fullAnswer(ctx);
+    ctx.state.partial = rest;
+    ctx.state.fromPart = row!.parts_sent;
+    ctx.state.charged = true;
+    ctx.completion = { text: rest.text, model: rest.model, usage: { prompt_tokens: rest.prompt_tokens, completion_tokens: rest.completion_tokens }, latencyMs: rest.latency_ms, toolCalls: [] };
+    return this.restOfAnswer(ctx);
   }
 
   /**
@@ -556,7 +581,9 @@ export class Pipeline {
         created_ms: this.now(),
       });
     } catch (error) {
-      ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) could not be sent");
+      // Never sent again: a request that may have arrived is not retried by the channel either.
+      if (error instanceof UnconfirmedSendError) ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) unconfirmed: the connection failed after it was sent; not sent again");
+      else ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) could not be sent");
     }
   }
 
@@ -572,8 +599,8 @@ export class Pipeline {
         // the message `received`, so the next start answers it. Nothing stays reserved.
         ctx.outcome = "interrupted";
         try {
-          if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering", this.deps.fence);
-          await this.deps.store.messages.setStatus(ctx.id!, "received", { from: ["received", "delivering"], fence: this.deps.fence });
+          if (ctx.reservation && !ctx.state.charged) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering", this.deps.fence);
+          await this.deps.store.messages.setStatus(ctx.id!, ctx.state.charged ? "partial" : "received", { from: ["received", "sending"], fence: this.deps.fence });
         } catch (storageError) {
           ctx.log.error({ err: storageError }, "could not record the interruption; the next start's recovery refunds it");
         }
@@ -595,12 +622,26 @@ export class Pipeline {
         ctx.outcome = "answered";
         return;
       }
-      ctx.outcome = "failed";
       ctx.error = error;
+      if (ctx.state.charged) {
+        // The rest of an answer in parts: the parts delivered before keep their charge.
+        ctx.outcome = "partial";
+        ctx.log.warn({ err: error, reason }, "the rest of a partly delivered answer failed; the charge stands, bots replay --send sends the missing parts");
+        try {
+          await this.deps.store.messages.setStatus(ctx.id!, "partial", { error: reason.slice(0, 2000), from: ["sending", "delivering", "partial"], fence: this.deps.fence });
+        } catch (storageError) {
+          if (storageError instanceof FencedError) throw storageError;
+          ctx.log.error({ err: storageError }, "could not record the failure; the next start's recovery sends the missing parts");
+        }
+        return;
+      }
+      ctx.outcome = "failed";
       ctx.log.warn({ err: error, reason }, "answer failed; reservation refunded, message kept for replay");
       try {
         if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255), this.deps.fence);
-        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "delivering", "no_balance", "failed", "expired"], fence: this.deps.fence });
+        // `delivering`: a channel without gated writes (2GIS) whose send failed, or a mark whose
+        // request was cancelled unsent; a request that may have arrived never gets here.
+        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "sending", "delivering", "no_balance", "failed", "expired"], fence: this.deps.fence });
       } catch (storageError) {
         if (storageError instanceof FencedError) throw storageError;
         ctx.log.error({ err: storageError }, "could not record the failure");
@@ -633,6 +674,13 @@ export class Pipeline {
     await next();
   };
 
+  // --- the rest of an answer in parts: its charge ------------------------------------------
+  private readonly standingCharge: Middleware<PipelineContext> = async (ctx, next) => {
+    // The reservation made with the first parts stands; settle records it as the answer's cost.
+    ctx.reservation = (await this.deps.store.balance.openReservation(ctx.id!)) ?? null;
+    await next();
+  };
+
   // --- stage 7: deliver --------------------------------------------------------------------
   private readonly deliver: Middleware<PipelineContext> = async (ctx, next) => {
     // A stop that came while the model answered: do not start sending now.
@@ -650,26 +698,105 @@ export class Pipeline {
     }
     await this.untilLeaseFresh(ctx);
     const fence = this.deps.fence;
-    // From here until the send starts, a `delivering` row may be this attempt's with nothing sent
-    // (the claim committed, its reply lost): the boundary and answerThroughOutages take it back.
+    const gated = this.deps.channel.gatesWrites === true;
+    // The claim. With gated writes it is `sending`: nothing is written yet, and a process that
+    // dies here leaves the answer resumable; each request is marked `delivering` right before
+    // its bytes go out (progress.beforeWrite). A channel without gated writes (2GIS, which can be
+    // asked later) is marked `delivering` at once. Until something may have reached the channel
+    // (`sendStarted`: a part delivered, a request that may have arrived, or any call of an
+    // ungated channel), a `sending` or `delivering` row is this attempt's with nothing sent (a
+    // reply lost, a mark whose request was cancelled, an unmark that failed): the boundary and
+    // answerThroughOutages take it back.
     ctx.state.claimTried = true;
-    const claimed = await this.deps.store.messages.setStatus(ctx.id!, "delivering", { from: ["received", "failed", "no_balance", "expired"], fence });
+    const from: IncomingStatus[] = ctx.state.force ? [...CLAIMABLE, ...RESENDABLE] : CLAIMABLE;
+    const claimed = await this.deps.store.messages.setStatus(ctx.id!, gated ? "sending" : "delivering", { from, fence });
     // Fenced: another instance owns the bot now (this one was paused or cut off past its lease).
     // Not sent, nothing written: the new owner's recovery refunds the reservation and answers.
     if (!claimed && fence && !(await this.deps.store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
-    if (!claimed && !ctx.state.force) {
-      // Another process (a replay) answered it meanwhile: answer at most once.
+    if (!claimed) {
+      // Another process (a replay) answered it meanwhile, or is answering it: answer at most once.
       ctx.log.warn("message was answered elsewhere; not sending");
-      if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, "answered elsewhere", fence);
+      if (ctx.reservation && !ctx.state.charged) await this.deps.store.balance.refund(ctx.reservation, "answered elsewhere", fence);
       ctx.outcome = "skipped";
       return;
     }
     const t = performance.now();
-    ctx.state.sendStarted = true;
-    ctx.delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text);
+    const sent = { parts: (ctx.state.fromPart as number | undefined) ?? 0, of: 0, firstId: null as string | null };
+    let delivery;
+    try {
+      if (!gated) ctx.state.sendStarted = true;
+      delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text, gated ? this.progressOf(ctx, sent) : undefined);
+    } catch (error) {
+      if (error instanceof FencedError || !(await this.notDelivered(ctx, error, sent.parts))) throw error;
+      return;
+    }
+    ctx.delivery = { channelMessageId: sent.firstId ?? delivery.channelMessageId };
+    if (gated) ctx.state.parts = sent.of;
     ctx.timings.deliver = performance.now() - t;
     await next();
   };
+
+  /**
+   * The durable marks of a gated send (see {@link SendProgress}): `sending` → `delivering` right
+   * before a request is written (with the answer itself before the first of several parts), back
+   * to `sending` once it was delivered or known not delivered, with `parts_sent`.
+   */
+  private progressOf(ctx: PipelineContext, sent: { parts: number; of: number; firstId: string | null }): SendProgress {
+    const { store, fence } = this.deps;
+    const id = ctx.id!;
+    return {
+      fromPart: sent.parts,
+      beforeWrite: async (part, parts) => {
+        const c = ctx.completion!;
+        const keep: PartialAnswer | undefined = part === 0 && parts > 1 ? { text: c.text, parts, model: c.model, prompt_tokens: c.usage.prompt_tokens, completion_tokens: c.usage.completion_tokens, latency_ms: Math.round(c.latencyMs) } : undefined;
+        if (!(await store.messages.markWriting(id, part, { delivery: keep, fence }))) {
+          if (fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
+          throw new Error("the answer's claim was taken over before it was sent (a replay or recovery); not sent");
+        }
+      },
+      notWritten: async (part) => {
+        await store.messages.unmarkWriting(id, part);
+      },
+      delivered: async (part, parts, channelMessageId) => {
+        // From here something reached the channel: never answered again from the start.
+        ctx.state.sendStarted = true;
+        sent.parts = part + 1;
+        sent.of = parts;
+        if (part === 0) sent.firstId = channelMessageId;
+        // The next part's request is not written yet: resumable again, from the next part.
+        if (part + 1 < parts) await store.messages.unmarkWriting(id, part + 1);
+      },
+    };
+  }
+
+  /**
+   * A gated send that ended without every part delivered. A request that may have arrived makes
+   * the answer `unconfirmed`; parts delivered before a refusal make it `partial`. Both keep the
+   * charge (never sent again by themselves). Nothing delivered: false, the boundary records the
+   * failure and refunds.
+   * @returns true when handled here
+   */
+  private async notDelivered(ctx: PipelineContext, error: unknown, partsSent: number): Promise<boolean> {
+    const unconfirmed = error instanceof UnconfirmedSendError;
+    if (!unconfirmed && partsSent === 0) return false;
+    const cost = ctx.reservation ? -ctx.reservation.delta : 0;
+    const parts = partsSent ? `; ${partsSent} part(s) delivered before` : "";
+    const reason = unconfirmed ? `${describeError(error)}; not sent again${parts}` : `${describeError(error)}${parts}; bots replay --send sends the rest`;
+    ctx.outcome = unconfirmed ? "unconfirmed" : "partial";
+    ctx.state.sendStarted = true;
+    ctx.error = error;
+    ctx.state.parts = partsSent;
+    if (unconfirmed) ctx.log.warn({ err: error, parts_sent: partsSent, cost }, "answer unconfirmed: the connection failed after the request was written; not sent again (the charge stands)");
+    else ctx.log.warn({ err: error, parts_sent: partsSent, cost }, "answer partly delivered: a later part failed; the charge stands, bots replay --send sends the missing parts");
+    try {
+      // Not fenced: it records what happened on the channel (the status condition keeps a
+      // recovery's verdict that came first).
+      await this.deps.store.messages.setStatus(ctx.id!, unconfirmed ? "unconfirmed" : "partial", { error: reason.slice(0, 2000), cost, from: unconfirmed ? ["delivering"] : ["sending", "delivering"] });
+    } catch (storageError) {
+      ctx.log.error({ err: storageError }, "could not record how the send ended; the next start's recovery does (`delivering` → unconfirmed, `sending` → the missing parts are sent)");
+    }
+    return true;
+  }
 
   /**
    * Waits until the lease is fresh (checked every 50 ms): a heartbeat after an outage makes it so,
@@ -701,6 +828,7 @@ export class Pipeline {
           cost: ctx.reservation ? -ctx.reservation.delta : 0,
           latency_ms: c.latencyMs,
           created_ms: this.now(),
+          ...(typeof ctx.state.parts === "number" ? { parts: ctx.state.parts } : {}),
         }, this.deps.fence),
       ctx.log,
       // Sent but not stored: keep trying for about a minute before leaving it `delivering`.
@@ -773,6 +901,10 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
 
 /** How often an answer that ends unsettled is resumed in-process before it is left to the next start. */
 const MAX_PARKED_TRIES = 5;
+/** Statuses an answer is claimed from: never answered, or partly delivered (the missing parts). */
+const CLAIMABLE: IncomingStatus[] = ["received", "failed", "no_balance", "expired", "partial"];
+/** Statuses a forced answer (`bots replay --send --force`) is claimed from as well. */
+const RESENDABLE: IncomingStatus[] = ["answered", "delivering", "unconfirmed", "skipped"];
 
 /** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
 const RECENT_DONE = 4096;

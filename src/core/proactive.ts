@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import { describeError, FencedError } from "../errors.js";
+import { describeError, FencedError, UnconfirmedSendError } from "../errors.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
-import type { ChannelSender, Delivery } from "./types.js";
+import type { ChannelSender, Delivery, SendProgress } from "./types.js";
 
 /** What the model wrote for a proactive message (the parts of a `Completion` that are stored). */
 export interface WrittenText {
@@ -74,17 +74,24 @@ export interface ProactiveDeps {
  * 1. the message is stored first as an outgoing row of the thread (`reply_to_id` null, status
  *    `pending`, `meta.proactive`);
  * 2. with `write`, the reply's cost is reserved against that row and the model writes the text;
- * 3. the row is claimed for sending (`pending` → `delivering`, with the final text), sent, and
- *    settled (`sent`, with cost, model and tokens).
+ * 3. the row is claimed for sending (still `pending`, with the final text), sent, and settled
+ *    (`sent`, with cost, model and tokens). On a channel with gated writes (Telegram, VK) each
+ *    request is marked `delivering` right before its bytes are written and back to `pending`
+ *    when it was not delivered (refused, or never written), with `parts_sent`; elsewhere the
+ *    claim marks it `delivering` at once. A request that may have arrived (its connection failed
+ *    after it was written) is never retried: the row becomes `unconfirmed`, the charge stands.
  *
- * Recovery (src/core/recovery.ts) puts a crash right: a `pending` row becomes `failed` and its
- * reservation is refunded (nothing was sent); a `delivering` row becomes `unconfirmed` and its
- * charge stands, as for a reply cut off between sending and recording. The caller claims the
+ * Recovery (src/core/recovery.ts) puts a crash right: a `pending` row with no part delivered
+ * becomes `failed` and its reservation is refunded (nothing was sent); a `delivering` row, or one
+ * with parts delivered, becomes `unconfirmed` and its charge stands, as for a reply cut off
+ * between sending and recording. The caller claims the
  * send beforehand (e.g. a coaching delivery row), so a restart never sends it again. With
  * `fence`, every write after the first insert holds only while this instance owns the bot.
  * @returns the channel's delivery, the stored row's id and the charge
  * @throws ChannelError when the channel refuses (403: the user blocked the bot) or is unreachable;
- * the row is then `failed` and the reservation refunded
+ * the row is then `failed` and the reservation refunded (or, when some parts were delivered,
+ * `sent` with the failure in `error`, charged)
+ * @throws UnconfirmedSendError when a request may have arrived; the row is `unconfirmed`, charged
  * @throws FencedError when `fence` no longer holds (nothing sent; the new owner's recovery settles the row)
  */
 export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): Promise<ProactiveResult> {
@@ -157,7 +164,8 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
   }
 
   const text = written?.text ?? m.text;
-  let claim = db.updateTable("messages").set({ status: "delivering", text, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
+  const gated = deps.channel.gatesWrites === true;
+  let claim = db.updateTable("messages").set({ status: gated ? "pending" : "delivering", text, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
   if (deps.fence) claim = claim.where(fenceHolds(deps.fence));
   let claimed: Awaited<ReturnType<typeof claim.executeTakeFirst>>;
   try {
@@ -178,13 +186,28 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     throw new Error("proactive message was given up by recovery before it was sent");
   }
   let delivery: Delivery;
+  const cost = reservation ? -Number(reservation.delta) : 0;
+  let partsSent = 0;
   try {
-    delivery = await deps.channel.send({ bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} }, text);
+    const progress = gated ? proactiveProgress(deps, id, (n) => (partsSent = n)) : undefined;
+    delivery = await deps.channel.send({ bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} }, text, progress);
   } catch (error) {
+    if (error instanceof UnconfirmedSendError || partsSent > 0) {
+      // It may have arrived, or some of it did: the charge stands; never sent again.
+      const unconfirmed = error instanceof UnconfirmedSendError;
+      const note = `${describeError(error)}${partsSent ? `; ${partsSent} part(s) delivered before` : ""}`.slice(0, 2000);
+      await db
+        .updateTable("messages")
+        .set({ status: unconfirmed ? "unconfirmed" : "sent", error: note, cost, updated_ms: deps.now() })
+        .where("id", "=", id)
+        .where("status", "in", ["pending", "delivering"])
+        .execute()
+        .catch((e: unknown) => log?.warn({ err: e }, "could not record how the proactive message ended; recovery marks it unconfirmed"));
+      throw error;
+    }
     await giveUp(deps, id, reservation, describeError(error));
     throw error;
   }
-  const cost = reservation ? -Number(reservation.delta) : 0;
   // Not fenced: it was sent, so the record is true whoever owns the bot now (a recovery that
   // made the row `unconfirmed` first keeps it so: the status condition below).
   await db
@@ -203,6 +226,34 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     .where("status", "=", "delivering")
     .execute();
   return { delivery, messageId: id, cost, written: written !== null };
+}
+
+/**
+ * The marks of a proactive send on a channel with gated writes: `pending` → `delivering` (fenced)
+ * right before a request is written, back to `pending` with `parts_sent` once it was delivered
+ * (a later part follows) or known not delivered.
+ */
+function proactiveProgress(deps: ProactiveDeps, id: number, onParts: (n: number) => void): SendProgress {
+  const db = deps.store.database.db;
+  const back = async (partsSent: number) => {
+    await db.updateTable("messages").set({ status: "pending", parts_sent: partsSent, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "delivering").execute();
+  };
+  return {
+    fromPart: 0,
+    beforeWrite: async (part) => {
+      let q = db.updateTable("messages").set({ status: "delivering", parts_sent: part, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
+      if (deps.fence) q = q.where(fenceHolds(deps.fence));
+      if (Number((await q.executeTakeFirst()).numUpdatedRows) !== 1) {
+        if (deps.fence && !(await deps.store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch))) throw new FencedError(deps.fence.bot, deps.fence.epoch);
+        throw new Error("proactive message was given up by recovery before it was sent");
+      }
+    },
+    notWritten: (part) => back(part),
+    delivered: async (part, parts) => {
+      onParts(part + 1);
+      if (part + 1 < parts) await back(part + 1);
+    },
+  };
 }
 
 /** Not sent: the row becomes `failed` and the reservation is refunded (both idempotent). */

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Store } from "../storage/index.js";
-import type { MessageRow } from "../storage/messages.js";
+import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import { FencedError } from "../errors.js";
 import { formatDuration } from "./duration.js";
@@ -55,18 +55,23 @@ export interface RecoveryReport {
  * receives anything new. Run it as the bot's owner (scale-out ownership, `bot_owners`, taken
  * with a new epoch; src/core/ownership.ts), so two processes never recover the same bot at once.
  *
- * 1. Rows left `delivering` (the process died between sending and recording): with
- *    `checkDelivered` (2GIS) the channel is asked: delivered → `answered` with the found text;
- *    not delivered → back to `received` (answered again below, once). Without it (Telegram,
- *    VK) → `unconfirmed`: the charge stands and it is never sent again by itself.
+ * 1. Rows left `delivering` (the process died while a request of the answer was being written
+ *    or before its outcome was recorded): with `checkDelivered` (2GIS) the channel is asked:
+ *    delivered → `answered` with the found text; not delivered → back to `received` (answered
+ *    again below, once). Without it (Telegram, VK) → `unconfirmed`: the charge stands and it is
+ *    never sent again by itself. Rows left `sending` (claimed, no request being written: the
+ *    process died before the bytes went out) → `received`, answered again below; with parts
+ *    already delivered → `partial`, and below only the missing parts of the same text are sent
+ *    (the charge stands).
  *    Proactive messages (src/core/proactive.ts) left `pending` become `failed` (not sent);
- *    those left `delivering` become `unconfirmed` (the charge stands). Neither is sent again.
+ *    those left `delivering`, or `pending` with parts delivered, become `unconfirmed` (the
+ *    charge stands). Neither is sent again.
  * 2. Reservations with no answer (the ledger's `reserve` rows of the bot's messages that are not
  *    `answered`/`unconfirmed`/`delivering`/`sent` and were never refunded) are refunded, once
  *    each (the refund is unique per reservation).
  * 3. `received` rows younger than `recovery.resume_within` (any age on 2GIS) are queued on the
  *    pipeline in arrival order ({@link Pipeline.resume}); older ones become `expired` with the
- *    reason.
+ *    reason. The `partial` rows of step 1 are queued among them, whatever their age.
  *
  * Every step is conditional on the row's status, so a kill -9 in the middle leaves nothing
  * that the next run does not finish.
@@ -78,12 +83,27 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
   const started = now();
   const report: RecoveryReport = { bot: bot.name, resumed: 0, refunded: 0, expired: 0, unconfirmed: 0, confirmed: 0, unchecked: 0, resumedIds: [] };
 
-  // 1. Answers cut off between sending and recording.
+  // 1a. Answers claimed and cut off before a request was written: resumable.
+  const partial: MessageRow[] = [];
+  for (const row of await store.messages.selectIncoming({ bots: [bot.name], statuses: ["sending"] })) {
+    if (pipeline.holds(row.id)) continue;
+    const log = logger.child({ msg_id: row.id, thread_key: row.thread_key });
+    const rest = (row.parts_sent ?? 0) > 0 && partialAnswer(row) !== null;
+    const note = rest ? `the process stopped after ${row.parts_sent} part(s) of this answer were delivered; sending the rest` : "the process stopped before this answer was sent; answering again";
+    if (await store.messages.setStatus(row.id, rest ? "partial" : "received", { error: note, from: ["sending"], fence: deps.fence })) {
+      row.status = rest ? "partial" : "received";
+      if (rest) partial.push(row);
+      log.info({ parts_sent: row.parts_sent }, rest ? "answer cut off between parts; the missing parts are sent" : "answer cut off before it was sent; answering again");
+    }
+  }
+
+  // 1. Answers cut off while a request was written, or between sending and recording.
   for (const row of await store.messages.selectIncoming({ bots: [bot.name], statuses: ["delivering"] })) {
     if (pipeline.holds(row.id)) continue;
     const log = logger.child({ msg_id: row.id, thread_key: row.thread_key });
     if (!deps.checkDelivered) {
-      const note = "the process stopped between sending this answer and recording it; it may or may not have arrived (not sent again)";
+      const parts = row.parts_sent ? ` (${row.parts_sent} part(s) delivered before it)` : "";
+      const note = `the process stopped while this answer was being sent or before it was recorded; it may or may not have arrived (not sent again)${parts}`;
       if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"], fence: deps.fence })) {
         report.unconfirmed++;
         log.warn("answer unconfirmed: cut off between sending and recording; not sent again");
@@ -123,7 +143,7 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
   // feature claimed them once). `pending` was not sent: failed, and step 2 refunds it.
   // `delivering` may have arrived: unconfirmed, the charge stands, as for an answer.
   for (const row of await store.messages.outgoingInStatus(bot.name, ["pending", "delivering"])) {
-    const sent = row.status === "delivering";
+    const sent = row.status === "delivering" || (row.parts_sent ?? 0) > 0;
     const note = sent ? "the process stopped between sending this proactive message and recording it; it may or may not have arrived (not sent again)" : "the process stopped before sending this proactive message; not sent";
     let q = store.database.db
       .updateTable("messages")
@@ -151,7 +171,8 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
   }
 
   // 3. Messages recorded but never answered.
-  const picked = await resumeReceived(deps, await store.messages.selectIncoming({ bots: [bot.name], statuses: ["received"] }));
+  const waiting = [...(await store.messages.selectIncoming({ bots: [bot.name], statuses: ["received"] })), ...partial].sort((a, b) => a.id - b.id);
+  const picked = await resumeReceived(deps, waiting);
   report.resumed = picked.resumedIds.length;
   report.resumedIds = picked.resumedIds;
   report.expired = picked.expired;
@@ -164,7 +185,8 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
 /**
  * Queues stored `received` rows of one bot on its pipeline in the order given (arrival order),
  * skipping those it holds already; rows older than `recovery.resume_within` (no limit on 2GIS)
- * become `expired` with the reason instead. Step 3 of {@link recoverBot}, and what the owner's
+ * become `expired` with the reason instead. `partial` rows (an answer in parts cut off between
+ * parts) are queued whatever their age: their charge stands and the rest is owed. Step 3 of {@link recoverBot}, and what the owner's
  * inbox sweep does with rows that another instance (or this one while it did not own the bot)
  * recorded.
  * @returns ids queued, and how many rows expired
@@ -176,8 +198,8 @@ export async function resumeReceived(deps: Pick<RecoveryDeps, "bot" | "store" | 
   const cutoff = limitMs === Infinity ? -Infinity : (deps.now ?? Date.now)() - limitMs;
   const out = { resumedIds: [] as number[], expired: 0 };
   for (const row of rows) {
-    if (row.status !== "received" || row.bot !== bot.name || pipeline.holds(row.id)) continue;
-    if (row.created_ms < cutoff) {
+    if ((row.status !== "received" && row.status !== "partial") || row.bot !== bot.name || pipeline.holds(row.id)) continue;
+    if (row.status === "received" && row.created_ms < cutoff) {
       const reason = limitMs === 0 ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send" : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
       if (await store.messages.setStatus(row.id, "expired", { error: reason, from: ["received"], fence: deps.fence })) out.expired++;
       continue;

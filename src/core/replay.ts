@@ -10,8 +10,8 @@ import { completeWithImages, loadImages, type ImageFetcher } from "./images.js";
 import { buildPrompt, messageFromRow, type Feature, type Pipeline } from "./pipeline.js";
 import type { PipelineContext } from "./types.js";
 
-/** Statuses `--send` answers without `--force`: never answered. */
-export const UNANSWERED: IncomingStatus[] = ["received", "failed", "no_balance", "expired"];
+/** Statuses `--send` answers without `--force`: never answered, or partly (the missing parts). */
+export const UNANSWERED: IncomingStatus[] = ["received", "failed", "no_balance", "expired", "partial"];
 /** Statuses that may be re-sent with `--force` (an answer went out, or may have). */
 export const ANSWERED: IncomingStatus[] = ["answered", "delivering", "skipped", "unconfirmed"];
 
@@ -191,7 +191,8 @@ async function dryRun(deps: ReplayDeps, d: { llm: LlmClient; tools: ToolDefiniti
 
 function fromContext(base: ResultBase, ctx: PipelineContext): ReplayResult {
   const c = ctx.completion;
-  const outcome = ctx.outcome === "answered" || ctx.outcome === "no_balance" || ctx.outcome === "skipped" ? ctx.outcome : ctx.outcome === "failed" ? "failed" : "skipped";
+  const notDelivered = ctx.outcome === "failed" || ctx.outcome === "unconfirmed" || ctx.outcome === "partial";
+  const outcome = ctx.outcome === "answered" || ctx.outcome === "no_balance" || ctx.outcome === "skipped" ? ctx.outcome : notDelivered ? "failed" : "skipped";
   let error: string | null = null;
   if (outcome === "skipped") error = ctx.outcome === "skipped" ? "answered elsewhere meanwhile" : `stopped by a gate (${ctx.outcome ?? "no outcome"})`;
   if (outcome === "no_balance") error = `account ${ctx.bot.balance.account} cannot pay a reply`;

@@ -82,10 +82,12 @@ export interface BotStatus {
   last_message_ms: number | null;
   /** Open items, whatever their age: recorded and not answered yet (`received`). */
   waiting: number;
-  /** Cut off between sending and recording; never sent again by themselves (`bots replay --status unconfirmed`). */
+  /** May have arrived (a connection failed after the request was written, or the process died while it was); never sent again by themselves (`bots replay --status unconfirmed`). */
   unconfirmed: number;
   /** Failed (model or channel error), kept for `bots replay --send`. */
   failed_total: number;
+  /** Answers in parts of which some were delivered and a later one failed; charged; `bots replay --send` sends the rest. */
+  partial: number;
   /** Too old to resume after a stop; refunded; `bots replay --send` answers them. */
   expired: number;
   /** The last recovery at start, if any. */
@@ -147,7 +149,7 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
       const dayStart = dayStartOf.get(b.name)!;
       const mine = countsByStart.get(dayStart)!.filter((c) => c.bot === b.name && c.direction === "in");
       const of = (status: string) => mine.filter((c) => c.status === status).reduce((a, c) => a + c.n, 0);
-      const open = await store.messages.countByStatus(b.name, ["received", "unconfirmed", "failed", "expired"]);
+      const open = await store.messages.countByStatus(b.name, ["received", "unconfirmed", "failed", "partial", "expired"]);
       const rec = await store.recoveries.last(b.name);
       return {
         name: b.name,
@@ -164,6 +166,7 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
         waiting: open.received ?? 0,
         unconfirmed: open.unconfirmed ?? 0,
         failed_total: open.failed ?? 0,
+        partial: open.partial ?? 0,
         expired: open.expired ?? 0,
         last_recovery: rec ? { at_ms: rec.finished_ms, resumed: rec.resumed, refunded: rec.refunded, expired: rec.expired, unconfirmed: rec.unconfirmed, confirmed: rec.confirmed } : null,
       };

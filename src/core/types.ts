@@ -115,7 +115,14 @@ export interface ChannelSender {
    * Sends `text` as the answer to a message, splitting it at the channel's limit.
    * @throws ChannelError when the channel refuses or cannot be reached (after retries)
    */
-  send(to: DeliveryTarget, text: string): Promise<Delivery>;
+  send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery>;
+  /**
+   * True when the channel calls `progress.beforeWrite` itself, right before each request's bytes
+   * are written (Telegram, VK: a gated HTTP agent), and never retries a request that may have
+   * arrived. Without it the pipeline marks the answer `delivering` before calling `send` (2GIS,
+   * which can be asked afterwards: `checkDelivered`).
+   */
+  readonly gatesWrites?: boolean;
   /**
    * Asks the channel whether an answer to this message is already there (2GIS: the review
    * carries our official comment). Only channels that can tell implement it; the pipeline asks
@@ -123,6 +130,23 @@ export interface ChannelSender {
    * @throws ChannelError when the channel cannot be asked now
    */
   checkDelivered?(to: DeliveryTarget): Promise<DeliveryCheck>;
+}
+
+/**
+ * How a send of an answer in parts reports its progress to the pipeline, which keeps it durable
+ * (`messages.status`, `parts_sent`): parts are 0-based, `parts` is how many the channel split the
+ * text into. Every method may throw (a database error, FencedError): the channel then stops and
+ * rethrows it, writing nothing more.
+ */
+export interface SendProgress {
+  /** Parts already delivered by an earlier attempt: the channel starts at this one. */
+  fromPart: number;
+  /** Awaited right before the bytes of a request for `part` are written; throwing cancels it unsent. */
+  beforeWrite(part: number, parts: number): Promise<void>;
+  /** The request for `part` (after `beforeWrite`) was not delivered: refused, or never written. */
+  notWritten(part: number): Promise<void>;
+  /** `part` was delivered; `channelMessageId` is the channel's id of it (Bot API `message_id`...). */
+  delivered(part: number, parts: number, channelMessageId: string | null): Promise<void>;
 }
 
 /**
@@ -173,9 +197,12 @@ export interface PipelineContext {
    * Final outcome, for logs and callers. `interrupted`: a stop came first (the drain deadline
    * aborted the model call, or the answer had not started); the message stays `received` with
    * nothing reserved, and the next start answers it. `fenced`: another instance took the bot over
-   * meanwhile; nothing more was written and the new owner answers it.
+   * meanwhile; nothing more was written and the new owner answers it. `unconfirmed`: a request of
+   * the answer was written and its connection failed (it may have arrived; the charge stands).
+   * `partial`: some parts were delivered, a later one was refused (the charge stands; a replay
+   * sends the rest).
    */
-  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted" | "fenced";
+  outcome?: "duplicate" | "filtered" | "no_balance" | "skipped" | "answered" | "failed" | "interrupted" | "fenced" | "unconfirmed" | "partial";
   /**
    * Scale-out: this instance's ownership of the bot; features pass it to the status changes they
    * make (`messages.setStatus(..., { fence })`), so an instance that lost the bot writes nothing.

@@ -36,7 +36,7 @@ export interface RenderOptions extends ReportPeriod {
   pageSize?: number;
 }
 
-const STATUS_LABEL: Record<string, string> = { failed: "ошибка", filtered: "спам-фильтр", no_balance: "нет баланса", received: "без ответа", delivering: "доставка не подтверждена", skipped: "пропущено" };
+const STATUS_LABEL: Record<string, string> = { failed: "ошибка", filtered: "спам-фильтр", no_balance: "нет баланса", received: "без ответа", sending: "отправляется", delivering: "доставка не подтверждена", unconfirmed: "доставка не подтверждена", partial: "доставлен частично", skipped: "пропущено" };
 
 /**
  * The HTML dialog report of one bot for a period (seed 004, SPEC §7): the counts (messages,

@@ -137,8 +137,8 @@ export class BalanceRepo {
 
   /**
    * Reservations of a bot's messages that were neither refunded nor settled by an answer: the
-   * ledger's `reserve` rows with no refund whose message is not `answered`, `unconfirmed` or
-   * `delivering`, nor a `sent` proactive message (those keep their charge). A crash between
+   * ledger's `reserve` rows with no refund whose message is not `answered`, `unconfirmed`,
+   * `delivering` or `partial`, nor a `sent` proactive message (those keep their charge). A crash between
    * reserving and answering leaves such rows; recovery gives them back.
    * @returns the reservation rows, oldest first, each with its message's status
    */
@@ -150,7 +150,7 @@ export class BalanceRepo {
       .select("m.status as message_status")
       .where("m.bot", "=", bot)
       .where("r.reason", "=", "reserve")
-      .where("m.status", "not in", ["answered", "unconfirmed", "delivering", "sent"])
+      .where("m.status", "not in", ["answered", "unconfirmed", "delivering", "partial", "sent"])
       .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
       .orderBy("r.id", "asc")
       .execute();

@@ -3,7 +3,7 @@ import { sql, type Kysely, type Selectable } from "kysely";
 import { FencedError } from "../errors.js";
 import { isUniqueViolation, transact } from "./db.js";
 import { fenceHolds, type OwnerFence } from "./owners.js";
-import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type Schema } from "./schema.js";
+import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type PartialAnswer, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
 export type MessageRow = Selectable<MessagesTable>;
@@ -36,6 +36,8 @@ export interface NewOutgoing {
   cost: number | null;
   latency_ms: number | null;
   created_ms: number;
+  /** How many parts were delivered (`settle` stores it on the incoming row). */
+  parts?: number;
 }
 
 /** One turn of stored dialog, oldest first. */
@@ -141,6 +143,36 @@ export class MessagesRepo {
   }
 
   /**
+   * The mark right before a request of an answer is written (src/channels/write-gate.ts):
+   * `sending` → `delivering`, with `parts_sent` = `part` (the parts before it were delivered) and,
+   * for the first part of a multi-part answer, the answer itself (`delivery`, JSON) so the rest
+   * can be sent later without the model. With `fence` only while that instance owns the bot.
+   * @returns true when the row changed (false: it was not `sending`, or the fence failed)
+   */
+  async markWriting(id: number, part: number, opts: { delivery?: PartialAnswer; fence?: OwnerFence } = {}): Promise<boolean> {
+    let q = this.db
+      .updateTable("messages")
+      .set({ status: "delivering", parts_sent: part, updated_ms: this.now(), ...(opts.delivery ? { delivery: JSON.stringify(opts.delivery) } : {}) })
+      .where("id", "=", id)
+      .where("status", "=", "sending");
+    if (opts.fence) q = q.where(fenceHolds(opts.fence));
+    const res = await q.executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Back to resumable after a request was not delivered (refused, or never written), or after a
+   * part was delivered: `delivering` → `sending`, with `parts_sent` = the parts delivered so far.
+   * Not fenced: it records what happened (a recovery that made the row `unconfirmed` first keeps
+   * it so: the status condition).
+   * @returns true when the row changed
+   */
+  async unmarkWriting(id: number, partsSent: number): Promise<boolean> {
+    const res = await this.db.updateTable("messages").set({ status: "sending", parts_sent: partsSent, updated_ms: this.now() }).where("id", "=", id).where("status", "=", "delivering").executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /**
    * Stores an answer and marks its incoming message `answered`, in one transaction.
    * @param fence scale-out: only while this instance owns the bot at this epoch (the status
    * change carries the condition; it comes first in the transaction)
@@ -152,7 +184,7 @@ export class MessagesRepo {
     return transact(this.db, async (trx) => {
       let q = trx
         .updateTable("messages")
-        .set({ status: "answered", error: null, cost: out.cost, updated_ms: out.created_ms })
+        .set({ status: "answered", error: null, cost: out.cost, updated_ms: out.created_ms, delivery: null, ...(out.parts !== undefined ? { parts_sent: out.parts } : {}) })
         .where("id", "=", out.incoming.id);
       if (fence) q = q.where(fenceHolds(fence));
       const res = await q.executeTakeFirst();
@@ -331,6 +363,17 @@ export class MessagesRepo {
   }
 }
 
+/** The answer being delivered in parts stored on an incoming row, if any (`messages.delivery`). */
+export function partialAnswer(row: Pick<MessageRow, "delivery">): PartialAnswer | null {
+  if (!row.delivery) return null;
+  try {
+    const a = JSON.parse(row.delivery) as PartialAnswer;
+    return typeof a?.text === "string" && typeof a.parts === "number" ? a : null;
+  } catch {
+    return null;
+  }
+}
+
 /** mysql2 may return BIGINT columns as strings: make every numeric column a number. */
 export function normalise(row: MessageRow): MessageRow {
   const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
@@ -342,6 +385,7 @@ export function normalise(row: MessageRow): MessageRow {
     completion_tokens: num(row.completion_tokens),
     cost: num(row.cost),
     latency_ms: num(row.latency_ms),
+    parts_sent: num(row.parts_sent),
     created_ms: Number(row.created_ms),
     updated_ms: Number(row.updated_ms),
   };

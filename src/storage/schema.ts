@@ -19,17 +19,21 @@ export interface Schema {
 }
 
 /**
- * Incoming statuses (SPEC §4). `delivering` means the channel call started: never sent again
- * without --force. `expired`: stranded by a crash or restart and older than
- * `recovery.resume_within` when the bot started again; refunded, answerable by `bots replay
- * --send`. `unconfirmed`: the process died between sending and recording (found `delivering` by
- * recovery on a channel that cannot be asked); the charge stands and it is never sent again by
- * itself.
+ * Incoming statuses (SPEC §4; docs/durability.md). `sending`: an attempt claimed the answer and
+ * none of its requests is being written (parts before `parts_sent` were delivered); a process
+ * that dies here leaves it resumable. `delivering`: a request of the answer is being written or
+ * was written and its outcome is not recorded yet; never sent again without --force (recovery
+ * makes it `unconfirmed`, or asks 2GIS). `partial`: parts before `parts_sent` were delivered, a
+ * later one was refused; the charge stands and `bots replay --send` sends the missing parts.
+ * `expired`: stranded by a crash or restart and older than `recovery.resume_within` when the bot
+ * started again; refunded, answerable by `bots replay --send`. `unconfirmed`: a request was
+ * written and its connection failed, or the process died while one was in flight; the charge
+ * stands and it is never sent again by itself.
  */
-export type IncomingStatus = "received" | "filtered" | "no_balance" | "delivering" | "answered" | "failed" | "skipped" | "expired" | "unconfirmed";
+export type IncomingStatus = "received" | "filtered" | "no_balance" | "sending" | "delivering" | "answered" | "failed" | "partial" | "skipped" | "expired" | "unconfirmed";
 
 /** Every incoming status, in the order they are usually shown. */
-export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "delivering", "answered", "failed", "skipped", "expired", "unconfirmed"];
+export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "sending", "delivering", "answered", "failed", "partial", "skipped", "expired", "unconfirmed"];
 /**
  * Outgoing statuses. Answers are stored `sent`. A proactive message (src/core/proactive.ts) is
  * stored `pending` before it is sent, then `delivering`, then `sent`; or `failed` (not sent,
@@ -37,6 +41,21 @@ export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filter
  */
 export type OutgoingStatus = "sent" | "pending";
 export type MessageStatus = IncomingStatus | OutgoingStatus;
+
+/**
+ * An answer in parts while it is delivered (`messages.delivery`): what a retry, recovery or
+ * `bots replay --send` needs to send the missing parts of the same text without asking the model
+ * again, and to settle it.
+ */
+export interface PartialAnswer {
+  text: string;
+  /** How many parts the channel split it into. */
+  parts: number;
+  model: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  latency_ms: number;
+}
 
 export interface MessagesTable {
   id: Generated<number>;
@@ -69,6 +88,16 @@ export interface MessagesTable {
   error: string | null;
   /** JSON with channel details needed to answer later (reply target, images, post...). */
   meta: string | null;
+  /**
+   * Incoming: how many parts of its answer were delivered (0-based index of the next part to
+   * send); null before the first (migration 0012).
+   */
+  parts_sent: number | null;
+  /**
+   * Incoming: the answer being delivered in parts, JSON {@link PartialAnswer}; written when the
+   * first part of a multi-part answer is sent, cleared when it is settled (migration 0012).
+   */
+  delivery: string | null;
   created_ms: number;
   updated_ms: number;
 }

@@ -20,6 +20,8 @@ export interface VkHarnessOptions {
   vkYaml?: string;
   /** Extra top-level YAML (features:, timezone:...). */
   extraYaml?: string;
+  /** Replaces `vk.api_base_url` (e.g. a proxy in front of the fake VK, whose URL it gets). */
+  apiBaseUrl?: (vkUrl: string) => string | Promise<string>;
   /** Extra YAML lines inside the `llm:` section (indented by the caller). */
   llmYaml?: string;
   /** Prompt for comments. @defaultValue "Comment prompt. Post: {{post_text}}" */
@@ -71,6 +73,7 @@ export class VkHarness extends BotHarnessBase {
     await this.vk.start();
     await this.llm.start();
     this.port = await this.http.listen({ port: 0 });
+    const apiBaseUrl = o.apiBaseUrl ? await o.apiBaseUrl(this.vk.url) : this.vk.url;
     this.fixture.write("prompts/messages.md", "You are {{bot_name}}, answering private messages.");
     this.fixture.write("prompts/comments.md", o.commentsPrompt ?? "Comment prompt. Post: {{post_text}}");
     this.fixture.bot(
@@ -89,7 +92,7 @@ export class VkHarness extends BotHarnessBase {
         "  token: ${VK_TOKEN}",
         `  group_id: ${this.vk.groupId}`,
         `  mode: ${o.mode ?? "callback"}`,
-        `  api_base_url: ${this.vk.url}`,
+        `  api_base_url: ${apiBaseUrl}`,
         "  callback:",
         "    confirmation: ${VK_CONFIRM}",
         "    secret: ${VK_SECRET}",

@@ -6,11 +6,12 @@ import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
-import type { Button, Delivery, DeliveryTarget, OutgoingDocument } from "../../core/types.js";
-import { ChannelError } from "../../errors.js";
+import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
+import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
 import { splitText, translateUpdate } from "./translate.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
@@ -21,15 +22,19 @@ export interface TelegramWorkerOptions {
   idlePauseMs?: number;
   /** First back-off after a failed getUpdates, ms; doubles up to 30 s. @defaultValue 1000 */
   backoffMs?: number;
-  /** Retries of sendMessage on 429/5xx/network errors. @defaultValue 4 */
+  /** Retries of sendMessage on 429/5xx and on network errors before the request was written. @defaultValue 4 */
   sendRetries?: number;
   /** Largest webhook body accepted, bytes. @defaultValue 1 MiB */
   maxBodyBytes?: number;
   now?: () => number;
 }
 
-/** The keep-alive agent of every bot on an http:// `api_root` in this process (created on first use). */
-let httpAgent: http.Agent | undefined;
+/**
+ * The keep-alive agents of every bot in this process (created on first use): gated, so that a
+ * send's request waits for its durable mark before a byte is written (src/channels/write-gate.ts).
+ */
+let httpAgent: GatedHttpAgent | undefined;
+let httpsAgent: GatedHttpsAgent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
@@ -59,6 +64,8 @@ function acknowledges(ack: TelegramAck | undefined): ack is TelegramAck {
  * (offset moved, 200), anything thrown does not. The loop never waits for answers.
  */
 export class TelegramWorker implements ChannelWorker {
+  /** Sends mark themselves right before their bytes are written (the gated agents above). */
+  readonly gatesWrites = true;
   private me?: UserFromGetMe;
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
@@ -85,10 +92,11 @@ export class TelegramWorker implements ChannelWorker {
     const tg = bot.tg!;
     const apiRoot = tg.api_root.replace(/\/+$/, "");
     const telegraf = new Telegraf(tg.token, { telegram: { apiRoot, webhookReply: false }, handlerTimeout: 120_000 });
-    // telegraf drops its keep-alive agent for http:// roots (a self-hosted Bot API server on
-    // localhost); without one every call opens a new connection. One agent for all bots, as
-    // telegraf's own https agent is: a bot's send reuses any free connection to the server.
-    if (apiRoot.startsWith("http://")) telegraf.telegram.options.agent = httpAgent ??= new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
+    // Our own keep-alive agents replace telegraf's (which it drops for http:// roots, a
+    // self-hosted Bot API server on localhost): gated, so a send is marked `delivering` only
+    // when its bytes are about to go out. One agent for all bots, as telegraf's own https agent
+    // is: a bot's send reuses any free connection to the server.
+    telegraf.telegram.options.agent = apiRoot.startsWith("http://") ? (httpAgent ??= new GatedHttpAgent({ keepAlive: true, keepAliveMsecs: 10_000 })) : (httpsAgent ??= new GatedHttpsAgent({ keepAlive: true, keepAliveMsecs: 10_000 }));
     return new TelegramWorker(bot, telegraf, logger, options);
   }
 
@@ -280,53 +288,60 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   /**
-   * Sends an answer (Bot API sendMessage), split at 4096 characters; in groups it replies to
-   * the user's message.
-   * @returns the first part's `message_id`
+   * Sends an answer (Bot API sendMessage), split at 4096 characters, from part
+   * `progress.fromPart`; in groups it replies to the user's message. A part is retried only when
+   * it was not delivered: refused with 429/5xx, or failed before its request was written.
+   * @returns the first part's `message_id` (of those sent by this call)
+   * @throws UnconfirmedSendError when a request was written and its connection failed (never retried)
    * @throws ChannelError after retries, or at once for 400/403 (blocked by the user, chat gone)
    */
-  async send(to: DeliveryTarget, text: string): Promise<Delivery> {
+  async send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery> {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
     // Set by the leads feature's request_contact tool: a one-time "share my phone" keyboard.
     const contactButton = typeof to.target.request_contact === "string" ? to.target.request_contact : undefined;
     const doc = to.target.document as OutgoingDocument | undefined;
-    if (doc && typeof doc.filename === "string" && typeof doc.content === "string") return this.sendDocument(to.chatId, doc, text);
+    if (doc && typeof doc.filename === "string" && typeof doc.content === "string") return this.sendDocument(to.chatId, doc, text, progress);
     // Rows of buttons a feature attached (features.coaching): an inline keyboard under the last part.
     const buttons = Array.isArray(to.target.buttons) ? (to.target.buttons as Button[][]) : undefined;
-    return this.sendParts(to.chatId, text, replyTo, contactButton, buttons);
+    return this.sendParts(to.chatId, text, replyTo, contactButton, buttons, progress);
   }
 
   /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
-  private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string): Promise<Delivery> {
-    const sent = await withRetries(
-      () =>
-        this.telegraf.telegram
-          .sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) })
-          .catch((e) => Promise.reject(toChannelError(e, "sendDocument"))),
-      { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendDocument failed; retrying") },
-    );
+  private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string, progress?: SendProgress): Promise<Delivery> {
+    const sent = await this.sendOne("sendDocument", () => this.telegraf.telegram.sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) }), progress, 0, 1);
+    await progress?.delivered(0, 1, String(sent.message_id));
     return { channelMessageId: String(sent.message_id) };
   }
 
-  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][]): Promise<Delivery> {
+  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][], progress?: SendProgress): Promise<Delivery> {
     let first: string | null = null;
     const parts = splitText(text);
-    for (const [i, part] of parts.entries()) {
+    for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
         ...(i === parts.length - 1 && buttons?.length ? { reply_markup: { inline_keyboard: buttons.map((row) => row.map((b) => ({ text: b.label, callback_data: b.data }))) } } : {}),
         ...(i === parts.length - 1 && contactButton ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } } : {}),
       };
-      const sent = await withRetries(
-        () =>
-          this.telegraf.telegram
-            .sendMessage(chatId, part, extra)
-            .catch((e) => Promise.reject(toChannelError(e, "sendMessage"))),
-        { retries: this.options.sendRetries ?? 4, baseMs: this.options.backoffMs ?? 1000, classify: classifyHttpError, onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, "sendMessage failed; retrying") },
-      );
+      const sent = await this.sendOne("sendMessage", () => this.telegraf.telegram.sendMessage(chatId, parts[i]!, extra), progress, i, parts.length);
       first ??= String(sent.message_id);
+      await progress?.delivered(i, parts.length, String(sent.message_id));
     }
     return { channelMessageId: first };
+  }
+
+  /** One Bot API send through the write gate, with our retry policy (see {@link gatedSend}). */
+  private sendOne<T>(method: string, call: () => Promise<T>, progress: SendProgress | undefined, part: number, parts: number): Promise<T> {
+    return gatedSend({
+      method,
+      call: () => call().catch((e) => Promise.reject(toChannelError(e, method))),
+      classify: classifyHttpError,
+      progress,
+      part,
+      parts,
+      retries: this.options.sendRetries ?? 4,
+      baseMs: this.options.backoffMs ?? 1000,
+      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, `${method} failed before it was delivered; retrying`),
+    });
   }
 }
 

@@ -6,14 +6,15 @@ import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { withRetries, type RetryDecision } from "../../core/retry.js";
-import type { Delivery, DeliveryTarget } from "../../core/types.js";
-import { ChannelError } from "../../errors.js";
+import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
+import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
 import { splitText } from "../telegram/translate.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
 import { boundTooManyRequests } from "./api-worker.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
 import { VkLongPoll } from "./longpoll.js";
 import { postRecord, translateEvent, VK_MAX_TEXT, type VkEvent, type VkPost } from "./translate.js";
 
@@ -87,6 +88,8 @@ export function toVkError(error: unknown, method: string): ChannelError {
  * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
  */
 export class VkWorker implements ChannelWorker {
+  /** Sends mark themselves right before their bytes are written (or, ungated, right before the call). */
+  readonly gatesWrites = true;
   private pipeline?: Pipeline;
   private readonly recent = new Set<string>();
   private readonly inflight = new Set<Promise<unknown>>();
@@ -100,6 +103,8 @@ export class VkWorker implements ChannelWorker {
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly options: VkWorkerOptions = {},
+    /** vk-io's queue carries the write gate (false: its internals changed; sends mark before the call). */
+    private readonly gated = true,
   ) {
     this.now = options.now ?? Date.now;
     this.tracker = new HealthTracker(this.now);
@@ -118,8 +123,9 @@ export class VkWorker implements ChannelWorker {
     if (!deps?.store) throw new ChannelError("VK_NO_STORE", "the VK worker needs the database (posts are stored)");
     const { VK, SequentialWorker } = await import("vk-io");
     const cfg = bot.vk!;
-    const httpAgent = new http.Agent({ keepAlive: true });
-    const httpsAgent = new https.Agent({ keepAlive: true });
+    // Gated (src/channels/write-gate.ts): a send's request waits for its durable mark.
+    const httpAgent = new GatedHttpAgent({ keepAlive: true });
+    const httpsAgent = new GatedHttpsAgent({ keepAlive: true });
     // vk-io defaults to https.globalAgent, which cannot reach an http:// api_base_url (proxies, tests).
     const agent = ((url: URL) => (url.protocol === "http:" ? httpAgent : httpsAgent)) as unknown as https.Agent;
     const vk = new VK({
@@ -132,8 +138,8 @@ export class VkWorker implements ChannelWorker {
       apiTimeout: 15_000,
       agent,
     });
-    boundTooManyRequests(vk.api, SequentialWorker, logger);
-    return new VkWorker(bot, vk, deps.store, logger, { now: deps.now, ...options });
+    const gated = boundTooManyRequests(vk.api, SequentialWorker, logger);
+    return new VkWorker(bot, vk, deps.store, logger, { now: deps.now, ...options }, gated);
   }
 
   private get api(): API {
@@ -325,39 +331,72 @@ export class VkWorker implements ChannelWorker {
   /**
    * Sends an answer, split at 4096 characters: to a dialog with messages.send (`peer_id`,
    * `random_id` derived from the incoming message and the text, so VK drops a repeated send),
-   * to a comment with wall.createComment (`reply_to_comment`, `from_group`, `guid` likewise).
-   * @returns the first part's VK id (message id or `comment_id`)
+   * to a comment with wall.createComment (`reply_to_comment`, `from_group`, `guid` likewise),
+   * from part `progress.fromPart`. A part is retried only when it was not delivered: VK answered
+   * with a retryable error code, or the request failed before it was written.
+   * @returns the first part's VK id (message id or `comment_id`) of those sent by this call
+   * @throws UnconfirmedSendError when a request was written and its connection failed (never retried)
    * @throws ChannelError with the VK error code as `status` (e.g. 901) after retries
    */
-  async send(to: DeliveryTarget, text: string): Promise<Delivery> {
+  async send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery> {
     const vk = this.bot.vk!;
     let first: string | null = null;
-    for (const [i, part] of splitText(text, VK_MAX_TEXT).entries()) {
+    const parts = splitText(text, VK_MAX_TEXT);
+    for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      let id: string;
       const seed = `${this.bot.name}|${to.threadKey}|${to.channelMessageId ?? ""}|${i}|${part}`;
       if (to.kind === "comments") {
         const t = to.target as { owner_id: number; post_id: number; comment_id: number };
-        const r = await this.call<{ comment_id: number }>("wall.createComment", {
+        const r = await this.sendCall<{ comment_id: number }>("wall.createComment", {
           owner_id: t.owner_id,
           post_id: t.post_id,
           from_group: vk.group_id,
           reply_to_comment: t.comment_id,
           message: part,
           guid: createHash("sha1").update(seed).digest("hex").slice(0, 32),
-        });
-        first ??= String(r.comment_id);
+        }, progress, i, parts.length);
+        id = String(r.comment_id);
       } else {
         const peerId = typeof to.target.peer_id === "number" ? to.target.peer_id : Number(to.chatId);
-        const r = await this.call<number | Array<{ message_id?: number }>>("messages.send", { peer_id: peerId, random_id: randomId(seed), message: part });
-        first ??= String(typeof r === "number" ? r : (r?.[0]?.message_id ?? ""));
+        const r = await this.sendCall<number | Array<{ message_id?: number }>>("messages.send", { peer_id: peerId, random_id: randomId(seed), message: part }, progress, i, parts.length);
+        id = String(typeof r === "number" ? r : (r?.[0]?.message_id ?? ""));
       }
+      first ??= id;
+      await progress?.delivered(i, parts.length, id);
     }
     return { channelMessageId: first };
   }
 
+  /** One sending VK API call through the write gate, with our retry policy (see {@link gatedSend}). */
+  private sendCall<T>(method: string, params: Record<string, unknown>, progress: SendProgress | undefined, part: number, parts: number): Promise<T> {
+    return gatedSend({
+      method,
+      call: () => this.attempt<T>(method, params),
+      classify: classifyVkError,
+      progress,
+      part,
+      parts,
+      ungated: !this.gated,
+      retries: this.options.sendRetries ?? 4,
+      baseMs: this.options.backoffMs ?? 1000,
+      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK send failed before it was delivered; retrying"),
+    });
+  }
+
   /** One VK API method through vk-io, with our retry policy. */
   private call<T>(method: string, params: Record<string, unknown>, retries = this.options.sendRetries ?? 4): Promise<T> {
-    const attempt = () =>
-      this.api.call<T>(method, params).then(
+    return withRetries(() => this.attempt<T>(method, params), {
+      retries,
+      baseMs: this.options.backoffMs ?? 1000,
+      classify: classifyVkError,
+      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK API call failed; retrying"),
+    });
+  }
+
+  /** One VK API request through vk-io; health follows whether VK answered. */
+  private attempt<T>(method: string, params: Record<string, unknown>): Promise<T> {
+    return this.api.call<T>(method, params).then(
         (r) => (this.tracker.ok(), r),
         (e: unknown) => {
           const err = toVkError(e, method);
@@ -367,12 +406,6 @@ export class VkWorker implements ChannelWorker {
           return Promise.reject(err);
         },
       );
-    return withRetries(attempt, {
-      retries,
-      baseMs: this.options.backoffMs ?? 1000,
-      classify: classifyVkError,
-      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK API call failed; retrying"),
-    });
   }
 }
 
