@@ -7,6 +7,7 @@ import { opsMigration } from "./migrations/0006_ops.js";
 import { coachingMigration } from "./migrations/0008_coaching.js";
 import { scaleMigration } from "./migrations/0009_scale.js";
 import { instanceTtlMigration } from "./migrations/0011_instance_ttl.js";
+import { toolEffectsMigration } from "./migrations/0012_tool_effects.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -24,6 +25,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0008_coaching": coachingMigration(d),
     "0009_scale": scaleMigration(d),
     "0011_instance_ttl": instanceTtlMigration(d),
+    "0012_tool_effects": toolEffectsMigration(d),
   };
 }
 

@@ -117,6 +117,36 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("a model looping on save_lead stores and e-mails the lead once; the repeats are told it is already saved", async () => {
+      const smtp = new SmtpSink();
+      await smtp.start();
+      const h = await salesBot(dialect, smtp);
+      try {
+        // The same details four times, written differently: the normalised fields are the key.
+        const call = (phone: string, name: string) => ({ toolCalls: [{ name: "save_lead", arguments: { name, phone } }] });
+        h.llm.script.push(call("8 (900) 555-00-11", "Вера"), call("+7 900 555 00 11", " Вера "), call("89005550011", "Вера"), call("+79005550011", "Вера"), { text: "Записала, Вера!" });
+        await userSays(h.telegram, TOKEN, 306, "Вера, 8 900 555 00 11");
+        const [reply] = await waitForBotMessages(h.telegram, 306, 1);
+        assert.equal(reply!.text, "Записала, Вера!");
+        const results = h.llm.requests.slice(1).map((r) => String(r.messages.at(-1)!.content));
+        assert.equal(results.length, 4);
+        assert.match(results[0]!, /^ok: lead #\d+ saved/);
+        for (const r of results.slice(1)) assert.match(r, /^ok: already saved as lead #\d+/);
+        assert.equal((await leads(h)).length, 1);
+        const effects = await h.store.database.db.selectFrom("tool_effects").selectAll().execute();
+        assert.deepEqual(effects.map((e) => [e.tool, Number(e.ref)]), [["save_lead", (await leads(h))[0]!.id]]);
+        await smtp.waitFor(1);
+        await eventually(async () => (await leads(h))[0]!.notified_ms !== null, 5000, "lead marked notified");
+        const [message] = (await h.messages()).filter((m) => m.direction === "in");
+        assert.equal(message!.status, "answered");
+      } finally {
+        // stop() waits for every e-mail pass started by the tool calls.
+        await h.stop();
+        await smtp.stop();
+      }
+      assert.equal(smtp.mails.length, 1, "one e-mail for one lead");
+    });
+
     test("an invalid phone goes back to the model as the tool result; no lead, no mail", async () => {
       const smtp = new SmtpSink();
       await smtp.start();

@@ -15,6 +15,7 @@ import type { Store } from "../../storage/index.js";
 import type { OwnerFence } from "../../storage/owners.js";
 import type { CoachingConfig } from "../schemas.js";
 import { goalFacts, looksLikeInjection, parseGoal, pauseRanges, weekFigures, type GoalFacts, type ParsedGoal } from "./goals.js";
+import type { ToolEffectKey } from "../../storage/tool-effects.js";
 import { addDays, checkinDay, checkinPoints, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant, type Day } from "./rules.js";
 import { fill, TEXTS, type TextKey } from "./texts.js";
 import { coordinatesFromText, zoneFromAnswer, zoneFromLocation } from "./zones.js";
@@ -137,8 +138,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     ].filter(Boolean).join("\n");
   };
 
-  const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null) => {
-    const row = await repo.addCheckin({ bot: bot.name, user_id: u.user_id, goal_id: goal.id, day, source, note, pointsFor: checkinPoints });
+  const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) => {
+    const row = await repo.addCheckin({ bot: bot.name, user_id: u.user_id, goal_id: goal.id, day, source, note, pointsFor: checkinPoints, effect });
     const f = await factsOf(u);
     const gf = goalFacts([goal], f.checkins, f.pauses, f.day)[0]!;
     return { row, total: f.points, level: levelFor(f.points).level, streak: streakText(gf) };
@@ -545,7 +546,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       const day = backfillDay(u, dayArg);
       if (day === null || day === "range") return "error: day must be today, yesterday, or a date within the last 7 days; nothing recorded.";
       const note = typeof args.note === "string" ? args.note.slice(0, 500) : null;
-      const r = await checkIn(u, goal, day, "text", note);
+      // One check-in per goal and day for this message, however often the model calls.
+      const effect = ctx.id === undefined ? undefined : { bot: bot.name, message_id: ctx.id, tool: "log_progress", args: { goal_id: goal.id, day } };
+      const r = await checkIn(u, goal, day, "text", note, effect);
+      if (r.row.repeated) {
+        ctx.log.info({ goal_id: goal.id, day }, "log_progress repeated for the same message; nothing recorded again");
+        return `ok: already recorded "${goal.title}" for ${day} for this message: total ${r.total}, level ${r.level}, streak ${r.streak}. Do not call log_progress again for it; tell the user these numbers as given.`;
+      }
       ctx.log.info({ goal_id: goal.id, day, points: r.row.points }, "check-in logged by the model");
       return `ok: recorded "${goal.title}" for ${day}: +${r.row.points} points, total ${r.total}, level ${r.level}, streak ${r.streak}. Tell the user these numbers as given.`;
     },
