@@ -3,6 +3,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import chalk, { Chalk } from "chalk";
 import pino, { type DestinationStream, type Logger } from "pino";
+import { registerLogFiles } from "./log-flush.js";
 
 /** Field names whose values never reach a log line. */
 export const REDACT_PATHS = ["token", "api_key", "apiKey", "password", "secret", "secret_token", "authorization", "*.token", "*.api_key", "*.password", "*.secret", "*.authorization", "headers.authorization", "config.headers.Authorization"];
@@ -29,8 +30,44 @@ export interface Logging {
   forBot(bot: string): Logger;
   /** Adds values to scrub (e.g. tokens read later). */
   addSecrets(values: Iterable<string>): void;
-  /** Writes out everything buffered. Call before exit. */
+  /**
+   * Resolves once every line logged so far is in its file (the write in flight finished and the
+   * queue behind it written). Call before exit; the loggers stay usable.
+   */
   flush(): Promise<void>;
+  /** Writes the buffered lines synchronously: for an exit that cannot wait (`process.exit` in a signal handler). */
+  flushSync(): void;
+}
+
+type FileDestination = ReturnType<typeof pino.destination>;
+
+/**
+ * Waits until a file destination has written every line handed to it. sonic-boom's own
+ * `flush(cb)` calls back at once when `minLength` is 0 (our setting), even with a write in
+ * flight and lines queued behind it, so an exit right after it lost them: with a write in
+ * flight, its `drain` (the queue empty) is awaited; without one nothing is queued (with
+ * `minLength` 0 each line starts a write at once), and `flushSync` writes any remainder.
+ */
+function drained(dest: FileDestination): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const state = dest as unknown as { _writing?: boolean; destroyed?: boolean };
+    if (state.destroyed) return resolve();
+    if (!state._writing) {
+      try {
+        dest.flushSync();
+      } catch {
+        // A file that cannot be written loses its lines either way; exiting must not hang on it.
+      }
+      return resolve();
+    }
+    const done = () => {
+      dest.off("drain", done);
+      dest.off("error", done);
+      resolve(drained(dest));
+    };
+    dest.once("drain", done);
+    dest.once("error", done);
+  });
 }
 
 /**
@@ -81,7 +118,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   };
   const root = make([processFile, consoleStream], {});
   const bots = new Map<string, Logger>();
-  return {
+  const logging: Logging = {
     root,
     addSecrets,
     forBot(bot) {
@@ -90,20 +127,20 @@ export function createLogging(options: LoggingOptions = {}): Logging {
       return l;
     },
     async flush() {
-      await Promise.all(
-        files.map(
-          (f) =>
-            new Promise<void>((resolve) => {
-              try {
-                f.flush(() => resolve());
-              } catch {
-                resolve();
-              }
-            }),
-        ),
-      );
+      await Promise.all(files.map(drained));
+    },
+    flushSync() {
+      for (const f of files) {
+        try {
+          f.flushSync();
+        } catch {
+          // As in flush: an unwritable file must not stop the exit.
+        }
+      }
     },
   };
+  registerLogFiles(logging);
+  return logging;
 }
 
 const LEVEL_NUM: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
