@@ -4,6 +4,7 @@ import { Writable } from "node:stream";
 import chalk, { Chalk } from "chalk";
 import pino, { type DestinationStream, type Logger } from "pino";
 import { registerLogFiles } from "./log-flush.js";
+import { MIN_SECRET_LENGTH, registerSecrets } from "./secrets.js";
 
 /** Field names whose values never reach a log line. */
 export const REDACT_PATHS = ["token", "api_key", "apiKey", "password", "secret", "secret_token", "authorization", "*.token", "*.api_key", "*.password", "*.secret", "*.authorization", "headers.authorization", "config.headers.Authorization"];
@@ -79,7 +80,10 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   const level = options.level ?? "info";
   const secrets = new Set<string>();
   const addSecrets = (values: Iterable<string>) => {
-    for (const v of values) if (v && v.length >= 6) secrets.add(v);
+    const list = [...values];
+    for (const v of list) if (v && v.length >= MIN_SECRET_LENGTH) secrets.add(v);
+    // Stored failure reasons are scrubbed of the same values (src/secrets.ts).
+    registerSecrets(list);
   };
   addSecrets(options.secrets ?? []);
   const scrub = (line: string): string => {

@@ -1,11 +1,16 @@
 import { requireBotConfigs } from "../config/load.js";
 import type { BotConfig } from "../config/schema.js";
+import { botSecrets, registerEnvSecrets, registerSecrets } from "../secrets.js";
 import { openStore, type Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
 
 /** Loads and validates every bot config of the context. @throws ConfigError (exit 2) */
 export function loadBots(c: CliContext): BotConfig[] {
-  return requireBotConfigs(c.configDir, c.env);
+  const bots = requireBotConfigs(c.configDir, c.env);
+  // Every bot's secrets, not only the selected ones', and the secret-named variables.
+  registerSecrets(botSecrets(bots));
+  registerEnvSecrets(c.env);
+  return bots;
 }
 
 /** Opens the database (migrating it) for a command, runs `fn`, closes it. */

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from "kysely";
+import { scrubSecrets } from "../secrets.js";
 import { isUniqueViolation, transact } from "./db.js";
 import type { CoachingCheckinsTable, CoachingGoalsTable, CoachingUsersTable, Schema } from "./schema.js";
 import { priorEffect, recordEffect, type ToolEffectKey } from "./tool-effects.js";
@@ -205,7 +206,7 @@ export class CoachingRepo {
 
   /** Records how a claimed delivery ended. */
   async finishDelivery(id: number, status: "sent" | "failed", messageId: number | null, error: string | null = null): Promise<void> {
-    await this.db.updateTable("coaching_deliveries").set({ status, message_id: messageId, error, updated_ms: this.now() }).where("id", "=", id).execute();
+    await this.db.updateTable("coaching_deliveries").set({ status, message_id: messageId, error: scrubSecrets(error) ?? null, updated_ms: this.now() }).where("id", "=", id).execute();
   }
 
   /** Deliveries of a user (tests, /export). */

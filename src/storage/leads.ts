@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from "kysely";
+import { scrubSecrets } from "../secrets.js";
 import { isUniqueViolation, transact } from "./db.js";
 import type { LeadsTable, Schema } from "./schema.js";
 import { priorEffect, recordEffect, type ToolEffectKey } from "./tool-effects.js";
@@ -153,7 +154,7 @@ export class LeadsRepo {
   async markFailed(id: number, error: string): Promise<void> {
     await this.db
       .updateTable("leads")
-      .set((eb) => ({ notify_attempts: eb("notify_attempts", "+", 1), notify_error: error.slice(0, 2000) }))
+      .set((eb) => ({ notify_attempts: eb("notify_attempts", "+", 1), notify_error: scrubSecrets(error).slice(0, 2000) }))
       .where("id", "=", id)
       .execute();
   }
