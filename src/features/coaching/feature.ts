@@ -396,23 +396,33 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       case "resume":
         await repo.endPauses(bot.name, u.user_id, addDays(today(u), -1));
         return reply(ctx, t("unpaused"));
-      case "export": {
-        const target = ctx.msg.target;
-        const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
-        // The channel sends it as a file (Telegram: sendDocument) with the caption.
-        ctx.msg.target = { ...target, document };
-        try {
-          return await reply(ctx, t("export_caption"));
-        } finally {
-          ctx.msg.target = target;
-        }
-      }
+      case "export":
       case "delete":
-        await repo.updateUser(bot.name, u.user_id, { step: "delete" });
-        return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
+        // A user's data never goes to a group (`/export@bot` there would post it to everyone),
+        // and erasing it is confirmed only between the user and the bot.
+        if (!isPrivate(ctx.msg)) return reply(ctx, t("private_only"));
+        return name === "export" ? exportFile(ctx, u) : askDelete(ctx, u);
       default:
         return reply(ctx, t("unknown_command"));
     }
+  };
+
+  /** `/export`: the user's data as a JSON file (Telegram: sendDocument) with the caption. */
+  const exportFile = async (ctx: PipelineContext, u: CoachingUser) => {
+    const target = ctx.msg.target;
+    const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
+    ctx.msg.target = { ...target, document };
+    try {
+      return await reply(ctx, t("export_caption"));
+    } finally {
+      ctx.msg.target = target;
+    }
+  };
+
+  /** `/delete`: asks for the confirmation (the next message, see the gate). */
+  const askDelete = async (ctx: PipelineContext, u: CoachingUser) => {
+    await repo.updateUser(bot.name, u.user_id, { step: "delete" });
+    return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
   };
 
   const replyGoals = (ctx: PipelineContext, u: CoachingUser) => command(ctx, u, "goals", "");
@@ -471,6 +481,9 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     points: await repo.points(bot.name, u.user_id),
   });
 
+  /** A private chat: the chat is the user (Telegram private `chat.id` = `from.id`; VK `peer_id` = `from_id`). */
+  const isPrivate = (m: PipelineContext["msg"]) => m.userId !== null && m.chatId === m.userId;
+
   // --- the gate -----------------------------------------------------------------------------
   const gate: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
@@ -495,7 +508,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       if (cmd?.[1] === "start" && u.step === "name") return reply(ctx, `${t("welcome")}\n\n${t("ask_name")}`);
       return onboarding(ctx, u, text, next);
     }
-    if (u.step === "delete") {
+    // The erase confirmation counts only where it was asked: in the private chat.
+    if (u.step === "delete" && isPrivate(m)) {
       if (/^(удалить|delete)[.!]?$/i.test(text)) {
         // Erase first: a crash after this leaves no data and no confirmation, never the reverse.
         await repo.deleteUser(bot.name, u.user_id, u.thread_key);
