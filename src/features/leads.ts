@@ -6,7 +6,7 @@ import { sleep as realSleep } from "../core/retry.js";
 import type { PipelineContext } from "../core/types.js";
 import { describeError } from "../errors.js";
 import type { ToolDefinition } from "../llm/client.js";
-import { escapeHtml, formatLocal, Mailer, type MailSender } from "../notify/email.js";
+import { escapeHtml, formatLocal, indentedLines, Mailer, oneLine, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
 import { leadDialog, type DialogTurn, type LeadFields, type LeadRow } from "../storage/leads.js";
 import type { ToolEffectKey } from "../storage/tool-effects.js";
@@ -241,20 +241,23 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
  */
 export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRow): { subject: string; html: string; text: string } {
   const who = lead.name ?? lead.user_name ?? lead.phone ?? "без имени";
-  const subject = `[${bot.name}] Заявка: ${who}`.replace(/[\r\n]+/g, " ");
-  const fields: Array<[string, string | null]> = [
-    ["Имя", lead.name],
-    ["Телефон", lead.phone],
-    ["E-mail", lead.email],
-    ["Комментарий", lead.note],
-    ["Пользователь", [lead.user_name, lead.user_id ? `id ${lead.user_id}` : null].filter(Boolean).join(", ") || null],
-    ["Диалог", lead.thread_key],
-    ["Создана", `${formatLocal(lead.created_ms, bot.timezone)} ${bot.timezone}`],
-  ];
+  const subject = oneLine(`[${bot.name}] Заявка: ${who}`);
+  // Each field on one line, in the text part and the HTML alike (see oneLine).
+  const fields: Array<[string, string | null]> = (
+    [
+      ["Имя", lead.name],
+      ["Телефон", lead.phone],
+      ["E-mail", lead.email],
+      ["Комментарий", lead.note],
+      ["Пользователь", [lead.user_name, lead.user_id ? `id ${lead.user_id}` : null].filter(Boolean).join(", ") || null],
+      ["Диалог", lead.thread_key],
+      ["Создана", `${formatLocal(lead.created_ms, bot.timezone)} ${bot.timezone}`],
+    ] as Array<[string, string | null]>
+  ).map(([k, v]) => [k, v === null ? null : oneLine(v) || null]);
   const dialog = leadDialog(lead);
   const row = ([k, v]: [string, string | null]) => `<tr><th align="left">${escapeHtml(k)}</th><td data-field="${escapeHtml(k)}">${v ? escapeHtml(v) : "—"}</td></tr>`;
   const turn = (t: DialogTurn) =>
-    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(t.text).replace(/\n/g, "<br>")}</div>`;
+    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(indentedLines(t.text, "")).replace(/\n/g, "<br>")}</div>`;
   const html = [
     `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(subject)}</title></head><body>`,
     `<h2>Заявка из бота ${escapeHtml(bot.name)}</h2>`,
@@ -263,7 +266,7 @@ export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRo
     dialog.map(turn).join("\n"),
     `</body></html>`,
   ].join("\n");
-  const text = [...fields.map(([k, v]) => `${k}: ${v ?? "—"}`), "", ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${t.text}`)].join("\n");
+  const text = [...fields.map(([k, v]) => `${k}: ${v ?? "—"}`), "", ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${indentedLines(t.text)}`)].join("\n");
   return { subject, html, text };
 }
 

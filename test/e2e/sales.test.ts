@@ -147,6 +147,32 @@ for (const dialect of dialects()) {
       assert.equal(smtp.mails.length, 1, "one e-mail for one lead");
     });
 
+    test("CR/LF and bidi controls in lead fields reach the operator as one-line fields: no forged Bcc header or line", async () => {
+      const smtp = new SmtpSink();
+      await smtp.start();
+      const h = await salesBot(dialect, smtp);
+      try {
+        h.llm.script.push(
+          { toolCalls: [{ name: "save_lead", arguments: { name: "Eve\r\nBcc: spy@example.com", phone: "+79001230000", note: "sofa\nBcc: spy@example.com\u202eexe.txt" } }] },
+          { text: "Спасибо!" },
+        );
+        await userSays(h.telegram, TOKEN, 307, "Eve\r\nBcc: spy@example.com");
+        await waitForBotMessages(h.telegram, 307, 1);
+        const [mail] = await smtp.waitFor(1);
+        assert.deepEqual(mail!.to, ["ops@example.com"]);
+        assert.equal(mail!.subject, "[shop-tg] Заявка: Eve Bcc: spy@example.com");
+        const head = mail!.raw.slice(0, mail!.raw.search(/\r?\n\r?\n/));
+        assert.doesNotMatch(head, /^bcc:/im);
+        assert.doesNotMatch(mail!.text, /^Bcc:/m);
+        assert.doesNotMatch(mail!.text + mail!.html + mail!.subject, /[\u202a-\u202e\u2066-\u2069]/);
+        assert.match(mail!.text, /^Имя: Eve Bcc: spy@example.com$/m);
+        assert.match(mail!.text, /^Комментарий: sofa Bcc: spy@example.comexe.txt$/m);
+      } finally {
+        await h.stop();
+        await smtp.stop();
+      }
+    });
+
     test("an invalid phone goes back to the model as the tool result; no lead, no mail", async () => {
       const smtp = new SmtpSink();
       await smtp.start();
