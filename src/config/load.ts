@@ -3,6 +3,7 @@ import path from "node:path";
 import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.js";
+import { promptFileProblem } from "../llm/prompt.js";
 import { botConfigSchema, type BotConfig } from "./schema.js";
 
 /** One problem found in a config file: printed as `file:line: field: message`. */
@@ -99,8 +100,11 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
     for (const [field, rel] of promptFiles({ prompt: prompt as BotConfig["prompt"] })) {
       if (typeof rel !== "string" || !rel) continue;
       const abs = path.resolve(root, rel);
-      if (!existsSync(abs)) {
-        problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
+      const line = lineOf(doc.getIn(field.split("."), true) as Node | undefined);
+      if (!existsSync(abs)) problems.push({ file: shown, line, field, message: `prompt file ${rel} not found (looked at ${abs})` });
+      else {
+        const wrong = promptFileProblem(abs);
+        if (wrong) problems.push({ file: shown, line, field, message: `prompt file ${rel} ${wrong}` });
       }
     }
   }
