@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { promptFileProblem } from "../llm/prompt.js";
@@ -50,7 +50,14 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
   const root = path.resolve(configDir, "..");
   const seen = new Map<string, string>();
   for (const file of files) {
-    const result = loadBotFile(file, env, root);
+    let result: ReturnType<typeof loadBotFile>;
+    try {
+      result = loadBotFile(file, env, root);
+    } catch (error) {
+      // Whatever one file does (unreadable, hostile), it is that file's problem: the others load.
+      problems.push({ file: displayPath(file), line: 0, field: "", message: `cannot be loaded: ${(error as Error)?.message ?? String(error)}` });
+      continue;
+    }
     problems.push(...result.problems);
     // Names clash whether or not the files are otherwise valid.
     const first = result.name ? seen.get(result.name) : undefined;
@@ -63,6 +70,9 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
   }
   return { bots, problems, files };
 }
+
+/** Most nodes that YAML aliases of a bot file may expand to (yaml's `maxAliasCount`). */
+const MAX_ALIAS_COUNT = 100;
 
 /**
  * Loads and validates one bot file.
@@ -81,7 +91,22 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
 
   interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }));
-  const raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    // An alias bomb ("billion laughs": aliases of aliases, each doubling the data) is refused by
+    // yaml once the expansion passes the limit, before it takes the memory.
+    let line = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        line = lineOf(node as unknown as Node);
+        return visit.BREAK;
+      },
+    });
+    problems.push({ file: shown, line, field: "", message: `YAML: ${(error as Error).message} (aliases may expand to at most ${MAX_ALIAS_COUNT} nodes)` });
+    return { problems, nameLine: 0 };
+  }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     problems.push({ file: shown, line: 1, field: "", message: "expected a mapping of settings (name, channel, prompt, llm, ...)" });
     return { problems, nameLine: 0 };

@@ -73,6 +73,15 @@ describe("config loading", () => {
     assert.match(lines[0]!, /cb\.yaml:[78]: vk\.callback\.secret: required when vk\.mode is callback/);
   });
 
+  test("a YAML alias bomb is one file:line problem of its file; the other bots still load", () => {
+    const levels = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    const bomb = ["channel: tg", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...levels.slice(1).map((l, i) => `${l}: &${l} [${Array(9).fill(`*${levels[i]}`).join(", ")}]`)].join("\n");
+    const { bots, lines } = load({ "bomb.yaml": bomb, "good.yaml": good() });
+    assert.deepEqual(bots.map((b) => b.name), ["good"]);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, /bomb\.yaml:3: YAML: Excessive alias count .*at most 100 nodes/);
+  });
+
   test("every problem at once, each with file:line: field", () => {
     const { lines, bots } = load(
       {
