@@ -3,6 +3,9 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import chalk, { Chalk } from "chalk";
 import pino, { type DestinationStream, type Logger } from "pino";
+import { registerLogFiles } from "./log-flush.js";
+import { MIN_SECRET_LENGTH, registerSecrets } from "./secrets.js";
+import { terminalSafe } from "./terminal.js";
 
 /** Field names whose values never reach a log line. */
 export const REDACT_PATHS = ["token", "api_key", "apiKey", "password", "secret", "secret_token", "authorization", "*.token", "*.api_key", "*.password", "*.secret", "*.authorization", "headers.authorization", "config.headers.Authorization"];
@@ -29,8 +32,44 @@ export interface Logging {
   forBot(bot: string): Logger;
   /** Adds values to scrub (e.g. tokens read later). */
   addSecrets(values: Iterable<string>): void;
-  /** Writes out everything buffered. Call before exit. */
+  /**
+   * Resolves once every line logged so far is in its file (the write in flight finished and the
+   * queue behind it written). Call before exit; the loggers stay usable.
+   */
   flush(): Promise<void>;
+  /** Writes the buffered lines synchronously: for an exit that cannot wait (`process.exit` in a signal handler). */
+  flushSync(): void;
+}
+
+type FileDestination = ReturnType<typeof pino.destination>;
+
+/**
+ * Waits until a file destination has written every line handed to it. sonic-boom's own
+ * `flush(cb)` calls back at once when `minLength` is 0 (our setting), even with a write in
+ * flight and lines queued behind it, so an exit right after it lost them: with a write in
+ * flight, its `drain` (the queue empty) is awaited; without one nothing is queued (with
+ * `minLength` 0 each line starts a write at once), and `flushSync` writes any remainder.
+ */
+function drained(dest: FileDestination): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const state = dest as unknown as { _writing?: boolean; destroyed?: boolean };
+    if (state.destroyed) return resolve();
+    if (!state._writing) {
+      try {
+        dest.flushSync();
+      } catch {
+        // A file that cannot be written loses its lines either way; exiting must not hang on it.
+      }
+      return resolve();
+    }
+    const done = () => {
+      dest.off("drain", done);
+      dest.off("error", done);
+      resolve(drained(dest));
+    };
+    dest.once("drain", done);
+    dest.once("error", done);
+  });
 }
 
 /**
@@ -42,7 +81,10 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   const level = options.level ?? "info";
   const secrets = new Set<string>();
   const addSecrets = (values: Iterable<string>) => {
-    for (const v of values) if (v && v.length >= 6) secrets.add(v);
+    const list = [...values];
+    for (const v of list) if (v && v.length >= MIN_SECRET_LENGTH) secrets.add(v);
+    // Stored failure reasons are scrubbed of the same values (src/secrets.ts).
+    registerSecrets(list);
   };
   addSecrets(options.secrets ?? []);
   const scrub = (line: string): string => {
@@ -81,7 +123,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   };
   const root = make([processFile, consoleStream], {});
   const bots = new Map<string, Logger>();
-  return {
+  const logging: Logging = {
     root,
     addSecrets,
     forBot(bot) {
@@ -90,20 +132,20 @@ export function createLogging(options: LoggingOptions = {}): Logging {
       return l;
     },
     async flush() {
-      await Promise.all(
-        files.map(
-          (f) =>
-            new Promise<void>((resolve) => {
-              try {
-                f.flush(() => resolve());
-              } catch {
-                resolve();
-              }
-            }),
-        ),
-      );
+      await Promise.all(files.map(drained));
+    },
+    flushSync() {
+      for (const f of files) {
+        try {
+          f.flushSync();
+        } catch {
+          // As in flush: an unwritable file must not stop the exit.
+        }
+      }
     },
   };
+  registerLogFiles(logging);
+  return logging;
 }
 
 const LEVEL_NUM: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
@@ -117,8 +159,10 @@ export function formatLogLine(line: string, color: boolean): string {
   try {
     o = JSON.parse(line) as Record<string, unknown>;
   } catch {
-    return line;
+    return terminalSafe(line);
   }
+  // What users wrote (texts, names) is in these fields: inert before our own colours go on.
+  const safe = (v: unknown) => terminalSafe(typeof v === "string" ? v : JSON.stringify(v) ?? String(v));
   const c = new Chalk({ level: color ? 1 : 0 });
   const lvl = typeof o.level === "number" ? (Object.keys(LEVEL_NUM).find((k) => LEVEL_NUM[k] === o.level) ?? String(o.level)) : String(o.level ?? "info");
   const paint = lvl === "error" || lvl === "fatal" ? c.red : lvl === "warn" ? c.yellow : lvl === "debug" || lvl === "trace" ? c.gray : c.green;
@@ -126,10 +170,10 @@ export function formatLogLine(line: string, color: boolean): string {
   const skip = new Set(["level", "time", "msg", "bot", "thread_key", "pid", "hostname", "err"]);
   const extras = Object.entries(o)
     .filter(([k]) => !skip.has(k))
-    .map(([k, v]) => `${c.gray(k)}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${c.gray(terminalSafe(k))}=${safe(v)}`)
     .join(" ");
   const err = o.err as { message?: string; type?: string } | undefined;
-  return [c.gray(time), paint(lvl.toUpperCase().padEnd(5)), o.bot ? c.cyan(String(o.bot)) : "", o.thread_key ? c.magenta(String(o.thread_key)) : "", String(o.msg ?? ""), extras, err?.message ? c.red(`(${err.type ?? "Error"}: ${err.message})`) : ""]
+  return [c.gray(safe(time)), paint(safe(lvl.toUpperCase().padEnd(5))), o.bot ? c.cyan(safe(o.bot)) : "", o.thread_key ? c.magenta(safe(o.thread_key)) : "", safe(o.msg ?? ""), extras, err?.message ? c.red(safe(`(${err.type ?? "Error"}: ${err.message})`)) : ""]
     .filter(Boolean)
     .join(" ");
 }

@@ -17,6 +17,7 @@ import { buildFeatures } from "./features/index.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
 import { WebSocketNotifier } from "./notify/websocket.js";
+import { botSecrets, registerSecrets } from "./secrets.js";
 import type { Store } from "./storage/index.js";
 
 /** One bot running in this process. */
@@ -153,6 +154,7 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
  * @throws ChannelError naming the bot whose channel refused it
  */
 export async function startBots(options: StartOptions): Promise<RunningBots> {
+  registerSecrets(secretsOf(options.bots));
   const running: RunningBot[] = [];
   const holder = options.instanceId ?? options.holder ?? processHolder();
   const byName = new Map(options.bots.map((b) => [b.name, b]));
@@ -308,15 +310,5 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
 
 /** Secret values in bot configs, to scrub from logs. */
 export function secretsOf(bots: BotConfig[]): string[] {
-  const out: string[] = [];
-  for (const b of bots) {
-    out.push(b.llm.api_key);
-    if (b.tg) out.push(b.tg.token, b.tg.webhook?.secret_token ?? "");
-    if (b.vk) out.push(b.vk.token, b.vk.callback?.secret ?? "", b.vk.callback?.confirmation ?? "");
-    const g = b["2gis"];
-    if (g) out.push(g.password ?? "", g.token ?? "");
-    if (b.websocket?.token) out.push(b.websocket.token);
-    if (b.smtp?.password) out.push(b.smtp.password);
-  }
-  return out.filter((s) => s.length >= 6);
+  return botSecrets(bots);
 }

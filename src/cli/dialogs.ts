@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import chalk from "chalk";
 import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
+import { terminalSafe } from "../terminal.js";
 import { formatCredits } from "../storage/balance.js";
 import { ConversationsRepo, type ConversationFilter, type ThreadSummary } from "../storage/conversations.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
@@ -71,7 +72,7 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
     }
     const lines = table(
       ["BOT", "THREAD", "USER", "MESSAGES", "LAST MESSAGE", "LAST STATUS"],
-      list.threads.map((t) => [t.bot, t.thread_key, userLabel(t), String(t.messages), formatIn(t.last_ms, zoneOf(t.bot)), paintStatus(t.last_status ?? "-")]),
+      list.threads.map((t) => [terminalSafe(t.bot), terminalSafe(t.thread_key), userLabel(t), String(t.messages), formatIn(t.last_ms, zoneOf(t.bot)), paintStatus(t.last_status ?? "-")]),
     ).split("\n");
     if (list.cursor !== null) lines.push("", chalk.dim(`more: bots dialogs ${bot ?? ""} --before ${list.cursor}`.replace("  ", " ")));
     lines.push(chalk.dim(`read one: bots dialogs ${list.threads[0]!.bot} ${list.threads[0]!.thread_key}`));
@@ -87,8 +88,8 @@ function parseStatuses(text: string): string[] {
 }
 
 function userLabel(t: Pick<ThreadSummary, "user_name" | "user_id">): string {
-  if (t.user_name && t.user_id) return `${t.user_name} (${t.user_id})`;
-  return t.user_name ?? t.user_id ?? "-";
+  if (t.user_name && t.user_id) return terminalSafe(`${t.user_name} (${t.user_id})`);
+  return terminalSafe(t.user_name ?? t.user_id ?? "-");
 }
 
 function paintStatus(s: string): string {
@@ -109,18 +110,18 @@ export function formatIn(ms: number, timeZone: string): string {
 }
 
 function chatLines(bot: string, threadKey: string, rows: MessageRow[], zone: string): string[] {
-  const lines = [chalk.bold(`${bot} · ${threadKey}`) + chalk.dim(` · times in ${zone}`), ""];
+  const lines = [chalk.bold(terminalSafe(`${bot} · ${threadKey}`)) + chalk.dim(` · times in ${zone}`), ""];
   for (const r of rows) {
     const at = chalk.dim(formatIn(r.created_ms, zone));
     if (r.direction === "in") {
       const who = chalk.cyan(userLabel(r));
-      const reason = r.error && r.status !== "answered" ? chalk.dim(` (${r.error})`) : "";
+      const reason = r.error && r.status !== "answered" ? chalk.dim(` (${terminalSafe(r.error)})`) : "";
       lines.push(`${at}  ${who}  ${paintStatus(r.status)}${partsNote(r)}${reason}  ${chalk.dim(`#${r.id}`)}`);
     } else {
       const bits = [r.model, r.prompt_tokens !== null ? `${r.prompt_tokens}+${r.completion_tokens ?? 0} tokens` : null, r.cost !== null ? `${formatCredits(r.cost)} credits` : null, r.latency_ms !== null ? `${r.latency_ms} ms` : null].filter(Boolean);
-      lines.push(`${at}  ${chalk.magenta("bot")}  ${chalk.dim(bits.join(" · "))}  ${chalk.dim(`#${r.id}${r.reply_to_id ? ` → #${r.reply_to_id}` : ""}`)}`);
+      lines.push(`${at}  ${chalk.magenta("bot")}  ${chalk.dim(terminalSafe(bits.join(" · ")))}  ${chalk.dim(`#${r.id}${r.reply_to_id ? ` → #${r.reply_to_id}` : ""}`)}`);
     }
-    for (const l of r.text.split("\n")) lines.push(`    ${l}`);
+    for (const l of terminalSafe(r.text).split("\n")) lines.push(`    ${l}`);
   }
   lines.push("");
   return lines;

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import chalk from "chalk";
 import { BotsError, ConfigError, ExitError, UsageError } from "../errors.js";
+import { flushAllLogs } from "../log-flush.js";
 import { resolveContext, type CliContext, type CliIo, type GlobalOptions } from "./context.js";
 
 /**
@@ -339,6 +340,16 @@ export function reportError(error: unknown, c: Pick<CliContext, "err" | "json" |
  * exiting: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 export async function runCli(argv: string[], io?: CliIo): Promise<number> {
+  try {
+    return await runProgram(argv, io);
+  } finally {
+    // Whatever path a command took (done, thrown, exit code), its log lines are in the files
+    // before the caller exits.
+    await flushAllLogs();
+  }
+}
+
+async function runProgram(argv: string[], io?: CliIo): Promise<number> {
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv, { from: "user" });

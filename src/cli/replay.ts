@@ -55,7 +55,10 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
   const ac = new AbortController();
   const onSigint = () => {
     if (!ac.signal.aborted) c.err(chalk.yellow("Stopping after the current message (Ctrl-C again to quit at once)…"));
-    else process.exit(130);
+    else {
+      logging.flushSync();
+      process.exit(130);
+    }
     ac.abort();
   };
   process.on("SIGINT", onSigint);

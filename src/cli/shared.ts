@@ -1,12 +1,17 @@
 import { formatProblem, loadBotConfigs, requireBotConfigs, type BrokenFile, type LoadOptions } from "../config/load.js";
 import type { BotConfig } from "../config/schema.js";
 import { ConfigError } from "../errors.js";
+import { botSecrets, registerEnvSecrets, registerSecrets } from "../secrets.js";
 import { openStore, type Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
 
 /** Loads and validates every bot config of the context. @throws ConfigError (exit 2) */
 export function loadBots(c: CliContext): BotConfig[] {
-  return requireBotConfigs(c.configDir, c.env);
+  const bots = requireBotConfigs(c.configDir, c.env);
+  // Every bot's secrets, not only the selected ones', and the secret-named variables.
+  registerSecrets(botSecrets(bots));
+  registerEnvSecrets(c.env);
+  return bots;
 }
 
 /**
@@ -21,6 +26,8 @@ export function loadBotsNamed(c: CliContext, names: string[], options: LoadOptio
   const mine = loaded.broken.filter((b) => names.includes(b.name));
   const problems = [...fatal, ...mine.flatMap((b) => b.problems)];
   if (problems.length) throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), { hint: "run `bots config check` after fixing; every problem is listed above" });
+  registerSecrets(botSecrets(loaded.bots));
+  registerEnvSecrets(c.env);
   return { bots: loaded.bots, broken: loaded.broken };
 }
 

@@ -53,6 +53,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   });
   const force = () => {
     logging.root.error("second signal: exiting without waiting");
+    logging.flushSync();
     process.exit(1);
   };
   process.once("SIGINT", force);

@@ -6,6 +6,7 @@ import { sleep } from "../core/retry.js";
 import { collectScale, type ScaleStatus } from "../core/ownership.js";
 import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
+import { terminalSafe } from "../terminal.js";
 import type { CliContext } from "./context.js";
 import { formatTime, table, withStore } from "./shared.js";
 
@@ -17,7 +18,7 @@ import { formatTime, table, withStore } from "./shared.js";
 export const STATUS_COLUMNS: Array<{ header: string; cell: (b: BotStatus) => string }> = [
   { header: "CHANNEL", cell: (b) => b.channel },
   { header: "ENABLED", cell: (b) => (b.enabled ? chalk.green("yes") : chalk.dim("no")) },
-  { header: "ACCOUNT", cell: (b) => b.account },
+  { header: "ACCOUNT", cell: (b) => terminalSafe(b.account) },
   { header: "IN", cell: (b) => String(b.in) },
   { header: "ANSWERED", cell: (b) => String(b.answered) },
   { header: "FAILED", cell: (b) => (b.failed ? chalk.red(String(b.failed)) : "0") },
@@ -100,8 +101,9 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     const zones = [...new Set(report.bots.map((b) => b.timezone))];
     c.out(chalk.bold(`Bots (messages today, since midnight ${zones.length === 1 ? zones[0] : "in each bot's timezone"})`));
     const rows = [
-      ...report.bots.map((b) => ({ name: b.name, cells: [b.name, ...STATUS_COLUMNS.map((col) => col.cell(b)), ""] })),
-      ...report.broken.map((b) => ({ name: b.name, cells: [b.name, ...STATUS_COLUMNS.map(() => chalk.dim("-")), chalk.red(problemSummary(b))] })),
+      ...report.bots.map((b) => ({ name: b.name, cells: [terminalSafe(b.name), ...STATUS_COLUMNS.map((col) => col.cell(b)), ""] })),
+      // A broken file's name and problem quote the file as it is (a key name, a file name).
+      ...report.broken.map((b) => ({ name: b.name, cells: [terminalSafe(b.name), ...STATUS_COLUMNS.map(() => chalk.dim("-")), chalk.red(terminalSafe(problemSummary(b)))] })),
     ].sort((a, b) => a.name.localeCompare(b.name));
     c.out(table(["BOT", ...STATUS_COLUMNS.map((col) => col.header), "PROBLEM"], rows.map((r) => r.cells)));
   }
@@ -127,16 +129,16 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
   if (scale.instances.length || scale.owners.length) {
     c.out("");
     c.out(chalk.bold("Instances (dead once the heartbeat is older than their --lease-ttl) and bot owners"));
-    c.out(table(["INSTANCE", "HOST", "PID", "LEASE TTL", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [i.id, i.host, String(i.pid), `${i.lease_ttl_ms / 1000} s`, i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), i.bots_owned.join(", ") || "-"])));
-    c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [o.bot, o.owner ?? chalk.yellow("(none)"), String(o.epoch)])));
+    c.out(table(["INSTANCE", "HOST", "PID", "LEASE TTL", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [terminalSafe(i.id), terminalSafe(i.host), String(i.pid), `${i.lease_ttl_ms / 1000} s`, i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), terminalSafe(i.bots_owned.join(", ")) || "-"])));
+    c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [terminalSafe(o.bot), o.owner === null ? chalk.yellow("(none)") : terminalSafe(o.owner), String(o.epoch)])));
   }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");
-  else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [a.account, chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
+  else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [terminalSafe(a.account), chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
   if (problems.length) {
     c.out("");
     c.out(chalk.red(`${problems.length} config problem${problems.length === 1 ? "" : "s"} (run bots config check):`));
-    for (const p of problems) c.out(`  ${formatProblem(p)}`);
+    for (const p of problems) c.out(`  ${terminalSafe(formatProblem(p))}`);
   }
   const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
   if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (the connection failed after sending, or the process stopped while sending; they may have arrived, charged): check them with bots replay --status unconfirmed`));

@@ -1,8 +1,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.js";
+import { promptFileProblem } from "../llm/prompt.js";
 import { botConfigSchema, type BotConfig } from "./schema.js";
 
 /** One problem found in a config file: printed as `file:line: field: message`. */
@@ -69,7 +70,16 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>, o
   const root = path.resolve(configDir, "..");
   const seen = new Map<string, string>();
   for (const file of files) {
-    const result = loadBotFile(file, env, root, options);
+    let result: ReturnType<typeof loadBotFile>;
+    try {
+      result = loadBotFile(file, env, root, options);
+    } catch (error) {
+      // Whatever one file does (unreadable, hostile), it is that file's problem: the others load.
+      const problem = { file: displayPath(file), line: 0, field: "", message: `cannot be loaded: ${(error as Error)?.message ?? String(error)}` };
+      problems.push(problem);
+      broken.push({ file: problem.file, name: path.basename(file).replace(/\.ya?ml$/, ""), problems: [problem] });
+      continue;
+    }
     const mine = [...result.problems];
     // Names clash whether or not the files are otherwise valid.
     const first = result.name ? seen.get(result.name) : undefined;
@@ -81,6 +91,9 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>, o
   }
   return { bots, problems, files, broken };
 }
+
+/** Most nodes that YAML aliases of a bot file may expand to (yaml's `maxAliasCount`). */
+const MAX_ALIAS_COUNT = 100;
 
 /**
  * Loads and validates one bot file.
@@ -99,7 +112,22 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
 
   interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }), options.channelVarsOptional ? channelStandIn : undefined);
-  const raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    // An alias bomb ("billion laughs": aliases of aliases, each doubling the data) is refused by
+    // yaml once the expansion passes the limit, before it takes the memory.
+    let line = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        line = lineOf(node as unknown as Node);
+        return visit.BREAK;
+      },
+    });
+    problems.push({ file: shown, line, field: "", message: `YAML: ${(error as Error).message} (aliases may expand to at most ${MAX_ALIAS_COUNT} nodes)` });
+    return { problems, nameLine: 0 };
+  }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     problems.push({ file: shown, line: 1, field: "", message: "expected a mapping of settings (name, channel, prompt, llm, ...)" });
     return { problems, nameLine: 0 };
@@ -118,8 +146,11 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
     for (const [field, rel] of promptFiles({ prompt: prompt as BotConfig["prompt"] })) {
       if (typeof rel !== "string" || !rel) continue;
       const abs = path.resolve(root, rel);
-      if (!existsSync(abs)) {
-        problems.push({ file: shown, line: lineOf(doc.getIn(field.split("."), true) as Node | undefined), field, message: `prompt file ${rel} not found (looked at ${abs})` });
+      const line = lineOf(doc.getIn(field.split("."), true) as Node | undefined);
+      if (!existsSync(abs)) problems.push({ file: shown, line, field, message: `prompt file ${rel} not found (looked at ${abs})` });
+      else {
+        const wrong = promptFileProblem(abs);
+        if (wrong) problems.push({ file: shown, line, field, message: `prompt file ${rel} ${wrong}` });
       }
     }
   }

@@ -157,8 +157,11 @@ const vkSchema = z.strictObject({
       host: removedKey(INGRESS_MOVED),
       /** The string VK shows under "String to be returned", answered to the `confirmation` event. */
       confirmation: z.string().min(1),
-      /** The "Secret key" set in the Callback API settings; events without it get 403. */
-      secret: z.string().optional(),
+      /**
+       * The "Secret key" set in the Callback API settings; events without it get 403. Required in
+       * callback mode (checked with the mode): without it anyone who finds the URL can post events.
+       */
+      secret: z.string().min(1).optional(),
     })
     .optional(),
   /** What the bot answers: private messages (`message_new`) and/or wall comments (`wall_reply_new`). @defaultValue [messages, comments] */
@@ -270,6 +273,9 @@ export const botConfigSchema = z
     }
     if (bot.tg?.mode === "webhook" && !bot.tg.webhook) ctx.addIssue({ code: "custom", path: ["tg", "webhook"], message: "required when tg.mode is webhook" });
     if (bot.vk?.mode === "callback" && !bot.vk.callback) ctx.addIssue({ code: "custom", path: ["vk", "callback"], message: "required when vk.mode is callback" });
+    if (bot.vk?.mode === "callback" && bot.vk.callback && bot.vk.callback.secret === undefined) {
+      ctx.addIssue({ code: "custom", path: ["vk", "callback", "secret"], message: "required when vk.mode is callback: set a Secret key on the community's Callback API page and here; without it anyone can post forged events" });
+    }
     if (!bot.smtp && (bot.features.report || bot.features.leads?.notify_to.length)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "required for features.report and features.leads.notify_to (the mail server)" });
     if (bot.smtp && (bot.smtp.user === undefined) !== (bot.smtp.password === undefined)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "give both user and password, or neither" });
     const g = bot["2gis"];

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import { describeError, FencedError, UnconfirmedSendError } from "../errors.js";
 import type { LedgerRow } from "../storage/balance.js";
+import { scrubSecrets } from "../secrets.js";
 import type { Store } from "../storage/index.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import type { ChannelSender, Delivery, SendProgress } from "./types.js";
@@ -266,7 +267,7 @@ async function giveUp(deps: ProactiveDeps, id: number, reservation: LedgerRow | 
   }
   await deps.store.database.db
     .updateTable("messages")
-    .set({ status: "failed", error: reason.slice(0, 2000), cost: 0, updated_ms: deps.now() })
+    .set({ status: "failed", error: scrubSecrets(reason).slice(0, 2000), cost: 0, updated_ms: deps.now() })
     .where("id", "=", id)
     .where("status", "in", ["pending", "delivering"])
     .execute();

@@ -6,9 +6,10 @@ import { sleep as realSleep } from "../core/retry.js";
 import type { PipelineContext } from "../core/types.js";
 import { describeError } from "../errors.js";
 import type { ToolDefinition } from "../llm/client.js";
-import { escapeHtml, formatLocal, Mailer, type MailSender } from "../notify/email.js";
+import { escapeHtml, formatLocal, indentedLines, Mailer, oneLine, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
 import { leadDialog, type DialogTurn, type LeadFields, type LeadRow } from "../storage/leads.js";
+import type { ToolEffectKey } from "../storage/tool-effects.js";
 import type { LeadsConfig } from "./schemas.js";
 
 /** Dependencies of the leads feature (see `FeatureDeps`). */
@@ -77,9 +78,13 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
     return [...history.map((t) => ({ role: t.role, text: t.text, at_ms: t.created_ms })), { role: "user" as const, text: ctx.msg.text, at_ms: ctx.msg.receivedMs }];
   };
 
-  const save = async (ctx: PipelineContext, fields: LeadFields) => {
+  const save = async (ctx: PipelineContext, fields: LeadFields, effect?: ToolEffectKey) => {
     const m = ctx.msg;
-    const res = await deps.store.leads.upsert({ bot: bot.name, thread_key: m.threadKey, chat_id: m.chatId, user_id: m.userId, user_name: m.userName, message_id: ctx.id ?? null, dialog: await dialogOf(ctx), ...fields });
+    const res = await deps.store.leads.upsert({ bot: bot.name, thread_key: m.threadKey, chat_id: m.chatId, user_id: m.userId, user_name: m.userName, message_id: ctx.id ?? null, dialog: await dialogOf(ctx), ...fields, effect });
+    if (res.repeated) {
+      log.info({ lead_id: res.lead.id, thread_key: m.threadKey, msg_id: ctx.id }, "save_lead repeated for the same message; nothing stored again");
+      return res;
+    }
     log.info({ lead_id: res.lead.id, thread_key: m.threadKey, msg_id: ctx.id, created: res.created, changed: res.changed }, res.created ? "lead saved" : "lead updated");
     if (res.changed) kick();
     return res;
@@ -167,7 +172,11 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
         ctx.log.info({ problems }, "save_lead refused; the model is told");
         return `error: lead not saved: ${problems.join("; ")}. Ask the customer for the correct details, then call save_lead again.`;
       }
-      const { lead } = await save(ctx, given);
+      // Keyed by the incoming message and the normalised fields: a looping or retried model, or
+      // a replay of the message, does not store or e-mail the lead again.
+      const effect = ctx.id === undefined ? undefined : { bot: bot.name, message_id: ctx.id, tool: "save_lead", args: given };
+      const { lead, repeated } = await save(ctx, given, effect);
+      if (repeated) return `ok: already saved as lead #${lead.id} (this call was made before for this message; nothing changed). Do not call save_lead again; now answer the customer.`;
       return `ok: lead #${lead.id} saved (name: ${lead.name ?? "-"}, phone: ${lead.phone ?? "-"}, email: ${lead.email ?? "-"}). A manager will contact the customer. Now answer the customer.`;
     },
   };
@@ -232,20 +241,23 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
  */
 export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRow): { subject: string; html: string; text: string } {
   const who = lead.name ?? lead.user_name ?? lead.phone ?? "без имени";
-  const subject = `[${bot.name}] Заявка: ${who}`.replace(/[\r\n]+/g, " ");
-  const fields: Array<[string, string | null]> = [
-    ["Имя", lead.name],
-    ["Телефон", lead.phone],
-    ["E-mail", lead.email],
-    ["Комментарий", lead.note],
-    ["Пользователь", [lead.user_name, lead.user_id ? `id ${lead.user_id}` : null].filter(Boolean).join(", ") || null],
-    ["Диалог", lead.thread_key],
-    ["Создана", `${formatLocal(lead.created_ms, bot.timezone)} ${bot.timezone}`],
-  ];
+  const subject = oneLine(`[${bot.name}] Заявка: ${who}`);
+  // Each field on one line, in the text part and the HTML alike (see oneLine).
+  const fields: Array<[string, string | null]> = (
+    [
+      ["Имя", lead.name],
+      ["Телефон", lead.phone],
+      ["E-mail", lead.email],
+      ["Комментарий", lead.note],
+      ["Пользователь", [lead.user_name, lead.user_id ? `id ${lead.user_id}` : null].filter(Boolean).join(", ") || null],
+      ["Диалог", lead.thread_key],
+      ["Создана", `${formatLocal(lead.created_ms, bot.timezone)} ${bot.timezone}`],
+    ] as Array<[string, string | null]>
+  ).map(([k, v]) => [k, v === null ? null : oneLine(v) || null]);
   const dialog = leadDialog(lead);
   const row = ([k, v]: [string, string | null]) => `<tr><th align="left">${escapeHtml(k)}</th><td data-field="${escapeHtml(k)}">${v ? escapeHtml(v) : "—"}</td></tr>`;
   const turn = (t: DialogTurn) =>
-    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(t.text).replace(/\n/g, "<br>")}</div>`;
+    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(indentedLines(t.text, "")).replace(/\n/g, "<br>")}</div>`;
   const html = [
     `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(subject)}</title></head><body>`,
     `<h2>Заявка из бота ${escapeHtml(bot.name)}</h2>`,
@@ -254,7 +266,7 @@ export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRo
     dialog.map(turn).join("\n"),
     `</body></html>`,
   ].join("\n");
-  const text = [...fields.map(([k, v]) => `${k}: ${v ?? "—"}`), "", ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${t.text}`)].join("\n");
+  const text = [...fields.map(([k, v]) => `${k}: ${v ?? "—"}`), "", ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${indentedLines(t.text)}`)].join("\n");
   return { subject, html, text };
 }
 

@@ -28,7 +28,7 @@ export interface ListenOptions {
  * The one HTTP server of a `bots start` process (SPEC §9): `/metrics`, `/healthz`, `/readyz`, and
  * later Telegram webhooks (`/tg/<bot>`) and VK callbacks (`/vk/<bot>`). Other code mounts
  * handlers with {@link route} before or after {@link listen}; the longest matching path wins.
- * Unknown paths get 404, a known path with another method 405.
+ * Unknown paths get 404, a known path with another method 405, a malformed target 400.
  */
 export class HttpServer {
   private readonly routes: Route[] = [];
@@ -94,7 +94,18 @@ export class HttpServer {
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    // A target that is no URL, or a path with a malformed percent-escape (`/%E0%A4%A`), is the
+    // client's mistake: 400 and a one-line warning, never a handler's 500 with a stack. Handlers
+    // may decode the path without a try.
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+      decodeURIComponent(url.pathname);
+    } catch {
+      this.logger?.warn({ method: req.method, target: (req.url ?? "").slice(0, 200) }, "malformed request target; 400");
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" }).end("bad request\n");
+      return;
+    }
     const matching = this.routes.filter((r) => (r.prefix ? url.pathname.startsWith(r.path) : url.pathname === r.path));
     const route = matching.find((r) => r.method === "*" || r.method === req.method || (r.method === "GET" && req.method === "HEAD"));
     if (!route) {

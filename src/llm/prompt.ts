@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 import { ConfigError } from "../errors.js";
 import type { BotConfig } from "../config/schema.js";
@@ -6,19 +6,65 @@ import type { BotConfig } from "../config/schema.js";
 /** Kinds of incoming text a prompt can be chosen for (`prompt: {messages, comments, reviews}`). */
 export type PromptKind = "messages" | "comments" | "reviews";
 
+/** Largest prompt file, bytes (256 KB): a system prompt is text a model reads on every message. */
+export const PROMPT_MAX_BYTES = 256 * 1024;
+
+/**
+ * Why a path cannot be a prompt file, or null when it can: it must be a regular file (not a
+ * device such as /dev/zero, a FIFO or a directory) of at most {@link PROMPT_MAX_BYTES}. Follows
+ * symlinks; never opens the file.
+ */
+export function promptFileProblem(file: string): string | null {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    return null; // a missing file is reported as such by the caller
+  }
+  if (!st.isFile()) return "is not a regular file (a prompt is a text file)";
+  if (st.size > PROMPT_MAX_BYTES) return `is ${Math.ceil(st.size / 1024)} KB; a prompt file may have at most ${PROMPT_MAX_BYTES / 1024} KB`;
+  return null;
+}
+
+/**
+ * Reads a prompt file: a regular file of at most {@link PROMPT_MAX_BYTES}, checked on the open
+ * file and by reading at most one byte more (a file that grew after the check is refused too).
+ * Opened non-blocking, so a FIFO cannot hang the read.
+ * @throws Error naming what is wrong
+ */
+function readPromptFile(file: string): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error("not a regular file");
+    const buf = Buffer.alloc(Math.min(st.size, PROMPT_MAX_BYTES) + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r <= 0) break;
+      n += r;
+    }
+    if (n > PROMPT_MAX_BYTES) throw new Error(`larger than ${PROMPT_MAX_BYTES / 1024} KB`);
+    return buf.subarray(0, n).toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Reads the bot's system prompt file for a kind of message. With one prompt file it serves all
  * kinds; with a mapping, a missing kind falls back to `messages`.
- * @throws ConfigError when the file cannot be read
+ * @throws ConfigError `PROMPT_UNREADABLE` when the file cannot be read, is not a regular file or
+ *   is larger than {@link PROMPT_MAX_BYTES}
  */
 export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kind: PromptKind = "messages", override?: string): string {
   const rel = override ?? (typeof bot.prompt === "string" ? bot.prompt : (bot.prompt[kind] ?? bot.prompt.messages));
   if (!rel) throw new ConfigError("PROMPT_MISSING", `bot ${bot.name} has no prompt for ${kind}`, { hint: `add prompt.${kind} to its config` });
   const file = path.resolve(bot.root, rel);
   try {
-    return readFileSync(file, "utf8");
+    return readPromptFile(file);
   } catch (cause) {
-    throw new ConfigError("PROMPT_UNREADABLE", `prompt file ${file} of bot ${bot.name} cannot be read`, { cause, hint: "check the prompt path in the bot's config" });
+    throw new ConfigError("PROMPT_UNREADABLE", `prompt file ${file} of bot ${bot.name} cannot be read: ${(cause as Error).message}`, { cause, hint: `check the prompt path in the bot's config (a regular file of at most ${PROMPT_MAX_BYTES / 1024} KB)` });
   }
 }
 

@@ -2,6 +2,7 @@ import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from "
 import path from "node:path";
 import { sleep } from "../core/retry.js";
 import { formatLogLine } from "../logging.js";
+import { terminalSafe } from "../terminal.js";
 
 /** pino's level numbers. */
 export const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
@@ -77,7 +78,7 @@ export function lineMatches(line: string, f: LogFilter): boolean {
 export async function tailLog(o: TailOptions): Promise<number> {
   const out = (line: string) => {
     if (!line.trim() || !lineMatches(line, o)) return 0;
-    o.write(o.json ? line : formatLogLine(line, o.color ?? false));
+    o.write(o.json ? terminalSafe(line) : formatLogLine(line, o.color ?? false));
     return 1;
   };
   let written = 0;

@@ -75,7 +75,8 @@ export class Mailer implements MailSender {
       const info = await withRetries(
         async () => {
           try {
-            return await t.sendMail({ from: this.smtp.from, to: mail.to, subject: mail.subject, html: mail.html, ...(mail.text ? { text: mail.text } : {}) });
+            // The subject is one line whatever the caller built (a header never gets a break).
+            return await t.sendMail({ from: this.smtp.from, to: mail.to, subject: oneLine(mail.subject), html: mail.html, ...(mail.text ? { text: mail.text } : {}) });
           } catch (error) {
             throw toMailError(error, this.smtp.host);
           }
@@ -111,6 +112,29 @@ function toMailError(error: unknown, host: string): MailError {
     return new MailError("MAIL_REJECTED", `SMTP server ${host} answered ${e.responseCode}: ${(e.response ?? e.message ?? "").slice(0, 300)}`, { cause: error, status: e.responseCode, hint: e.responseCode >= 500 ? "check smtp.from and the recipients" : undefined });
   }
   return new MailError("MAIL_UNAVAILABLE", `SMTP server ${host} unreachable: ${e?.message ?? String(error)}`, { cause: error, hint: "check smtp.host, smtp.port and smtp.secure" });
+}
+
+/** Bidi embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069): they reorder what a reader sees. */
+const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
+/** Line breaks of every kind: CR LF, CR, LF, VT, FF, NEL (U+0085), U+2028, U+2029. */
+const BREAKS = /\r\n|[\r\n\u000b\u000c\u0085\u2028\u2029]/g;
+
+/**
+ * Text from a customer made one line for a header or a field (`Имя: …`): line breaks become
+ * spaces and bidi controls are dropped, so it cannot start a forged line (`Bcc: …`) or show its
+ * characters in another order.
+ */
+export function oneLine(text: string): string {
+  return text.replace(BIDI, "").replace(BREAKS, " ").replace(/ {2,}/g, " ").trim();
+}
+
+/**
+ * Multi-line text from a customer for a plain-text body: bidi controls dropped, every break
+ * made `\n` and each continuation line indented by `indent`, so no line of it starts at the
+ * margin where the body's own `Field: value` lines are.
+ */
+export function indentedLines(text: string, indent = "    "): string {
+  return text.replace(BIDI, "").replace(BREAKS, `\n${indent}`);
 }
 
 /** Escapes text for HTML element content and attribute values. */

@@ -1,6 +1,8 @@
 import { sql, type Kysely, type Selectable } from "kysely";
+import { scrubSecrets } from "../secrets.js";
 import { isUniqueViolation, transact } from "./db.js";
 import type { CoachingCheckinsTable, CoachingGoalsTable, CoachingUsersTable, Schema } from "./schema.js";
+import { priorEffect, recordEffect, type ToolEffectKey } from "./tool-effects.js";
 
 /** A coaching user as stored; times epoch ms UTC. */
 export type CoachingUser = Selectable<CoachingUsersTable>;
@@ -26,6 +28,8 @@ export interface NewCheckin {
   note?: string | null;
   /** Points of the k-th check-in of the goal that day (rules.checkinPoints). */
   pointsFor: (k: number) => number;
+  /** The tool call recording it (`log_progress`); a call seen before for the message adds nothing. */
+  effect?: ToolEffectKey;
 }
 
 /** Figures of `bots coaching stats` for one bot. */
@@ -97,10 +101,28 @@ export class CoachingRepo {
 
   /**
    * Stores a check-in with the points of the k-th check-in of that goal and day, in one
-   * transaction so two at once cannot both be the first.
+   * transaction so two at once cannot both be the first. With `c.effect`, the key is stored in
+   * the same transaction; a key stored before adds nothing and returns the earlier check-in
+   * (points 0 when it was undone since) with `repeated` set.
    */
-  async addCheckin(c: NewCheckin): Promise<CheckinRow> {
+  async addCheckin(c: NewCheckin): Promise<CheckinRow & { repeated: boolean }> {
+    try {
+      return await this.addCheckinOnce(c);
+    } catch (error) {
+      // A concurrent twin of the same call committed first: this one finds its key now.
+      if (c.effect && isUniqueViolation(error)) return this.addCheckinOnce(c);
+      throw error;
+    }
+  }
+
+  private addCheckinOnce(c: NewCheckin): Promise<CheckinRow & { repeated: boolean }> {
     return transact(this.db, async (trx) => {
+      const prior = c.effect ? await priorEffect(trx, c.effect) : undefined;
+      if (prior) {
+        const earlier = prior.ref === null ? undefined : await trx.selectFrom("coaching_checkins").selectAll().where("id", "=", prior.ref).executeTakeFirst();
+        const gone = { id: prior.ref ?? 0, bot: c.bot, user_id: c.user_id, goal_id: c.goal_id, day: c.day, points: 0, source: c.source, note: c.note ?? null, created_ms: this.now() };
+        return { ...(earlier ? normCheckin(earlier) : gone), repeated: true };
+      }
       const { n } = await trx
         .selectFrom("coaching_checkins")
         .select((eb) => eb.fn.countAll<number>().as("n"))
@@ -109,7 +131,8 @@ export class CoachingRepo {
         .executeTakeFirstOrThrow();
       const row = { bot: c.bot, user_id: c.user_id, goal_id: c.goal_id, day: c.day, points: c.pointsFor(Number(n) + 1), source: c.source, note: c.note ?? null, created_ms: this.now() };
       const r = await trx.insertInto("coaching_checkins").values(row).executeTakeFirstOrThrow();
-      return { ...row, id: Number(r.insertId) };
+      if (c.effect) await recordEffect(trx, c.effect, Number(r.insertId), row.created_ms);
+      return { ...row, id: Number(r.insertId), repeated: false };
     });
   }
 
@@ -183,7 +206,7 @@ export class CoachingRepo {
 
   /** Records how a claimed delivery ended. */
   async finishDelivery(id: number, status: "sent" | "failed", messageId: number | null, error: string | null = null): Promise<void> {
-    await this.db.updateTable("coaching_deliveries").set({ status, message_id: messageId, error, updated_ms: this.now() }).where("id", "=", id).execute();
+    await this.db.updateTable("coaching_deliveries").set({ status, message_id: messageId, error: scrubSecrets(error) ?? null, updated_ms: this.now() }).where("id", "=", id).execute();
   }
 
   /** Deliveries of a user (tests, /export). */

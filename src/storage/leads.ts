@@ -1,5 +1,8 @@
 import type { Kysely, Selectable } from "kysely";
+import { scrubSecrets } from "../secrets.js";
+import { isUniqueViolation, transact } from "./db.js";
 import type { LeadsTable, Schema } from "./schema.js";
+import { priorEffect, recordEffect, type ToolEffectKey } from "./tool-effects.js";
 
 /** A stored lead; times are epoch ms UTC. */
 export type LeadRow = Selectable<LeadsTable>;
@@ -31,6 +34,8 @@ export interface LeadInput extends LeadFields {
   dialog: DialogTurn[];
   /** The incoming message being answered. */
   message_id: number | null;
+  /** The tool call saving it (`save_lead`); a call seen before for the message changes nothing. */
+  effect?: ToolEffectKey;
 }
 
 /** Leads of `features.leads` (SPEC §5 `leads`): one per bot and thread key. */
@@ -54,14 +59,32 @@ export class LeadsRepo {
 
   /**
    * Saves the lead of a thread: inserts it, or updates the thread's lead (a repeat call). Given
-   * fields replace stored ones; when a contact field changes, `notified_ms` is cleared so the
-   * operator gets the new details.
+   * fields replace stored ones; when a contact field changes, `notified_ms` is cleared and
+   * `updated_ms` moves so the operator gets the new details (an unchanged repeat keeps both: a
+   * mail in flight stays valid). With `effect`, the key is stored in the same transaction, and a
+   * key stored before returns the lead as it is with `repeated` set, writing nothing.
    * @returns the lead after the write and whether it needs an e-mail
    */
-  async upsert(input: LeadInput): Promise<{ lead: LeadRow; created: boolean; changed: boolean }> {
+  async upsert(input: LeadInput): Promise<{ lead: LeadRow; created: boolean; changed: boolean; repeated: boolean }> {
+    try {
+      return await this.upsertOnce(input);
+    } catch (error) {
+      // A concurrent twin of the same call committed first: this one finds its key now.
+      if (input.effect && isUniqueViolation(error)) return this.upsertOnce(input);
+      throw error;
+    }
+  }
+
+  private upsertOnce(input: LeadInput): Promise<{ lead: LeadRow; created: boolean; changed: boolean; repeated: boolean }> {
     const at = this.now();
     const fields = pick(input);
-    return this.db.transaction().execute(async (trx) => {
+    return transact(this.db, async (trx) => {
+      const prior = input.effect ? await priorEffect(trx, input.effect) : undefined;
+      if (prior?.ref != null) {
+        const lead = await trx.selectFrom("leads").selectAll().where("id", "=", prior.ref).executeTakeFirst();
+        if (lead) return { lead: normaliseLead(lead), created: false, changed: false, repeated: true };
+      }
+      const effect = prior ? undefined : input.effect;
       const existing = await trx.selectFrom("leads").selectAll().where("bot", "=", input.bot).where("thread_key", "=", input.thread_key).orderBy("id", "desc").executeTakeFirst();
       if (!existing) {
         const res = await trx
@@ -85,7 +108,8 @@ export class LeadsRepo {
           })
           .executeTakeFirstOrThrow();
         const lead = await trx.selectFrom("leads").selectAll().where("id", "=", Number(res.insertId)).executeTakeFirstOrThrow();
-        return { lead: normaliseLead(lead), created: true, changed: true };
+        if (effect) await recordEffect(trx, effect, Number(lead.id), at);
+        return { lead: normaliseLead(lead), created: true, changed: true, repeated: false };
       }
       const changed = (Object.keys(fields) as Array<keyof LeadFields>).some((k) => (fields[k] ?? null) !== existing[k]);
       await trx
@@ -95,13 +119,14 @@ export class LeadsRepo {
           user_name: input.user_name ?? existing.user_name,
           dialog: JSON.stringify(input.dialog),
           message_id: input.message_id ?? existing.message_id,
-          updated_ms: at,
-          ...(changed ? { notified_ms: null, notify_attempts: 0, notify_error: null } : {}),
+          // `updated_ms` is the version an e-mail in flight is marked against (markNotified).
+          ...(changed ? { updated_ms: at, notified_ms: null, notify_attempts: 0, notify_error: null } : {}),
         })
         .where("id", "=", existing.id)
         .execute();
       const lead = await trx.selectFrom("leads").selectAll().where("id", "=", existing.id).executeTakeFirstOrThrow();
-      return { lead: normaliseLead(lead), created: false, changed };
+      if (effect) await recordEffect(trx, effect, Number(lead.id), at);
+      return { lead: normaliseLead(lead), created: false, changed, repeated: false };
     });
   }
 
@@ -129,7 +154,7 @@ export class LeadsRepo {
   async markFailed(id: number, error: string): Promise<void> {
     await this.db
       .updateTable("leads")
-      .set((eb) => ({ notify_attempts: eb("notify_attempts", "+", 1), notify_error: error.slice(0, 2000) }))
+      .set((eb) => ({ notify_attempts: eb("notify_attempts", "+", 1), notify_error: scrubSecrets(error).slice(0, 2000) }))
       .where("id", "=", id)
       .execute();
   }

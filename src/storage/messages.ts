@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { FencedError } from "../errors.js";
+import { scrubSecrets } from "../secrets.js";
 import { isUniqueViolation, transact } from "./db.js";
 import { fenceHolds, type OwnerFence } from "./owners.js";
 import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type PartialAnswer, type Schema } from "./schema.js";
@@ -88,7 +89,7 @@ export class MessagesRepo {
           completion_tokens: null,
           cost: null,
           latency_ms: null,
-          error: m.error ?? null,
+          error: scrubSecrets(m.error) ?? null,
           meta: m.meta ? JSON.stringify(m.meta) : null,
           created_ms: m.created_ms,
           updated_ms: m.created_ms,
@@ -132,7 +133,7 @@ export class MessagesRepo {
   async setStatus(id: number, status: IncomingStatus, opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null; fence?: OwnerFence } = {}): Promise<boolean> {
     let q = this.db
       .updateTable("messages")
-      .set({ status, updated_ms: this.now(), ...(opts.error !== undefined ? { error: opts.error } : {}), ...(opts.cost !== undefined ? { cost: opts.cost } : {}) })
+      .set({ status, updated_ms: this.now(), ...(opts.error !== undefined ? { error: scrubSecrets(opts.error) } : {}), ...(opts.cost !== undefined ? { cost: opts.cost } : {}) })
       .where("id", "=", id);
     if (opts.from) q = q.where("status", "in", opts.from);
     const f = opts.fence;

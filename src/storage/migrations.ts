@@ -8,6 +8,7 @@ import { coachingMigration } from "./migrations/0008_coaching.js";
 import { scaleMigration } from "./migrations/0009_scale.js";
 import { instanceTtlMigration } from "./migrations/0011_instance_ttl.js";
 import { sendPartsMigration } from "./migrations/0012_send_parts.js";
+import { toolEffectsMigration } from "./migrations/0013_tool_effects.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -26,6 +27,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0009_scale": scaleMigration(d),
     "0011_instance_ttl": instanceTtlMigration(d),
     "0012_send_parts": sendPartsMigration(d),
+    "0013_tool_effects": toolEffectsMigration(d),
   };
 }
 

@@ -12,6 +12,7 @@ export interface Schema {
   cursors: CursorsTable;
   leases: LeasesTable;
   leads: LeadsTable;
+  tool_effects: ToolEffectsTable;
   posts: PostsTable;
   recoveries: RecoveriesTable;
   instances: InstancesTable;
@@ -165,6 +166,23 @@ export interface LeadsTable {
   notify_error: string | null;
   created_ms: number;
   updated_ms: number;
+}
+
+/**
+ * One tool call's effect (migration 0012), keyed by (bot, message_id, tool, args_hash): a repeat
+ * of the call for the same incoming message finds it and changes nothing.
+ */
+export interface ToolEffectsTable {
+  id: Generated<number>;
+  bot: string;
+  /** The incoming message (`messages.id`) being answered. */
+  message_id: number;
+  tool: string;
+  /** SHA-256 (hex) of the normalised arguments as canonical JSON (keys sorted). */
+  args_hash: string;
+  /** The row the effect wrote (`leads.id`, `coaching_checkins.id`), when there is one. */
+  ref: number | null;
+  created_ms: number;
 }
 
 /** One recovery run of a bot (migration 0005): what it found and did. Times epoch ms UTC. */

@@ -5,6 +5,7 @@ import { branchCursorName, pollLeaseName } from "../../src/channels/twogis/poll.
 import { loadBotConfigs } from "../../src/config/load.js";
 import { createLogging } from "../../src/logging.js";
 import { startBots } from "../../src/runner.js";
+import { bin } from "../support/cli.js";
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
 import { lastUserText } from "../support/openai-server.js";
@@ -302,6 +303,31 @@ for (const dialect of dialects()) {
         assert.equal((await s.incoming())[0]!.user_name, null);
         const { readFileSync } = await import("node:fs");
         assert.match(readFileSync(`${s.fixture.logDir}/shop-2gis.log`, "utf8"), /2GIS review item not understood; skipped/);
+      } finally {
+        await s.stop();
+      }
+    });
+
+    test("a real bin/bots.js poll: its log lines are in the files when it has exited", async () => {
+      const s = await TwoGisSetup.start({ dialect });
+      try {
+        s.dgis.junkItems.push(null, { id: "x1" });
+        const reviews = Array.from({ length: 12 }, (_, i) => s.dgis.addReview(BRANCH, { text: `review ${i}`, userName: `User ${i}` }));
+        const run = await bin([...s.globalArgs, "poll", "2gis"]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(run.stdout.trim(), "shop-2gis: 12 answered, 0 skipped, 0 failed");
+        // Read at once after the exit: nothing may still be on its way to the files.
+        const { readFileSync } = await import("node:fs");
+        const lines = (file: string) => readFileSync(`${s.fixture.logDir}/${file}`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { msg: string; msg_id?: number });
+        assert.ok(lines("shop-2gis.log").some((l) => l.msg === "2GIS review item not understood; skipped"));
+        const answered = new Set((await s.incoming()).map((m) => Number(m.id)));
+        assert.equal(answered.size, reviews.length);
+        // Every answer's line and the pass's closing line, in the bot's file and the process's.
+        for (const file of ["shop-2gis.log", "bots.log"]) {
+          const all = lines(file);
+          assert.equal(all.filter((l) => l.msg === "answer delivered").length, answered.size, file);
+          assert.deepEqual(all.filter((l) => l.msg === "2GIS pass done").map((l) => (l as { answered?: number }).answered), [12], file);
+        }
       } finally {
         await s.stop();
       }

@@ -203,12 +203,46 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("an event without group_id or for another community gets 403, even with the right secret: nothing recorded, answered or charged", async () => {
+      const h = await VkHarness.start({ dialect });
+      try {
+        const forged = messageNew({ groupId: h.groupId, peerId: 511, id: 21, text: "forged", secret: VK_SECRET }) as Record<string, unknown>;
+        delete forged.group_id;
+        assert.equal((await postCallback(h.callbackUrl, forged)).status, 403);
+        assert.equal((await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId + 1, peerId: 511, id: 22, text: "other club", secret: VK_SECRET }))).status, 403);
+        // The real one still gets through: the test's end mark.
+        assert.equal((await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 512, id: 23, text: "real", secret: VK_SECRET }))).status, 200);
+        await eventually(() => h.vk.sent.length === 1, 5000, "the real message answered");
+        await h.pipeline.onIdle();
+        assert.deepEqual(h.vk.sent.map((c) => c.params.peer_id), ["512"]);
+        assert.deepEqual((await h.messages()).filter((m) => m.direction === "in").map((m) => m.text), ["real"]);
+      } finally {
+        await h.stop();
+      }
+    });
+
     test("a refused token stops the start with VK_AUTH", async () => {
       await assert.rejects(VkHarness.start({ dialect, botToken: "vk1.a.revoked-token" }), (e: unknown) => e instanceof ChannelError && e.code === "VK_AUTH" && e.status === 5);
     });
   });
 
   describe(`VK channel, Bots Long Poll (${dialect})`, () => {
+    test("a long poll event for another community or without group_id is logged and skipped", async () => {
+      const h = await VkHarness.start({ dialect, mode: "longpoll" });
+      try {
+        const bare = messageNew({ groupId: h.groupId, peerId: 811, id: 31, text: "no group" }) as Record<string, unknown>;
+        delete bare.group_id;
+        h.vk.pushLongPoll(bare as never);
+        h.vk.pushLongPoll(messageNew({ groupId: h.groupId + 1, peerId: 811, id: 32, text: "other club" }));
+        h.vk.pushLongPoll(messageNew({ groupId: h.groupId, peerId: 812, id: 33, text: "ours" }));
+        await eventually(() => h.vk.sent.length === 1, 5000, "our message answered");
+        await h.pipeline.onIdle();
+        assert.deepEqual(h.vk.sent.map((c) => c.params.peer_id), ["812"]);
+        assert.deepEqual((await h.messages()).filter((m) => m.direction === "in").map((m) => m.text), ["ours"]);
+      } finally {
+        await h.stop();
+      }
+    });
     test("long poll mode answers a message and a comment", async () => {
       const h = await VkHarness.start({ dialect, mode: "longpoll" });
       try {

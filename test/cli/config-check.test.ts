@@ -9,6 +9,37 @@ import { Fixture } from "../support/fixture.js";
 import { ScriptedTerminal } from "../support/terminal.js";
 
 describe("bots config check through bin/bots.js", () => {
+  test("a prompt must be a regular file of at most 256 KB: /dev/zero, a folder and a big file are refused with file:line: field; bots prompt test refuses too", async () => {
+    const fx = new Fixture();
+    try {
+      fx.write("prompts/p.md", "x");
+      fx.write("prompts/big.md", "y".repeat(256 * 1024 + 1));
+      fx.write("prompts/edge.md", "z".repeat(256 * 1024));
+      const bot = (name: string, prompt: string) => fx.bot(name, ["channel: tg", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", `prompt: ${prompt}`].join("\n"));
+      bot("zero", "/dev/zero");
+      bot("folder", "prompts");
+      bot("big", "prompts/big.md");
+      bot("edge", "prompts/edge.md");
+      bot("mapped", "{ messages: prompts/p.md, comments: /dev/zero }");
+      const r = await runBots(["config", "check"], { cwd: fx.root });
+      assert.equal(r.code, 2);
+      const lines = r.stderr.trim().split("\n");
+      assert.ok(lines.includes("configs/zero.yaml:4: prompt: prompt file /dev/zero is not a regular file (a prompt is a text file)"), r.stderr);
+      assert.ok(lines.includes("configs/folder.yaml:4: prompt: prompt file prompts is not a regular file (a prompt is a text file)"), r.stderr);
+      assert.ok(lines.includes("configs/big.yaml:4: prompt: prompt file prompts/big.md is 257 KB; a prompt file may have at most 256 KB"), r.stderr);
+      assert.ok(lines.some((l) => l.startsWith("configs/mapped.yaml:4: prompt.comments: prompt file /dev/zero is not a regular file")), r.stderr);
+      assert.ok(!lines.some((l) => l.includes("edge.yaml")), "256 KB exactly is allowed");
+      // The bot loads the file again when it answers: a file that became too large since is refused there too.
+      fx.write("prompts/edge.md", "z".repeat(300 * 1024));
+      const { loadPrompt } = await import("../../src/llm/prompt.js");
+      assert.throws(() => loadPrompt({ name: "edge", prompt: "prompts/edge.md", root: fx.root }), /prompt file .*edge\.md of bot edge cannot be read: larger than 256 KB/);
+      assert.throws(() => loadPrompt({ name: "zero", prompt: "/dev/zero", root: fx.root }), /cannot be read: not a regular file/);
+      assert.equal(loadPrompt({ name: "p", prompt: "prompts/p.md", root: fx.root }), "x");
+    } finally {
+      fx.cleanup();
+    }
+  });
+
   test("every problem at once as file:line: field: message, exit 2; then a table and exit 0", async () => {
     const fx = new Fixture();
     try {

@@ -65,6 +65,23 @@ describe("config loading", () => {
     assert.match(lines.join("\n"), /a\.yaml:11: tg\.webhook\.port: removed: `bots start` serves webhooks and callbacks on its one HTTP server \(--http-port, --http-host\) at \/tg\/<bot> and \/vk\/<bot>/);
   });
 
+  test("vk callback mode without callback.secret is refused with file:line; long poll needs none", () => {
+    const vk = (extra: string) => ["channel: vk", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "vk:", "  token: t", "  group_id: 5", extra].join("\n");
+    const { bots, lines } = load({ "cb.yaml": vk("  callback:\n    confirmation: abc"), "ok.yaml": vk("  callback:\n    confirmation: abc\n    secret: s3cr3t"), "lp.yaml": vk("  mode: longpoll") });
+    assert.deepEqual(bots.map((b) => b.name).sort(), ["lp", "ok"]);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /cb\.yaml:[78]: vk\.callback\.secret: required when vk\.mode is callback/);
+  });
+
+  test("a YAML alias bomb is one file:line problem of its file; the other bots still load", () => {
+    const levels = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    const bomb = ["channel: tg", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...levels.slice(1).map((l, i) => `${l}: &${l} [${Array(9).fill(`*${levels[i]}`).join(", ")}]`)].join("\n");
+    const { bots, lines } = load({ "bomb.yaml": bomb, "good.yaml": good() });
+    assert.deepEqual(bots.map((b) => b.name), ["good"]);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, /bomb\.yaml:3: YAML: Excessive alias count .*at most 100 nodes/);
+  });
+
   test("every problem at once, each with file:line: field", () => {
     const { lines, bots } = load(
       {

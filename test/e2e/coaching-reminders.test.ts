@@ -9,7 +9,7 @@ import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
 import { coachHarness, coachScheduler, onboardBerlin, proactiveRows, say } from "../support/coaching.js";
 import { eventually, type Harness, TOKEN } from "../support/harness.js";
-import { botMessages, userSays } from "../support/telegram.js";
+import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -197,6 +197,15 @@ for (const dialect of dialects()) {
       stops.push(() => proxy!.stop());
       await onboard(h, 608);
       await say(h, 608, "/done");
+      // In a group, /export@bot and /delete@bot get a hint to use the private chat: no document
+      // with the user's data goes to the group, nothing is set up for erasing.
+      const group = h.telegram.getClient(TOKEN, { userId: 608, chatId: -100608, firstName: "U", userName: "u", type: "group" });
+      await group.sendCommand(group.makeCommand("/export@TestNameBot"));
+      await group.sendCommand(group.makeCommand("/delete@TestNameBot"));
+      const hints = await waitForBotMessages(h.telegram, -100608, 2);
+      for (const hint of hints) assert.match(hint.text, /только в личном чате/);
+      assert.equal(uploads.length, 0);
+      assert.equal((await h.store.coaching.user(h.bot.name, "608"))!.step, null);
       await userSays(h.telegram, TOKEN, 608, "/export");
       await eventually(() => uploads.length === 1, 10_000, "sendDocument");
       const upload = uploads[0]!;

@@ -89,11 +89,13 @@ for (const dialect of dialects()) {
       assert.equal((await h.store.coaching.checkins(h.bot.name, String(u)))[0]!.source, "button");
       assert.match(await say(h, u, "/done 2"), /\+5 очков \(всего 15/);
       // Free text: the model calls log_progress with the goal's number.
-      h.llm.script.push({ toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 км" } }] }, { text: "Отлично, записал!" });
+      // The model repeats the call (a loop): the second is told it is recorded, nothing is added.
+      h.llm.script.push({ toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 км" } }] }, { toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 km" } }] }, { text: "Отлично, записал!" });
       assert.equal(await say(h, u, "пробежал 5 км"), "Отлично, записал!");
-      const toolResult = h.llm.requests.at(-1)!.messages.find((m) => m.role === "tool")!;
-      assert.match(String(toolResult.content), /^ok: recorded "бегать 3 раза в неделю" for 2026-05-11: \+10 points, total 25/);
-      assert.match(String(h.llm.requests.at(-2)!.messages[0]!.content), /Points 15, level 1/, "the model got the numbers");
+      const toolResults = h.llm.requests.at(-1)!.messages.filter((m) => m.role === "tool");
+      assert.match(String(toolResults[0]!.content), /^ok: recorded "бегать 3 раза в неделю" for 2026-05-11: \+10 points, total 25/);
+      assert.match(String(toolResults[1]!.content), /^ok: already recorded "бегать 3 раза в неделю" for 2026-05-11 for this message: total 25/);
+      assert.match(String(h.llm.requests.at(-3)!.messages[0]!.content), /Points 15, level 1/, "the model got the numbers");
       assert.equal(await h.store.coaching.points(h.bot.name, String(u)), 25);
       assert.match(await say(h, u, "/undo"), /−10 очков \(всего 15\)/);
       assert.equal(await h.store.coaching.points(h.bot.name, String(u)), 15);

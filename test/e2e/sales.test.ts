@@ -117,6 +117,62 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("a model looping on save_lead stores and e-mails the lead once; the repeats are told it is already saved", async () => {
+      const smtp = new SmtpSink();
+      await smtp.start();
+      const h = await salesBot(dialect, smtp);
+      try {
+        // The same details four times, written differently: the normalised fields are the key.
+        const call = (phone: string, name: string) => ({ toolCalls: [{ name: "save_lead", arguments: { name, phone } }] });
+        h.llm.script.push(call("8 (900) 555-00-11", "Вера"), call("+7 900 555 00 11", " Вера "), call("89005550011", "Вера"), call("+79005550011", "Вера"), { text: "Записала, Вера!" });
+        await userSays(h.telegram, TOKEN, 306, "Вера, 8 900 555 00 11");
+        const [reply] = await waitForBotMessages(h.telegram, 306, 1);
+        assert.equal(reply!.text, "Записала, Вера!");
+        const results = h.llm.requests.slice(1).map((r) => String(r.messages.at(-1)!.content));
+        assert.equal(results.length, 4);
+        assert.match(results[0]!, /^ok: lead #\d+ saved/);
+        for (const r of results.slice(1)) assert.match(r, /^ok: already saved as lead #\d+/);
+        assert.equal((await leads(h)).length, 1);
+        const effects = await h.store.database.db.selectFrom("tool_effects").selectAll().execute();
+        assert.deepEqual(effects.map((e) => [e.tool, Number(e.ref)]), [["save_lead", (await leads(h))[0]!.id]]);
+        await smtp.waitFor(1);
+        await eventually(async () => (await leads(h))[0]!.notified_ms !== null, 5000, "lead marked notified");
+        const [message] = (await h.messages()).filter((m) => m.direction === "in");
+        assert.equal(message!.status, "answered");
+      } finally {
+        // stop() waits for every e-mail pass started by the tool calls.
+        await h.stop();
+        await smtp.stop();
+      }
+      assert.equal(smtp.mails.length, 1, "one e-mail for one lead");
+    });
+
+    test("CR/LF and bidi controls in lead fields reach the operator as one-line fields: no forged Bcc header or line", async () => {
+      const smtp = new SmtpSink();
+      await smtp.start();
+      const h = await salesBot(dialect, smtp);
+      try {
+        h.llm.script.push(
+          { toolCalls: [{ name: "save_lead", arguments: { name: "Eve\r\nBcc: spy@example.com", phone: "+79001230000", note: "sofa\nBcc: spy@example.com\u202eexe.txt" } }] },
+          { text: "Спасибо!" },
+        );
+        await userSays(h.telegram, TOKEN, 307, "Eve\r\nBcc: spy@example.com");
+        await waitForBotMessages(h.telegram, 307, 1);
+        const [mail] = await smtp.waitFor(1);
+        assert.deepEqual(mail!.to, ["ops@example.com"]);
+        assert.equal(mail!.subject, "[shop-tg] Заявка: Eve Bcc: spy@example.com");
+        const head = mail!.raw.slice(0, mail!.raw.search(/\r?\n\r?\n/));
+        assert.doesNotMatch(head, /^bcc:/im);
+        assert.doesNotMatch(mail!.text, /^Bcc:/m);
+        assert.doesNotMatch(mail!.text + mail!.html + mail!.subject, /[\u202a-\u202e\u2066-\u2069]/);
+        assert.match(mail!.text, /^Имя: Eve Bcc: spy@example.com$/m);
+        assert.match(mail!.text, /^Комментарий: sofa Bcc: spy@example.comexe.txt$/m);
+      } finally {
+        await h.stop();
+        await smtp.stop();
+      }
+    });
+
     test("an invalid phone goes back to the model as the tool result; no lead, no mail", async () => {
       const smtp = new SmtpSink();
       await smtp.start();

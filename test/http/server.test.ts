@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { describe, test } from "node:test";
+import pino from "pino";
 import { HttpServer, parseHttpPort, sendJson } from "../../src/http/server.js";
 import { checkIngress } from "../../src/ops/serve.js";
 import type { BotConfig } from "../../src/config/schema.js";
@@ -26,6 +28,36 @@ describe("HttpServer", () => {
       assert.equal((await get("/boom")).status, 500);
       // A second server on the same port fails with EADDRINUSE.
       await assert.rejects(new HttpServer().listen({ port }), /EADDRINUSE/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a malformed percent-escape or a target that is no URL gets 400 with a one-line warning, not a handler's 500", async () => {
+    const lines: Array<{ level: string; msg: string; err?: unknown }> = [];
+    const logger = pino({ level: "debug", formatters: { level: (label) => ({ level: label }) } }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const server = new HttpServer(logger);
+    // As the webhook ingress does: the bot's name is the decoded rest of the path.
+    server.route("*", "/tg/", (_req, res, url) => void res.writeHead(200).end(decodeURIComponent(url.pathname)));
+    const port = await server.listen({ port: 0 });
+    try {
+      for (const p of ["/%E0%A4%A", "/tg/%E0%A4%A", "/tg/%zz"]) {
+        const r = await fetch(`http://127.0.0.1:${port}${p}`, { method: "POST" });
+        assert.equal(r.status, 400, p);
+        assert.equal(await r.text(), "bad request\n");
+      }
+      // An absolute-form target that no URL parser takes ("http://[").
+      const raw = await new Promise<string>((resolve, reject) => {
+        let got = "";
+        const sock = net.connect(port, "127.0.0.1", () => sock.write("GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        sock.on("data", (d) => (got += d.toString()));
+        sock.on("end", () => resolve(got));
+        sock.on("error", reject);
+      });
+      assert.match(raw, /^HTTP\/1\.1 400 /);
+      assert.equal(await (await fetch(`http://127.0.0.1:${port}/tg/%D0%B1%D0%BE%D1%82`, { method: "POST" })).text(), "/tg/бот", "a good escape still works");
+      assert.deepEqual(lines.map((l) => [l.level, l.msg]), Array(4).fill(["warn", "malformed request target; 400"]));
+      assert.ok(lines.every((l) => l.err === undefined), "no error, no stack");
     } finally {
       await server.close();
     }

@@ -207,6 +207,11 @@ export class VkWorker implements ChannelWorker {
     void p.finally(() => this.inflight.delete(p));
   }
 
+  /** True when the event names this bot's community (`group_id`, sent by VK with every event). */
+  private ourGroup(event: VkEvent): boolean {
+    return event.group_id !== undefined && event.group_id !== null && Number(event.group_id) === this.bot.vk!.group_id;
+  }
+
   /**
    * One Callback API request on the instance's HTTP ingress (`POST /vk/<bot>`; any instance
    * serves it, the owner answers): `confirmation` → the configured string; a wrong or missing
@@ -235,8 +240,9 @@ export class VkWorker implements ChannelWorker {
       this.logger.warn({ bytes: size }, "callback body is not a VK event (malformed JSON); 400");
       return reply(400, "bad request");
     }
-    if (event.group_id !== undefined && Number(event.group_id) !== this.bot.vk!.group_id) {
-      this.logger.warn({ group_id: event.group_id }, "callback for another community; 403");
+    // VK sends `group_id` with every event; one without it or for another community is refused.
+    if (!this.ourGroup(event)) {
+      this.logger.warn({ group_id: event.group_id ?? null, type: event.type }, "callback for another community or without group_id; 403");
       return reply(403, "forbidden");
     }
     // VK sends no secret with `confirmation`; a present but wrong one is still refused.
@@ -269,6 +275,11 @@ export class VkWorker implements ChannelWorker {
    * @throws whatever recording threw, of any type (the event is not acknowledged)
    */
   async handleEvent(event: VkEvent, source: "callback" | "longpoll"): Promise<VkAck> {
+    if (!this.ourGroup(event)) {
+      // Never this bot's to record: acknowledged as ignored by rule (a resend would be refused again).
+      this.logger.warn({ group_id: event.group_id ?? null, type: event.type, event_id: event.event_id, source }, "event for another community or without group_id; skipped");
+      return { status: "ignored", reason: "another community or no group_id" };
+    }
     if (event.event_id && this.recent.has(event.event_id)) {
       this.logger.debug({ event_id: event.event_id }, "event seen before; dropped");
       return { status: "duplicate" };

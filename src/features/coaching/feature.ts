@@ -15,6 +15,7 @@ import type { Store } from "../../storage/index.js";
 import type { OwnerFence } from "../../storage/owners.js";
 import type { CoachingConfig } from "../schemas.js";
 import { goalFacts, looksLikeInjection, parseGoal, pauseRanges, weekFigures, type GoalFacts, type ParsedGoal } from "./goals.js";
+import type { ToolEffectKey } from "../../storage/tool-effects.js";
 import { addDays, checkinDay, checkinPoints, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant, type Day } from "./rules.js";
 import { fill, TEXTS, type TextKey } from "./texts.js";
 import { coordinatesFromText, zoneFromAnswer, zoneFromLocation } from "./zones.js";
@@ -137,8 +138,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     ].filter(Boolean).join("\n");
   };
 
-  const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null) => {
-    const row = await repo.addCheckin({ bot: bot.name, user_id: u.user_id, goal_id: goal.id, day, source, note, pointsFor: checkinPoints });
+  const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) => {
+    const row = await repo.addCheckin({ bot: bot.name, user_id: u.user_id, goal_id: goal.id, day, source, note, pointsFor: checkinPoints, effect });
     const f = await factsOf(u);
     const gf = goalFacts([goal], f.checkins, f.pauses, f.day)[0]!;
     return { row, total: f.points, level: levelFor(f.points).level, streak: streakText(gf) };
@@ -395,23 +396,33 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       case "resume":
         await repo.endPauses(bot.name, u.user_id, addDays(today(u), -1));
         return reply(ctx, t("unpaused"));
-      case "export": {
-        const target = ctx.msg.target;
-        const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
-        // The channel sends it as a file (Telegram: sendDocument) with the caption.
-        ctx.msg.target = { ...target, document };
-        try {
-          return await reply(ctx, t("export_caption"));
-        } finally {
-          ctx.msg.target = target;
-        }
-      }
+      case "export":
       case "delete":
-        await repo.updateUser(bot.name, u.user_id, { step: "delete" });
-        return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
+        // A user's data never goes to a group (`/export@bot` there would post it to everyone),
+        // and erasing it is confirmed only between the user and the bot.
+        if (!isPrivate(ctx.msg)) return reply(ctx, t("private_only"));
+        return name === "export" ? exportFile(ctx, u) : askDelete(ctx, u);
       default:
         return reply(ctx, t("unknown_command"));
     }
+  };
+
+  /** `/export`: the user's data as a JSON file (Telegram: sendDocument) with the caption. */
+  const exportFile = async (ctx: PipelineContext, u: CoachingUser) => {
+    const target = ctx.msg.target;
+    const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
+    ctx.msg.target = { ...target, document };
+    try {
+      return await reply(ctx, t("export_caption"));
+    } finally {
+      ctx.msg.target = target;
+    }
+  };
+
+  /** `/delete`: asks for the confirmation (the next message, see the gate). */
+  const askDelete = async (ctx: PipelineContext, u: CoachingUser) => {
+    await repo.updateUser(bot.name, u.user_id, { step: "delete" });
+    return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
   };
 
   const replyGoals = (ctx: PipelineContext, u: CoachingUser) => command(ctx, u, "goals", "");
@@ -470,6 +481,9 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     points: await repo.points(bot.name, u.user_id),
   });
 
+  /** A private chat: the chat is the user (Telegram private `chat.id` = `from.id`; VK `peer_id` = `from_id`). */
+  const isPrivate = (m: PipelineContext["msg"]) => m.userId !== null && m.chatId === m.userId;
+
   // --- the gate -----------------------------------------------------------------------------
   const gate: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
@@ -494,7 +508,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       if (cmd?.[1] === "start" && u.step === "name") return reply(ctx, `${t("welcome")}\n\n${t("ask_name")}`);
       return onboarding(ctx, u, text, next);
     }
-    if (u.step === "delete") {
+    // The erase confirmation counts only where it was asked: in the private chat.
+    if (u.step === "delete" && isPrivate(m)) {
       if (/^(удалить|delete)[.!]?$/i.test(text)) {
         // Erase first: a crash after this leaves no data and no confirmation, never the reverse.
         await repo.deleteUser(bot.name, u.user_id, u.thread_key);
@@ -545,7 +560,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       const day = backfillDay(u, dayArg);
       if (day === null || day === "range") return "error: day must be today, yesterday, or a date within the last 7 days; nothing recorded.";
       const note = typeof args.note === "string" ? args.note.slice(0, 500) : null;
-      const r = await checkIn(u, goal, day, "text", note);
+      // One check-in per goal and day for this message, however often the model calls.
+      const effect = ctx.id === undefined ? undefined : { bot: bot.name, message_id: ctx.id, tool: "log_progress", args: { goal_id: goal.id, day } };
+      const r = await checkIn(u, goal, day, "text", note, effect);
+      if (r.row.repeated) {
+        ctx.log.info({ goal_id: goal.id, day }, "log_progress repeated for the same message; nothing recorded again");
+        return `ok: already recorded "${goal.title}" for ${day} for this message: total ${r.total}, level ${r.level}, streak ${r.streak}. Do not call log_progress again for it; tell the user these numbers as given.`;
+      }
       ctx.log.info({ goal_id: goal.id, day, points: r.row.points }, "check-in logged by the model");
       return `ok: recorded "${goal.title}" for ${day}: +${r.row.points} points, total ${r.total}, level ${r.level}, streak ${r.streak}. Tell the user these numbers as given.`;
     },
