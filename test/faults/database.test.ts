@@ -15,7 +15,7 @@ const VK_SECRET = "vk-callback-secret";
 const CHATS = [11, 12, 13];
 const PER_CHAT = 2;
 /** Bound of each wait; a wait that runs out is reported by the checks, not by a timeout. */
-const SETTLE_MS = 45_000;
+const SETTLE_MS = 30_000;
 
 const text = (path: string, chat: number, i: number) => `${path} c${chat} m${i}`;
 const expected = (path: string, chat: number) => Array.from({ length: PER_CHAT }, (_, i) => `echo: ${text(path, chat, i)}`);

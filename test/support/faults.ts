@@ -220,7 +220,10 @@ export class Checks {
     try {
       await fn();
     } catch (error) {
-      this.failed.push(`${label}: ${(error as Error).message.split("\n").slice(0, 6).join(" ")}`);
+      const e = error as Error & { actual?: unknown; expected?: unknown; generatedMessage?: boolean };
+      const shown = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 400);
+      const note = e.generatedMessage === false ? `${e.message} — ` : "";
+      this.failed.push(`${label}: ${"actual" in e ? `${note}got ${shown(e.actual)}, want ${shown(e.expected)}` : e.message}`);
     }
   }
 

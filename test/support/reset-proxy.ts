@@ -1,8 +1,11 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 
-/** What the proxy does with one request: forward it (undefined), reset after the API has read it, or hold it until a promise settles. */
-export type RequestFault = "reset-after-read" | { hold: Promise<void> } | undefined;
+/**
+ * What the proxy does with one request: forward it (undefined), reset after the API has read it,
+ * hold it until a promise settles, or refuse it with an API error of its own (not forwarded).
+ */
+export type RequestFault = "reset-after-read" | { hold: Promise<void> } | { refuse: { status: number; body: unknown } } | undefined;
 
 /** One request the proxy received: the path (with query) and the raw body. */
 export interface ProxiedRequest {
@@ -30,6 +33,7 @@ export function requestParam(body: string, name: string): string | undefined {
  *   message is delivered), then the client's socket is destroyed without a reply — a connection
  *   reset after the request was read;
  * - `{hold}`: the request waits for the promise, then goes on;
+ * - `{refuse}`: answered with that status and JSON body; the API never sees it;
  * - undefined: forwarded as is.
  */
 export async function startResetProxy(target: string, decide: (req: ProxiedRequest) => RequestFault): Promise<{ url: string; requests: ProxiedRequest[]; stop(): Promise<void> }> {
@@ -41,6 +45,7 @@ export async function startResetProxy(target: string, decide: (req: ProxiedReque
     const seen = { path: req.url ?? "/", body: raw.toString("utf8") };
     requests.push(seen);
     const fault = decide(seen);
+    if (fault && typeof fault === "object" && "refuse" in fault) return void res.writeHead(fault.refuse.status, { "content-type": "application/json" }).end(JSON.stringify(fault.refuse.body));
     if (fault && typeof fault === "object") await fault.hold;
     try {
       const r = await fetch(target + seen.path, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" || req.method === "HEAD" ? undefined : raw });
