@@ -234,3 +234,9 @@ export class Checks {
 
 /** Waits `ms` milliseconds. */
 export const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Like {@link finished}, also for a child that has already exited (its `exit` event is gone). */
+export function ended(child: Child, timeoutMs = 60_000): ReturnType<typeof finished> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode, stdout: child.out.stdout, stderr: child.out.stderr });
+  return finished(child, timeoutMs);
+}
