@@ -4,6 +4,7 @@ import { startConflictProxy } from "../support/conflict-proxy.js";
 import { dialects } from "../support/db.js";
 import { Checks, FaultBed, modelYaml, OffsetRecorder, pause, type Probe } from "../support/faults.js";
 import { eventually } from "../support/harness.js";
+import { lastUserText } from "../support/openai-server.js";
 import { botMessages, userSays } from "../support/telegram.js";
 import { FakeVk, messageNew, postCallback } from "../support/vk-server.js";
 
@@ -16,6 +17,8 @@ const CHATS = [11, 12, 13];
 const PER_CHAT = 2;
 /** Bound of each wait; a wait that runs out is reported by the checks, not by a timeout. */
 const SETTLE_MS = 30_000;
+/** The chat of each path whose answer is in the model's hands when the database goes away. */
+const INFLIGHT = 14;
 
 const text = (path: string, chat: number, i: number) => `${path} c${chat} m${i}`;
 const expected = (path: string, chat: number) => Array.from({ length: PER_CHAT }, (_, i) => `echo: ${text(path, chat, i)}`);
@@ -102,6 +105,14 @@ for (const dialect of dialects()) {
       vkLp.pushLongPoll(messageNew({ groupId: vkLp.groupId, peerId: 1, id: 1, text: "warm-up" }));
       await eventually(async () => (await bed.incoming()).filter((r) => r.status === "answered").length === 4, 30_000, "the four warm-up messages answered");
 
+      // One answer per path in flight: recorded, its cost reserved, the model still writing.
+      bed.llm.respond = (req) => ({ text: `echo: ${lastUserText(req)}`, delayMs: lastUserText(req).startsWith("inflight") ? 3000 : 0 });
+      await userSays(bed.telegram, TG_POLL_TOKEN, INFLIGHT, "inflight poll");
+      assert.ok((await hook(tgUpdate(INFLIGHT, 1, "inflight hook"))).ok);
+      assert.ok((await callback(messageNew({ groupId: vkCb.groupId, peerId: INFLIGHT, id: 1, text: "inflight cb", secret: VK_SECRET }))).ok);
+      vkLp.pushLongPoll(messageNew({ groupId: vkLp.groupId, peerId: INFLIGHT, id: 1, text: "inflight lp" }));
+      await eventually(() => bed.llm.requests.filter((r) => lastUserText(r).startsWith("inflight")).length === 4, 20_000, "four answers in the model's hands");
+
       await bed.db.down();
       const downAt = Date.now();
       // Telegram polling: the users write; the bot fetches through the offset proxy.
@@ -146,7 +157,7 @@ for (const dialect of dialects()) {
             botMessages(bed.telegram, chat).filter((m) => /^echo: hook /.test(m.text)).length >= PER_CHAT &&
             vkCb.sent.filter((s) => Number(s.params.peer_id) === chat).length >= PER_CHAT &&
             vkLp.sent.filter((s) => Number(s.params.peer_id) === chat).length >= PER_CHAT,
-        );
+        ) && inflightAnswers().every((a) => a.length > 0);
       await eventually(allAnswered, SETTLE_MS, "every message answered").catch(() => undefined);
       // Late duplicates would show up now.
       await pause(1500);
@@ -159,6 +170,14 @@ for (const dialect of dialects()) {
     after(async () => {
       await bed?.close();
     });
+
+    /** What each path's in-flight chat received: Telegram polling, webhook, VK callback, long poll. */
+    const inflightAnswers = () => [
+      botMessages(bed.telegram, INFLIGHT).filter((m) => m.text.startsWith("echo: inflight poll")).map((m) => m.text),
+      botMessages(bed.telegram, INFLIGHT).filter((m) => m.text.startsWith("echo: inflight hook")).map((m) => m.text),
+      vkCb.sent.filter((s) => Number(s.params.peer_id) === INFLIGHT).map((s) => s.params.message!),
+      vkLp.sent.filter((s) => Number(s.params.peer_id) === INFLIGHT).map((s) => s.params.message!),
+    ];
 
     /** Texts recorded as incoming rows of a bot. */
     const recorded = async (bot: string) => new Set((await bed.incoming(bot)).map((r) => r.text));
@@ -210,6 +229,20 @@ for (const dialect of dialects()) {
       const acked = [...lpEvents].filter(([, n]) => n < passed).map(([t]) => t);
       await c.check("0 acknowledged-but-unrecorded", () => assert.deepEqual(acked.filter((t) => !rows.has(t)), []));
       await answeredOnceInOrder(c, "lp", (chat) => vkLp.sent.filter((s) => Number(s.params.peer_id) === chat).map((s) => s.params.message!));
+      c.done();
+    });
+
+    test("answers in flight when the database went away: each answered once after it is back, without a restart", async () => {
+      const c = new Checks();
+      await c.check("answered once each (polling, webhook, VK callback, VK long poll)", () =>
+        assert.deepEqual(inflightAnswers(), [["echo: inflight poll"], ["echo: inflight hook"], ["echo: inflight cb"], ["echo: inflight lp"]]),
+      );
+      await c.check("their rows `answered`", async () =>
+        assert.deepEqual(
+          (await bed.incoming()).filter((r) => r.text.startsWith("inflight")).map((r) => `${r.text}: ${r.status}`).sort(),
+          ["inflight cb: answered", "inflight hook: answered", "inflight lp: answered", "inflight poll: answered"],
+        ),
+      );
       c.done();
     });
 
