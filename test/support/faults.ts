@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "./db.js";
 import { Fixture } from "./fixture.js";
 import { eventually } from "./harness.js";
 import { FakeOpenAI } from "./openai-server.js";
-import type { Child } from "./scenario.js";
+import { openReservations, type Child } from "./scenario.js";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.js";
 import { startTelegram } from "./telegram.js";
 import { mountTmpfs, type Tmpfs } from "./tmpfs.js";
@@ -179,16 +179,8 @@ export class FaultBed {
   }
 
   /** Reservations never refunded whose message is not answered (or unconfirmed): money held for nothing. */
-  async openReservations(): Promise<number> {
-    const rows = await this.store.database.db
-      .selectFrom("balance_ledger as r")
-      .innerJoin("messages as m", "m.id", "r.message_id")
-      .select("r.id")
-      .where("r.reason", "=", "reserve")
-      .where("m.status", "not in", ["answered", "unconfirmed"])
-      .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
-      .execute();
-    return rows.length;
+  openReservations(): Promise<number> {
+    return openReservations(this.store);
   }
 
   /** Ledger sum − balance (0 when the books agree). */
@@ -239,4 +231,21 @@ export const pause = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function ended(child: Child, timeoutMs = 60_000): ReturnType<typeof finished> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode, stdout: child.out.stdout, stderr: child.out.stderr });
   return finished(child, timeoutMs);
+}
+
+/**
+ * The books of a bed, as checks: the ledger sums to the balance, no reservation is open, and the
+ * credits spent since `before` (hundredths of a credit) equal the cost of what was recorded as
+ * delivered — replies by their incoming row (`answered`, `unconfirmed`; the outgoing copy repeats
+ * the cost), proactive messages by their outgoing row (`sent`, `unconfirmed`).
+ */
+export async function checkBooks(c: Checks, bed: FaultBed, before: number): Promise<void> {
+  await c.check("ledger = balance", async () => assert.equal(await bed.ledgerGap(), 0));
+  await c.check("no open reservation", async () => assert.equal(await bed.openReservations(), 0));
+  await c.check("credits charged = the cost of what was recorded as delivered", async () => {
+    const rows = await bed.store.database.db.selectFrom("messages").select(["status", "cost", "direction", "meta"]).execute();
+    const proactive = (meta: string | null) => Boolean(meta && (JSON.parse(meta) as { proactive?: unknown }).proactive);
+    const delivered = rows.filter((r) => (r.direction === "in" ? ["answered", "unconfirmed"].includes(r.status) : ["sent", "unconfirmed"].includes(r.status) && proactive(r.meta)));
+    assert.equal(before - (await bed.store.balance.get("default"))!.balance, delivered.reduce((a, r) => a + Number(r.cost ?? 0), 0));
+  });
 }
