@@ -16,7 +16,7 @@ const VK_SECRET = "vk-callback-secret";
 const CHATS = [11, 12, 13];
 const PER_CHAT = 2;
 /** Bound of each wait; a wait that runs out is reported by the checks, not by a timeout. */
-const SETTLE_MS = 30_000;
+const SETTLE_MS = 60_000;
 /** The chat of each path whose answer is in the model's hands when the database goes away. */
 const INFLIGHT = 14;
 
