@@ -60,7 +60,7 @@ async function deliverInOrder<T>(items: T[], post: (item: T) => Promise<Attempt>
 for (const dialect of dialects()) {
   describe(`the database unreachable under bots start: Telegram polling and webhook, VK callback and long poll (${dialect})`, () => {
     let bed: FaultBed;
-    const api = new OffsetRecorder("");
+    let api: OffsetRecorder;
     const vkCb = new FakeVk("vk1.a.cb-token", 4242);
     const vkLp = new FakeVk("vk1.a.lp-token", 4343);
     /** Health probes while the database was down, and the last ones after it came back. */
@@ -70,13 +70,13 @@ for (const dialect of dialects()) {
     let cbLog: Array<{ chat: number; attempts: Attempt[][]; texts: string[] }> = [];
     /** Long poll event number of each text pushed. */
     const lpEvents = new Map<string, number>();
-    /** Attempts made while the database was down (webhook, callback). */
+    /** When the database came back, local ms; Infinity while it is down. */
     let downUntil = Infinity;
 
     before(async () => {
       bed = await FaultBed.create(dialect);
       const target = bed.telegram.config.apiURL;
-      Object.assign(api, { target });
+      api = new OffsetRecorder(target);
       const proxy = await startConflictProxy(api, "faults");
       bed.closers.push(proxy.stop);
       await vkCb.start();
@@ -91,7 +91,10 @@ for (const dialect of dialects()) {
       const { port } = await bed.start();
       const hook = (u: ReturnType<typeof tgUpdate>): Promise<Attempt> =>
         fetch(`http://127.0.0.1:${port}/tg/tg-hook`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": HOOK_SECRET }, body: JSON.stringify(u), signal: AbortSignal.timeout(60_000) })
-          .then(async (r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), ok: r.status === 200 && (await r.text(), true), at: Date.now() }))
+          .then(async (r) => {
+            await r.text();
+            return { status: r.status, retryAfter: r.headers.get("retry-after"), ok: r.status === 200, at: Date.now() };
+          })
           .catch(() => ({ status: 0, retryAfter: null, ok: false, at: Date.now() }));
       const callback = (e: ReturnType<typeof messageNew>): Promise<Attempt> =>
         postCallback(`http://127.0.0.1:${port}/vk/vk-cb`, e)
