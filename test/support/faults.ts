@@ -214,7 +214,7 @@ export class Checks {
     } catch (error) {
       const e = error as Error & { actual?: unknown; expected?: unknown; generatedMessage?: boolean };
       const shown = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 400);
-      const note = e.generatedMessage === false ? `${e.message} — ` : "";
+      const note = e.generatedMessage === false ? `${e.message.split("\n")[0]} — ` : "";
       this.failed.push(`${label}: ${"actual" in e ? `${note}got ${shown(e.actual)}, want ${shown(e.expected)}` : e.message}`);
     }
   }
