@@ -5,7 +5,7 @@ import type { LeadRow } from "../../src/storage/leads.js";
 import { ManualClock } from "../support/clock.js";
 import { dialects } from "../support/db.js";
 import { eventually, Harness, TOKEN } from "../support/harness.js";
-import { SmtpSink } from "../support/smtp.js";
+import { SmtpSink, smtpYaml } from "../support/smtp.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
 
 const SMTP_PASSWORD = "smtp-secret-pass";
@@ -17,13 +17,7 @@ async function salesBot(dialect: "sqlite" | "mysql", smtp: SmtpSink, o: { leads?
     dialect,
     env: { SMTP_PASSWORD },
     extraYaml: [
-      "smtp:",
-      "  host: 127.0.0.1",
-      `  port: ${smtp.port}`,
-      "  user: bots",
-      "  password: ${SMTP_PASSWORD}",
-      "  from: Bots <bots@example.com>",
-      "  timeout_s: 5",
+      ...smtpYaml(smtp.port),
       "features:",
       "  leads:",
       "    notify_to: ops@example.com",

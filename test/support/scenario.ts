@@ -11,6 +11,19 @@ import { startTelegram } from "./telegram.js";
 
 export type Child = ReturnType<typeof spawnBots>;
 
+/** Reservations of a store never refunded whose message is not answered (or unconfirmed): money held for nothing. */
+export async function openReservations(store: Store): Promise<number> {
+  const rows = await store.database.db
+    .selectFrom("balance_ledger as r")
+    .innerJoin("messages as m", "m.id", "r.message_id")
+    .select("r.id")
+    .where("r.reason", "=", "reserve")
+    .where("m.status", "not in", ["answered", "unconfirmed"])
+    .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
+    .execute();
+  return rows.length;
+}
+
 /** A Telegram bot of a scenario: its config name and Bot API token. */
 export interface ScenarioBot {
   name: string;
@@ -92,16 +105,8 @@ export class Scenario {
   }
 
   /** Reservations never refunded whose message is not answered: money held for nothing. */
-  async openReservations(): Promise<number> {
-    const rows = await this.store.database.db
-      .selectFrom("balance_ledger as r")
-      .innerJoin("messages as m", "m.id", "r.message_id")
-      .select("r.id")
-      .where("r.reason", "=", "reserve")
-      .where("m.status", "not in", ["answered", "unconfirmed"])
-      .where((eb) => eb.not(eb.exists(eb.selectFrom("balance_ledger as f").select("f.id").whereRef("f.ref_id", "=", "r.id"))))
-      .execute();
-    return rows.length;
+  openReservations(): Promise<number> {
+    return openReservations(this.store);
   }
 
   /** The books: ledger sum equals the balance, and what replies cost equals what answered messages say they cost. */

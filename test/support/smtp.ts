@@ -25,6 +25,11 @@ export interface ReceivedMail {
  * answer new connections with an SMTP error reply (421 = service not available), the way a
  * server that is down for maintenance does.
  */
+/** The bot YAML `smtp:` section for a sink on `port` (password from `${SMTP_PASSWORD}`, user `bots`). */
+export function smtpYaml(port: number): string[] {
+  return ["smtp:", "  host: 127.0.0.1", `  port: ${port}`, "  user: bots", "  password: ${SMTP_PASSWORD}", "  from: Bots <bots@example.com>", "  timeout_s: 5"];
+}
+
 export class SmtpSink {
   readonly mails: ReceivedMail[] = [];
   /** Connections refused so far. */

@@ -1,13 +1,33 @@
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, rmdirSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-/** Mount points of {@link mountTmpfs} not unmounted yet; unmounted at process exit whatever happens. */
+/** Mount points of {@link mountTmpfs} not unmounted yet; unmounted at process exit, SIGINT or SIGTERM. */
 const mounted = new Set<string>();
+const PREFIX = "bots-tmpfs-";
 process.once("exit", () => {
   for (const dir of mounted) unmountQuietly(dir);
 });
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const dir of mounted) unmountQuietly(dir);
+    process.kill(process.pid, signal);
+  });
+}
+
+/** Unmounts what earlier test processes (named in the folder, now gone: SIGKILL, a test-runner timeout) left mounted. */
+function sweepOrphans(): void {
+  for (const name of readdirSync(os.tmpdir())) {
+    const pid = Number(new RegExp(`^${PREFIX}(\\d+)-`).exec(name)?.[1] ?? NaN);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      unmountQuietly(path.join(os.tmpdir(), name));
+    }
+  }
+}
 
 function unmountQuietly(dir: string): void {
   try {
@@ -37,12 +57,14 @@ export interface Tmpfs {
 }
 
 /**
- * Mounts a tmpfs of `sizeMb` MiB (`mount -t tmpfs -o size=…`, needs root) on a fresh folder. It is
- * unmounted by {@link Tmpfs.unmount} or, at the latest, when the test process exits.
+ * Mounts a tmpfs of `sizeMb` MiB (`mount -t tmpfs -o size=…`, needs root) on a fresh folder named
+ * after this process. It is unmounted by {@link Tmpfs.unmount}, when the test process exits or is
+ * stopped by SIGINT/SIGTERM, or — after a SIGKILL — by the next call of any later test process.
  * @throws Error when mount fails (not root, no tmpfs)
  */
 export function mountTmpfs(sizeMb: number): Tmpfs {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "bots-tmpfs-"));
+  sweepOrphans();
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${PREFIX}${process.pid}-`));
   execFileSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m`, "tmpfs", dir]);
   mounted.add(dir);
   const filler = path.join(dir, ".filler");
