@@ -4,7 +4,9 @@ import { describeError, FencedError, UnconfirmedSendError } from "../errors.js";
 import type { LedgerRow } from "../storage/balance.js";
 import { scrubSecrets } from "../secrets.js";
 import type { Store } from "../storage/index.js";
+import { isRetryableStorageError } from "../storage/faults.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
+import { withRetries } from "./retry.js";
 import type { ChannelSender, Delivery, SendProgress } from "./types.js";
 
 /** What the model wrote for a proactive message (the parts of a `Completion` that are stored). */
@@ -210,8 +212,11 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     throw error;
   }
   // Not fenced: it was sent, so the record is true whoever owns the bot now (a recovery that
-  // made the row `unconfirmed` first keeps it so: the status condition below).
-  await db
+  // made the row `unconfirmed` first keeps it so: the status condition below). Retried through a
+  // database outage for about a minute, as the pipeline's settle is; then recovery finds it
+  // `delivering` and makes it `unconfirmed` (never sent again).
+  await recordThroughOutage(log, () =>
+    db
     .updateTable("messages")
     .set({
       status: "sent",
@@ -225,8 +230,24 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     })
     .where("id", "=", id)
     .where("status", "=", "delivering")
-    .execute();
+    .execute(),
+  );
   return { delivery, messageId: id, cost, written: written !== null };
+}
+
+/**
+ * Runs the write that records a send already made, retrying while the database is away
+ * ({@link isRetryableStorageError}): 200 ms doubling to 5 s, 14 retries, about a minute.
+ * @throws the last error when the database stays away, or at once for any other error
+ */
+export function recordThroughOutage<T>(log: Logger | undefined, fn: () => Promise<T>): Promise<T> {
+  return withRetries(fn, {
+    retries: 14,
+    baseMs: 200,
+    maxMs: 5000,
+    classify: (e) => ({ retry: isRetryableStorageError(e) }),
+    onRetry: (e, attempt, waitMs) => log?.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable while recording a sent message; retrying"),
+  });
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Middleware } from "../../core/compose.js";
 import { durationMs } from "../../core/duration.js";
 import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
-import { sendProactive, type WrittenText } from "../../core/proactive.js";
+import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../core/retry.js";
 import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
@@ -578,7 +578,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     if (claim === null) return "skipped";
     try {
       const { messageId, cost, written } = await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind, ...(await message()) });
-      await repo.finishDelivery(claim, "sent", messageId);
+      // Sent: record it through a database outage (a claim left `claimed` is never sent again).
+      await recordThroughOutage(log, () => repo.finishDelivery(claim, "sent", messageId));
       log.info({ user_id: u.user_id, kind, day, cost, written }, "proactive message sent");
       return "sent";
     } catch (error) {
