@@ -1,14 +1,42 @@
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, type HelpContext } from "commander";
 import chalk from "chalk";
+import { closest } from "../core/closest.js";
 import { BotsError, ConfigError, ExitError, UsageError } from "../errors.js";
 import { resolveContext, type CliContext, type CliIo, type GlobalOptions } from "./context.js";
+
+/** Exit code of `bots` (or `bots config`, `bots db`...) without a command: the help on stdout, then 1. */
+export const EXIT_NO_COMMAND = 1;
+
+/**
+ * A commander command whose "help because no subcommand was given" goes to stdout (it is what
+ * the operator asked to see) and ends with {@link EXIT_NO_COMMAND}, like git.
+ */
+class BotsCommand extends Command {
+  override createCommand(name?: string): BotsCommand {
+    return new BotsCommand(name);
+  }
+
+  override help(context?: HelpContext | ((str: string) => string)): never {
+    if (typeof context === "function" || !context?.error) return super.help(context as HelpContext);
+    this.outputHelp();
+    throw new CommanderError(EXIT_NO_COMMAND, "bots.noCommand", "no command given");
+  }
+}
+
+/** The error for `bots balance ad 5`: an unknown subcommand of a command that has an action too. */
+function unknownSubcommand(cmd: Command, word: string): UsageError {
+  const guess = closest(word, cmd.commands.map((c) => c.name()));
+  return new UsageError("UNKNOWN_COMMAND", `unknown command '${cmd.name()} ${word}'${guess ? ` (did you mean ${guess}?)` : ""}`, {
+    hint: `${cmd.name()} has: ${cmd.commands.map((c) => c.name()).join(", ")}; see bots ${cmd.name()} --help`,
+  });
+}
 
 /**
  * Builds the `bots` program (SPEC §2). Commands load their modules on demand, so `bots --help`
  * imports no channel, model or database library.
  */
 export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdinIsTTY: process.stdin.isTTY }): Command {
-  const program = new Command("bots")
+  const program = new BotsCommand("bots")
     .description("Run LLM chat bots for businesses on Telegram, VK and 2GIS from per-bot YAML files.")
     .version("0.1.0", "-V, --version")
     .option("--config-dir <dir>", "folder of bot YAML files (env BOTS_CONFIG_DIR)", undefined)
@@ -22,6 +50,8 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .exitOverride();
 
+  // `--json` is a global option; commands that honour it also list it in their own help.
+  const JSON_HELP = "--json";
   const ctx = (cmd: Command): CliContext => resolveContext(cmd.optsWithGlobals<GlobalOptions>(), io);
   const run = (fn: (c: CliContext, cmd: Command) => Promise<void>) => async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
@@ -50,7 +80,14 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .command("balance")
     .description("show prepaid balances; `balance add` tops up, `balance history` shows the ledger")
     .option("--account <name>", "one account")
-    .action(run(async (c, cmd) => (await import("./balance.js")).showBalance(c, cmd.opts())));
+    .option(JSON_HELP, "print {accounts: [{account, balance, balance_hundredths, replies_left, last_movement_at}]}")
+    .allowExcessArguments()
+    .addHelpText("after", "\nExamples:\n  bots balance                      # every account, replies left, last movement\n  bots balance --account client-a\n  bots balance --json | jq '.accounts[] | select(.replies_left < 100)'")
+    .action(run(async (c, cmd) => {
+      // An action with subcommands takes any other word as an argument: say what was meant.
+      if (cmd.args.length) throw unknownSubcommand(cmd, cmd.args[0]!);
+      return (await import("./balance.js")).showBalance(c, cmd.opts());
+    }));
   balance
     .command("add")
     .description("top up an account")
@@ -58,6 +95,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--account <name>", "account to top up (default: default)")
     .option("--note <text>", "note kept in the ledger")
     .option("-y, --yes", "do not ask for confirmation")
+    .option(JSON_HELP, "print {account, added, balance, balance_hundredths, ledger_id}")
     .addHelpText("after", "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes")
     .action(run(async (c, cmd) => (await import("./balance.js")).addBalance(c, cmd.args[0]!, cmd.optsWithGlobals())));
   balance
@@ -65,21 +103,28 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .description("the ledger, newest first")
     .option("--account <name>", "one account")
     .option("--limit <n>", "rows", "20")
+    .option(JSON_HELP, "print {ledger: [{id, account, reason, delta, balance_after, message_id, note, at}]}")
+    .addHelpText("after", "\nExamples:\n  bots balance history\n  bots balance history --account client-a --limit 100\n  bots balance history --json | jq -r '.ledger[] | select(.reason == \"topup\") | .delta'")
     .action(run(async (c, cmd) => (await import("./balance.js")).balanceHistory(c, cmd.optsWithGlobals())));
 
   const config = program.command("config").description("configuration tools");
   config
     .command("check")
     .description("validate every bot config; print problems as file:line: field: message")
+    .option(JSON_HELP, "print {ok, problems: [{file, line, field, message}], bots: [...]}")
+    .addHelpText("after", "\nExit 0 when every file is valid, 2 otherwise.\n\nExamples:\n  bots config check\n  bots --config-dir /srv/bots/configs --env-file /srv/bots/.env config check\n  bots config check --json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'")
     .action(run(async (c) => (await import("./config.js")).checkCommand(c)));
 
   const db = program.command("db").description("database tools");
   db.command("migrate")
     .description("apply database migrations")
+    .option(JSON_HELP, "print {database, applied: [...]}")
+    .addHelpText("after", "\nEvery command that opens the database applies pending migrations too; run this after an\nupgrade to do it at a chosen moment (stop the bots first).\n\nExamples:\n  bots db migrate\n  bots --db mysql://bots:secret@127.0.0.1:3306/bots db migrate")
     .action(run(async (c) => (await import("./db.js")).migrateCommand(c)));
   db.command("copy")
     .description("copy every table of --db into another, empty database (SQLite → MySQL); stop the bots first")
     .option("--to <url>", "target database: mysql://user:pass@host:3306/db or sqlite:PATH")
+    .option(JSON_HELP, "print {from, to, tables: [{table, rows}], rows}")
     .addHelpText("after", "\nExamples:\n  bots db copy --to mysql://bots:secret@127.0.0.1:3306/bots\n  bots --db mysql://bots:secret@db:3306/bots db copy --to sqlite:backup.db")
     .action(run(async (c, cmd) => (await import("./db.js")).copyCommand(c, cmd.opts())));
 
@@ -89,6 +134,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .argument("<channel>", "2gis")
     .argument("[bot...]", "2GIS bot names; none = every enabled 2GIS bot")
     .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
+    .option(JSON_HELP, "print {bots: [...]}: one report per bot")
     .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && bots poll 2gis >> logs/cron.log 2>&1")
     .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   program
@@ -98,10 +144,11 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--since <when>", "from: 30m, 24h, 2d or an ISO date (default 24h, none with --id)")
     .option("--until <when>", "up to (exclusive): 30m, 24h, 2d or an ISO date")
     .option("--id <n...>", "these stored message ids")
-    .option("--status <list>", "comma list: received, failed, no_balance, answered, delivering, skipped (default: unanswered for --send)")
+    .option("--status <list>", "comma list of: received, failed, no_balance, expired, answered, delivering, unconfirmed, skipped, filtered (default: every status; with --send received, failed, no_balance, expired)")
     .option("--limit <n>", "at most N messages, oldest first")
     .option("--send", "deliver answers to never-answered messages, record and charge them")
     .option("--force", "with --send: also re-send messages that were answered")
+    .option(JSON_HELP, "print one JSON object per message, then {summary}")
     .addHelpText(
       "after",
       [
@@ -131,6 +178,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("-i, --interactive", "chat in the terminal (history kept; /reset, /exit)")
     .option("--cases <file>", "YAML list of cases with expectations; exit 1 if any fails")
     .option("--image <file>", "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable", (v: string, prev: string[] = []) => [...prev, v])
+    .option(JSON_HELP, "print the answer (or the cases) as JSON")
     .addHelpText(
       "after",
       [
@@ -170,6 +218,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--level <level>", "lowest level shown: trace, debug, info, warn, error, fatal")
     .option("--since <when>", "only lines since: 10m, 2h, 1d or an ISO date")
     .option("--grep <text>", "only lines containing the text (case-insensitive)")
+    .option(JSON_HELP, "pass the lines through as written (JSON lines)")
     .addHelpText(
       "after",
       [
@@ -206,6 +255,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--prompt-text <text>", "system prompt text for prompts/NAME.md")
     .option("-y, --yes", "ask nothing: take flags and defaults")
     .option("--force", "overwrite existing files")
+    .option(JSON_HELP, "print what was written and the check as JSON")
     .addHelpText(
       "after",
       [
@@ -231,6 +281,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--since <duration>", "period ending now: 24h, 7d, 90m", "24h")
     .option("--to <addr>", "recipients, comma-separated (default: report.to)")
     .option("--out <file>", "write the HTML to this file instead of mailing it")
+    .option(JSON_HELP, "print a summary per report as JSON")
     .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
     .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   program
@@ -238,6 +289,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .description("coaching bots (features.coaching)")
     .command("stats <bot>")
     .description("users, check-ins, streaks, reminders and cost per active user of the last 7 days")
+    .option(JSON_HELP, "print the figures as JSON")
     .addHelpText("after", "\nExamples:\n  bots coaching stats coach-tg\n  bots coaching stats coach-tg --json")
     .action(run(async (c, cmd) => (await import("./coaching.js")).coachingStatsCommand(c, cmd.args[0]!)));
   program
@@ -252,6 +304,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--limit <n>", "conversations per page (50), or messages of a thread (the newest 500)")
     .option("--before <cursor>", "the next page of conversations (printed under a full page)")
     .option("--no-pager", "never page the output through $PAGER")
+    .option(JSON_HELP, "print the list, or the conversation's messages, as JSON")
     .addHelpText(
       "after",
       [
@@ -269,6 +322,7 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .command("status")
     .description("bots, balances and today's messages")
     .option("-w, --watch", "redraw every 2 s on a terminal until Ctrl-C")
+    .option(JSON_HELP, "print {bots, accounts, problems, instances, owners}")
     .addHelpText(
       "after",
       [
@@ -321,6 +375,7 @@ export async function runCli(argv: string[], io?: CliIo): Promise<number> {
   } catch (error) {
     if (error instanceof ExitError) return error.exitCode;
     if (error instanceof CommanderError) {
+      if (error.code === "bots.noCommand") return EXIT_NO_COMMAND;
       if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return 0;
       return error.exitCode === 0 ? 0 : 2;
     }

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
 import type { z } from "zod";
+import { closest } from "../core/closest.js";
 import { ConfigError } from "../errors.js";
 import { botConfigSchema, type BotConfig } from "./schema.js";
 
@@ -206,30 +207,6 @@ function knownKeys(at: string[]): string[] {
   };
   for (const k of at) s = shapeOf(s)[k];
   return Object.keys(shapeOf(s));
-}
-
-function closest(word: string, options: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const o of options) {
-    const d = levenshtein(word.toLowerCase(), o.toLowerCase());
-    if (d < bestD) [best, bestD] = [o, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
-
-function levenshtein(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** A path relative to the working directory when it lies below it. */
