@@ -1,4 +1,6 @@
 import { requireBotConfigs } from "../config/load.js";
+import { closest } from "../core/closest.js";
+import { UsageError } from "../errors.js";
 import type { BotConfig } from "../config/schema.js";
 import { openStore, type Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
@@ -6,6 +8,16 @@ import type { CliContext } from "./context.js";
 /** Loads and validates every bot config of the context. @throws ConfigError (exit 2) */
 export function loadBots(c: CliContext): BotConfig[] {
   return requireBotConfigs(c.configDir, c.env);
+}
+
+/**
+ * The error for a bot name that neither a config file nor the database knows: exit 2,
+ * `no bot named 'X' (did you mean 'Y'?)`, with the known names as the hint.
+ */
+export function noSuchBot(name: string, known: Iterable<string>): UsageError {
+  const names = [...new Set(known)].sort();
+  const guess = closest(name, names);
+  return new UsageError("UNKNOWN_BOT", `no bot named '${name}'${guess ? ` (did you mean '${guess}'?)` : ""}`, { hint: `bots: ${names.join(", ") || "none (bots status lists the config dir)"}` });
 }
 
 /** Opens the database (migrating it) for a command, runs `fn`, closes it. */

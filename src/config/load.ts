@@ -61,6 +61,8 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>): 
     if (result.name) seen.set(result.name, file);
     if (result.bot) bots.push(result.bot);
   }
+  // By file, then line, as an editor walks them (stable: one line's problems keep their order).
+  problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
   return { bots, problems, files };
 }
 
@@ -93,7 +95,7 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   if (problems.length) return { problems, name, nameLine };
 
   const parsed = botConfigSchema.safeParse(data);
-  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
+  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, data, shown, lineOf));
   // Prompt files are checked even when other fields are wrong, so every problem shows at once.
   const prompt = data.prompt;
   if (typeof prompt === "string" || (prompt !== null && typeof prompt === "object" && !Array.isArray(prompt))) {
@@ -160,7 +162,7 @@ function interpolate(doc: Document, env: Record<string, string>, report: (node: 
   walk(doc.contents, []);
 }
 
-function issueToProblems(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
+function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: Record<string, unknown>, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
   const at = issue.path.map(String);
   const nodeAt = (p: string[]): Node | undefined => {
     for (let i = p.length; i >= 0; i--) {
@@ -183,7 +185,11 @@ function issueToProblems(issue: z.core.$ZodIssue, doc: Document, file: string, l
     });
   }
   let message = issue.message;
-  if (issue.code === "invalid_type" && /received undefined/.test(message)) message = "required";
+  // A key that is not there at all is "required", whatever zod's check was (a discriminator
+  // such as `channel` reports "Invalid option"): say so, with the values it takes.
+  const missing = issue.path.length > 0 && issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined), data) === undefined;
+  if (missing && issue.code === "invalid_value") message = `required: one of ${issue.values.map(String).join(", ")}`;
+  else if (missing && (issue.code === "invalid_type" || issue.code === "invalid_union")) message = "required";
   const field = at.join(".");
   // A missing key has no node of its own: point at its parent mapping.
   return [{ file, line: lineOf(nodeAt(at)), field, message }];

@@ -219,7 +219,9 @@ export function attachImages(prompt: ChatMessage[], images: LoadedImages): ChatM
 /** True for a model's refusal of image input: HTTP 400 (or 422) whose message is about images. */
 export function isImageRefusal(error: unknown): boolean {
   if (!(error instanceof LlmError) || (error.status !== 400 && error.status !== 422)) return false;
-  return /image|vision|multi-?modal|modalit/i.test(error.message);
+  // The message starts with the endpoint (`model API at URL HTTP 400: …`): a URL such as
+  // https://vision.example.com/v1 is not the model speaking.
+  return /image|vision|multi-?modal|modalit/i.test(error.message.replace(/^model API at \S+ /, ""));
 }
 
 /**
