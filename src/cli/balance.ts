@@ -4,7 +4,7 @@ import { UsageError } from "../errors.js";
 import { formatCredits, parseAmount } from "../storage/balance.js";
 import { accountSummaries, replyCosts, type ReplyCost } from "../core/status.js";
 import type { CliContext } from "./context.js";
-import { formatTime, table, withStore } from "./shared.js";
+import { formatTime, table, withStore, withStoreOrEmpty } from "./shared.js";
 import { parseCount } from "./time.js";
 
 /**
@@ -15,8 +15,9 @@ import { parseCount } from "./time.js";
  */
 export async function showBalance(c: CliContext, opts: { account?: string }): Promise<void> {
   const costs = configuredCosts(c);
-  await withStore(c, async (store) => {
-    const rows = (await accountSummaries(store, costs, opts.account)).map((a) => ({
+  const { result: summaries, missing } = await withStoreOrEmpty(c, (store) => accountSummaries(store, costs, opts.account));
+  {
+    const rows = summaries.map((a) => ({
       account: a.account,
       balance: formatCredits(a.balance),
       balance_hundredths: a.balance,
@@ -29,7 +30,7 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
       return;
     }
     if (!rows.length) {
-      c.out("No accounts yet. Top one up with: bots balance add 500");
+      c.out(`No accounts yet${missing ? ` (${missing})` : ""}. Top one up with: bots balance add 500`);
       return;
     }
     c.out(
@@ -38,7 +39,7 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
         rows.map((r) => [r.account, chalk.bold(r.balance), r.replies_left === null ? "-" : String(r.replies_left), r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!))}` : "-"]),
       ),
     );
-  });
+  }
 }
 
 /**
@@ -69,7 +70,7 @@ export async function addBalance(c: CliContext, amountText: string, opts: { acco
     const row = await store.balance.topUp(account, amount, opts.note);
     if (c.json) c.out(JSON.stringify({ account: row.account, added: formatCredits(amount), balance: formatCredits(row.balance_after), balance_hundredths: row.balance_after, ledger_id: row.id }));
     else c.out(`Added ${chalk.bold(formatCredits(amount))} to ${row.account}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
-  });
+  }, { create: true });
 }
 
 /** `bots balance history`: ledger rows, newest first; `--json` prints `{ledger: [...]}`. */

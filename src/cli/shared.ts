@@ -1,6 +1,7 @@
+import { existsSync, readdirSync } from "node:fs";
 import { requireBotConfigs } from "../config/load.js";
 import { closest } from "../core/closest.js";
-import { UsageError } from "../errors.js";
+import { ConfigError, UsageError } from "../errors.js";
 import type { BotConfig } from "../config/schema.js";
 import { openStore, type Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
@@ -8,6 +9,50 @@ import type { CliContext } from "./context.js";
 /** Loads and validates every bot config of the context. @throws ConfigError (exit 2) */
 export function loadBots(c: CliContext): BotConfig[] {
   return requireBotConfigs(c.configDir, c.env);
+}
+
+/**
+ * {@link withStore} for overviews (`status`, `balance`): in a project whose config dir has bot
+ * files but no database yet (before the first `bots start`), `fn` reads an empty in-memory
+ * database instead, and `missing` says where the database will be. Nothing is created on disk.
+ * @throws UsageError `DB_MISSING` (exit 2) when the config dir has no bot files either
+ */
+export async function withStoreOrEmpty<T>(c: CliContext, fn: (store: Store) => Promise<T>): Promise<{ result: T; missing?: string }> {
+  try {
+    return { result: await withStore(c, fn) };
+  } catch (error) {
+    if ((error as { code?: string }).code !== "DB_MISSING" || !configDirState(c).bots) throw error;
+    const missing = (error as Error).message.split("\n")[0]!;
+    return { result: await withStore({ ...c, dbUrl: "sqlite::memory:" }, fn, { create: true }), missing };
+  }
+}
+
+/** Where a command looked: the config dir and whether it is there. */
+function configDirState(c: CliContext): { exists: boolean; bots: number } {
+  if (!existsSync(c.configDir)) return { exists: false, bots: 0 };
+  return { exists: true, bots: readdirSync(c.configDir).filter((f) => /\.ya?ml$/.test(f)).length };
+}
+
+/** `no database at …`, saying where the command looked and what to do (exit 2). */
+function missingDatabase(c: CliContext, error: Error): UsageError {
+  const dir = configDirState(c);
+  const lines = [error.message, dir.exists ? `configs: ${c.configDir} (${dir.bots} bot file${dir.bots === 1 ? "" : "s"})` : `configs: ${c.configDir} does not exist either`];
+  const hint = dir.exists && dir.bots
+    ? "bots start or bots balance add creates the database; or pass --db URL (env DATABASE_URL) if it is elsewhere"
+    : "run bots in the project folder, or pass --config-dir DIR and --db URL; to start a new project: bots init";
+  return new UsageError("DB_MISSING", lines.join("\n"), { hint, cause: error });
+}
+
+/**
+ * Checks that the config dir has bot files before a command that runs bots.
+ * @throws ConfigError `NO_CONFIGS` (exit 2) suggesting `--config-dir` or `bots init`
+ */
+export function requireConfigDir(c: CliContext): void {
+  const dir = configDirState(c);
+  if (dir.bots) return;
+  throw new ConfigError("NO_CONFIGS", dir.exists ? `no bot files (*.yaml) in ${c.configDir}` : `no config dir at ${c.configDir}`, {
+    hint: "run bots in the project folder or pass --config-dir DIR; to create a bot: bots init",
+  });
 }
 
 /**
@@ -20,9 +65,20 @@ export function noSuchBot(name: string, known: Iterable<string>): UsageError {
   return new UsageError("UNKNOWN_BOT", `no bot named '${name}'${guess ? ` (did you mean '${guess}'?)` : ""}`, { hint: `bots: ${names.join(", ") || "none (bots status lists the config dir)"}` });
 }
 
-/** Opens the database (migrating it) for a command, runs `fn`, closes it. */
-export async function withStore<T>(c: CliContext, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(c.dbUrl);
+/**
+ * Opens the database (migrating it) for a command, runs `fn`, closes it. Only a command that
+ * writes passes `create`: a command that reads never creates a database in a wrong folder, it
+ * says where it looked instead.
+ * @throws UsageError `DB_MISSING` (exit 2) without `create` when there is no database
+ */
+export async function withStore<T>(c: CliContext, fn: (store: Store) => Promise<T>, opts: { create?: boolean } = {}): Promise<T> {
+  let store: Store;
+  try {
+    store = await openStore(c.dbUrl, { mustExist: !opts.create });
+  } catch (error) {
+    if ((error as { code?: string }).code === "DB_MISSING") throw missingDatabase(c, error as Error);
+    throw error;
+  }
   try {
     return await fn(store);
   } finally {

@@ -5,7 +5,7 @@ import { openStore } from "../storage/index.js";
 import { UsageError } from "../errors.js";
 import type { CliContext } from "./context.js";
 import { checkIngress, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
-import { loadBots } from "./shared.js";
+import { loadBots, requireConfigDir } from "./shared.js";
 
 /**
  * `bots start [TARGET...]`: runs the selected bots until SIGINT or SIGTERM, then stops
@@ -21,6 +21,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   const leaseTtlS = Number(opts.leaseTtl ?? "15");
   if (!Number.isFinite(leaseTtlS) || leaseTtlS < 1 || leaseTtlS > 3600) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 3600, got '${opts.leaseTtl}'`);
   if (opts.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,191}$/.test(opts.instanceId)) throw new UsageError("INSTANCE_ID_INVALID", `--instance-id must be 1-191 letters, digits, '.', '_', ':' or '-', got '${opts.instanceId}'`);
+  requireConfigDir(c);
   const bots = selectBots(loadBots(c), targets);
   checkIngress(bots, http);
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: secretsOf(bots) });

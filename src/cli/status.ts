@@ -7,7 +7,7 @@ import { collectScale, type ScaleStatus } from "../core/ownership.js";
 import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
-import { formatTime, table, withStore } from "./shared.js";
+import { formatTime, table, withStoreOrEmpty } from "./shared.js";
 
 /**
  * The columns of the bots table, in order. A column is a header and a cell for a loaded bot;
@@ -71,7 +71,7 @@ export async function statusCommand(c: CliContext, opts: { watch?: boolean; inte
 async function statusOnce(c: CliContext): Promise<StatusReport> {
   const loaded = loadBotConfigs(c.configDir, c.env);
   const broken = brokenBots(loaded);
-  const [report, scale] = await withStore(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
+  const { result: [report, scale], missing } = await withStoreOrEmpty(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
   const { problems } = loaded;
   if (c.json) {
     c.out(
@@ -91,10 +91,12 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
         problems: problems.map(formatProblem),
         instances: scale.instances,
         owners: scale.owners,
+        database_missing: missing ?? null,
       }),
     );
     return report;
   }
+  if (missing) c.out(chalk.yellow(`${missing} yet: nothing stored (bots start or bots balance add creates it).\n`));
   if (!report.bots.length && !report.broken.length) c.out(`No bot files (*.yaml) in ${c.configDir}.`);
   else {
     const zones = [...new Set(report.bots.map((b) => b.timezone))];

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { collectStatus } from "../../src/core/status.js";
@@ -86,13 +87,15 @@ for (const dialect of dialects()) {
 }
 
 describe("bots status through bin/bots.js", () => {
-  test("an empty database and a broken config are reported, exit 0", async () => {
+  test("no database yet and a broken config are reported, exit 0; no database is created", async () => {
     const fx = fixture();
     const db = await createTestDatabase("sqlite");
     try {
       fx.bot("broken", "name: broken\nchannel: tg\n");
       const r = await bin(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
       assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^no database at .*test\.db yet: nothing stored/);
+      assert.equal(existsSync(db.url.slice("sqlite:".length)), false, "status created no database");
       assert.match(r.stdout, /shop-tg +tg +yes +default +0 +0 +0 +0 +-/);
       assert.match(r.stdout, /No balance accounts yet/);
       assert.match(r.stdout, /config problems? \(run bots config check\):\n {2}.*broken\.yaml/);
