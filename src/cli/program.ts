@@ -95,9 +95,31 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     .option("--account <name>", "account to top up (default: default)")
     .option("--note <text>", "note kept in the ledger")
     .option("-y, --yes", "do not ask for confirmation")
+    .option("--new-account", "open the account: needed when no bot config names it and it has no ledger yet")
     .option(JSON_HELP, "print {account, added, balance, balance_hundredths, ledger_id}")
-    .addHelpText("after", "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes")
+    .addHelpText("after", "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes\n  bots balance add 100 --account client-b --new-account   # before any config names client-b")
     .action(run(async (c, cmd) => (await import("./balance.js")).addBalance(c, cmd.args[0]!, cmd.optsWithGlobals())));
+  balance
+    .command("adjust")
+    .description("correct an account by a signed amount; written to the ledger as `adjust` with a note")
+    .argument("<amount>", "signed credits: -10 takes 10.00 back, 2.50 adds")
+    .option("--account <name>", "account to correct (required)")
+    .option("--note <text>", "why (required; kept in the ledger)")
+    .option("-y, --yes", "do not ask for confirmation")
+    .option(JSON_HELP, "print {account, adjusted, balance, balance_hundredths, ledger_id}")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "The ledger is append-only: an adjustment is a new row, so the ledger still sums to the balance.",
+        "It cannot take the balance below zero, and only corrects an account that has a ledger.",
+        "",
+        "Examples:",
+        '  bots balance adjust -- -10 --account defualt --note "top-up to a mistyped account"',
+        '  bots balance adjust 2.50 --account client-a --note "goodwill for the outage" --yes',
+      ].join("\n"),
+    )
+    .action(run(async (c, cmd) => (await import("./balance.js")).adjustBalance(c, cmd.args[0]!, cmd.optsWithGlobals())));
   balance
     .command("history")
     .description("the ledger, newest first")
@@ -364,13 +386,24 @@ export function reportError(error: unknown, c: Pick<CliContext, "err" | "json" |
 }
 
 /**
+ * `bots balance adjust -- -10 --account A`: the habit of `--` before a negative number would
+ * make commander read the options after it as arguments too. A negative number needs no `--`
+ * (commander takes `-10` as the amount), so the `--` right after `adjust` is dropped.
+ */
+function signedAmountAfterDashes(argv: string[]): string[] {
+  const i = argv.indexOf("adjust");
+  if (i < 1 || argv[i - 1] !== "balance" || argv[i + 1] !== "--" || !/^[-+]?\d/.test(argv[i + 2] ?? "")) return argv;
+  return [...argv.slice(0, i + 1), ...argv.slice(i + 2)];
+}
+
+/**
  * Runs the program on `argv` (without node and script) and returns the exit code instead of
  * exiting: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 export async function runCli(argv: string[], io?: CliIo): Promise<number> {
   const program = buildProgram(io);
   try {
-    await program.parseAsync(argv, { from: "user" });
+    await program.parseAsync(signedAmountAfterDashes(argv), { from: "user" });
     return 0;
   } catch (error) {
     if (error instanceof ExitError) return error.exitCode;

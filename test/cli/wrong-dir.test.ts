@@ -56,7 +56,11 @@ describe("a wrong directory: read commands create no database", () => {
         assert.match(r.stderr, dialect === "sqlite" ? /no database at .*test\.db/ : /database mysql:.* has no bots tables/);
         if (dialect === "sqlite") assert.equal(existsSync(db.url.slice("sqlite:".length)), false);
         else assert.deepEqual(await mysqlTables(db.url), []);
-        const add = await cli([...g, "balance", "add", "5", "--yes"]);
+        const refused = await cli([...g, "balance", "add", "5", "--yes"]);
+        assert.equal(refused.code, 2);
+        assert.match(refused.stderr, /account 'default' is new/);
+        if (dialect === "sqlite") assert.equal(existsSync(db.url.slice("sqlite:".length)), false, "a refused top-up creates no database");
+        const add = await cli([...g, "balance", "add", "5", "--yes", "--new-account"]);
         assert.equal(add.code, 0, add.stderr);
         const again = await cli([...g, "balance", "history", "--json"]);
         assert.equal(again.code, 0, again.stderr);
