@@ -1,7 +1,8 @@
 import chalk from "chalk";
 import { createLogging } from "../logging.js";
 import { secretsOf, selectBots, startBots } from "../runner.js";
-import { openStore } from "../storage/index.js";
+import { collectScale } from "../core/ownership.js";
+import { openStore, type Store } from "../storage/index.js";
 import { UsageError } from "../errors.js";
 import type { CliContext } from "./context.js";
 import { checkIngress, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
@@ -42,8 +43,15 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   }
   logging.root.info({ bots: bots.map((b) => b.name), owned: running.bots.map((b) => b.config.name), database: store.database.safeUrl, http_port: ops?.server.port ?? null }, "bots started");
   if (ops && !c.json) c.err(`HTTP on ${http!.host}:${ops.server.port}: /metrics /healthz /readyz`);
-  if (!c.json) c.err(chalk.green(`Running ${bots.map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
-  else c.out(JSON.stringify({ started: bots.map((b) => ({ name: b.name, channel: b.channel })), http_port: ops?.server.port ?? null }));
+  const owned = new Set(running.bots.map((b) => b.config.name));
+  const standby = await standbyLines(store, bots.filter((b) => !owned.has(b.name)).map((b) => b.name));
+  if (!c.json) {
+    if (owned.size) c.err(chalk.green(`Running ${bots.filter((b) => owned.has(b.name)).map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
+    for (const s of standby) c.err(chalk.yellow(s.line));
+    if (!owned.size) c.err(chalk.dim("Press Ctrl-C to stop."));
+  } else {
+    c.out(JSON.stringify({ started: bots.filter((b) => owned.has(b.name)).map((b) => ({ name: b.name, channel: b.channel })), standby: standby.map(({ line: _, ...s }) => s), http_port: ops?.server.port ?? null }));
+  }
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -61,4 +69,21 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   await store.close();
   logging.root.info({ unfinished }, "stopped");
   await logging.flush();
+}
+
+/**
+ * For each selected bot this instance does not own after its first placement round: who runs
+ * it (`bot_owners` and the owner's `instances` row), as the line `bots start` prints.
+ */
+async function standbyLines(store: Store, bots: string[]): Promise<Array<{ bot: string; owner: string | null; host: string | null; pid: number | null; line: string }>> {
+  if (!bots.length) return [];
+  const scale = await collectScale(store);
+  return bots.map((bot) => {
+    const owner = scale.owners.find((o) => o.bot === bot)?.owner ?? null;
+    const inst = owner ? scale.instances.find((i) => i.id === owner) : undefined;
+    const line = owner
+      ? `${bot} is run by instance ${owner}${inst ? ` on ${inst.host} (pid ${inst.pid})` : ""}; this instance stands by and takes over if it stops`
+      : `${bot} has no owner yet; this instance stands by and takes it at the next placement round`;
+    return { bot, owner, host: inst?.host ?? null, pid: inst?.pid ?? null, line };
+  });
 }
