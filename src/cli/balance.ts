@@ -6,7 +6,8 @@ import { formatCredits, parseAmount, parseSignedAmount } from "../storage/balanc
 import type { Store } from "../storage/index.js";
 import { accountSummaries, replyCosts, type ReplyCost } from "../core/status.js";
 import type { CliContext } from "./context.js";
-import { formatTime, table, withStore, withStoreOrEmpty } from "./shared.js";
+import type { BotConfig } from "../config/schema.js";
+import { accountZone, formatTime, table, withStore, withStoreOrEmpty } from "./shared.js";
 import { parseCount } from "./time.js";
 
 /**
@@ -16,7 +17,8 @@ import { parseCount } from "./time.js";
  * last_movement_at}]}`.
  */
 export async function showBalance(c: CliContext, opts: { account?: string }): Promise<void> {
-  const costs = configuredCosts(c);
+  const bots = readableBots(c);
+  const costs = replyCosts(bots);
   const { result: summaries, missing } = await withStoreOrEmpty(c, (store) => accountSummaries(store, costs, opts.account));
   const rows = summaries.map((a) => ({
     account: a.account,
@@ -37,7 +39,7 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
   c.out(
     table(
       ["ACCOUNT", "BALANCE", "REPLIES LEFT", "LAST MOVEMENT"],
-      rows.map((r) => [r.account, chalk.bold(r.balance), r.replies_left === null ? "-" : String(r.replies_left), r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!))}` : "-"]),
+      rows.map((r) => [r.account, chalk.bold(r.balance), r.replies_left === null ? "-" : String(r.replies_left), r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!), accountZone(r.account, bots))}` : "-"]),
     ),
   );
 }
@@ -149,6 +151,7 @@ function unknownAccount(account: string, known: { configured: string[]; stored: 
 /** `bots balance history`: ledger rows, newest first; `--json` prints `{ledger: [...]}`. */
 export async function balanceHistory(c: CliContext, opts: { account?: string; limit: string }): Promise<void> {
   const limit = parseCount(opts.limit, "--limit", 1, 100_000);
+  const bots = readableBots(c);
   await withStore(c, async (store) => {
     const rows = await store.balance.history(opts.account, limit);
     if (c.json) {
@@ -162,18 +165,23 @@ export async function balanceHistory(c: CliContext, opts: { account?: string; li
     c.out(
       table(
         ["ID", "TIME", "ACCOUNT", "REASON", "AMOUNT", "BALANCE", "MESSAGE", "NOTE"],
-        rows.map((r) => [String(r.id), formatTime(r.created_ms), r.account, r.reason, (r.delta > 0 ? chalk.green("+") : "") + formatCredits(r.delta), formatCredits(r.balance_after), r.message_id === null ? "" : String(r.message_id), r.note ?? ""]),
+        rows.map((r) => [String(r.id), formatTime(r.created_ms, accountZone(r.account, bots)), r.account, r.reason, (r.delta > 0 ? chalk.green("+") : "") + formatCredits(r.delta), formatCredits(r.balance_after), r.message_id === null ? "" : String(r.message_id), r.note ?? ""]),
       ),
     );
   });
 }
 
+/** The bots of the readable configs; none when the config dir cannot be read. */
+function readableBots(c: CliContext): BotConfig[] {
+  try {
+    return loadBotConfigs(c.configDir, c.env).bots;
+  } catch {
+    // No configs (or unreadable ones) only means replies left and local times cannot be shown.
+    return [];
+  }
+}
+
 /** Cost and floor per account from readable configs (hundredths); unreadable configs are skipped. */
 export function configuredCosts(c: CliContext): Map<string, ReplyCost> {
-  try {
-    return replyCosts(loadBotConfigs(c.configDir, c.env).bots);
-  } catch {
-    // No configs (or unreadable ones) only means replies left cannot be shown.
-    return new Map();
-  }
+  return replyCosts(readableBots(c));
 }

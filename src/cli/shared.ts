@@ -86,9 +86,29 @@ export async function withStore<T>(c: CliContext, fn: (store: Store) => Promise<
   }
 }
 
-/** Formats epoch ms as `YYYY-MM-DD HH:MM UTC`. */
-export function formatTime(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+/**
+ * Formats epoch ms as the local time of an IANA zone with its offset, `2026-11-20 14:05 +03:00`:
+ * the rule of every CLI view (a bot's time in its `timezone`, with the offset so it reads
+ * unambiguously beside other zones). `UTC` gives `+00:00`.
+ */
+export function formatTime(ms: number, timeZone = "UTC"): string {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "longOffset" })
+      .formatToParts(ms)
+      .map((x) => [x.type, x.value]),
+  );
+  // longOffset: "GMT+03:00", or "GMT" at offset zero.
+  const offset = (p.timeZoneName ?? "GMT").replace(/^GMT/, "") || "+00:00";
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${offset}`;
+}
+
+/**
+ * The zone an account's times are shown in: its bots' `timezone` when they all agree, else
+ * UTC (an account shared by bots in different zones has no single local time).
+ */
+export function accountZone(account: string, bots: Array<{ timezone: string; balance: { account: string } }>): string {
+  const zones = new Set(bots.filter((b) => b.balance.account === account).map((b) => b.timezone));
+  return zones.size === 1 ? [...zones][0]! : "UTC";
 }
 
 /** Renders rows as an aligned text table with a header. */

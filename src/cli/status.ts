@@ -22,7 +22,7 @@ export const STATUS_COLUMNS: Array<{ header: string; cell: (b: BotStatus) => str
   { header: "ANSWERED", cell: (b) => String(b.answered) },
   { header: "FAILED", cell: (b) => (b.failed ? chalk.red(String(b.failed)) : "0") },
   { header: "NO BALANCE", cell: (b) => (b.no_balance ? chalk.yellow(String(b.no_balance)) : "0") },
-  { header: "LAST MESSAGE", cell: (b) => (b.last_message_ms === null ? "-" : formatTime(b.last_message_ms)) },
+  { header: "LAST MESSAGE", cell: (b) => (b.last_message_ms === null ? "-" : formatTime(b.last_message_ms, b.timezone)) },
 ];
 
 /**
@@ -120,7 +120,7 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
           warn(b.unconfirmed, chalk.yellow),
           warn(b.failed_total, chalk.red),
           warn(b.expired, chalk.yellow),
-          b.last_recovery ? `${formatTime(b.last_recovery.at_ms)}: ${describeRecovery(b.last_recovery)}` : "-",
+          b.last_recovery ? `${formatTime(b.last_recovery.at_ms, b.timezone)}: ${describeRecovery(b.last_recovery)}` : "-",
         ]),
       ),
     );
