@@ -21,7 +21,21 @@ for (const stream of streams) {
 
 // The only place that exits the process (STYLE 7). Commands have flushed their logs and closed
 // their connections by now; exiting explicitly ends keep-alive sockets of HTTP clients too.
+/**
+ * Waits until a stream has handed all its queued output to the system. Output to a socket (a
+ * parent process's stdio) is written asynchronously; exiting before that would cut it off and
+ * hide a reader that went away.
+ */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (!stream.writableLength || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once("drain", resolve);
+    stream.once("close", resolve);
+  });
+}
+
 // A write that met the closed pipe marks the stream at once but reports it a tick later: a
 // command that finished meanwhile ends with the same code.
 const code = await runCli(process.argv.slice(2));
+await Promise.all(streams.map(flushed));
 process.exit(pipeClosed() ? EXIT_PIPE_CLOSED : code);
