@@ -86,17 +86,19 @@ export async function withStore<T>(c: CliContext, fn: (store: Store) => Promise<
   }
 }
 
+const FORMATS = new Map<string, Intl.DateTimeFormat>();
+
 /**
  * Formats epoch ms as the local time of an IANA zone with its offset, `2026-11-20 14:05 +03:00`:
  * the rule of every CLI view (a bot's time in its `timezone`, with the offset so it reads
  * unambiguously beside other zones). `UTC` gives `+00:00`.
  */
 export function formatTime(ms: number, timeZone = "UTC"): string {
-  const p = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "longOffset" })
-      .formatToParts(ms)
-      .map((x) => [x.type, x.value]),
-  );
+  // UTC needs no time zone data (building the first Intl formatter loads it: tens of ms).
+  if (timeZone === "UTC" || timeZone === "Etc/UTC") return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} +00:00`;
+  let format = FORMATS.get(timeZone);
+  if (!format) FORMATS.set(timeZone, (format = new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "longOffset" })));
+  const p = Object.fromEntries(format.formatToParts(ms).map((x) => [x.type, x.value]));
   // longOffset: "GMT+03:00", or "GMT" at offset zero.
   const offset = (p.timeZoneName ?? "GMT").replace(/^GMT/, "") || "+00:00";
   return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${offset}`;

@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
 import { isMap, isSeq, LineCounter, parseDocument, type Node } from "yaml";
-import { z } from "zod";
+import * as z from "zod";
 import type { BotConfig } from "../config/schema.js";
 import { completeWithImages, loadImages, sniffImageMime, tooLarge, type ImageFetcher } from "../core/images.js";
 import { ChannelError, ConfigError, describeError } from "../errors.js";
