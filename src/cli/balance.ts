@@ -1,10 +1,13 @@
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import chalk from "chalk";
+import { parse as parseYaml } from "yaml";
 import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { closest } from "../core/closest.js";
 import { formatCredits, parseAmount, parseSignedAmount } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
-import { accountSummaries, replyCosts, type ReplyCost } from "../core/status.js";
+import { accountSummaries, replyCosts } from "../core/status.js";
 import type { CliContext } from "./context.js";
 import type { BotConfig } from "../config/schema.js";
 import { accountZone, formatTime, table, withStore, withStoreOrEmpty } from "./shared.js";
@@ -113,9 +116,33 @@ function usage<T>(parse: () => T): T {
   }
 }
 
-/** Accounts the configs name (readable configs only) and accounts the database has, sorted. */
+/**
+ * Accounts the bot files name (`balance.account`, default `default`), read from the YAML alone:
+ * a file that does not validate yet (a variable not set in this shell) still names its account.
+ */
+function namedAccounts(c: CliContext): string[] {
+  const names = new Set<string>();
+  let files: string[] = [];
+  try {
+    files = readdirSync(c.configDir).filter((f) => /\.ya?ml$/.test(f));
+  } catch {
+    return [];
+  }
+  for (const f of files) {
+    try {
+      const doc = parseYaml(readFileSync(path.join(c.configDir, f), "utf8")) as { balance?: { account?: unknown } } | null;
+      const account = doc?.balance?.account;
+      names.add(typeof account === "string" ? account : "default");
+    } catch {
+      // Not YAML at all: it names nothing (bots config check reports it).
+    }
+  }
+  return [...names];
+}
+
+/** Accounts the configs name and accounts the database has. */
 async function knownAccounts(c: CliContext, store?: Store): Promise<{ configured: string[]; stored: string[] }> {
-  const configured = [...configuredCosts(c).keys()];
+  const configured = namedAccounts(c);
   const stored = store ? (await store.balance.list()).map((a) => a.account) : [];
   return { configured, stored };
 }
@@ -181,7 +208,3 @@ function readableBots(c: CliContext): BotConfig[] {
   }
 }
 
-/** Cost and floor per account from readable configs (hundredths); unreadable configs are skipped. */
-export function configuredCosts(c: CliContext): Map<string, ReplyCost> {
-  return replyCosts(readableBots(c));
-}

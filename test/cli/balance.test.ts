@@ -50,6 +50,9 @@ for (const dialect of dialects()) {
         assert.match(typo.stderr, /hint: to open it, add --new-account; accounts: default/);
         const configured = await runBots(["balance", "add", "10", "--yes"], { cwd: fx.root, env });
         assert.equal(configured.code, 0, configured.stderr);
+        // A file that does not validate in this shell (a variable not set) still names its account.
+        fx.bot("b", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${NOT_SET_HERE}", "tg: { token: '1:x' }", "balance: { account: client-c }"].join("\n"));
+        assert.equal((await runBots(["balance", "add", "1", "--account", "client-c", "--yes"], { cwd: fx.root, env })).code, 0);
         const opened = await runBots(["balance", "add", "7", "--account", "client-b", "--yes", "--new-account"], { cwd: fx.root, env });
         assert.equal(opened.code, 0, opened.stderr);
         // client-b has a ledger now: no flag needed any more.
@@ -57,7 +60,7 @@ for (const dialect of dialects()) {
         assert.equal(again.code, 0, again.stderr);
         const store = await openStore(db.url);
         try {
-          assert.deepEqual((await store.balance.list()).map((a) => [a.account, a.balance]), [["client-b", 800], ["default", 1000]]);
+          assert.deepEqual((await store.balance.list()).map((a) => [a.account, a.balance]), [["client-b", 800], ["client-c", 100], ["default", 1000]]);
         } finally {
           await store.close();
         }
