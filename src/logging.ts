@@ -116,6 +116,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
         redact: { paths: REDACT_PATHS, censor: "[REDACTED]" },
         timestamp: pino.stdTimeFunctions.isoTime,
         hooks: { streamWrite: scrub },
+        serializers: { err: serializeError },
         formatters: { level: (label) => ({ level: label }) },
       },
       targets.length ? pino.multistream(targets) : new Writable({ write: (_c, _e, cb) => cb() }),
@@ -146,6 +147,23 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   };
   registerLogFiles(logging);
   return logging;
+}
+
+/**
+ * pino's error serializer, with a message that names each cause once: pino joins the messages of
+ * the whole `cause` chain, and our errors already quote their cause (`Bot API … is unreachable:
+ * getMe: request … failed`), which printed the same reason three times.
+ */
+function serializeError(error: unknown): unknown {
+  const out = pino.stdSerializers.err(error as Error) as unknown;
+  if (!(error instanceof Error) || out === null || typeof out !== "object") return out;
+  let message = error.message;
+  const seen = new Set<unknown>([error]);
+  for (let cause = error.cause; cause instanceof Error && !seen.has(cause); cause = cause.cause) {
+    seen.add(cause);
+    if (cause.message && !message.includes(cause.message)) message += `: ${cause.message}`;
+  }
+  return Object.assign(out, { message });
 }
 
 const LEVEL_NUM: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import path from "node:path";
 import chalk from "chalk";
 import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
@@ -7,7 +8,7 @@ import { formatCredits } from "../storage/balance.js";
 import { ConversationsRepo, type ConversationFilter, type ThreadSummary } from "../storage/conversations.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { CliContext } from "./context.js";
-import { table, withStore } from "./shared.js";
+import { noSuchBot, table, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
 
 /** Options of `bots dialogs`. */
@@ -40,10 +41,14 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
     ...(opts.status ? { statuses: parseStatuses(opts.status) } : {}),
   };
   if (opts.user && !bot) throw new UsageError("DIALOGS_USAGE", "--user needs a bot: bots dialogs BOT --user ID");
-  const zones = new Map(loadBotConfigs(c.configDir, c.env).bots.map((b) => [b.name, b.timezone]));
+  const loaded = loadBotConfigs(c.configDir, c.env);
+  const zones = new Map(loaded.bots.map((b) => [b.name, b.timezone]));
   const zoneOf = (b: string) => zones.get(b) ?? "UTC";
   await withStore(c, async (store) => {
     const repo = new ConversationsRepo(store.database.db);
+    // A bot removed from the configs still has its conversations; a name nothing knows is a typo.
+    const configured = [...loaded.bots.map((b) => b.name), ...loaded.files.map((f) => path.basename(f).replace(/\.ya?ml$/, ""))];
+    if (bot && !configured.includes(bot) && !(await repo.hasBot(bot))) throw noSuchBot(bot, [...configured, ...(await repo.bots())]);
     if (threadKey || opts.user) {
       const limit = parseCount(opts.limit ?? "500", "--limit");
       const keys = threadKey ? [threadKey] : await repo.threadsOfUser(bot!, opts.user!);

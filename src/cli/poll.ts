@@ -61,7 +61,7 @@ export async function pollCommand(c: CliContext, channel: string, names: string[
   }
 
   if (c.json) c.out(JSON.stringify({ bots: reports }));
-  else for (const r of reports) printReport(c, r);
+  else for (const r of reports) printReport(c, r, bots.find((b) => b.name === r.bot)?.timezone);
   if (reports.some((r) => r.status === "error" || r.failed > 0)) throw new ExitError(1);
 }
 
@@ -111,9 +111,9 @@ async function pollBot(c: CliContext, bot: BotConfig, store: Awaited<ReturnType<
   }
 }
 
-function printReport(c: CliContext, r: BotReport): void {
+function printReport(c: CliContext, r: BotReport, timeZone?: string): void {
   if (r.status === "busy") {
-    c.err(`${r.bot}: another poll is running (lease held by ${r.lease_holder ?? "?"}${r.lease_expires_at ? ` until ${formatTime(Date.parse(r.lease_expires_at))}` : ""}); skipped this time`);
+    c.err(`${r.bot}: another poll is running (lease held by ${r.lease_holder ?? "?"}${r.lease_expires_at ? ` until ${formatTime(Date.parse(r.lease_expires_at), timeZone)}` : ""}); skipped this time`);
     return;
   }
   if (r.status === "error") {

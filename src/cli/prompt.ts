@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from "node:fs";
 import path from "node:path";
 import chalk from "chalk";
 import type { ToolDefinition } from "../llm/client.js";
@@ -47,6 +48,7 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
   });
   const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
   const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined, log: logger };
+  for (const file of opts.image ?? []) checkReadable(file);
   if (opts.image?.length && !bot.llm.vision.enabled) c.err(chalk.yellow(`llm.vision.enabled is false for ${bot.name}: pictures are not sent; the model reads a [photo] placeholder`));
 
   if (opts.cases) {
@@ -95,6 +97,22 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
   printAnswer(c, answer);
 }
 
+/**
+ * A `--image` file must be there and readable: the operator asked for it, so a typo is a usage
+ * error (exit 2), not a picture the bot would leave out.
+ * @throws UsageError `IMAGE_UNREADABLE`
+ */
+function checkReadable(file: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+    if (!statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "not a file" : (error as Error).message;
+    throw new UsageError("IMAGE_UNREADABLE", `cannot read ${file}: ${why}`, { hint: "--image takes a local JPEG, PNG, WebP or GIF file" });
+  }
+}
+
 function printAnswer(c: CliContext, a: PromptTestAnswer): void {
   if (c.json) {
     c.out(JSON.stringify({ ...a, cost: formatCredits(a.cost), cost_hundredths: a.cost }));
@@ -102,6 +120,7 @@ function printAnswer(c: CliContext, a: PromptTestAnswer): void {
   }
   for (const t of a.tool_calls) c.out(chalk.dim(`tool call (not executed): ${t.name}(${t.arguments})`));
   c.out(a.text);
-  if (a.images.left) c.out(chalk.yellow(`${a.images.left} picture(s) not sent to the model (see the log lines above, or llm.vision)`));
+  for (const p of a.images.problems) c.err(chalk.yellow(`warning: ${p}`));
+  if (a.images.left) c.out(chalk.yellow(`${a.images.left} picture(s) not sent to the model (${a.images.problems.length ? "see the warnings above" : "llm.vision.enabled is false"})`));
   c.out(chalk.dim(`${a.model} · ${a.images.sent ? `${a.images.sent} picture(s) · ` : ""}${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`));
 }

@@ -86,7 +86,7 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
           signal: ac.signal,
           onResult: (r, done, total) => {
             if (progress) process.stderr.write("\r\u001b[2K");
-            printResult(c, r, Boolean(opts.send));
+            printResult(c, r, Boolean(opts.send), all.find((b) => b.name === r.bot)?.timezone);
             if (progress && done < total) process.stderr.write(progressBar(done, total));
           },
         },
@@ -109,13 +109,14 @@ function progressBar(done: number, total: number): string {
   return `${chalk.cyan("[" + "#".repeat(full) + " ".repeat(width - full) + "]")} ${done}/${total}`;
 }
 
-function printResult(c: CliContext, r: ReplayResult, send: boolean): void {
+/** One replayed message; its time in its bot's `timezone` (UTC for a bot no config names). */
+function printResult(c: CliContext, r: ReplayResult, send: boolean, timeZone = "UTC"): void {
   if (c.json) {
     c.out(JSON.stringify({ ...r, created_at: new Date(r.created_ms).toISOString() }));
     return;
   }
   const outcome = r.outcome === "answered" ? chalk.green("sent") : r.outcome === "dry_run" ? (r.changed ? chalk.yellow("changed") : chalk.dim("same")) : r.outcome === "skipped" ? chalk.dim("skipped") : chalk.red(r.outcome);
-  c.out(`${chalk.bold(`#${r.id}`)} ${chalk.cyan(r.bot)} ${chalk.magenta(r.thread_key)} ${formatTime(r.created_ms)} [${r.status}] → ${outcome}`);
+  c.out(`${chalk.bold(`#${r.id}`)} ${chalk.cyan(r.bot)} ${chalk.magenta(r.thread_key)} ${formatTime(r.created_ms, timeZone)} [${r.status}] → ${outcome}`);
   c.out(`  ${chalk.dim("user:  ")} ${indent(r.text)}`);
   c.out(`  ${chalk.dim("stored:")} ${r.stored_answer === null ? chalk.dim("(none)") : indent(r.stored_answer)}`);
   if (r.new_answer !== null) c.out(`  ${chalk.dim(send ? "sent:  " : "new:   ")} ${indent(r.new_answer)}`);

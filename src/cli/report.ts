@@ -61,7 +61,7 @@ export async function reportSendCommand(c: CliContext, opts: ReportSendOptions, 
         await mkdir(path.dirname(file), { recursive: true });
         await pipeline(Readable.from(renderReport(store, bot, { sinceMs, untilMs })), createWriteStream(file));
         if (c.json) c.out(JSON.stringify({ ...summary, out: file }));
-        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs)} – ${formatTime(untilMs)}) → ${file}`);
+        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${file}`);
         continue;
       }
       const recipients = to ?? bot.features.report!.to;
@@ -69,7 +69,7 @@ export async function reportSendCommand(c: CliContext, opts: ReportSendOptions, 
       try {
         const id = await mailReport(store, bot, mailer, { sinceMs, untilMs, to: recipients, subject: bot.features.report?.subject ?? "Диалоги {bot}: {from} — {to}", backoffMs: deps.mail?.backoffMs ?? 2000 });
         if (c.json) c.out(JSON.stringify({ ...summary, to: recipients, message_id: id }));
-        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs)} – ${formatTime(untilMs)}) → ${recipients.join(", ")}`);
+        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${recipients.join(", ")}`);
       } finally {
         mailer.close();
       }

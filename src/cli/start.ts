@@ -1,12 +1,13 @@
 import chalk from "chalk";
 import { createLogging } from "../logging.js";
 import { secretsOf, selectBots, startBots } from "../runner.js";
-import { openStore } from "../storage/index.js";
+import { collectScale } from "../core/ownership.js";
+import { openStore, type Store } from "../storage/index.js";
 import { ConfigError, UsageError } from "../errors.js";
 import { formatProblem } from "../config/load.js";
 import type { CliContext } from "./context.js";
 import { checkIngress, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
-import { loadBots, loadBotsNamed, warnBroken } from "./shared.js";
+import { loadBots, loadBotsNamed, requireConfigDir, warnBroken } from "./shared.js";
 import type { BotConfig } from "../config/schema.js";
 import type { BrokenFile } from "../config/load.js";
 
@@ -24,6 +25,7 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   const leaseTtlS = Number(opts.leaseTtl ?? "15");
   if (!Number.isFinite(leaseTtlS) || leaseTtlS < 1 || leaseTtlS > 3600) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 3600, got '${opts.leaseTtl}'`);
   if (opts.instanceId !== undefined && !/^[A-Za-z0-9._:-]{1,191}$/.test(opts.instanceId)) throw new UsageError("INSTANCE_ID_INVALID", `--instance-id must be 1-191 letters, digits, '.', '_', ':' or '-', got '${opts.instanceId}'`);
+  requireConfigDir(c);
   const { bots, skipped } = chooseBots(c, targets, opts.strict === true);
   checkIngress(bots, http);
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", color: c.color, secrets: [...secretsOf(bots), http?.token ?? ""] });
@@ -44,8 +46,15 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
   }
   logging.root.info({ bots: bots.map((b) => b.name), owned: running.bots.map((b) => b.config.name), database: store.database.safeUrl, http_port: ops?.server.port ?? null }, "bots started");
   if (ops && !c.json) c.err(`HTTP on ${http!.host}:${ops.server.port}: /metrics /healthz /readyz`);
-  if (!c.json) c.err(chalk.green(`Running ${bots.map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
-  else c.out(JSON.stringify({ started: bots.map((b) => ({ name: b.name, channel: b.channel })), not_started: skipped.map((b) => ({ name: b.name, file: b.file, problems: b.problems.map(formatProblem) })), http_port: ops?.server.port ?? null }));
+  const owned = new Set(running.bots.map((b) => b.config.name));
+  const standby = await standbyLines(store, bots.filter((b) => !owned.has(b.name)).map((b) => b.name));
+  if (!c.json) {
+    if (owned.size) c.err(chalk.green(`Running ${bots.filter((b) => owned.has(b.name)).map((b) => `${b.name} (${b.channel})`).join(", ")}. Press Ctrl-C to stop.`));
+    for (const s of standby) c.err(chalk.yellow(s.line));
+    if (!owned.size) c.err(chalk.dim("Press Ctrl-C to stop."));
+  } else {
+    c.out(JSON.stringify({ started: bots.filter((b) => owned.has(b.name)).map((b) => ({ name: b.name, channel: b.channel })), standby: standby.map(({ line: _, ...s }) => s), not_started: skipped.map((b) => ({ name: b.name, file: b.file, problems: b.problems.map(formatProblem) })), http_port: ops?.server.port ?? null }));
+  }
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
@@ -87,4 +96,21 @@ function chooseBots(c: CliContext, targets: string[], strict: boolean): { bots: 
   const bots = selectBots(valid, targets);
   if (!c.json) for (const b of broken) c.err(chalk.yellow(`not started: ${b.name} (${formatProblem(b.problems[0]!)}${b.problems.length > 1 ? `, and ${b.problems.length - 1} more` : ""})`));
   return { bots, skipped: broken };
+}
+
+/**
+ * For each selected bot this instance does not own after its first placement round: who runs
+ * it (`bot_owners` and the owner's `instances` row), as the line `bots start` prints.
+ */
+async function standbyLines(store: Store, bots: string[]): Promise<Array<{ bot: string; owner: string | null; host: string | null; pid: number | null; line: string }>> {
+  if (!bots.length) return [];
+  const scale = await collectScale(store);
+  return bots.map((bot) => {
+    const owner = scale.owners.find((o) => o.bot === bot)?.owner ?? null;
+    const inst = owner ? scale.instances.find((i) => i.id === owner) : undefined;
+    const line = owner
+      ? `${bot} is run by instance ${owner}${inst ? ` on ${inst.host} (pid ${inst.pid})` : ""}; this instance stands by and takes over if it stops`
+      : `${bot} has no owner yet; this instance stands by and takes it at the next placement round`;
+    return { bot, owner, host: inst?.host ?? null, pid: inst?.pid ?? null, line };
+  });
 }

@@ -8,7 +8,7 @@ import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from
 import { formatCredits } from "../storage/balance.js";
 import { terminalSafe } from "../terminal.js";
 import type { CliContext } from "./context.js";
-import { formatTime, table, withStore } from "./shared.js";
+import { formatTime, table, withStoreOrEmpty } from "./shared.js";
 
 /**
  * The columns of the bots table, in order. A column is a header and a cell for a loaded bot;
@@ -23,7 +23,7 @@ export const STATUS_COLUMNS: Array<{ header: string; cell: (b: BotStatus) => str
   { header: "ANSWERED", cell: (b) => String(b.answered) },
   { header: "FAILED", cell: (b) => (b.failed ? chalk.red(String(b.failed)) : "0") },
   { header: "NO BALANCE", cell: (b) => (b.no_balance ? chalk.yellow(String(b.no_balance)) : "0") },
-  { header: "LAST MESSAGE", cell: (b) => (b.last_message_ms === null ? "-" : formatTime(b.last_message_ms)) },
+  { header: "LAST MESSAGE", cell: (b) => (b.last_message_ms === null ? "-" : formatTime(b.last_message_ms, b.timezone)) },
 ];
 
 /**
@@ -72,7 +72,7 @@ export async function statusCommand(c: CliContext, opts: { watch?: boolean; inte
 async function statusOnce(c: CliContext): Promise<StatusReport> {
   const loaded = loadBotConfigs(c.configDir, c.env);
   const broken = brokenBots(loaded);
-  const [report, scale] = await withStore(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
+  const { result: [report, scale], missing } = await withStoreOrEmpty(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
   const { problems } = loaded;
   if (c.json) {
     c.out(
@@ -92,10 +92,12 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
         problems: problems.map(formatProblem),
         instances: scale.instances,
         owners: scale.owners,
+        database_missing: missing ?? null,
       }),
     );
     return report;
   }
+  if (missing) c.out(chalk.yellow(`${missing} yet: nothing stored (bots start or bots balance add creates it).\n`));
   if (!report.bots.length && !report.broken.length) c.out(`No bot files (*.yaml) in ${c.configDir}.`);
   else {
     const zones = [...new Set(report.bots.map((b) => b.timezone))];
@@ -121,7 +123,7 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
           warn(b.partial, chalk.yellow),
           warn(b.failed_total, chalk.red),
           warn(b.expired, chalk.yellow),
-          b.last_recovery ? `${formatTime(b.last_recovery.at_ms)}: ${describeRecovery(b.last_recovery)}` : "-",
+          b.last_recovery ? `${formatTime(b.last_recovery.at_ms, b.timezone)}: ${describeRecovery(b.last_recovery)}` : "-",
         ]),
       ),
     );

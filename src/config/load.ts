@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document, type Node } from "yaml";
 import type { z } from "zod";
+import { closest } from "../core/closest.js";
 import { ConfigError } from "../errors.js";
 import { promptFileProblem } from "../llm/prompt.js";
 import { botConfigSchema, type BotConfig } from "./schema.js";
@@ -89,6 +90,8 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>, o
     if (mine.length) broken.push({ file: displayPath(file), name: result.name ?? path.basename(file).replace(/\.ya?ml$/, ""), problems: mine });
     else if (result.bot) bots.push(result.bot);
   }
+  // By file, then line, as an editor walks them (stable: one line's problems keep their order).
+  problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line));
   return { bots, problems, files, broken };
 }
 
@@ -139,7 +142,7 @@ export function loadBotFile(file: string, env: Record<string, string>, root: str
   if (problems.length) return { problems, name, nameLine };
 
   const parsed = botConfigSchema.safeParse(data);
-  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, shown, lineOf));
+  if (!parsed.success) for (const issue of parsed.error.issues) problems.push(...issueToProblems(issue, doc, data, shown, lineOf));
   // Prompt files are checked even when other fields are wrong, so every problem shows at once.
   const prompt = data.prompt;
   if (typeof prompt === "string" || (prompt !== null && typeof prompt === "object" && !Array.isArray(prompt))) {
@@ -226,7 +229,7 @@ function interpolate(doc: Document, env: Record<string, string>, report: (node: 
   walk(doc.contents, []);
 }
 
-function issueToProblems(issue: z.core.$ZodIssue, doc: Document, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
+function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: Record<string, unknown>, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
   const at = issue.path.map(String);
   const nodeAt = (p: string[]): Node | undefined => {
     for (let i = p.length; i >= 0; i--) {
@@ -249,7 +252,11 @@ function issueToProblems(issue: z.core.$ZodIssue, doc: Document, file: string, l
     });
   }
   let message = issue.message;
-  if (issue.code === "invalid_type" && /received undefined/.test(message)) message = "required";
+  // A key that is not there at all is "required", whatever zod's check was (a discriminator
+  // such as `channel` reports "Invalid option"): say so, with the values it takes.
+  const missing = issue.path.length > 0 && issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined), data) === undefined;
+  if (missing && issue.code === "invalid_value") message = `required: one of ${issue.values.map(String).join(", ")}`;
+  else if (missing && (issue.code === "invalid_type" || issue.code === "invalid_union")) message = "required";
   const field = at.join(".");
   // A missing key has no node of its own: point at its parent mapping.
   return [{ file, line: lineOf(nodeAt(at)), field, message }];
@@ -273,30 +280,6 @@ function knownKeys(at: string[]): string[] {
   };
   for (const k of at) s = shapeOf(s)[k];
   return Object.keys(shapeOf(s));
-}
-
-function closest(word: string, options: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const o of options) {
-    const d = levenshtein(word.toLowerCase(), o.toLowerCase());
-    if (d < bestD) [best, bestD] = [o, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
-
-function levenshtein(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** A path relative to the working directory when it lies below it. */

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { byteSize } from "../core/bytes.js";
 import { durationMs } from "../core/duration.js";
 import { featuresSchema } from "../features/schemas.js";

@@ -164,6 +164,8 @@ export interface LoadedImages {
   parts: ImagePart[];
   /** Pictures the message had that are not in `parts` (refused, failed, over `max_images`, vision off). */
   left: number;
+  /** Why pictures were left out, one line each (`picture 2: …`), as logged; empty when none or vision is off. */
+  problems?: string[];
 }
 
 /**
@@ -178,7 +180,11 @@ export async function loadImages(bot: BotConfig, refs: ImageRef[] | undefined, f
   if (!all.length) return { parts: [], left: 0 };
   if (!vision.enabled || !fetcher) return { parts: [], left: all.length };
   const chosen = all.slice(0, vision.max_images);
-  if (all.length > chosen.length) log.warn({ images: all.length, max_images: vision.max_images }, "more pictures than llm.vision.max_images; the rest are left out");
+  const problems: string[] = [];
+  if (all.length > chosen.length) {
+    log.warn({ images: all.length, max_images: vision.max_images }, "more pictures than llm.vision.max_images; the rest are left out");
+    problems.push(`${all.length} pictures, llm.vision.max_images is ${vision.max_images}: the rest are left out`);
+  }
   const parts: ImagePart[] = [];
   for (const [i, ref] of chosen.entries()) {
     try {
@@ -190,9 +196,10 @@ export async function loadImages(bot: BotConfig, refs: ImageRef[] | undefined, f
       if (signal?.aborted) throw error;
       const code = (error as ChannelError).code ?? "IMAGE_DOWNLOAD";
       log.warn({ picture: i + 1, code, reason: (error as Error).message, ...(ref.file_id ? { file_id: ref.file_id } : {}) }, "picture left out; the text is answered without it");
+      problems.push(`picture ${i + 1}: ${(error as Error).message}`);
     }
   }
-  return { parts, left: all.length - parts.length };
+  return { parts, left: all.length - parts.length, problems };
 }
 
 /**
@@ -212,7 +219,9 @@ export function attachImages(prompt: ChatMessage[], images: LoadedImages): ChatM
 /** True for a model's refusal of image input: HTTP 400 (or 422) whose message is about images. */
 export function isImageRefusal(error: unknown): boolean {
   if (!(error instanceof LlmError) || (error.status !== 400 && error.status !== 422)) return false;
-  return /image|vision|multi-?modal|modalit/i.test(error.message);
+  // The message starts with the endpoint (`model API at URL HTTP 400: …`): a URL such as
+  // https://vision.example.com/v1 is not the model speaking.
+  return /image|vision|multi-?modal|modalit/i.test(error.message.replace(/^model API at \S+ /, ""));
 }
 
 /**

@@ -5,6 +5,7 @@ import { describeError, FencedError, StorageError, UnconfirmedSendError } from "
 import type { ChatMessage, LlmClient, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt } from "../llm/prompt.js";
 import type { Store } from "../storage/index.js";
+import { formatCredits } from "../storage/balance.js";
 import { isRetryableStorageError } from "../storage/faults.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { IncomingStatus, PartialAnswer } from "../storage/schema.js";
@@ -553,7 +554,7 @@ export class Pipeline {
         if (empty_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, empty_reply);
         return;
       }
-      ctx.log.debug({ account, cost, balance_after: ctx.reservation.balance_after }, "cost reserved");
+      ctx.log.debug({ account, cost_credits: formatCredits(cost), balance_after_credits: formatCredits(ctx.reservation.balance_after) }, "cost reserved");
     }
     await next();
   };
@@ -837,7 +838,7 @@ export class Pipeline {
       14,
     );
     ctx.outcome = "answered";
-    ctx.log.info({ answer_id: ctx.answerId, cost: ctx.reservation ? -ctx.reservation.delta : 0 }, "answer delivered");
+    ctx.log.info({ answer_id: ctx.answerId, cost_credits: formatCredits(ctx.reservation ? -ctx.reservation.delta : 0) }, "answer delivered");
     await next();
   };
 

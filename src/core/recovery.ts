@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Store } from "../storage/index.js";
+import { formatCredits } from "../storage/balance.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import { FencedError } from "../errors.js";
@@ -166,7 +167,7 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     if (r.message_id !== null && pipeline.holds(r.message_id)) continue;
     if (await store.balance.refund(r, "recovery: no answer was sent", deps.fence)) {
       report.refunded++;
-      logger.info({ msg_id: r.message_id, amount: -r.delta, status: r.message_status }, "reservation without an answer refunded");
+      logger.info({ msg_id: r.message_id, amount_credits: formatCredits(-r.delta), status: r.message_status }, "reservation without an answer refunded");
     }
   }
 

@@ -1,5 +1,5 @@
 import { Cron } from "croner";
-import { z } from "zod";
+import * as z from "zod";
 import { TEXT_KEYS, type TextKey } from "./coaching/texts.js";
 
 /**

@@ -130,7 +130,7 @@ export class LlmClient {
               { signal: opts.signal },
             );
           } catch (error) {
-            throw toLlmError(error);
+            throw toLlmError(error, this.options.baseURL ?? DEFAULT_BASE_URL);
           }
         },
         { retries: this.options.maxRetries, baseMs: this.options.retry?.baseMs ?? 1000, maxMs: this.options.retry?.maxMs ?? 30_000, onRetry: this.options.onRetry, signal: opts.signal },
@@ -172,8 +172,15 @@ export class LlmClient {
   }
 }
 
-/** Maps SDK errors to LlmError carrying `status` and `retryAfterMs` for the retry policy. */
-function toLlmError(error: unknown): Error {
+/** Where the openai SDK sends requests when no `baseURL` is given. */
+const DEFAULT_BASE_URL = "https://api.openai.com/v1";
+
+/**
+ * Maps SDK errors to LlmError carrying `status` and `retryAfterMs` for the retry policy; the
+ * message names `baseURL`, so a wrong `llm.base_url` shows in the first line. A connection
+ * error carries the socket's reason (`ECONNREFUSED`...) from its cause.
+ */
+function toLlmError(error: unknown, baseURL: string): Error {
   const e = error as { status?: number; headers?: Headers; message?: string; name?: string; constructor?: { name?: string } };
   if (e?.name === "AbortError" || e?.constructor?.name === "APIUserAbortError") return error as Error;
   const status = typeof e?.status === "number" ? e.status : undefined;
@@ -183,10 +190,29 @@ function toLlmError(error: unknown): Error {
   const exactMs = Number(headers?.get("retry-after-ms") ?? NaN);
   const retryAfterMs = Number.isFinite(exactMs) && exactMs >= 0 ? exactMs : parseRetryAfter(headers?.get("retry-after"));
   const reason = status ? `HTTP ${status}` : kind === "APIConnectionTimeoutError" ? "timeout" : "connection failed";
-  const err = new LlmError(status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE", `model API ${reason}: ${(e?.message ?? "").slice(0, 300)}`, {
+  // The SDK says only "Connection error."; the socket's code is on its cause (fetch's cause).
+  const socket = status ? undefined : rootCode(error);
+  const detail = `${(e?.message ?? "").slice(0, 300)}${socket && !(e?.message ?? "").includes(socket) ? ` (${socket})` : ""}`;
+  const err = new LlmError(status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE", `model API at ${baseURL} ${reason}: ${detail}`, {
     cause: error,
     status,
     hint: status === 401 ? "check llm.api_key" : status === 404 ? "check llm.model and llm.base_url" : undefined,
   });
   return Object.assign(err, { retryAfterMs });
+}
+
+/**
+ * The socket's reason under an SDK connection error: the `code` (`ECONNREFUSED`, `ENOTFOUND`...)
+ * of the innermost cause that has one, else the innermost cause's message (fetch: "bad port").
+ */
+function rootCode(error: unknown): string | undefined {
+  let code: string | undefined;
+  let last: string | undefined;
+  const seen = new Set<unknown>([error]);
+  for (let e = (error as { cause?: unknown }).cause as { cause?: unknown; code?: unknown; message?: unknown } | undefined; e && typeof e === "object" && !seen.has(e); e = e.cause as typeof e) {
+    seen.add(e);
+    if (typeof e.code === "string" && /^E[A-Z_]+$/.test(e.code)) code = e.code;
+    if (typeof e.message === "string" && e.message) last = e.message;
+  }
+  return code ?? last;
 }

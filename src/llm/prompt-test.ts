@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
 import { isMap, isSeq, LineCounter, parseDocument, type Node } from "yaml";
-import { z } from "zod";
+import * as z from "zod";
 import type { BotConfig } from "../config/schema.js";
 import { completeWithImages, loadImages, sniffImageMime, tooLarge, type ImageFetcher } from "../core/images.js";
 import { ChannelError, ConfigError, describeError } from "../errors.js";
@@ -43,8 +43,8 @@ export interface PromptTestAnswer {
   latency_ms: number;
   /** Tool calls the model made; `result` is null (not executed). */
   tool_calls: ToolCallRecord[];
-  /** Pictures sent to the model, and pictures given but left out (vision off, too large...). */
-  images: { sent: number; left: number };
+  /** Pictures sent to the model, pictures given but left out (vision off, too large...) and why. */
+  images: { sent: number; left: number; problems: string[] };
 }
 
 /**
@@ -68,7 +68,7 @@ export async function promptAnswer(deps: PromptTestDeps, history: Turn[], messag
     cost: Math.round(bot.balance.cost_per_reply * 100),
     latency_ms: c.latencyMs,
     tool_calls: c.toolCalls,
-    images: { sent: images.parts.length, left: images.left },
+    images: { sent: images.parts.length, left: images.left, problems: images.problems ?? [] },
   };
 }
 

@@ -67,6 +67,37 @@ export class BalanceRepo {
   }
 
   /**
+   * Corrects an account by a signed amount (a top-up to the wrong account, a goodwill credit):
+   * one conditional update that never takes the balance below zero, plus an `adjust` ledger row
+   * with the note, in one transaction. The ledger stays append-only: nothing is edited or removed,
+   * so the ledger still sums to the balance.
+   * @param delta signed hundredths, not 0, |delta| ≤ {@link MAX_TOPUP}
+   * @param note why (required: it is the only trace of the reason)
+   * @returns the ledger row (reason `adjust`)
+   * @throws BalanceError `BALANCE_ACCOUNT_UNKNOWN` when the account never had a movement,
+   * `BALANCE_BELOW_ZERO` when the balance cannot give `-delta` (nothing written)
+   */
+  async adjust(account: string, delta: number, note: string): Promise<LedgerRow> {
+    if (!Number.isSafeInteger(delta) || delta === 0 || Math.abs(delta) > MAX_TOPUP) throw new BalanceError("BALANCE_AMOUNT_INVALID", `adjustment must be a non-zero whole number of hundredths up to ${MAX_TOPUP}, got ${delta}`);
+    if (!note.trim()) throw new BalanceError("BALANCE_NOTE_REQUIRED", "an adjustment needs a note saying why");
+    return transact(this.db, async (trx) => {
+      const t = this.now();
+      const res = await trx
+        .updateTable("balance_accounts")
+        .set({ balance: sql`balance + ${delta}`, updated_ms: t })
+        .where("account", "=", account)
+        .where(sql<boolean>`balance + ${delta} >= 0`)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) {
+        const acc = await trx.selectFrom("balance_accounts").select("balance").where("account", "=", account).executeTakeFirst();
+        if (!acc) throw new BalanceError("BALANCE_ACCOUNT_UNKNOWN", `account '${account}' has no ledger`);
+        throw new BalanceError("BALANCE_BELOW_ZERO", `account '${account}' holds ${formatCredits(Number(acc.balance))}: taking ${formatCredits(-delta)} would leave it below zero`, { hint: "adjust by at most the balance" });
+      }
+      return this.writeLedger(trx, { account, delta, reason: "adjust", message_id: null, ref_id: null, note: note.trim(), created_ms: t });
+    });
+  }
+
+  /**
    * Reserves the cost of one reply: a conditional update that never takes the balance below
    * `floor`, plus a ledger row, in one transaction. Safe under any concurrency, across processes.
    * @param amount hundredths of a credit (500 = 5.00 credits); 0 reserves nothing and succeeds
@@ -195,15 +226,29 @@ function normaliseLedger(r: LedgerRow): LedgerRow {
  * more than 1,000,000,000 credits
  */
 export function parseAmount(input: string): number {
-  const s = input.trim();
+  return parseCredits(input, false);
+}
+
+/**
+ * Parses a signed amount of credits for `bots balance adjust`: `-10`, `+2.5`, `12,50`.
+ * @returns signed hundredths, not 0
+ * @throws BalanceError `BALANCE_AMOUNT_INVALID` as {@link parseAmount}
+ */
+export function parseSignedAmount(input: string): number {
+  return parseCredits(input, true);
+}
+
+function parseCredits(input: string, signed: boolean): number {
+  const sign = signed && /^\s*-/.test(input) ? -1 : 1;
+  const s = signed ? input.trim().replace(/^[-+]/, "") : input.trim();
   const m = /^(\d{1,13})(?:[.,](\d{1,2}))?$/.exec(s);
   if (!m) {
     throw new BalanceError("BALANCE_AMOUNT_INVALID", `'${input}' is not an amount of credits`, { hint: "write a positive number with at most two decimals, e.g. 500, 12.5 or 12,50" });
   }
   const value = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
-  if (value <= 0) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount must be above zero, got '${input}'`, { hint: "top-ups are positive amounts" });
+  if (value <= 0) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount must be ${signed ? "other than" : "above"} zero, got '${input}'`, { hint: signed ? "e.g. -10 or 2.50" : "top-ups are positive amounts" });
   if (value > MAX_TOPUP) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount '${input}' is above the limit of 1,000,000,000 credits`, { hint: "split it or check for a typo" });
-  return value;
+  return sign * value;
 }
 
 /** Formats hundredths as credits with two decimals: 50000 → "500.00". */

@@ -46,6 +46,16 @@ const CHUNK = 2000;
 export class ConversationsRepo {
   constructor(private readonly db: Kysely<Schema>) {}
 
+  /** Whether any message was stored for `bot`. */
+  async hasBot(bot: string): Promise<boolean> {
+    return (await this.db.selectFrom("messages").select("id").where("bot", "=", bot).limit(1).executeTakeFirst()) !== undefined;
+  }
+
+  /** Every bot name with stored messages, sorted. */
+  async bots(): Promise<string[]> {
+    return (await this.db.selectFrom("messages").select("bot").distinct().orderBy("bot").execute()).map((r) => r.bot);
+  }
+
   private filtered<O>(q: SelectQueryBuilder<Schema, "messages", O>, f: ConversationFilter): SelectQueryBuilder<Schema, "messages", O> {
     if (f.sinceMs !== undefined) q = q.where("created_ms", ">=", f.sinceMs);
     if (f.statuses?.length) q = q.where("status", "in", f.statuses as never);

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../core/retry.js";
@@ -28,6 +28,13 @@ export interface OpenOptions {
   poolSize?: number;
   /** SQLite busy timeout in ms: how long a writer waits for another process. @defaultValue 10000 */
   busyTimeoutMs?: number;
+  /**
+   * Open only a database `bots` already made: a SQLite file that is not there is not created
+   * (nor its folder), and a MySQL database without the `bots` tables is refused. For commands
+   * that only read. @defaultValue false
+   * @throws StorageError `DB_MISSING`
+   */
+  mustExist?: boolean;
 }
 
 export { DEFAULT_DATABASE_URL } from "./url.js";
@@ -51,10 +58,11 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     let file = url.slice("sqlite:".length);
     if (file.startsWith("//")) file = file.slice(2);
     if (!file) throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} names no file`, { hint: "use sqlite:data/bots.db" });
+    if (options.mustExist && file !== ":memory:" && !existsSync(file)) throw new StorageError("DB_MISSING", `no database at ${path.resolve(file)}`);
     let conn;
     try {
-      if (file !== ":memory:") mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000 });
+      if (file !== ":memory:" && !options.mustExist) mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000, fileMustExist: options.mustExist === true });
       conn.pragma("journal_mode = WAL");
       conn.pragma("synchronous = NORMAL");
       conn.pragma("foreign_keys = ON");
@@ -111,6 +119,13 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
         cause,
         hint: "is the MySQL/MariaDB server running, and are the URL's user, password and database right?",
       });
+    }
+    if (options.mustExist) {
+      const tables = await sql<{ n: number }>`select count(*) as n from information_schema.tables where table_schema = database() and table_name = 'kysely_migration'`.execute(db);
+      if (!Number(tables.rows[0]?.n)) {
+        await db.destroy().catch(() => undefined);
+        throw new StorageError("DB_MISSING", `database ${safeUrl} has no bots tables`);
+      }
     }
     return { db, dialect: "mysql", safeUrl, observer, close: () => db.destroy() };
   }

@@ -37,6 +37,74 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("a top-up to an account no config names and no ledger has asks for --new-account, with a guess; nothing written", async () => {
+      const fx = new Fixture();
+      const db = await createTestDatabase(dialect);
+      try {
+        fx.write("prompts/p.md", "x");
+        fx.bot("a", ["channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", "balance: { account: default }"].join("\n"));
+        const env = { DATABASE_URL: db.url };
+        const typo = await runBots(["balance", "add", "10", "--account", "defualt", "--yes"], { cwd: fx.root, env });
+        assert.equal(typo.code, 2, typo.stderr);
+        assert.match(typo.stderr, /account 'defualt' is new: no bot config names it and it has no ledger \(did you mean 'default'\?\)/);
+        assert.match(typo.stderr, /hint: to open it, add --new-account; accounts: default/);
+        const configured = await runBots(["balance", "add", "10", "--yes"], { cwd: fx.root, env });
+        assert.equal(configured.code, 0, configured.stderr);
+        // A file that does not validate in this shell (a variable not set) still names its account.
+        fx.bot("b", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${NOT_SET_HERE}", "tg: { token: '1:x' }", "balance: { account: client-c }"].join("\n"));
+        assert.equal((await runBots(["balance", "add", "1", "--account", "client-c", "--yes"], { cwd: fx.root, env })).code, 0);
+        const opened = await runBots(["balance", "add", "7", "--account", "client-b", "--yes", "--new-account"], { cwd: fx.root, env });
+        assert.equal(opened.code, 0, opened.stderr);
+        // client-b has a ledger now: no flag needed any more.
+        const again = await runBots(["balance", "add", "1", "--account", "client-b", "--yes"], { cwd: fx.root, env });
+        assert.equal(again.code, 0, again.stderr);
+        const store = await openStore(db.url);
+        try {
+          assert.deepEqual((await store.balance.list()).map((a) => [a.account, a.balance]), [["client-b", 800], ["client-c", 100], ["default", 1000]]);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await db.drop();
+        fx.cleanup();
+      }
+    });
+
+    test("balance adjust writes a correcting ledger row: note required, never below zero, ledger sum = balance", async () => {
+      const fx = new Fixture();
+      const db = await createTestDatabase(dialect);
+      try {
+        const env = { DATABASE_URL: db.url };
+        assert.equal((await runBots(["balance", "add", "10", "--account", "defualt", "--yes", "--new-account"], { cwd: fx.root, env })).code, 0);
+        const noNote = await runBots(["balance", "adjust", "--", "-10", "--account", "defualt"], { cwd: fx.root, env });
+        assert.equal(noNote.code, 2);
+        assert.match(noNote.stderr, /--note is required/);
+        const tooMuch = await runBots(["balance", "adjust", "--", "-10.01", "--account", "defualt", "--note", "typo"], { cwd: fx.root, env });
+        assert.equal(tooMuch.code, 1);
+        assert.match(tooMuch.stderr, /account 'defualt' holds 10\.00: taking 10\.01 would leave it below zero/);
+        const unknown = await runBots(["balance", "adjust", "-5", "--account", "defualz", "--note", "x"], { cwd: fx.root, env });
+        assert.equal(unknown.code, 2);
+        assert.match(unknown.stderr, /account 'defualz' has no ledger: nothing to adjust \(did you mean 'defualt'\?\)/);
+        const r = await runBots(["balance", "adjust", "--", "-10", "--account", "defualt", "--note", "typo: meant default", "--json"], { cwd: fx.root, env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(JSON.parse(r.stdout), { account: "defualt", adjusted: "-10.00", balance: "0.00", balance_hundredths: 0, ledger_id: 2 });
+        const plus = await runBots(["balance", "adjust", "2,50", "--account", "defualt", "--note", "goodwill"], { cwd: fx.root, env });
+        assert.equal(plus.code, 0, plus.stderr);
+        assert.match(plus.stdout, /Adjusted defualt by \+2\.50; balance 2\.50\./);
+        const store = await openStore(db.url);
+        try {
+          const rows = await store.balance.history("defualt", 10);
+          assert.deepEqual(rows.map((x) => [x.reason, x.delta, x.balance_after, x.note]), [["adjust", 250, 250, "goodwill"], ["adjust", -1000, 0, "typo: meant default"], ["topup", 1000, 1000, null]]);
+          assert.equal(await store.balance.ledgerSum("defualt"), (await store.balance.get("defualt"))!.balance);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await db.drop();
+        fx.cleanup();
+      }
+    });
+
     test("every malformed amount is refused with exit 2 and nothing is written", async () => {
       const fx = new Fixture();
       const db = await createTestDatabase(dialect);
@@ -67,7 +135,7 @@ for (const dialect of dialects()) {
       try {
         const env = { DATABASE_URL: db.url };
         // The first run creates the database; the rest race on the ledger.
-        const results = await Promise.all(Array.from({ length: 50 }, () => runBots(["balance", "add", "1", "--yes"], { cwd: fx.root, env, timeoutMs: 120_000 })));
+        const results = await Promise.all(Array.from({ length: 50 }, () => runBots(["balance", "add", "1", "--yes", "--new-account"], { cwd: fx.root, env, timeoutMs: 120_000 })));
         assert.deepEqual(results.filter((r) => r.code !== 0).map((r) => r.stderr), []);
         const store = await openStore(db.url);
         try {

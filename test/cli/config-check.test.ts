@@ -91,10 +91,10 @@ for (const dialect of dialects()) {
       try {
         assert.equal(c.interactive, true);
         const no = new ScriptedTerminal([[/Add 12\.50 credits to account 'client-a'\?/, "n\r"]]);
-        await addBalance(c, "12,5", { account: "client-a" }, no.context);
+        await addBalance(c, "12,5", { account: "client-a", newAccount: true }, no.context);
         assert.match(out.join(""), /Cancelled; nothing written\./);
         const yes = new ScriptedTerminal([[/Add 12\.50 credits to account 'client-a'\?/, "\r"]]);
-        await addBalance(c, "12,5", { account: "client-a" }, yes.context);
+        await addBalance(c, "12,5", { account: "client-a", newAccount: true }, yes.context);
         assert.equal(yes.remaining, 0);
         const store = await openStore(db.url);
         try {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { cli } from "../support/cli.js";
+import { bin, cli } from "../support/cli.js";
 import { jpegFixture, pngImage } from "../support/images.js";
 import type { RecordedRequest } from "../support/openai-server.js";
 import { PROMPT_ENV, promptFixture } from "../support/prompt-fixture.js";
@@ -72,18 +72,32 @@ describe("bots prompt test --image", () => {
       const off = await cli(["--config-dir", f.fx.configDir, "prompt", "test", "shop-tg", "--image", jpg, "Сколько?"], PROMPT_ENV);
       assert.equal(off.code, 0, off.stderr);
       assert.match(off.stderr, /llm\.vision\.enabled is false for shop-tg/);
-      assert.match(off.stdout, /^echo: \[photo\] Сколько\?\n1 picture\(s\) not sent/);
+      assert.match(off.stdout, /^echo: \[photo\] Сколько\?\n1 picture\(s\) not sent to the model \(llm\.vision\.enabled is false\)/);
 
       const f2 = await visionFixture("{ enabled: true }");
       try {
         const txt = f2.fx.write("notes.txt", "not a picture at all");
         const r = await cli(["--config-dir", f2.fx.configDir, "prompt", "test", "shop-tg", "--image", txt, "Сколько?"], PROMPT_ENV);
         assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stdout, /^echo: \[photo\] Сколько\?\n/);
+        assert.match(r.stdout, /^echo: \[photo\] Сколько\?\n1 picture\(s\) not sent to the model \(see the warnings above\)/);
+        assert.match(r.stderr, /^warning: picture 1: .*notes\.txt: not a JPEG, PNG, WebP or GIF picture$/m, "the reason is printed without -v");
         assert.equal(pictures(f2.llm.requests[0]!).length, 0);
       } finally {
         await f2.stop();
       }
+    } finally {
+      await f.stop();
+    }
+  });
+
+  test("a missing --image file is a usage error (exit 2, 'cannot read FILE'); the model is not asked", async () => {
+    const f = await visionFixture("{ enabled: true }");
+    try {
+      const r = await bin(["--config-dir", f.fx.configDir, "prompt", "test", "shop-tg", "--image", "missing.jpg", "hi"], PROMPT_ENV, f.fx.root);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, /^error: cannot read missing\.jpg: no such file$/m);
+      assert.equal(r.stdout, "");
+      assert.equal(f.llm.requests.length, 0);
     } finally {
       await f.stop();
     }

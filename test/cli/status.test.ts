@@ -1,3 +1,5 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { collectStatus } from "../../src/core/status.js";
@@ -68,7 +70,7 @@ for (const dialect of dialects()) {
         const text = await cli(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
         assert.equal(text.code, 0);
         assert.match(text.stdout, /BOT +CHANNEL +ENABLED +ACCOUNT +IN +ANSWERED +FAILED +NO BALANCE +LAST MESSAGE/);
-        assert.match(text.stdout, /shop-tg +tg +yes +default +4 +1 +1 +1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+        assert.match(text.stdout, /shop-tg +tg +yes +default +4 +1 +1 +1 +\d{4}-\d\d-\d\d \d\d:\d\d \+00:00/);
         assert.match(text.stdout, /other-tg +tg +no +client-a +0 +0 +0 +0 +-/);
         assert.match(text.stdout, /client-a +10\.50 +3/);
         assert.match(text.stdout, /2 message\(s\) unanswered today: bots replay --send/);
@@ -86,13 +88,15 @@ for (const dialect of dialects()) {
 }
 
 describe("bots status through bin/bots.js", () => {
-  test("an empty database and a broken config are reported, exit 0", async () => {
+  test("no database yet and a broken config are reported, exit 0; no database is created", async () => {
     const fx = fixture();
     const db = await createTestDatabase("sqlite");
     try {
       fx.bot("broken", "name: broken\nchannel: tg\n");
       const r = await bin(["--config-dir", fx.configDir, "--db", db.url, "status"], ENV);
       assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^no database at .*test\.db yet: nothing stored/);
+      assert.equal(existsSync(db.url.slice("sqlite:".length)), false, "status created no database");
       assert.match(r.stdout, /shop-tg +tg +yes +default +0 +0 +0 +0 +-/);
       assert.match(r.stdout, /No balance accounts yet/);
       assert.match(r.stdout, /config problems? \(run bots config check\):\n {2}.*broken\.yaml/);
@@ -138,6 +142,18 @@ for (const dialect of dialects()) {
         assert.match(text.stdout, /vk-shop +- +- .*vk\.token: environment variable VK_TOKEN is not set/);
         assert.match(text.stdout, /other-tg +tg +no /);
         assert.match(text.stdout, /msk-tg +tg +yes +default +1 /);
+        // Times are each bot's local time with its offset: Moscow's last message at 00:00:01 there.
+        const mskLast = new Date(mskMidnight + 1000 + 3 * 3_600_000).toISOString().slice(0, 16).replace("T", " ");
+        assert.match(text.stdout, new RegExp(`msk-tg +tg +yes +default +1 +0 +0 +0 +${mskLast} \\+03:00`));
+
+        // An account's times: its bots' zone when they agree; UTC (+00:00) when they differ.
+        await store.balance.topUp("default", 500);
+        const lastUtc = new Date((await store.balance.history("default", 1))[0]!.created_ms).toISOString().slice(0, 16).replace("T", " ");
+        const mixed = await cli(["--config-dir", fx.configDir, "--db", db.url, "balance"], ENV);
+        assert.match(mixed.stdout, new RegExp(`default +5\\.00 +.*topup \\+5\\.00 at ${lastUtc} \\+00:00`), "msk-tg (Moscow) and shop-tg (UTC) share default");
+        fx.bot("shop-tg", readFileSync(path.join(fx.configDir, "shop-tg.yaml"), "utf8").replace("channel: tg", "channel: tg\ntimezone: Europe/Moscow"));
+        const moscow = await cli(["--config-dir", fx.configDir, "--db", db.url, "balance", "history"], ENV);
+        assert.match(moscow.stdout, / \d{4}-\d\d-\d\d \d\d:\d\d \+03:00 +default +topup/);
       } finally {
         await store.close();
         await db.drop();

@@ -96,6 +96,8 @@ describe("picture sizes, types and config", () => {
     assert.ok(isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: llava is not a multimodal model", { status: 400 })));
     assert.ok(!isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: context length exceeded", { status: 400 })));
     assert.ok(!isImageRefusal(new LlmError("LLM_UNAVAILABLE", "model API HTTP 500: image server down", { status: 500 })));
+    assert.ok(!isImageRefusal(new LlmError("LLM_REJECTED", "model API at https://vision.example.com/v1 HTTP 400: context length exceeded", { status: 400 })));
+    assert.ok(isImageRefusal(new LlmError("LLM_REJECTED", "model API at https://vision.example.com/v1 HTTP 400: llava is not a multimodal model", { status: 400 })));
   });
 });
 

@@ -43,6 +43,9 @@ for (const dialect of dialects()) {
         const { readFileSync } = await import("node:fs");
         const log = readFileSync(`${fx.logDir}/shop-tg.log`, "utf8");
         assert.match(log, /"msg":"answer delivered"/);
+        // Money in logs is in credits, as everywhere else: 5.00, never the stored hundredths (500).
+        const delivered = log.split("\n").filter((l) => l.includes('"msg":"answer delivered"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(delivered.map((l) => [l.cost_credits, "cost" in l]), [["5.00", false], ["5.00", false]]);
         assert.ok(!log.includes("sk-live-secret-999") && !log.includes(TOKEN.split(":")[1]!), "secrets never reach the log");
         assert.match(readFileSync(`${fx.logDir}/bots.log`, "utf8"), /"msg":"stopped"/);
         const store = await openStore(db.url);

@@ -9,6 +9,7 @@ import { sleep as realSleep } from "../../core/retry.js";
 import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { LlmClient, ToolDefinition } from "../../llm/client.js";
+import { formatCredits } from "../../storage/balance.js";
 import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
 import type { Store } from "../../storage/index.js";
@@ -580,7 +581,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       const { messageId, cost, written } = await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind, ...(await message()) });
       // Sent: record it through a database outage (a claim left `claimed` is never sent again).
       await recordThroughOutage(log, () => repo.finishDelivery(claim, "sent", messageId));
-      log.info({ user_id: u.user_id, kind, day, cost, written }, "proactive message sent");
+      log.info({ user_id: u.user_id, kind, day, cost_credits: formatCredits(cost), written }, "proactive message sent");
       return "sent";
     } catch (error) {
       const blocked = error instanceof ChannelError && error.status === 403;
