@@ -99,10 +99,13 @@ describe("scripts/emulator.ts", () => {
       await eventually(() => out.stdout.includes("Type a message"), 30_000, "emulator ready");
       child.stdin.write("/start\nhello /start\n");
       type Update = { update_id: number; message: { text: string; entities?: Array<{ type: string; offset: number; length: number }> } };
+      // telegram-test-api forgets what one getUpdates returned: keep every update seen.
+      const seen: Update[] = [];
       const updates = (await eventually(async () => {
         const res = await fetch(`http://127.0.0.1:${port}/bot${token}/getUpdates`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
         const body = (await res.json()) as { result: Update[] };
-        return body.result.length >= 2 ? body.result : null;
+        for (const u of body.result) if (!seen.some((s) => s.update_id === u.update_id)) seen.push(u);
+        return seen.length >= 2 ? seen.sort((a, b) => a.update_id - b.update_id) : null;
       }, 10_000, "two updates"))!;
       assert.equal(updates[0]!.message.text, "/start");
       assert.deepEqual(updates[0]!.message.entities, [{ type: "bot_command", offset: 0, length: 6 }]);
