@@ -155,7 +155,7 @@ export class FaultBed {
   /** `bots start --http-port 0 --lease-ttl 3`; resolves with the HTTP port once every bot runs. */
   async start(): Promise<{ child: Child; port: number }> {
     const child = this.spawn(["start", "--http-port", "0", "--lease-ttl", "3"]);
-    await eventually(() => /Running /.test(child.out.stderr) || child.exitCode !== null, 30_000, "start banner");
+    await eventually(() => child.out.stderr.includes("Press Ctrl-C to stop.") || child.exitCode !== null, 30_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);
     const port = Number(/HTTP on [\d.]+:(\d+)/.exec(child.out.stderr)![1]);
     return { child, port };

@@ -90,7 +90,8 @@ export class Scenario {
   async start(extra: string[] = [], env: Record<string, string> = {}): Promise<Child> {
     const child = spawnBots(["start", "tg", "--http-port", "0", ...extra], { cwd: this.fx.root, env });
     this.children.push(child);
-    await eventually(() => child.out.stderr.includes(`Running ${this.bots[0]!.name} (tg)`) || child.exitCode !== null, 20_000, "start banner");
+    // Printed once the bots are started, whether this instance owns them or stands by.
+    await eventually(() => child.out.stderr.includes("Press Ctrl-C to stop.") || child.exitCode !== null, 20_000, "start banner");
     assert.equal(child.exitCode, null, child.out.stderr);
     return child;
   }
