@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import http from "node:http";
 import https from "node:https";
 import { UnconfirmedSendError } from "../errors.js";
-import { withRetries, type RetryDecision } from "../core/retry.js";
+import { withRetries, type RetryDecision } from "../lib/retry.js";
 import type { SendProgress } from "../core/types.js";
 
 /**

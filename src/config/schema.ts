@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { byteSize } from "../core/bytes.js";
-import { durationMs } from "../core/duration.js";
+import { byteSize } from "../lib/bytes.js";
+import { durationMs } from "../lib/duration.js";
 import { featuresSchema } from "../features/schemas.js";
 
 /**

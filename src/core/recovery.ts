@@ -6,7 +6,7 @@ import type { Store } from "../storage/index.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import { FencedError } from "../errors.js";
-import { formatDuration } from "./duration.js";
+import { formatDuration } from "../lib/duration.js";
 import type { Pipeline } from "./pipeline.js";
 import type { DeliveryCheck } from "./types.js";
 

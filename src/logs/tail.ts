@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
-import { sleep } from "../core/retry.js";
+import { sleep } from "../lib/retry.js";
 import { formatLogLine } from "../logging.js";
 import { terminalSafe } from "../terminal.js";
 

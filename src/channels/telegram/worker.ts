@@ -5,7 +5,7 @@ import type { Telegraf } from "telegraf";
 import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
-import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
+import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";

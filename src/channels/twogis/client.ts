@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { classifyHttpError, parseRetryAfter, withRetries, type RetryDecision } from "../../core/retry.js";
+import { classifyHttpError, parseRetryAfter, withRetries, type RetryDecision } from "../../lib/retry.js";
 import { ChannelError } from "../../errors.js";
 
 /**

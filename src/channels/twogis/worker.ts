@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
-import { sleep } from "../../core/retry.js";
+import { sleep } from "../../lib/retry.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";

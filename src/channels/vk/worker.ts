@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
-import { withRetries, type RetryDecision } from "../../core/retry.js";
+import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";

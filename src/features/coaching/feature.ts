@@ -1,11 +1,11 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
-import type { Middleware } from "../../core/compose.js";
-import { durationMs } from "../../core/duration.js";
+import type { Middleware } from "../../lib/compose.js";
+import { durationMs } from "../../lib/duration.js";
 import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
 import { sendProactive, type WrittenText } from "../../core/proactive.js";
-import { sleep as realSleep } from "../../core/retry.js";
+import { sleep as realSleep } from "../../lib/retry.js";
 import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { LlmClient, ToolDefinition } from "../../llm/client.js";
