@@ -14,6 +14,7 @@ import { compose, type Middleware } from "../lib/compose.js";
 import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
 import { sleep, withRetries } from "../lib/retry.js";
+import { RecentIds } from "../lib/recent-ids.js";
 import { resumeReceived } from "./recovery.js";
 import { spamVerdict } from "./spam.js";
 import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext, SendProgress } from "./types.js";
@@ -908,20 +909,6 @@ const RESENDABLE: IncomingStatus[] = ["answered", "delivering", "unconfirmed", "
 
 /** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
 const RECENT_DONE = 4096;
-
-/** A bounded set of ids: the oldest is forgotten when a new one comes past the limit. */
-class RecentIds {
-  private readonly ids = new Set<number>();
-  constructor(private readonly limit: number) {}
-  add(id: number): void {
-    this.ids.delete(id);
-    this.ids.add(id);
-    if (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
-  }
-  has(id: number): boolean {
-    return this.ids.has(id);
-  }
-}
 
 /** Thrown into an answer that a stop (the drain deadline) interrupts. */
 export class StopError extends Error {

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
+import { RecentIds } from "../../lib/recent-ids.js";
 import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
@@ -91,7 +92,7 @@ export class VkWorker implements ChannelWorker {
   /** Sends mark themselves right before their bytes are written (or, ungated, right before the call). */
   readonly gatesWrites = true;
   private pipeline?: Pipeline;
-  private readonly recent = new Set<string>();
+  private readonly recent = new RecentIds<string>(RECENT_EVENTS);
   private readonly inflight = new Set<Promise<unknown>>();
   private longPoll?: VkLongPoll;
   private readonly now: () => number;
@@ -308,7 +309,6 @@ export class VkWorker implements ChannelWorker {
     }
     if (event.event_id && vkAcknowledges(ack)) {
       this.recent.add(event.event_id);
-      if (this.recent.size > RECENT_EVENTS) this.recent.delete(this.recent.values().next().value!);
     }
     return ack;
   }
