@@ -12,7 +12,8 @@ import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
-import { splitText, translateUpdate } from "./translate.js";
+import { splitText } from "../../lib/text.js";
+import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
 export interface TelegramWorkerOptions {
@@ -315,7 +316,7 @@ export class TelegramWorker implements ChannelWorker {
 
   private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][], progress?: SendProgress): Promise<Delivery> {
     let first: string | null = null;
-    const parts = splitText(text);
+    const parts = splitText(text, TG_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
