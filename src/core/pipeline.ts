@@ -20,7 +20,7 @@ import { spamVerdict } from "./spam.js";
 import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext, SendProgress } from "./types.js";
 
 /**
- * A feature plugged into the pipeline by the bot's config (STYLE 2): gates run before the
+ * A feature plugged into the pipeline by the bot's config: gates run before the
  * balance is touched (a gate that does not call `next` stops the message), tools are offered to
  * the model.
  */
@@ -34,7 +34,7 @@ export interface Feature {
   stop?(): Promise<void>;
 }
 
-/** What the pipeline talks to (STYLE 4): all injected, so tests use the real thing locally. */
+/** What the pipeline talks to, all injected, so tests use the real thing locally. */
 export interface PipelineDeps {
   bot: BotConfig;
   store: Store;
@@ -115,7 +115,7 @@ export interface StoredMeta {
 }
 
 /**
- * The channel-agnostic pipeline of SPEC §4: spam → record (the insert dedupes on the unique key), then (queued per thread key)
+ * The channel-agnostic pipeline (docs/architecture.md, one message's path): spam → record (the insert dedupes on the unique key), then (queued per thread key)
  * gates → balance → context → generate → deliver → settle → notify.
  *
  * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
@@ -857,7 +857,7 @@ export class Pipeline {
 }
 
 /**
- * The chat sent to the model for a message (SPEC §4 context): the bot's system prompt for the
+ * The chat sent to the model for a message: the bot's system prompt for the
  * message's kind rendered at `nowMs` (epoch ms UTC), the last `history.max_messages` turns of
  * the thread stored before message `id`, then the message itself.
  * @throws ConfigError when the prompt file cannot be read

@@ -57,7 +57,7 @@ function acknowledges(ack: TelegramAck | undefined): ack is TelegramAck {
 }
 
 /**
- * Telegram (SPEC §6): telegraf calls the Bot API; receiving is ours. telegraf's own polling waits
+ * Telegram: telegraf calls the Bot API; receiving is ours. telegraf's own polling waits
  * for every handler of a batch before the next getUpdates and stops on unexpected errors, and its
  * middleware chain (`handleUpdate`, `bot.catch`) would decide acknowledgement by which errors its
  * handler rethrows. Here both the polling loop and the webhook call {@link receive}, which hands

@@ -50,7 +50,7 @@ export function vkAcknowledges(ack: VkAck | undefined): ack is VkAck {
 const RECENT_EVENTS = 2000;
 
 /**
- * VK API error codes worth another attempt (STYLE 8): 1 unknown error, 6 too many requests per
+ * VK API error codes worth another attempt (src/lib/retry.ts): 1 unknown error, 6 too many requests per
  * second, 9 flood control, 10 internal server error. Everything else (5 authorization failed,
  * 7/15 no permission, 100 bad parameter, 901 can't send to a user without permission, ...) is
  * final. vk-io's own endless re-queueing of 6 is switched off ({@link boundTooManyRequests}), so
@@ -83,7 +83,7 @@ export function toVkError(error: unknown, method: string): ChannelError {
 }
 
 /**
- * VK community bot through vk-io (SPEC §6). Two transports feed the same {@link handleEvent}:
+ * VK community bot through vk-io. Two transports feed the same {@link handleEvent}:
  * the Callback API (our HTTP endpoint; VK POSTs events) and the Bots Long Poll API
  * ({@link VkLongPoll}: its events have the callback shape; the `ts` advances only past recorded events). API calls go through vk-io's `API` with
  * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
