@@ -61,6 +61,41 @@ for (const dialect of dialects()) {
   });
 }
 
+describe("bots start interrupted twice", () => {
+  test("a second signal during the drain ends the process at once with exit 1, its log line flushed", async () => {
+    const fx = new Fixture();
+    const db = await createTestDatabase("sqlite");
+    const { server, apiRoot } = await startTelegram();
+    const llm = new FakeOpenAI();
+    await llm.start();
+    try {
+      fx.write("prompts/p.md", "Be brief.");
+      fx.bot("shop-tg", botYaml(apiRoot, llm.url));
+      fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
+      assert.equal((await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root })).code, 0);
+      const child = spawnBots(["start", "tg", "--http-port", "0", "--drain-timeout", "120"], { cwd: fx.root });
+      await eventually(() => child.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
+      llm.latencyMs = 60_000;
+      await userSays(server, TOKEN, 44, "never answered in time");
+      await eventually(() => llm.requests.length === 1, 5000, "slow call started");
+      child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill("SIGTERM");
+      const res = await finished(child, 20_000);
+      assert.equal(res.code, 1, res.stderr);
+      const { readFileSync } = await import("node:fs");
+      const log = readFileSync(`${fx.logDir}/bots.log`, "utf8");
+      assert.match(log, /"msg":"second signal: exiting without waiting"/);
+      assert.doesNotMatch(log, /"msg":"stopped"/);
+    } finally {
+      await server.stop();
+      await llm.stop();
+      await db.drop();
+      fx.cleanup();
+    }
+  });
+});
+
 describe("bots start refuses to run", () => {
   test("a bad token fails at once naming the bot (exit 1)", async () => {
     const fx = new Fixture();
