@@ -19,7 +19,7 @@ export interface LogFilter {
 
 /** Options of {@link tailLog}. */
 export interface TailOptions extends LogFilter {
-  /** The JSON-lines log file (pino, SPEC §8). It may not exist yet when following. */
+  /** The JSON-lines log file (pino, src/logging.ts). It may not exist yet when following. */
   file: string;
   /** Last lines shown before following (after filtering). @defaultValue 50 */
   lines?: number;
