@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { byteSize } from "../lib/bytes.js";
 import { durationMs } from "../lib/duration.js";
-import { featuresSchema } from "../features/schemas.js";
+import { featuresSchema } from "./features.js";
 
 /**
  * zod schema of one bot YAML (docs/architecture.md, design summary). Every object is strict: an unknown key is an error, so a

@@ -10,7 +10,7 @@ import { escapeHtml, formatLocal, indentedLines, Mailer, oneLine, type MailSende
 import type { Store } from "../storage/index.js";
 import { leadDialog, type DialogTurn, type LeadFields, type LeadRow } from "../storage/leads.js";
 import type { ToolEffectKey } from "../storage/tool-effects.js";
-import type { LeadsConfig } from "./schemas.js";
+import type { LeadsConfig } from "../config/features.js";
 
 /** Dependencies of the leads feature (see `FeatureDeps`). */
 export interface LeadsDeps {

@@ -12,7 +12,7 @@ import { DialogsRepo, type PeriodCounts } from "../storage/dialogs.js";
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
 import type { LeadRow } from "../storage/leads.js";
-import type { ReportConfig } from "./schemas.js";
+import type { ReportConfig } from "../config/features.js";
 
 /**
  * Parses a duration such as `24h`, `30m`, `7d`, `90s`, `2w` into ms.

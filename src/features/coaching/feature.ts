@@ -13,7 +13,7 @@ import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
 import type { Store } from "../../storage/index.js";
 import type { OwnerFence } from "../../storage/owners.js";
-import type { CoachingConfig } from "../schemas.js";
+import type { CoachingConfig } from "../../config/features.js";
 import { goalFacts, looksLikeInjection, parseGoal, pauseRanges, weekFigures, type GoalFacts, type ParsedGoal } from "./goals.js";
 import type { ToolEffectKey } from "../../storage/tool-effects.js";
 import { addDays, checkinDay, checkinPoints, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant, type Day } from "./rules.js";
