@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { LlmClient } from "../../src/llm/client.js";
-import { chatSession, checkExpectations, loadCases, promptAnswer, runCases } from "../../src/llm/prompt-test.js";
+import { chatSession, checkExpectations, loadCases, promptAnswer, runCases } from "../../src/cli/prompt-test.js";
 import { ConfigError } from "../../src/errors.js";
 import { llmFor } from "../../src/runner.js";
 import { createLogging } from "../../src/logging.js";
