@@ -2,7 +2,7 @@ import type http from "node:http";
 import type { Logger } from "pino";
 import { imageFetcherFor } from "./channels/files.js";
 import type { TelegramFilesOptions } from "./channels/telegram/files.js";
-import { channelFactory } from "./channels/index.js";
+import { channelFactory, receivesPushed } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
 import type { BotConfig } from "./config/schema.js";
 import { Pipeline, type Feature, type PipelineDeps } from "./core/pipeline.js";
@@ -12,7 +12,6 @@ import { processHolder, recoverBot, type RecoveryReport } from "./core/recovery.
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import type { HttpServer } from "./http/server.js";
-import { receivesPushed } from "./ops/serve.js";
 import { buildFeatures } from "./features/index.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
@@ -145,7 +144,7 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
 }
 
 /**
- * Starts the given bots that this instance owns (scale-out, issue 11): registers the instance,
+ * Starts the given bots that this instance owns (scale-out, docs/scaling.md): registers the instance,
  * and for every bot it comes to own (at once when alone; see {@link Ownership}) recovers it
  * (durable answers) and starts its LLM client, notifier, pipeline, channel worker and features.
  * A bot it loses or hands over is stopped and drained; one it takes over later is started the
@@ -182,7 +181,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch, ready: false };
     running.push(entry);
     try {
-      // Recovery before receiving (SPEC §4): resumed messages are queued ahead of new ones.
+      // Recovery before receiving (docs/durability.md): resumed messages are queued ahead of new ones.
       // 2GIS recovers inside each pass, under the pass's lease.
       if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now, fence });
       await worker.start(pipeline);

@@ -1,4 +1,4 @@
-import type { ChannelName } from "../config/schema.js";
+import type { BotConfig, ChannelName } from "../config/schema.js";
 import { UsageError } from "../errors.js";
 import type { ChannelFactory } from "./types.js";
 
@@ -20,4 +20,9 @@ export function channelFactory(name: ChannelName): ChannelFactory {
   const f = channelFactories[name];
   if (!f) throw new UsageError("CHANNEL_UNAVAILABLE", `channel ${name} is not yet available in this version of bots`, { hint: "disable bots of that channel (enabled: false) or start only tg" });
   return f;
+}
+
+/** True for a bot whose updates are pushed to the HTTP ingress: Telegram webhook, VK Callback API. */
+export function receivesPushed(b: BotConfig): boolean {
+  return (b.channel === "tg" && b.tg?.mode === "webhook") || (b.channel === "vk" && b.vk?.mode === "callback");
 }

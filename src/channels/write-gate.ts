@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import http from "node:http";
 import https from "node:https";
 import { UnconfirmedSendError } from "../errors.js";
-import { withRetries, type RetryDecision } from "../core/retry.js";
+import { withRetries, type RetryDecision } from "../lib/retry.js";
 import type { SendProgress } from "../core/types.js";
 
 /**
@@ -133,8 +133,8 @@ export interface GatedSendOptions<T> {
 }
 
 /**
- * One part of a send, tried until it is delivered, refused, or may have arrived (SPEC §4 deliver;
- * docs/durability.md). Each attempt's request waits for `progress.beforeWrite` before a byte is
+ * One part of a send, tried until it is delivered, refused, or may have arrived (the deliver
+ * stage; docs/durability.md). Each attempt's request waits for `progress.beforeWrite` before a byte is
  * written. An attempt that failed before its request was written (connection refused, DNS, a
  * reset while connecting) or that the API refused (429, 5xx: retried; other errors: final) was
  * not delivered: `progress.notWritten` makes the row resumable again. A connection that failed

@@ -5,7 +5,7 @@ import type { ToolDefinition } from "../llm/client.js";
 import { ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
-import { chatSession, loadCases, promptAnswer, runCases, type PromptTestAnswer, type PromptTestDeps } from "../llm/prompt-test.js";
+import { chatSession, loadCases, promptAnswer, runCases, type PromptTestAnswer, type PromptTestDeps } from "./prompt-test.js";
 import { llmFor, secretsOf } from "../runner.js";
 import { formatCredits } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";

@@ -11,6 +11,7 @@ import { imageFetcherFor } from "../channels/files.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
 import type { IncomingStatus } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
+import { QuitSwitch } from "./quit.js";
 import { formatTime, loadBots, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
 
@@ -53,11 +54,12 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
 
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", console: c.verbose, color: c.color, secrets: secretsOf(bots) });
   const ac = new AbortController();
+  const quitSwitch = new QuitSwitch();
   const onSigint = () => {
     if (!ac.signal.aborted) c.err(chalk.yellow("Stopping after the current message (Ctrl-C again to quit at once)…"));
     else {
       logging.flushSync();
-      process.exit(130);
+      quitSwitch.quit(130);
     }
     ac.abort();
   };
@@ -66,7 +68,7 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
   const notifiers: WebSocketNotifier[] = [];
   let summary: ReplaySummary;
   try {
-    summary = await withStore(c, (store) =>
+    summary = await quitSwitch.race(withStore(c, (store) =>
       replay(
         {
           bots,
@@ -93,11 +95,14 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
         { bots: bots.map((b) => b.name), ids, statuses, sinceMs, untilMs, limit },
         { send: opts.send, force: opts.force },
       ),
-    );
+    ));
   } finally {
     process.off("SIGINT", onSigint);
-    await Promise.all(notifiers.map((n) => n.close()));
-    await logging.flush();
+    // Quit at once: no waiting for notifiers (the logs were flushed by the handler).
+    if (!quitSwitch.fired) {
+      await Promise.all(notifiers.map((n) => n.close()));
+      await logging.flush();
+    }
   }
   printSummary(c, summary, Boolean(opts.send));
   if (summary.results.some((r) => r.outcome === "failed" || r.outcome === "error")) throw new ExitError(1);

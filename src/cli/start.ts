@@ -8,6 +8,7 @@ import { formatProblem } from "../config/load.js";
 import type { CliContext } from "./context.js";
 import { checkIngress, parseHttpOptions, startOpsServer, type OpsServer, type StartCommandOptions } from "../ops/serve.js";
 import { loadBots, loadBotsNamed, requireConfigDir, warnBroken } from "./shared.js";
+import { QuitSwitch } from "./quit.js";
 import type { BotConfig } from "../config/schema.js";
 import type { BrokenFile } from "../config/load.js";
 
@@ -60,15 +61,16 @@ export async function startCommand(c: CliContext, targets: string[], opts: Start
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
+  const quitSwitch = new QuitSwitch();
   const force = () => {
     logging.root.error("second signal: exiting without waiting");
     logging.flushSync();
-    process.exit(1);
+    quitSwitch.quit(1);
   };
   process.once("SIGINT", force);
   process.once("SIGTERM", force);
   logging.root.info({ signal }, "stopping: no new messages, finishing answers in flight");
-  const unfinished = await running.stop(drainS * 1000);
+  const unfinished = await quitSwitch.race(running.stop(drainS * 1000));
   await ops?.close();
   await store.close();
   logging.root.info({ unfinished }, "stopped");

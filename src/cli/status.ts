@@ -2,7 +2,7 @@ import path from "node:path";
 import chalk from "chalk";
 import { displayPath, formatProblem, loadBotConfigs, type LoadedConfigs } from "../config/load.js";
 import { describeRecovery } from "../core/recovery.js";
-import { sleep } from "../core/retry.js";
+import { sleep } from "../lib/retry.js";
 import { collectScale, type ScaleStatus } from "../core/ownership.js";
 import { collectStatus, type BotStatus, type BrokenBot, type StatusReport } from "../core/status.js";
 import { formatCredits } from "../storage/balance.js";

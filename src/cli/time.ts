@@ -1,4 +1,4 @@
-import { durationMs } from "../core/duration.js";
+import { durationMs } from "../lib/duration.js";
 import { UsageError } from "../errors.js";
 
 

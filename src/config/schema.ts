@@ -1,10 +1,10 @@
 import * as z from "zod";
-import { byteSize } from "../core/bytes.js";
-import { durationMs } from "../core/duration.js";
-import { featuresSchema } from "../features/schemas.js";
+import { byteSize } from "../lib/bytes.js";
+import { durationMs } from "../lib/duration.js";
+import { featuresSchema } from "./features.js";
 
 /**
- * zod schema of one bot YAML (SPEC §3). Every object is strict: an unknown key is an error, so a
+ * zod schema of one bot YAML (docs/architecture.md, design summary). Every object is strict: an unknown key is an error, so a
  * typo never passes silently. Defaults are declared here and nowhere else.
  */
 
@@ -134,7 +134,7 @@ const tgSchema = z.strictObject({
     .default({ start: "Здравствуйте! Напишите ваш вопрос.", help: "Напишите вопрос обычным сообщением — я отвечу." }),
 });
 
-/** `vk:` (SPEC §3, §6; docs/vk.md): a VK community bot through vk-io. */
+/** `vk:` (docs/vk.md): a VK community bot through vk-io. */
 const vkSchema = z.strictObject({
   /** Community access token (Manage → API usage → Access tokens) with messages and wall rights. */
   token: z.string().min(1),
@@ -168,7 +168,7 @@ const vkSchema = z.strictObject({
   answer: z.array(z.enum(["messages", "comments"])).default(["messages", "comments"]),
 });
 
-/** 2GIS business-account API (SPEC §6); every URL is configurable because it is undocumented. */
+/** 2GIS business-account API (docs/2gis.md); every URL is configurable because it is undocumented. */
 const twogisSchema = z.strictObject({
   /** @defaultValue https://api.account.2gis.com/api/1.0 */
   api_base_url: z.string().url().default("https://api.account.2gis.com/api/1.0"),
@@ -224,7 +224,7 @@ const smtpSchema = z.strictObject({
 });
 
 /**
- * `recovery:` (SPEC §4 Recovery; docs/durability.md): what a start does with messages a crash
+ * `recovery:` (docs/durability.md): what a start does with messages a crash
  * or restart stranded.
  */
 const recoverySchema = z.strictObject({

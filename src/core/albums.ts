@@ -1,8 +1,8 @@
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
-import type { Middleware } from "./compose.js";
+import type { Middleware } from "../lib/compose.js";
 import { storedImages, type ImageRef } from "./images.js";
-import { sleep } from "./retry.js";
+import { sleep } from "../lib/retry.js";
 import type { IncomingMessage, PipelineContext } from "./types.js";
 
 /** How long an album stays open after its newest part arrived, ms. */

@@ -2,8 +2,8 @@ import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import { ChannelError, LlmError } from "../errors.js";
 import type { ChatMessage, Completion, LlmClient, ToolDefinition } from "../llm/client.js";
-import { formatBytes } from "./bytes.js";
-import { withRetries } from "./retry.js";
+import { formatBytes } from "../lib/bytes.js";
+import { withRetries } from "../lib/retry.js";
 
 /**
  * A picture sent with a message, as the channel described it; stored in the message's meta

@@ -11,16 +11,17 @@ import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { IncomingStatus, PartialAnswer } from "../storage/schema.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
-import { compose, type Middleware } from "./compose.js";
+import { compose, type Middleware } from "../lib/compose.js";
 import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
-import { sleep, withRetries } from "./retry.js";
+import { sleep, withRetries } from "../lib/retry.js";
+import { RecentIds } from "../lib/recent-ids.js";
 import { resumeReceived } from "./recovery.js";
 import { spamVerdict } from "./spam.js";
 import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext, SendProgress } from "./types.js";
 
 /**
- * A feature plugged into the pipeline by the bot's config (STYLE 2): gates run before the
+ * A feature plugged into the pipeline by the bot's config: gates run before the
  * balance is touched (a gate that does not call `next` stops the message), tools are offered to
  * the model.
  */
@@ -34,7 +35,7 @@ export interface Feature {
   stop?(): Promise<void>;
 }
 
-/** What the pipeline talks to (STYLE 4): all injected, so tests use the real thing locally. */
+/** What the pipeline talks to, all injected, so tests use the real thing locally. */
 export interface PipelineDeps {
   bot: BotConfig;
   store: Store;
@@ -115,7 +116,7 @@ export interface StoredMeta {
 }
 
 /**
- * The channel-agnostic pipeline of SPEC §4: spam → record (the insert dedupes on the unique key), then (queued per thread key)
+ * The channel-agnostic pipeline (docs/architecture.md, one message's path): spam → record (the insert dedupes on the unique key), then (queued per thread key)
  * gates → balance → context → generate → deliver → settle → notify.
  *
  * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
@@ -859,7 +860,7 @@ export class Pipeline {
 }
 
 /**
- * The chat sent to the model for a message (SPEC §4 context): the bot's system prompt for the
+ * The chat sent to the model for a message: the bot's system prompt for the
  * message's kind rendered at `nowMs` (epoch ms UTC), the last `history.max_messages` turns of
  * the thread stored before message `id`, then the message itself.
  * @throws ConfigError when the prompt file cannot be read
@@ -919,20 +920,6 @@ const RESENDABLE: IncomingStatus[] = ["answered", "delivering", "unconfirmed", "
 
 /** How many finished message ids a pipeline remembers ({@link Pipeline.holds}). */
 const RECENT_DONE = 4096;
-
-/** A bounded set of ids: the oldest is forgotten when a new one comes past the limit. */
-class RecentIds {
-  private readonly ids = new Set<number>();
-  constructor(private readonly limit: number) {}
-  add(id: number): void {
-    this.ids.delete(id);
-    this.ids.add(id);
-    if (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!);
-  }
-  has(id: number): boolean {
-    return this.ids.has(id);
-  }
-}
 
 /** Thrown into an answer that a stop (the drain deadline) interrupts. */
 export class StopError extends Error {

@@ -6,7 +6,7 @@ import { scrubSecrets } from "../secrets.js";
 import type { Store } from "../storage/index.js";
 import { isRetryableStorageError } from "../storage/faults.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
-import { withRetries } from "./retry.js";
+import { withRetries } from "../lib/retry.js";
 import type { ChannelSender, Delivery, SendProgress } from "./types.js";
 
 /** What the model wrote for a proactive message (the parts of a `Completion` that are stored). */

@@ -7,16 +7,26 @@ import { formatCredits } from "../storage/balance.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import { fenceHolds, type OwnerFence } from "../storage/owners.js";
 import { FencedError } from "../errors.js";
-import { formatDuration } from "./duration.js";
-import type { Pipeline } from "./pipeline.js";
+import { formatDuration } from "../lib/duration.js";
 import type { DeliveryCheck } from "./types.js";
 
-/** What {@link recoverBot} works with (STYLE 4). */
+/**
+ * What recovery needs of a bot's pipeline: src/core/pipeline.ts `Pipeline` implements it. Kept
+ * narrow so recovery does not depend on the pipeline module.
+ */
+export interface ResumeTarget {
+  /** True while the stored message `id` is queued, being answered, or finished lately. */
+  holds(id: number): boolean;
+  /** Queues a stored message for an answer behind its thread's queued ones. @returns false when it already holds the message */
+  resume(row: MessageRow): boolean;
+}
+
+/** What {@link recoverBot} works with. */
 export interface RecoveryDeps {
   bot: BotConfig;
   store: Store;
   /** The bot's pipeline: resumed messages are queued on it. */
-  pipeline: Pipeline;
+  pipeline: ResumeTarget;
   logger: Logger;
   /** Who runs it, stored with the run (`host:pid:random`). */
   holder: string;
@@ -52,7 +62,7 @@ export interface RecoveryReport {
 }
 
 /**
- * Recovery of one bot when it starts (SPEC §4 Recovery; docs/durability.md), before it
+ * Recovery of one bot when it starts (docs/durability.md), before it
  * receives anything new. Run it as the bot's owner (scale-out ownership, `bot_owners`, taken
  * with a new epoch; src/core/ownership.ts), so two processes never recover the same bot at once.
  *
@@ -71,7 +81,7 @@ export interface RecoveryReport {
  *    `answered`/`unconfirmed`/`delivering`/`sent` and were never refunded) are refunded, once
  *    each (the refund is unique per reservation).
  * 3. `received` rows younger than `recovery.resume_within` (any age on 2GIS) are queued on the
- *    pipeline in arrival order ({@link Pipeline.resume}); older ones become `expired` with the
+ *    pipeline in arrival order ({@link ResumeTarget.resume}); older ones become `expired` with the
  *    reason. The `partial` rows of step 1 are queued among them, whatever their age.
  *
  * Every step is conditional on the row's status, so a kill -9 in the middle leaves nothing

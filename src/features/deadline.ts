@@ -1,7 +1,7 @@
 import * as chrono from "chrono-node";
 import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
-import type { DeadlineConfig } from "./schemas.js";
+import type { DeadlineConfig } from "../config/features.js";
 import type { FeatureDeps } from "./index.js";
 
 /**

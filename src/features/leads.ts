@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
-import type { Middleware } from "../core/compose.js";
+import type { Middleware } from "../lib/compose.js";
 import type { Feature } from "../core/pipeline.js";
-import { sleep as realSleep } from "../core/retry.js";
+import { sleep as realSleep } from "../lib/retry.js";
 import type { PipelineContext } from "../core/types.js";
 import { describeError } from "../errors.js";
 import type { ToolDefinition } from "../llm/client.js";
@@ -10,7 +10,7 @@ import { escapeHtml, formatLocal, indentedLines, Mailer, oneLine, type MailSende
 import type { Store } from "../storage/index.js";
 import { leadDialog, type DialogTurn, type LeadFields, type LeadRow } from "../storage/leads.js";
 import type { ToolEffectKey } from "../storage/tool-effects.js";
-import type { LeadsConfig } from "./schemas.js";
+import type { LeadsConfig } from "../config/features.js";
 
 /** Dependencies of the leads feature (see `FeatureDeps`). */
 export interface LeadsDeps {

@@ -1,18 +1,18 @@
 import { Readable } from "node:stream";
-import { durationMs } from "../core/duration.js";
+import { durationMs } from "../lib/duration.js";
 import { formatCredits } from "../storage/balance.js";
 import { Cron } from "croner";
 import type { Logger } from "pino";
 import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
-import { sleep as realSleep, withRetries } from "../core/retry.js";
+import { sleep as realSleep, withRetries } from "../lib/retry.js";
 import { UsageError } from "../errors.js";
 import { classifySmtpError, escapeHtml, formatLocal, type MailSender } from "../notify/email.js";
 import { DialogsRepo, type PeriodCounts } from "../storage/dialogs.js";
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
 import type { LeadRow } from "../storage/leads.js";
-import type { ReportConfig } from "./schemas.js";
+import type { ReportConfig } from "../config/features.js";
 
 /**
  * Parses a duration such as `24h`, `30m`, `7d`, `90s`, `2w` into ms.

@@ -1,6 +1,6 @@
 import type OpenAI from "openai";
 import { LlmError } from "../errors.js";
-import { parseRetryAfter, withRetries, type RetryOptions } from "../core/retry.js";
+import { parseRetryAfter, withRetries, type RetryOptions } from "../lib/retry.js";
 
 /** A chat message as the Chat Completions API takes it. */
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from "node:fs";
 import path from "node:path";
-import { sleep } from "../core/retry.js";
+import { sleep } from "../lib/retry.js";
 import { formatLogLine } from "../logging.js";
 import { terminalSafe } from "../terminal.js";
 
@@ -19,7 +19,7 @@ export interface LogFilter {
 
 /** Options of {@link tailLog}. */
 export interface TailOptions extends LogFilter {
-  /** The JSON-lines log file (pino, SPEC §8). It may not exist yet when following. */
+  /** The JSON-lines log file (pino, src/logging.ts). It may not exist yet when following. */
   file: string;
   /** Last lines shown before following (after filtering). @defaultValue 50 */
   lines?: number;

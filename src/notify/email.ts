@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import type { BotConfig } from "../config/schema.js";
-import { withRetries, type RetryDecision } from "../core/retry.js";
+import { withRetries, type RetryDecision } from "../lib/retry.js";
 import { BotsError } from "../errors.js";
 
 /** Sending an e-mail failed (after retries). `status` is the SMTP reply code when the server gave one. */

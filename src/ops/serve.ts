@@ -1,8 +1,10 @@
+import { receivesPushed } from "../channels/index.js";
+import type { ChannelHealth } from "../channels/health.js";
 import type { BotConfig } from "../config/schema.js";
 import { UsageError } from "../errors.js";
 import { HttpServer, parseHttpPort } from "../http/server.js";
 import type { Logging } from "../logging.js";
-import { secretsOf, type RunningBots } from "../runner.js";
+import { botSecrets } from "../secrets.js";
 import type { Store } from "../storage/index.js";
 import { DatabaseHealth } from "./db-health.js";
 import { mountOpsRoutes } from "./endpoints.js";
@@ -59,11 +61,6 @@ export function isLoopbackHost(host: string): boolean {
   return h === "localhost" || h === "::1" || /^(::ffff:)?127(\.\d{1,3}){3}$/.test(h);
 }
 
-/** True for a bot whose updates are pushed to the HTTP ingress: Telegram webhook, VK Callback API. */
-export function receivesPushed(b: BotConfig): boolean {
-  return (b.channel === "tg" && b.tg?.mode === "webhook") || (b.channel === "vk" && b.vk?.mode === "callback");
-}
-
 /**
  * Refuses `--http-port off` when a selected bot receives pushed updates (Telegram webhook, VK
  * callback): they arrive on that server at `/tg/<bot>` and `/vk/<bot>`.
@@ -73,6 +70,15 @@ export function checkIngress(bots: BotConfig[], http: HttpSettings | null): void
   const pushed = bots.filter(receivesPushed);
   if (http || !pushed.length) return;
   throw new UsageError("HTTP_NEEDED", `--http-port off, but ${pushed.map((b) => b.name).join(", ")} receive${pushed.length === 1 ? "s" : ""} updates on the HTTP server (Telegram webhook at /tg/<bot>, VK callback at /vk/<bot>)`, { hint: "give --http-port a port (default 8080), or switch those bots to tg.mode: polling / vk.mode: longpoll" });
+}
+
+/**
+ * What the ops server reads of the running bots (src/runner.ts `RunningBots` has this shape): the
+ * owned bots with their worker's health, and the ownership for the heartbeat probe and `/readyz`.
+ */
+export interface RunningView {
+  bots: ReadonlyArray<{ config: BotConfig; worker: { health?(): ChannelHealth } }>;
+  ownership: { probe(): Promise<void>; unownedBots(): string[] };
 }
 
 /** The HTTP server of `bots start` with its metrics. */
@@ -92,7 +98,7 @@ export interface OpsServer {
  * The database health probes with the instance heartbeat once `running()` gives the bots.
  * @throws UsageError when the port is taken
  */
-export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; store: Store; logging: Logging; running: () => RunningBots | undefined }): Promise<OpsServer> {
+export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; store: Store; logging: Logging; running: () => RunningView | undefined }): Promise<OpsServer> {
   const metrics = await createMetrics({ bots: o.bots, store: o.store, databaseUp: () => database.state().up });
   const database = new DatabaseHealth({
     observer: o.store.database.observer,
@@ -104,7 +110,7 @@ export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; stor
   mountOpsRoutes(server, {
     metrics,
     thresholdMs: o.thresholdMs,
-    secrets: secretsOf(o.bots),
+    secrets: botSecrets(o.bots),
     token: o.token,
     database: () => database.state(),
     unowned: () => o.running()?.ownership.unownedBots().map((name) => ({ name, channel: channelOf.get(name) ?? "" })) ?? [],

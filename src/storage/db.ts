@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
-import { sleep } from "../core/retry.js";
+import { sleep } from "../lib/retry.js";
 import { StorageError } from "../errors.js";
 import { classifyingDialect, isBusy } from "./faults.js";
 import { migrationProvider, migrations } from "./migrations.js";

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Update } from "telegraf/types";
-import { splitText, translateUpdate } from "../../src/channels/telegram/translate.js";
+import { translateUpdate } from "../../src/channels/telegram/translate.js";
+import { splitText } from "../../src/lib/text.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { renderPrompt } from "../../src/llm/prompt.js";
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { dialects } from "../support/db.js";
-import { bin, cli } from "../support/cli.js";
+import { bin, cli, ensureBuilt, finished, spawnBots } from "../support/cli.js";
+import { eventually } from "../support/harness.js";
 import { lastUserText } from "../support/openai-server.js";
 import { ENV, globals, seededHarness, snapshot } from "../support/replay-fixture.js";
 import { botMessages } from "../support/telegram.js";
@@ -143,6 +144,28 @@ describe("bots replay through bin/bots.js", () => {
       assert.equal(botMessages(h.telegram, 101).length, 3);
       const help = await bin(["replay", "--help"]);
       assert.match(help.stdout, /Examples:\n {2}bots replay --since 24h/);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("Ctrl-C stops after the current message; a second Ctrl-C quits at once with exit 130", async () => {
+    const { h } = await seededHarness("sqlite");
+    try {
+      h.llm.latencyMs = 60_000;
+      const requests = h.llm.requests.length;
+      await ensureBuilt();
+      const child = spawnBots([...globals(h), "replay", "--since", "1h"], { env: ENV });
+      try {
+        await eventually(() => h.llm.requests.length > requests, 15_000, "replay asks the model");
+        child.kill("SIGINT");
+        await eventually(() => child.out.stderr.includes("Stopping after the current message"), 5000, "first Ctrl-C noted");
+        child.kill("SIGINT");
+        const res = await finished(child, 20_000);
+        assert.equal(res.code, 130, res.stderr);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      }
     } finally {
       await h.stop();
     }

@@ -5,7 +5,7 @@ import { pictures } from "../../src/channels/telegram/translate.js";
 import { TelegramFiles } from "../../src/channels/telegram/files.js";
 import { vkPhotos } from "../../src/channels/vk/translate.js";
 import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
-import { byteSize } from "../../src/core/bytes.js";
+import { byteSize } from "../../src/lib/bytes.js";
 import { attachImages, downloadImage, isImageRefusal, sniffImageMime, storedImages } from "../../src/core/images.js";
 import { ChannelError, LlmError } from "../../src/errors.js";
 import { Fixture } from "../support/fixture.js";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { compose } from "../../src/core/compose.js";
+import { compose } from "../../src/lib/compose.js";
 import { KeyedQueue, Semaphore } from "../../src/core/queue.js";
-import { classifyHttpError, parseRetryAfter, withRetries } from "../../src/core/retry.js";
+import { classifyHttpError, parseRetryAfter, withRetries } from "../../src/lib/retry.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, test } from "node:test";
 import { openStore } from "../../src/storage/index.js";
 import { finished, runBots, spawnBots } from "../support/cli.js";
-import { createTestDatabase, dialects } from "../support/db.js";
+import { createTestDatabase, dialects, type TestDatabase } from "../support/db.js";
 import { Fixture } from "../support/fixture.js";
 import { eventually, TOKEN } from "../support/harness.js";
 import { FakeOpenAI } from "../support/openai-server.js";
@@ -17,19 +18,7 @@ function botYaml(apiRoot: string, llmUrl: string): string {
 for (const dialect of dialects()) {
   describe(`bots start as a process (${dialect})`, () => {
     test("answers through bin/bots.js, and SIGTERM lets the answer in flight finish, flushes logs, exits 0", async () => {
-      const fx = new Fixture();
-      const db = await createTestDatabase(dialect);
-      const { server, apiRoot } = await startTelegram();
-      const llm = new FakeOpenAI();
-      await llm.start();
-      try {
-        fx.write("prompts/p.md", "Be brief.");
-        fx.bot("shop-tg", botYaml(apiRoot, llm.url));
-        fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
-        const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
-        assert.equal(topup.code, 0, topup.stderr);
-        const child = spawnBots(["start", "tg", "--http-port", "0"], { cwd: fx.root });
-        await eventually(() => child.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
+      await withStartedBot(dialect, [], async ({ fx, db, server, llm, child }) => {
         await userSays(server, TOKEN, 42, "hello");
         await waitForBotMessages(server, 42, 1);
         llm.latencyMs = 1500;
@@ -40,7 +29,6 @@ for (const dialect of dialects()) {
         assert.equal(res.code, 0, res.stderr);
         const [reply] = await waitForBotMessages(server, 43, 1, 1000);
         assert.equal(reply!.text, "echo: slow one", "the answer in flight was finished before exit");
-        const { readFileSync } = await import("node:fs");
         const log = readFileSync(`${fx.logDir}/shop-tg.log`, "utf8");
         assert.match(log, /"msg":"answer delivered"/);
         // Money in logs is in credits, as everywhere else: 5.00, never the stored hundredths (500).
@@ -54,14 +42,63 @@ for (const dialect of dialects()) {
         } finally {
           await store.close();
         }
-      } finally {
-        await server.stop();
-        await llm.stop();
-        await db.drop();
-        fx.cleanup();
-      }
+      });
     });
   });
+}
+
+describe("bots start interrupted twice", () => {
+  test("a second signal during the drain ends the process at once with exit 1, its log line flushed", async () => {
+    await withStartedBot("sqlite", ["--drain-timeout", "120"], async ({ fx, server, llm, child }) => {
+      llm.latencyMs = 60_000;
+      await userSays(server, TOKEN, 44, "never answered in time");
+      await eventually(() => llm.requests.length === 1, 5000, "slow call started");
+      child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill("SIGTERM");
+      const res = await finished(child, 20_000);
+      assert.equal(res.code, 1, res.stderr);
+      const log = readFileSync(`${fx.logDir}/bots.log`, "utf8");
+      assert.match(log, /"msg":"second signal: exiting without waiting"/);
+      assert.doesNotMatch(log, /"msg":"stopped"/);
+    });
+  });
+});
+
+/**
+ * Runs `bots start tg --http-port 0 …args` as a process for bot shop-tg (500 credits topped up)
+ * against a Bot API emulator and a fake model, waits for its start banner, calls `fn`, then
+ * stops the servers and removes the database and the folder.
+ */
+async function withStartedBot(
+  dialect: "sqlite" | "mysql",
+  args: string[],
+  fn: (s: { fx: Fixture; db: TestDatabase; server: Awaited<ReturnType<typeof startTelegram>>["server"]; llm: FakeOpenAI; child: ReturnType<typeof spawnBots> }) => Promise<void>,
+): Promise<void> {
+  const fx = new Fixture();
+  const db = await createTestDatabase(dialect);
+  const { server, apiRoot } = await startTelegram();
+  const llm = new FakeOpenAI();
+  await llm.start();
+  let child: ReturnType<typeof spawnBots> | undefined;
+  try {
+    fx.write("prompts/p.md", "Be brief.");
+    fx.bot("shop-tg", botYaml(apiRoot, llm.url));
+    fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
+    const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
+    assert.equal(topup.code, 0, topup.stderr);
+    child = spawnBots(["start", "tg", "--http-port", "0", ...args], { cwd: fx.root });
+    const started = child;
+    await eventually(() => started.out.stderr.includes("Running shop-tg (tg)"), 15_000, "start banner");
+    await fn({ fx, db, server, llm, child: started });
+  } finally {
+    // A failed assertion leaves no process behind.
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await server.stop();
+    await llm.stop();
+    await db.drop();
+    fx.cleanup();
+  }
 }
 
 describe("bots start refuses to run", () => {

@@ -1,5 +1,5 @@
 import { downloadImage, tooLarge, type ImageBytes, type ImageRef } from "../../core/images.js";
-import { withRetries } from "../../core/retry.js";
+import { withRetries } from "../../lib/retry.js";
 import { ChannelError } from "../../errors.js";
 
 /** Tuning of {@link TelegramFiles} (tests shorten the waits). */

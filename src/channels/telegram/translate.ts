@@ -167,31 +167,6 @@ export function locationText(latitude: number, longitude: number): string {
   return `📍 ${latitude.toFixed(6)}, ${longitude.toFixed(6)}`;
 }
 
-/**
- * Splits text into parts of at most `limit` characters, preferring paragraph, line, sentence
- * and word boundaries, never splitting a surrogate pair.
- */
-export function splitText(text: string, limit = TG_MAX_TEXT): string[] {
-  const parts: string[] = [];
-  let rest = text;
-  while (rest.length > limit) {
-    const window = rest.slice(0, limit);
-    let cut = Math.max(window.lastIndexOf("\n\n"), -1);
-    if (cut < limit / 2) cut = window.lastIndexOf("\n");
-    if (cut < limit / 2) cut = Math.max(window.lastIndexOf(". "), window.lastIndexOf("! "), window.lastIndexOf("? ")) + 1;
-    if (cut < limit / 2) cut = window.lastIndexOf(" ");
-    if (cut < limit / 2) {
-      cut = limit;
-      const code = rest.charCodeAt(cut - 1);
-      if (code >= 0xd800 && code <= 0xdbff) cut--;
-    }
-    parts.push(rest.slice(0, cut).trimEnd());
-    rest = rest.slice(cut).trimStart();
-  }
-  if (rest.length) parts.push(rest);
-  return parts;
-}
-
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -5,14 +5,15 @@ import type { Telegraf } from "telegraf";
 import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
-import { classifyHttpError, sleep, withRetries } from "../../core/retry.js";
+import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
-import { splitText, translateUpdate } from "./translate.js";
+import { splitText } from "../../lib/text.js";
+import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
 export interface TelegramWorkerOptions {
@@ -56,7 +57,7 @@ function acknowledges(ack: TelegramAck | undefined): ack is TelegramAck {
 }
 
 /**
- * Telegram (SPEC §6): telegraf calls the Bot API; receiving is ours. telegraf's own polling waits
+ * Telegram: telegraf calls the Bot API; receiving is ours. telegraf's own polling waits
  * for every handler of a batch before the next getUpdates and stops on unexpected errors, and its
  * middleware chain (`handleUpdate`, `bot.catch`) would decide acknowledgement by which errors its
  * handler rethrows. Here both the polling loop and the webhook call {@link receive}, which hands
@@ -315,7 +316,7 @@ export class TelegramWorker implements ChannelWorker {
 
   private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][], progress?: SendProgress): Promise<Delivery> {
     let first: string | null = null;
-    const parts = splitText(text);
+    const parts = splitText(text, TG_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),

@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
-import { classifyHttpError, parseRetryAfter, withRetries, type RetryDecision } from "../../core/retry.js";
+import { classifyHttpError, parseRetryAfter, withRetries, type RetryDecision } from "../../lib/retry.js";
 import { ChannelError } from "../../errors.js";
 
 /**
  * A review as {@link TwoGisClient.listReviews} returns it, from `result.items[]` of
- * `GET /presence/branch/{branch_id}/reviews` (SPEC §6).
+ * `GET /presence/branch/{branch_id}/reviews` (docs/2gis.md).
  */
 export interface TwoGisReview {
   /** 2GIS review id (a string of digits or a uuid; kept as given). */
@@ -41,7 +41,7 @@ export interface TwoGisClientOptions {
   maxBackoffMs?: number;
   /** Per request, ms. @defaultValue 30000 */
   timeoutMs?: number;
-  /** Page size of the review list (SPEC §6 uses 50). @defaultValue 50 */
+  /** Page size of the review list. @defaultValue 50 */
   pageSize?: number;
   /** Pages read per branch per pass at most (a guard against a server that never ends). @defaultValue 200 */
   maxPages?: number;
@@ -54,7 +54,7 @@ export interface TwoGisClientOptions {
 export const DGIS_AUTH = "DGIS_AUTH";
 
 /**
- * HTTP client of the 2GIS business-account API (the API behind account.2gis.com; SPEC §6) over
+ * HTTP client of the 2GIS business-account API (the API behind account.2gis.com; docs/2gis.md) over
  * Node's fetch. Signs in with login/password (`POST /users/auth` → `result.access_token`) or uses
  * a configured token; on a 401 it signs in again once and repeats the call. Every call goes
  * through {@link withRetries} with {@link classifyHttpError}: 429 waits for `Retry-After`, 5xx and

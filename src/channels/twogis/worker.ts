@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
-import { sleep } from "../../core/retry.js";
+import { sleep } from "../../lib/retry.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
@@ -28,7 +28,7 @@ export interface TwoGisWorkerOptions {
 }
 
 /**
- * 2GIS for one bot (SPEC §6): `send` posts the official answer to a review, and `start` runs a
+ * 2GIS for one bot (docs/2gis.md): `send` posts the official answer to a review, and `start` runs a
  * pass ({@link pollWithLease}) at once and then every `poll_interval_s`, so `bots start 2gis` and
  * cron's `bots poll 2gis` share the lease and never poll a bot at the same time.
  */

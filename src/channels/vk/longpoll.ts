@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { sleep } from "../../core/retry.js";
+import { sleep } from "../../lib/retry.js";
 import type { VkEvent } from "./translate.js";
 
 /** What `groups.getLongPollServer` answers (Bots Long Poll API): the a_check URL, its key and the current `ts`. */

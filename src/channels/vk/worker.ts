@@ -5,12 +5,13 @@ import type { Logger } from "pino";
 import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
-import { withRetries, type RetryDecision } from "../../core/retry.js";
+import { RecentIds } from "../../lib/recent-ids.js";
+import { withRetries, type RetryDecision } from "../../lib/retry.js";
+import { splitText } from "../../lib/text.js";
 import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
 import { ChannelError, StorageError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
-import { splitText } from "../telegram/translate.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
 import { boundTooManyRequests } from "./api-worker.js";
@@ -49,7 +50,7 @@ export function vkAcknowledges(ack: VkAck | undefined): ack is VkAck {
 const RECENT_EVENTS = 2000;
 
 /**
- * VK API error codes worth another attempt (STYLE 8): 1 unknown error, 6 too many requests per
+ * VK API error codes worth another attempt (src/lib/retry.ts): 1 unknown error, 6 too many requests per
  * second, 9 flood control, 10 internal server error. Everything else (5 authorization failed,
  * 7/15 no permission, 100 bad parameter, 901 can't send to a user without permission, ...) is
  * final. vk-io's own endless re-queueing of 6 is switched off ({@link boundTooManyRequests}), so
@@ -82,7 +83,7 @@ export function toVkError(error: unknown, method: string): ChannelError {
 }
 
 /**
- * VK community bot through vk-io (SPEC §6). Two transports feed the same {@link handleEvent}:
+ * VK community bot through vk-io. Two transports feed the same {@link handleEvent}:
  * the Callback API (our HTTP endpoint; VK POSTs events) and the Bots Long Poll API
  * ({@link VkLongPoll}: its events have the callback shape; the `ts` advances only past recorded events). API calls go through vk-io's `API` with
  * `apiBaseUrl`/`apiVersion` from config and our retry policy ({@link classifyVkError}).
@@ -91,7 +92,7 @@ export class VkWorker implements ChannelWorker {
   /** Sends mark themselves right before their bytes are written (or, ungated, right before the call). */
   readonly gatesWrites = true;
   private pipeline?: Pipeline;
-  private readonly recent = new Set<string>();
+  private readonly recent = new RecentIds<string>(RECENT_EVENTS);
   private readonly inflight = new Set<Promise<unknown>>();
   private longPoll?: VkLongPoll;
   private readonly now: () => number;
@@ -308,7 +309,6 @@ export class VkWorker implements ChannelWorker {
     }
     if (event.event_id && vkAcknowledges(ack)) {
       this.recent.add(event.event_id);
-      if (this.recent.size > RECENT_EVENTS) this.recent.delete(this.recent.values().next().value!);
     }
     return ack;
   }

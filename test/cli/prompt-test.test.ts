@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { LlmClient } from "../../src/llm/client.js";
-import { chatSession, checkExpectations, loadCases, promptAnswer, runCases } from "../../src/llm/prompt-test.js";
+import { chatSession, checkExpectations, loadCases, promptAnswer, runCases } from "../../src/cli/prompt-test.js";
 import { ConfigError } from "../../src/errors.js";
 import { llmFor } from "../../src/runner.js";
 import { createLogging } from "../../src/logging.js";
@@ -10,7 +10,7 @@ import { promptFixture } from "../support/prompt-fixture.js";
 
 const logger = createLogging({ console: false }).root;
 
-describe("prompt test (llm/prompt-test.ts)", () => {
+describe("prompt test (cli/prompt-test.ts)", () => {
   test("one answer with tokens, the bot's cost and latency; tool calls are shown and never run", async () => {
     const { bot, llm, stop } = await promptFixture();
     try {

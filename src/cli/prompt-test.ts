@@ -7,8 +7,8 @@ import * as z from "zod";
 import type { BotConfig } from "../config/schema.js";
 import { completeWithImages, loadImages, sniffImageMime, tooLarge, type ImageFetcher } from "../core/images.js";
 import { ChannelError, ConfigError, describeError } from "../errors.js";
-import type { ChatMessage, LlmClient, ToolCallRecord, ToolDefinition } from "./client.js";
-import { loadPrompt, renderPrompt, type PromptKind } from "./prompt.js";
+import type { ChatMessage, LlmClient, ToolCallRecord, ToolDefinition } from "../llm/client.js";
+import { loadPrompt, renderPrompt, type PromptKind } from "../llm/prompt.js";
 
 /** One turn of a test dialog. */
 export interface Turn {

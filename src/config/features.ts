@@ -1,6 +1,6 @@
 import { Cron } from "croner";
 import * as z from "zod";
-import { TEXT_KEYS, type TextKey } from "./coaching/texts.js";
+import { TEXT_KEYS, type TextKey } from "../features/coaching/texts.js";
 
 /**
  * zod schemas of the optional per-bot features (`features:` in a bot YAML, SPEC §7). Each

@@ -1,6 +1,6 @@
 /**
- * One retry policy for every remote API (OpenAI, Telegram, VK, 2GIS), after STYLE 8: classify
- * first, then auth and bad requests fail at once, 429 waits for the server's `retry_after`, and
+ * One retry policy for every remote API (OpenAI, Telegram, VK, 2GIS): classify first, then auth
+ * and bad requests fail at once, 429 waits for the server's `retry_after`, and
  * network errors and 5xx back off exponentially with a cap.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Middleware composition (STYLE 2): a stage is `(ctx, next) => Promise<void>`; a stage that does
+ * Middleware composition: a stage is `(ctx, next) => Promise<void>`; a stage that does
  * not call `next` ends the chain for that message.
  */
 export type Next = () => Promise<void>;
