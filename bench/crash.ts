@@ -52,7 +52,21 @@ async function runOnce(run: number): Promise<void> {
     fx.write("prompts/p.md", "Be brief.");
     fx.bot(
       "bench-tg",
-      ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: sk-bench-key-000000", `  base_url: ${llm.url}`, `  concurrency: ${CONC}`, "  timeout_s: 30", "history: { max_messages: 4 }", "spam: { max_per_minute: 1000, duplicate_window_s: 0 }", "tg:", `  token: ${TOKEN}`, `  api_root: ${apiRoot}`].join("\n"),
+      [
+        "channel: tg",
+        "prompt: prompts/p.md",
+        "llm:",
+        "  model: m",
+        "  api_key: sk-bench-key-000000",
+        `  base_url: ${llm.url}`,
+        `  concurrency: ${CONC}`,
+        "  timeout_s: 30",
+        "history: { max_messages: 4 }",
+        "spam: { max_per_minute: 1000, duplicate_window_s: 0 }",
+        "tg:",
+        `  token: ${TOKEN}`,
+        `  api_root: ${apiRoot}`,
+      ].join("\n"),
     );
     fx.write(".env", `DATABASE_URL=${db.url}\n`);
     const store = await openStore(db.url);
@@ -64,7 +78,16 @@ async function runOnce(run: number): Promise<void> {
       await eventually(() => child.out.stderr.includes("Running bench-tg"), 30_000, "start banner");
       return child;
     };
-    const answered = async () => Number((await store.database.db.selectFrom("messages").select((eb) => eb.fn.countAll<number>().as("n")).where("direction", "=", "out").executeTakeFirst())?.n ?? 0);
+    const answered = async () =>
+      Number(
+        (
+          await store.database.db
+            .selectFrom("messages")
+            .select((eb) => eb.fn.countAll<number>().as("n"))
+            .where("direction", "=", "out")
+            .executeTakeFirst()
+        )?.n ?? 0,
+      );
 
     const first = await start();
     const clients = new Map<number, ReturnType<typeof server.getClient>>();
@@ -129,7 +152,15 @@ async function runOnce(run: number): Promise<void> {
     const sent = server.storage.botMessages.length;
     const balance = (await store.balance.get("default"))!.balance;
     const charged = (initial - balance) / COST;
-    const unconfirmed = Number((await store.database.db.selectFrom("messages").select((eb) => eb.fn.countAll<number>().as("n")).where("status", "=", "unconfirmed").executeTakeFirst())?.n ?? 0);
+    const unconfirmed = Number(
+      (
+        await store.database.db
+          .selectFrom("messages")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .where("status", "=", "unconfirmed")
+          .executeTakeFirst()
+      )?.n ?? 0,
+    );
     const ledgerOk = (await store.balance.ledgerSum("default")) === balance;
     const backlog = N - atKill;
     const clearS = (lastAnswer - restartAt) / 1000;

@@ -33,7 +33,10 @@ try {
   let rows: Array<Record<string, unknown>> = [];
   const flush = async () => {
     if (!rows.length) return;
-    await store.database.db.insertInto("messages").values(rows as never).execute();
+    await store.database.db
+      .insertInto("messages")
+      .values(rows as never)
+      .execute();
     rows = [];
   };
   // Pseudo-random but repeatable: thread i gets its messages spread over the month.
@@ -48,9 +51,50 @@ try {
   for (let i = 0; i < MESSAGES; i += 2) {
     const thread = Math.floor(rnd() * THREADS);
     const at = start + Math.floor((i / MESSAGES) * 30 * 86_400_000);
-    const base = { bot: BOT, channel: "tg", thread_key: `tg:${100000 + thread}`, chat_id: String(100000 + thread), meta: null, created_ms: at, updated_ms: at, text_hash: null, channel_message_id: String(i), error: null };
-    rows.push({ ...base, direction: "in", status: rnd() < 0.02 ? "failed" : "answered", user_id: String(100000 + thread), user_name: `User ${thread}`, text: `Вопрос номер ${i} про доставку и оплату`, dedupe_key: `${thread}:${i}`, reply_to_id: null, model: null, prompt_tokens: null, completion_tokens: null, cost: null, latency_ms: null });
-    rows.push({ ...base, direction: "out", status: "sent", created_ms: at + 900, updated_ms: at + 900, user_id: null, user_name: null, text: `Ответ на вопрос ${i}: доставка 300 ₽, оплата картой.`, dedupe_key: null, reply_to_id: null, model: "gpt-4o-mini", prompt_tokens: 420, completion_tokens: 60, cost: 500, latency_ms: 850 });
+    const base = {
+      bot: BOT,
+      channel: "tg",
+      thread_key: `tg:${100000 + thread}`,
+      chat_id: String(100000 + thread),
+      meta: null,
+      created_ms: at,
+      updated_ms: at,
+      text_hash: null,
+      channel_message_id: String(i),
+      error: null,
+    };
+    rows.push({
+      ...base,
+      direction: "in",
+      status: rnd() < 0.02 ? "failed" : "answered",
+      user_id: String(100000 + thread),
+      user_name: `User ${thread}`,
+      text: `Вопрос номер ${i} про доставку и оплату`,
+      dedupe_key: `${thread}:${i}`,
+      reply_to_id: null,
+      model: null,
+      prompt_tokens: null,
+      completion_tokens: null,
+      cost: null,
+      latency_ms: null,
+    });
+    rows.push({
+      ...base,
+      direction: "out",
+      status: "sent",
+      created_ms: at + 900,
+      updated_ms: at + 900,
+      user_id: null,
+      user_name: null,
+      text: `Ответ на вопрос ${i}: доставка 300 ₽, оплата картой.`,
+      dedupe_key: null,
+      reply_to_id: null,
+      model: "gpt-4o-mini",
+      prompt_tokens: 420,
+      completion_tokens: 60,
+      cost: 500,
+      latency_ms: 850,
+    });
     if (rows.length >= batch) await flush();
     if (i % 200_000 === 0 && i) process.stderr.write(`  ${i.toLocaleString("en")} rows…\n`);
   }
@@ -64,7 +108,12 @@ try {
     for (let r = 0; r < RUNS; r++) {
       const t = performance.now();
       let out = "";
-      const code = await runCli(["--no-color", "--config-dir", path.join(dir, "configs"), "--db", db.url, ...args], { stdout: { write: (s: string) => (out += s), isTTY: false }, stderr: quiet, stdinIsTTY: false, env: { PATH: process.env.PATH ?? "" } });
+      const code = await runCli(["--no-color", "--config-dir", path.join(dir, "configs"), "--db", db.url, ...args], {
+        stdout: { write: (s: string) => (out += s), isTTY: false },
+        stderr: quiet,
+        stdinIsTTY: false,
+        env: { PATH: process.env.PATH ?? "" },
+      });
       times.push(performance.now() - t);
       if (code !== 0) throw new Error(`bots ${args.join(" ")} exited ${code}`);
       if (!out.includes("tg:")) throw new Error(`bots ${args.join(" ")} printed no conversation`);
@@ -76,7 +125,9 @@ try {
   const thread = await time(["dialogs", BOT, `tg:${100000 + 777}`]);
   const failed = await time(["dialogs", BOT, "--status", "failed"]);
   const f = (x: { median: number; min: number; max: number }) => `median ${x.median.toFixed(1)} ms (min ${x.min.toFixed(1)}, max ${x.max.toFixed(1)})`;
-  console.log(`bench/dialogs on ${dialect}: ${MESSAGES.toLocaleString("en")} messages over ${THREADS.toLocaleString("en")} threads (filled in ${fillS.toFixed(0)} s), ${RUNS} runs each, database opened per run`);
+  console.log(
+    `bench/dialogs on ${dialect}: ${MESSAGES.toLocaleString("en")} messages over ${THREADS.toLocaleString("en")} threads (filled in ${fillS.toFixed(0)} s), ${RUNS} runs each, database opened per run`,
+  );
   console.log(`  bots dialogs ${BOT}                   ${f(list)}`);
   console.log(`  bots dialogs ${BOT} tg:100777         ${f(thread)}`);
   console.log(`  bots dialogs ${BOT} --status failed   ${f(failed)}`);

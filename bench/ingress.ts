@@ -41,7 +41,25 @@ async function main(): Promise<void> {
   const children: Array<ReturnType<typeof spawnBots>> = [];
   try {
     fx.write("prompts/p.md", "Be brief.");
-    fx.bot("hook-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "  concurrency: 64", "tg:", "  token: ${TG_TOKEN}", `  api_root: ${tg.apiRoot}`, "  mode: webhook", "  webhook:", "    url: https://bots.example.org", `    secret_token: ${SECRET}`].join("\n"));
+    fx.bot(
+      "hook-tg",
+      [
+        "channel: tg",
+        "prompt: prompts/p.md",
+        "llm:",
+        "  model: m",
+        "  api_key: ${OPENAI_API_KEY}",
+        `  base_url: ${llm.url}`,
+        "  concurrency: 64",
+        "tg:",
+        "  token: ${TG_TOKEN}",
+        `  api_root: ${tg.apiRoot}`,
+        "  mode: webhook",
+        "  webhook:",
+        "    url: https://bots.example.org",
+        `    secret_token: ${SECRET}`,
+      ].join("\n"),
+    );
     fx.write(".env", `OPENAI_API_KEY=sk-bench-123456\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
     const store = await openStore(db.url);
     await store.balance.topUp("default", 100_000_000);
@@ -69,9 +87,22 @@ async function main(): Promise<void> {
     for (let i = 0; i < N; i++) {
       const chat = 900_000 + i;
       const via = i % 2 === 0 ? "owner" : "other";
-      const update = { update_id: 10_000 + i, message: { message_id: 1, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: "private", first_name: "B" }, from: { id: chat, is_bot: false, first_name: "B" }, text: `m${i}` } };
+      const update = {
+        update_id: 10_000 + i,
+        message: {
+          message_id: 1,
+          date: Math.floor(Date.now() / 1000),
+          chat: { id: chat, type: "private", first_name: "B" },
+          from: { id: chat, is_bot: false, first_name: "B" },
+          text: `m${i}`,
+        },
+      };
       sent.set(chat, { at: performance.now(), via });
-      const res = await fetch(`http://127.0.0.1:${ports[via === "owner" ? owner : other]}/tg/hook-tg`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET }, body: JSON.stringify(update) });
+      const res = await fetch(`http://127.0.0.1:${ports[via === "owner" ? owner : other]}/tg/hook-tg`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET },
+        body: JSON.stringify(update),
+      });
       if (res.status !== 200) throw new Error(`webhook answered ${res.status}`);
       await sleep(GAP);
     }
@@ -79,7 +110,12 @@ async function main(): Promise<void> {
     clearInterval(watcher);
     const lat = { owner: [] as number[], other: [] as number[] };
     for (const [chat, s] of sent) lat[s.via].push(answered.get(chat)! - s.at);
-    const row = (name: string, xs: number[]) => console.log(`${name.padEnd(34)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p90 ${pct(xs, 90).toFixed(0).padStart(5)} ms   max ${Math.max(...xs).toFixed(0).padStart(5)} ms   (n=${xs.length})`);
+    const row = (name: string, xs: number[]) =>
+      console.log(
+        `${name.padEnd(34)} p50 ${pct(xs, 50).toFixed(0).padStart(5)} ms   p90 ${pct(xs, 90).toFixed(0).padStart(5)} ms   max ${Math.max(...xs)
+          .toFixed(0)
+          .padStart(5)} ms   (n=${xs.length})`,
+      );
     row("to the owner: POST → answer", lat.owner);
     row("to the other instance: POST → answer", lat.other);
     const added50 = pct(lat.other, 50) - pct(lat.owner, 50);

@@ -39,7 +39,11 @@ const ARGS = ["start", "tg", "--http-port", "0", "--drain-timeout", "5"];
 
 /** `node NODE_FLAGS bin/bots.js ARGS` (node refuses --cpu-prof in NODE_OPTIONS), shaped like spawnBots' child. */
 function spawnProfiled(nodeFlags: string[], args: string[], cwd: string): ReturnType<typeof spawnBots> {
-  const c = spawn(process.execPath, [...nodeFlags, BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NO_COLOR: "1" }, stdio: ["pipe", "pipe", "pipe"] }) as ReturnType<typeof spawnBots>;
+  const c = spawn(process.execPath, [...nodeFlags, BIN, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NO_COLOR: "1" },
+    stdio: ["pipe", "pipe", "pipe"],
+  }) as ReturnType<typeof spawnBots>;
   c.out = { stdout: "", stderr: "" };
   c.stdout!.on("data", (d) => (c.out.stdout += String(d)));
   c.stderr!.on("data", (d) => (c.out.stderr += String(d)));
@@ -49,7 +53,6 @@ function spawnProfiled(nodeFlags: string[], args: string[], cwd: string): Return
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tokenOf = (i: number) => `${7_000_000 + i}:BENCH-many-bots-${String(i).padStart(4, "0")}`;
 const nameOf = (i: number) => `bench-${String(i).padStart(4, "0")}`;
-
 
 /** Resident set size of a process, MB (Linux /proc). */
 function rssMb(pid: number): number {
@@ -78,7 +81,21 @@ try {
   const dbUrl = DIALECT === "mysql" ? (db = await createTestDatabase("mysql")).url : `sqlite:${path.join(fx.root, "data/bots.db")}`;
   fx.write("prompts/p.md", "Be brief.");
   for (let i = 0; i < BOTS; i++) {
-    fx.bot(nameOf(i), ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  base_url: ${OPENAI_BASE_URL}", "  timeout_s: 30", "tg:", `  token: ${tokenOf(i)}`, "  api_root: ${TG_API_ROOT}"].join("\n"));
+    fx.bot(
+      nameOf(i),
+      [
+        "channel: tg",
+        "prompt: prompts/p.md",
+        "llm:",
+        "  model: m",
+        "  api_key: ${OPENAI_API_KEY}",
+        "  base_url: ${OPENAI_BASE_URL}",
+        "  timeout_s: 30",
+        "tg:",
+        `  token: ${tokenOf(i)}`,
+        "  api_root: ${TG_API_ROOT}",
+      ].join("\n"),
+    );
   }
   fx.write(".env", `DATABASE_URL=${dbUrl}\nOPENAI_API_KEY=sk-bench-key-000000\nOPENAI_BASE_URL=${llm.url}\nTG_API_ROOT=${apiRoot}\n`);
   const store = await openStore(dbUrl);
@@ -148,7 +165,8 @@ try {
   await finished(c, 60_000);
 
   const sorted = [...latencies].sort((a, b) => a - b);
-  const row = (what: string, figure: string, goal: string, met?: boolean) => console.log(`${what.padEnd(44)} ${figure.padStart(12)}   ${goal}${met === undefined ? "" : met ? "  met" : "  MISSED"}`);
+  const row = (what: string, figure: string, goal: string, met?: boolean) =>
+    console.log(`${what.padEnd(44)} ${figure.padStart(12)}   ${goal}${met === undefined ? "" : met ? "  met" : "  MISSED"}`);
   console.log(`${BOTS} Telegram bots in one process (${DIALECT}); light Bot API; model latency ${LATENCY} ms; ${RATE} messages/s for ${LOAD_S} s\n`);
   row("", "figure", "goal");
   row("RSS once all bots receive", `${rssStart.toFixed(0)} MB`, "≤ 400 MB", rssStart <= 400);
@@ -157,12 +175,20 @@ try {
   row("start → every bot's first getUpdates", `${allReceivingS.toFixed(1)} s`, "≤ 60 s", allReceivingS <= 60);
   row("start → 'Running …' banner", `${bannerS.toFixed(1)} s`, "");
   row("CPU of the bots process while starting", `${cpuStart.toFixed(1)} s`, "");
-  row("CPU per answered message", `${((cpuLoad * 1000) / Math.max(1, latencies.length)).toFixed(1)} ms`, `(${((cpuLoad / loadS) * 100).toFixed(0)}% of a core over ${loadS.toFixed(0)} s)`);
+  row(
+    "CPU per answered message",
+    `${((cpuLoad * 1000) / Math.max(1, latencies.length)).toFixed(1)} ms`,
+    `(${((cpuLoad / loadS) * 100).toFixed(0)}% of a core over ${loadS.toFixed(0)} s)`,
+  );
   row("answers", `${latencies.length} / ${total}`, "all", latencies.length === total);
   row("answer latency p50", `${pct(sorted, 0.5).toFixed(0)} ms`, `(model ${LATENCY} ms)`);
   row("answer latency p90", `${pct(sorted, 0.9).toFixed(0)} ms`, "≤ 800 ms", pct(sorted, 0.9) <= 800);
   row("answer latency p99", `${pct(sorted, 0.99).toFixed(0)} ms`, "");
-  const p90of = (xs: number[]) => pct([...xs].sort((a, b) => a - b), 0.9).toFixed(0);
+  const p90of = (xs: number[]) =>
+    pct(
+      [...xs].sort((a, b) => a - b),
+      0.9,
+    ).toFixed(0);
   row("  p90 of: update → returned by getUpdates", `${p90of(receiving)} ms`, "");
   row("  p90 of: getUpdates → model request", `${p90of(beforeModel)} ms`, "(dedupe, spam, record, reserve, context)");
   row("  p90 of: model answer → sendMessage", `${p90of(afterModel)} ms`, "(claim, send)");

@@ -49,7 +49,11 @@ const pct = (xs: number[], p: number) => {
 };
 const fmt = (ms: number) => `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;
 
-const spawnWorld = (role: string) => fork(new URL("./world.ts", import.meta.url), [], { execArgv: ["--import", "tsx"], env: { ...process.env, BENCH_ROLE: role, BENCH_TOKEN: TOKEN, BENCH_LATENCY: String(LAT) } });
+const spawnWorld = (role: string) =>
+  fork(new URL("./world.ts", import.meta.url), [], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, BENCH_ROLE: role, BENCH_TOKEN: TOKEN, BENCH_LATENCY: String(LAT) },
+  });
 const world = spawnWorld("telegram");
 const model = spawnWorld("model");
 const ask = async <T>(msg?: unknown, to = world): Promise<T> => {
@@ -65,7 +69,20 @@ const db = values.db ? { url: values.db, drop: async () => undefined } : await c
 fx.write("prompts/p.md", "You are {{bot_name}}.");
 fx.bot(
   "bench-tg",
-  ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: bench", "  api_key: k", `  base_url: ${llmUrl}`, `  concurrency: ${CONC}`, "  timeout_s: 30", "spam: { max_per_minute: 1000 }", "tg:", `  token: "${TOKEN}"`, `  api_root: ${apiRoot}`].join("\n"),
+  [
+    "channel: tg",
+    "prompt: prompts/p.md",
+    "llm:",
+    "  model: bench",
+    "  api_key: k",
+    `  base_url: ${llmUrl}`,
+    `  concurrency: ${CONC}`,
+    "  timeout_s: 30",
+    "spam: { max_per_minute: 1000 }",
+    "tg:",
+    `  token: "${TOKEN}"`,
+    `  api_root: ${apiRoot}`,
+  ].join("\n"),
 );
 const bot = loadBotConfigs(fx.configDir, {}).bots[0]!;
 const store = await openStore(db.url);
@@ -92,10 +109,16 @@ model.send({ cmd: "hang", hangMs: HANG, latencyMs: LAT });
 const hang = await ask<{ p90: number; n: number }>({ cmd: "hang", others: 100, hangMs: HANG, latencyMs: LAT });
 
 console.log(`bench/pipeline  messages=${N} chats=${C} model_latency=${LAT} ms concurrency=${CONC} db=${store.database.dialect}`);
-console.log(`wall time             ${(load.wallMs / 1000).toFixed(2)} s   limit ${(limit / 1000).toFixed(2)} s   ratio ${(load.wallMs / limit).toFixed(3)}   (goal ≤ 1.10; users' sends took ${(load.sendMs / 1000).toFixed(2)} s)`);
-console.log(`own time excl. model  median ${fmt(pct(phase1Own, 50))}   p95 ${fmt(pct(phase1Own, 95))}   (goal median ≤ 3 ms; includes the sendMessage round trip)`);
+console.log(
+  `wall time             ${(load.wallMs / 1000).toFixed(2)} s   limit ${(limit / 1000).toFixed(2)} s   ratio ${(load.wallMs / limit).toFixed(3)}   (goal ≤ 1.10; users' sends took ${(load.sendMs / 1000).toFixed(2)} s)`,
+);
+console.log(
+  `own time excl. model  median ${fmt(pct(phase1Own, 50))}   p95 ${fmt(pct(phase1Own, 95))}   (goal median ≤ 3 ms; includes the sendMessage round trip)`,
+);
 console.log(`  without delivery    median ${fmt(pct(phase1Core, 50))}   p95 ${fmt(pct(phase1Core, 95))}   (n=${phase1Own.length})`);
-console.log(`model call            median ${fmt(pct(modelMs.slice(0, N), 50))}   p95 ${fmt(pct(modelMs.slice(0, N), 95))}   (server latency ${LAT} ms + HTTP and SDK)`);
+console.log(
+  `model call            median ${fmt(pct(modelMs.slice(0, N), 50))}   p95 ${fmt(pct(modelMs.slice(0, N), 95))}   (server latency ${LAT} ms + HTTP and SDK)`,
+);
 console.log(`other chats, 1 hung   p90 ${fmt(hang.p90)}   (goal ≤ ${LAT + 300} ms; n=${hang.n}, hang ${HANG} ms)`);
 
 await running.stop(HANG + 2000);

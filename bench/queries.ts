@@ -35,7 +35,6 @@ process.env.MYSQL_URL ??= "mysql://root@127.0.0.1:3306/test";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** A statement's shape: literals and lists of them replaced by `?`, whitespace collapsed. */
 function shapeOf(sql: string): string {
   return sql
@@ -48,8 +47,16 @@ function shapeOf(sql: string): string {
 }
 
 const u = new URL(process.env.MYSQL_URL);
-const admin = await createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), dateStrings: true });
-const [[before]] = (await admin.query("SELECT @@GLOBAL.general_log AS general_log, @@GLOBAL.log_output AS log_output")) as unknown as [[{ general_log: number; log_output: string }]];
+const admin = await createConnection({
+  host: u.hostname,
+  port: Number(u.port || 3306),
+  user: decodeURIComponent(u.username),
+  password: decodeURIComponent(u.password),
+  dateStrings: true,
+});
+const [[before]] = (await admin.query("SELECT @@GLOBAL.general_log AS general_log, @@GLOBAL.log_output AS log_output")) as unknown as [
+  [{ general_log: number; log_output: string }],
+];
 // The log table is emptied afterwards only if it held nothing before this run.
 const [[{ n: rowsBefore }]] = (await admin.query("SELECT COUNT(*) AS n FROM mysql.general_log")) as unknown as [[{ n: number }]];
 await ensureBuilt();
@@ -101,7 +108,9 @@ try {
   await admin.query("SET GLOBAL general_log = 0");
 
   type Row = { event_time: string; thread_id: number; command_type: string; argument: Buffer | string };
-  const [rows] = (await admin.query("SELECT event_time, thread_id, command_type, argument FROM mysql.general_log WHERE event_time >= ? ORDER BY event_time", [logFrom])) as unknown as [Row[]];
+  const [rows] = (await admin.query("SELECT event_time, thread_id, command_type, argument FROM mysql.general_log WHERE event_time >= ? ORDER BY event_time", [
+    logFrom,
+  ])) as unknown as [Row[]];
   const text = (r: Row) => (Buffer.isBuffer(r.argument) ? r.argument.toString("utf8") : String(r.argument));
   const threads = new Set(rows.filter((r) => r.command_type === "Connect" && text(r).includes(` on ${dbName} `)).map((r) => r.thread_id));
   const mine = rows.filter((r) => threads.has(r.thread_id) && (r.command_type === "Query" || r.command_type === "Execute"));
@@ -115,17 +124,24 @@ try {
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
   // The idle period's statements scaled to the load period's length.
   const scale = loadMs / idleMs;
-  const shapes = [...new Set([...load.keys(), ...idle.keys()])].map((s) => ({ s, load: load.get(s) ?? 0, idle: idle.get(s) ?? 0 })).sort((a, b) => b.load - b.idle * scale - (a.load - a.idle * scale) || b.idle - a.idle);
+  const shapes = [...new Set([...load.keys(), ...idle.keys()])]
+    .map((s) => ({ s, load: load.get(s) ?? 0, idle: idle.get(s) ?? 0 }))
+    .sort((a, b) => b.load - b.idle * scale - (a.load - a.idle * scale) || b.idle - a.idle);
   const cut = (s: string, w: number) => (s.length > w ? `${s.slice(0, w - 1)}…` : s.padEnd(w));
-  console.log(`MariaDB ${dbName}: ${N} messages over ${CHATS} chats answered in ${(loadMs / 1000).toFixed(1)} s, then ${(idleMs / 1000).toFixed(1)} s idle; bots process threads ${[...threads].join(", ")}`);
+  console.log(
+    `MariaDB ${dbName}: ${N} messages over ${CHATS} chats answered in ${(loadMs / 1000).toFixed(1)} s, then ${(idleMs / 1000).toFixed(1)} s idle; bots process threads ${[...threads].join(", ")}`,
+  );
   console.log(`\n${"per answered message".padStart(20)} ${"load".padStart(6)} ${"idle".padStart(6)}  statement shape`);
-  for (const x of shapes) console.log(`${((x.load - x.idle * scale) / N).toFixed(2).padStart(20)} ${String(x.load).padStart(6)} ${String(x.idle).padStart(6)}  ${cut(x.s, 150)}`);
+  for (const x of shapes)
+    console.log(`${((x.load - x.idle * scale) / N).toFixed(2).padStart(20)} ${String(x.load).padStart(6)} ${String(x.idle).padStart(6)}  ${cut(x.s, 150)}`);
   const perMsg = (sum(load) - sum(idle) * scale) / N;
   console.log(`\n${"statements".padEnd(36)} ${"figure".padStart(10)}   goal`);
   console.log(`${"load period, all".padEnd(36)} ${String(sum(load)).padStart(10)}`);
   console.log(`${`idle period (${(idleMs / 1000).toFixed(1)} s)`.padEnd(36)} ${String(sum(idle)).padStart(10)}   (heartbeats and placement rounds)`);
   console.log(`${"idle, per second".padEnd(36)} ${(sum(idle) / (idleMs / 1000)).toFixed(2).padStart(10)}`);
-  console.log(`${"per answered message (load − idle)".padEnd(36)} ${perMsg.toFixed(2).padStart(10)}   as few as the guarantees allow (issue 11: print them and cut what is not needed)`);
+  console.log(
+    `${"per answered message (load − idle)".padEnd(36)} ${perMsg.toFixed(2).padStart(10)}   as few as the guarantees allow (issue 11: print them and cut what is not needed)`,
+  );
 } finally {
   if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await admin.query(`SET GLOBAL general_log = ${Number(before.general_log) ? 1 : 0}`);

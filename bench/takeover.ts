@@ -34,7 +34,6 @@ const TOKEN = "123456:BENCH-takeover_token";
 type Child = ReturnType<typeof spawnBots>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** One run: fresh database and servers, two instances, kill the owner, time the first answer. */
 async function runOnce(kase: "same" | "other"): Promise<number> {
   const db = await createTestDatabase(DIALECT);
@@ -49,7 +48,10 @@ async function runOnce(kase: "same" | "other"): Promise<number> {
     await store.balance.topUp("default", 100_000);
     const start = async (id: string) => {
       const env: Record<string, string> = kase === "other" ? { BOTS_HOST: `bench-host-${id}` } : {};
-      const child = spawnBots(["start", "tg", "--http-port", "0", "--instance-id", id, "--lease-ttl", String(TTL_S), "--drain-timeout", "1"], { cwd: fx.root, env });
+      const child = spawnBots(["start", "tg", "--http-port", "0", "--instance-id", id, "--lease-ttl", String(TTL_S), "--drain-timeout", "1"], {
+        cwd: fx.root,
+        env,
+      });
       children.push(child);
       await eventually(() => child.out.stderr.includes("Running bench-tg") || child.exitCode !== null, 30_000, `${id} start banner`);
       if (child.exitCode !== null) throw new Error(`${id} exited: ${child.out.stderr}`);
@@ -70,7 +72,11 @@ async function runOnce(kase: "same" | "other"): Promise<number> {
     a.kill("SIGKILL");
     const aDone = finished(a, 5_000);
     await client.sendMessage(client.makeMessage("after kill"));
-    await eventually(() => server.storage.botMessages.some((m) => String((m.message as { text?: string }).text).includes("after kill")), (TTL_S + 30) * 1000, "the answer after the kill");
+    await eventually(
+      () => server.storage.botMessages.some((m) => String((m.message as { text?: string }).text).includes("after kill")),
+      (TTL_S + 30) * 1000,
+      "the answer after the kill",
+    );
     const ms = performance.now() - killedAt;
     if (process.env.BENCH_DEBUG) console.error(b.out.stderr);
     if ((await owner()) !== "inst-b") throw new Error("the answer came but inst-b does not own the bot");
@@ -109,7 +115,9 @@ for (const kase of CASES) {
   const sorted = [...times].sort((x, y) => x - y);
   const med = pct(sorted, 0.5) / 1000;
   const p90 = pct(sorted, 0.9) / 1000;
-  summary.push(`${label.padEnd(44)} ${med.toFixed(2).padStart(6)} s ${p90.toFixed(2).padStart(6)} s ${(sorted[sorted.length - 1]! / 1000).toFixed(2).padStart(6)} s   median ≤ ${goal} s (TTL + 2 s): ${med <= goal ? "met" : "MISSED"}`);
+  summary.push(
+    `${label.padEnd(44)} ${med.toFixed(2).padStart(6)} s ${p90.toFixed(2).padStart(6)} s ${(sorted[sorted.length - 1]! / 1000).toFixed(2).padStart(6)} s   median ≤ ${goal} s (TTL + 2 s): ${med <= goal ? "met" : "MISSED"}`,
+  );
 }
 console.log(`\n${"case".padEnd(44)} ${"median".padStart(8)} ${"p90".padStart(8)} ${"max".padStart(8)}   goal`);
 for (const line of summary) console.log(line);

@@ -15,66 +15,68 @@ if (process.env.BENCH_ROLE === "model") {
   await llm.start();
   llm.latencyMs = Number(process.env.BENCH_LATENCY);
   process.on("message", (m: { cmd: string; hangMs?: number; latencyMs?: number }) => {
-    if (m.cmd === "hang") llm.respond = (req) => (lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! });
+    if (m.cmd === "hang")
+      llm.respond = (req) =>
+        lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! };
     if (m.cmd === "stop") void llm.stop().then(() => process.exit(0));
   });
   process.send!({ llmUrl: llm.url });
 } else {
-const { server, apiRoot } = await startTelegram();
+  const { server, apiRoot } = await startTelegram();
 
-const sentAt = new Map<string, number>();
-const latencies: number[] = [];
-let replies = 0;
-server.on("AddedBotMessage", () => {
-  replies++;
-  const m = server.storage.botMessages[server.storage.botMessages.length - 1]!.message as { chat_id: number | string; text: string };
-  const t = sentAt.get(`${m.chat_id}|${m.text.replace(/^echo: /, "")}`);
-  if (t !== undefined) latencies.push(performance.now() - t);
-});
-const clients = new Map<number, ReturnType<typeof server.getClient>>();
-const send = async (chat: number, text: string) => {
-  let c = clients.get(chat);
-  if (!c) clients.set(chat, (c = server.getClient(TOKEN, { userId: chat, chatId: chat, type: "private" })));
-  sentAt.set(`${chat}|${text}`, performance.now());
-  await c.sendMessage(c.makeMessage(text));
-};
-const waitReplies = async (n: number) => {
-  while (replies < n) await new Promise((r) => setTimeout(r, 2));
-};
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let replies = 0;
+  server.on("AddedBotMessage", () => {
+    replies++;
+    const m = server.storage.botMessages[server.storage.botMessages.length - 1]!.message as { chat_id: number | string; text: string };
+    const t = sentAt.get(`${m.chat_id}|${m.text.replace(/^echo: /, "")}`);
+    if (t !== undefined) latencies.push(performance.now() - t);
+  });
+  const clients = new Map<number, ReturnType<typeof server.getClient>>();
+  const send = async (chat: number, text: string) => {
+    let c = clients.get(chat);
+    if (!c) clients.set(chat, (c = server.getClient(TOKEN, { userId: chat, chatId: chat, type: "private" })));
+    sentAt.set(`${chat}|${text}`, performance.now());
+    await c.sendMessage(c.makeMessage(text));
+  };
+  const waitReplies = async (n: number) => {
+    while (replies < n) await new Promise((r) => setTimeout(r, 2));
+  };
 
-process.on("message", async (m: Cmd) => {
-  if (m.cmd === "load") {
-    const t0 = performance.now();
-    const target = replies + m.n;
-    // Users write concurrently from many chats, as in real traffic.
-    const perChat = Math.ceil(m.n / m.chats);
-    await Promise.all(
-      Array.from({ length: m.chats }, async (_, c) => {
-        for (let k = 0; k < perChat; k++) {
-          const i = k * m.chats + c;
-          if (i < m.n) await send(1000 + c, `m${i}`);
-        }
-      }),
-    );
-    const sendMs = performance.now() - t0;
-    await waitReplies(target);
-    process.send!({ wallMs: performance.now() - t0, sendMs });
-  } else if (m.cmd === "hang") {
-    latencies.length = 0;
-    const target = replies + m.others;
-    await send(999, "hang");
-    await new Promise((r) => setTimeout(r, 100));
-    for (let i = 0; i < m.others; i++) {
-      await send(5000 + i, `o${i}`);
-      await new Promise((r) => setTimeout(r, (m.hangMs * 0.6) / m.others));
+  process.on("message", async (m: Cmd) => {
+    if (m.cmd === "load") {
+      const t0 = performance.now();
+      const target = replies + m.n;
+      // Users write concurrently from many chats, as in real traffic.
+      const perChat = Math.ceil(m.n / m.chats);
+      await Promise.all(
+        Array.from({ length: m.chats }, async (_, c) => {
+          for (let k = 0; k < perChat; k++) {
+            const i = k * m.chats + c;
+            if (i < m.n) await send(1000 + c, `m${i}`);
+          }
+        }),
+      );
+      const sendMs = performance.now() - t0;
+      await waitReplies(target);
+      process.send!({ wallMs: performance.now() - t0, sendMs });
+    } else if (m.cmd === "hang") {
+      latencies.length = 0;
+      const target = replies + m.others;
+      await send(999, "hang");
+      await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < m.others; i++) {
+        await send(5000 + i, `o${i}`);
+        await new Promise((r) => setTimeout(r, (m.hangMs * 0.6) / m.others));
+      }
+      await waitReplies(target);
+      const sorted = [...latencies].sort((a, b) => a - b);
+      process.send!({ p90: sorted[Math.floor(0.9 * sorted.length)], n: sorted.length });
+    } else if (m.cmd === "stop") {
+      await server.stop();
+      process.exit(0);
     }
-    await waitReplies(target);
-    const sorted = [...latencies].sort((a, b) => a - b);
-    process.send!({ p90: sorted[Math.floor(0.9 * sorted.length)], n: sorted.length });
-  } else if (m.cmd === "stop") {
-    await server.stop();
-    process.exit(0);
-  }
-});
-process.send!({ apiRoot });
+  });
+  process.send!({ apiRoot });
 }

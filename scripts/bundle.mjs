@@ -13,7 +13,9 @@ import { build } from "esbuild";
 const commanderWithoutChildProcess = {
   name: "commander-without-child-process",
   setup(b) {
-    b.onResolve({ filter: /^(node:)?child_process$/ }, (args) => (/[\\/]node_modules[\\/]commander[\\/]/.test(args.importer) ? { path: "child_process", namespace: "commander-stub" } : undefined));
+    b.onResolve({ filter: /^(node:)?child_process$/ }, (args) =>
+      /[\\/]node_modules[\\/]commander[\\/]/.test(args.importer) ? { path: "child_process", namespace: "commander-stub" } : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: "commander-stub" }, () => ({
       contents: "module.exports = { spawn() { throw new Error('bots declares no executable subcommands'); } };",
       loader: "js",
@@ -39,7 +41,20 @@ await build({
   minifySyntax: true,
   logLevel: "warning",
   // Libraries with native addons, worker files or their own lazy loading are used from node_modules.
-  external: ["better-sqlite3", "mysql2", "telegraf", "vk-io", "openai", "pino", "ws", "nodemailer", "@inquirer/prompts", "telegram-test-api", "smtp-server", "prom-client"],
+  external: [
+    "better-sqlite3",
+    "mysql2",
+    "telegraf",
+    "vk-io",
+    "openai",
+    "pino",
+    "ws",
+    "nodemailer",
+    "@inquirer/prompts",
+    "telegram-test-api",
+    "smtp-server",
+    "prom-client",
+  ],
   plugins: [commanderWithoutChildProcess],
   banner: { js: "import { createRequire as __bots_createRequire } from 'node:module'; const require = __bots_createRequire(import.meta.url);" },
 });

@@ -74,7 +74,11 @@ export class UnconfirmedSendError extends ChannelError {
     readonly part: number,
     cause: unknown,
   ) {
-    super("SEND_UNCONFIRMED", `${method}: the connection failed after the request was sent; it may have arrived (${(cause as Error)?.message ?? String(cause)})`, { cause });
+    super(
+      "SEND_UNCONFIRMED",
+      `${method}: the connection failed after the request was sent; it may have arrived (${(cause as Error)?.message ?? String(cause)})`,
+      { cause },
+    );
     this.name = "UnconfirmedSendError";
   }
 }
@@ -94,7 +98,10 @@ export class BalanceError extends BotsError {}
  * into `process.exit`. Codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 export class ExitError extends Error {
-  constructor(readonly exitCode: number, message = `exit ${exitCode}`) {
+  constructor(
+    readonly exitCode: number,
+    message = `exit ${exitCode}`,
+  ) {
     super(message);
     this.name = "ExitError";
   }

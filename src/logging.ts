@@ -8,7 +8,22 @@ import { MIN_SECRET_LENGTH, registerSecrets } from "./secrets.js";
 import { terminalSafe } from "./terminal.js";
 
 /** Field names whose values never reach a log line. */
-export const REDACT_PATHS = ["token", "api_key", "apiKey", "password", "secret", "secret_token", "authorization", "*.token", "*.api_key", "*.password", "*.secret", "*.authorization", "headers.authorization", "config.headers.Authorization"];
+export const REDACT_PATHS = [
+  "token",
+  "api_key",
+  "apiKey",
+  "password",
+  "secret",
+  "secret_token",
+  "authorization",
+  "*.token",
+  "*.api_key",
+  "*.password",
+  "*.secret",
+  "*.authorization",
+  "headers.authorization",
+  "config.headers.Authorization",
+];
 
 /** Options of {@link createLogging}. */
 export interface LoggingOptions {
@@ -180,7 +195,7 @@ export function formatLogLine(line: string, color: boolean): string {
     return terminalSafe(line);
   }
   // What users wrote (texts, names) is in these fields: inert before our own colours go on.
-  const safe = (v: unknown) => terminalSafe(typeof v === "string" ? v : JSON.stringify(v) ?? String(v));
+  const safe = (v: unknown) => terminalSafe(typeof v === "string" ? v : (JSON.stringify(v) ?? String(v)));
   const c = new Chalk({ level: color ? 1 : 0 });
   const lvl = typeof o.level === "number" ? (Object.keys(LEVEL_NUM).find((k) => LEVEL_NUM[k] === o.level) ?? String(o.level)) : String(o.level ?? "info");
   const paint = lvl === "error" || lvl === "fatal" ? c.red : lvl === "warn" ? c.yellow : lvl === "debug" || lvl === "trace" ? c.gray : c.green;
@@ -191,7 +206,15 @@ export function formatLogLine(line: string, color: boolean): string {
     .map(([k, v]) => `${c.gray(terminalSafe(k))}=${safe(v)}`)
     .join(" ");
   const err = o.err as { message?: string; type?: string } | undefined;
-  return [c.gray(safe(time)), paint(safe(lvl.toUpperCase().padEnd(5))), o.bot ? c.cyan(safe(o.bot)) : "", o.thread_key ? c.magenta(safe(o.thread_key)) : "", safe(o.msg ?? ""), extras, err?.message ? c.red(safe(`(${err.type ?? "Error"}: ${err.message})`)) : ""]
+  return [
+    c.gray(safe(time)),
+    paint(safe(lvl.toUpperCase().padEnd(5))),
+    o.bot ? c.cyan(safe(o.bot)) : "",
+    o.thread_key ? c.magenta(safe(o.thread_key)) : "",
+    safe(o.msg ?? ""),
+    extras,
+    err?.message ? c.red(safe(`(${err.type ?? "Error"}: ${err.message})`)) : "",
+  ]
     .filter(Boolean)
     .join(" ");
 }

@@ -122,7 +122,10 @@ export function llmFor(bot: BotConfig, logger: Logger, extra: Partial<LlmOptions
 export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
   if (targets.length === 0) {
     const enabled = all.filter((b) => b.enabled);
-    if (!enabled.length) throw new UsageError("NO_BOTS", all.length ? "every bot is disabled (enabled: false)" : "no bot configs found", { hint: "add configs/NAME.yaml (see configs/examples/) or pass --config-dir" });
+    if (!enabled.length)
+      throw new UsageError("NO_BOTS", all.length ? "every bot is disabled (enabled: false)" : "no bot configs found", {
+        hint: "add configs/NAME.yaml (see configs/examples/) or pass --config-dir",
+      });
     return enabled;
   }
   const chosen = new Map<string, BotConfig>();
@@ -138,7 +141,9 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
       for (const b of of) chosen.set(b.name, b);
       continue;
     }
-    throw new UsageError("UNKNOWN_TARGET", `'${t}' is neither a bot nor a channel`, { hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}; channels: tg, vk, 2gis` });
+    throw new UsageError("UNKNOWN_TARGET", `'${t}' is neither a bot nor a channel`, {
+      hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}; channels: tg, vk, 2gis`,
+    });
   }
   return [...chosen.values()];
 }
@@ -171,13 +176,33 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     const logger = options.logging.forBot(bot.name);
     const create = options.createWorker ?? channelFactory(bot.channel);
     const worker = await create(bot, logger, { store: options.store, now: options.now });
-    const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
+    const notifier = bot.websocket
+      ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
+      : undefined;
     const llm = llmFor(bot, logger, options.llm);
     const fence = { bot: bot.name, owner: holder, epoch };
     // A fenced write means another instance took the bot: re-read ownership now, not at the next round.
     const onFenced = () => void ownership.tick();
-    const features = options.features?.(bot, logger) ?? buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker, llm, fence });
-    const pipeline = new Pipeline({ bot, store: options.store, llm, channel: worker, logger, notifier, features, now: options.now, onOutcome: options.onOutcome, onIntake: options.onIntake, images: imageFetcherFor(bot, options.images), fence, onFenced, catchUp: () => mayBeRecordedElsewhere(bot), leaseFresh: () => ownership.leaseFresh() });
+    const features =
+      options.features?.(bot, logger) ??
+      buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker, llm, fence });
+    const pipeline = new Pipeline({
+      bot,
+      store: options.store,
+      llm,
+      channel: worker,
+      logger,
+      notifier,
+      features,
+      now: options.now,
+      onOutcome: options.onOutcome,
+      onIntake: options.onIntake,
+      images: imageFetcherFor(bot, options.images),
+      fence,
+      onFenced,
+      catchUp: () => mayBeRecordedElsewhere(bot),
+      leaseFresh: () => ownership.leaseFresh(),
+    });
     const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch, ready: false };
     running.push(entry);
     try {
@@ -243,7 +268,8 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
     // Often while others may record this instance's bots: peers alive, or webhooks/callbacks
     // (another process may serve the same port range behind a balancer even on one host).
     intervalMs: () => (ownership.peers > 0 || running.some((r) => receivesPushed(r.config)) ? peersMs : aloneMs),
-    bots: () => running.filter((r) => r.ready).map((r) => ({ config: r.config, pipeline: r.pipeline, fence: { bot: r.config.name, owner: holder, epoch: r.epoch } })),
+    bots: () =>
+      running.filter((r) => r.ready).map((r) => ({ config: r.config, pipeline: r.pipeline, fence: { bot: r.config.name, owner: holder, epoch: r.epoch } })),
     onFenced: () => void ownership.tick(),
   });
   // One ingress for pushed updates: any instance records any bot's update; the owner answers it
@@ -255,7 +281,16 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       r = (async () => {
         const logger = options.logging.forBot(bot.name);
         const worker = await (options.createWorker ?? channelFactory(bot.channel))(bot, logger, { store: options.store, now: options.now });
-        const pipeline = new Pipeline({ bot, store: options.store, llm: llmFor(bot, logger, options.llm), channel: worker, logger, now: options.now, onIntake: options.onIntake, recordOnly: true });
+        const pipeline = new Pipeline({
+          bot,
+          store: options.store,
+          llm: llmFor(bot, logger, options.llm),
+          channel: worker,
+          logger,
+          now: options.now,
+          onIntake: options.onIntake,
+          recordOnly: true,
+        });
         await worker.attach!(pipeline);
         return worker;
       })();

@@ -23,7 +23,11 @@ const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|PASS|API_?KEY|_KEY)$/i;
 
 /** Registers the values of the secret-named variables of an environment (`.env` and the process's). */
 export function registerEnvSecrets(env: Record<string, string | undefined>): void {
-  registerSecrets(Object.entries(env).filter(([k]) => SECRET_NAME.test(k)).map(([, v]) => v));
+  registerSecrets(
+    Object.entries(env)
+      .filter(([k]) => SECRET_NAME.test(k))
+      .map(([, v]) => v),
+  );
 }
 
 /** `text` with every registered secret replaced by `[REDACTED]` (longest first, so a key containing another is removed whole). */

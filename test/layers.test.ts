@@ -39,7 +39,9 @@ export function importsOf(file: string, text: string): ImportRef[] {
     if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier)) {
       const clause = node.importClause;
       const bindings = clause?.namedBindings;
-      const allNamedTypes = Boolean(clause && !clause.name && bindings && ts.isNamedImports(bindings) && bindings.elements.length > 0 && bindings.elements.every((e) => e.isTypeOnly));
+      const allNamedTypes = Boolean(
+        clause && !clause.name && bindings && ts.isNamedImports(bindings) && bindings.elements.length > 0 && bindings.elements.every((e) => e.isTypeOnly),
+      );
       add(node.moduleSpecifier.text, Boolean(clause?.isTypeOnly) || allNamedTypes);
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
       const clause = node.exportClause;
@@ -163,7 +165,7 @@ describe("layer rules (docs/architecture.md)", () => {
       'import { type C, type D } from "./queue.js";',
       'export { e } from "../cli/shared.js";',
       'export type { F } from "../config/schema.js";',
-      "const m = await import(\"../channels/vk/worker.js\");",
+      'const m = await import("../channels/vk/worker.js");',
       'let t: import("../storage/index.js").Store;',
       'import "node:fs";',
     ].join("\n");

@@ -70,7 +70,10 @@ export class LightBotApi {
     const b = this.state(token);
     const message_id = b.nextMessageId++;
     const user = { id: chatId, is_bot: false, first_name: `User${chatId}` };
-    b.queue.push({ update_id: b.nextUpdateId++, message: { message_id, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: user.first_name }, from: user, text } });
+    b.queue.push({
+      update_id: b.nextUpdateId++,
+      message: { message_id, date: Math.floor(Date.now() / 1000), chat: { id: chatId, type: "private", first_name: user.first_name }, from: user, text },
+    });
     this.madeAvailable.set(`${token}|${chatId}|${text}`, performance.now());
     if (b.waiter) this.flush(token, b);
   }
@@ -120,7 +123,18 @@ export class LightBotApi {
     const b = this.state(token);
     switch (method) {
       case "getMe":
-        return this.reply(res, 200, { ok: true, result: { id: b.id, is_bot: true, first_name: `Bench ${b.id}`, username: `bench_${b.id}_bot`, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false } });
+        return this.reply(res, 200, {
+          ok: true,
+          result: {
+            id: b.id,
+            is_bot: true,
+            first_name: `Bench ${b.id}`,
+            username: `bench_${b.id}_bot`,
+            can_join_groups: true,
+            can_read_all_group_messages: false,
+            supports_inline_queries: false,
+          },
+        });
       case "getUpdates": {
         if (!this.firstPoll.has(token)) this.firstPoll.set(token, performance.now());
         const offset = Number(body.offset ?? 0);
@@ -142,7 +156,16 @@ export class LightBotApi {
         const sent: SentMessage = { token, chatId: Number(body.chat_id), text: String(body.text ?? ""), at: performance.now() };
         this.sent.push(sent);
         this.onSend?.(sent);
-        return this.reply(res, 200, { ok: true, result: { message_id: b.nextMessageId++, date: Math.floor(Date.now() / 1000), chat: { id: sent.chatId, type: "private" }, from: { id: b.id, is_bot: true, first_name: `Bench ${b.id}` }, text: sent.text } });
+        return this.reply(res, 200, {
+          ok: true,
+          result: {
+            message_id: b.nextMessageId++,
+            date: Math.floor(Date.now() / 1000),
+            chat: { id: sent.chatId, type: "private" },
+            from: { id: b.id, is_bot: true, first_name: `Bench ${b.id}` },
+            text: sent.text,
+          },
+        });
       }
       default:
         return this.reply(res, 200, { ok: true, result: true });

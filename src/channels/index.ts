@@ -18,7 +18,10 @@ export const channelFactories: Partial<Record<ChannelName, ChannelFactory>> = {
  */
 export function channelFactory(name: ChannelName): ChannelFactory {
   const f = channelFactories[name];
-  if (!f) throw new UsageError("CHANNEL_UNAVAILABLE", `channel ${name} is not yet available in this version of bots`, { hint: "disable bots of that channel (enabled: false) or start only tg" });
+  if (!f)
+    throw new UsageError("CHANNEL_UNAVAILABLE", `channel ${name} is not yet available in this version of bots`, {
+      hint: "disable bots of that channel (enabled: false) or start only tg",
+    });
   return f;
 }
 

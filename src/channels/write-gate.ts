@@ -47,7 +47,10 @@ export function withinGate<T>(gate: WriteGate | undefined, fn: () => T): T {
  * Runs `fn` (which makes one HTTP request through a gated agent) with a fresh gate.
  * @returns the gate as filled in by the agent, and what `fn` returned or threw
  */
-export async function throughGate<T>(beforeWrite: (() => Promise<void>) | undefined, fn: () => Promise<T>): Promise<{ gate: WriteGate } & ({ ok: true; value: T } | { ok: false; error: unknown })> {
+export async function throughGate<T>(
+  beforeWrite: (() => Promise<void>) | undefined,
+  fn: () => Promise<T>,
+): Promise<{ gate: WriteGate } & ({ ok: true; value: T } | { ok: false; error: unknown })> {
   const gate: WriteGate = { beforeWrite, seen: false, marked: false, written: false };
   try {
     const value = await gates.run(gate, fn);
@@ -166,7 +169,12 @@ export async function gatedSend<T>(o: GatedSendOptions<T>): Promise<T> {
   return withRetries(attempt, {
     retries: o.retries,
     baseMs: o.baseMs,
-    classify: (e) => (typeof e === "object" && e !== null && final.has(e) ? { retry: false } : (e as { status?: number })?.status === undefined ? { retry: true } : o.classify(e)),
+    classify: (e) =>
+      typeof e === "object" && e !== null && final.has(e)
+        ? { retry: false }
+        : (e as { status?: number })?.status === undefined
+          ? { retry: true }
+          : o.classify(e),
     onRetry: o.onRetry,
   });
 }

@@ -42,7 +42,12 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
   c.out(
     table(
       ["ACCOUNT", "BALANCE", "REPLIES LEFT", "LAST MOVEMENT"],
-      rows.map((r) => [r.account, chalk.bold(r.balance), r.replies_left === null ? "-" : String(r.replies_left), r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!), accountZone(r.account, bots))}` : "-"]),
+      rows.map((r) => [
+        r.account,
+        chalk.bold(r.balance),
+        r.replies_left === null ? "-" : String(r.replies_left),
+        r.last_movement ? `${r.last_movement} at ${formatTime(Date.parse(r.last_movement_at!), accountZone(r.account, bots))}` : "-",
+      ]),
     ),
   );
 }
@@ -54,10 +59,16 @@ export async function showBalance(c: CliContext, opts: { account?: string }): Pr
  * @param promptContext where to ask (@inquirer/prompts context); stdin/stdout by default
  * @throws BalanceError (exit 2) for a bad amount, with nothing written
  */
-export async function addBalance(c: CliContext, amountText: string, opts: { account?: string; note?: string; yes?: boolean; newAccount?: boolean }, promptContext?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream }): Promise<void> {
+export async function addBalance(
+  c: CliContext,
+  amountText: string,
+  opts: { account?: string; note?: string; yes?: boolean; newAccount?: boolean },
+  promptContext?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream },
+): Promise<void> {
   const account = opts.account ?? "default";
   const amount = usage(() => parseAmount(amountText));
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(account)) throw new UsageError("ACCOUNT_INVALID", `account name '${account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(account))
+    throw new UsageError("ACCOUNT_INVALID", `account name '${account}' is not valid`, { hint: "letters, digits, '_', '.', '-' (1-64)" });
   if (!opts.newAccount) await requireKnownAccount(c, account);
   if (c.interactive && !opts.yes && !c.json) {
     const { confirm } = await import("@inquirer/prompts");
@@ -67,11 +78,24 @@ export async function addBalance(c: CliContext, amountText: string, opts: { acco
       return;
     }
   }
-  await withStore(c, async (store) => {
-    const row = await store.balance.topUp(account, amount, opts.note);
-    if (c.json) c.out(JSON.stringify({ account: row.account, added: formatCredits(amount), balance: formatCredits(row.balance_after), balance_hundredths: row.balance_after, ledger_id: row.id }));
-    else c.out(`Added ${chalk.bold(formatCredits(amount))} to ${row.account}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
-  }, { create: true });
+  await withStore(
+    c,
+    async (store) => {
+      const row = await store.balance.topUp(account, amount, opts.note);
+      if (c.json)
+        c.out(
+          JSON.stringify({
+            account: row.account,
+            added: formatCredits(amount),
+            balance: formatCredits(row.balance_after),
+            balance_hundredths: row.balance_after,
+            ledger_id: row.id,
+          }),
+        );
+      else c.out(`Added ${chalk.bold(formatCredits(amount))} to ${row.account}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
+    },
+    { create: true },
+  );
 }
 
 /**
@@ -81,14 +105,28 @@ export async function addBalance(c: CliContext, amountText: string, opts: { acco
  * @throws UsageError (exit 2) for a bad amount, a missing note or account; BalanceError (exit 1)
  * when the balance cannot give the amount (nothing written)
  */
-export async function adjustBalance(c: CliContext, amountText: string, opts: { account?: string; note?: string; yes?: boolean }, promptContext?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream }): Promise<void> {
+export async function adjustBalance(
+  c: CliContext,
+  amountText: string,
+  opts: { account?: string; note?: string; yes?: boolean },
+  promptContext?: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream },
+): Promise<void> {
   const delta = usage(() => parseSignedAmount(amountText));
-  if (!opts.account) throw new UsageError("ACCOUNT_REQUIRED", "--account is required for an adjustment", { hint: 'bots balance adjust -- -10 --account default --note "top-up to the wrong account"' });
-  if (!opts.note?.trim()) throw new UsageError("BALANCE_NOTE_REQUIRED", "--note is required: the ledger keeps why the balance was corrected", { hint: 'e.g. --note "typo in invoice 42"' });
+  if (!opts.account)
+    throw new UsageError("ACCOUNT_REQUIRED", "--account is required for an adjustment", {
+      hint: 'bots balance adjust -- -10 --account default --note "top-up to the wrong account"',
+    });
+  if (!opts.note?.trim())
+    throw new UsageError("BALANCE_NOTE_REQUIRED", "--note is required: the ledger keeps why the balance was corrected", {
+      hint: 'e.g. --note "typo in invoice 42"',
+    });
   const account = opts.account;
   if (c.interactive && !opts.yes && !c.json) {
     const { confirm } = await import("@inquirer/prompts");
-    const ok = await confirm({ message: `${delta < 0 ? "Take" : "Add"} ${formatCredits(Math.abs(delta))} credits ${delta < 0 ? "from" : "to"} account '${account}'?`, default: false }, promptContext as never);
+    const ok = await confirm(
+      { message: `${delta < 0 ? "Take" : "Add"} ${formatCredits(Math.abs(delta))} credits ${delta < 0 ? "from" : "to"} account '${account}'?`, default: false },
+      promptContext as never,
+    );
     if (!ok) {
       c.err("Cancelled; nothing written.");
       return;
@@ -102,7 +140,16 @@ export async function adjustBalance(c: CliContext, amountText: string, opts: { a
       if ((error as { code?: string }).code === "BALANCE_ACCOUNT_UNKNOWN") throw unknownAccount(account, await knownAccounts(c, store));
       throw error;
     }
-    if (c.json) c.out(JSON.stringify({ account, adjusted: formatCredits(delta), balance: formatCredits(row.balance_after), balance_hundredths: row.balance_after, ledger_id: row.id }));
+    if (c.json)
+      c.out(
+        JSON.stringify({
+          account,
+          adjusted: formatCredits(delta),
+          balance: formatCredits(row.balance_after),
+          balance_hundredths: row.balance_after,
+          ledger_id: row.id,
+        }),
+      );
     else c.out(`Adjusted ${account} by ${chalk.bold((delta > 0 ? "+" : "") + formatCredits(delta))}; balance ${chalk.bold(formatCredits(row.balance_after))}.`);
   });
 }
@@ -182,7 +229,20 @@ export async function balanceHistory(c: CliContext, opts: { account?: string; li
   await withStore(c, async (store) => {
     const rows = await store.balance.history(opts.account, limit);
     if (c.json) {
-      c.out(JSON.stringify({ ledger: rows.map((r) => ({ id: r.id, account: r.account, reason: r.reason, delta: formatCredits(r.delta), balance_after: formatCredits(r.balance_after), message_id: r.message_id, note: r.note, at: new Date(r.created_ms).toISOString() })) }));
+      c.out(
+        JSON.stringify({
+          ledger: rows.map((r) => ({
+            id: r.id,
+            account: r.account,
+            reason: r.reason,
+            delta: formatCredits(r.delta),
+            balance_after: formatCredits(r.balance_after),
+            message_id: r.message_id,
+            note: r.note,
+            at: new Date(r.created_ms).toISOString(),
+          })),
+        }),
+      );
       return;
     }
     if (!rows.length) {
@@ -192,7 +252,16 @@ export async function balanceHistory(c: CliContext, opts: { account?: string; li
     c.out(
       table(
         ["ID", "TIME", "ACCOUNT", "REASON", "AMOUNT", "BALANCE", "MESSAGE", "NOTE"],
-        rows.map((r) => [String(r.id), formatTime(r.created_ms, accountZone(r.account, bots)), r.account, r.reason, (r.delta > 0 ? chalk.green("+") : "") + formatCredits(r.delta), formatCredits(r.balance_after), r.message_id === null ? "" : String(r.message_id), r.note ?? ""]),
+        rows.map((r) => [
+          String(r.id),
+          formatTime(r.created_ms, accountZone(r.account, bots)),
+          r.account,
+          r.reason,
+          (r.delta > 0 ? chalk.green("+") : "") + formatCredits(r.delta),
+          formatCredits(r.balance_after),
+          r.message_id === null ? "" : String(r.message_id),
+          r.note ?? "",
+        ]),
       ),
     );
   });
@@ -207,4 +276,3 @@ function readableBots(c: CliContext): BotConfig[] {
     return [];
   }
 }
-

@@ -20,7 +20,9 @@ export async function coachingStatsCommand(c: CliContext, botName: string, deps:
     return;
   }
   c.out(`${s.bot} (last 7 days, since ${s.since.slice(0, 16).replace("T", " ")} UTC)`);
-  c.out(`users: ${s.users.total} — active in 7 days ${s.users.active_7d}, in onboarding ${s.users.onboarding}, stopped ${s.users.stopped}, blocked ${s.users.blocked}`);
+  c.out(
+    `users: ${s.users.total} — active in 7 days ${s.users.active_7d}, in onboarding ${s.users.onboarding}, stopped ${s.users.stopped}, blocked ${s.users.blocked}`,
+  );
   c.out(`check-ins: ${s.checkins_7d}`);
   c.out(`streaks: ${STREAK_BUCKETS.map((b) => `${b}: ${s.streaks[b]}`).join(", ")}`);
   c.out(`reminders: ${s.reminders.sent} sent, ${s.reminders.failed} failed; weekly summaries: ${s.weekly.sent} sent, ${s.weekly.failed} failed`);

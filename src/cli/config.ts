@@ -11,7 +11,13 @@ import { table } from "./shared.js";
 export async function checkCommand(c: CliContext): Promise<void> {
   const { bots, problems, files } = loadBotConfigs(c.configDir, c.env);
   if (c.json) {
-    c.out(JSON.stringify({ ok: problems.length === 0, problems, bots: bots.map((b) => ({ name: b.name, channel: b.channel, enabled: b.enabled, model: b.llm.model, account: b.balance.account })) }));
+    c.out(
+      JSON.stringify({
+        ok: problems.length === 0,
+        problems,
+        bots: bots.map((b) => ({ name: b.name, channel: b.channel, enabled: b.enabled, model: b.llm.model, account: b.balance.account })),
+      }),
+    );
     if (problems.length) throw new ExitError(2);
     return;
   }
@@ -24,6 +30,11 @@ export async function checkCommand(c: CliContext): Promise<void> {
     c.out(`No bot configs in ${c.configDir}. Copy one from configs/examples/ to start.`);
     return;
   }
-  c.out(table(["NAME", "CHANNEL", "ENABLED", "MODEL", "ACCOUNT"], bots.map((b) => [b.name, b.channel, b.enabled ? "yes" : "no", b.llm.model, b.balance.account])));
+  c.out(
+    table(
+      ["NAME", "CHANNEL", "ENABLED", "MODEL", "ACCOUNT"],
+      bots.map((b) => [b.name, b.channel, b.enabled ? "yes" : "no", b.llm.model, b.balance.account]),
+    ),
+  );
   c.out(chalk.green(`${bots.length} bot${bots.length === 1 ? "" : "s"} OK`));
 }

@@ -35,7 +35,10 @@ function packageRoot(): string {
   for (;;) {
     if (existsSync(path.join(dir, "configs/examples/shop-tg.yaml")) && existsSync(path.join(dir, "package.json"))) return dir;
     const up = path.dirname(dir);
-    if (up === dir) throw new ConfigError("DEMO_FILES_MISSING", "configs/examples/shop-tg.yaml was not found beside the bots program", { hint: "reinstall the package, or run bots demo from the checkout" });
+    if (up === dir)
+      throw new ConfigError("DEMO_FILES_MISSING", "configs/examples/shop-tg.yaml was not found beside the bots program", {
+        hint: "reinstall the package, or run bots demo from the checkout",
+      });
     dir = up;
   }
 }
@@ -69,10 +72,19 @@ export async function demoCommand(c: CliContext, opts: DemoOptions): Promise<voi
       if (!existsSync(to)) copyFileSync(path.join(root, rel === "configs/shop-tg.yaml" ? "configs/examples/shop-tg.yaml" : rel), to);
     }
     const [apiRoot, modelUrl] = await Promise.all([api.start(), model.start()]);
-    const env = { TG_TOKEN: DEMO_TOKEN, TG_API_ROOT: apiRoot, OPENAI_API_KEY: "demo-key-not-secret", OPENAI_BASE_URL: modelUrl, OPENAI_MODEL: "demo-quotes-prompt" };
+    const env = {
+      TG_TOKEN: DEMO_TOKEN,
+      TG_API_ROOT: apiRoot,
+      OPENAI_API_KEY: "demo-key-not-secret",
+      OPENAI_BASE_URL: modelUrl,
+      OPENAI_MODEL: "demo-quotes-prompt",
+    };
     const configDir = path.join(dir, "configs");
     const { bots, problems } = loadBotConfigs(configDir, env);
-    if (problems.length) throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), { hint: `fix the demo files in ${dir}, or run bots demo without --keep` });
+    if (problems.length)
+      throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), {
+        hint: `fix the demo files in ${dir}, or run bots demo without --keep`,
+      });
     const bot = bots[0]!;
     const dbUrl = `sqlite:${path.join(dir, "bots.db")}`;
     const store = await openStore(dbUrl);
@@ -90,10 +102,24 @@ export async function demoCommand(c: CliContext, opts: DemoOptions): Promise<voi
     const q = (s: string) => (/^[\w/.:@-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
     const g = `--db ${q(dbUrl)} --config-dir ${q(configDir)}`;
     const balanceNow = async () => (await store.balance.get(account))?.balance ?? 0;
-    c.err(chalk.bold(`bots demo: ${bot.name} (configs/examples/shop-tg.yaml) on a local Bot API, with a demo model that quotes ${bot.prompt}: no token, no key, no AI.`));
-    c.err(`Database and logs in ${dir}${opts.keep ? "" : " (removed at the end; --keep DIR keeps them)"}. Balance ${formatCredits(await balanceNow())} credits, ${formatCredits(Math.round(bot.balance.cost_per_reply * 100))} an answer.`);
-    c.err(chalk.dim(`In another terminal:\n  bots ${g} balance\n  bots ${g} dialogs ${bot.name} tg:${DEMO_USER.id}\n  bots --log-dir ${q(logDir)} logs tail ${bot.name} -f`));
-    c.err(c.interactive ? "Type a message and press Enter (/start and /help work as in Telegram); Ctrl-D or Ctrl-C ends." : "Reading one message per line from standard input.");
+    c.err(
+      chalk.bold(
+        `bots demo: ${bot.name} (configs/examples/shop-tg.yaml) on a local Bot API, with a demo model that quotes ${bot.prompt}: no token, no key, no AI.`,
+      ),
+    );
+    c.err(
+      `Database and logs in ${dir}${opts.keep ? "" : " (removed at the end; --keep DIR keeps them)"}. Balance ${formatCredits(await balanceNow())} credits, ${formatCredits(Math.round(bot.balance.cost_per_reply * 100))} an answer.`,
+    );
+    c.err(
+      chalk.dim(
+        `In another terminal:\n  bots ${g} balance\n  bots ${g} dialogs ${bot.name} tg:${DEMO_USER.id}\n  bots --log-dir ${q(logDir)} logs tail ${bot.name} -f`,
+      ),
+    );
+    c.err(
+      c.interactive
+        ? "Type a message and press Enter (/start and /help work as in Telegram); Ctrl-D or Ctrl-C ends."
+        : "Reading one message per line from standard input.",
+    );
 
     const sent: SentMessage[] = [];
     api.on("sent", (m: SentMessage) => sent.push(m));
@@ -116,19 +142,29 @@ export async function demoCommand(c: CliContext, opts: DemoOptions): Promise<voi
           if (!c.interactive) c.out(`you> ${text}`);
           const handled = await waitFor(async () => {
             // Acknowledged: recorded (or the command answered); then the queue has answered it.
-            await new Promise<void>((resolve) => (api.acked >= updateId ? resolve() : api.on("acked", function on(n: number) {
-              if (n >= updateId) {
-                api.off("acked", on);
-                resolve();
-              }
-            })));
+            await new Promise<void>((resolve) =>
+              api.acked >= updateId
+                ? resolve()
+                : api.on("acked", function on(n: number) {
+                    if (n >= updateId) {
+                      api.off("acked", on);
+                      resolve();
+                    }
+                  }),
+            );
             await pipeline.onIdle();
           }, ANSWER_WAIT_MS);
           for (const m of sent.slice(from)) c.out(`${chalk.green(`${bot.name}>`)} ${m.text}`);
           const after = await balanceNow();
           const cost = Math.round(bot.balance.cost_per_reply * 100);
           const unanswered = after < cost ? `no answer: the balance cannot pay; top up with bots ${g} balance add 100` : "no answer: see the log";
-          const note = !handled ? `no answer within ${ANSWER_WAIT_MS / 1000} s; see the log` : sent.length === from ? unanswered : before === after ? "a command: free" : `charged ${formatCredits(before - after)}`;
+          const note = !handled
+            ? `no answer within ${ANSWER_WAIT_MS / 1000} s; see the log`
+            : sent.length === from
+              ? unanswered
+              : before === after
+                ? "a command: free"
+                : `charged ${formatCredits(before - after)}`;
           c.out(chalk.dim(`  (${note} · balance ${formatCredits(after)})`));
         }
         if (c.interactive) rl.prompt();
@@ -158,4 +194,3 @@ async function waitFor(fn: () => Promise<void>, ms: number): Promise<boolean> {
     clearTimeout(timer);
   }
 }
-

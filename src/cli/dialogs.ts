@@ -23,7 +23,21 @@ export interface DialogsOptions {
   pager?: boolean;
 }
 
-const STATUSES = ["received", "filtered", "no_balance", "sending", "delivering", "answered", "failed", "partial", "skipped", "expired", "unconfirmed", "sent", "pending"];
+const STATUSES = [
+  "received",
+  "filtered",
+  "no_balance",
+  "sending",
+  "delivering",
+  "answered",
+  "failed",
+  "partial",
+  "skipped",
+  "expired",
+  "unconfirmed",
+  "sent",
+  "pending",
+];
 
 /**
  * `bots dialogs [BOT] [THREAD_KEY]`: without a thread, the conversations (newest activity first,
@@ -52,7 +66,8 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
     if (threadKey || opts.user) {
       const limit = parseCount(opts.limit ?? "500", "--limit");
       const keys = threadKey ? [threadKey] : await repo.threadsOfUser(bot!, opts.user!);
-      if (!keys.length) throw new UsageError("DIALOG_NOT_FOUND", `no conversation of user ${opts.user} with ${bot}`, { hint: `list them: bots dialogs ${bot}` });
+      if (!keys.length)
+        throw new UsageError("DIALOG_NOT_FOUND", `no conversation of user ${opts.user} with ${bot}`, { hint: `list them: bots dialogs ${bot}` });
       const threads = await Promise.all(keys.map(async (k) => ({ key: k, rows: await repo.thread(bot!, k, filter, limit) })));
       if (c.json) {
         c.out(JSON.stringify(threads.flatMap((t) => t.rows.map(jsonRow))));
@@ -60,7 +75,8 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
       }
       const lines: string[] = [];
       for (const t of threads) lines.push(...chatLines(bot!, t.key, t.rows, zoneOf(bot!)));
-      if (threads.every((t) => !t.rows.length)) throw new UsageError("DIALOG_NOT_FOUND", `no matching messages in ${bot} ${keys.join(", ")}`, { hint: `list the conversations: bots dialogs ${bot}` });
+      if (threads.every((t) => !t.rows.length))
+        throw new UsageError("DIALOG_NOT_FOUND", `no matching messages in ${bot} ${keys.join(", ")}`, { hint: `list the conversations: bots dialogs ${bot}` });
       await page(c, lines, opts.pager !== false);
       return;
     }
@@ -77,7 +93,14 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
     }
     const lines = table(
       ["BOT", "THREAD", "USER", "MESSAGES", "LAST MESSAGE", "LAST STATUS"],
-      list.threads.map((t) => [terminalSafe(t.bot), terminalSafe(t.thread_key), userLabel(t), String(t.messages), formatIn(t.last_ms, zoneOf(t.bot)), paintStatus(t.last_status ?? "-")]),
+      list.threads.map((t) => [
+        terminalSafe(t.bot),
+        terminalSafe(t.thread_key),
+        userLabel(t),
+        String(t.messages),
+        formatIn(t.last_ms, zoneOf(t.bot)),
+        paintStatus(t.last_status ?? "-"),
+      ]),
     ).split("\n");
     if (list.cursor !== null) lines.push("", chalk.dim(`more: bots dialogs ${bot ?? ""} --before ${list.cursor}`.replace("  ", " ")));
     lines.push(chalk.dim(`read one: bots dialogs ${list.threads[0]!.bot} ${list.threads[0]!.thread_key}`));
@@ -86,9 +109,13 @@ export async function dialogsCommand(c: CliContext, bot: string | undefined, thr
 }
 
 function parseStatuses(text: string): string[] {
-  const list = text.split(",").map((s) => s.trim()).filter(Boolean);
+  const list = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = list.filter((s) => !STATUSES.includes(s));
-  if (bad.length || !list.length) throw new UsageError("STATUS_INVALID", `--status '${text}': unknown status ${bad.join(", ")}`, { hint: `one or more of ${STATUSES.join(", ")}` });
+  if (bad.length || !list.length)
+    throw new UsageError("STATUS_INVALID", `--status '${text}': unknown status ${bad.join(", ")}`, { hint: `one or more of ${STATUSES.join(", ")}` });
   return list;
 }
 
@@ -107,7 +134,16 @@ function paintStatus(s: string): string {
 /** `YYYY-MM-DD HH:MM` in the zone, with the zone's name. */
 export function formatIn(ms: number, timeZone: string): string {
   const p = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+    })
       .formatToParts(ms)
       .map((x) => [x.type, x.value]),
   );
@@ -123,8 +159,15 @@ function chatLines(bot: string, threadKey: string, rows: MessageRow[], zone: str
       const reason = r.error && r.status !== "answered" ? chalk.dim(` (${terminalSafe(r.error)})`) : "";
       lines.push(`${at}  ${who}  ${paintStatus(r.status)}${partsNote(r)}${reason}  ${chalk.dim(`#${r.id}`)}`);
     } else {
-      const bits = [r.model, r.prompt_tokens !== null ? `${r.prompt_tokens}+${r.completion_tokens ?? 0} tokens` : null, r.cost !== null ? `${formatCredits(r.cost)} credits` : null, r.latency_ms !== null ? `${r.latency_ms} ms` : null].filter(Boolean);
-      lines.push(`${at}  ${chalk.magenta("bot")}  ${chalk.dim(terminalSafe(bits.join(" · ")))}  ${chalk.dim(`#${r.id}${r.reply_to_id ? ` → #${r.reply_to_id}` : ""}`)}`);
+      const bits = [
+        r.model,
+        r.prompt_tokens !== null ? `${r.prompt_tokens}+${r.completion_tokens ?? 0} tokens` : null,
+        r.cost !== null ? `${formatCredits(r.cost)} credits` : null,
+        r.latency_ms !== null ? `${r.latency_ms} ms` : null,
+      ].filter(Boolean);
+      lines.push(
+        `${at}  ${chalk.magenta("bot")}  ${chalk.dim(terminalSafe(bits.join(" · ")))}  ${chalk.dim(`#${r.id}${r.reply_to_id ? ` → #${r.reply_to_id}` : ""}`)}`,
+      );
     }
     for (const l of terminalSafe(r.text).split("\n")) lines.push(`    ${l}`);
   }

@@ -59,7 +59,11 @@ export async function initCommand(c: CliContext, opts: InitOptions): Promise<voi
   if (!c.json) {
     c.out(`${chalk.green("wrote")} ${rel(result.configFile)}`);
     c.out(`${chalk.green("wrote")} ${rel(result.promptFile)}`);
-    c.out(result.addedVars.length ? `${chalk.green("added")} ${result.addedVars.join(", ")} to ${rel(result.envFile)} (empty; values already there are kept)` : `${rel(result.envFile)} already lists the variables`);
+    c.out(
+      result.addedVars.length
+        ? `${chalk.green("added")} ${result.addedVars.join(", ")} to ${rel(result.envFile)} (empty; values already there are kept)`
+        : `${rel(result.envFile)} already lists the variables`,
+    );
     c.out(chalk.dim("Checking the configs:"));
   }
   // The check of `bots config check`, limited to the new file (and name clashes with others):
@@ -73,7 +77,16 @@ export async function initCommand(c: CliContext, opts: InitOptions): Promise<voi
   }
   const bot = bots.find((b) => b.name === spec.name)!;
   if (c.json) {
-    c.out(JSON.stringify({ config: result.configFile, prompt: result.promptFile, env_file: result.envFile, added_vars: result.addedVars, variables_to_set: missing, check: "ok" }));
+    c.out(
+      JSON.stringify({
+        config: result.configFile,
+        prompt: result.promptFile,
+        env_file: result.envFile,
+        added_vars: result.addedVars,
+        variables_to_set: missing,
+        check: "ok",
+      }),
+    );
     return;
   }
   c.out(table(["NAME", "CHANNEL", "ENABLED", "MODEL", "ACCOUNT"], [[bot.name, bot.channel, bot.enabled ? "yes" : "no", bot.llm.model, bot.balance.account]]));
@@ -102,12 +115,14 @@ function defaults(channel: ChannelName, name: string, o: InitOptions) {
 function parseCost(text: string | undefined): number {
   if (text === undefined) return 5;
   const n = Number(text.replace(",", "."));
-  if (!/^\d+([.,]\d{1,2})?$/.test(text.trim()) || !Number.isFinite(n)) throw new UsageError("INIT_INVALID", `--cost: '${text}' is not an amount of credits`, { hint: "e.g. 5 or 2.50" });
+  if (!/^\d+([.,]\d{1,2})?$/.test(text.trim()) || !Number.isFinite(n))
+    throw new UsageError("INIT_INVALID", `--cost: '${text}' is not an amount of credits`, { hint: "e.g. 5 or 2.50" });
   return n;
 }
 
 function fromFlags(o: InitOptions): NewBotSpec {
-  if (!o.name) throw new UsageError("INIT_NAME_MISSING", "--name is required without a terminal (or with --yes)", { hint: "bots init --channel tg --name shop-tg --yes" });
+  if (!o.name)
+    throw new UsageError("INIT_NAME_MISSING", "--name is required without a terminal (or with --yes)", { hint: "bots init --channel tg --name shop-tg --yes" });
   const channel = (o.channel ?? "tg") as ChannelName;
   const d = defaults(channel, o.name, o);
   return {
@@ -123,7 +138,10 @@ function fromFlags(o: InitOptions): NewBotSpec {
     vkSecretVar: d.secretVar,
     dgisLoginVar: d.loginVar,
     dgisPasswordVar: d.passwordVar,
-    branchIds: o.branchId?.flatMap((b) => b.split(",")).map((b) => b.trim()).filter(Boolean),
+    branchIds: o.branchId
+      ?.flatMap((b) => b.split(","))
+      .map((b) => b.trim())
+      .filter(Boolean),
     account: o.account ?? "default",
     cost: parseCost(o.cost),
     promptText: o.promptText ?? DEFAULT_PROMPT,
@@ -153,29 +171,60 @@ export async function askNewBot(o: InitOptions, context?: PromptContext): Promis
         { name: "2GIS (reviews)", value: "2gis" },
       ],
     }))) as ChannelName;
-  const name = o.name ?? (await input({ message: "Bot name", default: `shop-${channel}`, validate: (v) => /^[a-z0-9-]+$/.test(v) || "lowercase letters, digits and '-'" }));
+  const name =
+    o.name ??
+    (await input({ message: "Bot name", default: `shop-${channel}`, validate: (v) => /^[a-z0-9-]+$/.test(v) || "lowercase letters, digits and '-'" }));
   const d = defaults(channel, name, o);
   const varOk = (v: string) => /^[A-Z_][A-Z0-9_]*$/.test(v) || "UPPER_CASE letters, digits and '_'";
   const model = o.model ?? (await input({ message: "Model", default: "gpt-4o-mini" }));
   const baseUrl =
     o.baseUrl ??
-    (await input({ message: "OpenAI-compatible base URL (empty: the OpenAI API; Ollama: http://127.0.0.1:11434/v1)", validate: (v) => !v.trim() || /^https?:\/\/\S+$/.test(v.trim()) || "an http(s) URL, or empty" })).trim();
+    (
+      await input({
+        message: "OpenAI-compatible base URL (empty: the OpenAI API; Ollama: http://127.0.0.1:11434/v1)",
+        validate: (v) => !v.trim() || /^https?:\/\/\S+$/.test(v.trim()) || "an http(s) URL, or empty",
+      })
+    ).trim();
   const apiKeyVar = o.apiKeyVar ?? (await input({ message: "Variable with the model API key", default: "OPENAI_API_KEY", validate: varOk }));
   const spec: NewBotSpec = { ...fromFlags({ ...o, name, channel, model, baseUrl, apiKeyVar, yes: true }) };
-  if (channel === "tg" || channel === "vk") spec.tokenVar = o.tokenVar ?? (await input({ message: `Variable with the ${channel === "tg" ? "bot token (from @BotFather)" : "community token"}`, default: d.tokenVar, validate: varOk }));
+  if (channel === "tg" || channel === "vk")
+    spec.tokenVar =
+      o.tokenVar ??
+      (await input({
+        message: `Variable with the ${channel === "tg" ? "bot token (from @BotFather)" : "community token"}`,
+        default: d.tokenVar,
+        validate: varOk,
+      }));
   if (channel === "vk") {
     spec.vkGroupId = Number(o.groupId ?? (await input({ message: "VK community id (group_id)", validate: (v) => /^\d+$/.test(v) || "a number" })));
-    spec.vkConfirmationVar = o.confirmationVar ?? (await input({ message: "Variable with the Callback API confirmation string", default: d.confirmationVar, validate: varOk }));
+    spec.vkConfirmationVar =
+      o.confirmationVar ?? (await input({ message: "Variable with the Callback API confirmation string", default: d.confirmationVar, validate: varOk }));
     spec.vkSecretVar = o.secretVar ?? (await input({ message: "Variable with the Callback API secret", default: d.secretVar, validate: varOk }));
   }
   if (channel === "2gis") {
     spec.dgisLoginVar = o.loginVar ?? (await input({ message: "Variable with the 2GIS cabinet login", default: d.loginVar, validate: varOk }));
     spec.dgisPasswordVar = o.passwordVar ?? (await input({ message: "Variable with the 2GIS cabinet password", default: d.passwordVar, validate: varOk }));
-    if (!spec.branchIds?.length) spec.branchIds = (await input({ message: "2GIS branch ids (comma-separated)", validate: (v) => /^\d+(\s*,\s*\d+)*$/.test(v.trim()) || "numbers separated by commas" })).split(",").map((s) => s.trim());
+    if (!spec.branchIds?.length)
+      spec.branchIds = (
+        await input({ message: "2GIS branch ids (comma-separated)", validate: (v) => /^\d+(\s*,\s*\d+)*$/.test(v.trim()) || "numbers separated by commas" })
+      )
+        .split(",")
+        .map((s) => s.trim());
   }
-  spec.timezone = o.timezone ?? (await input({ message: "Time zone of the bot ({{now}}, reports, reminders)", default: machineTimeZone(), validate: (v) => isTimeZone(v.trim()) || "an IANA zone such as Europe/Moscow or UTC" })).trim();
+  spec.timezone =
+    o.timezone ??
+    (
+      await input({
+        message: "Time zone of the bot ({{now}}, reports, reminders)",
+        default: machineTimeZone(),
+        validate: (v) => isTimeZone(v.trim()) || "an IANA zone such as Europe/Moscow or UTC",
+      })
+    ).trim();
   spec.account = o.account ?? (await input({ message: "Balance account", default: "default" }));
-  spec.cost = parseCost(o.cost ?? (await input({ message: "Credits per reply", default: "5", validate: (v) => /^\d+([.,]\d{1,2})?$/.test(v.trim()) || "e.g. 5 or 2.50" })));
-  spec.promptText = o.promptText ?? (await input({ message: "System prompt (one line; edit the file later)", default: DEFAULT_PROMPT.replace(/\n/g, " ").trim() }));
+  spec.cost = parseCost(
+    o.cost ?? (await input({ message: "Credits per reply", default: "5", validate: (v) => /^\d+([.,]\d{1,2})?$/.test(v.trim()) || "e.g. 5 or 2.50" })),
+  );
+  spec.promptText =
+    o.promptText ?? (await input({ message: "System prompt (one line; edit the file later)", default: DEFAULT_PROMPT.replace(/\n/g, " ").trim() }));
   return spec;
 }

@@ -41,13 +41,22 @@ interface BotReport {
  *   `--lease-ttl`; ConfigError (exit 2) for bad configs; ExitError(1) after listing failures
  */
 export async function pollCommand(c: CliContext, channel: string, names: string[], opts: PollCommandOptions): Promise<void> {
-  if (channel !== "2gis") throw new UsageError("POLL_CHANNEL", `'bots poll ${channel}': only 2gis is polled`, { hint: "bots poll 2gis [BOT...]; Telegram and VK run with bots start" });
+  if (channel !== "2gis")
+    throw new UsageError("POLL_CHANNEL", `'bots poll ${channel}': only 2gis is polled`, {
+      hint: "bots poll 2gis [BOT...]; Telegram and VK run with bots start",
+    });
   const ttlS = Number(opts.leaseTtl);
-  if (!Number.isFinite(ttlS) || ttlS < 1 || ttlS > 86_400) throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 86400, got '${opts.leaseTtl}'`);
+  if (!Number.isFinite(ttlS) || ttlS < 1 || ttlS > 86_400)
+    throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 86400, got '${opts.leaseTtl}'`);
   const all = loadBots(c);
   const bots = selectBots(all, names.length ? names : ["2gis"]);
   const wrong = bots.filter((b) => b.channel !== "2gis");
-  if (wrong.length) throw new UsageError("POLL_NOT_2GIS", `${wrong.map((b) => `${b.name} (${b.channel})`).join(", ")} ${wrong.length === 1 ? "is not a 2GIS bot" : "are not 2GIS bots"}`, { hint: "name 2GIS bots only, or none for all of them" });
+  if (wrong.length)
+    throw new UsageError(
+      "POLL_NOT_2GIS",
+      `${wrong.map((b) => `${b.name} (${b.channel})`).join(", ")} ${wrong.length === 1 ? "is not a 2GIS bot" : "are not 2GIS bots"}`,
+      { hint: "name 2GIS bots only, or none for all of them" },
+    );
 
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", console: c.verbose, color: c.color, secrets: secretsOf(bots) });
   const store = await openStore(c.dbUrl);
@@ -65,12 +74,21 @@ export async function pollCommand(c: CliContext, channel: string, names: string[
   if (reports.some((r) => r.status === "error" || r.failed > 0)) throw new ExitError(1);
 }
 
-async function pollBot(c: CliContext, bot: BotConfig, store: Awaited<ReturnType<typeof openStore>>, logging: ReturnType<typeof createLogging>, leaseTtlMs: number, progress: boolean): Promise<BotReport> {
+async function pollBot(
+  c: CliContext,
+  bot: BotConfig,
+  store: Awaited<ReturnType<typeof openStore>>,
+  logging: ReturnType<typeof createLogging>,
+  leaseTtlMs: number,
+  progress: boolean,
+): Promise<BotReport> {
   const report: BotReport = { bot: bot.name, status: "done", answered: 0, skipped: 0, failed: 0, deferred: 0, failures: [] };
   const logger = logging.forBot(bot.name);
   const { TwoGisWorker } = await import("../channels/twogis/worker.js");
   const worker = await TwoGisWorker.create(bot, logger, { store, leaseTtlMs });
-  const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
+  const notifier = bot.websocket
+    ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
+    : undefined;
   const features = buildFeatures(bot, { store, logger, now: Date.now, env: c.env });
   const pipeline = new Pipeline({ bot, store, llm: llmFor(bot, logger), channel: worker, logger, notifier, features });
   let shown = "";
@@ -113,7 +131,9 @@ async function pollBot(c: CliContext, bot: BotConfig, store: Awaited<ReturnType<
 
 function printReport(c: CliContext, r: BotReport, timeZone?: string): void {
   if (r.status === "busy") {
-    c.err(`${r.bot}: another poll is running (lease held by ${r.lease_holder ?? "?"}${r.lease_expires_at ? ` until ${formatTime(Date.parse(r.lease_expires_at), timeZone)}` : ""}); skipped this time`);
+    c.err(
+      `${r.bot}: another poll is running (lease held by ${r.lease_holder ?? "?"}${r.lease_expires_at ? ` until ${formatTime(Date.parse(r.lease_expires_at), timeZone)}` : ""}); skipped this time`,
+    );
     return;
   }
   if (r.status === "error") {
@@ -125,7 +145,9 @@ function printReport(c: CliContext, r: BotReport, timeZone?: string): void {
   c.out(`${r.bot}: ${r.answered} answered, ${r.skipped} skipped, ${failed}${r.deferred ? `, ${r.deferred} left for the next run` : ""}`);
   const noBalance = r.failures.filter((f) => f.kind === "no_balance");
   for (const f of r.failures.filter((f) => f.kind !== "no_balance")) {
-    c.err(`${r.bot}: ${f.review_id === null ? `branch ${f.branch_id}` : `review ${f.review_id} (branch ${f.branch_id}${f.message_id !== null ? `, message ${f.message_id}` : ""})`}: ${f.reason}`);
+    c.err(
+      `${r.bot}: ${f.review_id === null ? `branch ${f.branch_id}` : `review ${f.review_id} (branch ${f.branch_id}${f.message_id !== null ? `, message ${f.message_id}` : ""})`}: ${f.reason}`,
+    );
   }
   if (noBalance.length) {
     c.err(

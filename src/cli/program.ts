@@ -25,7 +25,10 @@ class BotsCommand extends Command {
 
 /** The error for `bots balance ad 5`: an unknown subcommand of a command that has an action too. */
 function unknownSubcommand(cmd: Command, word: string): UsageError {
-  const guess = closest(word, cmd.commands.map((c) => c.name()));
+  const guess = closest(
+    word,
+    cmd.commands.map((c) => c.name()),
+  );
   return new UsageError("UNKNOWN_COMMAND", `unknown command '${cmd.name()} ${word}'${guess ? ` (did you mean ${guess}?)` : ""}`, {
     hint: `${cmd.name()} has: ${cmd.commands.map((c) => c.name()).join(", ")}; see bots ${cmd.name()} --help`,
   });
@@ -77,15 +80,17 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
   // `--json` is a global option; commands that honour it also list it in their own help.
   const JSON_HELP = "--json";
   const ctx = async (cmd: Command): Promise<CliContext> => (await import("./context.js")).resolveContext(cmd.optsWithGlobals<GlobalOptions>(), io);
-  const run = (fn: (c: CliContext, cmd: Command) => Promise<void>) => async (...args: unknown[]) => {
-    const cmd = args[args.length - 1] as Command;
-    const c = await ctx(cmd);
-    try {
-      await fn(c, cmd);
-    } catch (error) {
-      throw await reportError(error, c);
-    }
-  };
+  const run =
+    (fn: (c: CliContext, cmd: Command) => Promise<void>) =>
+    async (...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command;
+      const c = await ctx(cmd);
+      try {
+        await fn(c, cmd);
+      } catch (error) {
+        throw await reportError(error, c);
+      }
+    };
 
   if (wants("start")) {
     program
@@ -98,9 +103,15 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--instance-id <id>", "this instance's id among several on one database (default host:pid:random)")
       .option("--lease-ttl <s>", "seconds without a heartbeat after which an instance is dead and its bots are taken over", "15")
       .option("--health-threshold <s>", "seconds a bot's channel calls may keep failing before /healthz reports it", "120")
-      .option("--metrics-token <token>", "bearer token required by /metrics and for /healthz, /readyz details (env BOTS_METRICS_TOKEN, which keeps it out of `ps`)")
+      .option(
+        "--metrics-token <token>",
+        "bearer token required by /metrics and for /healthz, /readyz details (env BOTS_METRICS_TOKEN, which keeps it out of `ps`)",
+      )
       .option("--strict", "start nothing while any bot file has a problem (default: start the valid bots, list the others)")
-      .addHelpText("after", "\nExamples:\n  bots start            # every enabled, valid bot (files with problems are listed, not started)\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots start            # every enabled, valid bot (files with problems are listed, not started)\n  bots start tg         # every Telegram bot\n  bots start shop-tg    # one bot\n  bots start --http-port 9464 --http-host 0.0.0.0   # metrics for a remote Prometheus",
+      )
       .action(run(async (c, cmd) => (await import("./start.js")).startCommand(c, cmd.args, cmd.opts())));
   }
   if (wants("demo")) {
@@ -132,12 +143,17 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--account <name>", "one account")
       .option(JSON_HELP, "print {accounts: [{account, balance, balance_hundredths, replies_left, last_movement_at}]}")
       .allowExcessArguments()
-      .addHelpText("after", "\nExamples:\n  bots balance                      # every account, replies left, last movement\n  bots balance --account client-a\n  bots balance --json | jq '.accounts[] | select(.replies_left < 100)'")
-      .action(run(async (c, cmd) => {
-        // An action with subcommands takes any other word as an argument: say what was meant.
-        if (cmd.args.length) throw unknownSubcommand(cmd, cmd.args[0]!);
-        return (await import("./balance.js")).showBalance(c, cmd.opts());
-      }));
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots balance                      # every account, replies left, last movement\n  bots balance --account client-a\n  bots balance --json | jq '.accounts[] | select(.replies_left < 100)'",
+      )
+      .action(
+        run(async (c, cmd) => {
+          // An action with subcommands takes any other word as an argument: say what was meant.
+          if (cmd.args.length) throw unknownSubcommand(cmd, cmd.args[0]!);
+          return (await import("./balance.js")).showBalance(c, cmd.opts());
+        }),
+      );
     balance
       .command("add")
       .description("top up an account")
@@ -147,7 +163,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("-y, --yes", "do not ask for confirmation")
       .option("--new-account", "open the account: needed when no bot config names it and it has no ledger yet")
       .option(JSON_HELP, "print {account, added, balance, balance_hundredths, ledger_id}")
-      .addHelpText("after", "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes\n  bots balance add 100 --account client-b --new-account   # before any config names client-b")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots balance add 500\n  bots balance add 12,50 --account client-a --note 'invoice 42' --yes\n  bots balance add 100 --account client-b --new-account   # before any config names client-b",
+      )
       .action(run(async (c, cmd) => (await import("./balance.js")).addBalance(c, cmd.args[0]!, cmd.optsWithGlobals())));
     balance
       .command("adjust")
@@ -176,7 +195,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--account <name>", "one account")
       .option("--limit <n>", "rows", "20")
       .option(JSON_HELP, "print {ledger: [{id, account, reason, delta, balance_after, message_id, note, at}]}")
-      .addHelpText("after", "\nExamples:\n  bots balance history\n  bots balance history --account client-a --limit 100\n  bots balance history --json | jq -r '.ledger[] | select(.reason == \"topup\") | .delta'")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots balance history\n  bots balance history --account client-a --limit 100\n  bots balance history --json | jq -r '.ledger[] | select(.reason == \"topup\") | .delta'",
+      )
       .action(run(async (c, cmd) => (await import("./balance.js")).balanceHistory(c, cmd.optsWithGlobals())));
   }
   if (wants("config")) {
@@ -185,7 +207,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .command("check")
       .description("validate every bot config; print problems as file:line: field: message")
       .option(JSON_HELP, "print {ok, problems: [{file, line, field, message}], bots: [...]}")
-      .addHelpText("after", "\nExit 0 when every file is valid, 2 otherwise.\n\nExamples:\n  bots config check\n  bots --config-dir /srv/bots/configs --env-file /srv/bots/.env config check\n  bots config check --json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'")
+      .addHelpText(
+        "after",
+        "\nExit 0 when every file is valid, 2 otherwise.\n\nExamples:\n  bots config check\n  bots --config-dir /srv/bots/configs --env-file /srv/bots/.env config check\n  bots config check --json | jq -r '.problems[] | \"\\(.file):\\(.line): \\(.message)\"'",
+      )
       .action(run(async (c) => (await import("./config.js")).checkCommand(c)));
   }
   if (wants("db")) {
@@ -193,13 +218,19 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
     db.command("migrate")
       .description("apply database migrations")
       .option(JSON_HELP, "print {database, applied: [...]}")
-      .addHelpText("after", "\nEvery command that opens the database applies pending migrations too; run this after an\nupgrade to do it at a chosen moment (stop the bots first).\n\nExamples:\n  bots db migrate\n  bots --db mysql://bots:secret@127.0.0.1:3306/bots db migrate")
+      .addHelpText(
+        "after",
+        "\nEvery command that opens the database applies pending migrations too; run this after an\nupgrade to do it at a chosen moment (stop the bots first).\n\nExamples:\n  bots db migrate\n  bots --db mysql://bots:secret@127.0.0.1:3306/bots db migrate",
+      )
       .action(run(async (c) => (await import("./db.js")).migrateCommand(c)));
     db.command("copy")
       .description("copy every table of --db into another, empty database (SQLite → MySQL); stop the bots first")
       .option("--to <url>", "target database: mysql://user:pass@host:3306/db or sqlite:PATH")
       .option(JSON_HELP, "print {from, to, tables: [{table, rows}], rows}")
-      .addHelpText("after", "\nExamples:\n  bots db copy --to mysql://bots:secret@127.0.0.1:3306/bots\n  bots --db mysql://bots:secret@db:3306/bots db copy --to sqlite:backup.db")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots db copy --to mysql://bots:secret@127.0.0.1:3306/bots\n  bots --db mysql://bots:secret@db:3306/bots db copy --to sqlite:backup.db",
+      )
       .action(run(async (c, cmd) => (await import("./db.js")).copyCommand(c, cmd.opts())));
   }
   if (wants("poll")) {
@@ -210,7 +241,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .argument("[bot...]", "2GIS bot names; none = every enabled 2GIS bot")
       .option("--lease-ttl <s>", "seconds a killed run's lease blocks others (renewed while running)", "120")
       .option(JSON_HELP, "print {bots: [...]}: one report per bot")
-      .addHelpText("after", "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && /usr/local/bin/bots poll 2gis >> logs/cron.log 2>&1")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots poll 2gis\n  bots poll 2gis shop-2gis\n  */5 * * * * cd /srv/bots && /usr/local/bin/bots poll 2gis >> logs/cron.log 2>&1",
+      )
       .action(run(async (c, cmd) => (await import("./poll.js")).pollCommand(c, cmd.args[0]!, cmd.args.slice(1), cmd.opts())));
   }
   if (wants("replay")) {
@@ -221,7 +255,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--since <when>", "from: 30m, 24h, 2d or an ISO date (default 24h, none with --id)")
       .option("--until <when>", "up to (exclusive): 30m, 24h, 2d or an ISO date")
       .option("--id <n...>", "these stored message ids")
-      .option("--status <list>", "comma list of: received, failed, no_balance, expired, partial, answered, sending, delivering, unconfirmed, skipped, filtered (default: every status; with --send received, failed, no_balance, expired, partial)")
+      .option(
+        "--status <list>",
+        "comma list of: received, failed, no_balance, expired, partial, answered, sending, delivering, unconfirmed, skipped, filtered (default: every status; with --send received, failed, no_balance, expired, partial)",
+      )
       .option("--limit <n>", "at most N messages, oldest first")
       .option("--send", "deliver answers to never-answered messages, record and charge them")
       .option("--force", "with --send: also re-send messages that were answered")
@@ -256,7 +293,11 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--prompt <file>", "try another prompt file instead of the bot's")
       .option("-i, --interactive", "chat in the terminal (history kept; /reset, /exit)")
       .option("--cases <file>", "YAML list of cases with expectations; exit 1 if any fails")
-      .option("--image <file>", "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable", (v: string, prev: string[] = []) => [...prev, v])
+      .option(
+        "--image <file>",
+        "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable",
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
       .option(JSON_HELP, "print the answer (or the cases) as JSON")
       .addHelpText(
         "after",
@@ -279,9 +320,9 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
           "",
           "Examples:",
           '  bots prompt test shop-tg "Сколько стоит доставка?"',
-          "  bots prompt test shop-tg --prompt prompts/shop-v2.md \"Есть самовывоз?\"",
+          '  bots prompt test shop-tg --prompt prompts/shop-v2.md "Есть самовывоз?"',
           "  bots prompt test shop-tg --interactive",
-          "  bots prompt test shop-tg --image receipt.jpg \"Что здесь не так?\"",
+          '  bots prompt test shop-tg --image receipt.jpg "Что здесь не так?"',
           "  bots prompt test shop-tg --cases tests/shop-cases.yaml   # in CI before a prompt change",
         ].join("\n"),
       )
@@ -356,7 +397,9 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
           "  bots init --yes --channel 2gis --name shop-2gis --branch-id 70000001000000001",
         ].join("\n"),
       )
-      .action(run(async (c, cmd) => (await import("./init.js")).initCommand(c, { ...cmd.opts(), envFile: cmd.optsWithGlobals<{ envFile?: string }>().envFile })));
+      .action(
+        run(async (c, cmd) => (await import("./init.js")).initCommand(c, { ...cmd.opts(), envFile: cmd.optsWithGlobals<{ envFile?: string }>().envFile })),
+      );
   }
   if (wants("report")) {
     program
@@ -369,7 +412,10 @@ export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: proce
       .option("--to <addr>", "recipients, comma-separated (default: report.to)")
       .option("--out <file>", "write the HTML to this file instead of mailing it")
       .option(JSON_HELP, "print a summary per report as JSON")
-      .addHelpText("after", "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html")
+      .addHelpText(
+        "after",
+        "\nExamples:\n  bots report send                          # every bot with features.report, last 24 h\n  bots report send --bot shop-tg --since 7d --to boss@example.com\n  bots report send --bot shop-tg --out report.html",
+      )
       .action(run(async (c, cmd) => (await import("./report.js")).reportSendCommand(c, cmd.opts())));
   }
   if (wants("coaching")) {
@@ -495,7 +541,11 @@ async function runProgram(argv: string[], io?: CliIo): Promise<number> {
       if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return 0;
       return error.exitCode === 0 ? 0 : 2;
     }
-    const e = await reportError(error, { err: (l) => void (io?.stderr ?? process.stderr).write(l + "\n"), json: false, verbose: argv.includes("-v") || argv.includes("--verbose") });
+    const e = await reportError(error, {
+      err: (l) => void (io?.stderr ?? process.stderr).write(l + "\n"),
+      json: false,
+      verbose: argv.includes("-v") || argv.includes("--verbose"),
+    });
     return e.exitCode;
   }
 }

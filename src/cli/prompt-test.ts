@@ -55,10 +55,23 @@ export interface PromptTestAnswer {
  */
 export async function promptAnswer(deps: PromptTestDeps, history: Turn[], message: string, imageFiles: string[] = []): Promise<PromptTestAnswer> {
   const bot = deps.bot;
-  const system = renderPrompt(loadPrompt(bot, deps.kind ?? "messages", deps.promptFile), { botName: bot.name, timezone: bot.timezone, nowMs: (deps.now ?? Date.now)() });
-  const messages: ChatMessage[] = [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })), { role: "user", content: message }];
+  const system = renderPrompt(loadPrompt(bot, deps.kind ?? "messages", deps.promptFile), {
+    botName: bot.name,
+    timezone: bot.timezone,
+    nowMs: (deps.now ?? Date.now)(),
+  });
+  const messages: ChatMessage[] = [
+    { role: "system", content: system },
+    ...history.map((t): ChatMessage => ({ role: t.role, content: t.text })),
+    { role: "user", content: message },
+  ];
   const log = deps.log ?? pino({ enabled: false });
-  const images = await loadImages(bot, imageFiles.map((f) => ({ url: pathToFileURL(path.resolve(f)).href })), localFiles, log);
+  const images = await loadImages(
+    bot,
+    imageFiles.map((f) => ({ url: pathToFileURL(path.resolve(f)).href })),
+    localFiles,
+    log,
+  );
   const c = await completeWithImages(deps.llm, bot, messages, images, { tools: deps.tools ?? [], executeTools: false }, log);
   return {
     text: c.text,
@@ -101,7 +114,11 @@ const localFiles: ImageFetcher = {
  * @param show receives each answer, or the error of a failed one
  * @returns how many answers were given
  */
-export async function chatSession(deps: PromptTestDeps, read: () => Promise<string | null>, show: (event: { answer: PromptTestAnswer } | { error: string } | { reset: true }) => void): Promise<number> {
+export async function chatSession(
+  deps: PromptTestDeps,
+  read: () => Promise<string | null>,
+  show: (event: { answer: PromptTestAnswer } | { error: string } | { reset: true }) => void,
+): Promise<number> {
   let history: Turn[] = [];
   let answers = 0;
   for (;;) {
@@ -146,7 +163,8 @@ const caseSchema = z
   .superRefine((c, ctx) => {
     const lastUser = c.history?.length && c.history[c.history.length - 1]!.role === "user";
     if (!c.message && !lastUser && !c.image) ctx.addIssue({ code: "custom", path: ["message"], message: "give message, or a history ending with a user turn" });
-    if (!c.contains && !c.not_contains && !c.matches && !c.max_chars) ctx.addIssue({ code: "custom", path: [], message: "no expectation: add contains, not_contains, matches or max_chars" });
+    if (!c.contains && !c.not_contains && !c.matches && !c.max_chars)
+      ctx.addIssue({ code: "custom", path: [], message: "no expectation: add contains, not_contains, matches or max_chars" });
     for (const [i, m] of (c.matches ?? []).entries()) {
       try {
         toRegExp(m);
@@ -189,14 +207,18 @@ export function loadCases(file: string): PromptCase[] {
   }
   const lc = new LineCounter();
   const doc = parseDocument(source, { lineCounter: lc, prettyErrors: false });
-  if (doc.errors.length) throw new ConfigError("CASES_INVALID", doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? 0}: YAML: ${e.message.split("\n")[0]}`).join("\n"));
+  if (doc.errors.length)
+    throw new ConfigError("CASES_INVALID", doc.errors.map((e) => `${file}:${e.linePos?.[0]?.line ?? 0}: YAML: ${e.message.split("\n")[0]}`).join("\n"));
   let listNode = doc.contents as Node | null;
   let prefix: (string | number)[] = [];
   if (isMap(listNode) && listNode.has("cases")) {
     listNode = listNode.get("cases", true) as Node;
     prefix = ["cases"];
   }
-  if (!isSeq(listNode)) throw new ConfigError("CASES_INVALID", `${file}: expected a list of cases (or cases: [...])`, { hint: "- message: Сколько стоит доставка?\n    contains: доставка" });
+  if (!isSeq(listNode))
+    throw new ConfigError("CASES_INVALID", `${file}: expected a list of cases (or cases: [...])`, {
+      hint: "- message: Сколько стоит доставка?\n    contains: доставка",
+    });
   const raw = (listNode.toJSON() as unknown[]) ?? [];
   const problems: string[] = [];
   const cases: PromptCase[] = [];
@@ -230,9 +252,19 @@ export function loadCases(file: string): PromptCase[] {
         problems.push(`${file}:${node?.range ? lc.linePos(node.range[0]).line : 0}: cases[${i}].image: picture ${f} not found`);
       }
     }
-    cases.push({ name: c.name ?? `case ${i + 1}`, history, message, contains: c.contains ?? [], not_contains: c.not_contains ?? [], matches: c.matches ?? [], max_chars: c.max_chars, images });
+    cases.push({
+      name: c.name ?? `case ${i + 1}`,
+      history,
+      message,
+      contains: c.contains ?? [],
+      not_contains: c.not_contains ?? [],
+      matches: c.matches ?? [],
+      max_chars: c.max_chars,
+      images,
+    });
   });
-  if (problems.length) throw new ConfigError("CASES_INVALID", problems.join("\n"), { hint: "each case needs message (or history) and at least one expectation" });
+  if (problems.length)
+    throw new ConfigError("CASES_INVALID", problems.join("\n"), { hint: "each case needs message (or history) and at least one expectation" });
   if (!cases.length) throw new ConfigError("CASES_EMPTY", `${file} has no cases`);
   return cases;
 }

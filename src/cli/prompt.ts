@@ -30,12 +30,18 @@ export interface PromptTestCliOptions {
  */
 export async function promptTestCommand(c: CliContext, botName: string, words: string[], opts: PromptTestCliOptions): Promise<void> {
   const modes = [words.length > 0 || Boolean(opts.image?.length), Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
-  if (modes !== 1) throw new UsageError("PROMPT_TEST_USAGE", modes === 0 ? "give a MESSAGE, --interactive or --cases FILE" : "give only one of MESSAGE, --interactive, --cases", { hint: `bots prompt test ${botName} "Сколько стоит доставка?"` });
+  if (modes !== 1)
+    throw new UsageError(
+      "PROMPT_TEST_USAGE",
+      modes === 0 ? "give a MESSAGE, --interactive or --cases FILE" : "give only one of MESSAGE, --interactive, --cases",
+      { hint: `bots prompt test ${botName} "Сколько стоит доставка?"` },
+    );
   // The channel is never used here: its variables (a token) need not be set.
   const all = loadBotsWarn(c, [botName], { channelVarsOptional: true });
   const bot = all.find((b) => b.name === botName);
   if (!bot) throw new UsageError("UNKNOWN_BOT", `no bot named '${botName}'`, { hint: `bots: ${all.map((b) => b.name).join(", ") || "none"}` });
-  if (opts.interactive && !c.interactive) throw new UsageError("NOT_A_TERMINAL", "--interactive needs a terminal", { hint: "pass the message as arguments, or --cases FILE" });
+  if (opts.interactive && !c.interactive)
+    throw new UsageError("NOT_A_TERMINAL", "--interactive needs a terminal", { hint: "pass the message as arguments, or --cases FILE" });
 
   const logging = createLogging({ console: c.verbose, level: c.verbose ? "debug" : "warn", color: c.color, secrets: secretsOf([bot]) });
   const logger = logging.forBot(bot.name);
@@ -49,7 +55,8 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
   const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
   const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined, log: logger };
   for (const file of opts.image ?? []) checkReadable(file);
-  if (opts.image?.length && !bot.llm.vision.enabled) c.err(chalk.yellow(`llm.vision.enabled is false for ${bot.name}: pictures are not sent; the model reads a [photo] placeholder`));
+  if (opts.image?.length && !bot.llm.vision.enabled)
+    c.err(chalk.yellow(`llm.vision.enabled is false for ${bot.name}: pictures are not sent; the model reads a [photo] placeholder`));
 
   if (opts.cases) {
     const cases = loadCases(opts.cases);
@@ -59,9 +66,35 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
     if (c.interactive && !c.json) process.stderr.write("\r\u001b[2K");
     const failed = results.filter((r) => !r.passed);
     if (c.json) {
-      c.out(JSON.stringify({ bot: bot.name, passed: results.length - failed.length, failed: failed.length, cases: results.map((r) => ({ name: r.name, passed: r.passed, failures: r.failures, answer: r.answer?.text ?? null, prompt_tokens: r.answer?.prompt_tokens ?? null, completion_tokens: r.answer?.completion_tokens ?? null, latency_ms: r.answer?.latency_ms ?? null })) }));
+      c.out(
+        JSON.stringify({
+          bot: bot.name,
+          passed: results.length - failed.length,
+          failed: failed.length,
+          cases: results.map((r) => ({
+            name: r.name,
+            passed: r.passed,
+            failures: r.failures,
+            answer: r.answer?.text ?? null,
+            prompt_tokens: r.answer?.prompt_tokens ?? null,
+            completion_tokens: r.answer?.completion_tokens ?? null,
+            latency_ms: r.answer?.latency_ms ?? null,
+          })),
+        }),
+      );
     } else {
-      c.out(table(["RESULT", "CASE", "FAILED EXPECTATION", "TOKENS", "MS"], results.map((r) => [r.passed ? chalk.green("pass") : chalk.red("FAIL"), r.name, r.failures.join("; "), r.answer ? `${r.answer.prompt_tokens}+${r.answer.completion_tokens}` : "-", r.answer ? String(r.answer.latency_ms) : "-"])));
+      c.out(
+        table(
+          ["RESULT", "CASE", "FAILED EXPECTATION", "TOKENS", "MS"],
+          results.map((r) => [
+            r.passed ? chalk.green("pass") : chalk.red("FAIL"),
+            r.name,
+            r.failures.join("; "),
+            r.answer ? `${r.answer.prompt_tokens}+${r.answer.completion_tokens}` : "-",
+            r.answer ? String(r.answer.latency_ms) : "-",
+          ]),
+        ),
+      );
       for (const r of failed.filter((x) => x.answer)) c.out(chalk.dim(`\n${r.name} answered:\n  ${r.answer!.text.replace(/\n/g, "\n  ")}`));
       c.out(failed.length ? chalk.red(`\n${failed.length} of ${results.length} cases failed`) : chalk.green(`\n${results.length} cases passed`));
     }
@@ -121,6 +154,15 @@ function printAnswer(c: CliContext, a: PromptTestAnswer): void {
   for (const t of a.tool_calls) c.out(chalk.dim(`tool call (not executed): ${t.name}(${t.arguments})`));
   c.out(a.text);
   for (const p of a.images.problems) c.err(chalk.yellow(`warning: ${p}`));
-  if (a.images.left) c.out(chalk.yellow(`${a.images.left} picture(s) not sent to the model (${a.images.problems.length ? "see the warnings above" : "llm.vision.enabled is false"})`));
-  c.out(chalk.dim(`${a.model} · ${a.images.sent ? `${a.images.sent} picture(s) · ` : ""}${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`));
+  if (a.images.left)
+    c.out(
+      chalk.yellow(
+        `${a.images.left} picture(s) not sent to the model (${a.images.problems.length ? "see the warnings above" : "llm.vision.enabled is false"})`,
+      ),
+    );
+  c.out(
+    chalk.dim(
+      `${a.model} · ${a.images.sent ? `${a.images.sent} picture(s) · ` : ""}${a.prompt_tokens} prompt + ${a.completion_tokens} completion tokens · ${formatCredits(a.cost)} credits · ${a.latency_ms} ms`,
+    ),
+  );
 }

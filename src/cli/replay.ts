@@ -27,7 +27,19 @@ export interface ReplayCliOptions {
   force?: boolean;
 }
 
-const STATUSES: IncomingStatus[] = ["received", "failed", "no_balance", "expired", "partial", "answered", "sending", "delivering", "unconfirmed", "skipped", "filtered"];
+const STATUSES: IncomingStatus[] = [
+  "received",
+  "failed",
+  "no_balance",
+  "expired",
+  "partial",
+  "answered",
+  "sending",
+  "delivering",
+  "unconfirmed",
+  "skipped",
+  "filtered",
+];
 
 /**
  * `bots replay`: parses the selection, runs {@link replay} (dry run unless `--send`), prints each
@@ -37,17 +49,25 @@ const STATUSES: IncomingStatus[] = ["received", "failed", "no_balance", "expired
  */
 export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Promise<void> {
   const now = Date.now();
-  const ids = opts.id?.flatMap((s) => s.split(",")).filter(Boolean).map((s) => parseCount(s, "--id", 1, Number.MAX_SAFE_INTEGER));
+  const ids = opts.id
+    ?.flatMap((s) => s.split(","))
+    .filter(Boolean)
+    .map((s) => parseCount(s, "--id", 1, Number.MAX_SAFE_INTEGER));
   const sinceMs = opts.since !== undefined ? parseWhen(opts.since, now, "--since") : ids ? undefined : now - 86_400_000;
   const untilMs = opts.until !== undefined ? parseWhen(opts.until, now, "--until") : undefined;
   const limit = opts.limit !== undefined ? parseCount(opts.limit, "--limit", 1, 1_000_000) : undefined;
   let statuses: IncomingStatus[] | undefined;
   if (opts.status) {
-    statuses = opts.status.split(",").map((s) => s.trim()).filter(Boolean) as IncomingStatus[];
+    statuses = opts.status
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean) as IncomingStatus[];
     const bad = statuses.filter((s) => !STATUSES.includes(s));
-    if (bad.length) throw new UsageError("STATUS_INVALID", `unknown status ${bad.map((s) => `'${s}'`).join(", ")}`, { hint: `one or more of ${STATUSES.join(", ")}` });
+    if (bad.length)
+      throw new UsageError("STATUS_INVALID", `unknown status ${bad.map((s) => `'${s}'`).join(", ")}`, { hint: `one or more of ${STATUSES.join(", ")}` });
   }
-  if (opts.force && !opts.send) throw new UsageError("FORCE_WITHOUT_SEND", "--force only makes sense with --send", { hint: "bots replay --send --force --id N" });
+  if (opts.force && !opts.send)
+    throw new UsageError("FORCE_WITHOUT_SEND", "--force only makes sense with --send", { hint: "bots replay --send --force --id N" });
   const all = loadBots(c);
   const targets = opts.bot?.flatMap((s) => s.split(",")).filter(Boolean) ?? [];
   const bots: BotConfig[] = targets.length ? selectBots(all, targets) : ids ? all : selectBots(all, []);
@@ -68,34 +88,47 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
   const notifiers: WebSocketNotifier[] = [];
   let summary: ReplaySummary;
   try {
-    summary = await quitSwitch.race(withStore(c, (store) =>
-      replay(
-        {
-          bots,
-          store,
-          llmFor: (bot) => llmFor(bot, logging.forBot(bot.name)),
-          featuresFor: (bot) => buildFeatures(bot, { store, logger: logging.forBot(bot.name), now: Date.now, env: c.env }),
-          imagesFor: (bot) => imageFetcherFor(bot),
-          loggerFor: (bot) => logging.forBot(bot.name),
-          pipelineFor: async (bot) => {
-            const logger = logging.forBot(bot.name);
-            // The worker is only a sender here: it is never started, so nothing is received.
-            const channel = await channelFactory(bot.channel)(bot, logger, { store });
-            const notifier = bot.websocket ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger }) : undefined;
-            if (notifier) notifiers.push(notifier);
-            return new Pipeline({ bot, store, llm: llmFor(bot, logger), channel, logger, notifier, features: buildFeatures(bot, { store, logger, now: Date.now, env: c.env }), images: imageFetcherFor(bot) });
+    summary = await quitSwitch.race(
+      withStore(c, (store) =>
+        replay(
+          {
+            bots,
+            store,
+            llmFor: (bot) => llmFor(bot, logging.forBot(bot.name)),
+            featuresFor: (bot) => buildFeatures(bot, { store, logger: logging.forBot(bot.name), now: Date.now, env: c.env }),
+            imagesFor: (bot) => imageFetcherFor(bot),
+            loggerFor: (bot) => logging.forBot(bot.name),
+            pipelineFor: async (bot) => {
+              const logger = logging.forBot(bot.name);
+              // The worker is only a sender here: it is never started, so nothing is received.
+              const channel = await channelFactory(bot.channel)(bot, logger, { store });
+              const notifier = bot.websocket
+                ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
+                : undefined;
+              if (notifier) notifiers.push(notifier);
+              return new Pipeline({
+                bot,
+                store,
+                llm: llmFor(bot, logger),
+                channel,
+                logger,
+                notifier,
+                features: buildFeatures(bot, { store, logger, now: Date.now, env: c.env }),
+                images: imageFetcherFor(bot),
+              });
+            },
+            signal: ac.signal,
+            onResult: (r, done, total) => {
+              if (progress) process.stderr.write("\r\u001b[2K");
+              printResult(c, r, Boolean(opts.send), all.find((b) => b.name === r.bot)?.timezone);
+              if (progress && done < total) process.stderr.write(progressBar(done, total));
+            },
           },
-          signal: ac.signal,
-          onResult: (r, done, total) => {
-            if (progress) process.stderr.write("\r\u001b[2K");
-            printResult(c, r, Boolean(opts.send), all.find((b) => b.name === r.bot)?.timezone);
-            if (progress && done < total) process.stderr.write(progressBar(done, total));
-          },
-        },
-        { bots: bots.map((b) => b.name), ids, statuses, sinceMs, untilMs, limit },
-        { send: opts.send, force: opts.force },
+          { bots: bots.map((b) => b.name), ids, statuses, sinceMs, untilMs, limit },
+          { send: opts.send, force: opts.force },
+        ),
       ),
-    ));
+    );
   } finally {
     process.off("SIGINT", onSigint);
     // Quit at once: no waiting for notifiers (the logs were flushed by the handler).
@@ -120,7 +153,16 @@ function printResult(c: CliContext, r: ReplayResult, send: boolean, timeZone = "
     c.out(JSON.stringify({ ...r, created_at: new Date(r.created_ms).toISOString() }));
     return;
   }
-  const outcome = r.outcome === "answered" ? chalk.green("sent") : r.outcome === "dry_run" ? (r.changed ? chalk.yellow("changed") : chalk.dim("same")) : r.outcome === "skipped" ? chalk.dim("skipped") : chalk.red(r.outcome);
+  const outcome =
+    r.outcome === "answered"
+      ? chalk.green("sent")
+      : r.outcome === "dry_run"
+        ? r.changed
+          ? chalk.yellow("changed")
+          : chalk.dim("same")
+        : r.outcome === "skipped"
+          ? chalk.dim("skipped")
+          : chalk.red(r.outcome);
   c.out(`${chalk.bold(`#${r.id}`)} ${chalk.cyan(r.bot)} ${chalk.magenta(r.thread_key)} ${formatTime(r.created_ms, timeZone)} [${r.status}] → ${outcome}`);
   c.out(`  ${chalk.dim("user:  ")} ${indent(r.text)}`);
   c.out(`  ${chalk.dim("stored:")} ${r.stored_answer === null ? chalk.dim("(none)") : indent(r.stored_answer)}`);
@@ -137,7 +179,20 @@ function indent(text: string): string {
 function printSummary(c: CliContext, s: ReplaySummary, send: boolean): void {
   const errors = s.results.filter((r) => r.outcome === "error" || r.outcome === "failed").length;
   if (c.json) {
-    c.out(JSON.stringify({ summary: { mode: send ? "send" : "dry_run", selected: s.selected, processed: s.processed, changed: s.changed, answered: s.answered, failed: s.failed, skipped: s.skipped, interrupted: s.interrupted } }));
+    c.out(
+      JSON.stringify({
+        summary: {
+          mode: send ? "send" : "dry_run",
+          selected: s.selected,
+          processed: s.processed,
+          changed: s.changed,
+          answered: s.answered,
+          failed: s.failed,
+          skipped: s.skipped,
+          interrupted: s.interrupted,
+        },
+      }),
+    );
     return;
   }
   if (s.selected === 0) {

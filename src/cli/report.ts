@@ -39,13 +39,20 @@ export async function reportSendCommand(c: CliContext, opts: ReportSendOptions, 
   if (opts.bot) bots = selectBots(all, [opts.bot]);
   else {
     bots = all.filter((b) => b.enabled && b.features.report);
-    if (!bots.length) throw new UsageError("NO_REPORT_BOTS", "no enabled bot has features.report", { hint: "pass --bot NAME, or add features.report to a bot's config" });
+    if (!bots.length)
+      throw new UsageError("NO_REPORT_BOTS", "no enabled bot has features.report", { hint: "pass --bot NAME, or add features.report to a bot's config" });
   }
-  const to = opts.to?.split(",").map((s) => s.trim()).filter(Boolean);
+  const to = opts.to
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const addr of to ?? []) if (!isEmail(addr)) throw new UsageError("ADDRESS_INVALID", `--to: '${addr}' is not an e-mail address`);
   if (!opts.out) {
     for (const b of bots) {
-      if (!b.smtp) throw new ConfigError("SMTP_MISSING", `bot ${b.name} has no smtp section to send the report with`, { hint: "add smtp: to its config (see docs/sales.md), or use --out FILE" });
+      if (!b.smtp)
+        throw new ConfigError("SMTP_MISSING", `bot ${b.name} has no smtp section to send the report with`, {
+          hint: "add smtp: to its config (see docs/sales.md), or use --out FILE",
+        });
       if (!(to ?? b.features.report?.to)?.length) throw new UsageError("NO_RECIPIENT", `bot ${b.name} has no report.to`, { hint: "pass --to ADDR" });
     }
   }
@@ -55,21 +62,42 @@ export async function reportSendCommand(c: CliContext, opts: ReportSendOptions, 
     for (const bot of bots) {
       const counts = await new DialogsRepo(store.database.db).counts(bot.name, sinceMs, untilMs);
       const leads = (await store.leads.createdBetween(bot.name, sinceMs, untilMs)).length;
-      const summary = { bot: bot.name, since: new Date(sinceMs).toISOString(), until: new Date(untilMs).toISOString(), dialogs: counts.dialogs, messages: counts.messages, answered: counts.answered, failed: counts.failed, leads };
+      const summary = {
+        bot: bot.name,
+        since: new Date(sinceMs).toISOString(),
+        until: new Date(untilMs).toISOString(),
+        dialogs: counts.dialogs,
+        messages: counts.messages,
+        answered: counts.answered,
+        failed: counts.failed,
+        leads,
+      };
       if (opts.out) {
         const file = path.resolve(bots.length > 1 ? opts.out.replace(/(\.[^./\\]+)?$/, (ext) => `-${bot.name}${ext}`) : opts.out);
         await mkdir(path.dirname(file), { recursive: true });
         await pipeline(Readable.from(renderReport(store, bot, { sinceMs, untilMs })), createWriteStream(file));
         if (c.json) c.out(JSON.stringify({ ...summary, out: file }));
-        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${file}`);
+        else
+          c.out(
+            `${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${file}`,
+          );
         continue;
       }
       const recipients = to ?? bot.features.report!.to;
       const mailer = new Mailer(bot.smtp!, deps.mail);
       try {
-        const id = await mailReport(store, bot, mailer, { sinceMs, untilMs, to: recipients, subject: bot.features.report?.subject ?? "Диалоги {bot}: {from} — {to}", backoffMs: deps.mail?.backoffMs ?? 2000 });
+        const id = await mailReport(store, bot, mailer, {
+          sinceMs,
+          untilMs,
+          to: recipients,
+          subject: bot.features.report?.subject ?? "Диалоги {bot}: {from} — {to}",
+          backoffMs: deps.mail?.backoffMs ?? 2000,
+        });
         if (c.json) c.out(JSON.stringify({ ...summary, to: recipients, message_id: id }));
-        else c.out(`${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${recipients.join(", ")}`);
+        else
+          c.out(
+            `${bot.name}: ${counts.dialogs} dialogs, ${counts.messages} messages, ${leads} leads (${formatTime(sinceMs, bot.timezone)} – ${formatTime(untilMs, bot.timezone)}) → ${recipients.join(", ")}`,
+          );
       } finally {
         mailer.close();
       }

@@ -27,7 +27,10 @@ export function loadBotsNamed(c: CliContext, names: string[], options: LoadOptio
   const fatal = loaded.problems.filter((p) => !loaded.broken.some((b) => b.problems.includes(p)));
   const mine = loaded.broken.filter((b) => names.includes(b.name));
   const problems = [...fatal, ...mine.flatMap((b) => b.problems)];
-  if (problems.length) throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), { hint: "run `bots config check` after fixing; every problem is listed above" });
+  if (problems.length)
+    throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), {
+      hint: "run `bots config check` after fixing; every problem is listed above",
+    });
   registerSecrets(botSecrets(loaded.bots));
   registerEnvSecrets(c.env);
   return { bots: loaded.bots, broken: loaded.broken };
@@ -37,7 +40,9 @@ export function loadBotsNamed(c: CliContext, names: string[], options: LoadOptio
 export function warnBroken(c: CliContext, broken: BrokenFile[]): void {
   if (!broken.length) return;
   const files = broken.map((b) => b.file).join(", ");
-  c.err(`warning: ${broken.length === 1 ? "1 other bot file has" : `${broken.length} other bot files have`} problems and ${broken.length === 1 ? "was" : "were"} skipped: ${files} (bots config check lists them)`);
+  c.err(
+    `warning: ${broken.length === 1 ? "1 other bot file has" : `${broken.length} other bot files have`} problems and ${broken.length === 1 ? "was" : "were"} skipped: ${files} (bots config check lists them)`,
+  );
 }
 
 /** Valid bots for a command about `names` (see {@link loadBotsNamed}), warning about other broken files. */
@@ -72,10 +77,14 @@ function configDirState(c: CliContext): { exists: boolean; bots: number } {
 /** `no database at …`, saying where the command looked and what to do (exit 2). */
 function missingDatabase(c: CliContext, error: Error): UsageError {
   const dir = configDirState(c);
-  const lines = [error.message, dir.exists ? `configs: ${c.configDir} (${dir.bots} bot file${dir.bots === 1 ? "" : "s"})` : `configs: ${c.configDir} does not exist either`];
-  const hint = dir.exists && dir.bots
-    ? "bots start or bots balance add creates the database; or pass --db URL (env DATABASE_URL) if it is elsewhere"
-    : "run bots in the project folder, or pass --config-dir DIR and --db URL; to start a new project: bots init";
+  const lines = [
+    error.message,
+    dir.exists ? `configs: ${c.configDir} (${dir.bots} bot file${dir.bots === 1 ? "" : "s"})` : `configs: ${c.configDir} does not exist either`,
+  ];
+  const hint =
+    dir.exists && dir.bots
+      ? "bots start or bots balance add creates the database; or pass --db URL (env DATABASE_URL) if it is elsewhere"
+      : "run bots in the project folder, or pass --config-dir DIR and --db URL; to start a new project: bots init";
   return new UsageError("DB_MISSING", lines.join("\n"), { hint, cause: error });
 }
 
@@ -98,7 +107,9 @@ export function requireConfigDir(c: CliContext): void {
 export function noSuchBot(name: string, known: Iterable<string>): UsageError {
   const names = [...new Set(known)].sort();
   const guess = closest(name, names);
-  return new UsageError("UNKNOWN_BOT", `no bot named '${name}'${guess ? ` (did you mean '${guess}'?)` : ""}`, { hint: `bots: ${names.join(", ") || "none (bots status lists the config dir)"}` });
+  return new UsageError("UNKNOWN_BOT", `no bot named '${name}'${guess ? ` (did you mean '${guess}'?)` : ""}`, {
+    hint: `bots: ${names.join(", ") || "none (bots status lists the config dir)"}`,
+  });
 }
 
 /**
@@ -133,7 +144,20 @@ export function formatTime(ms: number, timeZone = "UTC"): string {
   // UTC needs no time zone data (building the first Intl formatter loads it: tens of ms).
   if (timeZone === "UTC" || timeZone === "Etc/UTC") return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} +00:00`;
   let format = FORMATS.get(timeZone);
-  if (!format) FORMATS.set(timeZone, (format = new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "longOffset" })));
+  if (!format)
+    FORMATS.set(
+      timeZone,
+      (format = new Intl.DateTimeFormat("en-GB", {
+        timeZone,
+        year: "numeric",
+        month: "2-digit",
+        day: "2-digit",
+        hour: "2-digit",
+        minute: "2-digit",
+        hourCycle: "h23",
+        timeZoneName: "longOffset",
+      })),
+    );
   const p = Object.fromEntries(format.formatToParts(ms).map((x) => [x.type, x.value]));
   // longOffset: "GMT+03:00", or "GMT" at offset zero.
   const offset = (p.timeZoneName ?? "GMT").replace(/^GMT/, "") || "+00:00";
@@ -152,7 +176,11 @@ export function accountZone(account: string, bots: Array<{ timezone: string; bal
 /** Renders rows as an aligned text table with a header. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i] ?? ""))));
-  const line = (cells: string[]) => cells.map((cell, i) => cell + " ".repeat(widths[i]! - visibleLength(cell))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell + " ".repeat(widths[i]! - visibleLength(cell)))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 

@@ -72,7 +72,13 @@ export async function statusCommand(c: CliContext, opts: { watch?: boolean; inte
 async function statusOnce(c: CliContext): Promise<StatusReport> {
   const loaded = loadBotConfigs(c.configDir, c.env);
   const broken = brokenBots(loaded);
-  const { result: [report, scale], missing } = await withStoreOrEmpty(c, async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)]);
+  const {
+    result: [report, scale],
+    missing,
+  } = await withStoreOrEmpty(
+    c,
+    async (store): Promise<[StatusReport, ScaleStatus]> => [await collectStatus(loaded.bots, store, Date.now(), broken), await collectScale(store)],
+  );
   const { problems } = loaded;
   if (c.json) {
     c.out(
@@ -88,7 +94,12 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
           })),
           ...report.broken.map((b) => ({ name: b.name, file: b.file, problems: b.problems })),
         ].sort((a, b) => a.name.localeCompare(b.name)),
-        accounts: report.accounts.map((a) => ({ account: a.account, balance: formatCredits(a.balance), balance_hundredths: a.balance, replies_left: a.replies_left })),
+        accounts: report.accounts.map((a) => ({
+          account: a.account,
+          balance: formatCredits(a.balance),
+          balance_hundredths: a.balance,
+          replies_left: a.replies_left,
+        })),
         problems: problems.map(formatProblem),
         instances: scale.instances,
         owners: scale.owners,
@@ -105,9 +116,17 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
     const rows = [
       ...report.bots.map((b) => ({ name: b.name, cells: [terminalSafe(b.name), ...STATUS_COLUMNS.map((col) => col.cell(b)), ""] })),
       // A broken file's name and problem quote the file as it is (a key name, a file name).
-      ...report.broken.map((b) => ({ name: b.name, cells: [terminalSafe(b.name), ...STATUS_COLUMNS.map(() => chalk.dim("-")), chalk.red(terminalSafe(problemSummary(b)))] })),
+      ...report.broken.map((b) => ({
+        name: b.name,
+        cells: [terminalSafe(b.name), ...STATUS_COLUMNS.map(() => chalk.dim("-")), chalk.red(terminalSafe(problemSummary(b)))],
+      })),
     ].sort((a, b) => a.name.localeCompare(b.name));
-    c.out(table(["BOT", ...STATUS_COLUMNS.map((col) => col.header), "PROBLEM"], rows.map((r) => r.cells)));
+    c.out(
+      table(
+        ["BOT", ...STATUS_COLUMNS.map((col) => col.header), "PROBLEM"],
+        rows.map((r) => r.cells),
+      ),
+    );
   }
   if (report.bots.length) {
     c.out("");
@@ -131,19 +150,47 @@ async function statusOnce(c: CliContext): Promise<StatusReport> {
   if (scale.instances.length || scale.owners.length) {
     c.out("");
     c.out(chalk.bold("Instances (dead once the heartbeat is older than their --lease-ttl) and bot owners"));
-    c.out(table(["INSTANCE", "HOST", "PID", "LEASE TTL", "HEARTBEAT AGE", "BOTS OWNED"], scale.instances.map((i) => [terminalSafe(i.id), terminalSafe(i.host), String(i.pid), `${i.lease_ttl_ms / 1000} s`, i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`), terminalSafe(i.bots_owned.join(", ")) || "-"])));
-    c.out(table(["BOT", "OWNER", "EPOCH"], scale.owners.map((o) => [terminalSafe(o.bot), o.owner === null ? chalk.yellow("(none)") : terminalSafe(o.owner), String(o.epoch)])));
+    c.out(
+      table(
+        ["INSTANCE", "HOST", "PID", "LEASE TTL", "HEARTBEAT AGE", "BOTS OWNED"],
+        scale.instances.map((i) => [
+          terminalSafe(i.id),
+          terminalSafe(i.host),
+          String(i.pid),
+          `${i.lease_ttl_ms / 1000} s`,
+          i.alive ? `${(i.heartbeat_age_ms / 1000).toFixed(1)} s` : chalk.red(`${(i.heartbeat_age_ms / 1000).toFixed(1)} s (dead)`),
+          terminalSafe(i.bots_owned.join(", ")) || "-",
+        ]),
+      ),
+    );
+    c.out(
+      table(
+        ["BOT", "OWNER", "EPOCH"],
+        scale.owners.map((o) => [terminalSafe(o.bot), o.owner === null ? chalk.yellow("(none)") : terminalSafe(o.owner), String(o.epoch)]),
+      ),
+    );
   }
   c.out("");
   if (!report.accounts.length) c.out("No balance accounts yet. Top one up with: bots balance add 500");
-  else c.out(table(["ACCOUNT", "BALANCE", "REPLIES LEFT"], report.accounts.map((a) => [terminalSafe(a.account), chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)])));
+  else
+    c.out(
+      table(
+        ["ACCOUNT", "BALANCE", "REPLIES LEFT"],
+        report.accounts.map((a) => [terminalSafe(a.account), chalk.bold(formatCredits(a.balance)), a.replies_left === null ? "-" : String(a.replies_left)]),
+      ),
+    );
   if (problems.length) {
     c.out("");
     c.out(chalk.red(`${problems.length} config problem${problems.length === 1 ? "" : "s"} (run bots config check):`));
     for (const p of problems) c.out(`  ${terminalSafe(formatProblem(p))}`);
   }
   const unconfirmed = report.bots.reduce((a, b) => a + b.unconfirmed, 0);
-  if (unconfirmed) c.out(chalk.yellow(`\n${unconfirmed} answer(s) unconfirmed (the connection failed after sending, or the process stopped while sending; they may have arrived, charged): check them with bots replay --status unconfirmed`));
+  if (unconfirmed)
+    c.out(
+      chalk.yellow(
+        `\n${unconfirmed} answer(s) unconfirmed (the connection failed after sending, or the process stopped while sending; they may have arrived, charged): check them with bots replay --status unconfirmed`,
+      ),
+    );
   const partial = report.bots.reduce((a, b) => a + b.partial, 0);
   if (partial) c.out(chalk.yellow(`\n${partial} answer(s) partly delivered (charged): bots replay --send --status partial sends the missing parts`));
   const failed = report.bots.reduce((a, b) => a + b.failed + b.no_balance, 0);

@@ -17,4 +17,3 @@ export function loadEnv(envFile: string | undefined, processEnv: NodeJS.ProcessE
   for (const [k, v] of Object.entries(processEnv)) if (v !== undefined) env[k] = v;
   return env;
 }
-

@@ -45,7 +45,9 @@ export const leadsSchema = z.strictObject({
   tool_description: z
     .string()
     .min(1)
-    .default("Save the customer's contact details as a lead once they have given them (name, phone, e-mail, what they want). Call again if they correct something."),
+    .default(
+      "Save the customer's contact details as a lead once they have given them (name, phone, e-mail, what they want). Call again if they correct something.",
+    ),
   /** Telegram only: offer the `request_contact` tool, which shows a "share my phone" button. @defaultValue true */
   contact_button: z.boolean().default(true),
   /** Label of that button. @defaultValue "📱 Отправить телефон" */

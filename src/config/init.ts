@@ -55,15 +55,25 @@ export function validateSpec(s: NewBotSpec): void {
   if (!/^[a-z0-9-]+$/.test(s.name) || s.name.length > 64) fail("--name", `'${s.name}' is not a bot name`, "lowercase letters, digits and '-' (e.g. shop-tg)");
   if (!["tg", "vk", "2gis"].includes(s.channel)) fail("--channel", `'${s.channel}' is not a channel`, "tg, vk or 2gis");
   if (!s.model.trim()) fail("--model", "is empty");
-  for (const [flag, v] of [["--api-key-var", s.apiKeyVar], ["--token-var", s.tokenVar], ["--confirmation-var", s.vkConfirmationVar], ["--secret-var", s.vkSecretVar], ["--login-var", s.dgisLoginVar], ["--password-var", s.dgisPasswordVar]] as const) {
+  for (const [flag, v] of [
+    ["--api-key-var", s.apiKeyVar],
+    ["--token-var", s.tokenVar],
+    ["--confirmation-var", s.vkConfirmationVar],
+    ["--secret-var", s.vkSecretVar],
+    ["--login-var", s.dgisLoginVar],
+    ["--password-var", s.dgisPasswordVar],
+  ] as const) {
     if (v !== undefined && !VAR_NAME.test(v)) fail(flag, `'${v}' is not an environment variable name`, "UPPER_CASE letters, digits and '_'");
   }
   if (s.baseUrl !== undefined && !/^https?:\/\/[^\s]+$/.test(s.baseUrl)) fail("--base-url", `'${s.baseUrl}' is not an http(s) URL`);
   if (!isTimeZone(s.timezone)) fail("--timezone", `'${s.timezone}' is not an IANA time zone`, "e.g. Europe/Moscow, Asia/Novosibirsk or UTC");
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(s.account)) fail("--account", `'${s.account}' is not an account name`, "letters, digits, '_', '.', '-' (1-64)");
-  if (!Number.isFinite(s.cost) || s.cost < 0 || Math.abs(s.cost * 100 - Math.round(s.cost * 100)) > 1e-6) fail("--cost", `'${s.cost}' is not an amount of credits`, "e.g. 5 or 2.50");
-  if (s.channel === "vk" && !(Number.isInteger(s.vkGroupId) && s.vkGroupId! > 0)) fail("--group-id", "the VK community id is required for channel vk", "the number in the community's address or settings");
-  if (s.channel === "2gis" && !(s.branchIds?.length && s.branchIds.every((b) => /^\d+$/.test(b)))) fail("--branch-id", "one or more numeric 2GIS branch ids are required for channel 2gis");
+  if (!Number.isFinite(s.cost) || s.cost < 0 || Math.abs(s.cost * 100 - Math.round(s.cost * 100)) > 1e-6)
+    fail("--cost", `'${s.cost}' is not an amount of credits`, "e.g. 5 or 2.50");
+  if (s.channel === "vk" && !(Number.isInteger(s.vkGroupId) && s.vkGroupId! > 0))
+    fail("--group-id", "the VK community id is required for channel vk", "the number in the community's address or settings");
+  if (s.channel === "2gis" && !(s.branchIds?.length && s.branchIds.every((b) => /^\d+$/.test(b))))
+    fail("--branch-id", "one or more numeric 2GIS branch ids are required for channel 2gis");
   if (!s.promptText.trim()) fail("--prompt-text", "is empty");
 }
 
@@ -95,9 +105,23 @@ export function renderBotYaml(s: NewBotSpec): string {
   ];
   if (s.channel === "tg") lines.push("tg:", `  token: \${${s.tokenVar}}`);
   if (s.channel === "vk") {
-    lines.push("vk:", `  token: \${${s.tokenVar}}`, `  group_id: ${s.vkGroupId}`, "  mode: callback", "  callback:", `    confirmation: \${${s.vkConfirmationVar}}`, `    secret: \${${s.vkSecretVar}}`);
+    lines.push(
+      "vk:",
+      `  token: \${${s.tokenVar}}`,
+      `  group_id: ${s.vkGroupId}`,
+      "  mode: callback",
+      "  callback:",
+      `    confirmation: \${${s.vkConfirmationVar}}`,
+      `    secret: \${${s.vkSecretVar}}`,
+    );
   }
-  if (s.channel === "2gis") lines.push("2gis:", `  login: \${${s.dgisLoginVar}}`, `  password: \${${s.dgisPasswordVar}}`, `  branch_ids: [${s.branchIds!.map((b) => JSON.stringify(b)).join(", ")}]`);
+  if (s.channel === "2gis")
+    lines.push(
+      "2gis:",
+      `  login: \${${s.dgisLoginVar}}`,
+      `  password: \${${s.dgisPasswordVar}}`,
+      `  branch_ids: [${s.branchIds!.map((b) => JSON.stringify(b)).join(", ")}]`,
+    );
   return lines.join("\n") + "\n";
 }
 
@@ -135,17 +159,30 @@ export function initTargets(configDir: string, name: string): { configFile: stri
 export function writeNewBot(configDir: string, spec: NewBotSpec, opts: { overwrite?: boolean; envFile: string }): InitResult {
   validateSpec(spec);
   const t = initTargets(configDir, spec.name);
-  if (t.existing.length && !opts.overwrite) throw new UsageError("INIT_EXISTS", `${t.existing.join(" and ")} already exist${t.existing.length === 1 ? "s" : ""}`, { hint: "choose another --name, or pass --force to overwrite" });
+  if (t.existing.length && !opts.overwrite)
+    throw new UsageError("INIT_EXISTS", `${t.existing.join(" and ")} already exist${t.existing.length === 1 ? "s" : ""}`, {
+      hint: "choose another --name, or pass --force to overwrite",
+    });
   mkdirSync(path.dirname(t.configFile), { recursive: true });
   mkdirSync(path.dirname(t.promptFile), { recursive: true });
   writeFileSync(t.configFile, renderBotYaml(spec));
   writeFileSync(t.promptFile, spec.promptText.endsWith("\n") ? spec.promptText : spec.promptText + "\n");
   const envFile = path.resolve(opts.envFile);
   const existing = existsSync(envFile) ? readFileSync(envFile, "utf8") : "";
-  const have = new Set(existing.split("\n").map((l) => /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/.exec(l)?.[1]).filter(Boolean));
+  const have = new Set(
+    existing
+      .split("\n")
+      .map((l) => /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=/.exec(l)?.[1])
+      .filter(Boolean),
+  );
   const added = envVarsOf(spec).filter((v) => !have.has(v));
   // Appending only: a value the operator put there is never rewritten or lost.
-  if (added.length) appendFileSync(envFile, `${existing && !existing.endsWith("\n") ? "\n" : ""}${existing ? "\n" : ""}# ${spec.name} (${spec.channel}), written by bots init\n${added.map((v) => `${v}=`).join("\n")}\n`, { mode: 0o600 });
+  if (added.length)
+    appendFileSync(
+      envFile,
+      `${existing && !existing.endsWith("\n") ? "\n" : ""}${existing ? "\n" : ""}# ${spec.name} (${spec.channel}), written by bots init\n${added.map((v) => `${v}=`).join("\n")}\n`,
+      { mode: 0o600 },
+    );
   return { configFile: t.configFile, promptFile: t.promptFile, envFile, addedVars: added };
 }
 

@@ -84,7 +84,13 @@ export function loadBotConfigs(configDir: string, env: Record<string, string>, o
     const mine = [...result.problems];
     // Names clash whether or not the files are otherwise valid.
     const first = result.name ? seen.get(result.name) : undefined;
-    if (result.name && first) mine.push({ file: displayPath(file), line: result.nameLine, field: "name", message: `duplicate bot name '${result.name}' (also in ${displayPath(first)})` });
+    if (result.name && first)
+      mine.push({
+        file: displayPath(file),
+        line: result.nameLine,
+        field: "name",
+        message: `duplicate bot name '${result.name}' (also in ${displayPath(first)})`,
+      });
     else if (result.name) seen.set(result.name, file);
     problems.push(...mine);
     if (mine.length) broken.push({ file: displayPath(file), name: result.name ?? path.basename(file).replace(/\.ya?ml$/, ""), problems: mine });
@@ -102,19 +108,34 @@ const MAX_ALIAS_COUNT = 100;
  * Loads and validates one bot file.
  * @param root directory that relative prompt paths start from
  */
-export function loadBotFile(file: string, env: Record<string, string>, root: string, options: LoadOptions = {}): { bot?: BotConfig; problems: ConfigProblem[]; name?: string; nameLine: number } {
+export function loadBotFile(
+  file: string,
+  env: Record<string, string>,
+  root: string,
+  options: LoadOptions = {},
+): { bot?: BotConfig; problems: ConfigProblem[]; name?: string; nameLine: number } {
   const shown = displayPath(file);
   const problems: ConfigProblem[] = [];
   const lc = new LineCounter();
   const source = readFileSync(file, "utf8");
   const doc = parseDocument(source, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   for (const err of doc.errors) {
-    problems.push({ file: shown, line: err.linePos?.[0]?.line ?? 0, field: "", message: `YAML: ${err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}` });
+    problems.push({
+      file: shown,
+      line: err.linePos?.[0]?.line ?? 0,
+      field: "",
+      message: `YAML: ${err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`,
+    });
   }
   if (problems.length) return { problems, nameLine: 0 };
   const lineOf = (node: Node | null | undefined): number => (node?.range ? lc.linePos(node.range[0]).line : 0);
 
-  interpolate(doc, env, (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }), options.channelVarsOptional ? channelStandIn : undefined);
+  interpolate(
+    doc,
+    env,
+    (node, field, message) => problems.push({ file: shown, line: lineOf(node), field, message }),
+    options.channelVarsOptional ? channelStandIn : undefined,
+  );
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
@@ -176,7 +197,9 @@ export function promptFiles(bot: Pick<BotConfig, "prompt">): Array<[string, stri
 export function requireBotConfigs(configDir: string, env: Record<string, string>): BotConfig[] {
   const { bots, problems } = loadBotConfigs(configDir, env);
   if (problems.length) {
-    throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), { hint: "run `bots config check` after fixing; every problem is listed above" });
+    throw new ConfigError("CONFIG_INVALID", problems.map(formatProblem).join("\n"), {
+      hint: "run `bots config check` after fixing; every problem is listed above",
+    });
   }
   return bots;
 }
@@ -199,7 +222,12 @@ function channelStandIn(at: string[]): string | undefined {
  * Replaces `${VAR}` and `${VAR:-default}` in every scalar, reporting missing variables (unless
  * `standIn` gives a value for the field).
  */
-function interpolate(doc: Document, env: Record<string, string>, report: (node: Node, field: string, message: string) => void, standIn?: (at: string[]) => string | undefined): void {
+function interpolate(
+  doc: Document,
+  env: Record<string, string>,
+  report: (node: Node, field: string, message: string) => void,
+  standIn?: (at: string[]) => string | undefined,
+): void {
   const walk = (node: unknown, at: string[]): void => {
     if (isMap(node)) {
       for (const pair of node.items) if (isPair(pair)) walk(pair.value, [...at, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
@@ -229,7 +257,13 @@ function interpolate(doc: Document, env: Record<string, string>, report: (node: 
   walk(doc.contents, []);
 }
 
-function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: Record<string, unknown>, file: string, lineOf: (n: Node | null | undefined) => number): ConfigProblem[] {
+function issueToProblems(
+  issue: z.core.$ZodIssue,
+  doc: Document,
+  data: Record<string, unknown>,
+  file: string,
+  lineOf: (n: Node | null | undefined) => number,
+): ConfigProblem[] {
   const at = issue.path.map(String);
   const nodeAt = (p: string[]): Node | undefined => {
     for (let i = p.length; i >= 0; i--) {
@@ -254,7 +288,9 @@ function issueToProblems(issue: z.core.$ZodIssue, doc: Document, data: Record<st
   let message = issue.message;
   // A key that is not there at all is "required", whatever zod's check was (a discriminator
   // such as `channel` reports "Invalid option"): say so, with the values it takes.
-  const missing = issue.path.length > 0 && issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined), data) === undefined;
+  const missing =
+    issue.path.length > 0 &&
+    issue.path.reduce<unknown>((v, k) => (v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[k] : undefined), data) === undefined;
   if (missing && issue.code === "invalid_value") message = `required: one of ${issue.values.map(String).join(", ")}`;
   else if (missing && (issue.code === "invalid_type" || issue.code === "invalid_union")) message = "required";
   const field = at.join(".");

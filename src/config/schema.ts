@@ -9,9 +9,12 @@ import { featuresSchema } from "./features.js";
  */
 
 /** Credits with at most two decimals (stored as integer hundredths). */
-const credits = z.number().nonnegative().refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, {
-  message: "at most two decimals (hundredths of a credit)",
-});
+const credits = z
+  .number()
+  .nonnegative()
+  .refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, {
+    message: "at most two decimals (hundredths of a credit)",
+  });
 
 /** Bot API `getFile` downloads at most 20 MB; OpenAI takes at most 20 MB per picture. */
 export const MAX_IMAGE_BYTES = 20 * 1024 ** 2;
@@ -64,11 +67,17 @@ const promptSchema = z.union([
 ]);
 
 const balanceSchema = z.strictObject({
-  account: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-' (1-64)").default("default"),
+  account: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.', '-' (1-64)")
+    .default("default"),
   /** Credits charged per answer. @defaultValue 5 */
   cost_per_reply: credits.default(5),
   /** Replies never take the balance below this many credits. @defaultValue 0 */
-  stop_below: z.number().refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, { message: "at most two decimals" }).default(0),
+  stop_below: z
+    .number()
+    .refine((v) => Math.abs(v * 100 - Math.round(v * 100)) < 1e-6, { message: "at most two decimals" })
+    .default(0),
   /** Sent (free) when the balance cannot pay; null sends nothing. */
   empty_reply: z.string().nullable().default(null),
 });
@@ -103,7 +112,8 @@ function removedKey(message: string) {
     .transform(() => undefined);
 }
 
-const INGRESS_MOVED = "removed: `bots start` serves webhooks and callbacks on its one HTTP server (--http-port, --http-host) at /tg/<bot> and /vk/<bot>; delete this key (docs/scaling.md)";
+const INGRESS_MOVED =
+  "removed: `bots start` serves webhooks and callbacks on its one HTTP server (--http-port, --http-host) at /tg/<bot> and /vk/<bot>; delete this key (docs/scaling.md)";
 
 const tgSchema = z.strictObject({
   token: z.string().regex(/^\d+:[A-Za-z0-9_-]+$/, "looks like 123456:ABC-DEF… (from @BotFather)"),
@@ -145,7 +155,10 @@ const vkSchema = z.strictObject({
   /** VK API base (vk-io `apiBaseUrl`); point it at a proxy or a local server. @defaultValue https://api.vk.com/method */
   api_base_url: z.string().url().default("https://api.vk.com/method"),
   /** VK API version sent as `v`. @defaultValue 5.199 */
-  api_version: z.string().regex(/^\d+\.\d+$/, "like 5.199").default("5.199"),
+  api_version: z
+    .string()
+    .regex(/^\d+\.\d+$/, "like 5.199")
+    .default("5.199"),
   /**
    * The Callback API endpoint, required when mode is callback: served by `bots start` at
    * `/vk/<bot>` on its HTTP server (`--http-port`).
@@ -184,7 +197,10 @@ const twogisSchema = z.strictObject({
   /** Ratings (stars) that get an answer; others are recorded as `skipped`. @defaultValue [1,2,3,4,5] */
   answer_ratings: z.array(z.number().int().min(1).max(5)).min(1).default([1, 2, 3, 4, 5]),
   /** Ignore reviews created before this ISO 8601 date or date-time (UTC unless it has an offset). */
-  since: z.string().refine((s) => !Number.isNaN(parseSince(s)), { message: "an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z" }).optional(),
+  since: z
+    .string()
+    .refine((s) => !Number.isNaN(parseSince(s)), { message: "an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T12:00:00Z" })
+    .optional(),
   /** Answers per bot per pass at most; the rest wait for the next pass. @defaultValue 50 */
   max_per_run: z.number().int().positive().default(50),
   /** Answer reviews that have a rating but no text. @defaultValue false */
@@ -272,12 +288,19 @@ export const botConfigSchema = z
       if (other !== section && bot[other]) ctx.addIssue({ code: "custom", path: [other], message: `section '${other}' does not fit channel ${section}` });
     }
     if (bot.tg?.mode === "webhook" && !bot.tg.webhook) ctx.addIssue({ code: "custom", path: ["tg", "webhook"], message: "required when tg.mode is webhook" });
-    if (bot.vk?.mode === "callback" && !bot.vk.callback) ctx.addIssue({ code: "custom", path: ["vk", "callback"], message: "required when vk.mode is callback" });
+    if (bot.vk?.mode === "callback" && !bot.vk.callback)
+      ctx.addIssue({ code: "custom", path: ["vk", "callback"], message: "required when vk.mode is callback" });
     if (bot.vk?.mode === "callback" && bot.vk.callback && bot.vk.callback.secret === undefined) {
-      ctx.addIssue({ code: "custom", path: ["vk", "callback", "secret"], message: "required when vk.mode is callback: set a Secret key on the community's Callback API page and here; without it anyone can post forged events" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["vk", "callback", "secret"],
+        message: "required when vk.mode is callback: set a Secret key on the community's Callback API page and here; without it anyone can post forged events",
+      });
     }
-    if (!bot.smtp && (bot.features.report || bot.features.leads?.notify_to.length)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "required for features.report and features.leads.notify_to (the mail server)" });
-    if (bot.smtp && (bot.smtp.user === undefined) !== (bot.smtp.password === undefined)) ctx.addIssue({ code: "custom", path: ["smtp"], message: "give both user and password, or neither" });
+    if (!bot.smtp && (bot.features.report || bot.features.leads?.notify_to.length))
+      ctx.addIssue({ code: "custom", path: ["smtp"], message: "required for features.report and features.leads.notify_to (the mail server)" });
+    if (bot.smtp && (bot.smtp.user === undefined) !== (bot.smtp.password === undefined))
+      ctx.addIssue({ code: "custom", path: ["smtp"], message: "give both user and password, or neither" });
     const g = bot["2gis"];
     if (g && !g.token && !(g.login && g.password)) ctx.addIssue({ code: "custom", path: ["2gis"], message: "give either token or login and password" });
   });

@@ -84,7 +84,12 @@ export function albumStage(deps: AlbumStageDeps): Middleware<PipelineContext> {
       album = await readAlbum(deps.store, msg);
     }
     const others = album.parts.filter((p) => p.id !== ctx.id);
-    for (const p of others) await deps.store.messages.setStatus(p.id, "skipped", { error: `album part of message ${ctx.id}`, from: ["received", "failed", "no_balance", "expired"], fence: ctx.fence });
+    for (const p of others)
+      await deps.store.messages.setStatus(p.id, "skipped", {
+        error: `album part of message ${ctx.id}`,
+        from: ["received", "failed", "no_balance", "expired"],
+        fence: ctx.fence,
+      });
     const merged = mergeAlbum(album.parts);
     msg.text = merged.text;
     msg.images = merged.images;

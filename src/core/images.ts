@@ -55,7 +55,8 @@ export const IMAGE_MIMES: readonly string[] = ["image/jpeg", "image/png", "image
  */
 export function sniffImageMime(b: Uint8Array): ImageMime | null {
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "image/jpeg";
-  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) return "image/png";
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a)
+    return "image/png";
   const ascii = (from: number, to: number) => Buffer.from(b.subarray(from, to)).toString("latin1");
   if (b.length >= 12 && ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "image/webp";
   if (b.length >= 6 && (ascii(0, 6) === "GIF87a" || ascii(0, 6) === "GIF89a")) return "image/gif";
@@ -174,7 +175,13 @@ export interface LoadedImages {
  * reported above it is refused without downloading). Every picture left out is logged with the
  * reason; a failure never throws (the text is answered anyway), except an abort of `signal`.
  */
-export async function loadImages(bot: BotConfig, refs: ImageRef[] | undefined, fetcher: ImageFetcher | undefined, log: Logger, signal?: AbortSignal): Promise<LoadedImages> {
+export async function loadImages(
+  bot: BotConfig,
+  refs: ImageRef[] | undefined,
+  fetcher: ImageFetcher | undefined,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<LoadedImages> {
   const all = refs ?? [];
   const vision = bot.llm.vision;
   if (!all.length) return { parts: [], left: 0 };
@@ -195,7 +202,10 @@ export async function loadImages(bot: BotConfig, refs: ImageRef[] | undefined, f
     } catch (error) {
       if (signal?.aborted) throw error;
       const code = (error as ChannelError).code ?? "IMAGE_DOWNLOAD";
-      log.warn({ picture: i + 1, code, reason: (error as Error).message, ...(ref.file_id ? { file_id: ref.file_id } : {}) }, "picture left out; the text is answered without it");
+      log.warn(
+        { picture: i + 1, code, reason: (error as Error).message, ...(ref.file_id ? { file_id: ref.file_id } : {}) },
+        "picture left out; the text is answered without it",
+      );
       problems.push(`picture ${i + 1}: ${(error as Error).message}`);
     }
   }

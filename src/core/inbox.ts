@@ -79,7 +79,8 @@ export class InboxSweep {
       if (this.stopped) return;
       try {
         const done = await resumeReceived({ bot: b.config, store: this.o.store, pipeline: b.pipeline, now: this.o.now, fence: b.fence }, mine);
-        if (done.resumedIds.length || done.expired) this.o.logger.info({ bot: name, queued: done.resumedIds.length, expired: done.expired }, "inbox: messages recorded elsewhere queued for an answer");
+        if (done.resumedIds.length || done.expired)
+          this.o.logger.info({ bot: name, queued: done.resumedIds.length, expired: done.expired }, "inbox: messages recorded elsewhere queued for an answer");
       } catch (error) {
         if (!(error instanceof FencedError)) throw error;
         this.o.logger.error({ bot: name, epoch: error.epoch }, "inbox: lost ownership of the bot; not answering its messages");

@@ -11,7 +11,16 @@ export const DEFAULT_LEASE_TTL_MS = 15_000;
 
 /** Instances and owners as `bots status` shows them; ages on the database clock, ms. */
 export interface ScaleStatus {
-  instances: Array<{ id: string; host: string; pid: number; started_ms: number; heartbeat_age_ms: number; lease_ttl_ms: number; alive: boolean; bots_owned: string[] }>;
+  instances: Array<{
+    id: string;
+    host: string;
+    pid: number;
+    started_ms: number;
+    heartbeat_age_ms: number;
+    lease_ttl_ms: number;
+    alive: boolean;
+    bots_owned: string[];
+  }>;
   owners: Array<{ bot: string; owner: string | null; epoch: number }>;
 }
 
@@ -22,7 +31,16 @@ export interface ScaleStatus {
 export async function collectScale(store: Store): Promise<ScaleStatus> {
   const [instances, owners] = await Promise.all([store.owners.instances(), store.owners.owners()]);
   return {
-    instances: instances.map((i) => ({ id: i.id, host: i.host, pid: i.pid, started_ms: i.started_ms, heartbeat_age_ms: i.age_ms, lease_ttl_ms: i.ttl_ms, alive: i.age_ms < i.ttl_ms, bots_owned: owners.filter((o) => o.owner === i.id).map((o) => o.bot) })),
+    instances: instances.map((i) => ({
+      id: i.id,
+      host: i.host,
+      pid: i.pid,
+      started_ms: i.started_ms,
+      heartbeat_age_ms: i.age_ms,
+      lease_ttl_ms: i.ttl_ms,
+      alive: i.age_ms < i.ttl_ms,
+      bots_owned: owners.filter((o) => o.owner === i.id).map((o) => o.bot),
+    })),
     owners: owners.map((o) => ({ bot: o.bot, owner: o.owner, epoch: o.epoch })),
   };
 }
@@ -215,7 +233,10 @@ export class Ownership {
     if (performance.now() - this.beatSentAt < this.ttlMs || this.owned.size === 0) return;
     for (const [bot, epoch] of [...this.owned]) {
       this.owned.delete(bot);
-      this.o.logger.error({ bot, epoch }, `lost ownership of ${bot}: no heartbeat reached the database for longer than the lease (${this.ttlMs} ms); stopping it here`);
+      this.o.logger.error(
+        { bot, epoch },
+        `lost ownership of ${bot}: no heartbeat reached the database for longer than the lease (${this.ttlMs} ms); stopping it here`,
+      );
       const stopping: Promise<void> = this.o
         .onLose(bot, "database unreachable past the lease")
         .catch((error) => this.o.logger.error({ err: error, bot }, "stopping a bot lost past the lease failed"))
@@ -240,7 +261,9 @@ export class Ownership {
       const row = byBot.get(bot);
       if (row?.owner === id && row.epoch === epoch) continue;
       this.owned.delete(bot);
-      const reason = row?.owner ? `taken over by ${row.owner} at epoch ${row.epoch} (this instance was paused or cut off past its lease)` : "ownership row released or removed";
+      const reason = row?.owner
+        ? `taken over by ${row.owner} at epoch ${row.epoch} (this instance was paused or cut off past its lease)`
+        : "ownership row released or removed";
       logger.error({ bot, epoch, now_owner: row?.owner ?? null, now_epoch: row?.epoch ?? null }, `lost ownership of ${bot}: ${reason}; stopping it`);
       await this.o.onLose(bot, reason);
     }
@@ -275,7 +298,9 @@ export class Ownership {
       if (epoch === undefined) return;
       if (this.stopped) {
         // Taken just as the stop came: give it back now, not after the TTL.
-        await store.owners.release(bot, id, epoch).catch((error) => logger.warn({ err: error, bot }, "ownership could not be released; it passes on after the lease TTL"));
+        await store.owners
+          .release(bot, id, epoch)
+          .catch((error) => logger.warn({ err: error, bot }, "ownership could not be released; it passes on after the lease TTL"));
         return;
       }
       const previous = from;
@@ -295,9 +320,11 @@ export class Ownership {
     // 1,000 bots taken at start or over from a dead instance does not wait for 999 others in turn.
     let next = 0;
     const lanes = Math.min(CLAIM_LANES, plan.claim.length);
-    await Promise.all(Array.from({ length: lanes }, async () => {
-      while (next < plan.claim.length) await claimOne(plan.claim[next++]!);
-    }));
+    await Promise.all(
+      Array.from({ length: lanes }, async () => {
+        while (next < plan.claim.length) await claimOne(plan.claim[next++]!);
+      }),
+    );
     if (claimed || this.o.rebalance === false || !plan.handOver) return;
     const bot = plan.handOver;
     const epoch = this.owned.get(bot);
@@ -322,7 +349,9 @@ export class Ownership {
     for (const [bot, epoch] of [...this.owned]) {
       this.owned.delete(bot);
       await this.o.onLose(bot, "shutting down");
-      await this.o.store.owners.release(bot, this.o.id, epoch).catch((error) => this.o.logger.warn({ err: error, bot }, "ownership could not be released; it passes on after the lease TTL"));
+      await this.o.store.owners
+        .release(bot, this.o.id, epoch)
+        .catch((error) => this.o.logger.warn({ err: error, bot }, "ownership could not be released; it passes on after the lease TTL"));
     }
     await this.o.store.owners.unregister(this.o.id).catch(() => undefined);
   }

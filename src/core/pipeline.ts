@@ -147,7 +147,9 @@ export class Pipeline {
     // `llm.concurrency` bounds model calls, not whole answers: delivery and settle of one answer
     // must not hold a model slot. Conversations in progress are bounded more loosely.
     this.llmSlots = new Semaphore(deps.bot.llm.concurrency);
-    this.queue = new KeyedQueue(Math.max(64, deps.bot.llm.concurrency * 4), (error, key) => deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"));
+    this.queue = new KeyedQueue(Math.max(64, deps.bot.llm.concurrency * 4), (error, key) =>
+      deps.logger.error({ err: error, thread_key: key }, "pipeline task crashed"),
+    );
     const answerStages: Middleware<PipelineContext>[] = [
       albumStage({ store: deps.store, now: this.now, windowMs: deps.albumWindowMs }),
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
@@ -290,7 +292,8 @@ export class Pipeline {
     if (open) await this.deps.store.balance.refund(open, "database outage: answered again", this.deps.fence);
     // Its claim or mark, if that committed: no request was written (a mark that failed cancels
     // its request), so the message is resumable again.
-    if (earlier?.claimTried && !earlier.sendStarted) await this.deps.store.messages.setStatus(ctx.id!, charged ? "partial" : "received", { from: ["sending", "delivering"], fence: this.deps.fence });
+    if (earlier?.claimTried && !earlier.sendStarted)
+      await this.deps.store.messages.setStatus(ctx.id!, charged ? "partial" : "received", { from: ["sending", "delivering"], fence: this.deps.fence });
   }
 
   /**
@@ -343,7 +346,8 @@ export class Pipeline {
       const rows = await this.deps.store.messages.receivedInThread(this.deps.bot.name, ctx.msg.threadKey, beforeId);
       if (!rows.length) return;
       const done = await resumeReceived({ bot: this.deps.bot, store: this.deps.store, pipeline: this, now: this.now, fence: this.deps.fence }, rows);
-      if (done.resumedIds.length || done.expired) ctx.log.info({ queued: done.resumedIds, expired: done.expired }, "earlier messages of the thread, recorded elsewhere, queued first");
+      if (done.resumedIds.length || done.expired)
+        ctx.log.info({ queued: done.resumedIds, expired: done.expired }, "earlier messages of the thread, recorded elsewhere, queued first");
     } catch (error) {
       if (error instanceof FencedError) this.deps.onFenced?.(error);
       ctx.log.warn({ err: error }, "could not catch up on the thread's earlier messages; the inbox sweep queues them");
@@ -420,7 +424,13 @@ export class Pipeline {
     ctx.state.partial = rest;
     ctx.state.fromPart = row!.parts_sent;
     ctx.state.charged = true;
-    ctx.completion = { text: rest.text, model: rest.model, usage: { prompt_tokens: rest.prompt_tokens, completion_tokens: rest.completion_tokens }, latencyMs: rest.latency_ms, toolCalls: [] };
+    ctx.completion = {
+      text: rest.text,
+      model: rest.model,
+      usage: { prompt_tokens: rest.prompt_tokens, completion_tokens: rest.completion_tokens },
+      latencyMs: rest.latency_ms,
+      toolCalls: [],
+    };
     return this.restOfAnswer(ctx);
   }
 
@@ -472,7 +482,14 @@ export class Pipeline {
   private interrupted = 0;
 
   private newContext(msg: IncomingMessage): PipelineContext {
-    const ctx: PipelineContext = { msg, bot: this.deps.bot, log: this.deps.logger.child({ thread_key: msg.threadKey }), tools: this.tools, state: {}, timings: {} };
+    const ctx: PipelineContext = {
+      msg,
+      bot: this.deps.bot,
+      log: this.deps.logger.child({ thread_key: msg.threadKey }),
+      tools: this.tools,
+      state: {},
+      timings: {},
+    };
     ctx.sendFreeReply = (text) => this.sendEmptyReply(ctx, text);
     ctx.fence = this.deps.fence;
     return ctx;
@@ -503,7 +520,15 @@ export class Pipeline {
   // --- stage 3: record --------------------------------------------------------------------
   private readonly record: Middleware<PipelineContext> = async (ctx, next) => {
     const m = ctx.msg;
-    const meta: StoredMeta = { kind: m.kind, ...(m.target ? { target: m.target } : {}), ...(m.vars ? { vars: m.vars } : {}), ...(m.images?.length ? { images: m.images } : {}), ...(m.group ? { group: m.group } : {}), ...(m.button ? { button: m.button } : {}), ...(m.membership ? { membership: m.membership } : {}) };
+    const meta: StoredMeta = {
+      kind: m.kind,
+      ...(m.target ? { target: m.target } : {}),
+      ...(m.vars ? { vars: m.vars } : {}),
+      ...(m.images?.length ? { images: m.images } : {}),
+      ...(m.group ? { group: m.group } : {}),
+      ...(m.button ? { button: m.button } : {}),
+      ...(m.membership ? { membership: m.membership } : {}),
+    };
     const id = await this.storageRetry(
       () =>
         this.deps.store.messages.insertIncoming({
@@ -565,8 +590,15 @@ export class Pipeline {
     const { enabled, no_vision_reply } = this.deps.bot.llm.vision;
     if (enabled || !ctx.msg.images?.length || ctx.msg.text.trim()) return next();
     ctx.outcome = "skipped";
-    await this.deps.store.messages.setStatus(ctx.id!, "skipped", { error: "picture without text; llm.vision is off", from: ["received", "failed", "no_balance", "expired"], fence: this.deps.fence });
-    ctx.log.info({ images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null }, "picture without text and llm.vision.enabled is false; not answered by the model");
+    await this.deps.store.messages.setStatus(ctx.id!, "skipped", {
+      error: "picture without text; llm.vision is off",
+      from: ["received", "failed", "no_balance", "expired"],
+      fence: this.deps.fence,
+    });
+    ctx.log.info(
+      { images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null },
+      "picture without text and llm.vision.enabled is false; not answered by the model",
+    );
     if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, no_vision_reply);
   };
 
@@ -586,7 +618,8 @@ export class Pipeline {
       });
     } catch (error) {
       // Never sent again: a request that may have arrived is not retried by the channel either.
-      if (error instanceof UnconfirmedSendError) ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) unconfirmed: the connection failed after it was sent; not sent again");
+      if (error instanceof UnconfirmedSendError)
+        ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) unconfirmed: the connection failed after it was sent; not sent again");
       else ctx.log.warn({ err: error }, "free reply (empty_reply, expired_reply) could not be sent");
     }
   }
@@ -604,7 +637,10 @@ export class Pipeline {
         ctx.outcome = "interrupted";
         try {
           if (ctx.reservation && !ctx.state.charged) await this.deps.store.balance.refund(ctx.reservation, "stopped before answering", this.deps.fence);
-          await this.deps.store.messages.setStatus(ctx.id!, ctx.state.charged ? "partial" : "received", { from: ["received", "sending"], fence: this.deps.fence });
+          await this.deps.store.messages.setStatus(ctx.id!, ctx.state.charged ? "partial" : "received", {
+            from: ["received", "sending"],
+            fence: this.deps.fence,
+          });
         } catch (storageError) {
           ctx.log.error({ err: storageError }, "could not record the interruption; the next start's recovery refunds it");
         }
@@ -632,7 +668,11 @@ export class Pipeline {
         ctx.outcome = "partial";
         ctx.log.warn({ err: error, reason }, "the rest of a partly delivered answer failed; the charge stands, bots replay --send sends the missing parts");
         try {
-          await this.deps.store.messages.setStatus(ctx.id!, "partial", { error: reason.slice(0, 2000), from: ["sending", "delivering", "partial"], fence: this.deps.fence });
+          await this.deps.store.messages.setStatus(ctx.id!, "partial", {
+            error: reason.slice(0, 2000),
+            from: ["sending", "delivering", "partial"],
+            fence: this.deps.fence,
+          });
         } catch (storageError) {
           if (storageError instanceof FencedError) throw storageError;
           ctx.log.error({ err: storageError }, "could not record the failure; the next start's recovery sends the missing parts");
@@ -645,7 +685,11 @@ export class Pipeline {
         if (ctx.reservation) await this.deps.store.balance.refund(ctx.reservation, reason.slice(0, 255), this.deps.fence);
         // `delivering`: a channel without gated writes (2GIS) whose send failed, or a mark whose
         // request was cancelled unsent; a request that may have arrived never gets here.
-        await this.deps.store.messages.setStatus(ctx.id!, "failed", { error: reason.slice(0, 2000), from: ["received", "sending", "delivering", "no_balance", "failed", "expired"], fence: this.deps.fence });
+        await this.deps.store.messages.setStatus(ctx.id!, "failed", {
+          error: reason.slice(0, 2000),
+          from: ["received", "sending", "delivering", "no_balance", "failed", "expired"],
+          fence: this.deps.fence,
+        });
       } catch (storageError) {
         if (storageError instanceof FencedError) throw storageError;
         ctx.log.error({ err: storageError }, "could not record the failure");
@@ -672,7 +716,14 @@ export class Pipeline {
     ctx.completion = await this.llmSlots.run(() => {
       ctx.timings.modelWait = performance.now() - queued;
       if (signal.aborted) throw new StopError();
-      return completeWithImages(this.deps.llm, this.deps.bot, ctx.prompt!, (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 }, { tools: ctx.tools, context: ctx, signal }, ctx.log);
+      return completeWithImages(
+        this.deps.llm,
+        this.deps.bot,
+        ctx.prompt!,
+        (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 },
+        { tools: ctx.tools, context: ctx, signal },
+        ctx.log,
+      );
     });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
@@ -752,7 +803,17 @@ export class Pipeline {
       fromPart: sent.parts,
       beforeWrite: async (part, parts) => {
         const c = ctx.completion!;
-        const keep: PartialAnswer | undefined = part === 0 && parts > 1 ? { text: c.text, parts, model: c.model, prompt_tokens: c.usage.prompt_tokens, completion_tokens: c.usage.completion_tokens, latency_ms: Math.round(c.latencyMs) } : undefined;
+        const keep: PartialAnswer | undefined =
+          part === 0 && parts > 1
+            ? {
+                text: c.text,
+                parts,
+                model: c.model,
+                prompt_tokens: c.usage.prompt_tokens,
+                completion_tokens: c.usage.completion_tokens,
+                latency_ms: Math.round(c.latencyMs),
+              }
+            : undefined;
         if (!(await store.messages.markWriting(id, part, { delivery: keep, fence }))) {
           if (fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
           throw new Error("the answer's claim was taken over before it was sent (a replay or recovery); not sent");
@@ -790,14 +851,29 @@ export class Pipeline {
     ctx.state.sendStarted = true;
     ctx.error = error;
     ctx.state.parts = partsSent;
-    if (unconfirmed) ctx.log.warn({ err: error, parts_sent: partsSent, cost }, "answer unconfirmed: the connection failed after the request was written; not sent again (the charge stands)");
-    else ctx.log.warn({ err: error, parts_sent: partsSent, cost }, "answer partly delivered: a later part failed; the charge stands, bots replay --send sends the missing parts");
+    if (unconfirmed)
+      ctx.log.warn(
+        { err: error, parts_sent: partsSent, cost },
+        "answer unconfirmed: the connection failed after the request was written; not sent again (the charge stands)",
+      );
+    else
+      ctx.log.warn(
+        { err: error, parts_sent: partsSent, cost },
+        "answer partly delivered: a later part failed; the charge stands, bots replay --send sends the missing parts",
+      );
     try {
       // Not fenced: it records what happened on the channel (the status condition keeps a
       // recovery's verdict that came first).
-      await this.deps.store.messages.setStatus(ctx.id!, unconfirmed ? "unconfirmed" : "partial", { error: reason.slice(0, 2000), cost, from: unconfirmed ? ["delivering"] : ["sending", "delivering"] });
+      await this.deps.store.messages.setStatus(ctx.id!, unconfirmed ? "unconfirmed" : "partial", {
+        error: reason.slice(0, 2000),
+        cost,
+        from: unconfirmed ? ["delivering"] : ["sending", "delivering"],
+      });
     } catch (storageError) {
-      ctx.log.error({ err: storageError }, "could not record how the send ended; the next start's recovery does (`delivering` → unconfirmed, `sending` → the missing parts are sent)");
+      ctx.log.error(
+        { err: storageError },
+        "could not record how the send ended; the next start's recovery does (`delivering` → unconfirmed, `sending` → the missing parts are sent)",
+      );
     }
     return true;
   }
@@ -822,18 +898,21 @@ export class Pipeline {
     const c = ctx.completion!;
     ctx.answerId = await this.storageRetry(
       () =>
-        this.deps.store.messages.settle({
-          incoming: this.incomingRef(ctx),
-          text: c.text,
-          channel_message_id: ctx.delivery?.channelMessageId ?? null,
-          model: c.model,
-          prompt_tokens: c.usage.prompt_tokens,
-          completion_tokens: c.usage.completion_tokens,
-          cost: ctx.reservation ? -ctx.reservation.delta : 0,
-          latency_ms: c.latencyMs,
-          created_ms: this.now(),
-          ...(typeof ctx.state.parts === "number" ? { parts: ctx.state.parts } : {}),
-        }, this.deps.fence),
+        this.deps.store.messages.settle(
+          {
+            incoming: this.incomingRef(ctx),
+            text: c.text,
+            channel_message_id: ctx.delivery?.channelMessageId ?? null,
+            model: c.model,
+            prompt_tokens: c.usage.prompt_tokens,
+            completion_tokens: c.usage.completion_tokens,
+            cost: ctx.reservation ? -ctx.reservation.delta : 0,
+            latency_ms: c.latencyMs,
+            created_ms: this.now(),
+            ...(typeof ctx.state.parts === "number" ? { parts: ctx.state.parts } : {}),
+          },
+          this.deps.fence,
+        ),
       ctx.log,
       // Sent but not stored: keep trying for about a minute before leaving it `delivering`.
       14,
@@ -845,7 +924,14 @@ export class Pipeline {
 
   // --- stage 9: notify ---------------------------------------------------------------------
   private readonly notify: Middleware<PipelineContext> = async (ctx) => {
-    this.deps.notifier?.notify({ type: "reply", bot: ctx.msg.bot, message_id: ctx.answerId!, in_reply_to: ctx.id!, thread_key: ctx.msg.threadKey, at: new Date(this.now()).toISOString() });
+    this.deps.notifier?.notify({
+      type: "reply",
+      bot: ctx.msg.bot,
+      message_id: ctx.answerId!,
+      in_reply_to: ctx.id!,
+      thread_key: ctx.msg.threadKey,
+      at: new Date(this.now()).toISOString(),
+    });
   };
 
   private targetOf(ctx: PipelineContext): DeliveryTarget {
@@ -876,7 +962,11 @@ export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">
   if (coaching && !/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${coaching}`;
   const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
   // Earlier pictures are not sent again: a placeholder says they were there.
-  return [{ role: "system", content: system }, ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })), { role: "user", content: msg.text }];
+  return [
+    { role: "system", content: system },
+    ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })),
+    { role: "user", content: msg.text },
+  ];
 }
 
 /** Rebuilds the IncomingMessage a stored row came from (for replay). */

@@ -168,7 +168,11 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
 
   const text = written?.text ?? m.text;
   const gated = deps.channel.gatesWrites === true;
-  let claim = db.updateTable("messages").set({ status: gated ? "pending" : "delivering", text, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
+  let claim = db
+    .updateTable("messages")
+    .set({ status: gated ? "pending" : "delivering", text, updated_ms: deps.now() })
+    .where("id", "=", id)
+    .where("status", "=", "pending");
   if (deps.fence) claim = claim.where(fenceHolds(deps.fence));
   let claimed: Awaited<ReturnType<typeof claim.executeTakeFirst>>;
   try {
@@ -193,7 +197,11 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
   let partsSent = 0;
   try {
     const progress = gated ? proactiveProgress(deps, id, (n) => (partsSent = n)) : undefined;
-    delivery = await deps.channel.send({ bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} }, text, progress);
+    delivery = await deps.channel.send(
+      { bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} },
+      text,
+      progress,
+    );
   } catch (error) {
     if (error instanceof UnconfirmedSendError || partsSent > 0) {
       // It may have arrived, or some of it did: the charge stands; never sent again.
@@ -217,20 +225,20 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
   // `delivering` and makes it `unconfirmed` (never sent again).
   await recordThroughOutage(log, () =>
     db
-    .updateTable("messages")
-    .set({
-      status: "sent",
-      channel_message_id: delivery.channelMessageId,
-      cost,
-      model: written?.model ?? null,
-      prompt_tokens: written?.usage.prompt_tokens ?? null,
-      completion_tokens: written?.usage.completion_tokens ?? null,
-      latency_ms: written ? Math.round(written.latencyMs) : null,
-      updated_ms: deps.now(),
-    })
-    .where("id", "=", id)
-    .where("status", "=", "delivering")
-    .execute(),
+      .updateTable("messages")
+      .set({
+        status: "sent",
+        channel_message_id: delivery.channelMessageId,
+        cost,
+        model: written?.model ?? null,
+        prompt_tokens: written?.usage.prompt_tokens ?? null,
+        completion_tokens: written?.usage.completion_tokens ?? null,
+        latency_ms: written ? Math.round(written.latencyMs) : null,
+        updated_ms: deps.now(),
+      })
+      .where("id", "=", id)
+      .where("status", "=", "delivering")
+      .execute(),
   );
   return { delivery, messageId: id, cost, written: written !== null };
 }
@@ -246,7 +254,8 @@ export function recordThroughOutage<T>(log: Logger | undefined, fn: () => Promis
     baseMs: 200,
     maxMs: 5000,
     classify: (e) => ({ retry: isRetryableStorageError(e) }),
-    onRetry: (e, attempt, waitMs) => log?.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable while recording a sent message; retrying"),
+    onRetry: (e, attempt, waitMs) =>
+      log?.warn({ err: e, attempt, wait_ms: Math.round(waitMs) }, "database unavailable while recording a sent message; retrying"),
   });
 }
 
@@ -258,15 +267,25 @@ export function recordThroughOutage<T>(log: Logger | undefined, fn: () => Promis
 function proactiveProgress(deps: ProactiveDeps, id: number, onParts: (n: number) => void): SendProgress {
   const db = deps.store.database.db;
   const back = async (partsSent: number) => {
-    await db.updateTable("messages").set({ status: "pending", parts_sent: partsSent, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "delivering").execute();
+    await db
+      .updateTable("messages")
+      .set({ status: "pending", parts_sent: partsSent, updated_ms: deps.now() })
+      .where("id", "=", id)
+      .where("status", "=", "delivering")
+      .execute();
   };
   return {
     fromPart: 0,
     beforeWrite: async (part) => {
-      let q = db.updateTable("messages").set({ status: "delivering", parts_sent: part, updated_ms: deps.now() }).where("id", "=", id).where("status", "=", "pending");
+      let q = db
+        .updateTable("messages")
+        .set({ status: "delivering", parts_sent: part, updated_ms: deps.now() })
+        .where("id", "=", id)
+        .where("status", "=", "pending");
       if (deps.fence) q = q.where(fenceHolds(deps.fence));
       if (Number((await q.executeTakeFirst()).numUpdatedRows) !== 1) {
-        if (deps.fence && !(await deps.store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch))) throw new FencedError(deps.fence.bot, deps.fence.epoch);
+        if (deps.fence && !(await deps.store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch)))
+          throw new FencedError(deps.fence.bot, deps.fence.epoch);
         throw new Error("proactive message was given up by recovery before it was sent");
       }
     },

@@ -100,11 +100,16 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     if (pipeline.holds(row.id)) continue;
     const log = logger.child({ msg_id: row.id, thread_key: row.thread_key });
     const rest = (row.parts_sent ?? 0) > 0 && partialAnswer(row) !== null;
-    const note = rest ? `the process stopped after ${row.parts_sent} part(s) of this answer were delivered; sending the rest` : "the process stopped before this answer was sent; answering again";
+    const note = rest
+      ? `the process stopped after ${row.parts_sent} part(s) of this answer were delivered; sending the rest`
+      : "the process stopped before this answer was sent; answering again";
     if (await store.messages.setStatus(row.id, rest ? "partial" : "received", { error: note, from: ["sending"], fence: deps.fence })) {
       row.status = rest ? "partial" : "received";
       if (rest) partial.push(row);
-      log.info({ parts_sent: row.parts_sent }, rest ? "answer cut off between parts; the missing parts are sent" : "answer cut off before it was sent; answering again");
+      log.info(
+        { parts_sent: row.parts_sent },
+        rest ? "answer cut off between parts; the missing parts are sent" : "answer cut off before it was sent; answering again",
+      );
     }
   }
 
@@ -131,20 +136,29 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     }
     if (check.delivered) {
       const open = await store.balance.openReservation(row.id);
-      await store.messages.settle({
-        incoming: row,
-        text: check.text,
-        channel_message_id: check.channelMessageId,
-        model: null,
-        prompt_tokens: null,
-        completion_tokens: null,
-        cost: open ? -open.delta : 0,
-        latency_ms: null,
-        created_ms: now(),
-      }, deps.fence);
+      await store.messages.settle(
+        {
+          incoming: row,
+          text: check.text,
+          channel_message_id: check.channelMessageId,
+          model: null,
+          prompt_tokens: null,
+          completion_tokens: null,
+          cost: open ? -open.delta : 0,
+          latency_ms: null,
+          created_ms: now(),
+        },
+        deps.fence,
+      );
       report.confirmed++;
       log.info("cut-off answer found on the channel; recorded as answered");
-    } else if (await store.messages.setStatus(row.id, "received", { error: "answer was cut off before the channel took it; answering again", from: ["delivering"], fence: deps.fence })) {
+    } else if (
+      await store.messages.setStatus(row.id, "received", {
+        error: "answer was cut off before the channel took it; answering again",
+        from: ["delivering"],
+        fence: deps.fence,
+      })
+    ) {
       row.status = "received";
       log.info("cut-off answer not on the channel; answering again");
     }
@@ -155,7 +169,9 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
   // `delivering` may have arrived: unconfirmed, the charge stands, as for an answer.
   for (const row of await store.messages.outgoingInStatus(bot.name, ["pending", "delivering"])) {
     const sent = row.status === "delivering" || (row.parts_sent ?? 0) > 0;
-    const note = sent ? "the process stopped between sending this proactive message and recording it; it may or may not have arrived (not sent again)" : "the process stopped before sending this proactive message; not sent";
+    const note = sent
+      ? "the process stopped between sending this proactive message and recording it; it may or may not have arrived (not sent again)"
+      : "the process stopped before sending this proactive message; not sent";
     let q = store.database.db
       .updateTable("messages")
       .set({ status: sent ? "unconfirmed" : "failed", error: note, ...(sent ? {} : { cost: 0 }), updated_ms: now() })
@@ -164,11 +180,16 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     if (deps.fence) q = q.where(fenceHolds(deps.fence));
     const res = await q.executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) {
-      if (deps.fence && !(await store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch))) throw new FencedError(deps.fence.bot, deps.fence.epoch);
+      if (deps.fence && !(await store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch)))
+        throw new FencedError(deps.fence.bot, deps.fence.epoch);
       continue;
     }
     if (sent) report.unconfirmed++;
-    logger.child({ msg_id: row.id, thread_key: row.thread_key }).warn(sent ? "proactive message unconfirmed: cut off between sending and recording; not sent again" : "proactive message cut off before sending; not sent");
+    logger
+      .child({ msg_id: row.id, thread_key: row.thread_key })
+      .warn(
+        sent ? "proactive message unconfirmed: cut off between sending and recording; not sent again" : "proactive message cut off before sending; not sent",
+      );
   }
 
   // 2. Money reserved for answers that never came.
@@ -188,8 +209,28 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
   report.resumedIds = picked.resumedIds;
   report.expired = picked.expired;
 
-  await store.recoveries.record({ bot: bot.name, holder: deps.holder, resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, started_ms: started, finished_ms: now() });
-  logger.info({ resumed: report.resumed, refunded: report.refunded, expired: report.expired, unconfirmed: report.unconfirmed, confirmed: report.confirmed, ...(report.unchecked ? { unchecked: report.unchecked } : {}) }, "recovery done");
+  await store.recoveries.record({
+    bot: bot.name,
+    holder: deps.holder,
+    resumed: report.resumed,
+    refunded: report.refunded,
+    expired: report.expired,
+    unconfirmed: report.unconfirmed,
+    confirmed: report.confirmed,
+    started_ms: started,
+    finished_ms: now(),
+  });
+  logger.info(
+    {
+      resumed: report.resumed,
+      refunded: report.refunded,
+      expired: report.expired,
+      unconfirmed: report.unconfirmed,
+      confirmed: report.confirmed,
+      ...(report.unchecked ? { unchecked: report.unchecked } : {}),
+    },
+    "recovery done",
+  );
   return report;
 }
 
@@ -203,7 +244,10 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
  * @returns ids queued, and how many rows expired
  * @throws FencedError when `deps.fence` no longer holds
  */
-export async function resumeReceived(deps: Pick<RecoveryDeps, "bot" | "store" | "pipeline" | "now" | "fence">, rows: MessageRow[]): Promise<{ resumedIds: number[]; expired: number }> {
+export async function resumeReceived(
+  deps: Pick<RecoveryDeps, "bot" | "store" | "pipeline" | "now" | "fence">,
+  rows: MessageRow[],
+): Promise<{ resumedIds: number[]; expired: number }> {
   const { bot, store, pipeline } = deps;
   const limitMs = bot.channel === "2gis" ? Infinity : bot.recovery.resume_within;
   const cutoff = limitMs === Infinity ? -Infinity : (deps.now ?? Date.now)() - limitMs;
@@ -211,7 +255,10 @@ export async function resumeReceived(deps: Pick<RecoveryDeps, "bot" | "store" | 
   for (const row of rows) {
     if ((row.status !== "received" && row.status !== "partial") || row.bot !== bot.name || pipeline.holds(row.id)) continue;
     if (row.status === "received" && row.created_ms < cutoff) {
-      const reason = limitMs === 0 ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send" : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
+      const reason =
+        limitMs === 0
+          ? "stranded by a stop or crash; resuming is off (recovery.resume_within: 0); answer it with bots replay --send"
+          : `stranded by a stop or crash and older than recovery.resume_within (${formatDuration(limitMs)}) at the next start; answer it with bots replay --send`;
       if (await store.messages.setStatus(row.id, "expired", { error: reason, from: ["received"], fence: deps.fence })) out.expired++;
       continue;
     }

@@ -120,7 +120,14 @@ export interface ReplaySummary {
 export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: ReplayOptions = {}): Promise<ReplaySummary> {
   const now = deps.now ?? Date.now;
   const statuses = sel.statuses ?? (opts.send ? (opts.force ? [...UNANSWERED, ...ANSWERED] : UNANSWERED) : [...UNANSWERED, ...ANSWERED]);
-  const rows = await deps.store.messages.selectIncoming({ bots: sel.bots, ids: sel.ids, statuses, sinceMs: sel.sinceMs, untilMs: sel.untilMs, limit: sel.limit });
+  const rows = await deps.store.messages.selectIncoming({
+    bots: sel.bots,
+    ids: sel.ids,
+    statuses,
+    sinceMs: sel.sinceMs,
+    untilMs: sel.untilMs,
+    limit: sel.limit,
+  });
   const byName = new Map(deps.bots.map((b) => [b.name, b]));
   const pipelines = new Map<string, Promise<Pipeline>>();
   const dryDeps = new Map<string, { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] }>();
@@ -146,9 +153,18 @@ export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: Repla
       let d = dryDeps.get(bot.name);
       if (!d) dryDeps.set(bot.name, (d = { llm: deps.llmFor(bot), tools: (deps.featuresFor?.(bot) ?? []).flatMap((f) => f.tools ?? []) }));
       result = await dryRun(deps, d, bot, row, base, now());
-    }
-    else if (ANSWERED.includes(row.status as IncomingStatus) && !opts.force) {
-      result = { ...base, new_answer: null, changed: false, prompt_tokens: null, completion_tokens: null, latency_ms: null, tool_calls: [], outcome: "skipped", error: "answered before; use --force to send again" };
+    } else if (ANSWERED.includes(row.status as IncomingStatus) && !opts.force) {
+      result = {
+        ...base,
+        new_answer: null,
+        changed: false,
+        prompt_tokens: null,
+        completion_tokens: null,
+        latency_ms: null,
+        tool_calls: [],
+        outcome: "skipped",
+        error: "answered before; use --force to send again",
+      };
     } else {
       if (!deps.pipelineFor) throw new Error("replay --send needs pipelineFor");
       let p = pipelines.get(bot.name);
@@ -170,7 +186,14 @@ export async function replay(deps: ReplayDeps, sel: ReplaySelection, opts: Repla
 
 type ResultBase = Pick<ReplayResult, "id" | "bot" | "thread_key" | "status" | "created_ms" | "text" | "stored_answer">;
 
-async function dryRun(deps: ReplayDeps, d: { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] }, bot: BotConfig, row: MessageRow, base: ResultBase, nowMs: number): Promise<ReplayResult> {
+async function dryRun(
+  deps: ReplayDeps,
+  d: { llm: LlmClient; tools: ToolDefinition<PipelineContext>[] },
+  bot: BotConfig,
+  row: MessageRow,
+  base: ResultBase,
+  nowMs: number,
+): Promise<ReplayResult> {
   const msg = messageFromRow(row);
   try {
     if (msg.group) {
@@ -183,9 +206,29 @@ async function dryRun(deps: ReplayDeps, d: { llm: LlmClient; tools: ToolDefiniti
     const log = (deps.loggerFor?.(bot) ?? pino({ enabled: false })).child({ msg_id: row.id });
     const images = await loadImages(bot, msg.images, deps.imagesFor?.(bot), log);
     const c = await completeWithImages<PipelineContext>(d.llm, bot, prompt, images, { tools: d.tools, executeTools: false }, log);
-    return { ...base, new_answer: c.text, changed: c.text !== base.stored_answer, prompt_tokens: c.usage.prompt_tokens, completion_tokens: c.usage.completion_tokens, latency_ms: c.latencyMs, tool_calls: c.toolCalls, outcome: "dry_run", error: null };
+    return {
+      ...base,
+      new_answer: c.text,
+      changed: c.text !== base.stored_answer,
+      prompt_tokens: c.usage.prompt_tokens,
+      completion_tokens: c.usage.completion_tokens,
+      latency_ms: c.latencyMs,
+      tool_calls: c.toolCalls,
+      outcome: "dry_run",
+      error: null,
+    };
   } catch (error) {
-    return { ...base, new_answer: null, changed: false, prompt_tokens: null, completion_tokens: null, latency_ms: null, tool_calls: [], outcome: "error", error: describeError(error) };
+    return {
+      ...base,
+      new_answer: null,
+      changed: false,
+      prompt_tokens: null,
+      completion_tokens: null,
+      latency_ms: null,
+      tool_calls: [],
+      outcome: "error",
+      error: describeError(error),
+    };
   }
 }
 

@@ -119,10 +119,24 @@ export interface StatusReport {
  * @throws RangeError for an unknown zone
  */
 export function startOfDayMs(nowMs: number, timeZone: string): number {
-  const f = new Intl.DateTimeFormat("en-US", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  const f = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+  });
   const wall = (t: number) => {
     const p = Object.fromEntries(f.formatToParts(t).map((x) => [x.type, x.value]));
-    return { y: Number(p.year), m: Number(p.month), d: Number(p.day), ms: Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)) };
+    return {
+      y: Number(p.year),
+      m: Number(p.month),
+      d: Number(p.day),
+      ms: Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)),
+    };
   };
   const today = wall(nowMs);
   const midnightWall = Date.UTC(today.y, today.m - 1, today.d);
@@ -140,7 +154,12 @@ export function startOfDayMs(nowMs: number, timeZone: string): number {
  * @param broken bot files with problems, from {@link brokenBots}
  * @throws StorageError when the database cannot be read
  */
-export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messages" | "balance" | "recoveries">, nowMs: number, broken: BrokenBot[] = []): Promise<StatusReport> {
+export async function collectStatus(
+  bots: BotConfig[],
+  store: Pick<Store, "messages" | "balance" | "recoveries">,
+  nowMs: number,
+  broken: BrokenBot[] = [],
+): Promise<StatusReport> {
   const dayStartOf = new Map(bots.map((b) => [b.name, startOfDayMs(nowMs, b.timezone)]));
   const starts = [...new Set(dayStartOf.values())];
   const countsByStart = new Map(await Promise.all(starts.map(async (t) => [t, await store.messages.countsSince(t)] as const)));
@@ -168,7 +187,16 @@ export async function collectStatus(bots: BotConfig[], store: Pick<Store, "messa
         failed_total: open.failed ?? 0,
         partial: open.partial ?? 0,
         expired: open.expired ?? 0,
-        last_recovery: rec ? { at_ms: rec.finished_ms, resumed: rec.resumed, refunded: rec.refunded, expired: rec.expired, unconfirmed: rec.unconfirmed, confirmed: rec.confirmed } : null,
+        last_recovery: rec
+          ? {
+              at_ms: rec.finished_ms,
+              resumed: rec.resumed,
+              refunded: rec.refunded,
+              expired: rec.expired,
+              unconfirmed: rec.unconfirmed,
+              confirmed: rec.confirmed,
+            }
+          : null,
       };
     }),
   );

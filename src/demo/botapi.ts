@@ -28,7 +28,15 @@ export interface SentMessage {
 }
 
 /** The bot's own user, answered to getMe. */
-const BOT_USER = { id: 100000001, is_bot: true, first_name: "Demo shop", username: "demo_shop_bot", can_join_groups: false, can_read_all_group_messages: false, supports_inline_queries: false };
+const BOT_USER = {
+  id: 100000001,
+  is_bot: true,
+  first_name: "Demo shop",
+  username: "demo_shop_bot",
+  can_join_groups: false,
+  can_read_all_group_messages: false,
+  supports_inline_queries: false,
+};
 
 /**
  * A minimal Bot API server on 127.0.0.1 for `bots demo`: one bot token, one private chat. It
@@ -81,7 +89,14 @@ export class DemoBotApi extends EventEmitter {
     const update_id = this.nextUpdateId++;
     this.updates.push({
       update_id,
-      message: { message_id: this.nextMessageId++, date: Math.floor(Date.now() / 1000), chat: { id: user.id, type: "private", first_name: user.first_name }, from: { id: user.id, is_bot: false, first_name: user.first_name, language_code: "ru" }, text, ...(entities.length ? { entities } : {}) },
+      message: {
+        message_id: this.nextMessageId++,
+        date: Math.floor(Date.now() / 1000),
+        chat: { id: user.id, type: "private", first_name: user.first_name },
+        from: { id: user.id, is_bot: false, first_name: user.first_name, language_code: "ru" },
+        text,
+        ...(entities.length ? { entities } : {}),
+      },
     });
     for (const wake of this.waiting) wake();
     return update_id;
@@ -118,7 +133,10 @@ export class DemoBotApi extends EventEmitter {
         if (!text) return reply(400, { ok: false, error_code: 400, description: "Bad Request: message text is empty" });
         const sent: SentMessage = { chat_id: Number(params.chat_id), text, message_id: this.nextMessageId++ };
         this.emit("sent", sent);
-        return reply(200, { ok: true, result: { message_id: sent.message_id, date: Math.floor(Date.now() / 1000), chat: { id: sent.chat_id, type: "private" }, from: BOT_USER, text } });
+        return reply(200, {
+          ok: true,
+          result: { message_id: sent.message_id, date: Math.floor(Date.now() / 1000), chat: { id: sent.chat_id, type: "private" }, from: BOT_USER, text },
+        });
       }
       default:
         return reply(404, { ok: false, error_code: 404, description: `Not Found: ${m[2]} is not in the demo Bot API` });

@@ -36,7 +36,10 @@ export function demoAnswer(system: string, user: string): string {
 /** Text of a Chat Completions message `content` (a string or content parts). */
 function textOf(content: unknown): string {
   if (typeof content === "string") return content;
-  if (Array.isArray(content)) return content.map((p) => (p && typeof p === "object" && (p as { type?: string }).type === "text" ? String((p as { text?: unknown }).text ?? "") : "")).join(" ");
+  if (Array.isArray(content))
+    return content
+      .map((p) => (p && typeof p === "object" && (p as { type?: string }).type === "text" ? String((p as { text?: unknown }).text ?? "") : ""))
+      .join(" ");
   return "";
 }
 
@@ -68,7 +71,8 @@ export class DemoModel {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const reply = (status: number, body: unknown) => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
-    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) return reply(404, { error: { message: "the demo model serves POST /v1/chat/completions only", type: "invalid_request_error" } });
+    if (req.method !== "POST" || !req.url?.endsWith("/chat/completions"))
+      return reply(404, { error: { message: "the demo model serves POST /v1/chat/completions only", type: "invalid_request_error" } });
     let body: { model?: string; messages?: Array<{ role: string; content: unknown }> };
     try {
       body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as typeof body;
@@ -76,7 +80,10 @@ export class DemoModel {
       return reply(400, { error: { message: "body is not JSON", type: "invalid_request_error" } });
     }
     const messages = body.messages ?? [];
-    const system = messages.filter((m) => m.role === "system").map((m) => textOf(m.content)).join("\n");
+    const system = messages
+      .filter((m) => m.role === "system")
+      .map((m) => textOf(m.content))
+      .join("\n");
     const user = textOf([...messages].reverse().find((m) => m.role === "user")?.content);
     const text = demoAnswer(system, user);
     const promptTokens = Math.ceil(messages.reduce((n, m) => n + textOf(m.content).length, 0) / 4);

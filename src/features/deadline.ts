@@ -42,7 +42,9 @@ export function findDeadline(text: string, options: FindDeadlineOptions): number
       const s = r.start;
       if (!s.isCertain("day") || !s.isCertain("month")) continue;
       const [y, mo, d] = [s.get("year")!, s.get("month")!, s.get("day")!];
-      const at = s.isCertain("hour") ? zonedTimeToUtc(y, mo, d, s.get("hour")!, s.get("minute") ?? 0, 0, 0, timezone) : zonedTimeToUtc(y, mo, d, 23, 59, 59, 999, timezone);
+      const at = s.isCertain("hour")
+        ? zonedTimeToUtc(y, mo, d, s.get("hour")!, s.get("minute") ?? 0, 0, 0, timezone)
+        : zonedTimeToUtc(y, mo, d, 23, 59, 59, 999, timezone);
       if (best === null || at > best) best = at;
     }
   }
@@ -67,7 +69,16 @@ function isoNumericDates(text: string, referenceMs: number, timezone: string): s
 
 function partsIn(ms: number, timezone: string): Record<string, string> {
   return Object.fromEntries(
-    new Intl.DateTimeFormat("en-US", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: timezone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+    })
       .formatToParts(new Date(ms))
       .map((p) => [p.type, p.value]),
   );
@@ -85,7 +96,16 @@ export function offsetMs(ms: number, timezone: string): number {
  * @param month 1-12
  * @returns epoch ms UTC
  */
-export function zonedTimeToUtc(year: number, month: number, day: number, hour: number, minute: number, second: number, millisecond: number, timezone: string): number {
+export function zonedTimeToUtc(
+  year: number,
+  month: number,
+  day: number,
+  hour: number,
+  minute: number,
+  second: number,
+  millisecond: number,
+  timezone: string,
+): number {
   const naive = Date.UTC(year, month - 1, day, hour, minute, second, millisecond);
   const first = naive - offsetMs(naive, timezone);
   // Near a DST change the offset at the first guess may differ from the one at the answer.
@@ -113,7 +133,10 @@ export function deadlineFeature(bot: BotConfig, config: DeadlineConfig, deps: Fe
       const reason = `post deadline ${new Date(deadline).toISOString()} had passed`;
       ctx.outcome = "skipped";
       await deps.store.messages.setStatus(ctx.id!, "skipped", { error: reason, from: ["received", "failed", "no_balance"], fence: ctx.fence });
-      ctx.log.info({ deadline: new Date(deadline).toISOString(), expired_reply: config.expired_reply !== null }, "comment after the post's deadline; not answered by the model");
+      ctx.log.info(
+        { deadline: new Date(deadline).toISOString(), expired_reply: config.expired_reply !== null },
+        "comment after the post's deadline; not answered by the model",
+      );
       if (config.expired_reply) await ctx.sendFreeReply?.(config.expired_reply);
     },
   };

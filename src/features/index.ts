@@ -44,8 +44,29 @@ export function buildFeatures(bot: BotConfig, deps: FeatureDeps): Feature[] {
   if (f.report) {
     const m = mailer();
     // The schema requires smtp with report; a bot without it has no mail to send.
-    if (m) features.push(reportFeature(bot, f.report, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, mailer: m, retryBackoffMs: deps.mail?.reportBackoffMs }));
+    if (m)
+      features.push(
+        reportFeature(bot, f.report, {
+          store: deps.store,
+          logger: deps.logger,
+          now: deps.now,
+          sleep: deps.sleep,
+          mailer: m,
+          retryBackoffMs: deps.mail?.reportBackoffMs,
+        }),
+      );
   }
-  if (f.coaching) features.push(coachingFeature(bot, f.coaching, { store: deps.store, logger: deps.logger, now: deps.now, sleep: deps.sleep, channel: deps.channel, llm: deps.llm, fence: deps.fence }));
+  if (f.coaching)
+    features.push(
+      coachingFeature(bot, f.coaching, {
+        store: deps.store,
+        logger: deps.logger,
+        now: deps.now,
+        sleep: deps.sleep,
+        channel: deps.channel,
+        llm: deps.llm,
+        fence: deps.fence,
+      }),
+    );
   return features;
 }

@@ -75,17 +75,33 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
 
   const dialogOf = async (ctx: PipelineContext): Promise<DialogTurn[]> => {
     const history = await deps.store.messages.history(bot.name, ctx.msg.threadKey, ctx.id!, DIALOG_TURNS);
-    return [...history.map((t) => ({ role: t.role, text: t.text, at_ms: t.created_ms })), { role: "user" as const, text: ctx.msg.text, at_ms: ctx.msg.receivedMs }];
+    return [
+      ...history.map((t) => ({ role: t.role, text: t.text, at_ms: t.created_ms })),
+      { role: "user" as const, text: ctx.msg.text, at_ms: ctx.msg.receivedMs },
+    ];
   };
 
   const save = async (ctx: PipelineContext, fields: LeadFields, effect?: ToolEffectKey) => {
     const m = ctx.msg;
-    const res = await deps.store.leads.upsert({ bot: bot.name, thread_key: m.threadKey, chat_id: m.chatId, user_id: m.userId, user_name: m.userName, message_id: ctx.id ?? null, dialog: await dialogOf(ctx), ...fields, effect });
+    const res = await deps.store.leads.upsert({
+      bot: bot.name,
+      thread_key: m.threadKey,
+      chat_id: m.chatId,
+      user_id: m.userId,
+      user_name: m.userName,
+      message_id: ctx.id ?? null,
+      dialog: await dialogOf(ctx),
+      ...fields,
+      effect,
+    });
     if (res.repeated) {
       log.info({ lead_id: res.lead.id, thread_key: m.threadKey, msg_id: ctx.id }, "save_lead repeated for the same message; nothing stored again");
       return res;
     }
-    log.info({ lead_id: res.lead.id, thread_key: m.threadKey, msg_id: ctx.id, created: res.created, changed: res.changed }, res.created ? "lead saved" : "lead updated");
+    log.info(
+      { lead_id: res.lead.id, thread_key: m.threadKey, msg_id: ctx.id, created: res.created, changed: res.changed },
+      res.created ? "lead saved" : "lead updated",
+    );
     if (res.changed) kick();
     return res;
   };
@@ -176,14 +192,16 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
       // a replay of the message, does not store or e-mail the lead again.
       const effect = ctx.id === undefined ? undefined : { bot: bot.name, message_id: ctx.id, tool: "save_lead", args: given };
       const { lead, repeated } = await save(ctx, given, effect);
-      if (repeated) return `ok: already saved as lead #${lead.id} (this call was made before for this message; nothing changed). Do not call save_lead again; now answer the customer.`;
+      if (repeated)
+        return `ok: already saved as lead #${lead.id} (this call was made before for this message; nothing changed). Do not call save_lead again; now answer the customer.`;
       return `ok: lead #${lead.id} saved (name: ${lead.name ?? "-"}, phone: ${lead.phone ?? "-"}, email: ${lead.email ?? "-"}). A manager will contact the customer. Now answer the customer.`;
     },
   };
 
   const requestContact: ToolDefinition<PipelineContext> = {
     name: "request_contact",
-    description: "Show the customer a button that shares their Telegram phone number with one tap. Call it when you ask for the phone; then write your question as usual.",
+    description:
+      "Show the customer a button that shares their Telegram phone number with one tap. Call it when you ask for the phone; then write your question as usual.",
     parameters: { type: "object", properties: {}, additionalProperties: false },
     async run(_args, ctx) {
       // The channel reads this from the delivery target and adds the keyboard to the answer.
@@ -255,7 +273,8 @@ export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRo
     ] as Array<[string, string | null]>
   ).map(([k, v]) => [k, v === null ? null : oneLine(v) || null]);
   const dialog = leadDialog(lead);
-  const row = ([k, v]: [string, string | null]) => `<tr><th align="left">${escapeHtml(k)}</th><td data-field="${escapeHtml(k)}">${v ? escapeHtml(v) : "—"}</td></tr>`;
+  const row = ([k, v]: [string, string | null]) =>
+    `<tr><th align="left">${escapeHtml(k)}</th><td data-field="${escapeHtml(k)}">${v ? escapeHtml(v) : "—"}</td></tr>`;
   const turn = (t: DialogTurn) =>
     `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(indentedLines(t.text, "")).replace(/\n/g, "<br>")}</div>`;
   const html = [
@@ -266,7 +285,11 @@ export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRo
     dialog.map(turn).join("\n"),
     `</body></html>`,
   ].join("\n");
-  const text = [...fields.map(([k, v]) => `${k}: ${v ?? "—"}`), "", ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${indentedLines(t.text)}`)].join("\n");
+  const text = [
+    ...fields.map(([k, v]) => `${k}: ${v ?? "—"}`),
+    "",
+    ...dialog.map((t) => `${t.role === "user" ? "Клиент" : "Бот"}: ${indentedLines(t.text)}`),
+  ].join("\n");
   return { subject, html, text };
 }
 

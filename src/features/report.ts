@@ -36,7 +36,17 @@ export interface RenderOptions extends ReportPeriod {
   pageSize?: number;
 }
 
-const STATUS_LABEL: Record<string, string> = { failed: "ошибка", filtered: "спам-фильтр", no_balance: "нет баланса", received: "без ответа", sending: "отправляется", delivering: "доставка не подтверждена", unconfirmed: "доставка не подтверждена", partial: "доставлен частично", skipped: "пропущено" };
+const STATUS_LABEL: Record<string, string> = {
+  failed: "ошибка",
+  filtered: "спам-фильтр",
+  no_balance: "нет баланса",
+  received: "без ответа",
+  sending: "отправляется",
+  delivering: "доставка не подтверждена",
+  unconfirmed: "доставка не подтверждена",
+  partial: "доставлен частично",
+  skipped: "пропущено",
+};
 
 /**
  * The HTML dialog report of one bot for a period (seed 004, SPEC §7): the counts (messages,
@@ -60,7 +70,8 @@ ${countsTable(counts, leads.length)}
 `;
   if (leads.length) {
     yield `<h2>Заявки</h2><table class="leads"><tr><th>Имя</th><th>Телефон</th><th>E-mail</th><th>Комментарий</th><th>Диалог</th></tr>\n`;
-    for (const l of leads) yield `<tr class="lead"><td>${cell(l.name)}</td><td>${cell(l.phone)}</td><td>${cell(l.email)}</td><td>${cell(l.note)}</td><td>${cell(l.thread_key)}</td></tr>\n`;
+    for (const l of leads)
+      yield `<tr class="lead"><td>${cell(l.name)}</td><td>${cell(l.phone)}</td><td>${cell(l.email)}</td><td>${cell(l.note)}</td><td>${cell(l.thread_key)}</td></tr>\n`;
     yield `</table>\n`;
   }
   yield `<h2>Диалоги</h2>\n`;
@@ -101,7 +112,10 @@ function dialogHtml(key: string, rows: MessageRow[], lead: LeadRow | undefined, 
   const head = `<h3>${escapeHtml(user || key)} <small>${escapeHtml(key)} · ${rows.filter((r) => r.direction === "in").length} сообщ.${lead ? " · заявка" : ""}</small></h3>`;
   const turns = rows.map((r) => {
     const who = r.direction === "in" ? "Клиент" : "Бот";
-    const status = r.direction === "in" && r.status !== "answered" ? ` <span class="status">[${escapeHtml(STATUS_LABEL[r.status] ?? r.status)}${r.error ? `: ${escapeHtml(r.error.slice(0, 200))}` : ""}]</span>` : "";
+    const status =
+      r.direction === "in" && r.status !== "answered"
+        ? ` <span class="status">[${escapeHtml(STATUS_LABEL[r.status] ?? r.status)}${r.error ? `: ${escapeHtml(r.error.slice(0, 200))}` : ""}]</span>`
+        : "";
     const cost = r.direction === "out" && r.cost ? ` <small>${formatCredits(r.cost)} кр.</small>` : "";
     return `<div class="turn ${r.direction === "in" ? "user" : "assistant"}"><b>${who}</b> <small>${escapeHtml(formatLocal(r.created_ms, tz))}</small>${cost}${status}<br>${escapeHtml(r.text).replace(/\n/g, "<br>")}</div>`;
   });
@@ -183,9 +197,19 @@ export function reportFeature(bot: BotConfig, cfg: ReportConfig, deps: ReportDep
           if (abort.signal.aborted) return;
           const untilMs = next.getTime();
           try {
-            const id = await mailReport(deps.store, bot, deps.mailer, { sinceMs: untilMs - period, untilMs, to: cfg.to, subject: cfg.subject, backoffMs: deps.retryBackoffMs, signal: abort.signal });
+            const id = await mailReport(deps.store, bot, deps.mailer, {
+              sinceMs: untilMs - period,
+              untilMs,
+              to: cfg.to,
+              subject: cfg.subject,
+              backoffMs: deps.retryBackoffMs,
+              signal: abort.signal,
+            });
             sent++;
-            log.info({ to: cfg.to, message_id: id, since: new Date(untilMs - period).toISOString(), until: new Date(untilMs).toISOString() }, "report e-mailed");
+            log.info(
+              { to: cfg.to, message_id: id, since: new Date(untilMs - period).toISOString(), until: new Date(untilMs).toISOString() },
+              "report e-mailed",
+            );
           } catch (error) {
             log.error({ err: error }, "report could not be e-mailed; `bots report send` sends it by hand");
           }

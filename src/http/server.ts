@@ -44,7 +44,8 @@ export class HttpServer {
    */
   route(method: string, path: string, handler: RouteHandler): this {
     const m = method.toUpperCase();
-    if (this.routes.some((r) => r.path === path && (r.method === m || r.method === "*" || m === "*"))) throw new Error(`HTTP route ${m} ${path} is mounted twice`);
+    if (this.routes.some((r) => r.path === path && (r.method === m || r.method === "*" || m === "*")))
+      throw new Error(`HTTP route ${m} ${path} is mounted twice`);
     this.routes.push({ method: m, path, prefix: path.endsWith("/"), handler });
     // Longest path first, so `/tg/shop` beats `/tg/`.
     this.routes.sort((a, b) => b.path.length - a.path.length);

@@ -13,7 +13,11 @@ export function byteSize(text: string | number): number | undefined {
 
 /** Writes bytes readably: 5242880 → `5MB`, 1536 → `1.5KB`, 900 → `900B`. */
 export function formatBytes(n: number): string {
-  for (const [unit, size] of [["GB", 1024 ** 3], ["MB", 1024 ** 2], ["KB", 1024]] as const) {
+  for (const [unit, size] of [
+    ["GB", 1024 ** 3],
+    ["MB", 1024 ** 2],
+    ["KB", 1024],
+  ] as const) {
     if (n >= size) return `${Math.round((n / size) * 10) / 10}${unit}`;
   }
   return `${n}B`;

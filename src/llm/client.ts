@@ -105,7 +105,10 @@ export class LlmClient {
    * asked again, up to `maxToolRounds`.
    * @throws LlmError `LLM_UNAVAILABLE` after retries, `LLM_REJECTED` on 4xx, `LLM_EMPTY` on no text
    */
-  async complete<C>(messages: ChatMessage[], opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal } = {}): Promise<Completion> {
+  async complete<C>(
+    messages: ChatMessage[],
+    opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal } = {},
+  ): Promise<Completion> {
     const client = await this.client();
     const started = performance.now();
     const usage: Usage = { prompt_tokens: 0, completion_tokens: 0 };
@@ -125,7 +128,14 @@ export class LlmClient {
                 messages: convo,
                 temperature: this.options.temperature,
                 max_tokens: this.options.maxTokens,
-                ...(offerTools ? { tools: tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })) } : {}),
+                ...(offerTools
+                  ? {
+                      tools: tools.map((t) => ({
+                        type: "function" as const,
+                        function: { name: t.name, description: t.description, parameters: t.parameters },
+                      })),
+                    }
+                  : {}),
               },
               { signal: opts.signal },
             );
@@ -133,13 +143,21 @@ export class LlmClient {
             throw toLlmError(error, this.options.baseURL ?? DEFAULT_BASE_URL);
           }
         },
-        { retries: this.options.maxRetries, baseMs: this.options.retry?.baseMs ?? 1000, maxMs: this.options.retry?.maxMs ?? 30_000, onRetry: this.options.onRetry, signal: opts.signal },
+        {
+          retries: this.options.maxRetries,
+          baseMs: this.options.retry?.baseMs ?? 1000,
+          maxMs: this.options.retry?.maxMs ?? 30_000,
+          onRetry: this.options.onRetry,
+          signal: opts.signal,
+        },
       );
       model = res.model || model;
       usage.prompt_tokens += res.usage?.prompt_tokens ?? 0;
       usage.completion_tokens += res.usage?.completion_tokens ?? 0;
       const choice = res.choices?.[0];
-      const calls = (choice?.message?.tool_calls ?? []).filter((c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function");
+      const calls = (choice?.message?.tool_calls ?? []).filter(
+        (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function",
+      );
       if (calls.length > 0 && offerTools) {
         convo.push({ role: "assistant", content: choice?.message?.content ?? null, tool_calls: calls });
         for (const call of calls) {
@@ -193,11 +211,15 @@ function toLlmError(error: unknown, baseURL: string): Error {
   // The SDK says only "Connection error."; the socket's code is on its cause (fetch's cause).
   const socket = status ? undefined : rootCode(error);
   const detail = `${(e?.message ?? "").slice(0, 300)}${socket && !(e?.message ?? "").includes(socket) ? ` (${socket})` : ""}`;
-  const err = new LlmError(status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE", `model API at ${baseURL} ${reason}: ${detail}`, {
-    cause: error,
-    status,
-    hint: status === 401 ? "check llm.api_key" : status === 404 ? "check llm.model and llm.base_url" : undefined,
-  });
+  const err = new LlmError(
+    status && status < 500 && status !== 429 && status !== 408 ? "LLM_REJECTED" : "LLM_UNAVAILABLE",
+    `model API at ${baseURL} ${reason}: ${detail}`,
+    {
+      cause: error,
+      status,
+      hint: status === 401 ? "check llm.api_key" : status === 404 ? "check llm.model and llm.base_url" : undefined,
+    },
+  );
   return Object.assign(err, { retryAfterMs });
 }
 
@@ -209,7 +231,11 @@ function rootCode(error: unknown): string | undefined {
   let code: string | undefined;
   let last: string | undefined;
   const seen = new Set<unknown>([error]);
-  for (let e = (error as { cause?: unknown }).cause as { cause?: unknown; code?: unknown; message?: unknown } | undefined; e && typeof e === "object" && !seen.has(e); e = e.cause as typeof e) {
+  for (
+    let e = (error as { cause?: unknown }).cause as { cause?: unknown; code?: unknown; message?: unknown } | undefined;
+    e && typeof e === "object" && !seen.has(e);
+    e = e.cause as typeof e
+  ) {
     seen.add(e);
     if (typeof e.code === "string" && /^E[A-Z_]+$/.test(e.code)) code = e.code;
     if (typeof e.message === "string" && e.message) last = e.message;

@@ -64,7 +64,10 @@ export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kin
   try {
     return readPromptFile(file);
   } catch (cause) {
-    throw new ConfigError("PROMPT_UNREADABLE", `prompt file ${file} of bot ${bot.name} cannot be read: ${(cause as Error).message}`, { cause, hint: `check the prompt path in the bot's config (a regular file of at most ${PROMPT_MAX_BYTES / 1024} KB)` });
+    throw new ConfigError("PROMPT_UNREADABLE", `prompt file ${file} of bot ${bot.name} cannot be read: ${(cause as Error).message}`, {
+      cause,
+      hint: `check the prompt path in the bot's config (a regular file of at most ${PROMPT_MAX_BYTES / 1024} KB)`,
+    });
   }
 }
 
@@ -97,7 +100,16 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 function formatterFor(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone);
   if (!f) {
-    f = new Intl.DateTimeFormat("en-GB", { timeZone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", weekday: "long", hourCycle: "h23" });
+    f = new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      weekday: "long",
+      hourCycle: "h23",
+    });
     formatters.set(timeZone, f);
   }
   return f;

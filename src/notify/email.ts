@@ -76,7 +76,13 @@ export class Mailer implements MailSender {
         async () => {
           try {
             // The subject is one line whatever the caller built (a header never gets a break).
-            return await t.sendMail({ from: this.smtp.from, to: mail.to, subject: oneLine(mail.subject), html: mail.html, ...(mail.text ? { text: mail.text } : {}) });
+            return await t.sendMail({
+              from: this.smtp.from,
+              to: mail.to,
+              subject: oneLine(mail.subject),
+              html: mail.html,
+              ...(mail.text ? { text: mail.text } : {}),
+            });
           } catch (error) {
             throw toMailError(error, this.smtp.host);
           }
@@ -107,11 +113,23 @@ export function classifySmtpError(error: unknown): RetryDecision {
 function toMailError(error: unknown, host: string): MailError {
   if (error instanceof MailError) return error;
   const e = error as { code?: string; responseCode?: number; response?: string; message?: string };
-  if (e?.code === "EAUTH") return new MailError("MAIL_AUTH", `SMTP server ${host} refused the login: ${e.response ?? e.message ?? ""}`.trim(), { cause: error, status: e.responseCode, hint: "check smtp.user and smtp.password" });
+  if (e?.code === "EAUTH")
+    return new MailError("MAIL_AUTH", `SMTP server ${host} refused the login: ${e.response ?? e.message ?? ""}`.trim(), {
+      cause: error,
+      status: e.responseCode,
+      hint: "check smtp.user and smtp.password",
+    });
   if (typeof e?.responseCode === "number") {
-    return new MailError("MAIL_REJECTED", `SMTP server ${host} answered ${e.responseCode}: ${(e.response ?? e.message ?? "").slice(0, 300)}`, { cause: error, status: e.responseCode, hint: e.responseCode >= 500 ? "check smtp.from and the recipients" : undefined });
+    return new MailError("MAIL_REJECTED", `SMTP server ${host} answered ${e.responseCode}: ${(e.response ?? e.message ?? "").slice(0, 300)}`, {
+      cause: error,
+      status: e.responseCode,
+      hint: e.responseCode >= 500 ? "check smtp.from and the recipients" : undefined,
+    });
   }
-  return new MailError("MAIL_UNAVAILABLE", `SMTP server ${host} unreachable: ${e?.message ?? String(error)}`, { cause: error, hint: "check smtp.host, smtp.port and smtp.secure" });
+  return new MailError("MAIL_UNAVAILABLE", `SMTP server ${host} unreachable: ${e?.message ?? String(error)}`, {
+    cause: error,
+    hint: "check smtp.host, smtp.port and smtp.secure",
+  });
 }
 
 /** Bidi embedding, override and isolate controls (U+202A–U+202E, U+2066–U+2069): they reorder what a reader sees. */
@@ -145,7 +163,15 @@ export function escapeHtml(text: string): string {
 /** Formats epoch ms in a time zone as `YYYY-MM-DD HH:MM`. */
 export function formatLocal(ms: number, timezone: string): string {
   const p = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: timezone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    })
       .formatToParts(new Date(ms))
       .map((x) => [x.type, x.value]),
   );

@@ -43,7 +43,8 @@ export class WebSocketNotifier implements Notifier {
     while (this.queue.length > max) {
       this.queue.shift();
       this.dropped++;
-      if (this.dropped === 1 || this.dropped % 100 === 0) this.options.logger.warn({ dropped: this.dropped, max_queue: max }, "websocket queue full: oldest events dropped");
+      if (this.dropped === 1 || this.dropped % 100 === 0)
+        this.options.logger.warn({ dropped: this.dropped, max_queue: max }, "websocket queue full: oldest events dropped");
     }
     this.flush();
   }

@@ -113,7 +113,12 @@ export class DatabaseHealth {
     const oldest = this.o.observer.oldestPendingWriteMs();
     const stall = this.o.stallMs ?? 30_000;
     if (this.failingSinceMs === null && oldest !== undefined && t - oldest > stall) {
-      return { up: false, reason: `a write has waited ${Math.round((t - oldest) / 1000)} s for the database`, failingSinceMs: oldest + stall, lastWriteOkMs: this.lastWriteOkMs };
+      return {
+        up: false,
+        reason: `a write has waited ${Math.round((t - oldest) / 1000)} s for the database`,
+        failingSinceMs: oldest + stall,
+        lastWriteOkMs: this.lastWriteOkMs,
+      };
     }
     return { up: this.failingSinceMs === null, reason: this.reason, failingSinceMs: this.failingSinceMs, lastWriteOkMs: this.lastWriteOkMs };
   }

@@ -72,7 +72,10 @@ export function mountOpsRoutes(server: HttpServer, options: OpsRoutesOptions): v
   if (options.metrics) {
     const metrics = options.metrics;
     server.route("GET", "/metrics", async (req, res) => {
-      if (!authorized(req)) return void res.writeHead(401, { "content-type": "text/plain; charset=utf-8", "www-authenticate": 'Bearer realm="metrics"', "cache-control": "no-store" }).end("unauthorized: pass Authorization: Bearer <metrics token>\n");
+      if (!authorized(req))
+        return void res
+          .writeHead(401, { "content-type": "text/plain; charset=utf-8", "www-authenticate": 'Bearer realm="metrics"', "cache-control": "no-store" })
+          .end("unauthorized: pass Authorization: Bearer <metrics token>\n");
       const { contentType, body } = await metrics.render();
       res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" }).end(body);
     });
@@ -124,7 +127,9 @@ export function tokenCheck(token: string | undefined): (req: http.IncomingMessag
   const want = createHash("sha256").update(token).digest();
   return (req) => {
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? "");
-    const got = createHash("sha256").update(m?.[1] ?? "").digest();
+    const got = createHash("sha256")
+      .update(m?.[1] ?? "")
+      .digest();
     return timingSafeEqual(got, want) && m !== null;
   };
 }

@@ -81,8 +81,18 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   const channelOf = new Map(options.bots.map((b) => [b.name, b.channel]));
   let sources: () => MetricsSource[] = () => [];
 
-  const messages = new prom.Counter({ name: "bots_messages_total", help: "Incoming messages by how their handling ended", labelNames: ["bot", "channel", "status"], registers: [registry] });
-  const answers = new prom.Counter({ name: "bots_answers_total", help: "Answers delivered and recorded", labelNames: ["bot", "channel"], registers: [registry] });
+  const messages = new prom.Counter({
+    name: "bots_messages_total",
+    help: "Incoming messages by how their handling ended",
+    labelNames: ["bot", "channel", "status"],
+    registers: [registry],
+  });
+  const answers = new prom.Counter({
+    name: "bots_answers_total",
+    help: "Answers delivered and recorded",
+    labelNames: ["bot", "channel"],
+    registers: [registry],
+  });
   const latency = new prom.Histogram({
     name: "bots_model_latency_seconds",
     help: "Model call latency (chat completion, tool calls included), seconds",
@@ -90,9 +100,24 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
     buckets: [0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
     registers: [registry],
   });
-  const tokens = new prom.Counter({ name: "bots_model_tokens_total", help: "Model tokens used (OpenAI usage)", labelNames: ["bot", "model", "kind"], registers: [registry] });
-  const deliveryFailures = new prom.Counter({ name: "bots_delivery_failures_total", help: "Answers the channel refused or could not take, by channel error", labelNames: ["bot", "channel", "error"], registers: [registry] });
-  const storageErrors = new prom.Counter({ name: "bots_storage_errors_total", help: "Failed database operations by driver error code", labelNames: ["code"], registers: [registry] });
+  const tokens = new prom.Counter({
+    name: "bots_model_tokens_total",
+    help: "Model tokens used (OpenAI usage)",
+    labelNames: ["bot", "model", "kind"],
+    registers: [registry],
+  });
+  const deliveryFailures = new prom.Counter({
+    name: "bots_delivery_failures_total",
+    help: "Answers the channel refused or could not take, by channel error",
+    labelNames: ["bot", "channel", "error"],
+    registers: [registry],
+  });
+  const storageErrors = new prom.Counter({
+    name: "bots_storage_errors_total",
+    help: "Failed database operations by driver error code",
+    labelNames: ["code"],
+    registers: [registry],
+  });
   const databaseUp = options.databaseUp;
   if (databaseUp) {
     new prom.Gauge({
@@ -128,13 +153,22 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
   });
 
   // Database-read gauges share one cached read, refreshed at most every `interval`.
-  let cache: { at: number; pending: Map<string, { waiting: number; unconfirmed: number }>; accounts: Array<{ account: string; balance: number; replies_left: number | null }> } | undefined;
+  let cache:
+    | {
+        at: number;
+        pending: Map<string, { waiting: number; unconfirmed: number }>;
+        accounts: Array<{ account: string; balance: number; replies_left: number | null }>;
+      }
+    | undefined;
   let reading: Promise<typeof cache> | undefined;
   const read = async () => {
     if (cache && now() - cache.at < interval) return cache;
     reading ??= (async () => {
       try {
-        const pending = await pendingCounts(options.store, options.bots.map((b) => b.name));
+        const pending = await pendingCounts(
+          options.store,
+          options.bots.map((b) => b.name),
+        );
         const accounts = await accountSummaries(options.store, replyCosts(options.bots));
         cache = { at: now(), pending, accounts };
         return cache;
@@ -144,7 +178,12 @@ export async function createMetrics(options: MetricsOptions): Promise<BotsMetric
     })();
     return reading;
   };
-  const dbGauge = (name: string, help: string, label: "bot" | "account", fill: (g: { set(l: Record<string, string>, v: number): void }, c: NonNullable<typeof cache>) => void) =>
+  const dbGauge = (
+    name: string,
+    help: string,
+    label: "bot" | "account",
+    fill: (g: { set(l: Record<string, string>, v: number): void }, c: NonNullable<typeof cache>) => void,
+  ) =>
     new prom.Gauge({
       name,
       help,

@@ -47,10 +47,13 @@ export function parseHttpOptions(opts: StartCommandOptions, env: Record<string, 
     throw new UsageError("HTTP_PORT_INVALID", (error as Error).message);
   }
   const threshold = Number(opts.healthThreshold ?? "120");
-  if (!Number.isFinite(threshold) || threshold <= 0) throw new UsageError("HEALTH_THRESHOLD_INVALID", `--health-threshold must be seconds > 0, got '${opts.healthThreshold}'`);
+  if (!Number.isFinite(threshold) || threshold <= 0)
+    throw new UsageError("HEALTH_THRESHOLD_INVALID", `--health-threshold must be seconds > 0, got '${opts.healthThreshold}'`);
   const token = opts.metricsToken ?? (env.BOTS_METRICS_TOKEN || undefined);
   if (token !== undefined && (token.length < MIN_METRICS_TOKEN || /\s/.test(token))) {
-    throw new UsageError("METRICS_TOKEN_INVALID", `--metrics-token (or BOTS_METRICS_TOKEN) must be at least ${MIN_METRICS_TOKEN} characters without spaces`, { hint: "generate one: openssl rand -hex 24" });
+    throw new UsageError("METRICS_TOKEN_INVALID", `--metrics-token (or BOTS_METRICS_TOKEN) must be at least ${MIN_METRICS_TOKEN} characters without spaces`, {
+      hint: "generate one: openssl rand -hex 24",
+    });
   }
   return port === null ? null : { port, host: opts.httpHost ?? "127.0.0.1", thresholdMs: threshold * 1000, token };
 }
@@ -69,7 +72,11 @@ export function isLoopbackHost(host: string): boolean {
 export function checkIngress(bots: BotConfig[], http: HttpSettings | null): void {
   const pushed = bots.filter(receivesPushed);
   if (http || !pushed.length) return;
-  throw new UsageError("HTTP_NEEDED", `--http-port off, but ${pushed.map((b) => b.name).join(", ")} receive${pushed.length === 1 ? "s" : ""} updates on the HTTP server (Telegram webhook at /tg/<bot>, VK callback at /vk/<bot>)`, { hint: "give --http-port a port (default 8080), or switch those bots to tg.mode: polling / vk.mode: longpoll" });
+  throw new UsageError(
+    "HTTP_NEEDED",
+    `--http-port off, but ${pushed.map((b) => b.name).join(", ")} receive${pushed.length === 1 ? "s" : ""} updates on the HTTP server (Telegram webhook at /tg/<bot>, VK callback at /vk/<bot>)`,
+    { hint: "give --http-port a port (default 8080), or switch those bots to tg.mode: polling / vk.mode: longpoll" },
+  );
 }
 
 /**
@@ -98,7 +105,9 @@ export interface OpsServer {
  * The database health probes with the instance heartbeat once `running()` gives the bots.
  * @throws UsageError when the port is taken
  */
-export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; store: Store; logging: Logging; running: () => RunningView | undefined }): Promise<OpsServer> {
+export async function startOpsServer(
+  o: HttpSettings & { bots: BotConfig[]; store: Store; logging: Logging; running: () => RunningView | undefined },
+): Promise<OpsServer> {
   const metrics = await createMetrics({ bots: o.bots, store: o.store, databaseUp: () => database.state().up });
   const database = new DatabaseHealth({
     observer: o.store.database.observer,
@@ -113,16 +122,26 @@ export async function startOpsServer(o: HttpSettings & { bots: BotConfig[]; stor
     secrets: botSecrets(o.bots),
     token: o.token,
     database: () => database.state(),
-    unowned: () => o.running()?.ownership.unownedBots().map((name) => ({ name, channel: channelOf.get(name) ?? "" })) ?? [],
+    unowned: () =>
+      o
+        .running()
+        ?.ownership.unownedBots()
+        .map((name) => ({ name, channel: channelOf.get(name) ?? "" })) ?? [],
     bots: () => o.running()?.bots.map((r) => ({ name: r.config.name, channel: r.config.channel, health: () => r.worker.health?.() })),
   });
   if (!o.token && !isLoopbackHost(o.host)) {
-    o.logging.root.warn({ host: o.host }, `HTTP server binds ${o.host} beyond loopback without a token: anyone who reaches it reads /metrics and /healthz details; set BOTS_METRICS_TOKEN (or --metrics-token)`);
+    o.logging.root.warn(
+      { host: o.host },
+      `HTTP server binds ${o.host} beyond loopback without a token: anyone who reaches it reads /metrics and /healthz details; set BOTS_METRICS_TOKEN (or --metrics-token)`,
+    );
   }
   try {
     await server.listen({ port: o.port, host: o.host });
   } catch (error) {
-    throw new UsageError("HTTP_LISTEN", `cannot listen on ${o.host}:${o.port}: ${(error as Error).message}`, { cause: error, hint: "pass another --http-port, 0 for any free port, or off" });
+    throw new UsageError("HTTP_LISTEN", `cannot listen on ${o.host}:${o.port}: ${(error as Error).message}`, {
+      cause: error,
+      hint: "pass another --http-port, 0 for any free port, or off",
+    });
   }
   database.start();
   o.logging.root.info({ http_port: server.port, host: o.host, metrics_token: o.token ? "set" : "none" }, "HTTP server listening (/metrics, /healthz, /readyz)");

@@ -78,7 +78,8 @@ export class BalanceRepo {
    * `BALANCE_BELOW_ZERO` when the balance cannot give `-delta` (nothing written)
    */
   async adjust(account: string, delta: number, note: string): Promise<LedgerRow> {
-    if (!Number.isSafeInteger(delta) || delta === 0 || Math.abs(delta) > MAX_TOPUP) throw new BalanceError("BALANCE_AMOUNT_INVALID", `adjustment must be a non-zero whole number of hundredths up to ${MAX_TOPUP}, got ${delta}`);
+    if (!Number.isSafeInteger(delta) || delta === 0 || Math.abs(delta) > MAX_TOPUP)
+      throw new BalanceError("BALANCE_AMOUNT_INVALID", `adjustment must be a non-zero whole number of hundredths up to ${MAX_TOPUP}, got ${delta}`);
     if (!note.trim()) throw new BalanceError("BALANCE_NOTE_REQUIRED", "an adjustment needs a note saying why");
     return transact(this.db, async (trx) => {
       const t = this.now();
@@ -91,7 +92,11 @@ export class BalanceRepo {
       if (Number(res.numUpdatedRows) !== 1) {
         const acc = await trx.selectFrom("balance_accounts").select("balance").where("account", "=", account).executeTakeFirst();
         if (!acc) throw new BalanceError("BALANCE_ACCOUNT_UNKNOWN", `account '${account}' has no ledger`);
-        throw new BalanceError("BALANCE_BELOW_ZERO", `account '${account}' holds ${formatCredits(Number(acc.balance))}: taking ${formatCredits(-delta)} would leave it below zero`, { hint: "adjust by at most the balance" });
+        throw new BalanceError(
+          "BALANCE_BELOW_ZERO",
+          `account '${account}' holds ${formatCredits(Number(acc.balance))}: taking ${formatCredits(-delta)} would leave it below zero`,
+          { hint: "adjust by at most the balance" },
+        );
       }
       return this.writeLedger(trx, { account, delta, reason: "adjust", message_id: null, ref_id: null, note: note.trim(), created_ms: t });
     });
@@ -145,7 +150,15 @@ export class BalanceRepo {
         if (fence) q = q.where(fenceHolds(fence));
         const res = await q.executeTakeFirst();
         if (fence && Number(res.numUpdatedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
-        return this.writeLedger(trx, { account: reservation.account, delta: amount, reason: "refund", message_id: reservation.message_id, ref_id: reservation.id, note: note ?? null, created_ms: t });
+        return this.writeLedger(trx, {
+          account: reservation.account,
+          delta: amount,
+          reason: "refund",
+          message_id: reservation.message_id,
+          ref_id: reservation.id,
+          note: note ?? null,
+          created_ms: t,
+        });
       });
     } catch (error) {
       if (isUniqueViolation(error)) return null;
@@ -201,7 +214,11 @@ export class BalanceRepo {
 
   /** Sum of an account's ledger in hundredths; equals its balance when the books are sound. */
   async ledgerSum(account: string): Promise<number> {
-    const row = await this.db.selectFrom("balance_ledger").select((eb) => eb.fn.sum<number>("delta").as("total")).where("account", "=", account).executeTakeFirst();
+    const row = await this.db
+      .selectFrom("balance_ledger")
+      .select((eb) => eb.fn.sum<number>("delta").as("total"))
+      .where("account", "=", account)
+      .executeTakeFirst();
     return Number(row?.total ?? 0);
   }
 
@@ -209,14 +226,25 @@ export class BalanceRepo {
     const acc = await trx.selectFrom("balance_accounts").select("balance").where("account", "=", row.account).executeTakeFirst();
     if (!acc) throw new BalanceError("BALANCE_NO_ACCOUNT", `account ${row.account} does not exist`);
     const balance_after = Number(acc.balance);
-    const res = await trx.insertInto("balance_ledger").values({ ...row, balance_after }).executeTakeFirstOrThrow();
+    const res = await trx
+      .insertInto("balance_ledger")
+      .values({ ...row, balance_after })
+      .executeTakeFirstOrThrow();
     return { ...row, id: Number(res.insertId), balance_after };
   }
 }
 
 function normaliseLedger(r: LedgerRow): LedgerRow {
   // mysql2 may hand BIGINT back as strings; keep every amount a number.
-  return { ...r, id: Number(r.id), delta: Number(r.delta), balance_after: Number(r.balance_after), created_ms: Number(r.created_ms), message_id: r.message_id === null ? null : Number(r.message_id), ref_id: r.ref_id === null ? null : Number(r.ref_id) };
+  return {
+    ...r,
+    id: Number(r.id),
+    delta: Number(r.delta),
+    balance_after: Number(r.balance_after),
+    created_ms: Number(r.created_ms),
+    message_id: r.message_id === null ? null : Number(r.message_id),
+    ref_id: r.ref_id === null ? null : Number(r.ref_id),
+  };
 }
 
 /**
@@ -243,11 +271,17 @@ function parseCredits(input: string, signed: boolean): number {
   const s = signed ? input.trim().replace(/^[-+]/, "") : input.trim();
   const m = /^(\d{1,13})(?:[.,](\d{1,2}))?$/.exec(s);
   if (!m) {
-    throw new BalanceError("BALANCE_AMOUNT_INVALID", `'${input}' is not an amount of credits`, { hint: "write a positive number with at most two decimals, e.g. 500, 12.5 or 12,50" });
+    throw new BalanceError("BALANCE_AMOUNT_INVALID", `'${input}' is not an amount of credits`, {
+      hint: "write a positive number with at most two decimals, e.g. 500, 12.5 or 12,50",
+    });
   }
   const value = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
-  if (value <= 0) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount must be ${signed ? "other than" : "above"} zero, got '${input}'`, { hint: signed ? "e.g. -10 or 2.50" : "top-ups are positive amounts" });
-  if (value > MAX_TOPUP) throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount '${input}' is above the limit of 1,000,000,000 credits`, { hint: "split it or check for a typo" });
+  if (value <= 0)
+    throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount must be ${signed ? "other than" : "above"} zero, got '${input}'`, {
+      hint: signed ? "e.g. -10 or 2.50" : "top-ups are positive amounts",
+    });
+  if (value > MAX_TOPUP)
+    throw new BalanceError("BALANCE_AMOUNT_INVALID", `amount '${input}' is above the limit of 1,000,000,000 credits`, { hint: "split it or check for a typo" });
   return sign * value;
 }
 

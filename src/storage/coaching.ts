@@ -59,10 +59,15 @@ export class CoachingRepo {
   }
 
   /** Creates the user at the first onboarding step; a user that exists is left as it is. */
-  async createUser(u: Pick<CoachingUser, "bot" | "user_id" | "chat_id" | "thread_key" | "timezone" | "day_starts_at" | "remind_at" | "step">): Promise<CoachingUser> {
+  async createUser(
+    u: Pick<CoachingUser, "bot" | "user_id" | "chat_id" | "thread_key" | "timezone" | "day_starts_at" | "remind_at" | "step">,
+  ): Promise<CoachingUser> {
     const at = this.now();
     try {
-      await this.db.insertInto("coaching_users").values({ ...u, name: null, status: "onboarding", draft: "{}", profile: null, created_ms: at, updated_ms: at }).execute();
+      await this.db
+        .insertInto("coaching_users")
+        .values({ ...u, name: null, status: "onboarding", draft: "{}", profile: null, created_ms: at, updated_ms: at })
+        .execute();
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
     }
@@ -71,7 +76,12 @@ export class CoachingRepo {
 
   /** Updates a user's fields. */
   async updateUser(bot: string, userId: string, patch: Partial<Omit<CoachingUser, "bot" | "user_id" | "created_ms">>): Promise<void> {
-    await this.db.updateTable("coaching_users").set({ ...patch, updated_ms: this.now() }).where("bot", "=", bot).where("user_id", "=", userId).execute();
+    await this.db
+      .updateTable("coaching_users")
+      .set({ ...patch, updated_ms: this.now() })
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .execute();
   }
 
   /** Users with a reminder time who may get proactive messages (status `active`). */
@@ -90,13 +100,20 @@ export class CoachingRepo {
   /** Adds a goal. @returns its id */
   async addGoal(g: Pick<GoalRow, "bot" | "user_id" | "title" | "kind" | "target">): Promise<number> {
     const at = this.now();
-    const r = await this.db.insertInto("coaching_goals").values({ ...g, status: "active", created_ms: at, updated_ms: at }).executeTakeFirstOrThrow();
+    const r = await this.db
+      .insertInto("coaching_goals")
+      .values({ ...g, status: "active", created_ms: at, updated_ms: at })
+      .executeTakeFirstOrThrow();
     return Number(r.insertId);
   }
 
   /** Changes a goal; its check-ins (the history) stay attached to it. */
   async updateGoal(id: number, patch: Partial<Pick<GoalRow, "title" | "kind" | "target" | "status">>): Promise<void> {
-    await this.db.updateTable("coaching_goals").set({ ...patch, updated_ms: this.now() }).where("id", "=", id).execute();
+    await this.db
+      .updateTable("coaching_goals")
+      .set({ ...patch, updated_ms: this.now() })
+      .where("id", "=", id)
+      .execute();
   }
 
   /**
@@ -120,7 +137,17 @@ export class CoachingRepo {
       const prior = c.effect ? await priorEffect(trx, c.effect) : undefined;
       if (prior) {
         const earlier = prior.ref === null ? undefined : await trx.selectFrom("coaching_checkins").selectAll().where("id", "=", prior.ref).executeTakeFirst();
-        const gone = { id: prior.ref ?? 0, bot: c.bot, user_id: c.user_id, goal_id: c.goal_id, day: c.day, points: 0, source: c.source, note: c.note ?? null, created_ms: this.now() };
+        const gone = {
+          id: prior.ref ?? 0,
+          bot: c.bot,
+          user_id: c.user_id,
+          goal_id: c.goal_id,
+          day: c.day,
+          points: 0,
+          source: c.source,
+          note: c.note ?? null,
+          created_ms: this.now(),
+        };
         return { ...(earlier ? normCheckin(earlier) : gone), repeated: true };
       }
       const { n } = await trx
@@ -129,7 +156,16 @@ export class CoachingRepo {
         .where("goal_id", "=", c.goal_id)
         .where("day", "=", c.day)
         .executeTakeFirstOrThrow();
-      const row = { bot: c.bot, user_id: c.user_id, goal_id: c.goal_id, day: c.day, points: c.pointsFor(Number(n) + 1), source: c.source, note: c.note ?? null, created_ms: this.now() };
+      const row = {
+        bot: c.bot,
+        user_id: c.user_id,
+        goal_id: c.goal_id,
+        day: c.day,
+        points: c.pointsFor(Number(n) + 1),
+        source: c.source,
+        note: c.note ?? null,
+        created_ms: this.now(),
+      };
       const r = await trx.insertInto("coaching_checkins").values(row).executeTakeFirstOrThrow();
       if (c.effect) await recordEffect(trx, c.effect, Number(r.insertId), row.created_ms);
       return { ...row, id: Number(r.insertId), repeated: false };
@@ -145,14 +181,28 @@ export class CoachingRepo {
 
   /** True when the user has any check-in for `day`. */
   async hasCheckin(bot: string, userId: string, day: string): Promise<boolean> {
-    const r = await this.db.selectFrom("coaching_checkins").select("id").where("bot", "=", bot).where("user_id", "=", userId).where("day", "=", day).limit(1).executeTakeFirst();
+    const r = await this.db
+      .selectFrom("coaching_checkins")
+      .select("id")
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .where("day", "=", day)
+      .limit(1)
+      .executeTakeFirst();
     return r !== undefined;
   }
 
   /** Removes the user's latest check-in (/undo). @returns it, or undefined when there is none */
   async undoLast(bot: string, userId: string): Promise<CheckinRow | undefined> {
     return transact(this.db, async (trx) => {
-      const last = await trx.selectFrom("coaching_checkins").selectAll().where("bot", "=", bot).where("user_id", "=", userId).orderBy("id", "desc").limit(1).executeTakeFirst();
+      const last = await trx
+        .selectFrom("coaching_checkins")
+        .selectAll()
+        .where("bot", "=", bot)
+        .where("user_id", "=", userId)
+        .orderBy("id", "desc")
+        .limit(1)
+        .executeTakeFirst();
       if (!last) return undefined;
       await trx.deleteFrom("coaching_checkins").where("id", "=", last.id).execute();
       return normCheckin(last);
@@ -161,13 +211,24 @@ export class CoachingRepo {
 
   /** Total points of a user: the sum over their check-in log. */
   async points(bot: string, userId: string): Promise<number> {
-    const r = await this.db.selectFrom("coaching_checkins").select((eb) => eb.fn.sum<number>("points").as("p")).where("bot", "=", bot).where("user_id", "=", userId).executeTakeFirst();
+    const r = await this.db
+      .selectFrom("coaching_checkins")
+      .select((eb) => eb.fn.sum<number>("points").as("p"))
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .executeTakeFirst();
     return Number(r?.p ?? 0);
   }
 
   /** A user's pauses. */
   async pauses(bot: string, userId: string): Promise<PauseRow[]> {
-    const rows = await this.db.selectFrom("coaching_pauses").select(["id", "from_day", "until_day"]).where("bot", "=", bot).where("user_id", "=", userId).orderBy("id").execute();
+    const rows = await this.db
+      .selectFrom("coaching_pauses")
+      .select(["id", "from_day", "until_day"])
+      .where("bot", "=", bot)
+      .where("user_id", "=", userId)
+      .orderBy("id")
+      .execute();
     return rows.map((r) => ({ ...r, id: Number(r.id) }));
   }
 
@@ -196,7 +257,10 @@ export class CoachingRepo {
   async claimDelivery(bot: string, userId: string, kind: string, day: string): Promise<number | null> {
     const at = this.now();
     try {
-      const r = await this.db.insertInto("coaching_deliveries").values({ bot, user_id: userId, kind, day, status: "claimed", message_id: null, error: null, created_ms: at, updated_ms: at }).executeTakeFirstOrThrow();
+      const r = await this.db
+        .insertInto("coaching_deliveries")
+        .values({ bot, user_id: userId, kind, day, status: "claimed", message_id: null, error: null, created_ms: at, updated_ms: at })
+        .executeTakeFirstOrThrow();
       return Number(r.insertId);
     } catch (error) {
       if (isUniqueViolation(error)) return null;
@@ -206,7 +270,11 @@ export class CoachingRepo {
 
   /** Records how a claimed delivery ended. */
   async finishDelivery(id: number, status: "sent" | "failed", messageId: number | null, error: string | null = null): Promise<void> {
-    await this.db.updateTable("coaching_deliveries").set({ status, message_id: messageId, error: scrubSecrets(error) ?? null, updated_ms: this.now() }).where("id", "=", id).execute();
+    await this.db
+      .updateTable("coaching_deliveries")
+      .set({ status, message_id: messageId, error: scrubSecrets(error) ?? null, updated_ms: this.now() })
+      .where("id", "=", id)
+      .execute();
   }
 
   /** Deliveries of a user (tests, /export). */
@@ -230,7 +298,12 @@ export class CoachingRepo {
    * with a check-in in the period, check-ins, reminders and weekly summaries by status, cost.
    */
   async counts(bot: string, sinceMs: number): Promise<CoachingCounts> {
-    const byStatus = await this.db.selectFrom("coaching_users").select(["status", (eb) => eb.fn.countAll<number>().as("n")]).where("bot", "=", bot).groupBy("status").execute();
+    const byStatus = await this.db
+      .selectFrom("coaching_users")
+      .select(["status", (eb) => eb.fn.countAll<number>().as("n")])
+      .where("bot", "=", bot)
+      .groupBy("status")
+      .execute();
     const ck = await this.db
       .selectFrom("coaching_checkins")
       .select([(eb) => eb.fn.countAll<number>().as("n"), sql<number>`count(distinct user_id)`.as("users")])
@@ -244,7 +317,13 @@ export class CoachingRepo {
       .where("created_ms", ">=", sinceMs)
       .groupBy(["kind", "status"])
       .execute();
-    const cost = await this.db.selectFrom("messages").select((eb) => eb.fn.sum<number>("cost").as("c")).where("bot", "=", bot).where("direction", "=", "out").where("created_ms", ">=", sinceMs).executeTakeFirst();
+    const cost = await this.db
+      .selectFrom("messages")
+      .select((eb) => eb.fn.sum<number>("cost").as("c"))
+      .where("bot", "=", bot)
+      .where("direction", "=", "out")
+      .where("created_ms", ">=", sinceMs)
+      .executeTakeFirst();
     const pick = (kind: string) => Object.fromEntries(del.filter((d) => d.kind === kind).map((d) => [d.status, Number(d.n)]));
     return {
       users: Object.fromEntries(byStatus.map((r) => [r.status, Number(r.n)])),

@@ -100,7 +100,11 @@ export class ConversationsRepo {
   private async matchedSince(threads: Array<{ bot: string; thread_key: string }>, filter: ConversationFilter, cursor: number): Promise<Set<string>> {
     const out = new Set<string>();
     for (const [bot, keys] of byBot(threads)) {
-      const rows = await this.filtered(this.db.selectFrom("messages").select("thread_key").distinct(), filter).where("bot", "=", bot).where("thread_key", "in", keys).where("id", ">=", cursor).execute();
+      const rows = await this.filtered(this.db.selectFrom("messages").select("thread_key").distinct(), filter)
+        .where("bot", "=", bot)
+        .where("thread_key", "in", keys)
+        .where("id", ">=", cursor)
+        .execute();
       for (const r of rows) out.add(`${bot}\u0000${r.thread_key}`);
     }
     return out;
@@ -121,17 +125,32 @@ export class ConversationsRepo {
         .where("thread_key", "in", keys)
         .groupBy("thread_key")
         .execute();
-      for (const r of rows) stats.set(`${bot}\u0000${r.thread_key}`, { n: Number(r.n), last_ms: Number(r.last_ms), last_in_id: r.last_in_id === null ? null : Number(r.last_in_id) });
+      for (const r of rows)
+        stats.set(`${bot}\u0000${r.thread_key}`, {
+          n: Number(r.n),
+          last_ms: Number(r.last_ms),
+          last_in_id: r.last_in_id === null ? null : Number(r.last_in_id),
+        });
     }
     const inIds = [...stats.values()].map((s) => s.last_in_id).filter((x): x is number => x !== null);
     const lastIn = new Map<number, { user_name: string | null; user_id: string | null; status: string }>();
     if (inIds.length) {
-      for (const r of await this.db.selectFrom("messages").select(["id", "user_name", "user_id", "status"]).where("id", "in", inIds).execute()) lastIn.set(Number(r.id), r);
+      for (const r of await this.db.selectFrom("messages").select(["id", "user_name", "user_id", "status"]).where("id", "in", inIds).execute())
+        lastIn.set(Number(r.id), r);
     }
     return threads.map((t) => {
       const s = stats.get(`${t.bot}\u0000${t.thread_key}`) ?? { n: 0, last_ms: 0, last_in_id: null };
       const li = s.last_in_id === null ? undefined : lastIn.get(s.last_in_id);
-      return { bot: t.bot, thread_key: t.thread_key, user_name: li?.user_name ?? null, user_id: li?.user_id ?? null, messages: s.n, last_ms: s.last_ms, last_status: li?.status ?? null, last_match_id: t.last_match_id };
+      return {
+        bot: t.bot,
+        thread_key: t.thread_key,
+        user_name: li?.user_name ?? null,
+        user_id: li?.user_id ?? null,
+        messages: s.n,
+        last_ms: s.last_ms,
+        last_status: li?.status ?? null,
+        last_match_id: t.last_match_id,
+      };
     });
   }
 
@@ -139,7 +158,12 @@ export class ConversationsRepo {
    * The newest `limit` matching messages of one thread, oldest first.
    */
   async thread(bot: string, threadKey: string, filter: ConversationFilter, limit: number): Promise<MessageRow[]> {
-    const rows = await this.filtered(this.db.selectFrom("messages").selectAll(), filter).where("bot", "=", bot).where("thread_key", "=", threadKey).orderBy("id", "desc").limit(limit).execute();
+    const rows = await this.filtered(this.db.selectFrom("messages").selectAll(), filter)
+      .where("bot", "=", bot)
+      .where("thread_key", "=", threadKey)
+      .orderBy("id", "desc")
+      .limit(limit)
+      .execute();
     return rows.reverse().map(normalise);
   }
 

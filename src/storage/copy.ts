@@ -40,9 +40,18 @@ export async function copyDatabase(fromUrl: string, toUrl: string, onTable?: (ta
     const tables = (await src.introspection.getTables()).filter((t) => !SKIP.has(t.name)).sort((a, b) => a.name.localeCompare(b.name));
     const targetTables = new Set((await dst.introspection.getTables()).map((t) => t.name));
     for (const t of tables) {
-      if (!targetTables.has(t.name)) throw new StorageError("COPY_TABLE_MISSING", `target ${to.safeUrl} has no table ${t.name}`, { hint: "both databases must be opened by the same version of bots" });
-      const n = await dst.selectFrom(t.name).select((eb) => eb.fn.countAll().as("n")).executeTakeFirst();
-      if (Number(n?.n ?? 0) > 0) throw new StorageError("COPY_TARGET_NOT_EMPTY", `target table ${t.name} in ${to.safeUrl} already has rows; nothing copied`, { hint: "copy into a new, empty database (drop and recreate it after a failed copy)" });
+      if (!targetTables.has(t.name))
+        throw new StorageError("COPY_TABLE_MISSING", `target ${to.safeUrl} has no table ${t.name}`, {
+          hint: "both databases must be opened by the same version of bots",
+        });
+      const n = await dst
+        .selectFrom(t.name)
+        .select((eb) => eb.fn.countAll().as("n"))
+        .executeTakeFirst();
+      if (Number(n?.n ?? 0) > 0)
+        throw new StorageError("COPY_TARGET_NOT_EMPTY", `target table ${t.name} in ${to.safeUrl} already has rows; nothing copied`, {
+          hint: "copy into a new, empty database (drop and recreate it after a failed copy)",
+        });
     }
     const result: CopyResult = { tables: [] };
     for (const t of tables) {
@@ -63,7 +72,11 @@ export async function copyDatabase(fromUrl: string, toUrl: string, onTable?: (ta
       } else {
         // Small tables without an id (accounts, cursors, leases): read at once.
         const rows = (await src.selectFrom(t.name).select(columns).execute()) as Array<Record<string, unknown>>;
-        for (let i = 0; i < rows.length; i += pageSize) await dst.insertInto(t.name).values(rows.slice(i, i + pageSize)).execute();
+        for (let i = 0; i < rows.length; i += pageSize)
+          await dst
+            .insertInto(t.name)
+            .values(rows.slice(i, i + pageSize))
+            .execute();
         copied = rows.length;
       }
       result.tables.push({ table: t.name, rows: copied });

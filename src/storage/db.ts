@@ -67,7 +67,10 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
       conn.pragma("synchronous = NORMAL");
       conn.pragma("foreign_keys = ON");
     } catch (cause) {
-      throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, { cause, hint: "check the path and its permissions" });
+      throw new StorageError("DB_UNAVAILABLE", `cannot open SQLite database ${file}: ${(cause as Error).message}`, {
+        cause,
+        hint: "check the path and its permissions",
+      });
     }
     // The observer (health) sees the driver's own errors; the classification outside it turns them into DatabaseError.
     const observer = new QueryObserver();
@@ -104,10 +107,14 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     // are dropped by the pool). The paused process finds its connection gone when it wakes and
     // writes nothing (its transaction was rolled back).
     pool.on("connection", (conn) => {
-      conn.query(`SET SESSION idle_transaction_timeout = ${IDLE_TRANSACTION_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, (error: { errno?: number } | null) => {
-        // 1193: unknown system variable (MySQL).
-        if (error?.errno === 1193) conn.query(`SET SESSION wait_timeout = ${MYSQL_WAIT_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, () => undefined);
-      });
+      conn.query(
+        `SET SESSION idle_transaction_timeout = ${IDLE_TRANSACTION_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`,
+        (error: { errno?: number } | null) => {
+          // 1193: unknown system variable (MySQL).
+          if (error?.errno === 1193)
+            conn.query(`SET SESSION wait_timeout = ${MYSQL_WAIT_S}, SESSION innodb_lock_wait_timeout = ${LOCK_WAIT_S}`, () => undefined);
+        },
+      );
     });
     const observer = new QueryObserver();
     const db = new Kysely<Schema>({ dialect: classifyingDialect(observer.wrap(new MysqlDialect({ pool })), {}) });
@@ -121,7 +128,9 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
       });
     }
     if (options.mustExist) {
-      const tables = await sql<{ n: number }>`select count(*) as n from information_schema.tables where table_schema = database() and table_name = 'kysely_migration'`.execute(db);
+      const tables = await sql<{
+        n: number;
+      }>`select count(*) as n from information_schema.tables where table_schema = database() and table_name = 'kysely_migration'`.execute(db);
       if (!Number(tables.rows[0]?.n)) {
         await db.destroy().catch(() => undefined);
         throw new StorageError("DB_MISSING", `database ${safeUrl} has no bots tables`);

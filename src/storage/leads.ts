@@ -47,7 +47,13 @@ export class LeadsRepo {
 
   /** The lead of a thread, if one was saved. */
   async forThread(bot: string, threadKey: string): Promise<LeadRow | undefined> {
-    const row = await this.db.selectFrom("leads").selectAll().where("bot", "=", bot).where("thread_key", "=", threadKey).orderBy("id", "desc").executeTakeFirst();
+    const row = await this.db
+      .selectFrom("leads")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("thread_key", "=", threadKey)
+      .orderBy("id", "desc")
+      .executeTakeFirst();
     return row && normaliseLead(row);
   }
 
@@ -85,7 +91,13 @@ export class LeadsRepo {
         if (lead) return { lead: normaliseLead(lead), created: false, changed: false, repeated: true };
       }
       const effect = prior ? undefined : input.effect;
-      const existing = await trx.selectFrom("leads").selectAll().where("bot", "=", input.bot).where("thread_key", "=", input.thread_key).orderBy("id", "desc").executeTakeFirst();
+      const existing = await trx
+        .selectFrom("leads")
+        .selectAll()
+        .where("bot", "=", input.bot)
+        .where("thread_key", "=", input.thread_key)
+        .orderBy("id", "desc")
+        .executeTakeFirst();
       if (!existing) {
         const res = await trx
           .insertInto("leads")
@@ -146,7 +158,12 @@ export class LeadsRepo {
    * `updated_ms` when the mail was built): then the new details still need a mail.
    */
   async markNotified(id: number, version: number): Promise<boolean> {
-    const res = await this.db.updateTable("leads").set({ notified_ms: this.now(), notify_error: null }).where("id", "=", id).where("updated_ms", "=", version).executeTakeFirst();
+    const res = await this.db
+      .updateTable("leads")
+      .set({ notified_ms: this.now(), notify_error: null })
+      .where("id", "=", id)
+      .where("updated_ms", "=", version)
+      .executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }
 
@@ -161,7 +178,14 @@ export class LeadsRepo {
 
   /** Leads of a bot created in `[sinceMs, untilMs)`, oldest first. */
   async createdBetween(bot: string, sinceMs: number, untilMs: number): Promise<LeadRow[]> {
-    const rows = await this.db.selectFrom("leads").selectAll().where("bot", "=", bot).where("created_ms", ">=", sinceMs).where("created_ms", "<", untilMs).orderBy("id").execute();
+    const rows = await this.db
+      .selectFrom("leads")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("created_ms", ">=", sinceMs)
+      .where("created_ms", "<", untilMs)
+      .orderBy("id")
+      .execute();
     return rows.map(normaliseLead);
   }
 }

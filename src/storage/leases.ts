@@ -58,7 +58,12 @@ export class LeasesRepo {
    */
   async renew(name: string, holder: string, ttlMs: number): Promise<boolean> {
     const t = this.now();
-    const res = await this.db.updateTable("leases").set({ expires_ms: t + ttlMs }).where("name", "=", name).where("holder", "=", holder).executeTakeFirst();
+    const res = await this.db
+      .updateTable("leases")
+      .set({ expires_ms: t + ttlMs })
+      .where("name", "=", name)
+      .where("holder", "=", holder)
+      .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 1) return true;
     return (await this.get(name))?.holder === holder;
   }

@@ -114,7 +114,13 @@ export class MessagesRepo {
    * recorded them); uses the `(bot, status, id)` index.
    */
   async receivedInThread(bot: string, threadKey: string, beforeId?: number): Promise<MessageRow[]> {
-    let s = this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("status", "=", "received").where("direction", "=", "in").where("thread_key", "=", threadKey);
+    let s = this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("status", "=", "received")
+      .where("direction", "=", "in")
+      .where("thread_key", "=", threadKey);
     if (beforeId !== undefined) s = s.where("id", "<", beforeId);
     return (await s.orderBy("id", "asc").limit(100).execute()).map(normalise);
   }
@@ -130,10 +136,19 @@ export class MessagesRepo {
    * `fence` only while that instance owns the bot at that epoch (`bot_owners`, same statement).
    * @returns true when the row changed (false: it was not in one of `from`, or the fence failed)
    */
-  async setStatus(id: number, status: IncomingStatus, opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null; fence?: OwnerFence } = {}): Promise<boolean> {
+  async setStatus(
+    id: number,
+    status: IncomingStatus,
+    opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null; fence?: OwnerFence } = {},
+  ): Promise<boolean> {
     let q = this.db
       .updateTable("messages")
-      .set({ status, updated_ms: this.now(), ...(opts.error !== undefined ? { error: scrubSecrets(opts.error) } : {}), ...(opts.cost !== undefined ? { cost: opts.cost } : {}) })
+      .set({
+        status,
+        updated_ms: this.now(),
+        ...(opts.error !== undefined ? { error: scrubSecrets(opts.error) } : {}),
+        ...(opts.cost !== undefined ? { cost: opts.cost } : {}),
+      })
       .where("id", "=", id);
     if (opts.from) q = q.where("status", "in", opts.from);
     const f = opts.fence;
@@ -169,7 +184,12 @@ export class MessagesRepo {
    * @returns true when the row changed
    */
   async unmarkWriting(id: number, partsSent: number): Promise<boolean> {
-    const res = await this.db.updateTable("messages").set({ status: "sending", parts_sent: partsSent, updated_ms: this.now() }).where("id", "=", id).where("status", "=", "delivering").executeTakeFirst();
+    const res = await this.db
+      .updateTable("messages")
+      .set({ status: "sending", parts_sent: partsSent, updated_ms: this.now() })
+      .where("id", "=", id)
+      .where("status", "=", "delivering")
+      .executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }
 
@@ -185,7 +205,14 @@ export class MessagesRepo {
     return transact(this.db, async (trx) => {
       let q = trx
         .updateTable("messages")
-        .set({ status: "answered", error: null, cost: out.cost, updated_ms: out.created_ms, delivery: null, ...(out.parts !== undefined ? { parts_sent: out.parts } : {}) })
+        .set({
+          status: "answered",
+          error: null,
+          cost: out.cost,
+          updated_ms: out.created_ms,
+          delivery: null,
+          ...(out.parts !== undefined ? { parts_sent: out.parts } : {}),
+        })
         .where("id", "=", out.incoming.id);
       if (fence) q = q.where(fenceHolds(fence));
       const res = await q.executeTakeFirst();
@@ -255,13 +282,20 @@ export class MessagesRepo {
    * @param sameText with `sinceMs` (epoch ms UTC): whether the same text (by {@link textHash})
    * came at or after it (`duplicate`); omitted, `duplicate` is false
    */
-  async userActivity(bot: string, userId: string, floodSinceMs: number, sameText?: { text: string; sinceMs: number }): Promise<{ recent: number; duplicate: boolean }> {
+  async userActivity(
+    bot: string,
+    userId: string,
+    floodSinceMs: number,
+    sameText?: { text: string; sinceMs: number },
+  ): Promise<{ recent: number; duplicate: boolean }> {
     const since = sameText ? Math.min(floodSinceMs, sameText.sinceMs) : floodSinceMs;
     const row = await this.db
       .selectFrom("messages")
       .select([
         sql<number>`COUNT(CASE WHEN created_ms >= ${floodSinceMs} THEN 1 END)`.as("recent"),
-        (sameText ? sql<number>`COUNT(CASE WHEN text_hash = ${textHash(sameText.text)} AND created_ms >= ${sameText.sinceMs} THEN 1 END)` : sql<number>`0`).as("same"),
+        (sameText ? sql<number>`COUNT(CASE WHEN text_hash = ${textHash(sameText.text)} AND created_ms >= ${sameText.sinceMs} THEN 1 END)` : sql<number>`0`).as(
+          "same",
+        ),
       ])
       .where("bot", "=", bot)
       .where("user_id", "=", userId)
@@ -277,7 +311,14 @@ export class MessagesRepo {
    * `created_ms` index for a time window, the primary key for ids.
    * @param q.sinceMs / q.untilMs epoch ms UTC, inclusive / exclusive
    */
-  async selectIncoming(q: { bots?: string[]; ids?: number[]; statuses?: IncomingStatus[]; sinceMs?: number; untilMs?: number; limit?: number }): Promise<MessageRow[]> {
+  async selectIncoming(q: {
+    bots?: string[];
+    ids?: number[];
+    statuses?: IncomingStatus[];
+    sinceMs?: number;
+    untilMs?: number;
+    limit?: number;
+  }): Promise<MessageRow[]> {
     let s = this.db.selectFrom("messages").selectAll().where("direction", "=", "in");
     if (q.bots) s = s.where("bot", "in", q.bots.length ? q.bots : [""]);
     if (q.ids) s = s.where("id", "in", q.ids.length ? q.ids : [-1]);
@@ -295,7 +336,14 @@ export class MessagesRepo {
    * `(bot, status, created_ms)` index.
    */
   async outgoingInStatus(bot: string, statuses: Array<"pending" | "delivering">): Promise<MessageRow[]> {
-    const rows = await this.db.selectFrom("messages").selectAll().where("bot", "=", bot).where("status", "in", statuses).where("direction", "=", "out").orderBy("id", "asc").execute();
+    const rows = await this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("bot", "=", bot)
+      .where("status", "in", statuses)
+      .where("direction", "=", "out")
+      .orderBy("id", "asc")
+      .execute();
     return rows.map(normalise);
   }
 
@@ -359,7 +407,13 @@ export class MessagesRepo {
 
   /** The answer stored for an incoming message, if any. */
   async answerTo(incomingId: number): Promise<MessageRow | undefined> {
-    const row = await this.db.selectFrom("messages").selectAll().where("reply_to_id", "=", incomingId).where("direction", "=", "out").orderBy("id", "desc").executeTakeFirst();
+    const row = await this.db
+      .selectFrom("messages")
+      .selectAll()
+      .where("reply_to_id", "=", incomingId)
+      .where("direction", "=", "out")
+      .orderBy("id", "desc")
+      .executeTakeFirst();
     return row && normalise(row);
   }
 }

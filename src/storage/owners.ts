@@ -52,7 +52,13 @@ export function fenceHolds(fence: OwnerFence): RawBuilder<boolean> {
  * to check inside it).
  */
 export async function fenceStillHolds(db: Kysely<Schema>, fence: OwnerFence): Promise<boolean> {
-  const r = await db.selectFrom("bot_owners").select("bot").where("bot", "=", fence.bot).where("owner", "=", fence.owner).where("epoch", "=", fence.epoch).executeTakeFirst();
+  const r = await db
+    .selectFrom("bot_owners")
+    .select("bot")
+    .where("bot", "=", fence.bot)
+    .where("owner", "=", fence.owner)
+    .where("epoch", "=", fence.epoch)
+    .executeTakeFirst();
   return r !== undefined;
 }
 
@@ -61,7 +67,9 @@ export async function fenceStillHolds(db: Kysely<Schema>, fence: OwnerFence): Pr
  * `julianday('now')`. Heartbeats and liveness use only this clock, so hosts' clocks may differ.
  */
 export function dbNowMs(dialect: Dialect): RawBuilder<number> {
-  return dialect === "mysql" ? sql<number>`CAST(ROUND(UNIX_TIMESTAMP(NOW(6)) * 1000) AS SIGNED)` : sql<number>`CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)`;
+  return dialect === "mysql"
+    ? sql<number>`CAST(ROUND(UNIX_TIMESTAMP(NOW(6)) * 1000) AS SIGNED)`
+    : sql<number>`CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)`;
 }
 
 /**
@@ -88,7 +96,11 @@ export class OwnersRepo {
    */
   async register(id: string, host: string, pid: number, bots: string[], ttlMs = 15_000): Promise<void> {
     const values = { id, host, pid, bots: JSON.stringify(bots), started_ms: this.now, heartbeat_ms: this.now, ttl_ms: ttlMs };
-    const updated = await this.db.updateTable("instances").set({ host, pid, bots: values.bots, started_ms: this.now, heartbeat_ms: this.now, ttl_ms: ttlMs }).where("id", "=", id).executeTakeFirst();
+    const updated = await this.db
+      .updateTable("instances")
+      .set({ host, pid, bots: values.bots, started_ms: this.now, heartbeat_ms: this.now, ttl_ms: ttlMs })
+      .where("id", "=", id)
+      .executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 1) return;
     try {
       await this.db.insertInto("instances").values(values).execute();
@@ -116,7 +128,16 @@ export class OwnersRepo {
   /** Every instance row with its heartbeat age on the database clock, oldest id first. */
   async instances(): Promise<InstanceRow[]> {
     const rows = await this.db.selectFrom("instances").selectAll().select(sql<number>`${this.now} - heartbeat_ms`.as("age_ms")).orderBy("id").execute();
-    return rows.map((r) => ({ id: r.id, host: r.host, pid: Number(r.pid), bots: parseBots(r.bots), started_ms: Number(r.started_ms), heartbeat_ms: Number(r.heartbeat_ms), age_ms: Number(r.age_ms), ttl_ms: Number(r.ttl_ms) }));
+    return rows.map((r) => ({
+      id: r.id,
+      host: r.host,
+      pid: Number(r.pid),
+      bots: parseBots(r.bots),
+      started_ms: Number(r.started_ms),
+      heartbeat_ms: Number(r.heartbeat_ms),
+      age_ms: Number(r.age_ms),
+      ttl_ms: Number(r.ttl_ms),
+    }));
   }
 
   /**
@@ -158,7 +179,15 @@ export class OwnersRepo {
       .where((eb) =>
         eb.or([
           eb("owner", "is", null),
-          eb.not(eb.exists(eb.selectFrom("instances").select(sql`1`.as("one")).where("instances.id", "=", eb.ref("bot_owners.owner")).where("instances.heartbeat_ms", ">", sql<number>`${this.now} - instances.ttl_ms`))),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom("instances")
+                .select(sql`1`.as("one"))
+                .where("instances.id", "=", eb.ref("bot_owners.owner"))
+                .where("instances.heartbeat_ms", ">", sql<number>`${this.now} - instances.ttl_ms`),
+            ),
+          ),
         ]),
       )
       .where((eb) => eb.or([eb("owner", "is", null), eb("owner", "!=", id)]))
@@ -180,7 +209,12 @@ export class OwnersRepo {
    * @returns the new epoch, or undefined when the owner changed meanwhile
    */
   async takeOver(bot: string, from: string, id: string): Promise<number | undefined> {
-    const res = await this.db.updateTable("bot_owners").set({ owner: id, epoch: sql`epoch + 1`, changed_ms: this.now }).where("bot", "=", bot).where("owner", "=", from).executeTakeFirst();
+    const res = await this.db
+      .updateTable("bot_owners")
+      .set({ owner: id, epoch: sql`epoch + 1`, changed_ms: this.now })
+      .where("bot", "=", bot)
+      .where("owner", "=", from)
+      .executeTakeFirst();
     if (Number(res.numUpdatedRows) !== 1) return undefined;
     const row = await this.owner(bot);
     return row?.owner === id ? row.epoch : undefined;
@@ -192,7 +226,13 @@ export class OwnersRepo {
    * @returns false when it was no longer ours
    */
   async release(bot: string, id: string, epoch: number): Promise<boolean> {
-    const res = await this.db.updateTable("bot_owners").set({ owner: null, changed_ms: this.now }).where("bot", "=", bot).where("owner", "=", id).where("epoch", "=", epoch).executeTakeFirst();
+    const res = await this.db
+      .updateTable("bot_owners")
+      .set({ owner: null, changed_ms: this.now })
+      .where("bot", "=", bot)
+      .where("owner", "=", id)
+      .where("epoch", "=", epoch)
+      .executeTakeFirst();
     return Number(res.numUpdatedRows) === 1;
   }
 

@@ -18,6 +18,16 @@ export class RecoveriesRepo {
     const r = await this.db.selectFrom("recoveries").selectAll().where("bot", "=", bot).orderBy("id", "desc").limit(1).executeTakeFirst();
     if (!r) return undefined;
     // mysql2 may hand BIGINT back as strings.
-    return { ...r, id: Number(r.id), resumed: Number(r.resumed), refunded: Number(r.refunded), expired: Number(r.expired), unconfirmed: Number(r.unconfirmed), confirmed: Number(r.confirmed), started_ms: Number(r.started_ms), finished_ms: Number(r.finished_ms) };
+    return {
+      ...r,
+      id: Number(r.id),
+      resumed: Number(r.resumed),
+      refunded: Number(r.refunded),
+      expired: Number(r.expired),
+      unconfirmed: Number(r.unconfirmed),
+      confirmed: Number(r.confirmed),
+      started_ms: Number(r.started_ms),
+      finished_ms: Number(r.finished_ms),
+    };
   }
 }

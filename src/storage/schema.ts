@@ -31,10 +31,33 @@ export interface Schema {
  * written and its connection failed, or the process died while one was in flight; the charge
  * stands and it is never sent again by itself.
  */
-export type IncomingStatus = "received" | "filtered" | "no_balance" | "sending" | "delivering" | "answered" | "failed" | "partial" | "skipped" | "expired" | "unconfirmed";
+export type IncomingStatus =
+  | "received"
+  | "filtered"
+  | "no_balance"
+  | "sending"
+  | "delivering"
+  | "answered"
+  | "failed"
+  | "partial"
+  | "skipped"
+  | "expired"
+  | "unconfirmed";
 
 /** Every incoming status, in the order they are usually shown. */
-export const INCOMING_STATUSES: readonly IncomingStatus[] = ["received", "filtered", "no_balance", "sending", "delivering", "answered", "failed", "partial", "skipped", "expired", "unconfirmed"];
+export const INCOMING_STATUSES: readonly IncomingStatus[] = [
+  "received",
+  "filtered",
+  "no_balance",
+  "sending",
+  "delivering",
+  "answered",
+  "failed",
+  "partial",
+  "skipped",
+  "expired",
+  "unconfirmed",
+];
 /**
  * Outgoing statuses. Answers are stored `sent`. A proactive message (src/core/proactive.ts) is
  * stored `pending` before it is sent, then `delivering`, then `sent`; or `failed` (not sent,

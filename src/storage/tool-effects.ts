@@ -22,7 +22,10 @@ function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
   if (v && typeof v === "object") {
     const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
-    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(",")}}`;
+    return `{${entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`)
+      .join(",")}}`;
   }
   return JSON.stringify(v ?? null);
 }
@@ -55,5 +58,8 @@ export async function priorEffect(trx: Transaction<Schema> | Kysely<Schema>, key
  * @throws the driver's unique violation when the key exists
  */
 export async function recordEffect(trx: Transaction<Schema>, key: ToolEffectKey, ref: number | null, at: number): Promise<void> {
-  await trx.insertInto("tool_effects").values({ bot: key.bot, message_id: key.message_id, tool: key.tool, args_hash: argsHash(key.args), ref, created_ms: at }).execute();
+  await trx
+    .insertInto("tool_effects")
+    .values({ bot: key.bot, message_id: key.message_id, tool: key.tool, args_hash: argsHash(key.args), ref, created_ms: at })
+    .execute();
 }

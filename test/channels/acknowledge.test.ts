@@ -122,9 +122,21 @@ function updates(base: number) {
   const photo = (n: number) => [{ file_id: `ph${base}-${n}`, file_unique_id: `u${base}-${n}`, width: 90, height: 90, file_size: 1000 }];
   return [
     { update_id: base + 1, message: { message_id: 11, date, chat: privateChat(7001), from: from(7001), text: "текст в простой" } },
-    { update_id: base + 2, message: { message_id: 21, date, chat: privateChat(7002), from: from(7002), media_group_id: "alb-1", photo: photo(1), caption: "альбом" } },
+    {
+      update_id: base + 2,
+      message: { message_id: 21, date, chat: privateChat(7002), from: from(7002), media_group_id: "alb-1", photo: photo(1), caption: "альбом" },
+    },
     { update_id: base + 3, message: { message_id: 22, date, chat: privateChat(7002), from: from(7002), media_group_id: "alb-1", photo: photo(2) } },
-    { update_id: base + 4, callback_query: { id: "cbq-1", chat_instance: "ci", from: from(7003), data: "more", message: { message_id: 31, date, chat: privateChat(7003), from: { id: 1, is_bot: true, first_name: "bot" }, text: "menu" } } },
+    {
+      update_id: base + 4,
+      callback_query: {
+        id: "cbq-1",
+        chat_instance: "ci",
+        from: from(7003),
+        data: "more",
+        message: { message_id: 31, date, chat: privateChat(7003), from: { id: 1, is_bot: true, first_name: "bot" }, text: "menu" },
+      },
+    },
   ];
 }
 
@@ -135,12 +147,24 @@ for (const dialect of dialects()) {
       const db = await faultyDatabase(dialect, h.store, h.db.url);
       const logger = h.logging.forBot("shop-tg");
       const worker = await TelegramWorker.create(h.bot, logger, { backoffMs: 20 });
-      const pipeline = new Pipeline({ bot: h.bot, store: db.store, llm: llmFor(h.bot, logger, { retry: { baseMs: 20, maxMs: 200 } }), channel: worker, logger, storageRetryBaseMs: 20, albumWindowMs: 2000 });
+      const pipeline = new Pipeline({
+        bot: h.bot,
+        store: db.store,
+        llm: llmFor(h.bot, logger, { retry: { baseMs: 20, maxMs: 200 } }),
+        channel: worker,
+        logger,
+        storageRetryBaseMs: 20,
+        albumWindowMs: 2000,
+      });
       await worker.attach(pipeline);
       const server = http.createServer((req, res) => void worker.handleHttp(req, res));
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
       const post = (u: unknown) =>
-        fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/tg/shop-tg`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": "s3cr3t-token_value" }, body: JSON.stringify(u) });
+        fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/tg/shop-tg`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": "s3cr3t-token_value" },
+          body: JSON.stringify(u),
+        });
       try {
         const before = await books(db.observer);
         await db.fail();
@@ -154,11 +178,25 @@ for (const dialect of dialects()) {
         // Telegram resends what was not acknowledged.
         for (const u of updates(500)) assert.equal((await post(u)).status, 200, `update ${u.update_id} acknowledged once recorded`);
         await pipeline.onIdle();
-        assert.deepEqual(botMessages(h.telegram, 7001).map((m) => m.text), ["echo: текст в простой"]);
-        assert.deepEqual(botMessages(h.telegram, 7002).map((m) => m.text), ["echo: [2 photos] альбом"], "the album answered once");
-        assert.deepEqual(botMessages(h.telegram, 7003).map((m) => m.text), ["echo: more"], "the button press answered once");
+        assert.deepEqual(
+          botMessages(h.telegram, 7001).map((m) => m.text),
+          ["echo: текст в простой"],
+        );
+        assert.deepEqual(
+          botMessages(h.telegram, 7002).map((m) => m.text),
+          ["echo: [2 photos] альбом"],
+          "the album answered once",
+        );
+        assert.deepEqual(
+          botMessages(h.telegram, 7003).map((m) => m.text),
+          ["echo: more"],
+          "the button press answered once",
+        );
         const after = await books(db.store);
-        assert.deepEqual(after.incoming.map((r) => r.status), ["answered", "answered", "skipped", "answered"]);
+        assert.deepEqual(
+          after.incoming.map((r) => r.status),
+          ["answered", "answered", "skipped", "answered"],
+        );
         assert.equal(after.balance, before.balance - 3 * 500, "charged once per answer");
         assert.equal(after.ledger, after.balance, "ledger = balance");
         assert.equal(after.open, 0, "no open reservation");
@@ -184,7 +222,14 @@ for (const dialect of dialects()) {
       const db = await faultyDatabase(dialect, h.store, h.db.url);
       const logger = h.logging.forBot("shop-tg");
       const worker = await TelegramWorker.create(h.bot, logger, { idlePauseMs: 20, backoffMs: 50, pollTimeoutS: 1 });
-      const pipeline = new Pipeline({ bot: h.bot, store: db.store, llm: llmFor(h.bot, logger, { retry: { baseMs: 20, maxMs: 200 } }), channel: worker, logger, storageRetryBaseMs: 20 });
+      const pipeline = new Pipeline({
+        bot: h.bot,
+        store: db.store,
+        llm: llmFor(h.bot, logger, { retry: { baseMs: 20, maxMs: 200 } }),
+        channel: worker,
+        logger,
+        storageRetryBaseMs: 20,
+      });
       try {
         await worker.start(pipeline);
         await db.fail();
@@ -196,9 +241,17 @@ for (const dialect of dialects()) {
         db.heal();
         const answers = await waitForBotMessages(h.telegram, 7101, 3, 30_000);
         await pipeline.onIdle();
-        assert.deepEqual(answers.map((m) => m.text), ["echo: p0", "echo: p1", "echo: p2"], "each answered, in order");
+        assert.deepEqual(
+          answers.map((m) => m.text),
+          ["echo: p0", "echo: p1", "echo: p2"],
+          "each answered, in order",
+        );
         const after = await books(db.store);
-        assert.deepEqual(after.incoming.map((r) => `${r.text}:${r.status}`), ["p0:answered", "p1:answered", "p2:answered"], "each recorded once");
+        assert.deepEqual(
+          after.incoming.map((r) => `${r.text}:${r.status}`),
+          ["p0:answered", "p1:answered", "p2:answered"],
+          "each recorded once",
+        );
         assert.equal(botMessages(h.telegram, 7101).length, 3, "answered once each");
         assert.equal(after.ledger, after.balance);
         assert.equal(after.open, 0);
@@ -221,9 +274,18 @@ for (const dialect of dialects()) {
         await h.startBots();
         h.llm.latencyMs = 800;
         const before = await books(db.observer);
-        for (const [chat, text] of [[7201, "a0"], [7201, "a1"], [7202, "b0"]] as const) await userSays(h.telegram, TOKEN, chat, text);
+        for (const [chat, text] of [
+          [7201, "a0"],
+          [7201, "a1"],
+          [7202, "b0"],
+        ] as const)
+          await userSays(h.telegram, TOKEN, chat, text);
         // Both chats' first answers are reserved and the model is answering when the database goes away.
-        await eventually(async () => (await db.observer.balance.history("default", 20)).filter((r) => r.reason === "reserve").length >= 2, 10_000, "two reservations");
+        await eventually(
+          async () => (await db.observer.balance.history("default", 20)).filter((r) => r.reason === "reserve").length >= 2,
+          10_000,
+          "two reservations",
+        );
         await db.fail();
         await new Promise((r) => setTimeout(r, 2000));
         db.heal();
@@ -231,8 +293,15 @@ for (const dialect of dialects()) {
         const b = await waitForBotMessages(h.telegram, 7202, 1, 40_000);
         await eventually(async () => (await books(db.store)).incoming.every((r) => r.status === "answered"), 40_000, "all answered");
         await h.pipeline.onIdle();
-        assert.deepEqual(a.map((m) => m.text), ["echo: a0", "echo: a1"], "chat 7201: once each, in order");
-        assert.deepEqual(b.map((m) => m.text), ["echo: b0"]);
+        assert.deepEqual(
+          a.map((m) => m.text),
+          ["echo: a0", "echo: a1"],
+          "chat 7201: once each, in order",
+        );
+        assert.deepEqual(
+          b.map((m) => m.text),
+          ["echo: b0"],
+        );
         assert.equal(botMessages(h.telegram, 7201).length + botMessages(h.telegram, 7202).length, 3, "nothing sent twice");
         const after = await books(db.store);
         assert.equal(after.incoming.length, 3);
@@ -283,7 +352,11 @@ for (const dialect of dialects()) {
         const ts = await dbLp.observer.cursors.get("club-vk", cursor);
         await dbLp.fail();
         lp.vk.pushLongPoll(messageNew({ groupId: lp.groupId, peerId: 8101, id: 1, text: "лонгпол" }));
-        await eventually(async () => (await lp.logLines()).some((l) => String(l.msg).startsWith("long poll event could not be recorded")), 30_000, "a failed recording");
+        await eventually(
+          async () => (await lp.logLines()).some((l) => String(l.msg).startsWith("long poll event could not be recorded")),
+          30_000,
+          "a failed recording",
+        );
         assert.equal(await dbLp.observer.cursors.get("club-vk", cursor), ts, "ts kept");
         assert.equal((await books(dbLp.observer)).incoming.length, 0);
         dbLp.heal();
@@ -310,9 +383,17 @@ for (const dialect of dialects()) {
         const bot = bots[0]!;
         const logger = logging.forBot(bot.name);
         const branch = g.branches[0]!;
-        for (const [i, text] of ["Отлично", "Хорошо"].entries()) g.dgis.addReview(branch, { text, rating: 5, dateCreated: new Date(Date.now() - (10 - i) * 60_000).toISOString() });
+        for (const [i, text] of ["Отлично", "Хорошо"].entries())
+          g.dgis.addReview(branch, { text, rating: 5, dateCreated: new Date(Date.now() - (10 - i) * 60_000).toISOString() });
         const worker = await TwoGisWorker.create(bot, logger, { store: db.store, backoffMs: 20 });
-        const pipeline = new Pipeline({ bot, store: db.store, llm: llmFor(bot, logger, { retry: { baseMs: 20, maxMs: 200 } }), channel: worker, logger, storageRetryBaseMs: 20 });
+        const pipeline = new Pipeline({
+          bot,
+          store: db.store,
+          llm: llmFor(bot, logger, { retry: { baseMs: 20, maxMs: 200 } }),
+          channel: worker,
+          logger,
+          storageRetryBaseMs: 20,
+        });
         const pass = () => pollOnce({ bot, store: db.store, pipeline, client: worker.client, logger });
         const cursor = branchCursorName(branch);
         await db.fail();
@@ -323,7 +404,11 @@ for (const dialect of dialects()) {
         db.heal();
         const result = await pass();
         assert.equal(result.answered, 2);
-        assert.deepEqual(g.dgis.reviews.map((r) => g.dgis.answersTo(r.id).length), [1, 1], "each review answered once");
+        assert.deepEqual(
+          g.dgis.reviews.map((r) => g.dgis.answersTo(r.id).length),
+          [1, 1],
+          "each review answered once",
+        );
         assert.ok(await db.store.cursors.get(bot.name, cursor), "cursor moved past them");
         const balance = (await db.store.balance.get("default"))!.balance;
         assert.equal(await db.store.balance.ledgerSum("default"), balance);

@@ -6,9 +6,22 @@ import { splitText } from "../../src/lib/text.js";
 import type { BotConfig } from "../../src/config/schema.js";
 import { renderPrompt } from "../../src/llm/prompt.js";
 
-const me = { id: 666, is_bot: true as const, first_name: "Shop", username: "ShopBot", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
-const bot = (groups: "mention" | "all" | "off" = "mention") => ({ name: "shop-tg", llm: { vision: { max_bytes: 5 * 1024 * 1024 } }, tg: { groups, commands: { start: "s", help: "h" } } }) as unknown as BotConfig;
-const msg = (m: Record<string, unknown>) => ({ update_id: 1, message: { message_id: 7, date: 0, from: { id: 5, is_bot: false, first_name: "Ann", last_name: "Lee" }, chat: { id: 5, type: "private" }, ...m } }) as unknown as Update;
+const me = {
+  id: 666,
+  is_bot: true as const,
+  first_name: "Shop",
+  username: "ShopBot",
+  can_join_groups: true,
+  can_read_all_group_messages: false,
+  supports_inline_queries: false,
+};
+const bot = (groups: "mention" | "all" | "off" = "mention") =>
+  ({ name: "shop-tg", llm: { vision: { max_bytes: 5 * 1024 * 1024 } }, tg: { groups, commands: { start: "s", help: "h" } } }) as unknown as BotConfig;
+const msg = (m: Record<string, unknown>) =>
+  ({
+    update_id: 1,
+    message: { message_id: 7, date: 0, from: { id: 5, is_bot: false, first_name: "Ann", last_name: "Lee" }, chat: { id: 5, type: "private" }, ...m },
+  }) as unknown as Update;
 
 describe("Telegram update translation", () => {
   test("private text → message with thread key tg:<chat_id> and a dedupe key", () => {
@@ -28,7 +41,12 @@ describe("Telegram update translation", () => {
     assert.equal(translateUpdate(msg({ text: "x", from: { id: 9, is_bot: true, first_name: "B" } }), bot(), me, 0).kind, "ignore");
   });
   test("commands: /start, /help@ShopBot; other bots' commands ignored", () => {
-    assert.deepEqual(translateUpdate(msg({ text: "/start", entities: [{ type: "bot_command", offset: 0, length: 6 }] }), bot(), me, 0), { kind: "command", command: "start", chatId: 5, replyTo: undefined });
+    assert.deepEqual(translateUpdate(msg({ text: "/start", entities: [{ type: "bot_command", offset: 0, length: 6 }] }), bot(), me, 0), {
+      kind: "command",
+      command: "start",
+      chatId: 5,
+      replyTo: undefined,
+    });
     assert.equal(translateUpdate(msg({ text: "/help@ShopBot", entities: [{ type: "bot_command", offset: 0, length: 13 }] }), bot(), me, 0).kind, "command");
     assert.equal(translateUpdate(msg({ text: "/help@OtherBot", entities: [{ type: "bot_command", offset: 0, length: 14 }] }), bot(), me, 0).kind, "ignore");
   });
@@ -36,7 +54,9 @@ describe("Telegram update translation", () => {
     const group = { id: -100, type: "supergroup", title: "G" };
     assert.equal(translateUpdate(msg({ chat: group, text: "hello all" }), bot(), me, 0).kind, "ignore");
     const m = translateUpdate(msg({ chat: group, text: "@shopbot сколько стоит?" }), bot(), me, 0);
-    assert.ok(m.kind === "message" && m.message.text === "сколько стоит?" && m.message.threadKey === "tg:-100:5" && m.message.target!.reply_to_message_id === 7);
+    assert.ok(
+      m.kind === "message" && m.message.text === "сколько стоит?" && m.message.threadKey === "tg:-100:5" && m.message.target!.reply_to_message_id === 7,
+    );
     assert.equal(translateUpdate(msg({ chat: group, text: "and?", reply_to_message: { message_id: 3, from: { id: 666 } } }), bot(), me, 0).kind, "message");
     assert.equal(translateUpdate(msg({ chat: group, text: "hello all" }), bot("all"), me, 0).kind, "message");
     assert.equal(translateUpdate(msg({ chat: group, text: "@ShopBot hi" }), bot("off"), me, 0).kind, "ignore");
@@ -60,6 +80,9 @@ describe("splitText", () => {
 describe("prompt variables", () => {
   test("{{bot_name}}, {{now}} in the bot's time zone, extras; unknown ones stay visible", () => {
     const t = Date.UTC(2026, 10, 21, 21, 30);
-    assert.equal(renderPrompt("{{bot_name}} {{now}} {{date}} {{post_text}} {{nope}}", { botName: "b", timezone: "Europe/Moscow", nowMs: t, extra: { post_text: "P" } }), "b 2026-11-22 00:30 Europe/Moscow 2026-11-22 P {{nope}}");
+    assert.equal(
+      renderPrompt("{{bot_name}} {{now}} {{date}} {{post_text}} {{nope}}", { botName: "b", timezone: "Europe/Moscow", nowMs: t, extra: { post_text: "P" } }),
+      "b 2026-11-22 00:30 Europe/Moscow 2026-11-22 P {{nope}}",
+    );
   });
 });

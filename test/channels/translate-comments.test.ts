@@ -59,9 +59,25 @@ describe("VK translateEvent", () => {
 
 describe("Telegram comments under channel posts", () => {
   const bot = botFrom(["channel: tg", "tg: { token: '1:abc', groups: mention }"]);
-  const me = { id: 1, is_bot: true, first_name: "Shop", username: "shop_bot", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false } as UserFromGetMe;
+  const me = {
+    id: 1,
+    is_bot: true,
+    first_name: "Shop",
+    username: "shop_bot",
+    can_join_groups: true,
+    can_read_all_group_messages: false,
+    supports_inline_queries: false,
+  } as UserFromGetMe;
   const group = { id: -100500, type: "supergroup", title: "Shop chat" };
-  const forward = { message_id: 10, date: 1_700_000_000, chat: group, from: { id: 777000, is_bot: false, first_name: "Telegram" }, sender_chat: { id: -100600, type: "channel", title: "Shop" }, is_automatic_forward: true, caption: "Конкурс до 25 ноября" };
+  const forward = {
+    message_id: 10,
+    date: 1_700_000_000,
+    chat: group,
+    from: { id: 777000, is_bot: false, first_name: "Telegram" },
+    sender_chat: { id: -100600, type: "channel", title: "Shop" },
+    is_automatic_forward: true,
+    caption: "Конкурс до 25 ноября",
+  };
 
   test("the automatic forward of a post is ignored", () => {
     const u = { update_id: 1, message: { ...forward, text: "Конкурс до 25 ноября", caption: undefined } } as unknown as Update;
@@ -69,7 +85,17 @@ describe("Telegram comments under channel posts", () => {
   });
 
   test("a reply to it is a comment with the post's caption and date, answered without a mention", () => {
-    const u = { update_id: 2, message: { message_id: 11, date: 1_700_000_100, chat: group, from: { id: 5, is_bot: false, first_name: "Ann" }, text: "Участвую", reply_to_message: forward } } as unknown as Update;
+    const u = {
+      update_id: 2,
+      message: {
+        message_id: 11,
+        date: 1_700_000_100,
+        chat: group,
+        from: { id: 5, is_bot: false, first_name: "Ann" },
+        text: "Участвую",
+        reply_to_message: forward,
+      },
+    } as unknown as Update;
     const a = translateUpdate(u, bot, me, 0);
     assert.equal(a.kind, "message");
     if (a.kind !== "message") return;
@@ -81,7 +107,19 @@ describe("Telegram comments under channel posts", () => {
   test("one user's comments under two posts are two threads; a reply inside a post's comments stays in that post's thread", () => {
     const forward2 = { ...forward, message_id: 20, caption: "Второй пост" };
     const under = (id: number, post: typeof forward, extra: Record<string, unknown> = {}) =>
-      ({ update_id: id, message: { message_id: id, date: 1_700_000_100, chat: group, from: { id: 5, is_bot: false, first_name: "Ann" }, text: "вопрос @shop_bot", message_thread_id: post.message_id, reply_to_message: post, ...extra } }) as unknown as Update;
+      ({
+        update_id: id,
+        message: {
+          message_id: id,
+          date: 1_700_000_100,
+          chat: group,
+          from: { id: 5, is_bot: false, first_name: "Ann" },
+          text: "вопрос @shop_bot",
+          message_thread_id: post.message_id,
+          reply_to_message: post,
+          ...extra,
+        },
+      }) as unknown as Update;
     const keys = [under(31, forward), under(32, forward2)].map((u) => {
       const a = translateUpdate(u, bot, me, 0);
       return a.kind === "message" ? a.message.threadKey : a.kind;
@@ -94,7 +132,10 @@ describe("Telegram comments under channel posts", () => {
   });
 
   test("an ordinary group message without a mention is still ignored", () => {
-    const u = { update_id: 3, message: { message_id: 12, date: 1_700_000_100, chat: group, from: { id: 5, is_bot: false, first_name: "Ann" }, text: "всем привет" } } as unknown as Update;
+    const u = {
+      update_id: 3,
+      message: { message_id: 12, date: 1_700_000_100, chat: group, from: { id: 5, is_bot: false, first_name: "Ann" }, text: "всем привет" },
+    } as unknown as Update;
     assert.equal(translateUpdate(u, bot, me, 0).kind, "ignore");
   });
 });

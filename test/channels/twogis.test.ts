@@ -31,12 +31,18 @@ for (const dialect of dialects()) {
           assert.match(a!.authorization ?? "", /^Bearer tok-/);
         }
         const sys = s.llm.requests.map((q) => String(q.messages[0]!.content)).sort();
-        assert.deepEqual(sys, [`You answer reviews for shop-2gis. Rating 2 by Иван on branch ${BRANCH}: Долго ждали заказ`, `You answer reviews for shop-2gis. Rating 5 by Анна on branch ${BRANCH}: Отличный сервис`]);
-        const rows = await s.incoming();
-        assert.deepEqual(rows.map((r) => [r.thread_key, r.status, r.channel, r.user_name]), [
-          [`2gis:review:${r1.id}`, "answered", "2gis", "Анна"],
-          [`2gis:review:${r2.id}`, "answered", "2gis", "Иван"],
+        assert.deepEqual(sys, [
+          `You answer reviews for shop-2gis. Rating 2 by Иван on branch ${BRANCH}: Долго ждали заказ`,
+          `You answer reviews for shop-2gis. Rating 5 by Анна on branch ${BRANCH}: Отличный сервис`,
         ]);
+        const rows = await s.incoming();
+        assert.deepEqual(
+          rows.map((r) => [r.thread_key, r.status, r.channel, r.user_name]),
+          [
+            [`2gis:review:${r1.id}`, "answered", "2gis", "Анна"],
+            [`2gis:review:${r2.id}`, "answered", "2gis", "Иван"],
+          ],
+        );
         assert.equal((await s.outgoing()).length, 2);
         assert.equal(await s.balance(), 50000 - 2 * 500);
         assert.equal(await s.store.balance.ledgerSum("default"), await s.balance());
@@ -67,11 +73,14 @@ for (const dialect of dialects()) {
         assert.equal(s.dgis.answersTo(high.id).length, 0);
         assert.equal(s.dgis.answersTo(empty.id).length, 0);
         const rows = await s.incoming();
-        assert.deepEqual(rows.map((r) => [r.channel_message_id, r.status, r.error]), [
-          [low.id, "answered", null],
-          [high.id, "skipped", "rating 5 is not in answer_ratings"],
-          [empty.id, "skipped", "review has no text (answer_empty: false)"],
-        ]);
+        assert.deepEqual(
+          rows.map((r) => [r.channel_message_id, r.status, r.error]),
+          [
+            [low.id, "answered", null],
+            [high.id, "skipped", "rating 5 is not in answer_ratings"],
+            [empty.id, "skipped", "review has no text (answer_empty: false)"],
+          ],
+        );
         assert.equal(await s.store.cursors.get("shop-2gis", branchCursorName(BRANCH)), empty.dateCreated);
         const again = await s.cli("poll", "2gis");
         assert.deepEqual(again, { code: 0, stdout: "", stderr: "" });
@@ -106,11 +115,14 @@ for (const dialect of dialects()) {
         assert.equal(run.stdout.trim(), "shop-2gis: 1 answered, 0 skipped, 0 failed");
         assert.equal(s.dgis.signIns, before + 1);
         const calls = s.dgis.requests.slice(seenBefore);
-        assert.deepEqual(calls.slice(0, 3).map((q) => [q.method, q.path.replace(/\d+/, "N"), q.status]), [
-          ["GET", "/presence/branch/N/reviews", 401],
-          ["POST", "/users/auth", 200],
-          ["GET", "/presence/branch/N/reviews", 200],
-        ]);
+        assert.deepEqual(
+          calls.slice(0, 3).map((q) => [q.method, q.path.replace(/\d+/, "N"), q.status]),
+          [
+            ["GET", "/presence/branch/N/reviews", 401],
+            ["POST", "/users/auth", 200],
+            ["GET", "/presence/branch/N/reviews", 200],
+          ],
+        );
         assert.equal(calls[0]!.authorization, `Bearer ${token}`);
         assert.notEqual(calls[2]!.authorization, `Bearer ${token}`);
         assert.equal(s.dgis.answersTo(r.id).length, 1);
@@ -150,7 +162,13 @@ for (const dialect of dialects()) {
         const run = await s.cli("poll", "2gis");
         assert.equal(run.code, 1);
         assert.equal(run.stdout.trim(), "shop-2gis: 2 answered, 0 skipped, 1 failed");
-        assert.match(run.stderr, new RegExp(`^shop-2gis: review ${bad.id} \\(branch ${BRANCH}, message \\d+\\): DGIS_HTTP: 2GIS POST /presence/reviews/${bad.id}/comments: HTTP 500 Internal error$`, "m"));
+        assert.match(
+          run.stderr,
+          new RegExp(
+            `^shop-2gis: review ${bad.id} \\(branch ${BRANCH}, message \\d+\\): DGIS_HTTP: 2GIS POST /presence/reviews/${bad.id}/comments: HTTP 500 Internal error$`,
+            "m",
+          ),
+        );
         assert.equal(s.dgis.answersTo(ok1.id).length, 1);
         assert.equal(s.dgis.answersTo(ok3.id).length, 1);
         assert.equal(s.dgis.answersTo(bad.id).length, 0);
@@ -184,7 +202,10 @@ for (const dialect of dialects()) {
         const run = await s.cli("poll", "2gis");
         assert.equal(run.code, 0, run.stderr);
         assert.equal(s.dgis.answersTo(a.id).length, 1);
-        assert.deepEqual(s.dgis.requests.filter((q) => q.method === "POST" && q.path.includes("/comments")).map((q) => q.status), [503, 200]);
+        assert.deepEqual(
+          s.dgis.requests.filter((q) => q.method === "POST" && q.path.includes("/comments")).map((q) => q.status),
+          [503, 200],
+        );
 
         // 2GIS stored the answer but said 500: the message fails, and the next run sees the review
         // answered (not listed any more), so it is never posted twice.
@@ -211,7 +232,10 @@ for (const dialect of dialects()) {
         assert.equal(run.code, 0, run.stderr);
         assert.equal(s.dgis.answersTo(r.id).length, 1);
         const lists = s.dgis.requests.filter((q) => q.path.endsWith("/reviews"));
-        assert.deepEqual(lists.slice(0, 2).map((q) => q.status), [429, 200]);
+        assert.deepEqual(
+          lists.slice(0, 2).map((q) => q.status),
+          [429, 200],
+        );
         assert.ok(lists[1]!.at - lists[0]!.at >= 900, "waited for Retry-After");
       } finally {
         await s.stop();
@@ -226,10 +250,16 @@ for (const dialect of dialects()) {
         const run = await s.cli("poll", "2gis");
         assert.equal(run.code, 1);
         assert.equal(run.stdout.trim(), "shop-2gis: 0 answered, 0 skipped, 2 failed");
-        assert.match(run.stderr, /^shop-2gis: nothing answered: the balance cannot pay for 2 answers \(account default cannot pay 5\); they are answered on the next run after a top-up: bots balance add AMOUNT$/m);
+        assert.match(
+          run.stderr,
+          /^shop-2gis: nothing answered: the balance cannot pay for 2 answers \(account default cannot pay 5\); they are answered on the next run after a top-up: bots balance add AMOUNT$/m,
+        );
         assert.equal(s.dgis.answers.length, 0);
         assert.equal(s.llm.requests.length, 0);
-        assert.deepEqual((await s.incoming()).map((r) => r.status), ["no_balance", "no_balance"]);
+        assert.deepEqual(
+          (await s.incoming()).map((r) => r.status),
+          ["no_balance", "no_balance"],
+        );
         assert.equal(await s.store.cursors.get("shop-2gis", branchCursorName(BRANCH)), undefined);
 
         await s.store.balance.topUp("default", 1000);
@@ -251,10 +281,16 @@ for (const dialect of dialects()) {
         const busy = await s.cli("poll", "2gis");
         assert.equal(busy.code, 0);
         assert.equal(busy.stdout, "");
-        assert.match(busy.stderr, /^shop-2gis: another poll is running \(lease held by other-host:42:abc until \d{4}-\d\d-\d\d \d\d:\d\d [+-]\d\d:\d\d\); skipped this time\n$/);
+        assert.match(
+          busy.stderr,
+          /^shop-2gis: another poll is running \(lease held by other-host:42:abc until \d{4}-\d\d-\d\d \d\d:\d\d [+-]\d\d:\d\d\); skipped this time\n$/,
+        );
         assert.equal(s.dgis.requests.length, 0);
         // A killed holder stops renewing; once expired the next run takes over.
-        await s.store.database.db.updateTable("leases").set({ expires_ms: Date.now() - 1 }).execute();
+        await s.store.database.db
+          .updateTable("leases")
+          .set({ expires_ms: Date.now() - 1 })
+          .execute();
         const run = await s.cli("poll", "2gis");
         assert.equal(run.code, 0, run.stderr);
         assert.equal(s.dgis.answersTo(r.id).length, 1);
@@ -283,8 +319,11 @@ for (const dialect of dialects()) {
         assert.equal(run3.stdout.trim(), "shop-2gis: 6 answered, 0 skipped, 0 failed");
         const counts = answerCounts(s.dgis);
         for (const r of all) assert.equal(counts.get(r.id), old.includes(r) ? 0 : 1, `review ${r.id}`);
-        assert.ok(s.dgis.requests.some((q) => q.query.offsetDate), "paged with offsetDate");
-        assert.ok(s.dgis.requests.every((q) => q.path === "/users/auth" || (q.query.withoutAnswer === "true" || q.method === "POST")));
+        assert.ok(
+          s.dgis.requests.some((q) => q.query.offsetDate),
+          "paged with offsetDate",
+        );
+        assert.ok(s.dgis.requests.every((q) => q.path === "/users/auth" || q.query.withoutAnswer === "true" || q.method === "POST"));
         assert.deepEqual(await s.cli("poll", "2gis"), { code: 0, stdout: "", stderr: "" });
       } finally {
         await s.stop();
@@ -294,7 +333,12 @@ for (const dialect of dialects()) {
     test("malformed review items are logged and skipped; the others are answered", async () => {
       const s = await TwoGisSetup.start({ dialect });
       try {
-        s.dgis.junkItems.push(null, { id: "x1" }, { id: "x2", rating: "five", dateCreated: "2025-01-01T00:00:00Z" }, { id: "x3", rating: 4, dateCreated: "not a date" });
+        s.dgis.junkItems.push(
+          null,
+          { id: "x1" },
+          { id: "x2", rating: "five", dateCreated: "2025-01-01T00:00:00Z" },
+          { id: "x3", rating: 4, dateCreated: "not a date" },
+        );
         const r = s.dgis.addReview(BRANCH, { text: "fine", userName: null });
         const run = await s.cli("poll", "2gis");
         assert.equal(run.code, 0, run.stderr);
@@ -318,7 +362,11 @@ for (const dialect of dialects()) {
         assert.equal(run.stdout.trim(), "shop-2gis: 12 answered, 0 skipped, 0 failed");
         // Read at once after the exit: nothing may still be on its way to the files.
         const { readFileSync } = await import("node:fs");
-        const lines = (file: string) => readFileSync(`${s.fixture.logDir}/${file}`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { msg: string; msg_id?: number });
+        const lines = (file: string) =>
+          readFileSync(`${s.fixture.logDir}/${file}`, "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l) as { msg: string; msg_id?: number });
         assert.ok(lines("shop-2gis.log").some((l) => l.msg === "2GIS review item not understood; skipped"));
         const answered = new Set((await s.incoming()).map((m) => Number(m.id)));
         assert.equal(answered.size, reviews.length);
@@ -326,7 +374,11 @@ for (const dialect of dialects()) {
         for (const file of ["shop-2gis.log", "bots.log"]) {
           const all = lines(file);
           assert.equal(all.filter((l) => l.msg === "answer delivered").length, answered.size, file);
-          assert.deepEqual(all.filter((l) => l.msg === "2GIS pass done").map((l) => (l as { answered?: number }).answered), [12], file);
+          assert.deepEqual(
+            all.filter((l) => l.msg === "2GIS pass done").map((l) => (l as { answered?: number }).answered),
+            [12],
+            file,
+          );
         }
       } finally {
         await s.stop();
@@ -342,7 +394,10 @@ for (const dialect of dialects()) {
         const unknown = await s.cli("poll", "2gis", "nope");
         assert.equal(unknown.code, 2);
         assert.match(unknown.stderr, /'nope' is neither a bot nor a channel/);
-        s.fixture.bot("broken", "name: broken\nchannel: 2gis\nprompt: prompts/review.md\nllm: {model: m, api_key: k}\n2gis: {branch_ids: [\"1\"], answer_rating: [1]}\n");
+        s.fixture.bot(
+          "broken",
+          'name: broken\nchannel: 2gis\nprompt: prompts/review.md\nllm: {model: m, api_key: k}\n2gis: {branch_ids: ["1"], answer_rating: [1]}\n',
+        );
         const bad = await s.cli("poll", "2gis");
         assert.equal(bad.code, 2);
         assert.match(bad.stderr, /broken\.yaml:\d+: 2gis\.answer_rating: unknown key \(did you mean 'answer_ratings'\?\)/);
@@ -355,7 +410,11 @@ for (const dialect of dialects()) {
       const s = await TwoGisSetup.start({ dialect });
       const logging = createLogging({ logDir: s.fixture.logDir, console: false, level: "debug" });
       try {
-        const { bots, problems } = loadBotConfigs(s.fixture.configDir, { OPENAI_API_KEY: OPENAI_KEY, DGIS_LOGIN: s.dgis.login, DGIS_PASSWORD: s.dgis.password });
+        const { bots, problems } = loadBotConfigs(s.fixture.configDir, {
+          OPENAI_API_KEY: OPENAI_KEY,
+          DGIS_LOGIN: s.dgis.login,
+          DGIS_PASSWORD: s.dgis.password,
+        });
         assert.deepEqual(problems, []);
         const first = s.dgis.addReview(BRANCH, { text: "before start" });
         const running = await startBots({

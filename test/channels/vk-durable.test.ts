@@ -45,7 +45,11 @@ for (const dialect of dialects()) {
         await new Promise((r) => setTimeout(r, 200));
         gated.open();
         await stopping;
-        assert.deepEqual((await incoming(h)).map((r) => r.text), ["один", "два"], "the loop stopped after the event being recorded");
+        assert.deepEqual(
+          (await incoming(h)).map((r) => r.text),
+          ["один", "два"],
+          "the loop stopped after the event being recorded",
+        );
         assert.equal(await h.store.cursors.get("club-vk", longPollCursorName(h.groupId)), String(startTs), "ts not advanced past the unfinished batch");
         await h.startBots();
         await eventually(async () => (await incoming(h)).filter((r) => r.status === "answered").length === 4, 10_000, "all four answered");
@@ -67,7 +71,10 @@ for (const dialect of dialects()) {
         await eventually(() => h.vk.sent.length === 1, 5000, "first answer");
         await eventually(async () => (await h.store.cursors.get("club-vk", longPollCursorName(h.groupId))) === String(h.vk.longPollTs), 5000, "ts stored");
         await h.stopBots();
-        h.vk.pushLongPoll(messageNew({ groupId: h.groupId, peerId: 912, id: 1, text: "пока стоял" }), messageNew({ groupId: h.groupId, peerId: 913, id: 1, text: "и ещё" }));
+        h.vk.pushLongPoll(
+          messageNew({ groupId: h.groupId, peerId: 912, id: 1, text: "пока стоял" }),
+          messageNew({ groupId: h.groupId, peerId: 913, id: 1, text: "и ещё" }),
+        );
         await h.startBots();
         await eventually(() => h.vk.sent.length === 3, 5000, "answers to the events sent while stopped");
         await h.pipeline.onIdle();
@@ -95,7 +102,11 @@ for (const dialect of dialects()) {
         h.vk.pushLongPoll(messageNew({ groupId: h.groupId, peerId: 923, id: 1, text: "после failed 3" }));
         await eventually(() => h.vk.sent.length === 2, 5000, "event after failed 3");
         await h.pipeline.onIdle();
-        assert.deepEqual(h.vk.sent.map((c) => c.params.peer_id), ["921", "923"], "after failed 3 the client continues from VK's new ts");
+        assert.deepEqual(
+          h.vk.sent.map((c) => c.params.peer_id),
+          ["921", "923"],
+          "after failed 3 the client continues from VK's new ts",
+        );
         assert.ok((await h.logLines()).some((l) => l.level === "warn" && /lost its information/.test(String(l.msg))));
       } finally {
         await h.stop();

@@ -43,7 +43,18 @@ for (const dialect of dialects()) {
         assert.match(stored[0]!.url, /\/cdn\/kettle\?size=w/);
 
         // A comment that is only a photo.
-        await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 10, commentId: 77, fromId: 702, text: "", secret: VK_SECRET, attachments: [h.vk.photo("receipt", receipt)] }));
+        await postCallback(
+          h.callbackUrl,
+          wallReplyNew({
+            groupId: h.groupId,
+            postId: 10,
+            commentId: 77,
+            fromId: 702,
+            text: "",
+            secret: VK_SECRET,
+            attachments: [h.vk.photo("receipt", receipt)],
+          }),
+        );
         await eventually(() => h.vk.comments.length === 1, 5000, "answer to the comment");
         const comment = h.llm.requests[1]!;
         assert.deepEqual(pictures(comment), [receipt]);

@@ -35,7 +35,10 @@ for (const dialect of dialects()) {
         await eventually(() => h.vk.sent.length === 1, 5000, "answer to the good event");
         await h.pipeline.onIdle();
         const rows = await h.messages();
-        assert.deepEqual(rows.map((r) => r.chat_id), ["502", "502"]);
+        assert.deepEqual(
+          rows.map((r) => r.chat_id),
+          ["502", "502"],
+        );
         assert.equal(h.vk.sent[0]!.params.peer_id, "502");
       } finally {
         await h.stop();
@@ -47,7 +50,10 @@ for (const dialect of dialects()) {
       try {
         const event = messageNew({ groupId: h.groupId, peerId: 601, id: 17, text: "Сколько стоит доставка?", secret: VK_SECRET });
         const first = await postCallback(h.callbackUrl, event);
-        const again = await Promise.all([postCallback(h.callbackUrl, event, { "X-Retry-Counter": "1" }), postCallback(h.callbackUrl, event, { "X-Retry-Counter": "2" })]);
+        const again = await Promise.all([
+          postCallback(h.callbackUrl, event, { "X-Retry-Counter": "1" }),
+          postCallback(h.callbackUrl, event, { "X-Retry-Counter": "2" }),
+        ]);
         for (const r of [first, ...again]) assert.deepEqual(r, { status: 200, text: "ok" });
         // The same message under a new event_id (e.g. long poll and callback both on) is a duplicate too.
         await postCallback(h.callbackUrl, { ...event, event_id: "f".repeat(40) });
@@ -77,14 +83,23 @@ for (const dialect of dialects()) {
     test("a comment is answered as a reply to it, with the post text in the prompt", async () => {
       const h = await VkHarness.start({ dialect });
       try {
-        const postEvent = wallPostNew({ groupId: h.groupId, postId: 77, date: Math.floor(Date.now() / 1000), text: "Новая коллекция осени уже в магазине!", secret: VK_SECRET });
+        const postEvent = wallPostNew({
+          groupId: h.groupId,
+          postId: 77,
+          date: Math.floor(Date.now() / 1000),
+          text: "Новая коллекция осени уже в магазине!",
+          secret: VK_SECRET,
+        });
         assert.equal((await postCallback(h.callbackUrl, postEvent)).text, "ok");
         assert.equal((await postCallback(h.callbackUrl, postEvent, { "X-Retry-Counter": "1" })).text, "ok");
         const postRows = await h.store.database.db.selectFrom("posts").selectAll().execute();
         assert.equal(postRows.length, 1, "a resent wall_post_new is stored once");
         const stored = await h.store.posts.get("club-vk", String(-h.groupId), "77");
         assert.equal(stored?.text, "Новая коллекция осени уже в магазине!");
-        await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 77, commentId: 9001, fromId: 333, text: "А размеры какие?", secret: VK_SECRET }));
+        await postCallback(
+          h.callbackUrl,
+          wallReplyNew({ groupId: h.groupId, postId: 77, commentId: 9001, fromId: 333, text: "А размеры какие?", secret: VK_SECRET }),
+        );
         await eventually(() => h.vk.comments.length === 1, 5000, "comment answer");
         const c = h.vk.comments[0]!.params;
         assert.equal(c.owner_id, String(-h.groupId));
@@ -107,8 +122,17 @@ for (const dialect of dialects()) {
     test("a comment on a post never seen fetches it with wall.getById; a prompt without {{post_text}} gets the post appended", async () => {
       const h = await VkHarness.start({ dialect, commentsPrompt: "Answer comments politely." });
       try {
-        h.vk.posts.set(`${-h.groupId}_78`, { id: 78, owner_id: -h.groupId, from_id: -h.groupId, date: Math.floor(Date.now() / 1000), text: "Скидка 20% на всё" });
-        await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 78, commentId: 9101, fromId: 334, text: "На обувь тоже?", secret: VK_SECRET }));
+        h.vk.posts.set(`${-h.groupId}_78`, {
+          id: 78,
+          owner_id: -h.groupId,
+          from_id: -h.groupId,
+          date: Math.floor(Date.now() / 1000),
+          text: "Скидка 20% на всё",
+        });
+        await postCallback(
+          h.callbackUrl,
+          wallReplyNew({ groupId: h.groupId, postId: 78, commentId: 9101, fromId: 334, text: "На обувь тоже?", secret: VK_SECRET }),
+        );
         await eventually(() => h.vk.comments.length === 1, 5000, "comment answer");
         assert.equal(h.vk.callsOf("wall.getById")[0]!.params.posts, `${-h.groupId}_78`);
         assert.equal(String(h.llm.requests[0]!.messages[0]!.content), "Answer comments politely.\n\nPost being commented on:\nСкидка 20% на всё");
@@ -121,9 +145,15 @@ for (const dialect of dialects()) {
     test("the community's own comment is never answered", async () => {
       const h = await VkHarness.start({ dialect });
       try {
-        const own = await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 80, commentId: 9201, fromId: -h.groupId, text: "Спасибо за вопрос!", secret: VK_SECRET }));
+        const own = await postCallback(
+          h.callbackUrl,
+          wallReplyNew({ groupId: h.groupId, postId: 80, commentId: 9201, fromId: -h.groupId, text: "Спасибо за вопрос!", secret: VK_SECRET }),
+        );
         assert.equal(own.text, "ok");
-        await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 80, commentId: 9202, fromId: 335, text: "А доставка?", secret: VK_SECRET }));
+        await postCallback(
+          h.callbackUrl,
+          wallReplyNew({ groupId: h.groupId, postId: 80, commentId: 9202, fromId: 335, text: "А доставка?", secret: VK_SECRET }),
+        );
         await eventually(() => h.vk.comments.length === 1, 5000, "answer to the user's comment");
         await h.pipeline.onIdle();
         assert.equal(h.vk.comments[0]!.params.reply_to_comment, "9202");
@@ -180,7 +210,10 @@ for (const dialect of dialects()) {
         await h.pipeline.onIdle();
         assert.equal(h.vk.callsOf("messages.send").length, 3);
         assert.equal(h.vk.callsOf("wall.createComment").length, 2);
-        assert.deepEqual((await h.messages()).filter((r) => r.direction === "in").map((r) => r.status), ["answered", "answered"]);
+        assert.deepEqual(
+          (await h.messages()).filter((r) => r.direction === "in").map((r) => r.status),
+          ["answered", "answered"],
+        );
       } finally {
         await h.stop();
       }
@@ -193,7 +226,14 @@ for (const dialect of dialects()) {
         assert.equal(bad.status, 400);
         const notEvent = await postCallback(h.callbackUrl, "[1,2,3]");
         assert.equal(notEvent.status, 400);
-        const unknown = await postCallback(h.callbackUrl, { type: "group_join", object: { user_id: 1, join_type: "join" }, group_id: h.groupId, event_id: "e".repeat(40), v: "5.199", secret: VK_SECRET });
+        const unknown = await postCallback(h.callbackUrl, {
+          type: "group_join",
+          object: { user_id: 1, join_type: "join" },
+          group_id: h.groupId,
+          event_id: "e".repeat(40),
+          v: "5.199",
+          secret: VK_SECRET,
+        });
         assert.deepEqual(unknown, { status: 200, text: "ok" });
         await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 703, id: 1, text: "still there?", secret: VK_SECRET }));
         await eventually(() => h.vk.sent.length === 1, 5000, "answer after malformed input");
@@ -209,20 +249,32 @@ for (const dialect of dialects()) {
         const forged = messageNew({ groupId: h.groupId, peerId: 511, id: 21, text: "forged", secret: VK_SECRET }) as Record<string, unknown>;
         delete forged.group_id;
         assert.equal((await postCallback(h.callbackUrl, forged)).status, 403);
-        assert.equal((await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId + 1, peerId: 511, id: 22, text: "other club", secret: VK_SECRET }))).status, 403);
+        assert.equal(
+          (await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId + 1, peerId: 511, id: 22, text: "other club", secret: VK_SECRET }))).status,
+          403,
+        );
         // The real one still gets through: the test's end mark.
         assert.equal((await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 512, id: 23, text: "real", secret: VK_SECRET }))).status, 200);
         await eventually(() => h.vk.sent.length === 1, 5000, "the real message answered");
         await h.pipeline.onIdle();
-        assert.deepEqual(h.vk.sent.map((c) => c.params.peer_id), ["512"]);
-        assert.deepEqual((await h.messages()).filter((m) => m.direction === "in").map((m) => m.text), ["real"]);
+        assert.deepEqual(
+          h.vk.sent.map((c) => c.params.peer_id),
+          ["512"],
+        );
+        assert.deepEqual(
+          (await h.messages()).filter((m) => m.direction === "in").map((m) => m.text),
+          ["real"],
+        );
       } finally {
         await h.stop();
       }
     });
 
     test("a refused token stops the start with VK_AUTH", async () => {
-      await assert.rejects(VkHarness.start({ dialect, botToken: "vk1.a.revoked-token" }), (e: unknown) => e instanceof ChannelError && e.code === "VK_AUTH" && e.status === 5);
+      await assert.rejects(
+        VkHarness.start({ dialect, botToken: "vk1.a.revoked-token" }),
+        (e: unknown) => e instanceof ChannelError && e.code === "VK_AUTH" && e.status === 5,
+      );
     });
   });
 
@@ -237,8 +289,14 @@ for (const dialect of dialects()) {
         h.vk.pushLongPoll(messageNew({ groupId: h.groupId, peerId: 812, id: 33, text: "ours" }));
         await eventually(() => h.vk.sent.length === 1, 5000, "our message answered");
         await h.pipeline.onIdle();
-        assert.deepEqual(h.vk.sent.map((c) => c.params.peer_id), ["812"]);
-        assert.deepEqual((await h.messages()).filter((m) => m.direction === "in").map((m) => m.text), ["ours"]);
+        assert.deepEqual(
+          h.vk.sent.map((c) => c.params.peer_id),
+          ["812"],
+        );
+        assert.deepEqual(
+          (await h.messages()).filter((m) => m.direction === "in").map((m) => m.text),
+          ["ours"],
+        );
       } finally {
         await h.stop();
       }

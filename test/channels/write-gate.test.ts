@@ -72,7 +72,14 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
         seenAtMark = srv.bodies.length;
         r.log.push(`mark ${part}`);
       };
-      const status = await gatedSend({ method: "send", call: () => post(agent, srv.url, "hello"), classify: () => ({ retry: true }), progress: r.progress, retries: 3, baseMs: 1 });
+      const status = await gatedSend({
+        method: "send",
+        call: () => post(agent, srv.url, "hello"),
+        classify: () => ({ retry: true }),
+        progress: r.progress,
+        retries: 3,
+        baseMs: 1,
+      });
       assert.equal(status, 200);
       assert.equal(seenAtMark, 0, "nothing reached the server before the mark");
       assert.deepEqual(r.log, ["mark 0"]);
@@ -88,7 +95,17 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
     const agent = new GatedHttpAgent({ keepAlive: true });
     try {
       const r = recorder();
-      await assert.rejects(gatedSend({ method: "send", call: () => post(agent, srv.url, "hello"), classify: () => ({ retry: true }), progress: r.progress, retries: 4, baseMs: 1 }), UnconfirmedSendError);
+      await assert.rejects(
+        gatedSend({
+          method: "send",
+          call: () => post(agent, srv.url, "hello"),
+          classify: () => ({ retry: true }),
+          progress: r.progress,
+          retries: 4,
+          baseMs: 1,
+        }),
+        UnconfirmedSendError,
+      );
       assert.equal(srv.bodies.length, 1, "sent once");
       assert.deepEqual(r.log, ["mark 0"]);
       assert.equal(r.state.delivering, true, "left delivering: it may have arrived");
@@ -113,14 +130,34 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
       let n = 0;
       const flaky = await server(() => (n++ === 0 ? "503" : "ok"));
       const r2 = recorder();
-      assert.equal(await gatedSend({ method: "send", call: () => post(agent, flaky.url, "hi"), classify: (e) => ({ retry: (e as { status: number }).status >= 500 }), progress: r2.progress, retries: 3, baseMs: 1 }), 200);
+      assert.equal(
+        await gatedSend({
+          method: "send",
+          call: () => post(agent, flaky.url, "hi"),
+          classify: (e) => ({ retry: (e as { status: number }).status >= 500 }),
+          progress: r2.progress,
+          retries: 3,
+          baseMs: 1,
+        }),
+        200,
+      );
       assert.deepEqual(r2.log, ["mark 0", "unmark 0", "mark 0"]);
       assert.equal(flaky.bodies.length, 2);
       await flaky.close();
 
       const refusing = await server(() => "400");
       const r3 = recorder();
-      await assert.rejects(gatedSend({ method: "send", call: () => post(agent, refusing.url, "no"), classify: (e) => ({ retry: (e as { status: number }).status >= 500 }), progress: r3.progress, retries: 3, baseMs: 1 }), /HTTP 400/);
+      await assert.rejects(
+        gatedSend({
+          method: "send",
+          call: () => post(agent, refusing.url, "no"),
+          classify: (e) => ({ retry: (e as { status: number }).status >= 500 }),
+          progress: r3.progress,
+          retries: 3,
+          baseMs: 1,
+        }),
+        /HTTP 400/,
+      );
       assert.deepEqual(r3.log, ["mark 0", "unmark 0"]);
       assert.equal(refusing.bodies.length, 1);
       await refusing.close();
@@ -135,7 +172,17 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
     const agent = new GatedHttpAgent({ keepAlive: true });
     try {
       const r = recorder({ failMark: new Error("database gone") });
-      await assert.rejects(gatedSend({ method: "send", call: () => post(agent, srv.url, "hello"), classify: () => ({ retry: true }), progress: r.progress, retries: 3, baseMs: 1 }), /database gone/);
+      await assert.rejects(
+        gatedSend({
+          method: "send",
+          call: () => post(agent, srv.url, "hello"),
+          classify: () => ({ retry: true }),
+          progress: r.progress,
+          retries: 3,
+          baseMs: 1,
+        }),
+        /database gone/,
+      );
       await new Promise((res) => setTimeout(res, 50));
       assert.deepEqual(srv.bodies, []);
       assert.deepEqual(r.log, ["mark 0"], "not retried");
@@ -150,7 +197,17 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
     const plain = new http.Agent({ keepAlive: false });
     try {
       const r = recorder();
-      await assert.rejects(gatedSend({ method: "send", call: () => post(plain, srv.url, "hello"), classify: () => ({ retry: true }), progress: r.progress, retries: 3, baseMs: 1 }), UnconfirmedSendError);
+      await assert.rejects(
+        gatedSend({
+          method: "send",
+          call: () => post(plain, srv.url, "hello"),
+          classify: () => ({ retry: true }),
+          progress: r.progress,
+          retries: 3,
+          baseMs: 1,
+        }),
+        UnconfirmedSendError,
+      );
       assert.equal(srv.bodies.length, 1);
     } finally {
       plain.destroy();

@@ -12,7 +12,16 @@ for (const dialect of dialects()) {
       const db = await createTestDatabase(dialect);
       try {
         fx.write("prompts/p.md", "x");
-        fx.bot("a", ["channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", "balance: { account: client-a, cost_per_reply: 2.5, stop_below: 10 }"].join("\n"));
+        fx.bot(
+          "a",
+          [
+            "channel: tg",
+            "prompt: prompts/p.md",
+            "llm: { model: m, api_key: k }",
+            "tg: { token: '1:x' }",
+            "balance: { account: client-a, cost_per_reply: 2.5, stop_below: 10 }",
+          ].join("\n"),
+        );
         const env = { DATABASE_URL: db.url };
         let r = await runBots(["balance", "add", "500", "--account", "client-a", "--note", "invoice 42", "--yes"], { cwd: fx.root, env });
         assert.equal(r.code, 0, r.stderr);
@@ -28,7 +37,13 @@ for (const dialect of dialects()) {
         assert.equal(acc.replies_left, Math.floor((51250 - 1000) / 250));
         r = await runBots(["balance", "history", "--json", "--limit", "5"], { cwd: fx.root, env });
         const ledger = (JSON.parse(r.stdout) as { ledger: Array<Record<string, unknown>> }).ledger;
-        assert.deepEqual(ledger.map((l) => [l.reason, l.delta, l.balance_after, l.note]), [["topup", "12.50", "512.50", null], ["topup", "500.00", "500.00", "invoice 42"]]);
+        assert.deepEqual(
+          ledger.map((l) => [l.reason, l.delta, l.balance_after, l.note]),
+          [
+            ["topup", "12.50", "512.50", null],
+            ["topup", "500.00", "500.00", "invoice 42"],
+          ],
+        );
         r = await runBots(["balance"], { cwd: fx.root, env });
         assert.match(r.stdout, /client-a\s+512\.50\s+201\s+topup \+12\.50/);
       } finally {
@@ -42,7 +57,10 @@ for (const dialect of dialects()) {
       const db = await createTestDatabase(dialect);
       try {
         fx.write("prompts/p.md", "x");
-        fx.bot("a", ["channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", "balance: { account: default }"].join("\n"));
+        fx.bot(
+          "a",
+          ["channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", "balance: { account: default }"].join("\n"),
+        );
         const env = { DATABASE_URL: db.url };
         const typo = await runBots(["balance", "add", "10", "--account", "defualt", "--yes"], { cwd: fx.root, env });
         assert.equal(typo.code, 2, typo.stderr);
@@ -51,7 +69,18 @@ for (const dialect of dialects()) {
         const configured = await runBots(["balance", "add", "10", "--yes"], { cwd: fx.root, env });
         assert.equal(configured.code, 0, configured.stderr);
         // A file that does not validate in this shell (a variable not set) still names its account.
-        fx.bot("b", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${NOT_SET_HERE}", "tg: { token: '1:x' }", "balance: { account: client-c }"].join("\n"));
+        fx.bot(
+          "b",
+          [
+            "channel: tg",
+            "prompt: prompts/p.md",
+            "llm:",
+            "  model: m",
+            "  api_key: ${NOT_SET_HERE}",
+            "tg: { token: '1:x' }",
+            "balance: { account: client-c }",
+          ].join("\n"),
+        );
         assert.equal((await runBots(["balance", "add", "1", "--account", "client-c", "--yes"], { cwd: fx.root, env })).code, 0);
         const opened = await runBots(["balance", "add", "7", "--account", "client-b", "--yes", "--new-account"], { cwd: fx.root, env });
         assert.equal(opened.code, 0, opened.stderr);
@@ -60,7 +89,14 @@ for (const dialect of dialects()) {
         assert.equal(again.code, 0, again.stderr);
         const store = await openStore(db.url);
         try {
-          assert.deepEqual((await store.balance.list()).map((a) => [a.account, a.balance]), [["client-b", 800], ["client-c", 100], ["default", 1000]]);
+          assert.deepEqual(
+            (await store.balance.list()).map((a) => [a.account, a.balance]),
+            [
+              ["client-b", 800],
+              ["client-c", 100],
+              ["default", 1000],
+            ],
+          );
         } finally {
           await store.close();
         }
@@ -94,7 +130,14 @@ for (const dialect of dialects()) {
         const store = await openStore(db.url);
         try {
           const rows = await store.balance.history("defualt", 10);
-          assert.deepEqual(rows.map((x) => [x.reason, x.delta, x.balance_after, x.note]), [["adjust", 250, 250, "goodwill"], ["adjust", -1000, 0, "typo: meant default"], ["topup", 1000, 1000, null]]);
+          assert.deepEqual(
+            rows.map((x) => [x.reason, x.delta, x.balance_after, x.note]),
+            [
+              ["adjust", 250, 250, "goodwill"],
+              ["adjust", -1000, 0, "typo: meant default"],
+              ["topup", 1000, 1000, null],
+            ],
+          );
           assert.equal(await store.balance.ledgerSum("defualt"), (await store.balance.get("defualt"))!.balance);
         } finally {
           await store.close();
@@ -135,15 +178,23 @@ for (const dialect of dialects()) {
       try {
         const env = { DATABASE_URL: db.url };
         // The first run creates the database; the rest race on the ledger.
-        const results = await Promise.all(Array.from({ length: 50 }, () => runBots(["balance", "add", "1", "--yes", "--new-account"], { cwd: fx.root, env, timeoutMs: 120_000 })));
-        assert.deepEqual(results.filter((r) => r.code !== 0).map((r) => r.stderr), []);
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => runBots(["balance", "add", "1", "--yes", "--new-account"], { cwd: fx.root, env, timeoutMs: 120_000 })),
+        );
+        assert.deepEqual(
+          results.filter((r) => r.code !== 0).map((r) => r.stderr),
+          [],
+        );
         const store = await openStore(db.url);
         try {
           assert.equal((await store.balance.get("default"))!.balance, 5000);
           assert.equal(await store.balance.ledgerSum("default"), 5000);
           const rows = await store.balance.history("default", 100);
           assert.equal(rows.length, 50);
-          assert.deepEqual(rows.map((r) => r.balance_after).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => (i + 1) * 100));
+          assert.deepEqual(
+            rows.map((r) => r.balance_after).sort((a, b) => a - b),
+            Array.from({ length: 50 }, (_, i) => (i + 1) * 100),
+          );
         } finally {
           await store.close();
         }

@@ -15,7 +15,8 @@ describe("bots config check through bin/bots.js", () => {
       fx.write("prompts/p.md", "x");
       fx.write("prompts/big.md", "y".repeat(256 * 1024 + 1));
       fx.write("prompts/edge.md", "z".repeat(256 * 1024));
-      const bot = (name: string, prompt: string) => fx.bot(name, ["channel: tg", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", `prompt: ${prompt}`].join("\n"));
+      const bot = (name: string, prompt: string) =>
+        fx.bot(name, ["channel: tg", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }", `prompt: ${prompt}`].join("\n"));
       bot("zero", "/dev/zero");
       bot("folder", "prompts");
       bot("big", "prompts/big.md");
@@ -27,12 +28,18 @@ describe("bots config check through bin/bots.js", () => {
       assert.ok(lines.includes("configs/zero.yaml:4: prompt: prompt file /dev/zero is not a regular file (a prompt is a text file)"), r.stderr);
       assert.ok(lines.includes("configs/folder.yaml:4: prompt: prompt file prompts is not a regular file (a prompt is a text file)"), r.stderr);
       assert.ok(lines.includes("configs/big.yaml:4: prompt: prompt file prompts/big.md is 257 KB; a prompt file may have at most 256 KB"), r.stderr);
-      assert.ok(lines.some((l) => l.startsWith("configs/mapped.yaml:4: prompt.comments: prompt file /dev/zero is not a regular file")), r.stderr);
+      assert.ok(
+        lines.some((l) => l.startsWith("configs/mapped.yaml:4: prompt.comments: prompt file /dev/zero is not a regular file")),
+        r.stderr,
+      );
       assert.ok(!lines.some((l) => l.includes("edge.yaml")), "256 KB exactly is allowed");
       // The bot loads the file again when it answers: a file that became too large since is refused there too.
       fx.write("prompts/edge.md", "z".repeat(300 * 1024));
       const { loadPrompt } = await import("../../src/llm/prompt.js");
-      assert.throws(() => loadPrompt({ name: "edge", prompt: "prompts/edge.md", root: fx.root }), /prompt file .*edge\.md of bot edge cannot be read: larger than 256 KB/);
+      assert.throws(
+        () => loadPrompt({ name: "edge", prompt: "prompts/edge.md", root: fx.root }),
+        /prompt file .*edge\.md of bot edge cannot be read: larger than 256 KB/,
+      );
       assert.throws(() => loadPrompt({ name: "zero", prompt: "/dev/zero", root: fx.root }), /cannot be read: not a regular file/);
       assert.equal(loadPrompt({ name: "p", prompt: "prompts/p.md", root: fx.root }), "x");
     } finally {
@@ -44,20 +51,52 @@ describe("bots config check through bin/bots.js", () => {
     const fx = new Fixture();
     try {
       fx.write("prompts/p.md", "x");
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: '1:x'"].join("\n"));
-      fx.bot("club-vk", ["channel: vk", "prompt: prompts/gone.md", "llm: { model: m, api_key: k, concurrency: lots }", "vk: { token: t, group_id: 1, mode: longpoll }"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: '1:x'"].join("\n"),
+      );
+      fx.bot(
+        "club-vk",
+        ["channel: vk", "prompt: prompts/gone.md", "llm: { model: m, api_key: k, concurrency: lots }", "vk: { token: t, group_id: 1, mode: longpoll }"].join(
+          "\n",
+        ),
+      );
       fx.bot("broken", "channel: tg\nllm: [unclosed\n");
       let r = await runBots(["config", "check"], { cwd: fx.root });
       assert.equal(r.code, 2);
       const lines = r.stderr.trim().split("\n");
-      assert.ok(lines.includes("configs/shop-tg.yaml:5: llm.api_key: environment variable OPENAI_API_KEY is not set (add it to .env or the environment)"), r.stderr);
-      assert.ok(lines.some((l) => /^configs\/broken\.yaml:\d+: YAML: /.test(l)), r.stderr);
-      assert.ok(lines.some((l) => /^configs\/club-vk\.yaml:3: llm\.concurrency: /.test(l)), r.stderr);
-      assert.ok(lines.some((l) => /^configs\/club-vk\.yaml:2: prompt: prompt file prompts\/gone\.md not found/.test(l)), r.stderr);
+      assert.ok(
+        lines.includes("configs/shop-tg.yaml:5: llm.api_key: environment variable OPENAI_API_KEY is not set (add it to .env or the environment)"),
+        r.stderr,
+      );
+      assert.ok(
+        lines.some((l) => /^configs\/broken\.yaml:\d+: YAML: /.test(l)),
+        r.stderr,
+      );
+      assert.ok(
+        lines.some((l) => /^configs\/club-vk\.yaml:3: llm\.concurrency: /.test(l)),
+        r.stderr,
+      );
+      assert.ok(
+        lines.some((l) => /^configs\/club-vk\.yaml:2: prompt: prompt file prompts\/gone\.md not found/.test(l)),
+        r.stderr,
+      );
       assert.match(lines.at(-1)!, /problems? in 3 file\(s\)/);
 
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: '1:x'"].join("\n"));
-      fx.bot("club-vk", ["channel: vk", "prompt: prompts/p.md", "llm: { model: gpt-x, api_key: k }", "balance: { account: club }", "vk: { token: t, group_id: 1, mode: longpoll }"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: '1:x'"].join("\n"),
+      );
+      fx.bot(
+        "club-vk",
+        [
+          "channel: vk",
+          "prompt: prompts/p.md",
+          "llm: { model: gpt-x, api_key: k }",
+          "balance: { account: club }",
+          "vk: { token: t, group_id: 1, mode: longpoll }",
+        ].join("\n"),
+      );
       fx.bot("broken", ["channel: tg", "enabled: false", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n"));
       r = await runBots(["config", "check"], { cwd: fx.root, env: { OPENAI_API_KEY: "k" } });
       assert.equal(r.code, 2);
@@ -86,7 +125,12 @@ for (const dialect of dialects()) {
       const fx = new Fixture();
       const db = await createTestDatabase(dialect);
       const out: string[] = [];
-      const io = { stdout: { write: (s: string) => out.push(s), isTTY: true }, stderr: { write: (s: string) => out.push(s), isTTY: true }, stdinIsTTY: true, env: { PATH: process.env.PATH ?? "" } };
+      const io = {
+        stdout: { write: (s: string) => out.push(s), isTTY: true },
+        stderr: { write: (s: string) => out.push(s), isTTY: true },
+        stdinIsTTY: true,
+        env: { PATH: process.env.PATH ?? "" },
+      };
       const c = resolveContext({ db: db.url, configDir: fx.configDir }, io);
       try {
         assert.equal(c.interactive, true);

@@ -28,7 +28,10 @@ describe("bots demo", () => {
       const r = await runBots(["demo"], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Hello\n/start\n\nСколько стоит доставка?\n", timeoutMs: 120_000 });
       assert.equal(r.code, 0, r.stderr);
       const lines = r.stdout.split("\n");
-      assert.deepEqual(lines.filter((l) => l.startsWith("you> ")), ["you> Hello", "you> /start", "you> Сколько стоит доставка?"]);
+      assert.deepEqual(
+        lines.filter((l) => l.startsWith("you> ")),
+        ["you> Hello", "you> /start", "you> Сколько стоит доставка?"],
+      );
       const answers = lines.filter((l) => l.startsWith("shop-tg> "));
       assert.equal(answers.length, 3, r.stdout);
       assert.ok(answers[0]!.startsWith(`shop-tg> ${LABEL} `), answers[0]);
@@ -52,18 +55,32 @@ describe("bots demo", () => {
     const f = folders();
     const dir = path.join(f.cwd, "kept");
     try {
-      const r = await runBots(["demo", "--keep", "kept"], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Можно оплатить картой?\nЕсть доставка?\n", timeoutMs: 120_000 });
+      const r = await runBots(["demo", "--keep", "kept"], {
+        cwd: f.cwd,
+        env: { TMPDIR: f.tmp },
+        input: "Можно оплатить картой?\nЕсть доставка?\n",
+        timeoutMs: 120_000,
+      });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /shop-tg> .*Оплата картой или при получении\./);
       assert.deepEqual(readdirSync(dir).sort(), ["bots.db", "configs", "logs", "prompts"]);
       // The kept config is used as edited: 45.00 an answer leaves 90.00 enough for two.
       const config = path.join(dir, "configs/shop-tg.yaml");
       writeFileSync(config, readFileSync(config, "utf8").replace("cost_per_reply: 5,", "cost_per_reply: 45,"));
-      const again = await runBots(["demo", "--keep", dir], { cwd: f.cwd, env: { TMPDIR: f.tmp }, input: "Сколько стоит доставка?\nА самовывоз?\nЕщё вопрос", timeoutMs: 120_000 });
+      const again = await runBots(["demo", "--keep", dir], {
+        cwd: f.cwd,
+        env: { TMPDIR: f.tmp },
+        input: "Сколько стоит доставка?\nА самовывоз?\nЕщё вопрос",
+        timeoutMs: 120_000,
+      });
       assert.equal(again.code, 0, again.stderr);
       assert.deepEqual(
         again.stdout.split("\n").filter((l) => l.startsWith("  (")),
-        ["  (charged 45.00 · balance 45.00)", "  (charged 45.00 · balance 0.00)", `  (no answer: the balance cannot pay; top up with bots --db sqlite:${dir}/bots.db --config-dir ${dir}/configs balance add 100 · balance 0.00)`],
+        [
+          "  (charged 45.00 · balance 45.00)",
+          "  (charged 45.00 · balance 0.00)",
+          `  (no answer: the balance cannot pay; top up with bots --db sqlite:${dir}/bots.db --config-dir ${dir}/configs balance add 100 · balance 0.00)`,
+        ],
         "no second top-up",
       );
       const store = await openStore(`sqlite:${path.join(dir, "bots.db")}`);
@@ -71,7 +88,13 @@ describe("bots demo", () => {
         const rows = await store.database.db.selectFrom("messages").select(["direction", "status", "text"]).orderBy("id").execute();
         assert.deepEqual(
           rows.filter((m) => m.direction === "in").map((m) => [m.status, m.text]),
-          [["answered", "Можно оплатить картой?"], ["answered", "Есть доставка?"], ["answered", "Сколько стоит доставка?"], ["answered", "А самовывоз?"], ["no_balance", "Ещё вопрос"]],
+          [
+            ["answered", "Можно оплатить картой?"],
+            ["answered", "Есть доставка?"],
+            ["answered", "Сколько стоит доставка?"],
+            ["answered", "А самовывоз?"],
+            ["no_balance", "Ещё вопрос"],
+          ],
         );
         assert.equal((await store.balance.get("default"))!.balance, 0);
         assert.equal(await store.balance.ledgerSum("default"), 0);
@@ -91,7 +114,11 @@ describe("scripts/emulator.ts", () => {
   test("a typed /start reaches the bot with a bot_command entity, plain text without one", async () => {
     const port = await freePort();
     const token = "123456:emulator-test";
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "scripts/emulator.ts")], { cwd: REPO, env: { ...process.env, TG_PORT: String(port), TG_TOKEN: token }, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "scripts/emulator.ts")], {
+      cwd: REPO,
+      env: { ...process.env, TG_PORT: String(port), TG_TOKEN: token },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     const out = { stdout: "", stderr: "" };
     child.stdout.on("data", (d) => (out.stdout += String(d)));
     child.stderr.on("data", (d) => (out.stderr += String(d)));
@@ -101,12 +128,20 @@ describe("scripts/emulator.ts", () => {
       type Update = { update_id: number; message: { text: string; entities?: Array<{ type: string; offset: number; length: number }> } };
       // telegram-test-api forgets what one getUpdates returned: keep every update seen.
       const seen: Update[] = [];
-      const updates = (await eventually(async () => {
-        const res = await fetch(`http://127.0.0.1:${port}/bot${token}/getUpdates`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-        const body = (await res.json()) as { result: Update[] };
-        for (const u of body.result) if (!seen.some((s) => s.update_id === u.update_id)) seen.push(u);
-        return seen.length >= 2 ? seen.sort((a, b) => a.update_id - b.update_id) : null;
-      }, 10_000, "two updates"))!;
+      const updates = (await eventually(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/bot${token}/getUpdates`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: "{}",
+          });
+          const body = (await res.json()) as { result: Update[] };
+          for (const u of body.result) if (!seen.some((s) => s.update_id === u.update_id)) seen.push(u);
+          return seen.length >= 2 ? seen.sort((a, b) => a.update_id - b.update_id) : null;
+        },
+        10_000,
+        "two updates",
+      ))!;
       assert.equal(updates[0]!.message.text, "/start");
       assert.deepEqual(updates[0]!.message.entities, [{ type: "bot_command", offset: 0, length: 6 }]);
       assert.equal(updates[1]!.message.text, "hello /start");

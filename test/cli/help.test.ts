@@ -41,7 +41,18 @@ describe("bots help", () => {
       assert.match(r.stdout, /\nExamples:\n {2}bots /, `${cmd.join(" ")} has examples`);
       assert.match(r.stdout, /\n {2}--json {2,}/, `${cmd.join(" ")} lists --json`);
     }
-    for (const cmd of [["status"], ["dialogs"], ["replay"], ["logs", "tail"], ["prompt", "test"], ["coaching", "stats"], ["poll"], ["db", "copy"], ["report", "send"], ["init"]]) {
+    for (const cmd of [
+      ["status"],
+      ["dialogs"],
+      ["replay"],
+      ["logs", "tail"],
+      ["prompt", "test"],
+      ["coaching", "stats"],
+      ["poll"],
+      ["db", "copy"],
+      ["report", "send"],
+      ["init"],
+    ]) {
       assert.match((await cli([...cmd, "--help"])).stdout, /\n {2}--json {2,}/, `${cmd.join(" ")} lists --json`);
     }
   });
@@ -51,7 +62,10 @@ describe("bots help", () => {
     try {
       const after = await cli(["--config-dir", fx.configDir, "config", "check", "--json"]);
       assert.equal(after.code, 0, after.stderr);
-      assert.deepEqual(JSON.parse(after.stdout), await cli(["--json", "--config-dir", fx.configDir, "config", "check"]).then((r) => JSON.parse(r.stdout) as unknown));
+      assert.deepEqual(
+        JSON.parse(after.stdout),
+        await cli(["--json", "--config-dir", fx.configDir, "config", "check"]).then((r) => JSON.parse(r.stdout) as unknown),
+      );
     } finally {
       fx.cleanup();
     }
@@ -60,6 +74,7 @@ describe("bots help", () => {
   test("replay --status lists every status it takes, expired and unconfirmed included", async () => {
     const r = await cli(["replay", "--help"]);
     const status = r.stdout.slice(r.stdout.indexOf("--status")).replace(/\s+/g, " ");
-    for (const s of ["received", "failed", "no_balance", "expired", "answered", "delivering", "unconfirmed", "skipped", "filtered"]) assert.match(status, new RegExp(`\\b${s}\\b`));
+    for (const s of ["received", "failed", "no_balance", "expired", "answered", "delivering", "unconfirmed", "skipped", "filtered"])
+      assert.match(status, new RegExp(`\\b${s}\\b`));
   });
 });

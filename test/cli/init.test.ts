@@ -21,9 +21,35 @@ describe("bots init", () => {
     const { fx, g, env } = withEnv("# mine\nOPENAI_API_KEY=sk-kept-000000\nOTHER=1");
     try {
       fx.write(".env.example", "OPENAI_API_KEY=\n");
-      const r = await cli([...g, "init", "--yes", "--channel", "tg", "--name", "shop-tg", "--model", "gpt-4o-mini", "--base-url", "http://127.0.0.1:11434/v1", "--timezone", "Asia/Novosibirsk", "--cost", "2.50", "--account", "client-a", "--prompt-text", "Ты помощник магазина {{bot_name}}."], {});
+      const r = await cli(
+        [
+          ...g,
+          "init",
+          "--yes",
+          "--channel",
+          "tg",
+          "--name",
+          "shop-tg",
+          "--model",
+          "gpt-4o-mini",
+          "--base-url",
+          "http://127.0.0.1:11434/v1",
+          "--timezone",
+          "Asia/Novosibirsk",
+          "--cost",
+          "2.50",
+          "--account",
+          "client-a",
+          "--prompt-text",
+          "Ты помощник магазина {{bot_name}}.",
+        ],
+        {},
+      );
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /wrote .*configs\/shop-tg\.yaml\nwrote .*prompts\/shop-tg\.md\nadded SHOP_TG_TOKEN to .*\.env \(empty; values already there are kept\)/);
+      assert.match(
+        r.stdout,
+        /wrote .*configs\/shop-tg\.yaml\nwrote .*prompts\/shop-tg\.md\nadded SHOP_TG_TOKEN to .*\.env \(empty; values already there are kept\)/,
+      );
       assert.match(r.stdout, /shop-tg +tg +yes +gpt-4o-mini +client-a\nshop-tg OK/);
       assert.match(r.stdout, /Set SHOP_TG_TOKEN in .*\.env/, "OPENAI_API_KEY is set in .env already");
       assert.equal(readFileSync(path.join(fx.root, "prompts/shop-tg.md"), "utf8"), "Ты помощник магазина {{bot_name}}.\n");
@@ -42,7 +68,10 @@ describe("bots init", () => {
       // With the real variables set the config loads with what was asked for.
       const { bots, problems } = loadBotConfigs(fx.configDir, { OPENAI_API_KEY: "sk-real-000000", SHOP_TG_TOKEN: "42:abc" });
       assert.deepEqual(problems, []);
-      assert.deepEqual([bots[0]!.name, bots[0]!.channel, bots[0]!.llm.model, bots[0]!.balance.account, bots[0]!.balance.cost_per_reply], ["shop-tg", "tg", "gpt-4o-mini", "client-a", 2.5]);
+      assert.deepEqual(
+        [bots[0]!.name, bots[0]!.channel, bots[0]!.llm.model, bots[0]!.balance.account, bots[0]!.balance.cost_per_reply],
+        ["shop-tg", "tg", "gpt-4o-mini", "client-a", 2.5],
+      );
       const check = await cli(["--config-dir", fx.configDir, "config", "check"], { OPENAI_API_KEY: "sk-real-000000", SHOP_TG_TOKEN: "42:abc" });
       assert.equal(check.code, 0, check.stderr);
     } finally {
@@ -76,7 +105,12 @@ describe("bots init", () => {
       const g = [...global, "--json", "init", "--yes"];
       const vk = await cli([...g, "--channel", "vk", "--name", "shop-vk", "--group-id", "123456"]);
       assert.equal(vk.code, 0, vk.stderr);
-      assert.deepEqual((JSON.parse(vk.stdout) as { variables_to_set: string[] }).variables_to_set, ["OPENAI_API_KEY", "SHOP_VK_TOKEN", "SHOP_VK_CONFIRMATION", "SHOP_VK_SECRET"]);
+      assert.deepEqual((JSON.parse(vk.stdout) as { variables_to_set: string[] }).variables_to_set, [
+        "OPENAI_API_KEY",
+        "SHOP_VK_TOKEN",
+        "SHOP_VK_CONFIRMATION",
+        "SHOP_VK_SECRET",
+      ]);
       const dg = await cli([...g, "--channel", "2gis", "--name", "shop-2gis", "--branch-id", "70000001000000001,70000001000000002"]);
       assert.equal(dg.code, 0, dg.stderr);
       const env = { OPENAI_API_KEY: "k", SHOP_VK_TOKEN: "t", SHOP_VK_CONFIRMATION: "c", SHOP_VK_SECRET: "s", SHOP_2GIS_LOGIN: "l", SHOP_2GIS_PASSWORD: "p" };
@@ -84,7 +118,13 @@ describe("bots init", () => {
       assert.deepEqual(problems, []);
       assert.deepEqual(bots.find((b) => b.name === "shop-2gis")!["2gis"]!.branch_ids, ["70000001000000001", "70000001000000002"]);
       assert.equal(bots.find((b) => b.name === "shop-vk")!.vk!.group_id, 123456);
-      for (const bad of [["--name", "Shop TG"], ["--channel", "vk", "--name", "x-vk"], ["--name", "x", "--cost", "1.234"], ["--name", "y", "--token-var", "lower"], []]) {
+      for (const bad of [
+        ["--name", "Shop TG"],
+        ["--channel", "vk", "--name", "x-vk"],
+        ["--name", "x", "--cost", "1.234"],
+        ["--name", "y", "--token-var", "lower"],
+        [],
+      ]) {
         const r = await cli([...global, "init", "--yes", ...bad]);
         assert.equal(r.code, 2, `${bad.join(" ")}: ${r.stderr}`);
       }
@@ -158,7 +198,10 @@ describe("bots init", () => {
       fx.write(".env", readFileSync(path.join(fx.root, ".env"), "utf8").replace("OPENAI_API_KEY=", "OPENAI_API_KEY=sk-filled-in-123"));
       const second = await bin(["init", "--yes", "--name", "second-bot"], {}, fx.root);
       assert.equal(second.code, 0, second.stderr);
-      assert.equal(readFileSync(path.join(fx.root, ".env"), "utf8"), "# first-bot (tg), written by bots init\nOPENAI_API_KEY=sk-filled-in-123\nFIRST_BOT_TOKEN=\n\n# second-bot (tg), written by bots init\nSECOND_BOT_TOKEN=\n");
+      assert.equal(
+        readFileSync(path.join(fx.root, ".env"), "utf8"),
+        "# first-bot (tg), written by bots init\nOPENAI_API_KEY=sk-filled-in-123\nFIRST_BOT_TOKEN=\n\n# second-bot (tg), written by bots init\nSECOND_BOT_TOKEN=\n",
+      );
       const help = await bin(["init", "--help"]);
       assert.match(help.stdout, /bots init --yes --channel tg --name shop-tg/);
     } finally {

@@ -19,7 +19,20 @@ async function brokenShop(apiRoot: string, llmUrl: string): Promise<Fixture> {
   const llm = ["llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llmUrl}`, "  max_retries: 0"];
   fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", ...llm, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`].join("\n"));
   fx.bot("cafe-tg", ["channel: tg", "prompt: prompts/p.md", ...llm, "tg:", "  token: ${CAFE_TOKEN}", `  api_root: ${apiRoot}`].join("\n"));
-  fx.bot("coach", ["channel: tg", "enabled: false", "prompt: prompts/p.md", ...llm, "tg:", "  token: ${CAFE_TOKEN}", `  api_root: ${apiRoot}`, "features:", "  coaching: {}"].join("\n"));
+  fx.bot(
+    "coach",
+    [
+      "channel: tg",
+      "enabled: false",
+      "prompt: prompts/p.md",
+      ...llm,
+      "tg:",
+      "  token: ${CAFE_TOKEN}",
+      `  api_root: ${apiRoot}`,
+      "features:",
+      "  coaching: {}",
+    ].join("\n"),
+  );
   return fx;
 }
 
@@ -38,7 +51,10 @@ for (const dialect of dialects()) {
       try {
         await ensureBuilt();
         assert.equal((await runBots(["balance", "add", "100", "--yes"], { cwd: fx.root, env })).code, 0);
-        for (const [args, banner] of [[["start", "cafe-tg"], "Running cafe-tg (tg)"], [["start"], "Running cafe-tg (tg)"]] as const) {
+        for (const [args, banner] of [
+          [["start", "cafe-tg"], "Running cafe-tg (tg)"],
+          [["start"], "Running cafe-tg (tg)"],
+        ] as const) {
           const child = spawnBots([...args, "--http-port", "0"], { cwd: fx.root, env });
           try {
             await eventually(() => child.out.stderr.includes(banner), 20_000, `${args.join(" ")}: start banner; stderr: ${child.out.stderr}`);
@@ -48,7 +64,10 @@ for (const dialect of dialects()) {
           const res = await finished(child, 20_000);
           assert.equal(res.code, 0, res.stderr);
           if (args.length === 1) {
-            assert.match(res.stderr, /not started: shop-tg \(configs\/shop-tg\.yaml:\d+: tg\.token: environment variable TG_TOKEN is not set \(add it to \.env or the environment\)\)/);
+            assert.match(
+              res.stderr,
+              /not started: shop-tg \(configs\/shop-tg\.yaml:\d+: tg\.token: environment variable TG_TOKEN is not set \(add it to \.env or the environment\)\)/,
+            );
             assert.ok(!res.stderr.includes("coach"), "a disabled bot is neither started nor listed");
           } else {
             assert.match(res.stderr, WARNING);
@@ -99,7 +118,11 @@ describe("a broken bot file: what still refuses", () => {
       assert.match(nosuch.stderr, /error: no bot named 'nosuch'/);
       assert.ok(!nosuch.stderr.includes("TG_TOKEN"), nosuch.stderr);
 
-      for (const args of [["start", "shop-tg"], ["start", "--strict"], ["start", "shop-tg", "cafe-tg"]]) {
+      for (const args of [
+        ["start", "shop-tg"],
+        ["start", "--strict"],
+        ["start", "shop-tg", "cafe-tg"],
+      ]) {
         const r = await runBots([...args, "--http-port", "0"], { cwd: fx.root, env, timeoutMs: 20_000 });
         assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, PROBLEM);
@@ -108,7 +131,11 @@ describe("a broken bot file: what still refuses", () => {
       assert.equal(check.code, 2);
       assert.match(check.stderr, PROBLEM);
       // With no valid bot left, a plain start has nothing to run: exit 2 with the problems.
-      const alone = await runBots(["start", "--http-port", "0"], { cwd: fx.root, env: { OPENAI_API_KEY: "sk-test-123456", DATABASE_URL: env.DATABASE_URL }, timeoutMs: 20_000 });
+      const alone = await runBots(["start", "--http-port", "0"], {
+        cwd: fx.root,
+        env: { OPENAI_API_KEY: "sk-test-123456", DATABASE_URL: env.DATABASE_URL },
+        timeoutMs: 20_000,
+      });
       assert.equal(alone.code, 2, alone.stderr);
       assert.match(alone.stderr, PROBLEM);
       assert.match(alone.stderr, /cafe-tg\.yaml:\d+: tg\.token: environment variable CAFE_TOKEN is not set/);

@@ -9,7 +9,11 @@ describe("bots logs tail", () => {
     try {
       const now = Date.now();
       const line = (level: number, msg: string, agoMs: number) => JSON.stringify({ level, time: new Date(now - agoMs).toISOString(), bot: "shop-tg", msg });
-      fx.write("logs/shop-tg.log", [line(30, "old info", 7_200_000), line(40, "old warn", 7_200_000), "garbage", line(30, "new info", 60_000), line(50, "new error", 1000)].join("\n") + "\n");
+      fx.write(
+        "logs/shop-tg.log",
+        [line(30, "old info", 7_200_000), line(40, "old warn", 7_200_000), "garbage", line(30, "new info", 60_000), line(50, "new error", 1000)].join("\n") +
+          "\n",
+      );
       fx.write("logs/bots.log", line(30, "process", 0) + "\n");
       const g = ["--log-dir", fx.logDir, "logs", "tail"];
       const last2 = await cli([...g, "shop-tg", "-n", "2"]);

@@ -6,7 +6,8 @@ import { Fixture } from "../support/fixture.js";
 import { PROMPT_ENV, promptFixture } from "../support/prompt-fixture.js";
 import { openStore } from "../../src/storage/index.js";
 
-const BOT = (name: string, extra: string[] = []) => [`name: ${name}`, "channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: sk-test-key-123456 }", "tg: { token: '1:a' }", ...extra].join("\n");
+const BOT = (name: string, extra: string[] = []) =>
+  [`name: ${name}`, "channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: sk-test-key-123456 }", "tg: { token: '1:a' }", ...extra].join("\n");
 
 describe("messages of the CLI", () => {
   test("a missing channel: is 'required' with the values it takes; problems come by file, then line", async () => {
@@ -15,7 +16,16 @@ describe("messages of the CLI", () => {
       fx.write("prompts/p.md", "hi");
       fx.bot("b-bot", ["name: b-bot", "prompt: prompts/p.md", "llm: { model: m, api_key: sk-test-key-123456 }"].join("\n"));
       // The schema problem (line 4) is found before the prompt file (line 2): printed by line.
-      fx.bot("a-bot", ["name: a-bot", "prompt: prompts/missing.md", "channel: tg", "llm: { model: m, api_key: sk-test-key-123456, temperature: hot }", "tg: { token: '1:a' }"].join("\n"));
+      fx.bot(
+        "a-bot",
+        [
+          "name: a-bot",
+          "prompt: prompts/missing.md",
+          "channel: tg",
+          "llm: { model: m, api_key: sk-test-key-123456, temperature: hot }",
+          "tg: { token: '1:a' }",
+        ].join("\n"),
+      );
       const r = await cli(["--config-dir", fx.configDir, "config", "check"]);
       assert.equal(r.code, 2);
       const lines = r.stderr.trim().split("\n").slice(0, -1);
@@ -51,7 +61,10 @@ describe("messages of the CLI", () => {
       const r = await bin(["--config-dir", f.fx.configDir, "--db", db.url, "--log-dir", f.fx.logDir, "start", "--http-port", "off"], PROMPT_ENV, f.fx.root);
       assert.equal(r.code, 1, r.stderr);
       const lines = r.stderr.split("\n").filter((l) => /ECONNREFUSED/.test(l));
-      assert.ok(lines.some((l) => /Bot API at http:\/\/127\.0\.0\.1:9 is unreachable/.test(l)), r.stderr);
+      assert.ok(
+        lines.some((l) => /Bot API at http:\/\/127\.0\.0\.1:9 is unreachable/.test(l)),
+        r.stderr,
+      );
       for (const l of lines) assert.equal(l.match(/ECONNREFUSED/g)!.length, 1, l);
     } finally {
       await db.drop();
@@ -68,7 +81,20 @@ describe("messages of the CLI", () => {
         fx.bot("shop-tg", BOT("shop-tg"));
         // A bot removed from the configs keeps its conversations.
         const store = await openStore(db.url);
-        await store.messages.insertIncoming({ bot: "old-bot", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "u", text: "hello", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages" }, status: "received", created_ms: Date.now() });
+        await store.messages.insertIncoming({
+          bot: "old-bot",
+          channel: "tg",
+          thread_key: "tg:1",
+          chat_id: "1",
+          user_id: "1",
+          user_name: "u",
+          text: "hello",
+          dedupe_key: "1:1",
+          channel_message_id: "1",
+          meta: { kind: "messages" },
+          status: "received",
+          created_ms: Date.now(),
+        });
         await store.close();
         const g = ["--config-dir", fx.configDir, "--db", db.url];
         const typo = await cli([...g, "dialogs", "shop-gt"]);

@@ -10,9 +10,18 @@ import { ENV, globals, seededHarness } from "../support/replay-fixture.js";
  * Runs `bots ARGS` with stdout read by a reader that closes the pipe after `bytes` bytes, as
  * `bots … | head -c 400` does. Resolves with the exit code, what was read and all of stderr.
  */
-function closedAfter(args: string[], bytes: number, env: Record<string, string> = {}, cwd?: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; read: number; stderr: string }> {
+function closedAfter(
+  args: string[],
+  bytes: number,
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; read: number; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, "--no-color", ...args], { cwd, env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [BIN, "--no-color", ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let read = 0;
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
@@ -35,7 +44,8 @@ describe("a closed stdout pipe ends a command quietly", () => {
     try {
       // 20000 lines of ~150 bytes: far more than a pipe buffer (64 KiB), so the writer blocks
       // on the full pipe and meets the closed end.
-      const line = (i: number) => JSON.stringify({ level: 30, time: new Date(Date.now() - 1000).toISOString(), bot: "shop-tg", msg: `line ${i} ${"x".repeat(80)}` });
+      const line = (i: number) =>
+        JSON.stringify({ level: 30, time: new Date(Date.now() - 1000).toISOString(), bot: "shop-tg", msg: `line ${i} ${"x".repeat(80)}` });
       fx.write("logs/shop-tg.log", Array.from({ length: 20_000 }, (_, i) => line(i)).join("\n") + "\n");
       for (const json of [["--json"], []]) {
         const r = await closedAfter([...json, "--log-dir", fx.logDir, "logs", "tail", "shop-tg", "-n", "20000"], 400);

@@ -47,9 +47,23 @@ describe("bots prompt test --image", () => {
       // A picture alone (no MESSAGE), two --image flags.
       const two = await cli(["--config-dir", f.fx.configDir, "prompt", "test", "shop-tg", "--image", jpg, "--image", pngFile], PROMPT_ENV);
       assert.equal(two.code, 0, two.stderr);
-      assert.deepEqual(pictures(f.llm.requests[1]!).map((p) => p.mime), ["image/jpeg", "image/png"]);
+      assert.deepEqual(
+        pictures(f.llm.requests[1]!).map((p) => p.mime),
+        ["image/jpeg", "image/png"],
+      );
 
-      const cases = f.fx.write("cases.yaml", ["- name: kettle", "  image: pics/kettle.jpg", "  message: Что это?", '  contains: "echo"', "- name: picture only", "  image: [pics/red.png]", "  max_chars: 100000"].join("\n"));
+      const cases = f.fx.write(
+        "cases.yaml",
+        [
+          "- name: kettle",
+          "  image: pics/kettle.jpg",
+          "  message: Что это?",
+          '  contains: "echo"',
+          "- name: picture only",
+          "  image: [pics/red.png]",
+          "  max_chars: 100000",
+        ].join("\n"),
+      );
       const c = await cli(["--config-dir", f.fx.configDir, "prompt", "test", "shop-tg", "--cases", cases], PROMPT_ENV);
       assert.equal(c.code, 0, c.stdout + c.stderr);
       assert.deepEqual(pictures(f.llm.requests[2]!), [{ mime: "image/jpeg", bytes: kettle }]);

@@ -39,7 +39,18 @@ describe("bots prompt test: cases and usage", () => {
   test("a cases file with one failing expectation exits 1 and names it", async () => {
     const f = await promptFixture();
     try {
-      const cases = f.fx.write("cases.yaml", ["- name: delivery", "  message: Сколько стоит доставка?", "  contains: доставка", "- name: no refusal", "  message: Есть самовывоз?", "  not_contains: [самовывоз]", "  max_chars: 600"].join("\n"));
+      const cases = f.fx.write(
+        "cases.yaml",
+        [
+          "- name: delivery",
+          "  message: Сколько стоит доставка?",
+          "  contains: доставка",
+          "- name: no refusal",
+          "  message: Есть самовывоз?",
+          "  not_contains: [самовывоз]",
+          "  max_chars: 600",
+        ].join("\n"),
+      );
       const r = await cli(["--config-dir", f.fx.configDir, "prompt", "test", "shop-tg", "--cases", cases], PROMPT_ENV);
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stdout, /RESULT +CASE +FAILED EXPECTATION/);

@@ -39,14 +39,22 @@ for (const dialect of dialects()) {
       try {
         const r = await cli([...globals(h), "--json", "replay", "--status", "failed,received"], ENV);
         assert.equal(r.code, 0, r.stderr);
-        const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-        assert.deepEqual(lines.slice(0, -1).map((l) => [l.id, l.status, l.text, l.new_answer, l.outcome]), [
-          [ids[1], "failed", "a2", "echo: a2", "dry_run"],
-          [ids[2], "failed", "a3", "echo: a3", "dry_run"],
-          [ids[3], "received", "a4", "echo: a4", "dry_run"],
-        ]);
+        const lines = r.stdout
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(
+          lines.slice(0, -1).map((l) => [l.id, l.status, l.text, l.new_answer, l.outcome]),
+          [
+            [ids[1], "failed", "a2", "echo: a2", "dry_run"],
+            [ids[2], "failed", "a3", "echo: a3", "dry_run"],
+            [ids[3], "received", "a4", "echo: a4", "dry_run"],
+          ],
+        );
         assert.ok(Number(lines[0]!.prompt_tokens) > 0);
-        assert.deepEqual(lines.at(-1), { summary: { mode: "dry_run", selected: 3, processed: 3, changed: 3, answered: 0, failed: 0, skipped: 0, interrupted: false } });
+        assert.deepEqual(lines.at(-1), {
+          summary: { mode: "dry_run", selected: 3, processed: 3, changed: 3, answered: 0, failed: 0, skipped: 0, interrupted: false },
+        });
         const one = await cli([...globals(h), "--json", "replay", "--id", String(ids[0])], ENV);
         const first = JSON.parse(one.stdout.split("\n")[0]!) as Record<string, unknown>;
         assert.equal(first.stored_answer, "echo: a1");
@@ -66,23 +74,35 @@ for (const dialect of dialects()) {
         const r = await cli([...globals(h), "replay", "--send", "--since", "1h"], ENV);
         assert.equal(r.code, 0, r.stderr + r.stdout);
         assert.match(r.stdout, /Sent: 3 answered, 0 not answered, 0 skipped of 3\./);
-        assert.deepEqual(botMessages(h.telegram, 101).map((m) => m.text), ["echo: a1", "echo: a2", "echo: a3"]);
-        assert.deepEqual(botMessages(h.telegram, 102).map((m) => m.text), ["echo: a4"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 101).map((m) => m.text),
+          ["echo: a1", "echo: a2", "echo: a3"],
+        );
+        assert.deepEqual(
+          botMessages(h.telegram, 102).map((m) => m.text),
+          ["echo: a4"],
+        );
         const rows = await h.messages();
         for (const id of ids) assert.equal(rows.find((m) => Number(m.id) === id)!.status, "answered");
         const answers = rows.filter((m) => m.direction === "out");
-        assert.deepEqual(answers.map((m) => [Number(m.reply_to_id), m.text, Number(m.cost)]), [
-          [ids[0], "echo: a1", 500],
-          [ids[1], "echo: a2", 500],
-          [ids[2], "echo: a3", 500],
-          [ids[3], "echo: a4", 500],
-        ]);
+        assert.deepEqual(
+          answers.map((m) => [Number(m.reply_to_id), m.text, Number(m.cost)]),
+          [
+            [ids[0], "echo: a1", 500],
+            [ids[1], "echo: a2", 500],
+            [ids[2], "echo: a3", 500],
+            [ids[3], "echo: a4", 500],
+          ],
+        );
         assert.equal(await h.balance(), balance - 1500);
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
         // a3's history is every earlier turn of its thread, answers included: a2 and its answer,
         // sent just before, although that answer was stored after a3 arrived.
         const a3 = h.llm.requests.filter((q) => lastUserText(q) === "a3").at(-1)!;
-        assert.deepEqual(a3.messages.slice(1).map((m) => m.content), ["a1", "echo: a1", "a2", "echo: a2", "a3"]);
+        assert.deepEqual(
+          a3.messages.slice(1).map((m) => m.content),
+          ["a1", "echo: a1", "a2", "echo: a2", "a3"],
+        );
 
         const requests = h.llm.requests.length;
         const again = await cli([...globals(h), "replay", "--send", "--since", "1h"], ENV);
@@ -106,7 +126,10 @@ for (const dialect of dialects()) {
         assert.equal(botMessages(h.telegram, 101).length, 1);
         const forced = await cli([...globals(h), "replay", "--send", "--force", "--id", String(ids[0])], ENV);
         assert.equal(forced.code, 0, forced.stderr + forced.stdout);
-        assert.deepEqual(botMessages(h.telegram, 101).map((m) => m.text), ["echo: a1", "echo: a1"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 101).map((m) => m.text),
+          ["echo: a1", "echo: a1"],
+        );
         assert.equal(await h.balance(), balance - 500);
         assert.equal((await h.messages()).filter((m) => Number(m.reply_to_id) === ids[0]).length, 2);
         const misuse = await cli([...globals(h), "replay", "--force"], ENV);

@@ -15,7 +15,21 @@ const ENV = { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: "123456:TEST-token
 function fixture(): Fixture {
   const fx = new Fixture();
   fx.write("prompts/p.md", "You are {{bot_name}}.");
-  const bot = (name: string, extra: string[]) => fx.bot(name, [`name: ${name}`, "channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}", ...extra].join("\n"));
+  const bot = (name: string, extra: string[]) =>
+    fx.bot(
+      name,
+      [
+        `name: ${name}`,
+        "channel: tg",
+        "prompt: prompts/p.md",
+        "llm:",
+        "  model: m",
+        "  api_key: ${OPENAI_API_KEY}",
+        "tg:",
+        "  token: ${TG_TOKEN}",
+        ...extra,
+      ].join("\n"),
+    );
   bot("shop-tg", []);
   bot("other-tg", ["enabled: false", "balance:", "  account: client-a", "  cost_per_reply: 2.5", "  stop_below: 1"]);
   return fx;
@@ -26,10 +40,33 @@ async function seed(store: Store, now: number): Promise<void> {
   const yesterday = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate()) - 1000;
   let n = 0;
   const incoming = async (status: IncomingStatus, at: number) =>
-    (await store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: null, text: `m${++n}`, dedupe_key: `1:${n}`, channel_message_id: String(n), meta: null, status, created_ms: at }))!;
+    (await store.messages.insertIncoming({
+      bot: "shop-tg",
+      channel: "tg",
+      thread_key: "tg:1",
+      chat_id: "1",
+      user_id: "1",
+      user_name: null,
+      text: `m${++n}`,
+      dedupe_key: `1:${n}`,
+      channel_message_id: String(n),
+      meta: null,
+      status,
+      created_ms: at,
+    }))!;
   const answer = async (at: number) => {
     const id = await incoming("received", at);
-    await store.messages.settle({ incoming: { id, bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1" }, text: "ok", channel_message_id: null, model: "m", prompt_tokens: 1, completion_tokens: 1, cost: 500, latency_ms: 1, created_ms: at });
+    await store.messages.settle({
+      incoming: { id, bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1" },
+      text: "ok",
+      channel_message_id: null,
+      model: "m",
+      prompt_tokens: 1,
+      completion_tokens: 1,
+      cost: 500,
+      latency_ms: 1,
+      created_ms: at,
+    });
   };
   await answer(yesterday);
   await answer(now - 2000);
@@ -114,8 +151,25 @@ for (const dialect of dialects()) {
       const db = await createTestDatabase(dialect);
       const store = await openStore(db.url);
       try {
-        fx.bot("vk-shop", ["channel: vk", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "vk:", "  token: ${VK_TOKEN}", "  group_id: 1"].join("\n"));
-        fx.bot("msk-tg", ["channel: tg", "timezone: Europe/Moscow", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+        fx.bot(
+          "vk-shop",
+          ["channel: vk", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "vk:", "  token: ${VK_TOKEN}", "  group_id: 1"].join(
+            "\n",
+          ),
+        );
+        fx.bot(
+          "msk-tg",
+          [
+            "channel: tg",
+            "timezone: Europe/Moscow",
+            "prompt: prompts/p.md",
+            "llm:",
+            "  model: m",
+            "  api_key: ${OPENAI_API_KEY}",
+            "tg:",
+            "  token: ${TG_TOKEN}",
+          ].join("\n"),
+        );
         const now = Date.now();
         // Midnight in Moscow (UTC+3) comes 3 hours before midnight UTC: a message 1 hour before
         // Moscow's midnight is yesterday there; one just after Moscow's midnight is today.
@@ -123,12 +177,28 @@ for (const dialect of dialects()) {
         const mskMidnight = startOfDayMs(now, "Europe/Moscow");
         let n = 0;
         for (const at of [mskMidnight - 3_600_000, mskMidnight + 1000]) {
-          await store.messages.insertIncoming({ bot: "msk-tg", channel: "tg", thread_key: "tg:9", chat_id: "9", user_id: "9", user_name: null, text: `t${++n}`, dedupe_key: `9:${n}`, channel_message_id: String(n), meta: null, status: "received", created_ms: at });
+          await store.messages.insertIncoming({
+            bot: "msk-tg",
+            channel: "tg",
+            thread_key: "tg:9",
+            chat_id: "9",
+            user_id: "9",
+            user_name: null,
+            text: `t${++n}`,
+            dedupe_key: `9:${n}`,
+            channel_message_id: String(n),
+            meta: null,
+            status: "received",
+            created_ms: at,
+          });
         }
         const r = await cli(["--config-dir", fx.configDir, "--db", db.url, "--json", "status"], ENV);
         assert.equal(r.code, 0, r.stderr);
         const s = JSON.parse(r.stdout) as { bots: Array<Record<string, unknown> & { problems: string[] }> };
-        assert.deepEqual(s.bots.map((b) => b.name), ["msk-tg", "other-tg", "shop-tg", "vk-shop"]);
+        assert.deepEqual(
+          s.bots.map((b) => b.name),
+          ["msk-tg", "other-tg", "shop-tg", "vk-shop"],
+        );
         const msk = s.bots.find((b) => b.name === "msk-tg")!;
         assert.equal(msk.in, 1, "only the message after Moscow's midnight counts as today");
         assert.equal(msk.day_start, new Date(mskMidnight).toISOString());

@@ -23,14 +23,30 @@ for (const dialect of dialects()) {
     test("bots dialogs, bots logs tail and bots status print no control characters from users, logs or config files", async () => {
       const fx = new Fixture();
       fx.write("prompts/p.md", "x");
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"),
+      );
       // A key name quoted by the problem message ("\e" is ESC in a YAML double-quoted string).
       fx.bot("broken", ["channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: t }", '"\\e[2Jevil": 1'].join("\n"));
       const db = await createTestDatabase(dialect);
       const store = await openStore(db.url);
       const run = (...args: string[]) => cli(["--config-dir", fx.configDir, "--db", db.url, "--log-dir", fx.logDir, ...args], ENV);
       try {
-        const id = (await store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:42", chat_id: "42", user_id: "42", user_name: `Eve${HOSTILE}`, text: HOSTILE, dedupe_key: "42:1", channel_message_id: "1", meta: null, status: "received", created_ms: Date.now() }))!;
+        const id = (await store.messages.insertIncoming({
+          bot: "shop-tg",
+          channel: "tg",
+          thread_key: "tg:42",
+          chat_id: "42",
+          user_id: "42",
+          user_name: `Eve${HOSTILE}`,
+          text: HOSTILE,
+          dedupe_key: "42:1",
+          channel_message_id: "1",
+          meta: null,
+          status: "received",
+          created_ms: Date.now(),
+        }))!;
         await store.messages.setStatus(id, "failed", { error: `model said ${HOSTILE}` });
         for (const args of [["dialogs"], ["dialogs", "shop-tg", "tg:42"]]) {
           const r = await run(...args);
@@ -40,8 +56,14 @@ for (const dialect of dialects()) {
         }
 
         mkdirSync(fx.logDir, { recursive: true });
-        writeFileSync(`${fx.logDir}/shop-tg.log`, `${JSON.stringify({ level: "info", time: new Date().toISOString(), bot: "shop-tg", thread_key: "tg:42", msg: "message received", text: HOSTILE, user_name: HOSTILE })}\nnot json ${HOSTILE}\n`);
-        for (const args of [["logs", "tail", "shop-tg"], ["--json", "logs", "tail", "shop-tg"]]) {
+        writeFileSync(
+          `${fx.logDir}/shop-tg.log`,
+          `${JSON.stringify({ level: "info", time: new Date().toISOString(), bot: "shop-tg", thread_key: "tg:42", msg: "message received", text: HOSTILE, user_name: HOSTILE })}\nnot json ${HOSTILE}\n`,
+        );
+        for (const args of [
+          ["logs", "tail", "shop-tg"],
+          ["--json", "logs", "tail", "shop-tg"],
+        ]) {
           const r = await run(...args);
           assert.equal(r.code, 0, r.stderr);
           assert.doesNotMatch(r.stdout, CONTROL, args.join(" "));

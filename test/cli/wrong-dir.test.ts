@@ -9,7 +9,13 @@ import { Fixture } from "../support/fixture.js";
 /** Tables of a MySQL database, by URL. */
 async function mysqlTables(url: string): Promise<string[]> {
   const u = new URL(url);
-  const conn = await createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: u.pathname.slice(1) });
+  const conn = await createConnection({
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.slice(1),
+  });
   try {
     const [rows] = await conn.query("show tables");
     return (rows as Array<Record<string, string>>).map((r) => Object.values(r)[0]!);

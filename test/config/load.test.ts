@@ -3,7 +3,8 @@ import { describe, test } from "node:test";
 import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
 import { Fixture } from "../support/fixture.js";
 
-const good = (extra = "") => ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: gpt-4o-mini", "  api_key: ${KEY}", "tg:", "  token: ${TG:-1:default}", extra].join("\n");
+const good = (extra = "") =>
+  ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: gpt-4o-mini", "  api_key: ${KEY}", "tg:", "  token: ${TG:-1:default}", extra].join("\n");
 
 function load(files: Record<string, string>, env: Record<string, string> = { KEY: "sk-1" }) {
   const fx = new Fixture();
@@ -32,8 +33,16 @@ describe("config loading", () => {
   });
 
   test("recovery.resume_within: 1h by default, durations and 0 accepted, anything else named with file:line", () => {
-    const withRecovery = (v: string) => ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${KEY}", "tg:", "  token: 1:abc", "recovery:", `  resume_within: ${v}`].join("\n");
-    const { bots, problems, lines } = load({ "a.yaml": good(), "b.yaml": withRecovery("30m"), "c.yaml": withRecovery("0"), "d.yaml": withRecovery("5 parsecs") });
+    const withRecovery = (v: string) =>
+      ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${KEY}", "tg:", "  token: 1:abc", "recovery:", `  resume_within: ${v}`].join(
+        "\n",
+      );
+    const { bots, problems, lines } = load({
+      "a.yaml": good(),
+      "b.yaml": withRecovery("30m"),
+      "c.yaml": withRecovery("0"),
+      "d.yaml": withRecovery("5 parsecs"),
+    });
     assert.equal(bots.find((b) => b.name === "a")!.recovery.resume_within, 3_600_000);
     assert.equal(bots.find((b) => b.name === "b")!.recovery.resume_within, 1_800_000);
     assert.equal(bots.find((b) => b.name === "c")!.recovery.resume_within, 0);
@@ -43,7 +52,12 @@ describe("config loading", () => {
 
   test("features.coaching: style keys default and are checked; a typo is an error", () => {
     const coach = (body: string) => good(`features:\n  coaching: ${body}`);
-    const { bots, problems, lines } = load({ "a.yaml": coach("{}"), "b.yaml": coach("{ reminders: { style: model }, weekly: { style: template }, phrase_goals: false }"), "c.yaml": coach("{ reminders: { style: llm } }"), "d.yaml": coach("{ weekly: { styles: model } }") });
+    const { bots, problems, lines } = load({
+      "a.yaml": coach("{}"),
+      "b.yaml": coach("{ reminders: { style: model }, weekly: { style: template }, phrase_goals: false }"),
+      "c.yaml": coach("{ reminders: { style: llm } }"),
+      "d.yaml": coach("{ weekly: { styles: model } }"),
+    });
     const a = bots.find((x) => x.name === "a")!.features.coaching!;
     assert.deepEqual([a.reminders.style, a.weekly.style, a.phrase_goals], ["template", "model", true]);
     const b = bots.find((x) => x.name === "b")!.features.coaching!;
@@ -60,14 +74,25 @@ describe("config loading", () => {
   });
 
   test("the old per-bot listener keys (tg.webhook.port/path/host, vk.callback.port) are refused with where they went", () => {
-    const { lines, bots } = load({ "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: 8443\n    secret_token: abc") }, { KEY: "k" });
+    const { lines, bots } = load(
+      { "a.yaml": good("  mode: webhook\n  webhook:\n    url: https://example.org\n    port: 8443\n    secret_token: abc") },
+      { KEY: "k" },
+    );
     assert.equal(bots.length, 0);
-    assert.match(lines.join("\n"), /a\.yaml:11: tg\.webhook\.port: removed: `bots start` serves webhooks and callbacks on its one HTTP server \(--http-port, --http-host\) at \/tg\/<bot> and \/vk\/<bot>/);
+    assert.match(
+      lines.join("\n"),
+      /a\.yaml:11: tg\.webhook\.port: removed: `bots start` serves webhooks and callbacks on its one HTTP server \(--http-port, --http-host\) at \/tg\/<bot> and \/vk\/<bot>/,
+    );
   });
 
   test("vk callback mode without callback.secret is refused with file:line; long poll needs none", () => {
-    const vk = (extra: string) => ["channel: vk", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "vk:", "  token: t", "  group_id: 5", extra].join("\n");
-    const { bots, lines } = load({ "cb.yaml": vk("  callback:\n    confirmation: abc"), "ok.yaml": vk("  callback:\n    confirmation: abc\n    secret: s3cr3t"), "lp.yaml": vk("  mode: longpoll") });
+    const vk = (extra: string) =>
+      ["channel: vk", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "vk:", "  token: t", "  group_id: 5", extra].join("\n");
+    const { bots, lines } = load({
+      "cb.yaml": vk("  callback:\n    confirmation: abc"),
+      "ok.yaml": vk("  callback:\n    confirmation: abc\n    secret: s3cr3t"),
+      "lp.yaml": vk("  mode: longpoll"),
+    });
     assert.deepEqual(bots.map((b) => b.name).sort(), ["lp", "ok"]);
     assert.equal(lines.length, 1);
     assert.match(lines[0]!, /cb\.yaml:[78]: vk\.callback\.secret: required when vk\.mode is callback/);
@@ -75,9 +100,16 @@ describe("config loading", () => {
 
   test("a YAML alias bomb is one file:line problem of its file; the other bots still load", () => {
     const levels = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
-    const bomb = ["channel: tg", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]', ...levels.slice(1).map((l, i) => `${l}: &${l} [${Array(9).fill(`*${levels[i]}`).join(", ")}]`)].join("\n");
+    const bomb = [
+      "channel: tg",
+      'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+      ...levels.slice(1).map((l, i) => `${l}: &${l} [${Array(9).fill(`*${levels[i]}`).join(", ")}]`),
+    ].join("\n");
     const { bots, lines } = load({ "bomb.yaml": bomb, "good.yaml": good() });
-    assert.deepEqual(bots.map((b) => b.name), ["good"]);
+    assert.deepEqual(
+      bots.map((b) => b.name),
+      ["good"],
+    );
     assert.equal(lines.length, 1, lines.join("\n"));
     assert.match(lines[0]!, /bomb\.yaml:3: YAML: Excessive alias count .*at most 100 nodes/);
   });
@@ -88,7 +120,14 @@ describe("config loading", () => {
         "a.yaml": good("  groups: sometimes"),
         "b.yaml": ["channel: tg", "prompt: prompts/missing.md", "llm:", "  model: m", "  api_key: ${NOPE}", "tg: { token: '1:x' }"].join("\n"),
         "c.yaml": "channel: tg\nprompt: [unclosed\n",
-        "d.yaml": ["name: a", "channel: tg", "prompt: prompts/p.md", "llm: { model: m, api_key: k, temprature: 1 }", "tg: { token: '1:x' }", "balance: { cost_per_reply: -1 }"].join("\n"),
+        "d.yaml": [
+          "name: a",
+          "channel: tg",
+          "prompt: prompts/p.md",
+          "llm: { model: m, api_key: k, temprature: 1 }",
+          "tg: { token: '1:x' }",
+          "balance: { cost_per_reply: -1 }",
+        ].join("\n"),
         "e.yaml": ["name: e", "channel: vk", "prompt: prompts/p.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n"),
       },
       {},
@@ -115,7 +154,9 @@ describe("config loading", () => {
     assert.match(text, /configs\/b\.yaml:4: llm\.concurrency: .*number/i);
     assert.match(text, /configs\/b\.yaml:1: name: duplicate bot name 'a' \(also in .*configs\/a\.yaml\)/);
     assert.match(text, /configs\/c\.yaml:1: name: duplicate bot name 'a' \(also in .*configs\/a\.yaml\)/);
-    const prompt = load({ "p.yaml": ["channel: tg", "prompt: prompts/nope.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n") }).lines.join("\n");
+    const prompt = load({
+      "p.yaml": ["channel: tg", "prompt: prompts/nope.md", "llm: { model: m, api_key: k }", "tg: { token: '1:x' }"].join("\n"),
+    }).lines.join("\n");
     assert.match(prompt, /configs\/p\.yaml:2: prompt: prompt file prompts\/nope\.md not found/);
   });
 });

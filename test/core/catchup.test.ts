@@ -25,7 +25,13 @@ for (const dialect of dialects()) {
         await owner.onIdle();
         assert.deepEqual(sent, ["601: echo: m1", "601: echo: m2"]);
         const rows = await h.messages();
-        assert.deepEqual(rows.filter((r) => r.direction === "in").map((r) => [r.text, r.status]), [["m1", "answered"], ["m2", "answered"]]);
+        assert.deepEqual(
+          rows.filter((r) => r.direction === "in").map((r) => [r.text, r.status]),
+          [
+            ["m1", "answered"],
+            ["m2", "answered"],
+          ],
+        );
         assert.equal(await h.balance(), before - 2 * 500);
         // Another new message finds nothing left to catch up: nothing is answered twice.
         await owner.submit(msg(601, 3));
@@ -64,7 +70,13 @@ for (const dialect of dialects()) {
         await owner.onIdle();
         assert.deepEqual(sent, ["603: echo: m2"]);
         const rows = await h.messages();
-        assert.deepEqual(rows.filter((r) => r.direction === "in").map((r) => [r.text, r.status]), [["m1", "received"], ["m2", "answered"]]);
+        assert.deepEqual(
+          rows.filter((r) => r.direction === "in").map((r) => [r.text, r.status]),
+          [
+            ["m1", "received"],
+            ["m2", "answered"],
+          ],
+        );
       } finally {
         await h.stop();
       }
@@ -89,7 +101,13 @@ for (const dialect of dialects()) {
         await eventually(() => h.llm.requests.length === 2, 5000, "the model answered again");
         assert.equal(await owner.drain(100), 1, "one answer did not finish");
         assert.deepEqual(sent, ["604: echo: m1"], "the stop sent nothing more");
-        assert.deepEqual((await h.messages()).filter((r) => r.direction === "in").map((r) => [r.text, r.status]), [["m1", "answered"], ["m2", "received"]]);
+        assert.deepEqual(
+          (await h.messages()).filter((r) => r.direction === "in").map((r) => [r.text, r.status]),
+          [
+            ["m1", "answered"],
+            ["m2", "received"],
+          ],
+        );
         assert.equal(await h.balance(), before - 500, "only the sent answer is charged");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       } finally {

@@ -37,14 +37,29 @@ describe("picture sizes, types and config", () => {
     const fx = new Fixture();
     try {
       fx.write("prompts/p.md", "hi");
-      const yaml = (vision: string) => ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: k", ...(vision ? [`  vision: ${vision}`] : []), "tg:", "  token: 1:abc"].join("\n");
+      const yaml = (vision: string) =>
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: k", ...(vision ? [`  vision: ${vision}`] : []), "tg:", "  token: 1:abc"].join(
+          "\n",
+        );
       fx.bot("a", yaml(""));
       fx.bot("b", yaml("{ enabled: true, detail: high, max_images: 2, max_bytes: 512KB, no_vision_reply: Опишите словами }"));
       fx.bot("c", yaml("{ max_bytes: 30MB, detial: low }"));
       fx.bot("d", yaml("{ max_bytes: lots, detail: ultra, max_images: 0 }"));
       const { bots, problems } = loadBotConfigs(fx.configDir, {});
-      assert.deepEqual(bots.find((b) => b.name === "a")!.llm.vision, { enabled: false, detail: "low", max_images: 4, max_bytes: 5 * 1024 * 1024, no_vision_reply: null });
-      assert.deepEqual(bots.find((b) => b.name === "b")!.llm.vision, { enabled: true, detail: "high", max_images: 2, max_bytes: 512 * 1024, no_vision_reply: "Опишите словами" });
+      assert.deepEqual(bots.find((b) => b.name === "a")!.llm.vision, {
+        enabled: false,
+        detail: "low",
+        max_images: 4,
+        max_bytes: 5 * 1024 * 1024,
+        no_vision_reply: null,
+      });
+      assert.deepEqual(bots.find((b) => b.name === "b")!.llm.vision, {
+        enabled: true,
+        detail: "high",
+        max_images: 2,
+        max_bytes: 512 * 1024,
+        no_vision_reply: "Опишите словами",
+      });
       const lines = problems.map(formatProblem).join("\n");
       assert.match(lines, /c\.yaml:6: llm\.vision\.max_bytes: between 1 byte and 20MB/);
       assert.match(lines, /c\.yaml:6: llm\.vision.*detial/);
@@ -64,13 +79,24 @@ describe("picture sizes, types and config", () => {
     ];
     assert.equal(pictures({ photo } as unknown as Message, 5 * 1024 * 1024)![0]!.file_id, "m");
     assert.equal(pictures({ photo } as unknown as Message, 500)![0]!.file_id, "s");
-    assert.deepEqual(pictures({ document: { file_id: "d", file_unique_id: "x", mime_type: "image/webp", file_size: 10 } } as unknown as Message, 100), [{ file_id: "d", mime: "image/webp", size: 10 }]);
+    assert.deepEqual(pictures({ document: { file_id: "d", file_unique_id: "x", mime_type: "image/webp", file_size: 10 } } as unknown as Message, 100), [
+      { file_id: "d", mime: "image/webp", size: 10 },
+    ]);
     assert.equal(pictures({ document: { file_id: "d", file_unique_id: "x", mime_type: "application/pdf" } } as unknown as Message, 100), undefined);
   });
 
   test("VK: the largest size of each photo attachment, orig_photo included; other attachments ignored", () => {
     const refs = vkPhotos([
-      { type: "photo", photo: { sizes: [{ type: "s", url: "https://sun9-1.userapi.com/s.jpg", width: 75, height: 75 }, { type: "x", url: "https://sun9-1.userapi.com/x.jpg", width: 604, height: 604 }], orig_photo: { url: "https://sun9-1.userapi.com/o.jpg", width: 1600, height: 1200 } } },
+      {
+        type: "photo",
+        photo: {
+          sizes: [
+            { type: "s", url: "https://sun9-1.userapi.com/s.jpg", width: 75, height: 75 },
+            { type: "x", url: "https://sun9-1.userapi.com/x.jpg", width: 604, height: 604 },
+          ],
+          orig_photo: { url: "https://sun9-1.userapi.com/o.jpg", width: 1600, height: 1200 },
+        },
+      },
       { type: "sticker", sticker: {} },
       { type: "photo", photo: { sizes: [{ type: "m", url: "https://sun9-2.userapi.com/m.jpg", width: 130, height: 97 }] } },
       { type: "photo", photo: { sizes: [{ type: "m", url: "javascript:alert(1)", width: 1, height: 1 }] } },
@@ -89,15 +115,25 @@ describe("picture sizes, types and config", () => {
 
   test("attachImages: text part first, then pictures; a placeholder for pictures left out; refusal detection", () => {
     const part = { type: "image_url" as const, image_url: { url: "data:image/png;base64,AA==", detail: "low" as const } };
-    const p = attachImages([{ role: "system", content: "s" }, { role: "user", content: "hi" }], { parts: [part], left: 1 });
+    const p = attachImages(
+      [
+        { role: "system", content: "s" },
+        { role: "user", content: "hi" },
+      ],
+      { parts: [part], left: 1 },
+    );
     assert.deepEqual(p[1], { role: "user", content: [{ type: "text", text: "[photo] hi" }, part] });
     assert.deepEqual(attachImages([{ role: "user", content: "" }], { parts: [], left: 3 })[0], { role: "user", content: "[3 photos]" });
-    assert.ok(isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: Invalid content type. image_url is only supported by certain models.", { status: 400 })));
+    assert.ok(
+      isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: Invalid content type. image_url is only supported by certain models.", { status: 400 })),
+    );
     assert.ok(isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: llava is not a multimodal model", { status: 400 })));
     assert.ok(!isImageRefusal(new LlmError("LLM_REJECTED", "model API HTTP 400: context length exceeded", { status: 400 })));
     assert.ok(!isImageRefusal(new LlmError("LLM_UNAVAILABLE", "model API HTTP 500: image server down", { status: 500 })));
     assert.ok(!isImageRefusal(new LlmError("LLM_REJECTED", "model API at https://vision.example.com/v1 HTTP 400: context length exceeded", { status: 400 })));
-    assert.ok(isImageRefusal(new LlmError("LLM_REJECTED", "model API at https://vision.example.com/v1 HTTP 400: llava is not a multimodal model", { status: 400 })));
+    assert.ok(
+      isImageRefusal(new LlmError("LLM_REJECTED", "model API at https://vision.example.com/v1 HTTP 400: llava is not a multimodal model", { status: 400 })),
+    );
   });
 });
 
@@ -136,7 +172,11 @@ describe("downloading pictures", () => {
   });
   after(() => closeServer(server));
 
-  const code = (p: Promise<unknown>) => p.then(() => "ok", (e: ChannelError) => `${e.code}: ${e.message}`);
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => "ok",
+      (e: ChannelError) => `${e.code}: ${e.message}`,
+    );
 
   test("size limit by Content-Length and while reading; bytes that are not a picture; retries on 5xx; http(s) only", async () => {
     const o = { maxBytes: 2000, label: "pic", backoffMs: 10 };

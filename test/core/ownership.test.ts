@@ -20,7 +20,10 @@ interface Inst {
   events: string[];
 }
 
-async function withDb(dialect: "sqlite" | "mysql", fn: (make: (id: string, bots?: string[], rebalance?: boolean, acquireMs?: number) => Promise<Inst>) => Promise<void>): Promise<void> {
+async function withDb(
+  dialect: "sqlite" | "mysql",
+  fn: (make: (id: string, bots?: string[], rebalance?: boolean, acquireMs?: number) => Promise<Inst>) => Promise<void>,
+): Promise<void> {
   const db = await createTestDatabase(dialect);
   const made: Inst[] = [];
   try {
@@ -95,7 +98,15 @@ test("placement: fair share, orphans claimed, one hand-over to an instance two b
   const rows = seven.map((b, i) => own(b, i < 4 ? "a" : "b"));
   assert.equal(placement("a", seven, [live("a", seven), live("b", seven)], rows).handOver, undefined);
   // An orphan only b may own is claimed by b even above its share.
-  assert.deepEqual(placement("b", ["x"], [live("a", BOTS), live("b", ["x"])], BOTS.map((b) => own(b, "a"))).claim, ["x"]);
+  assert.deepEqual(
+    placement(
+      "b",
+      ["x"],
+      [live("a", BOTS), live("b", ["x"])],
+      BOTS.map((b) => own(b, "a")),
+    ).claim,
+    ["x"],
+  );
   // A bot owned by a dead (not live) instance is an orphan.
   assert.deepEqual(placement("a", ["b1"], [live("a", ["b1"])], [own("b1", "dead")]).claim, ["b1"]);
 });
@@ -134,7 +145,11 @@ for (const dialect of dialects()) {
         assert.ok(started < many.length, `the stop ended the round early (${started} of ${many.length} started)`);
         assert.equal(a.events.filter((e) => e.endsWith(":shutting")).length, started, "each started bot stopped");
         const rows = await a.store.owners.owners();
-        assert.deepEqual(rows.filter((r) => r.owner !== null), [], "nothing left owned by the stopped instance");
+        assert.deepEqual(
+          rows.filter((r) => r.owner !== null),
+          [],
+          "nothing left owned by the stopped instance",
+        );
       });
     });
 
@@ -187,7 +202,14 @@ for (const dialect of dialects()) {
         assert.deepEqual([...a.o.ownedBots().values()], [2, 2], "with a new epoch each: what the stopped run writes late is fenced");
         // Claimed and started several at once: in no particular order within a round.
         const starts = a.events.filter((e) => e.startsWith("+"));
-        assert.deepEqual([starts.slice(0, 2).sort(), starts.slice(2).sort()], [["+b1@1", "+b2@1"], ["+b1@2", "+b2@2"]], "started (recovered) again");
+        assert.deepEqual(
+          [starts.slice(0, 2).sort(), starts.slice(2).sort()],
+          [
+            ["+b1@1", "+b2@1"],
+            ["+b1@2", "+b2@2"],
+          ],
+          "started (recovered) again",
+        );
       });
     });
 
@@ -225,7 +247,11 @@ for (const dialect of dialects()) {
         await eventually(() => drains.length === 3, 10 * TTL, "all three bots stopped");
         await sleep(TTL);
         store.owners.heartbeat = beat;
-        assert.deepEqual(await Promise.all(drains), ["fresh", "fresh", "fresh"], "heartbeats went on during the drains, so each waiting answer saw a fresh lease");
+        assert.deepEqual(
+          await Promise.all(drains),
+          ["fresh", "fresh", "fresh"],
+          "heartbeats went on during the drains, so each waiting answer saw a fresh lease",
+        );
       } finally {
         await o.stop();
         await store.close();
@@ -254,15 +280,36 @@ for (const dialect of dialects()) {
         const s = a.store;
         await s.owners.register("a", "h1", 1, ["x"], TTL);
         const ea = (await s.owners.claim("x", "a"))!;
-        const id = (await s.messages.insertIncoming({ bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", text: "hi", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() }))!;
-        assert.equal(await s.messages.setStatus(id, "failed", { from: ["received"], fence: { bot: "x", owner: "a", epoch: ea } }), true, "owner at its epoch writes");
+        const id = (await s.messages.insertIncoming({
+          bot: "x",
+          channel: "tg",
+          thread_key: "tg:1",
+          chat_id: "1",
+          user_id: "1",
+          user_name: "U",
+          text: "hi",
+          dedupe_key: "1:1",
+          channel_message_id: "1",
+          meta: { kind: "messages", target: {} },
+          status: "received",
+          created_ms: Date.now(),
+        }))!;
+        assert.equal(
+          await s.messages.setStatus(id, "failed", { from: ["received"], fence: { bot: "x", owner: "a", epoch: ea } }),
+          true,
+          "owner at its epoch writes",
+        );
         // a goes silent; b takes x over after the TTL.
         await s.owners.register("b", "h2", 2, ["x"], TTL);
         await sleep(TTL + 200);
         await s.owners.heartbeat("b");
         const eb = await s.owners.claim("x", "b");
         assert.equal(eb, ea + 1);
-        assert.equal(await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "a", epoch: ea } }), false, "the old owner's write is refused");
+        assert.equal(
+          await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "a", epoch: ea } }),
+          false,
+          "the old owner's write is refused",
+        );
         assert.equal((await s.messages.get(id))?.status, "failed");
         assert.equal(await s.messages.setStatus(id, "delivering", { from: ["failed"], fence: { bot: "x", owner: "b", epoch: eb! } }), true);
       });
@@ -274,7 +321,20 @@ for (const dialect of dialects()) {
         await s.owners.register("a", "h1", 1, ["x"], TTL);
         const old = { bot: "x", owner: "a", epoch: (await s.owners.claim("x", "a"))! };
         await s.balance.topUp("acc", 10_000);
-        const id = (await s.messages.insertIncoming({ bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", text: "hi", dedupe_key: "1:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() }))!;
+        const id = (await s.messages.insertIncoming({
+          bot: "x",
+          channel: "tg",
+          thread_key: "tg:1",
+          chat_id: "1",
+          user_id: "1",
+          user_name: "U",
+          text: "hi",
+          dedupe_key: "1:1",
+          channel_message_id: "1",
+          meta: { kind: "messages", target: {} },
+          status: "received",
+          created_ms: Date.now(),
+        }))!;
         const held = (await s.balance.reserve("acc", 500, 0, id, old))!;
         assert.equal(held.balance_after, 9_500, "the owner reserves");
         assert.equal(await s.messages.setStatus(id, "delivering", { from: ["received"], fence: old }), true);
@@ -285,13 +345,30 @@ for (const dialect of dialects()) {
         const now = { bot: "x", owner: "b", epoch: (await s.owners.claim("x", "b"))! };
         const ledger = async () => (await s.balance.history("acc", 100)).length;
         const before = { balance: (await s.balance.get("acc"))!.balance, rows: await ledger() };
-        await assert.rejects(() => s.balance.reserve("acc", 500, 0, id, old), (e: unknown) => e instanceof FencedError && e.code === "FENCED");
+        await assert.rejects(
+          () => s.balance.reserve("acc", 500, 0, id, old),
+          (e: unknown) => e instanceof FencedError && e.code === "FENCED",
+        );
         await assert.rejects(() => s.balance.refund(held, "late", old), FencedError);
-        const out = { incoming: { id, bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1" }, text: "late answer", channel_message_id: "9", model: "m", prompt_tokens: 1, completion_tokens: 1, cost: 500, latency_ms: 1, created_ms: Date.now() };
+        const out = {
+          incoming: { id, bot: "x", channel: "tg", thread_key: "tg:1", chat_id: "1" },
+          text: "late answer",
+          channel_message_id: "9",
+          model: "m",
+          prompt_tokens: 1,
+          completion_tokens: 1,
+          cost: 500,
+          latency_ms: 1,
+          created_ms: Date.now(),
+        };
         await assert.rejects(() => s.messages.settle(out, old), FencedError);
-        assert.deepEqual({ balance: (await s.balance.get("acc"))!.balance, rows: await ledger() }, before, "no ledger row and no balance change from the old owner");
+        assert.deepEqual(
+          { balance: (await s.balance.get("acc"))!.balance, rows: await ledger() },
+          before,
+          "no ledger row and no balance change from the old owner",
+        );
         assert.equal((await s.messages.get(id))?.status, "delivering", "the old owner's settle stored nothing");
-        assert.equal((await s.messages.answerTo(id)), undefined);
+        assert.equal(await s.messages.answerTo(id), undefined);
         // A reservation the old owner could not refund is the new owner's to give back (its recovery does).
         assert.ok(await s.balance.refund(held, "recovery", now));
         assert.equal((await s.balance.get("acc"))!.balance, 10_000);
@@ -314,11 +391,19 @@ for (const dialect of dialects()) {
           let paused!: () => void;
           const resume = new Promise<void>((r) => (paused = r));
           const inTrx = a.store.database.db.transaction().execute(async (trx) => {
-            await trx.updateTable("balance_accounts").set({ balance: sql`balance - 1` }).where("account", "=", "acc").where(fenceHolds({ bot: "x", owner: "a", epoch: ea })).execute();
+            await trx
+              .updateTable("balance_accounts")
+              .set({ balance: sql`balance - 1` })
+              .where("account", "=", "acc")
+              .where(fenceHolds({ bot: "x", owner: "a", epoch: ea }))
+              .execute();
             await resume;
             await trx.updateTable("balance_accounts").set({ balance: sql`balance - 1` }).where("account", "=", "acc").execute();
           });
-          const outcome = inTrx.then(() => "committed", (e: { code?: string }) => e.code ?? "error");
+          const outcome = inTrx.then(
+            () => "committed",
+            (e: { code?: string }) => e.code ?? "error",
+          );
           await sleep(TTL + 200);
           await b.store.owners.register("b", "h2", 2, ["x"], TTL);
           const t0 = Date.now();

@@ -29,7 +29,11 @@ describe("KeyedQueue", () => {
     }
     await q.onIdle();
     assert.equal(peak, 3);
-    for (const key of ["a", "b", "c", "d", "e"]) assert.deepEqual(log.filter((l) => l[0] === key), [0, 1, 2, 3, 4].map((i) => `${key}${i}`));
+    for (const key of ["a", "b", "c", "d", "e"])
+      assert.deepEqual(
+        log.filter((l) => l[0] === key),
+        [0, 1, 2, 3, 4].map((i) => `${key}${i}`),
+      );
   });
 
   test("a key that never finishes holds one slot only", async () => {
@@ -126,10 +130,16 @@ describe("retry policy", () => {
     assert.equal(await withRetries(async () => (++n < 3 ? Promise.reject(Object.assign(new Error("x"), { status: 500 })) : "ok"), { baseMs: 1 }), "ok");
     assert.equal(n, 3);
     n = 0;
-    await assert.rejects(withRetries(async () => (n++, Promise.reject(Object.assign(new Error("auth"), { status: 401 }))), { baseMs: 1 }), /auth/);
+    await assert.rejects(
+      withRetries(async () => (n++, Promise.reject(Object.assign(new Error("auth"), { status: 401 }))), { baseMs: 1 }),
+      /auth/,
+    );
     assert.equal(n, 1);
     n = 0;
-    await assert.rejects(withRetries(async () => (n++, Promise.reject(Object.assign(new Error("down"), { status: 502 }))), { baseMs: 1, retries: 2 }), /down/);
+    await assert.rejects(
+      withRetries(async () => (n++, Promise.reject(Object.assign(new Error("down"), { status: 502 }))), { baseMs: 1, retries: 2 }),
+      /down/,
+    );
     assert.equal(n, 3);
   });
 });

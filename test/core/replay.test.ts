@@ -16,7 +16,8 @@ function deps(h: Harness, extra: Partial<Parameters<typeof replay>[0]> = {}): Pa
     bots: [h.bot],
     store: h.store,
     llmFor: (bot) => llmFor(bot, logger, { retry: { baseMs: 10, maxMs: 50 } }),
-    pipelineFor: async (bot) => new Pipeline({ bot, store: h.store, llm: llmFor(bot, logger), channel: await TelegramWorker.create(bot, logger, { backoffMs: 20 }), logger }),
+    pipelineFor: async (bot) =>
+      new Pipeline({ bot, store: h.store, llm: llmFor(bot, logger), channel: await TelegramWorker.create(bot, logger, { backoffMs: 20 }), logger }),
     ...extra,
   };
 }
@@ -31,19 +32,26 @@ for (const dialect of dialects()) {
         const s = await replay(deps(h), { bots: ["shop-tg"], sinceMs: Date.now() - 3_600_000 });
         assert.equal(s.processed, 4);
         const reqs = h.llm.requests.slice(from);
-        const history = (text: string) => reqs.find((r) => lastUserText(r) === text)!.messages.slice(1).map((m) => `${m.role}:${m.content}`);
+        const history = (text: string) =>
+          reqs
+            .find((r) => lastUserText(r) === text)!
+            .messages.slice(1)
+            .map((m) => `${m.role}:${m.content}`);
         assert.deepEqual(history("a1"), ["user:a1"]);
         // a2 failed, so it is not part of a3's history; a1 and its answer are.
         assert.deepEqual(history("a2"), ["user:a1", "assistant:echo: a1", "user:a2"]);
         assert.deepEqual(history("a3"), ["user:a1", "assistant:echo: a1", "user:a3"]);
         assert.deepEqual(history("a4"), ["user:a4"], "another thread's messages never leak in");
         assert.match(String(reqs[0]!.messages[0]!.content), /^You are shop-tg\. Now: \d{4}-\d\d-\d\d \d\d:\d\d UTC\.$/);
-        assert.deepEqual(s.results.map((r) => [r.id, r.outcome, r.stored_answer, r.new_answer, r.changed]), [
-          [ids[0], "dry_run", "echo: a1", "echo: a1", false],
-          [ids[1], "dry_run", null, "echo: a2", true],
-          [ids[2], "dry_run", null, "echo: a3", true],
-          [ids[3], "dry_run", null, "echo: a4", true],
-        ]);
+        assert.deepEqual(
+          s.results.map((r) => [r.id, r.outcome, r.stored_answer, r.new_answer, r.changed]),
+          [
+            [ids[0], "dry_run", "echo: a1", "echo: a1", false],
+            [ids[1], "dry_run", null, "echo: a2", true],
+            [ids[2], "dry_run", null, "echo: a3", true],
+            [ids[3], "dry_run", null, "echo: a4", true],
+          ],
+        );
         assert.equal(await snapshot(h), before);
       } finally {
         await h.stop();
@@ -54,7 +62,10 @@ for (const dialect of dialects()) {
       const { h, ids } = await seededHarness(dialect);
       try {
         let ran = 0;
-        const feature = { name: "leads", tools: [{ name: "save_lead", description: "save a lead", parameters: { type: "object", properties: {} }, run: async () => String(++ran) }] };
+        const feature = {
+          name: "leads",
+          tools: [{ name: "save_lead", description: "save a lead", parameters: { type: "object", properties: {} }, run: async () => String(++ran) }],
+        };
         h.llm.script.push({ toolCalls: [{ name: "save_lead", arguments: { phone: "+79000000000" } }] });
         const s = await replay(deps(h, { featuresFor: () => [feature] }), { bots: ["shop-tg"], ids: [ids[3]!] });
         assert.equal(ran, 0);
@@ -76,7 +87,10 @@ for (const dialect of dialects()) {
         const rows = await h.messages();
         const status = (id: number) => rows.find((m) => Number(m.id) === id)!.status;
         assert.deepEqual([status(ids[1]!), status(ids[2]!), status(ids[3]!)], ["answered", "failed", "received"]);
-        assert.deepEqual(botMessages(h.telegram, 101).map((m) => m.text), ["echo: a1", "echo: a2"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 101).map((m) => m.text),
+          ["echo: a1", "echo: a2"],
+        );
       } finally {
         await h.stop();
       }
@@ -87,7 +101,10 @@ for (const dialect of dialects()) {
       try {
         h.llm.latencyMs = 30;
         const balance = await h.balance();
-        const [x, y] = await Promise.all([replay(deps(h), { bots: ["shop-tg"], sinceMs: 0 }, { send: true }), replay(deps(h), { bots: ["shop-tg"], sinceMs: 0 }, { send: true })]);
+        const [x, y] = await Promise.all([
+          replay(deps(h), { bots: ["shop-tg"], sinceMs: 0 }, { send: true }),
+          replay(deps(h), { bots: ["shop-tg"], sinceMs: 0 }, { send: true }),
+        ]);
         assert.equal(x.answered + y.answered, 3);
         assert.equal(botMessages(h.telegram, 101).length + botMessages(h.telegram, 102).length, 4);
         assert.equal(await h.balance(), balance - 1500, "the loser's reservations are refunded");
@@ -109,7 +126,10 @@ for (const dialect of dialects()) {
         await h.store.balance.topUp("default", 500);
         const s2 = await replay(deps(h), { bots: ["shop-tg"], ids: [ids[3]!] }, { send: true });
         assert.equal(s2.results[0]!.outcome, "answered");
-        assert.deepEqual(botMessages(h.telegram, 102).map((m) => m.text), ["echo: a4"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 102).map((m) => m.text),
+          ["echo: a4"],
+        );
         assert.equal(await h.balance(), 0);
       } finally {
         await h.stop();

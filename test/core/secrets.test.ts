@@ -19,13 +19,23 @@ for (const dialect of dialects()) {
     test("a proxy's 401 that echoes the API key: messages.error and bots dialogs show [REDACTED]", async () => {
       const h = await Harness.start({ dialect, env: { OPENAI_API_KEY: KEY } });
       try {
-        h.llm.script.push({ status: 401, body: { error: { message: `Incorrect API key provided: ${KEY}. Bot ${TOKEN} at proxy`, type: "invalid_request_error" } } });
+        h.llm.script.push({
+          status: 401,
+          body: { error: { message: `Incorrect API key provided: ${KEY}. Bot ${TOKEN} at proxy`, type: "invalid_request_error" } },
+        });
         await userSays(h.telegram, TOKEN, 901, "hello");
-        const row = (await eventually(async () => (await h.messages()).find((m) => m.direction === "in" && m.status === "failed"), 10_000, "the message failed"))!;
+        const row = (await eventually(
+          async () => (await h.messages()).find((m) => m.direction === "in" && m.status === "failed"),
+          10_000,
+          "the message failed",
+        ))!;
         assert.match(row.error!, /401/);
         assert.ok(!row.error!.includes(KEY), row.error!);
         assert.match(row.error!, /Incorrect API key provided: \[REDACTED\]/);
-        const shown = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "dialogs", "shop-tg", "tg:901"], { OPENAI_API_KEY: KEY, TG_TOKEN: TOKEN });
+        const shown = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "dialogs", "shop-tg", "tg:901"], {
+          OPENAI_API_KEY: KEY,
+          TG_TOKEN: TOKEN,
+        });
         assert.equal(shown.code, 0, shown.stderr);
         assert.match(shown.stdout, /\[REDACTED\]/);
         assert.ok(!shown.stdout.includes(KEY));

@@ -29,7 +29,20 @@ for (const dialect of dialects()) {
         }) as MessagesRepo;
         let n = 0;
         const stored = (userId: string, text: string, agoMs: number) =>
-          store.messages.insertIncoming({ bot: "b", channel: "tg", thread_key: `tg:${userId}`, chat_id: userId, user_id: userId, user_name: null, text, dedupe_key: `tg:${++n}`, channel_message_id: String(n), meta: null, status: "received", created_ms: NOW - agoMs });
+          store.messages.insertIncoming({
+            bot: "b",
+            channel: "tg",
+            thread_key: `tg:${userId}`,
+            chat_id: userId,
+            user_id: userId,
+            user_name: null,
+            text,
+            dedupe_key: `tg:${++n}`,
+            channel_message_id: String(n),
+            meta: null,
+            status: "received",
+            created_ms: NOW - agoMs,
+          });
         const spam = spamOf({ duplicate_window_s: 60, max_per_minute: 3 });
         const m = { bot: "b", userId: "7", text: "hello" };
         assert.equal(await spamVerdict(spam, repo, m, NOW), null);

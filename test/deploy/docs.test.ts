@@ -8,7 +8,13 @@ import { REPO } from "../support/cli.js";
 
 /** README, docs/*.md, deploy units, example configs and the CLI's help source, with their text. */
 function documents(): Array<[string, string]> {
-  const files = ["README.md", ...readdirSync(path.join(REPO, "docs")).map((f) => `docs/${f}`), ...readdirSync(path.join(REPO, "deploy/systemd")).map((f) => `deploy/systemd/${f}`), ...readdirSync(path.join(REPO, "configs/examples")).map((f) => `configs/examples/${f}`), "src/cli/program.ts"];
+  const files = [
+    "README.md",
+    ...readdirSync(path.join(REPO, "docs")).map((f) => `docs/${f}`),
+    ...readdirSync(path.join(REPO, "deploy/systemd")).map((f) => `deploy/systemd/${f}`),
+    ...readdirSync(path.join(REPO, "configs/examples")).map((f) => `configs/examples/${f}`),
+    "src/cli/program.ts",
+  ];
   return files.map((f) => [f, readFileSync(path.join(REPO, f), "utf8")]);
 }
 
@@ -33,7 +39,8 @@ describe("no documented command resolves `bots` through the npm registry", () =>
       // npx resolves the package's own bin only inside the checkout: the README's first block and
       // its note on the checkout are the only places that may say it.
       text.split("\n").forEach((line, i) => {
-        if (line.includes("npx bots")) assert.ok(file === "README.md" && (line === "npm ci && npx bots demo" || /checkout/.test(line)), `${file}:${i + 1}: ${line.trim()}`);
+        if (line.includes("npx bots"))
+          assert.ok(file === "README.md" && (line === "npm ci && npx bots demo" || /checkout/.test(line)), `${file}:${i + 1}: ${line.trim()}`);
       });
     }
     assert.ok(seen >= 6, `found ${seen} cron/systemd lines`);

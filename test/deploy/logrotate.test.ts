@@ -21,31 +21,43 @@ describe("log rotation with copytruncate", () => {
       await logging.flush();
       const file = path.join(dir, "shop-tg.log");
       // Writes are asynchronous: wait until all 200 lines are in the file.
-      const before = await eventually(async () => {
-        await logging.flush();
-        const text = readFileSync(file, "utf8");
-        return text.trim().split("\n").length === 200 ? text : undefined;
-      }, 5000, "200 lines written").then((t) => t!);
+      const before = await eventually(
+        async () => {
+          await logging.flush();
+          const text = readFileSync(file, "utf8");
+          return text.trim().split("\n").length === 200 ? text : undefined;
+        },
+        5000,
+        "200 lines written",
+      ).then((t) => t!);
       // What logrotate's copytruncate does.
       copyFileSync(file, `${file}.1`);
       truncateSync(file, 0);
       log.info("after rotation");
       await logging.flush();
-      const after = await eventually(async () => {
-        await logging.flush();
-        const text = readFileSync(file, "utf8");
-        return text.includes("after rotation") ? text : undefined;
-      }, 5000, "the line after rotation").then((t) => t!);
+      const after = await eventually(
+        async () => {
+          await logging.flush();
+          const text = readFileSync(file, "utf8");
+          return text.includes("after rotation") ? text : undefined;
+        },
+        5000,
+        "the line after rotation",
+      ).then((t) => t!);
       assert.ok(!after.includes("\u0000"), "no NUL hole where the old content was");
       const lines = after.trim().split("\n");
       assert.equal(lines.length, 1);
       assert.equal((JSON.parse(lines[0]!) as { msg: string }).msg, "after rotation");
       assert.equal(readFileSync(`${file}.1`, "utf8"), before);
       // The process log gets the line too, through its own stream: wait for it as well.
-      await eventually(async () => {
-        await logging.flush();
-        return readFileSync(path.join(dir, "bots.log"), "utf8").includes("after rotation");
-      }, 5000, "the line after rotation in bots.log");
+      await eventually(
+        async () => {
+          await logging.flush();
+          return readFileSync(path.join(dir, "bots.log"), "utf8").includes("after rotation");
+        },
+        5000,
+        "the line after rotation in bots.log",
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -25,16 +25,31 @@ async function packedPaths(): Promise<{ name: string; filename: string; files: s
 describe("package contents", () => {
   test("the tarball carries docs/ and deploy/ that its README points to", async () => {
     const { files } = await packedPaths();
-    for (const f of ["README.md", "bin/bots.js", "configs/examples/shop-tg.yaml", "prompts/shop.md", "docs/2gis.md", "docs/durability.md", "deploy/systemd/bots.service", "deploy/systemd/bots-poll-2gis.timer"]) assert.ok(files.includes(f), `${f} is packaged`);
+    for (const f of [
+      "README.md",
+      "bin/bots.js",
+      "configs/examples/shop-tg.yaml",
+      "prompts/shop.md",
+      "docs/2gis.md",
+      "docs/durability.md",
+      "deploy/systemd/bots.service",
+      "deploy/systemd/bots-poll-2gis.timer",
+    ])
+      assert.ok(files.includes(f), `${f} is packaged`);
     // Every docs/ and deploy/ path the README names is in the tarball.
     const readme = readFileSync(path.join(REPO, "README.md"), "utf8");
     // Prompts: only those of the examples; a bot's prompt written by `bots init` in a checkout is not shipped.
     const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { files: string[] };
     assert.ok(!pkg.files.includes("prompts"), "files lists the example prompts, not the folder");
     const referenced = new Set<string>();
-    for (const f of readdirSync(path.join(REPO, "configs/examples"))) for (const m of readFileSync(path.join(REPO, "configs/examples", f), "utf8").matchAll(/(prompts\/[\w-]+\.md)/g)) referenced.add(m[1]!);
+    for (const f of readdirSync(path.join(REPO, "configs/examples")))
+      for (const m of readFileSync(path.join(REPO, "configs/examples", f), "utf8").matchAll(/(prompts\/[\w-]+\.md)/g)) referenced.add(m[1]!);
     assert.deepEqual(files.filter((f) => f.startsWith("prompts/")).sort(), [...referenced].sort());
-    for (const m of readme.matchAll(/\b((?:docs|deploy)\/[\w./-]*\w)/g)) assert.ok(files.some((f) => f.startsWith(m[1]!)), `README names ${m[1]}: packaged`);
+    for (const m of readme.matchAll(/\b((?:docs|deploy)\/[\w./-]*\w)/g))
+      assert.ok(
+        files.some((f) => f.startsWith(m[1]!)),
+        `README names ${m[1]}: packaged`,
+      );
   });
 });
 
@@ -52,7 +67,8 @@ describe("packaged install", () => {
       // Nothing of the development tree came along.
       for (const f of ["src", "test", "bench", "tsconfig.json"]) assert.ok(!readdirSync(pkg).includes(f), `${f} is not packaged`);
       for (const f of ["docs", "deploy"]) assert.ok(readdirSync(pkg).includes(f), `${f} is packaged`);
-      for (const dev of ["typescript", "tsx", "esbuild", "telegram-test-api", "smtp-server"]) assert.ok(!readdirSync(path.join(pkg, "node_modules")).includes(dev), `${dev} (a dev dependency) was not installed`);
+      for (const dev of ["typescript", "tsx", "esbuild", "telegram-test-api", "smtp-server"])
+        assert.ok(!readdirSync(path.join(pkg, "node_modules")).includes(dev), `${dev} (a dev dependency) was not installed`);
 
       const work = path.join(tmp, "site");
       mkdirSync(work);
@@ -64,7 +80,8 @@ describe("packaged install", () => {
       cpSync(path.join(pkg, "configs", "examples"), path.join(work, "configs"), { recursive: true });
       cpSync(path.join(pkg, "prompts"), path.join(work, "prompts"), { recursive: true });
       const vars = new Set<string>();
-      for (const f of readdirSync(path.join(work, "configs"))) for (const m of readFileSync(path.join(work, "configs", f), "utf8").matchAll(/\$\{([A-Z0-9_]+)(?::-[^}]*)?\}/g)) vars.add(m[1]!);
+      for (const f of readdirSync(path.join(work, "configs")))
+        for (const m of readFileSync(path.join(work, "configs", f), "utf8").matchAll(/\$\{([A-Z0-9_]+)(?::-[^}]*)?\}/g)) vars.add(m[1]!);
       // Plausible values of the shapes the schema checks (tokens, ids, addresses).
       const valueOf = (v: string): string => {
         if (/TOKEN$/.test(v) && !v.startsWith("VK") && !v.startsWith("WS")) return "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
@@ -75,10 +92,16 @@ describe("packaged install", () => {
         return `value-of-${v.toLowerCase()}`;
       };
       const secrets = Object.fromEntries([...vars].map((v) => [v, valueOf(v)]));
-      const check = await run(bots, ["config", "check"], { cwd: work, env: { ...env, ...secrets }, timeout: 30_000 }).catch((e: { stdout: string; stderr: string; code: number }) => e);
+      const check = await run(bots, ["config", "check"], { cwd: work, env: { ...env, ...secrets }, timeout: 30_000 }).catch(
+        (e: { stdout: string; stderr: string; code: number }) => e,
+      );
       assert.equal((check as { code?: number }).code ?? 0, 0, `${check.stdout}\n${check.stderr}`);
 
-      const balance = await run(bots, ["--db", `sqlite:${path.join(work, "data", "bots.db")}`, "balance", "add", "500", "--yes"], { cwd: work, env, timeout: 30_000 });
+      const balance = await run(bots, ["--db", `sqlite:${path.join(work, "data", "bots.db")}`, "balance", "add", "500", "--yes"], {
+        cwd: work,
+        env,
+        timeout: 30_000,
+      });
       assert.match(balance.stdout + balance.stderr, /500\.00/);
       const show = await run(bots, ["--db", `sqlite:${path.join(work, "data", "bots.db")}`, "balance", "--json"], { cwd: work, env, timeout: 30_000 });
       assert.equal((JSON.parse(show.stdout) as { accounts: Array<{ balance: string }> }).accounts[0]!.balance, "500.00");

@@ -45,7 +45,10 @@ for (const dialect of dialects()) {
       h.llm.script.push({ text: "Аня, серия ждёт: 20 минут чтения сегодня? /done" });
       assert.equal((await s.tick()).reminders, 1);
       let rows = await proactiveRows(h, 701);
-      assert.deepEqual(rows.map((r) => [r.text, r.status, r.cost, r.model, r.kind]), [["Аня, серия ждёт: 20 минут чтения сегодня? /done", "sent", 500, "test-model", "reminder"]]);
+      assert.deepEqual(
+        rows.map((r) => [r.text, r.status, r.cost, r.model, r.kind]),
+        [["Аня, серия ждёт: 20 минут чтения сегодня? /done", "sent", 500, "test-model", "reminder"]],
+      );
       assert.equal(botMessages(h.telegram, 701).at(-1)!.text, "Аня, серия ждёт: 20 минут чтения сегодня? /done");
       assert.equal(await h.balance(), before - 500, "charged like a reply (cost_per_reply 5)");
       const req = h.llm.requests.at(-1)!;
@@ -57,7 +60,10 @@ for (const dialect of dialects()) {
       h.llm.script.push({ status: 400, body: { error: { message: "bad request" } } });
       assert.equal((await s.tick()).reminders, 1);
       rows = await proactiveRows(h, 701);
-      assert.deepEqual([rows[1]!.text, rows[1]!.status, rows[1]!.cost, rows[1]!.model], ["Аня, напоминаю о целях на сегодня: читать 20 минут. Отметьте выполнение: /done", "sent", 0, null]);
+      assert.deepEqual(
+        [rows[1]!.text, rows[1]!.status, rows[1]!.cost, rows[1]!.model],
+        ["Аня, напоминаю о целях на сегодня: читать 20 минут. Отметьте выполнение: /done", "sent", 0, null],
+      );
       assert.equal(await h.balance(), before - 500);
 
       // The balance cannot pay: the template, and the model is not asked.
@@ -96,7 +102,11 @@ for (const dialect of dialects()) {
       // /week: the model recounts ("3 отметки"): refused, the numbers alone go out, refunded.
       h.llm.script.push({ text: "У вас 3 отметки за неделю!" });
       assert.equal(await say(h, 702, "/week"), numbers);
-      let rows = (await eventually(async () => ((await proactiveRows(h, 702))[1]?.status === "sent" ? proactiveRows(h, 702) : undefined), 5000, "/week recorded"))!;
+      let rows = (await eventually(
+        async () => ((await proactiveRows(h, 702))[1]?.status === "sent" ? proactiveRows(h, 702) : undefined),
+        5000,
+        "/week recorded",
+      ))!;
       assert.deepEqual([rows[1]!.cost, rows[1]!.kind, rows[1]!.status], [0, "week", "sent"]);
       const weekIn = (await h.messages()).filter((m) => m.direction === "in" && m.text === "/week");
       assert.equal(weekIn[0]!.status, "answered");
@@ -142,7 +152,10 @@ for (const dialect of dialects()) {
       const rec = h.running!.bots[0]!.recovery!;
       assert.equal(rec.refunded, 1);
       assert.equal(rec.unconfirmed, 1);
-      assert.deepEqual((await proactiveRows(h, 703)).map((r) => [r.status, r.cost]), [["failed", 0]]);
+      assert.deepEqual(
+        (await proactiveRows(h, 703)).map((r) => [r.status, r.cost]),
+        [["failed", 0]],
+      );
       assert.equal((await proactiveRows(h, 704))[0]!.status, "unconfirmed");
       assert.equal(await h.balance(), start - 500, "703 refunded, 704 may have arrived: its charge stands");
       await booksBalance(h);
@@ -160,8 +173,14 @@ for (const dialect of dialects()) {
       setClock(clock, evening(1));
       assert.deepEqual(await stale.tick(), { reminders: 0, weekly: 0, failed: 2 });
       assert.equal(await h.balance(), start - 500, "nothing reserved by the fenced instance");
-      assert.deepEqual((await proactiveRows(h, 703)).map((x) => x.status), ["failed", "failed"]);
-      assert.deepEqual((await h.store.coaching.deliveries(h.bot.name, "703")).map((d) => d.status), ["failed", "failed"]);
+      assert.deepEqual(
+        (await proactiveRows(h, 703)).map((x) => x.status),
+        ["failed", "failed"],
+      );
+      assert.deepEqual(
+        (await h.store.coaching.deliveries(h.bot.name, "703")).map((d) => d.status),
+        ["failed", "failed"],
+      );
       await booksBalance(h);
       setClock(clock, evening(0));
 
@@ -190,13 +209,22 @@ for (const dialect of dialects()) {
       const msgs = await waitForBotMessages(h.telegram, u, 5);
       assert.equal(msgs[3]!.text, "Бегать по 30 минут 3 раза в неделю\nЧитать 20 страниц каждый день");
       assert.match(msgs[4]!.text, /Взять эти формулировки/);
-      assert.deepEqual((msgs[4]!.reply_markup as { inline_keyboard: Array<Array<{ callback_data: string }>> }).inline_keyboard[0]!.map((b) => b.callback_data), ["да", "мои"]);
+      assert.deepEqual(
+        (msgs[4]!.reply_markup as { inline_keyboard: Array<Array<{ callback_data: string }>> }).inline_keyboard[0]!.map((b) => b.callback_data),
+        ["да", "мои"],
+      );
       assert.match(String(h.llm.requests.at(-1)!.messages[0]!.content), /бегать \(каждый день\); больше читать \(каждый день\)/);
       assert.equal(await h.balance(), before - 500, "charged like a reply");
       assert.match(await say(h, u, "что?"), /Взять эти формулировки/, "anything else asks again");
       assert.match(await say(h, u, "да"), /Во сколько/);
       const draft = JSON.parse((await h.store.coaching.user(h.bot.name, String(u)))!.draft!);
-      assert.deepEqual(draft.goals.map((g: { title: string; kind: string; target: number }) => [g.title, g.kind, g.target]), [["Бегать по 30 минут 3 раза в неделю", "weekly", 3], ["Читать 20 страниц каждый день", "daily", 7]]);
+      assert.deepEqual(
+        draft.goals.map((g: { title: string; kind: string; target: number }) => [g.title, g.kind, g.target]),
+        [
+          ["Бегать по 30 минут 3 раза в неделю", "weekly", 3],
+          ["Читать 20 страниц каждый день", "daily", 7],
+        ],
+      );
 
       // Another user keeps their own; a model answer that is not one goal per line moves on with theirs.
       const v = 706;
@@ -205,7 +233,9 @@ for (const dialect of dialects()) {
       await userSays(h.telegram, TOKEN, v, "плавать 2 раза в неделю");
       const m2 = await waitForBotMessages(h.telegram, v, 5);
       assert.match(m2[4]!.text, /Во сколько/);
-      assert.deepEqual(JSON.parse((await h.store.coaching.user(h.bot.name, String(v)))!.draft!).goals, [{ title: "плавать 2 раза в неделю", kind: "weekly", target: 2 }]);
+      assert.deepEqual(JSON.parse((await h.store.coaching.user(h.bot.name, String(v)))!.draft!).goals, [
+        { title: "плавать 2 раза в неделю", kind: "weekly", target: 2 },
+      ]);
 
       // The model fails: the user's own goals stand, refunded, onboarding goes on.
       const w = 708;
@@ -235,7 +265,10 @@ for (const dialect of dialects()) {
       open.push(h);
       const u = 707;
       for (const text of ["/start", "Аня", "Berlin", "читать 20 минут", "20:00"]) await say(h, u, text);
-      const photo = (id: string, bytes: Buffer) => ({ text: undefined, photo: [{ file_id: id, file_unique_id: `${id}u`, width: 800, height: 600, file_size: bytes.length }] });
+      const photo = (id: string, bytes: Buffer) => ({
+        text: undefined,
+        photo: [{ file_id: id, file_unique_id: `${id}u`, width: 800, height: 600, file_size: bytes.length }],
+      });
       assert.match(await say(h, u, "", photo("mood-1", kettle)), /Фото сохранено \(1\)/);
       assert.match(await say(h, u, "", photo("mood-2", receipt)), /Фото сохранено \(2\)/);
       h.llm.script.push({ text: "Аня любит чай и порядок." });

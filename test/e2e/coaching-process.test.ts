@@ -57,7 +57,13 @@ for (const dialect of dialects()) {
       const done = (await s.store.coaching.user("shop-tg", String(u)))!;
       assert.equal(done.status, "active");
       assert.equal(done.timezone, "Europe/Berlin");
-      assert.deepEqual((await s.store.coaching.goals("shop-tg", String(u))).map((g) => [g.title, g.kind, g.target]), [["Бегать 3 раза в неделю", "weekly", 3], ["Читать 20 минут каждый день", "daily", 7]]);
+      assert.deepEqual(
+        (await s.store.coaching.goals("shop-tg", String(u))).map((g) => [g.title, g.kind, g.target]),
+        [
+          ["Бегать 3 раза в неделю", "weekly", 3],
+          ["Читать 20 минут каждый день", "daily", 7],
+        ],
+      );
       assert.equal(botMessages(s.telegram, u).length, 10, "one answer per step, none twice");
       assert.equal(s.llm.requests.length, 3, "the goals (twice: cut off, then again) and the profile");
       // Two model answers were sent (goals, profile); the cut-off one was refunded.

@@ -29,7 +29,10 @@ for (const dialect of dialects()) {
       for (const stop of stops) await stop();
     });
 
-    for (const [label, from] of [["spring, 2026-03-29", Date.UTC(2026, 2, 27, 12, 0)], ["autumn, 2026-10-25", Date.UTC(2026, 9, 23, 12, 0)]] as const) {
+    for (const [label, from] of [
+      ["spring, 2026-03-29", Date.UTC(2026, 2, 27, 12, 0)],
+      ["autumn, 2026-10-25", Date.UTC(2026, 9, 23, 12, 0)],
+    ] as const) {
       test(`exactly one reminder per local day at 20:00 Berlin across the clock change (${label})`, async () => {
         const clock = new ManualClock(from);
         const h = await start(dialect, clock);
@@ -44,9 +47,15 @@ for (const dialect of dialects()) {
         const local = reminders.map(([ms]) => new Date(ms).toLocaleString("sv-SE", { timeZone: "Europe/Berlin" }).slice(0, 16));
         const d0 = new Date(from).toISOString().slice(0, 8);
         const day = Number(new Date(from).toISOString().slice(8, 10));
-        assert.deepEqual(local, [0, 1, 2, 3].map((i) => `${d0}${String(day + i).padStart(2, "0")} 20:00`));
+        assert.deepEqual(
+          local,
+          [0, 1, 2, 3].map((i) => `${d0}${String(day + i).padStart(2, "0")} 20:00`),
+        );
         const rows = (await h.store.coaching.deliveries(h.bot.name, "601")).filter((d) => d.kind === "reminder");
-        assert.deepEqual(rows.map((d) => d.status), ["sent", "sent", "sent", "sent"]);
+        assert.deepEqual(
+          rows.map((d) => d.status),
+          ["sent", "sent", "sent", "sent"],
+        );
       });
     }
 
@@ -91,7 +100,9 @@ for (const dialect of dialects()) {
       let blocked = false;
       let proxy: Awaited<ReturnType<typeof startBotApiProxy>> | undefined;
       const h = await start(dialect, clock, async (root) => {
-        proxy = await startBotApiProxy(root, (method) => (blocked && method === "sendMessage" ? { error_code: 403, description: "Forbidden: bot was blocked by the user" } : undefined));
+        proxy = await startBotApiProxy(root, (method) =>
+          blocked && method === "sendMessage" ? { error_code: 403, description: "Forbidden: bot was blocked by the user" } : undefined,
+        );
         return proxy.url;
       });
       open.push(h);
@@ -115,9 +126,31 @@ for (const dialect of dialects()) {
       await onboard(h, 609);
       const sentBefore = botMessages(h.telegram, 609).length;
       const update = (status: string, date: number) =>
-        ({ update_id: date, my_chat_member: { chat: { id: 609, type: "private", first_name: "U" }, from: { id: 609, is_bot: false, first_name: "U" }, date, old_chat_member: { status: "member", user: { id: 1, is_bot: true, first_name: "B" } }, new_chat_member: { status, user: { id: 1, is_bot: true, first_name: "B" }, ...(status === "kicked" ? { until_date: 0 } : {}) } } }) as never;
+        ({
+          update_id: date,
+          my_chat_member: {
+            chat: { id: 609, type: "private", first_name: "U" },
+            from: { id: 609, is_bot: false, first_name: "U" },
+            date,
+            old_chat_member: { status: "member", user: { id: 1, is_bot: true, first_name: "B" } },
+            new_chat_member: { status, user: { id: 1, is_bot: true, first_name: "B" }, ...(status === "kicked" ? { until_date: 0 } : {}) },
+          },
+        }) as never;
       const submit = async (status: string, date: number) => {
-        const a = translateUpdate(update(status, date), h.bot, { id: 1, is_bot: true, first_name: "B", username: "b", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false } as never, clock.now());
+        const a = translateUpdate(
+          update(status, date),
+          h.bot,
+          {
+            id: 1,
+            is_bot: true,
+            first_name: "B",
+            username: "b",
+            can_join_groups: true,
+            can_read_all_group_messages: false,
+            supports_inline_queries: false,
+          } as never,
+          clock.now(),
+        );
         assert.equal(a.kind, "message");
         if (a.kind === "message") await h.pipeline.submit(a.message);
         await h.pipeline.onIdle();
@@ -129,8 +162,16 @@ for (const dialect of dialects()) {
       await submit("member", 200);
       assert.equal((await h.store.coaching.user(h.bot.name, "609"))!.status, "active");
       assert.equal((await scheduler(h, clock).tick()).reminders, 1);
-      const rows = await h.store.database.db.selectFrom("messages").select(["status", "text"]).where("thread_key", "=", "tg:609").where("text", "like", "[my_chat_member%").execute();
-      assert.deepEqual(rows.map((r) => r.status), ["skipped", "skipped"]);
+      const rows = await h.store.database.db
+        .selectFrom("messages")
+        .select(["status", "text"])
+        .where("thread_key", "=", "tg:609")
+        .where("text", "like", "[my_chat_member%")
+        .execute();
+      assert.deepEqual(
+        rows.map((r) => r.status),
+        ["skipped", "skipped"],
+      );
       assert.equal(botMessages(h.telegram, 609).length, sentBefore + 1, "only the reminder was sent");
     });
 
@@ -172,11 +213,17 @@ for (const dialect of dialects()) {
       assert.equal(st.streaks["0"] + st.streaks["1-2"], 2, "reading broke after Wednesday (0 or 1 with a freeze), swimming has none");
       assert.equal(st.cost, 500, "the profile was the one model answer");
       assert.equal(st.cost_per_active_user, 500);
-      const r = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "--json", "coaching", "stats", "shop-tg"], { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+      const r = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "--json", "coaching", "stats", "shop-tg"], {
+        OPENAI_API_KEY: "sk-test-key-123456",
+        TG_TOKEN: TOKEN,
+      });
       assert.equal(r.code, 0, r.stderr);
       const json = JSON.parse(r.stdout);
       assert.deepEqual(json.users, { ...json.users, total: 1, active: 1, blocked: 0 });
-      const bad = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "coaching", "stats", "nope"], { OPENAI_API_KEY: "sk-test-key-123456", TG_TOKEN: TOKEN });
+      const bad = await cli(["--config-dir", h.fixture.configDir, "--db", h.db.url, "coaching", "stats", "nope"], {
+        OPENAI_API_KEY: "sk-test-key-123456",
+        TG_TOKEN: TOKEN,
+      });
       assert.equal(bad.code, 2);
     });
 
@@ -189,7 +236,9 @@ for (const dialect of dialects()) {
         proxy = await startBotApiProxy(root, (method, _body, raw) => {
           if (method !== "sendDocument") return undefined;
           uploads.push(raw.toString("utf8"));
-          return { result: { message_id: 9000 + uploads.length, date: 0, chat: { id: 608, type: "private" }, document: { file_id: "doc", file_unique_id: "d" } } };
+          return {
+            result: { message_id: 9000 + uploads.length, date: 0, chat: { id: 608, type: "private" }, document: { file_id: "doc", file_unique_id: "d" } },
+          };
         });
         return proxy.url;
       });
@@ -212,10 +261,17 @@ for (const dialect of dialects()) {
       assert.match(upload, /filename="coaching-shop-tg-608\.json"/);
       assert.match(upload, /name="caption"\r\n\r\nВаши данные\r\n/);
       const data = JSON.parse(upload.slice(upload.indexOf("{\n"), upload.lastIndexOf("\n}") + 2));
-      const stored = await eventually(async () => (await h.messages()).find((m) => m.direction === "out" && m.channel_message_id === "9001"), 5000, "the document stored as an answer");
+      const stored = await eventually(
+        async () => (await h.messages()).find((m) => m.direction === "out" && m.channel_message_id === "9001"),
+        5000,
+        "the document stored as an answer",
+      );
       assert.equal(stored!.text, "Ваши данные");
       assert.equal(data.user.timezone, "Europe/Berlin");
-      assert.deepEqual(data.checkins.map((c: { day: string; points: number }) => [c.day, c.points]), [["2026-05-11", 10]]);
+      assert.deepEqual(
+        data.checkins.map((c: { day: string; points: number }) => [c.day, c.points]),
+        [["2026-05-11", 10]],
+      );
       assert.equal(data.goals[0].title, "читать 20 минут");
       assert.match(await say(h, 608, "/delete"), /удалить/);
       assert.match(await say(h, 608, "нет"), /отменено/);
@@ -226,7 +282,11 @@ for (const dialect of dialects()) {
       assert.deepEqual(await h.store.coaching.checkins(h.bot.name, "608"), []);
       assert.deepEqual(await h.store.coaching.goals(h.bot.name, "608", true), []);
       // The confirmation is erased right after it is sent: the bot message can arrive first.
-      await eventually(async () => (await h.store.database.db.selectFrom("messages").select("id").where("thread_key", "=", "tg:608").execute()).length === 0, 5000, "the dialog erased too");
+      await eventually(
+        async () => (await h.store.database.db.selectFrom("messages").select("id").where("thread_key", "=", "tg:608").execute()).length === 0,
+        5000,
+        "the dialog erased too",
+      );
       assert.match(await say(h, 608, "/start"), /Как к вам обращаться/, "a new start begins onboarding again");
     });
   });

@@ -47,13 +47,19 @@ for (const dialect of dialects()) {
       assert.match(await say(h, u, "бегать 3 раза в неделю\nчитать 20 минут"), /Во сколько/);
       assert.match(await say(h, u, "в восемь"), /ЧЧ:ММ/);
       assert.match(await say(h, u, "20:00"), /мудборд/);
-      assert.match(await say(h, u, "", { text: undefined, photo: [{ file_id: "AgAD-mood-1", file_unique_id: "m1", width: 90, height: 90 }] }), /Фото сохранено \(1\)/);
+      assert.match(
+        await say(h, u, "", { text: undefined, photo: [{ file_id: "AgAD-mood-1", file_unique_id: "m1", width: 90, height: 90 }] }),
+        /Фото сохранено \(1\)/,
+      );
       h.llm.script.push({ text: "Аня из Берлина: бегает и читает." });
       await userSays(h.telegram, TOKEN, u, "готово");
       const msgs = await waitForBotMessages(h.telegram, u, 12);
       assert.equal(msgs[10]!.text, "Аня из Берлина: бегает и читает.");
       assert.match(msgs[11]!.text, /Всё верно/);
-      assert.deepEqual((msgs[11]!.reply_markup as { inline_keyboard: Array<Array<{ callback_data: string }>> }).inline_keyboard[0]!.map((b) => b.callback_data), ["да", "изменить"]);
+      assert.deepEqual(
+        (msgs[11]!.reply_markup as { inline_keyboard: Array<Array<{ callback_data: string }>> }).inline_keyboard[0]!.map((b) => b.callback_data),
+        ["да", "изменить"],
+      );
       const profileReq = h.llm.requests.at(-1)!;
       assert.match(String(profileReq.messages[0]!.content), /Europe\/Berlin/, "the answers go to the model");
       assert.match(await say(h, u, "что-то непонятное"), /Всё верно/);
@@ -63,9 +69,18 @@ for (const dialect of dialects()) {
       assert.equal(user.timezone, "Europe/Berlin");
       assert.equal(user.remind_at, 20 * 60);
       assert.equal(user.profile, "Аня из Берлина: бегает и читает.");
-      assert.deepEqual(JSON.parse(user.draft!).photos.map((p: { file_id: string }) => p.file_id), ["AgAD-mood-1"]);
+      assert.deepEqual(
+        JSON.parse(user.draft!).photos.map((p: { file_id: string }) => p.file_id),
+        ["AgAD-mood-1"],
+      );
       const goals = await h.store.coaching.goals(h.bot.name, String(u));
-      assert.deepEqual(goals.map((g) => [g.title, g.kind, g.target]), [["бегать 3 раза в неделю", "weekly", 3], ["читать 20 минут", "daily", 7]]);
+      assert.deepEqual(
+        goals.map((g) => [g.title, g.kind, g.target]),
+        [
+          ["бегать 3 раза в неделю", "weekly", 3],
+          ["читать 20 минут", "daily", 7],
+        ],
+      );
       assert.equal(h.llm.requests.length, 1, "only the profile used the model");
     });
 
@@ -81,7 +96,10 @@ for (const dialect of dialects()) {
       await userSays(h.telegram, TOKEN, u, "/goals");
       const list = (await waitForBotMessages(h.telegram, u, before + 1))[before]!;
       const keyboard = (list.reply_markup as { inline_keyboard: Array<Array<{ text: string; callback_data: string }>> }).inline_keyboard;
-      assert.deepEqual(keyboard[1]!.map((b) => b.callback_data), ["/done 2", "/goal edit 2", "/goal pause 2", "/goal archive 2"]);
+      assert.deepEqual(
+        keyboard[1]!.map((b) => b.callback_data),
+        ["/done 2", "/goal edit 2", "/goal pause 2", "/goal archive 2"],
+      );
       const client = h.telegram.getClient(TOKEN, { userId: u, chatId: u, firstName: "U", userName: "u", type: "private" });
       await client.sendCallback(client.makeCallbackQuery(keyboard[1]![0]!.callback_data));
       const pressed = (await waitForBotMessages(h.telegram, u, before + 2))[before + 1]!;
@@ -90,7 +108,11 @@ for (const dialect of dialects()) {
       assert.match(await say(h, u, "/done 2"), /\+5 очков \(всего 15/);
       // Free text: the model calls log_progress with the goal's number.
       // The model repeats the call (a loop): the second is told it is recorded, nothing is added.
-      h.llm.script.push({ toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 км" } }] }, { toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 km" } }] }, { text: "Отлично, записал!" });
+      h.llm.script.push(
+        { toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 км" } }] },
+        { toolCalls: [{ name: "log_progress", arguments: { goal: "1", note: "5 km" } }] },
+        { text: "Отлично, записал!" },
+      );
       assert.equal(await say(h, u, "пробежал 5 км"), "Отлично, записал!");
       const toolResults = h.llm.requests.at(-1)!.messages.filter((m) => m.role === "tool");
       assert.match(String(toolResults[0]!.content), /^ok: recorded "бегать 3 раза в неделю" for 2026-05-11: \+10 points, total 25/);
@@ -106,7 +128,14 @@ for (const dialect of dialects()) {
       assert.match(stats, /Очки: 25, уровень 1/);
       assert.match(stats, /читать 20 минут: серия 2 дн\./);
       const checkins = await h.store.coaching.checkins(h.bot.name, String(u));
-      assert.deepEqual(checkins.map((c) => [c.day, c.points, c.source]), [["2026-05-11", 10, "button"], ["2026-05-11", 5, "command"], ["2026-05-12", 10, "command"]]);
+      assert.deepEqual(
+        checkins.map((c) => [c.day, c.points, c.source]),
+        [
+          ["2026-05-11", 10, "button"],
+          ["2026-05-11", 5, "command"],
+          ["2026-05-12", 10, "command"],
+        ],
+      );
     });
 
     test("streaks: 3 days, a backfill restores one, /pause keeps it", async () => {

@@ -18,7 +18,11 @@ function assertAnsweredInOrder(s: Scenario, chats: number, perChat: number, firs
   for (let c = 0; c < chats; c++) {
     const chat = firstChat + c;
     const got = botMessages(s.telegram, chat).map((m) => m.text);
-    assert.deepEqual(got, Array.from({ length: perChat }, (_, i) => `echo: c${chat} m${i}`), `chat ${chat}: every message answered once, in order`);
+    assert.deepEqual(
+      got,
+      Array.from({ length: perChat }, (_, i) => `echo: c${chat} m${i}`),
+      `chat ${chat}: every message answered once, in order`,
+    );
   }
 }
 
@@ -57,7 +61,11 @@ for (const dialect of dialects()) {
       assert.equal(sent, chats * perChat, "answers sent = messages");
       await s.assertBooks(1000 * 100);
       const answeredRows = (await s.incoming()).filter((r) => r.status === "answered");
-      assert.equal(answeredRows.reduce((n, r) => n + (r.cost ?? 0), 0), sent * 500, "replies charged = answers sent");
+      assert.equal(
+        answeredRows.reduce((n, r) => n + (r.cost ?? 0), 0),
+        sent * 500,
+        "replies charged = answers sent",
+      );
       const log = readFileSync(`${s.fx.logDir}/shop-tg.log`, "utf8");
       assert.match(log, /"msg":"recovery done"/);
       const status = await runBots(["status", "--json"], { cwd: s.fx.root });
@@ -81,8 +89,14 @@ for (const dialect of dialects()) {
       // Between the stop and the next start: books exact, every message answered or waiting.
       await s.assertBooks(1000 * 100);
       const rows = await s.incoming();
-      assert.ok(rows.every((r) => r.status === "answered" || r.status === "received"), JSON.stringify(rows.map((r) => r.status)));
-      assert.ok(rows.some((r) => r.status === "received"), "the drain left some unanswered");
+      assert.ok(
+        rows.every((r) => r.status === "answered" || r.status === "received"),
+        JSON.stringify(rows.map((r) => r.status)),
+      );
+      assert.ok(
+        rows.some((r) => r.status === "received"),
+        "the drain left some unanswered",
+      );
 
       s.llm.latencyMs = 50;
       const b = await s.start();
@@ -97,7 +111,20 @@ for (const dialect of dialects()) {
       const s = await scenario({ resumeWithin: "30m" });
       const now = Date.now();
       const seed = async (chat: number, text: string, ageMs: number) => {
-        const id = (await s.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: `tg:${chat}`, chat_id: String(chat), user_id: String(chat), user_name: "U", text, dedupe_key: `${chat}:${text}`, channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: now - ageMs }))!;
+        const id = (await s.store.messages.insertIncoming({
+          bot: "shop-tg",
+          channel: "tg",
+          thread_key: `tg:${chat}`,
+          chat_id: String(chat),
+          user_id: String(chat),
+          user_name: "U",
+          text,
+          dedupe_key: `${chat}:${text}`,
+          channel_message_id: "1",
+          meta: { kind: "messages", target: {} },
+          status: "received",
+          created_ms: now - ageMs,
+        }))!;
         // A crash after reserving: the reservation is open.
         await s.store.balance.reserve("default", 500, 0, id);
         return id;
@@ -112,20 +139,39 @@ for (const dialect of dialects()) {
       assert.equal(old.status, "expired");
       assert.match(old.error ?? "", /resume_within \(30m\)/);
       assert.equal(botMessages(s.telegram, 3001).length, 0, "the expired one was not answered by itself");
-      assert.deepEqual(botMessages(s.telegram, 3002).map((m) => m.text), ["echo: recent question"]);
+      assert.deepEqual(
+        botMessages(s.telegram, 3002).map((m) => m.text),
+        ["echo: recent question"],
+      );
       await s.assertBooks(1000 * 100);
 
       const replay = await runBots(["replay", "--send", "--status", "expired", "--since", "2h"], { cwd: s.fx.root });
       assert.equal(replay.code, 0, replay.stderr);
       assert.equal((await s.store.messages.get(oldId))!.status, "answered");
-      assert.deepEqual(botMessages(s.telegram, 3001).map((m) => m.text), ["echo: old question"]);
+      assert.deepEqual(
+        botMessages(s.telegram, 3001).map((m) => m.text),
+        ["echo: old question"],
+      );
       await s.assertBooks(1000 * 100);
       assert.equal((await s.store.balance.get("default"))!.balance, 1000 * 100 - 2 * 500, "two answers, two charges");
     });
 
     test("a row left delivering on Telegram becomes unconfirmed: not sent again, charge kept, shown by status and replay", async () => {
       const s = await scenario();
-      const id = (await s.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:4001", chat_id: "4001", user_id: "4001", user_name: "U", text: "cut off", dedupe_key: "4001:1", channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() - 60_000 }))!;
+      const id = (await s.store.messages.insertIncoming({
+        bot: "shop-tg",
+        channel: "tg",
+        thread_key: "tg:4001",
+        chat_id: "4001",
+        user_id: "4001",
+        user_name: "U",
+        text: "cut off",
+        dedupe_key: "4001:1",
+        channel_message_id: "1",
+        meta: { kind: "messages", target: {} },
+        status: "received",
+        created_ms: Date.now() - 60_000,
+      }))!;
       await s.store.balance.reserve("default", 500, 0, id);
       await s.store.messages.setStatus(id, "delivering");
       const a = await s.start();
@@ -150,7 +196,22 @@ for (const dialect of dialects()) {
       const ids: number[] = [];
       for (let i = 0; i < 8; i++) {
         const chat = 5000 + i;
-        ids.push((await s.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: `tg:${chat}`, chat_id: String(chat), user_id: String(chat), user_name: "U", text: `stranded ${i}`, dedupe_key: `${chat}:1`, channel_message_id: "1", meta: { kind: "messages", target: {} }, status: "received", created_ms: Date.now() - 1000 }))!);
+        ids.push(
+          (await s.store.messages.insertIncoming({
+            bot: "shop-tg",
+            channel: "tg",
+            thread_key: `tg:${chat}`,
+            chat_id: String(chat),
+            user_id: String(chat),
+            user_name: "U",
+            text: `stranded ${i}`,
+            dedupe_key: `${chat}:1`,
+            channel_message_id: "1",
+            meta: { kind: "messages", target: {} },
+            status: "received",
+            created_ms: Date.now() - 1000,
+          }))!,
+        );
       }
       s.llm.latencyMs = 100;
       const [a, b] = await Promise.all([s.start(), s.start()]);

@@ -35,7 +35,10 @@ function imagesOf(req: RecordedRequest): Array<{ mime: string; bytes: Buffer; de
 function textOf(req: RecordedRequest): string {
   const content = req.messages[req.messages.length - 1]!.content;
   if (typeof content === "string") return content;
-  return (content as Array<{ type: string; text?: string }>).filter((p) => p.type === "text").map((p) => p.text).join(" ");
+  return (content as Array<{ type: string; text?: string }>)
+    .filter((p) => p.type === "text")
+    .map((p) => p.text)
+    .join(" ");
 }
 
 /** A Bot API `photo` array: small and large sizes of one picture, plus one above 5 MB. */
@@ -64,7 +67,15 @@ for (const dialect of dialects()) {
 
     before(async () => {
       files = new FakeBotFiles(TOKEN);
-      for (const [id, bytes] of [["kettle", kettle], ["receipt", receipt], ["shot", screenshot], ["a1", kettle], ["a2", receipt], ["a3", screenshot], ["r", receipt]] as const) {
+      for (const [id, bytes] of [
+        ["kettle", kettle],
+        ["receipt", receipt],
+        ["shot", screenshot],
+        ["a1", kettle],
+        ["a2", receipt],
+        ["a3", screenshot],
+        ["r", receipt],
+      ] as const) {
         files.add(`${id}-m`, bytes);
         files.add(`${id}-s`, png, "png"); // a wrong size must never be the one sent
       }
@@ -104,7 +115,10 @@ for (const dialect of dialects()) {
     test("a photo without a caption and a picture sent as a PNG document are answered", async () => {
       await sendPhoto(h, 102, "shot", screenshot);
       await waitForBotMessages(h.telegram, 102, 1);
-      await userSays(h.telegram, TOKEN, 103, "", { text: undefined, document: { file_id: "doc-png", file_unique_id: "dp", file_name: "scan.png", mime_type: "image/png", file_size: png.length } });
+      await userSays(h.telegram, TOKEN, 103, "", {
+        text: undefined,
+        document: { file_id: "doc-png", file_unique_id: "dp", file_name: "scan.png", mime_type: "image/png", file_size: png.length },
+      });
       await waitForBotMessages(h.telegram, 103, 1);
       const byShot = h.llm.requests.find((r) => imagesOf(r).some((i) => i.bytes.equals(screenshot)))!;
       assert.equal(textOf(byShot), "", "no caption: the user turn is the picture alone");
@@ -137,7 +151,11 @@ for (const dialect of dialects()) {
 
     test("a 30 MB picture is refused by its size without downloading; the caption is answered", async () => {
       const calls = files.getFileCalls.length;
-      await userSays(h.telegram, TOKEN, 105, "", { text: undefined, caption: "Вот чек", document: { file_id: "huge", file_unique_id: "hg", file_name: "scan.jpg", mime_type: "image/jpeg", file_size: 30 * MB } });
+      await userSays(h.telegram, TOKEN, 105, "", {
+        text: undefined,
+        caption: "Вот чек",
+        document: { file_id: "huge", file_unique_id: "hg", file_name: "scan.jpg", mime_type: "image/jpeg", file_size: 30 * MB },
+      });
       const [answer] = await waitForBotMessages(h.telegram, 105, 1);
       assert.equal(answer!.text, "echo: [photo] Вот чек");
       assert.equal(files.getFileCalls.length, calls, "getFile was not called");
@@ -149,12 +167,24 @@ for (const dialect of dialects()) {
       await waitForBotMessages(h.telegram, 101, 2);
       const req = h.llm.requests.find((r) => textOf(r) === "А гарантия есть?")!;
       assert.ok(req.messages.some((m) => m.role === "user" && m.content === "[photo] Чайник сломался, что делать?"));
-      assert.ok(req.messages.every((m) => typeof m.content === "string"), "no picture parts in the request");
+      assert.ok(
+        req.messages.every((m) => typeof m.content === "string"),
+        "no picture parts in the request",
+      );
     });
 
     test("a model that refuses image input: one log line naming the bot and llm.vision.enabled, retried once without", async () => {
       const before = h.llm.requests.length;
-      h.llm.script.push({ status: 400, body: { error: { message: "Invalid content type. image_url is only supported by certain models.", type: "invalid_request_error", param: "messages.[1].content.[1].type" } } });
+      h.llm.script.push({
+        status: 400,
+        body: {
+          error: {
+            message: "Invalid content type. image_url is only supported by certain models.",
+            type: "invalid_request_error",
+            param: "messages.[1].content.[1].type",
+          },
+        },
+      });
       await sendPhoto(h, 106, "receipt", receipt, { caption: "Сколько стоит?" });
       const [answer] = await waitForBotMessages(h.telegram, 106, 1);
       const reqs = h.llm.requests.slice(before);
@@ -173,7 +203,18 @@ for (const dialect of dialects()) {
       await sendPhoto(h, 107, "r", receipt, { caption: "Проверьте чек" });
       const row = await eventually(async () => (await h.messages()).find((r) => r.thread_key === "tg:107" && r.status === "failed"), 10_000, "failed row");
       const downloads = files.downloads.length;
-      const summary = await replay({ bots: [h.bot], store: h.store, llmFor: () => { throw new Error("not a dry run"); }, pipelineFor: async () => h.pipeline }, { bots: [h.bot.name], ids: [row!.id] }, { send: true });
+      const summary = await replay(
+        {
+          bots: [h.bot],
+          store: h.store,
+          llmFor: () => {
+            throw new Error("not a dry run");
+          },
+          pipelineFor: async () => h.pipeline,
+        },
+        { bots: [h.bot.name], ids: [row!.id] },
+        { send: true },
+      );
       assert.equal(summary.answered, 1);
       assert.equal(files.downloads.length, downloads + 1, "downloaded again at replay");
       const reqs = h.llm.requests.slice(before);
@@ -183,9 +224,15 @@ for (const dialect of dialects()) {
       // A dry run of the album's first part shows all three pictures again.
       const head = (await h.messages()).find((r) => r.thread_key === "tg:104" && r.status === "answered")!;
       const n = h.llm.requests.length;
-      const dry = await replay({ bots: [h.bot], store: h.store, llmFor: (b) => llmFor(b, h.logging.forBot(b.name)), imagesFor: (b) => imageFetcherFor(b) }, { bots: [h.bot.name], ids: [head.id] });
+      const dry = await replay(
+        { bots: [h.bot], store: h.store, llmFor: (b) => llmFor(b, h.logging.forBot(b.name)), imagesFor: (b) => imageFetcherFor(b) },
+        { bots: [h.bot.name], ids: [head.id] },
+      );
       assert.equal(dry.results[0]!.outcome, "dry_run");
-      assert.deepEqual(imagesOf(h.llm.requests[n]!).map((i) => i.bytes), [kettle, receipt, screenshot]);
+      assert.deepEqual(
+        imagesOf(h.llm.requests[n]!).map((i) => i.bytes),
+        [kettle, receipt, screenshot],
+      );
     });
 
     test("no request to the model contains the bot token", () => {
@@ -201,7 +248,10 @@ for (const dialect of dialects()) {
     let h: Harness;
 
     before(async () => {
-      h = await Harness.start({ dialect, llmYaml: '  vision: { enabled: false, no_vision_reply: "Я пока не умею смотреть фото — опишите словами, пожалуйста." }' });
+      h = await Harness.start({
+        dialect,
+        llmYaml: '  vision: { enabled: false, no_vision_reply: "Я пока не умею смотреть фото — опишите словами, пожалуйста." }',
+      });
     });
     after(async () => h?.stop());
 

@@ -39,9 +39,44 @@ class Cluster {
     await this.vk.start();
     this.db = await createTestDatabase(dialect);
     this.fx.write("prompts/p.md", "Be brief.");
-    const llm = ["llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${this.llm.url}`, "  timeout_s: 20", "spam: { max_per_minute: 100, duplicate_window_s: 0 }"];
-    this.fx.bot("hook-tg", ["channel: tg", "prompt: prompts/p.md", ...llm, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${this.telegram.config.apiURL}`, "  mode: webhook", "  webhook:", "    url: https://bots.example.org", `    secret_token: ${TG_SECRET}`].join("\n"));
-    this.fx.bot("club-vk", ["channel: vk", "prompt: prompts/p.md", ...llm, "vk:", "  token: ${VK_TOKEN}", `  group_id: ${this.vk.groupId}`, `  api_base_url: ${this.vk.url}`, "  callback:", `    confirmation: ${VK_CONFIRM}`, `    secret: ${VK_SECRET}`].join("\n"));
+    const llm = [
+      "llm:",
+      "  model: m",
+      "  api_key: ${OPENAI_API_KEY}",
+      `  base_url: ${this.llm.url}`,
+      "  timeout_s: 20",
+      "spam: { max_per_minute: 100, duplicate_window_s: 0 }",
+    ];
+    this.fx.bot(
+      "hook-tg",
+      [
+        "channel: tg",
+        "prompt: prompts/p.md",
+        ...llm,
+        "tg:",
+        "  token: ${TG_TOKEN}",
+        `  api_root: ${this.telegram.config.apiURL}`,
+        "  mode: webhook",
+        "  webhook:",
+        "    url: https://bots.example.org",
+        `    secret_token: ${TG_SECRET}`,
+      ].join("\n"),
+    );
+    this.fx.bot(
+      "club-vk",
+      [
+        "channel: vk",
+        "prompt: prompts/p.md",
+        ...llm,
+        "vk:",
+        "  token: ${VK_TOKEN}",
+        `  group_id: ${this.vk.groupId}`,
+        `  api_base_url: ${this.vk.url}`,
+        "  callback:",
+        `    confirmation: ${VK_CONFIRM}`,
+        `    secret: ${VK_SECRET}`,
+      ].join("\n"),
+    );
     this.fx.write(".env", `OPENAI_API_KEY=sk-test-key-123456\nTG_TOKEN=${TOKEN}\nVK_TOKEN=${this.vk.token}\nDATABASE_URL=${this.db.url}\n`);
     this.store = await openStore(this.db.url);
     await this.store.balance.topUp("default", 100_000);
@@ -71,7 +106,16 @@ class Cluster {
 let updateId = 5000;
 /** A Bot API Update with a private text message, as Telegram POSTs it to a webhook. */
 function tgUpdate(chat: number, messageId: number, text: string) {
-  return { update_id: ++updateId, message: { message_id: messageId, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: "private", first_name: `U${chat}` }, from: { id: chat, is_bot: false, first_name: `U${chat}` }, text } };
+  return {
+    update_id: ++updateId,
+    message: {
+      message_id: messageId,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: chat, type: "private", first_name: `U${chat}` },
+      from: { id: chat, is_bot: false, first_name: `U${chat}` },
+      text,
+    },
+  };
 }
 
 for (const dialect of dialects()) {
@@ -103,7 +147,12 @@ for (const dialect of dialects()) {
       for (let i = 0; i < rounds; i++) {
         for (const chat of chats) {
           const u = tgUpdate(chat, 100 + i, `t${chat} m${i}`);
-          const post = (n: { port: number }) => fetch(`http://127.0.0.1:${n.port}/tg/hook-tg`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": TG_SECRET }, body: JSON.stringify(u) });
+          const post = (n: { port: number }) =>
+            fetch(`http://127.0.0.1:${n.port}/tg/hook-tg`, {
+              method: "POST",
+              headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": TG_SECRET },
+              body: JSON.stringify(u),
+            });
           assert.equal((await post(next())).status, 200);
           // Telegram resends when an answer is lost: to whichever instance the balancer picks.
           assert.equal((await post(next())).status, 200);
@@ -112,12 +161,27 @@ for (const dialect of dialects()) {
           assert.deepEqual(await postCallback(vkAt(next()), e, { "x-retry-counter": "1" }), { status: 200, text: "ok" });
         }
         // The next message of a chat comes after the answer to this one, as people type.
-        await eventually(() => chats.every((chat) => botMessages(c.telegram, chat).length === i + 1 && c.vk.sent.filter((s) => Number(s.params.peer_id) === chat).length === i + 1), 20_000, `round ${i} answered`);
+        await eventually(
+          () =>
+            chats.every(
+              (chat) => botMessages(c.telegram, chat).length === i + 1 && c.vk.sent.filter((s) => Number(s.params.peer_id) === chat).length === i + 1,
+            ),
+          20_000,
+          `round ${i} answered`,
+        );
       }
       await new Promise((r) => setTimeout(r, 500));
       for (const chat of chats) {
-        assert.deepEqual(botMessages(c.telegram, chat).map((m) => m.text), [...Array(rounds).keys()].map((i) => `echo: t${chat} m${i}`), `telegram chat ${chat}: once each, in order`);
-        assert.deepEqual(c.vk.sent.filter((s) => Number(s.params.peer_id) === chat).map((s) => s.params.message), [...Array(rounds).keys()].map((i) => `echo: v${chat} m${i}`), `vk peer ${chat}: once each, in order`);
+        assert.deepEqual(
+          botMessages(c.telegram, chat).map((m) => m.text),
+          [...Array(rounds).keys()].map((i) => `echo: t${chat} m${i}`),
+          `telegram chat ${chat}: once each, in order`,
+        );
+        assert.deepEqual(
+          c.vk.sent.filter((s) => Number(s.params.peer_id) === chat).map((s) => s.params.message),
+          [...Array(rounds).keys()].map((i) => `echo: v${chat} m${i}`),
+          `vk peer ${chat}: once each, in order`,
+        );
       }
       const incoming = await c.store.messages.selectIncoming({});
       assert.equal(incoming.length, chats.length * rounds * 2, "each update recorded once (resends deduplicated across instances)");
@@ -126,7 +190,9 @@ for (const dialect of dialects()) {
       assert.equal(await c.store.balance.ledgerSum("default"), balance);
       assert.equal(100_000 - balance, incoming.length * 500, "replies charged = answers sent");
       // Updates recorded by instances that do not own the bot reached the owners through their inbox.
-      const logs = readdirSync(c.fx.logDir).map((f) => readFileSync(path.join(c.fx.logDir, f), "utf8")).join("\n");
+      const logs = readdirSync(c.fx.logDir)
+        .map((f) => readFileSync(path.join(c.fx.logDir, f), "utf8"))
+        .join("\n");
       assert.match(logs, /inbox: messages recorded elsewhere queued for an answer/);
     });
   });

@@ -21,7 +21,11 @@ interface Proc {
 }
 
 function bots(s: TwoGisSetup, args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...s.globalArgs, ...args], { cwd: s.fixture.root, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [BIN, ...s.globalArgs, ...args], {
+    cwd: s.fixture.root,
+    env: { PATH: process.env.PATH ?? "" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d) => (stdout += d));
@@ -82,7 +86,10 @@ for (const dialect of dialects()) {
         const before = s.dgis.answers.length;
         assert.ok(before < 10, `killed mid-way (${before} answered)`);
         const left = await s.incoming();
-        assert.ok(left.some((r) => r.status === "received"), "answers were in flight when it was killed");
+        assert.ok(
+          left.some((r) => r.status === "received"),
+          "answers were in flight when it was killed",
+        );
         assert.ok((await reserved()) > before, "and their cost was reserved");
         const lease = await s.store.leases.get(pollLeaseName("shop-2gis"));
         assert.ok(lease, "the killed run's lease is left behind");
@@ -114,7 +121,20 @@ for (const dialect of dialects()) {
         const failed = s.dgis.addReview(BRANCH, { text: "ambiguous" });
         // What a killed pass leaves: recorded, reserved, claimed; one answer reached 2GIS.
         const seed = async (id: string, text: string, status: "delivering" | "failed") => {
-          const msgId = (await s.store.messages.insertIncoming({ bot: "shop-2gis", channel: "2gis", thread_key: `2gis:review:${id}`, chat_id: id, user_id: null, user_name: "A", text, dedupe_key: `2gis:review:${id}`, channel_message_id: id, meta: { kind: "reviews", target: { review_id: id, branch_id: BRANCH } }, status: "received", created_ms: Date.now() - 3 * 86_400_000 }))!;
+          const msgId = (await s.store.messages.insertIncoming({
+            bot: "shop-2gis",
+            channel: "2gis",
+            thread_key: `2gis:review:${id}`,
+            chat_id: id,
+            user_id: null,
+            user_name: "A",
+            text,
+            dedupe_key: `2gis:review:${id}`,
+            channel_message_id: id,
+            meta: { kind: "reviews", target: { review_id: id, branch_id: BRANCH } },
+            status: "received",
+            created_ms: Date.now() - 3 * 86_400_000,
+          }))!;
           const r = (await s.store.balance.reserve("default", 500, 0, msgId))!;
           if (status === "failed") await s.store.balance.refund(r, "ambiguous 500");
           await s.store.messages.setStatus(msgId, status);

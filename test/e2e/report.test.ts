@@ -34,7 +34,14 @@ function reportBot(dialect: "sqlite" | "mysql", smtp: SmtpSink, o: { report?: st
       o.report ?? "",
     ].join("\n"),
     startOptions: (h) => ({
-      features: (bot, logger) => buildFeatures(bot, { store: h.store, logger, now: o.clock?.now ?? Date.now, sleep: o.clock?.sleep, mail: { retries: 0, backoffMs: 10, reportBackoffMs: 10 } }),
+      features: (bot, logger) =>
+        buildFeatures(bot, {
+          store: h.store,
+          logger,
+          now: o.clock?.now ?? Date.now,
+          sleep: o.clock?.sleep,
+          mail: { retries: 0, backoffMs: 10, reportBackoffMs: 10 },
+        }),
     }),
   });
 }
@@ -73,9 +80,26 @@ for (const dialect of dialects()) {
         h.llm.script.push({ status: 400, body: { error: { message: "bad request", type: "invalid_request_error" } } });
         await userSays(h.telegram, TOKEN, 503, "Третий диалог");
         await eventually(async () => (await h.messages()).some((m) => m.status === "failed"), 5000, "third message failed");
-        await eventually(async () => (await h.messages()).filter((m) => m.direction === "in" && m.status === "answered").length === 2, 5000, "two answers stored");
+        await eventually(
+          async () => (await h.messages()).filter((m) => m.direction === "in" && m.status === "answered").length === 2,
+          5000,
+          "two answers stored",
+        );
         // Two days old: outside the last 24 h.
-        await h.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:599", chat_id: "599", user_id: "599", user_name: "Old", text: "старое сообщение", dedupe_key: "599:1", channel_message_id: "1", meta: null, status: "answered", created_ms: Date.now() - 2 * 86_400_000 });
+        await h.store.messages.insertIncoming({
+          bot: "shop-tg",
+          channel: "tg",
+          thread_key: "tg:599",
+          chat_id: "599",
+          user_id: "599",
+          user_name: "Old",
+          text: "старое сообщение",
+          dedupe_key: "599:1",
+          channel_message_id: "1",
+          meta: null,
+          status: "answered",
+          created_ms: Date.now() - 2 * 86_400_000,
+        });
 
         const sent = await cli(h, ["report", "send", "--bot", "shop-tg", "--since", "24h"]);
         assert.equal(sent.code, 0, sent.err);

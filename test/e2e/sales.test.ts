@@ -16,16 +16,16 @@ async function salesBot(dialect: "sqlite" | "mysql", smtp: SmtpSink, o: { leads?
   return Harness.start({
     dialect,
     env: { SMTP_PASSWORD },
-    extraYaml: [
-      ...smtpYaml(smtp.port),
-      "features:",
-      "  leads:",
-      "    notify_to: ops@example.com",
-      o.leads ?? "",
-      o.extra ?? "",
-    ].join("\n"),
+    extraYaml: [...smtpYaml(smtp.port), "features:", "  leads:", "    notify_to: ops@example.com", o.leads ?? "", o.extra ?? ""].join("\n"),
     startOptions: (h) => ({
-      features: (bot, logger) => buildFeatures(bot, { store: h.store, logger, now: clock?.now ?? Date.now, sleep: clock?.sleep, mail: { retries: 0, backoffMs: 10, reportBackoffMs: 10 } }),
+      features: (bot, logger) =>
+        buildFeatures(bot, {
+          store: h.store,
+          logger,
+          now: clock?.now ?? Date.now,
+          sleep: clock?.sleep,
+          mail: { retries: 0, backoffMs: 10, reportBackoffMs: 10 },
+        }),
     }),
   });
 }
@@ -44,7 +44,11 @@ for (const dialect of dialects()) {
         await userSays(h.telegram, TOKEN, 301, "Хочу диван <b>зелёный</b>");
         await waitForBotMessages(h.telegram, 301, 1);
         h.llm.script.push(
-          { toolCalls: [{ name: "save_lead", arguments: { name: "Иван <Петров>", phone: "8 (900) 123-45-67", email: "ivan@example.com", note: "диван & кресло" } }] },
+          {
+            toolCalls: [
+              { name: "save_lead", arguments: { name: "Иван <Петров>", phone: "8 (900) 123-45-67", email: "ivan@example.com", note: "диван & кресло" } },
+            ],
+          },
           { text: "Спасибо, Иван! Менеджер позвонит." },
         );
         await userSays(h.telegram, TOKEN, 301, "Иван Петров, 8 900 123 45 67, ivan@example.com");
@@ -54,7 +58,10 @@ for (const dialect of dialects()) {
         const offered = h.llm.requests[1]!.tools!.map((t) => t.function);
         const saveLead = offered.find((f) => f.name === "save_lead")!;
         assert.deepEqual((saveLead.parameters as { required: string[] }).required, ["name", "phone"]);
-        assert.ok(offered.some((f) => f.name === "request_contact"), "Telegram bots also get the contact button tool");
+        assert.ok(
+          offered.some((f) => f.name === "request_contact"),
+          "Telegram bots also get the contact button tool",
+        );
         const toolResult = h.llm.requests[2]!.messages.at(-1)!;
         assert.equal(toolResult.role, "tool");
         assert.match(String(toolResult.content), /^ok: lead #\d+ saved .*phone: \+79001234567/);
@@ -93,7 +100,10 @@ for (const dialect of dialects()) {
         await eventually(async () => (await leads(h))[0]!.notified_ms !== null, 5000, "lead marked notified");
 
         // A repeat call in the same thread updates the same lead and mails the new details.
-        h.llm.script.push({ toolCalls: [{ name: "save_lead", arguments: { name: "Иван Петров", phone: "+7 900 123-45-67", note: "диван, кресло и доставка" } }] }, { text: "Добавил доставку." });
+        h.llm.script.push(
+          { toolCalls: [{ name: "save_lead", arguments: { name: "Иван Петров", phone: "+7 900 123-45-67", note: "диван, кресло и доставка" } }] },
+          { text: "Добавил доставку." },
+        );
         await userSays(h.telegram, TOKEN, 301, "И доставку, пожалуйста");
         await waitForBotMessages(h.telegram, 301, 3);
         const [second] = [(await smtp.waitFor(2))[1]];
@@ -118,7 +128,9 @@ for (const dialect of dialects()) {
       try {
         // The same details four times, written differently: the normalised fields are the key.
         const call = (phone: string, name: string) => ({ toolCalls: [{ name: "save_lead", arguments: { name, phone } }] });
-        h.llm.script.push(call("8 (900) 555-00-11", "Вера"), call("+7 900 555 00 11", " Вера "), call("89005550011", "Вера"), call("+79005550011", "Вера"), { text: "Записала, Вера!" });
+        h.llm.script.push(call("8 (900) 555-00-11", "Вера"), call("+7 900 555 00 11", " Вера "), call("89005550011", "Вера"), call("+79005550011", "Вера"), {
+          text: "Записала, Вера!",
+        });
         await userSays(h.telegram, TOKEN, 306, "Вера, 8 900 555 00 11");
         const [reply] = await waitForBotMessages(h.telegram, 306, 1);
         assert.equal(reply!.text, "Записала, Вера!");
@@ -128,7 +140,10 @@ for (const dialect of dialects()) {
         for (const r of results.slice(1)) assert.match(r, /^ok: already saved as lead #\d+/);
         assert.equal((await leads(h)).length, 1);
         const effects = await h.store.database.db.selectFrom("tool_effects").selectAll().execute();
-        assert.deepEqual(effects.map((e) => [e.tool, Number(e.ref)]), [["save_lead", (await leads(h))[0]!.id]]);
+        assert.deepEqual(
+          effects.map((e) => [e.tool, Number(e.ref)]),
+          [["save_lead", (await leads(h))[0]!.id]],
+        );
         await smtp.waitFor(1);
         await eventually(async () => (await leads(h))[0]!.notified_ms !== null, 5000, "lead marked notified");
         const [message] = (await h.messages()).filter((m) => m.direction === "in");
@@ -147,7 +162,11 @@ for (const dialect of dialects()) {
       const h = await salesBot(dialect, smtp);
       try {
         h.llm.script.push(
-          { toolCalls: [{ name: "save_lead", arguments: { name: "Eve\r\nBcc: spy@example.com", phone: "+79001230000", note: "sofa\nBcc: spy@example.com\u202eexe.txt" } }] },
+          {
+            toolCalls: [
+              { name: "save_lead", arguments: { name: "Eve\r\nBcc: spy@example.com", phone: "+79001230000", note: "sofa\nBcc: spy@example.com\u202eexe.txt" } },
+            ],
+          },
           { text: "Спасибо!" },
         );
         await userSays(h.telegram, TOKEN, 307, "Eve\r\nBcc: spy@example.com");
@@ -172,7 +191,10 @@ for (const dialect of dialects()) {
       await smtp.start();
       const h = await salesBot(dialect, smtp);
       try {
-        h.llm.script.push({ toolCalls: [{ name: "save_lead", arguments: { name: "Оля", phone: "12-34", email: "olya@" } }] }, { text: "Проверьте, пожалуйста, номер телефона." });
+        h.llm.script.push(
+          { toolCalls: [{ name: "save_lead", arguments: { name: "Оля", phone: "12-34", email: "olya@" } }] },
+          { text: "Проверьте, пожалуйста, номер телефона." },
+        );
         await userSays(h.telegram, TOKEN, 302, "Оля, 12-34");
         const [reply] = await waitForBotMessages(h.telegram, 302, 1);
         assert.equal(reply!.text, "Проверьте, пожалуйста, номер телефона.");
@@ -205,10 +227,14 @@ for (const dialect of dialects()) {
         await userSays(h.telegram, TOKEN, 303, "Анна, +7 912 000-00-01");
         const [reply] = await waitForBotMessages(h.telegram, 303, 1);
         assert.equal(reply!.text, "Спасибо, Анна!");
-        const failed = (await eventually(async () => {
-          const [l] = await leads(h);
-          return l && Number(l.notify_attempts) >= 1 ? l : undefined;
-        }, 5000, "a failed mail attempt recorded"))!;
+        const failed = (await eventually(
+          async () => {
+            const [l] = await leads(h);
+            return l && Number(l.notify_attempts) >= 1 ? l : undefined;
+          },
+          5000,
+          "a failed mail attempt recorded",
+        ))!;
         assert.equal(failed.notified_ms, null);
         assert.match(failed.notify_error!, /421/);
         assert.equal(failed.phone, "+79120000001");
@@ -237,7 +263,10 @@ for (const dialect of dialects()) {
         h.llm.script.push({ toolCalls: [{ name: "request_contact", arguments: {} }] }, { text: "Нажмите кнопку ниже, чтобы отправить телефон." });
         await userSays(h.telegram, TOKEN, 304, "Перезвоните мне");
         const [ask] = await waitForBotMessages(h.telegram, 304, 1);
-        const markup = (typeof ask!.reply_markup === "string" ? JSON.parse(ask!.reply_markup) : ask!.reply_markup) as { keyboard: Array<Array<{ text: string; request_contact?: boolean }>>; one_time_keyboard?: boolean };
+        const markup = (typeof ask!.reply_markup === "string" ? JSON.parse(ask!.reply_markup) : ask!.reply_markup) as {
+          keyboard: Array<Array<{ text: string; request_contact?: boolean }>>;
+          one_time_keyboard?: boolean;
+        };
         assert.deepEqual(markup.keyboard, [[{ text: "📱 Отправить телефон", request_contact: true }]]);
         assert.equal(markup.one_time_keyboard, true);
 

@@ -62,7 +62,11 @@ for (const dialect of dialects()) {
       const rest = THREE.filter((id) => id !== victim);
       for (let n = 0; n < 3; n++) await c.say("kill", n);
       // Mid-load: some of the victim's answers are out, some still to do; none between its claim and its record.
-      await eventually(async () => (await c.s.incoming()).filter((r) => lost.includes(r.bot) && r.status === "answered").length >= 2, 20_000, "some answers of the victim's bots out");
+      await eventually(
+        async () => (await c.s.incoming()).filter((r) => lost.includes(r.bot) && r.status === "answered").length >= 2,
+        20_000,
+        "some answers of the victim's bots out",
+      );
       await c.s.killOutsideDelivery(c.instances.get(victim)!.child, lost);
       for (let n = 3; n < 6; n++) await c.say("kill", n);
       const takers = await c.settled(rest, mysql ? fairShare : undefined);
@@ -103,7 +107,11 @@ for (const dialect of dialects()) {
       }
       await eventually(() => lost.every((bot) => new RegExp(`lost ownership of ${bot}`).test(child.out.stderr)), 15_000, "the woken instance logs each loss");
       const lossSeen = Date.now();
-      await eventually(async () => (await c.status()).instances.some((i) => i.id === victim && i.heartbeat_age_ms < c.ttlS * 1000), 15_000, "its instance row is alive again");
+      await eventually(
+        async () => (await c.status()).instances.some((i) => i.id === victim && i.heartbeat_age_ms < c.ttlS * 1000),
+        15_000,
+        "its instance row is alive again",
+      );
       // On MySQL it gets its share back by rebalancing; on SQLite it stays a standby.
       await c.settled(mysql ? THREE : rest, mysql ? fairShare : undefined);
       await c.say("pause", 3);
@@ -114,7 +122,9 @@ for (const dialect of dialects()) {
         assert.notEqual(senders[0], victim, `'${text}' (in flight at the pause) answered by the new owner, not the woken instance`);
       }
       // Until it logged the losses (it can win a bot back by rebalancing only in a later round).
-      const lateSends = c.api.sent.filter((m) => m.instance === victim && m.at >= pausedAt && m.at <= lossSeen && c.s.bots.some((b) => b.token === m.token && lost.includes(b.name)));
+      const lateSends = c.api.sent.filter(
+        (m) => m.instance === victim && m.at >= pausedAt && m.at <= lossSeen && c.s.bots.some((b) => b.token === m.token && lost.includes(b.name)),
+      );
       assert.deepEqual(lateSends, [], "the woken instance sent nothing for the bots it lost");
       assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
       await c.s.assertBooks(INITIAL);

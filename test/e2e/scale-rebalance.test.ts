@@ -16,7 +16,9 @@ import { startTcpProxy } from "../support/tcp-proxy.js";
 
 const INITIAL = CLUSTER_BALANCE * 100;
 
-describe("scale-out on MySQL: rebalancing, a database outage, a pause holding row locks", { skip: process.env.MYSQL_URL ? false : "MYSQL_URL is not set (these need MySQL/MariaDB)" }, () => {
+describe("scale-out on MySQL: rebalancing, a database outage, a pause holding row locks", {
+  skip: process.env.MYSQL_URL ? false : "MYSQL_URL is not set (these need MySQL/MariaDB)",
+}, () => {
   const open: Scenario[] = [];
   after(async () => {
     for (const s of open) await s.close();
@@ -51,7 +53,14 @@ describe("scale-out on MySQL: rebalancing, a database outage, a pause holding ro
       await load;
     }
     await c.assertAnsweredOnceInOrder();
-    const handed = ["i1", "i2"].flatMap((id) => [...c.instances.get(id)!.child.out.stderr.slice(mark.get(id)).matchAll(/handing (\S+) over/g)].map((m) => m[1]));
+    const handed = ["i1", "i2"].flatMap((id) =>
+      [
+        ...c.instances
+          .get(id)!
+          .child.out.stderr.slice(mark.get(id))
+          .matchAll(/handing (\S+) over/g),
+      ].map((m) => m[1]),
+    );
     assert.equal(handed.length, 2, `from 3+3 to 2+2+2: two hand-overs, none handed over and taken back (${handed.join(", ")})`);
     assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
     await c.s.assertBooks(INITIAL);
@@ -140,7 +149,11 @@ describe("scale-out on MySQL: rebalancing, a database outage, a pause holding ro
       await c.say("trx-paused", 0);
       // Still paused: the others take its bots over and answer everything.
       await c.settled(rest, undefined, 20_000);
-      await eventually(() => c.chats.every((ch) => c.answers(ch).length >= ch.said.length), 20_000, "every message answered while the instance holding row locks sleeps");
+      await eventually(
+        () => c.chats.every((ch) => c.answers(ch).length >= ch.said.length),
+        20_000,
+        "every message answered while the instance holding row locks sleeps",
+      );
     } finally {
       loading = false;
       child.kill("SIGCONT");

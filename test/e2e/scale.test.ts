@@ -36,7 +36,13 @@ for (const dialect of dialects()) {
       const b = await startInstance(s, "inst-b");
       let st = await status(s);
       assert.deepEqual(st.owners, [{ bot: "shop-tg", owner: "inst-a", epoch: 1 }]);
-      assert.deepEqual(st.instances.map((i) => [i.id, i.alive, i.bots_owned]), [["inst-a", true, ["shop-tg"]], ["inst-b", true, []]]);
+      assert.deepEqual(
+        st.instances.map((i) => [i.id, i.alive, i.bots_owned]),
+        [
+          ["inst-a", true, ["shop-tg"]],
+          ["inst-b", true, []],
+        ],
+      );
       const chats = [3001, 3002, 3003];
       for (let i = 0; i < 2; i++) for (const c of chats) await userSays(s.telegram, TOKEN, c, `c${c} m${i}`);
       await eventually(() => chats.every((c) => botMessages(s.telegram, c).length === 2), 20_000, "answered by inst-a");
@@ -45,18 +51,31 @@ for (const dialect of dialects()) {
       for (let i = 2; i < 4; i++) for (const c of chats) await userSays(s.telegram, TOKEN, c, `c${c} m${i}`);
       await eventually(() => chats.every((c) => botMessages(s.telegram, c).length === 4), 20_000, "answered by inst-b after the take-over");
       await new Promise((r) => setTimeout(r, 500));
-      for (const c of chats) assert.deepEqual(botMessages(s.telegram, c).map((m) => m.text), [0, 1, 2, 3].map((i) => `echo: c${c} m${i}`), `chat ${c}: once each, in order`);
+      for (const c of chats)
+        assert.deepEqual(
+          botMessages(s.telegram, c).map((m) => m.text),
+          [0, 1, 2, 3].map((i) => `echo: c${c} m${i}`),
+          `chat ${c}: once each, in order`,
+        );
       st = await status(s);
       assert.deepEqual(st.owners, [{ bot: "shop-tg", owner: "inst-b", epoch: 2 }]);
       assert.match(b.out.stderr, /took over shop-tg from inst-a/);
       const runs = await s.store.database.db.selectFrom("recoveries").select("holder").execute();
-      assert.deepEqual(runs.map((r) => r.holder), ["inst-a", "inst-b"], "each owner recovered once when it took the bot");
+      assert.deepEqual(
+        runs.map((r) => r.holder),
+        ["inst-a", "inst-b"],
+        "each owner recovered once when it took the bot",
+      );
       b.kill("SIGTERM");
       const done = await finished(b, 20_000);
       assert.equal(done.code, 0, done.stderr);
       st = await status(s);
       assert.deepEqual(st.owners, [{ bot: "shop-tg", owner: null, epoch: 2 }], "a clean stop gives the bot back");
-      assert.deepEqual(st.instances.map((i) => i.id), ["inst-a"], "the stopped instance's row is gone; the killed one's stays (dead)");
+      assert.deepEqual(
+        st.instances.map((i) => i.id),
+        ["inst-a"],
+        "the stopped instance's row is gone; the killed one's stays (dead)",
+      );
     });
   });
 }

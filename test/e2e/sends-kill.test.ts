@@ -55,10 +55,14 @@ for (const dialect of dialects()) {
       // Every chat gets every answer, once, in order; an answer may be missing only when its row
       // is `unconfirmed` — and then the Bot API must have received it (so it is not missing).
       const said = c.chats.reduce((a, ch) => a + ch.said.length, 0);
-      await eventually(async () => {
-        const rows = await c.s.incoming();
-        return rows.length === said && rows.every((r) => r.status === "answered" || r.status === "unconfirmed");
-      }, 40_000, "every message answered or unconfirmed").catch(async (error: Error) => {
+      await eventually(
+        async () => {
+          const rows = await c.s.incoming();
+          return rows.length === said && rows.every((r) => r.status === "answered" || r.status === "unconfirmed");
+        },
+        40_000,
+        "every message answered or unconfirmed",
+      ).catch(async (error: Error) => {
         await c.dump();
         const left = (await c.s.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} '${r.text}' ${r.status}`);
         throw new Error(`${error.message}; not answered: ${left.join("; ")}; in flight at the kill: ${seen.join("; ")}`);
@@ -66,10 +70,18 @@ for (const dialect of dialects()) {
       await new Promise((r) => setTimeout(r, 500));
       const rows = await c.s.incoming();
       t.diagnostic(`in flight at the kill: ${seen.join("; ")}; unconfirmed after: ${rows.filter((r) => r.status === "unconfirmed").length}`);
-      const received = (text: string, chat: number, bot: string) => c.answers(c.chats.find((ch) => ch.chat === chat && ch.bot.name === bot)!).filter((t) => t === `echo: ${text}`).length;
-      const unconfirmedNotReceived = rows.filter((r) => r.status === "unconfirmed" && received(r.text, Number(r.chat_id), r.bot) === 0).map((r) => `${r.bot} '${r.text}'`);
+      const received = (text: string, chat: number, bot: string) =>
+        c.answers(c.chats.find((ch) => ch.chat === chat && ch.bot.name === bot)!).filter((t) => t === `echo: ${text}`).length;
+      const unconfirmedNotReceived = rows
+        .filter((r) => r.status === "unconfirmed" && received(r.text, Number(r.chat_id), r.bot) === 0)
+        .map((r) => `${r.bot} '${r.text}'`);
       assert.deepEqual(unconfirmedNotReceived, [], `unconfirmed answers the Bot API never received (in flight at the kill: ${seen.join("; ")})`);
-      for (const ch of c.chats) assert.deepEqual(c.answers(ch), ch.said.map((t) => `echo: ${t}`), `${ch.bot.name} chat ${ch.chat}: every message answered once, in order`);
+      for (const ch of c.chats)
+        assert.deepEqual(
+          c.answers(ch),
+          ch.said.map((t) => `echo: ${t}`),
+          `${ch.bot.name} chat ${ch.chat}: every message answered once, in order`,
+        );
       assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
       const balance = (await c.s.store.balance.get("default"))!.balance;
       assert.equal(await c.s.store.balance.ledgerSum("default"), balance, "the ledger sums to the balance");

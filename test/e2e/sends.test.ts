@@ -31,10 +31,14 @@ function fiveParts(): string {
 
 /** Waits until the incoming row with `text` has left the statuses of an answer in progress; returns that status. */
 async function settledStatus(h: Harness, text: string): Promise<string> {
-  return eventually(async (): Promise<string | undefined> => {
-    const status = (await h.messages()).find((m) => m.direction === "in" && m.text === text)?.status;
-    return status && !["received", "sending", "delivering"].includes(status) ? status : undefined;
-  }, 20_000, `'${text}' settled`) as Promise<string>;
+  return eventually(
+    async (): Promise<string | undefined> => {
+      const status = (await h.messages()).find((m) => m.direction === "in" && m.text === text)?.status;
+      return status && !["received", "sending", "delivering"].includes(status) ? status : undefined;
+    },
+    20_000,
+    `'${text}' settled`,
+  ) as Promise<string>;
 }
 
 /** The incoming row with `text`, and the ledger rows of its message. */
@@ -79,7 +83,10 @@ for (const dialect of dialects()) {
         const forced = await cli([...globals(h), "replay", "--send", "--force", "--status", "unconfirmed", "--since", "1h"], ENV);
         assert.equal(forced.code, 0, forced.stderr + forced.stdout);
         assert.equal(posts.length, 2, "--force sends it");
-        assert.deepEqual(botMessages(h.telegram, 901).map((m) => m.text), ["echo: hello"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 901).map((m) => m.text),
+          ["echo: hello"],
+        );
         assert.equal((await rowAndLedger(h, "hello")).row.status, "answered");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
         void proxy;
@@ -106,7 +113,10 @@ for (const dialect of dialects()) {
         assert.match(row.error!, /400 Bad Request/);
         assert.equal(row.cost, 500, "some parts delivered: the charge stands");
         assert.deepEqual(ledger, [{ reason: "reserve", delta: -500 }]);
-        assert.deepEqual(botMessages(h.telegram, 903).map((m) => m.text.slice(0, 6)), ["Part 1", "Part 2", "Part 3"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 903).map((m) => m.text.slice(0, 6)),
+          ["Part 1", "Part 2", "Part 3"],
+        );
         assert.equal(toChat, 4, "a 400 is not retried");
         const modelCalls = h.llm.requests.length;
         await h.running!.stop(2000);
@@ -119,7 +129,10 @@ for (const dialect of dialects()) {
 
         const r = await cli([...globals(h), "replay", "--send", "--since", "1h"], ENV);
         assert.equal(r.code, 0, r.stderr + r.stdout);
-        assert.deepEqual(botMessages(h.telegram, 903).map((m) => m.text.slice(0, 6)), ["Part 1", "Part 2", "Part 3", "Part 4", "Part 5"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 903).map((m) => m.text.slice(0, 6)),
+          ["Part 1", "Part 2", "Part 3", "Part 4", "Part 5"],
+        );
         assert.equal(h.llm.requests.length, modelCalls, "the same text: the model is not asked again");
         const after = await rowAndLedger(h, "long please");
         assert.equal(after.row.status, "answered");
@@ -150,7 +163,10 @@ for (const dialect of dialects()) {
         await userSays(h.telegram, TOKEN, 904, "long again");
         assert.equal(await settledStatus(h, "long again"), "failed");
         const { ledger } = await rowAndLedger(h, "long again");
-        assert.deepEqual(ledger, [{ reason: "reserve", delta: -500 }, { reason: "refund", delta: 500 }]);
+        assert.deepEqual(ledger, [
+          { reason: "reserve", delta: -500 },
+          { reason: "refund", delta: 500 },
+        ]);
         assert.equal(await h.balance(), 50000);
       } finally {
         await h.stop();
@@ -191,14 +207,34 @@ for (const dialect of dialects()) {
       const h = await Harness.start({ dialect, start: false });
       try {
         const text = fiveParts();
-        const id = (await h.store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:905", chat_id: "905", user_id: "905", user_name: null, text: "long", dedupe_key: "905:1", channel_message_id: "1", meta: { kind: "messages" }, status: "received", created_ms: Date.now() }))!;
+        const id = (await h.store.messages.insertIncoming({
+          bot: "shop-tg",
+          channel: "tg",
+          thread_key: "tg:905",
+          chat_id: "905",
+          user_id: "905",
+          user_name: null,
+          text: "long",
+          dedupe_key: "905:1",
+          channel_message_id: "1",
+          meta: { kind: "messages" },
+          status: "received",
+          created_ms: Date.now(),
+        }))!;
         assert.ok(await h.store.balance.reserve("default", 500, 0, id));
         await h.store.messages.setStatus(id, "sending");
-        assert.ok(await h.store.messages.markWriting(id, 0, { delivery: { text, parts: 5, model: "test-model", prompt_tokens: 10, completion_tokens: 5000, latency_ms: 7 } }));
+        assert.ok(
+          await h.store.messages.markWriting(id, 0, {
+            delivery: { text, parts: 5, model: "test-model", prompt_tokens: 10, completion_tokens: 5000, latency_ms: 7 },
+          }),
+        );
         assert.ok(await h.store.messages.unmarkWriting(id, 2));
         await h.startBots();
         await eventually(async () => (await rowAndLedger(h, "long")).row.status === "answered", 10_000, "answered");
-        assert.deepEqual(botMessages(h.telegram, 905).map((m) => m.text.slice(0, 6)), ["Part 3", "Part 4", "Part 5"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 905).map((m) => m.text.slice(0, 6)),
+          ["Part 3", "Part 4", "Part 5"],
+        );
         assert.equal(h.llm.requests.length, 0, "the model is not asked again");
         const { row, ledger } = await rowAndLedger(h, "long");
         assert.equal(Number(row.parts_sent), 5);

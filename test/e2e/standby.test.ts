@@ -19,7 +19,20 @@ for (const dialect of dialects()) {
       const children: Array<ReturnType<typeof spawnBots>> = [];
       try {
         fx.write("prompts/p.md", "Be brief.");
-        fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`].join("\n"));
+        fx.bot(
+          "shop-tg",
+          [
+            "channel: tg",
+            "prompt: prompts/p.md",
+            "llm:",
+            "  model: m",
+            "  api_key: ${OPENAI_API_KEY}",
+            `  base_url: ${llm.url}`,
+            "tg:",
+            "  token: ${TG_TOKEN}",
+            `  api_root: ${apiRoot}`,
+          ].join("\n"),
+        );
         fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
         const args = ["start", "shop-tg", "--http-port", "off", "--lease-ttl", "2"];
         const first = spawnBots([...args, "--instance-id", "first"], { cwd: fx.root });
@@ -28,7 +41,10 @@ for (const dialect of dialects()) {
         const second = spawnBots([...args, "--instance-id", "second"], { cwd: fx.root });
         children.push(second);
         await eventually(() => /stands by/.test(second.out.stderr), 20_000, "second start banner");
-        assert.match(second.out.stderr, new RegExp(`shop-tg is run by instance first on \\S+ \\(pid ${first.pid}\\); this instance stands by and takes over if it stops`));
+        assert.match(
+          second.out.stderr,
+          new RegExp(`shop-tg is run by instance first on \\S+ \\(pid ${first.pid}\\); this instance stands by and takes over if it stops`),
+        );
         assert.doesNotMatch(second.out.stderr, /Running shop-tg/, "the standby does not claim to run the bot");
         first.kill("SIGTERM");
         assert.equal((await finished(first, 20_000)).code, 0);

@@ -12,7 +12,17 @@ import { FakeOpenAI } from "../support/openai-server.js";
 import { startTelegram, userSays, waitForBotMessages } from "../support/telegram.js";
 
 function botYaml(apiRoot: string, llmUrl: string): string {
-  return ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llmUrl}`, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`].join("\n");
+  return [
+    "channel: tg",
+    "prompt: prompts/p.md",
+    "llm:",
+    "  model: m",
+    "  api_key: ${OPENAI_API_KEY}",
+    `  base_url: ${llmUrl}`,
+    "tg:",
+    "  token: ${TG_TOKEN}",
+    `  api_root: ${apiRoot}`,
+  ].join("\n");
 }
 
 for (const dialect of dialects()) {
@@ -32,8 +42,17 @@ for (const dialect of dialects()) {
         const log = readFileSync(`${fx.logDir}/shop-tg.log`, "utf8");
         assert.match(log, /"msg":"answer delivered"/);
         // Money in logs is in credits, as everywhere else: 5.00, never the stored hundredths (500).
-        const delivered = log.split("\n").filter((l) => l.includes('"msg":"answer delivered"')).map((l) => JSON.parse(l) as Record<string, unknown>);
-        assert.deepEqual(delivered.map((l) => [l.cost_credits, "cost" in l]), [["5.00", false], ["5.00", false]]);
+        const delivered = log
+          .split("\n")
+          .filter((l) => l.includes('"msg":"answer delivered"'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(
+          delivered.map((l) => [l.cost_credits, "cost" in l]),
+          [
+            ["5.00", false],
+            ["5.00", false],
+          ],
+        );
         assert.ok(!log.includes("sk-live-secret-999") && !log.includes(TOKEN.split(":")[1]!), "secrets never reach the log");
         assert.match(readFileSync(`${fx.logDir}/bots.log`, "utf8"), /"msg":"stopped"/);
         const store = await openStore(db.url);
@@ -73,7 +92,13 @@ describe("bots start interrupted twice", () => {
 async function withStartedBot(
   dialect: "sqlite" | "mysql",
   args: string[],
-  fn: (s: { fx: Fixture; db: TestDatabase; server: Awaited<ReturnType<typeof startTelegram>>["server"]; llm: FakeOpenAI; child: ReturnType<typeof spawnBots> }) => Promise<void>,
+  fn: (s: {
+    fx: Fixture;
+    db: TestDatabase;
+    server: Awaited<ReturnType<typeof startTelegram>>["server"];
+    llm: FakeOpenAI;
+    child: ReturnType<typeof spawnBots>;
+  }) => Promise<void>,
 ): Promise<void> {
   const fx = new Fixture();
   const db = await createTestDatabase(dialect);
@@ -111,7 +136,11 @@ describe("bots start refuses to run", () => {
     try {
       fx.write("prompts/p.md", "x");
       fx.bot("shop-tg", botYaml(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, "http://127.0.0.1:9/v1"));
-      const res = await runBots(["start", "--http-port", "0", "--db", `sqlite:${fx.root}/b.db`], { cwd: fx.root, env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" }, timeoutMs: 20_000 });
+      const res = await runBots(["start", "--http-port", "0", "--db", `sqlite:${fx.root}/b.db`], {
+        cwd: fx.root,
+        env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" },
+        timeoutMs: 20_000,
+      });
       assert.equal(res.code, 1);
       assert.match(res.stderr, /bot shop-tg: Telegram refused the token \(401\)/);
       assert.match(res.stderr, /hint: check tg\.token/);
@@ -126,14 +155,22 @@ describe("bots start refuses to run", () => {
     const fx = new Fixture();
     try {
       fx.write("prompts/p.md", "x");
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "  temprature: 0.3", "tg:", "  token: ${TG_TOKEN}"].join(
+          "\n",
+        ),
+      );
       const res = await runBots(["start"], { cwd: fx.root, env: { TG_TOKEN: "1:a" } });
       assert.equal(res.code, 2);
       assert.match(res.stderr, /configs\/shop-tg\.yaml:5: llm\.api_key: environment variable OPENAI_API_KEY is not set/);
       const fixed = await runBots(["start"], { cwd: fx.root, env: { TG_TOKEN: "1:a", OPENAI_API_KEY: "k" } });
       assert.equal(fixed.code, 2);
       assert.match(fixed.stderr, /configs\/shop-tg\.yaml:6: llm\.temprature: unknown key \(did you mean 'temperature'\?\)/);
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", "tg:", "  token: ${TG_TOKEN}"].join("\n"),
+      );
       const target = await runBots(["start", "nosuchbot"], { cwd: fx.root, env: { TG_TOKEN: "1:a", OPENAI_API_KEY: "k" } });
       assert.equal(target.code, 2);
       assert.match(target.stderr, /'nosuchbot' is neither a bot nor a channel/);

@@ -100,7 +100,10 @@ for (const dialect of dialects()) {
             ["three", "filtered", "flood"],
           ],
         );
-        assert.deepEqual(botMessages(h.telegram, 401).map((m) => m.text), ["echo: one", "echo: two"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 401).map((m) => m.text),
+          ["echo: one", "echo: two"],
+        );
         assert.equal(await h.balance(), 50000 - 2 * 500);
       } finally {
         await h.stop();
@@ -134,7 +137,10 @@ for (const dialect of dialects()) {
         assert.equal(await h.balance(), 50000);
         assert.equal(await h.store.balance.ledgerSum("default"), 50000);
         const ledger = await h.store.balance.history("default", 10);
-        assert.deepEqual(ledger.map((l) => l.reason), ["refund", "reserve", "topup"]);
+        assert.deepEqual(
+          ledger.map((l) => l.reason),
+          ["refund", "reserve", "topup"],
+        );
         assert.equal(botMessages(h.telegram, 601).length, 0);
 
         h.llm.respond = () => ({ status: 400, body: { error: { message: "bad request", type: "invalid_request_error" } } });
@@ -153,7 +159,9 @@ for (const dialect of dialects()) {
         dialect,
         apiRoot: async (root) => {
           const { startBotApiProxy } = await import("../support/botapi-proxy.js");
-          proxy = await startBotApiProxy(root, (method, body) => (method === "sendMessage" && Number(body.chat_id) === 701 ? { error_code: 403, description: "Forbidden: bot was blocked by the user" } : undefined));
+          proxy = await startBotApiProxy(root, (method, body) =>
+            method === "sendMessage" && Number(body.chat_id) === 701 ? { error_code: 403, description: "Forbidden: bot was blocked by the user" } : undefined,
+          );
           return proxy.url;
         },
       });
@@ -199,7 +207,10 @@ for (const dialect of dialects()) {
         for (let n = 0; n < 6; n++) await Promise.all(chats.map((c) => userSays(h.telegram, TOKEN, c, `m ${n}`)));
         for (const c of chats) {
           const got = await waitForBotMessages(h.telegram, c, 6, 15_000);
-          assert.deepEqual(got.map((m) => m.text), [0, 1, 2, 3, 4, 5].map((n) => `echo: m ${n}`));
+          assert.deepEqual(
+            got.map((m) => m.text),
+            [0, 1, 2, 3, 4, 5].map((n) => `echo: m ${n}`),
+          );
         }
         // Each answer saw every earlier turn of its own chat as history.
         const last = h.llm.requests.find((r) => lastUserText(r) === "m 5")!;
@@ -219,12 +230,22 @@ for (const dialect of dialects()) {
         await waitForBotMessages(h.telegram, 1001, 1);
         await client.sendCommand(client.makeCommand("/help"));
         await waitForBotMessages(h.telegram, 1001, 2);
-        assert.deepEqual(botMessages(h.telegram, 1001).map((m) => m.text), ["Привет!", "Спросите что угодно"]);
+        assert.deepEqual(
+          botMessages(h.telegram, 1001).map((m) => m.text),
+          ["Привет!", "Спросите что угодно"],
+        );
         assert.equal(h.llm.requests.length, 0, "commands do not reach the model");
         await userSays(h.telegram, TOKEN, 1002, "tell me a lot");
         const parts = await waitForBotMessages(h.telegram, 1002, 3);
         assert.ok(parts.every((p) => p.text.length <= 4096));
-        assert.equal(parts.map((p) => p.text).join(" ").replace(/\s+/g, " ").trim(), long.replace(/\s+/g, " ").trim());
+        assert.equal(
+          parts
+            .map((p) => p.text)
+            .join(" ")
+            .replace(/\s+/g, " ")
+            .trim(),
+          long.replace(/\s+/g, " ").trim(),
+        );
       } finally {
         await h.stop();
       }

@@ -29,7 +29,8 @@ for (const dialect of dialects()) {
     const beforeReplay = { tgReset: 0, tgResetRequests: 0, vkReset: 0, long: [] as string[] };
     let replay = { code: -1, stdout: "", stderr: "" } as { code: number | null; stdout: string; stderr: string };
 
-    const sendsTo = (p: typeof tgProxy, method: string, key: string, id: number) => p.requests.filter((r) => r.path.includes(`/${method}`) && requestParam(r.body, key) === String(id));
+    const sendsTo = (p: typeof tgProxy, method: string, key: string, id: number) =>
+      p.requests.filter((r) => r.path.includes(`/${method}`) && requestParam(r.body, key) === String(id));
     const partOf = (t: string) => Number(/^\[part (\d)\]/.exec(t)?.[1] ?? 0);
 
     before(async () => {
@@ -42,16 +43,32 @@ for (const dialect of dialects()) {
         if (!r.path.endsWith("/sendMessage")) return undefined;
         if (requestParam(r.body, "chat_id") === String(RESET) && tgReset++ === 0) return "reset-after-read";
         // Part 4 of the long answer is refused once, as the Bot API refuses a message.
-        if (requestParam(r.body, "chat_id") === String(LONG) && partOf(requestParam(r.body, "text") ?? "") === 4 && refused++ === 0) return { refuse: { status: 400, body: { ok: false, error_code: 400, description: "Bad Request: message text is empty" } } };
+        if (requestParam(r.body, "chat_id") === String(LONG) && partOf(requestParam(r.body, "text") ?? "") === 4 && refused++ === 0)
+          return { refuse: { status: 400, body: { ok: false, error_code: 400, description: "Bad Request: message text is empty" } } };
         return undefined;
       });
       let vkReset = 0;
-      vkProxy = await startResetProxy(vk.url.replace(/\/method$/, ""), (r) => (r.path.endsWith("/messages.send") && requestParam(r.body, "peer_id") === String(RESET) && vkReset++ === 0 ? "reset-after-read" : undefined));
+      vkProxy = await startResetProxy(vk.url.replace(/\/method$/, ""), (r) =>
+        r.path.endsWith("/messages.send") && requestParam(r.body, "peer_id") === String(RESET) && vkReset++ === 0 ? "reset-after-read" : undefined,
+      );
       bed.closers.push(tgProxy.stop, vkProxy.stop);
       bed.llm.respond = (req) => ({ text: lastUserText(req) === "long please" ? LONG_ANSWER : `echo: ${lastUserText(req)}` });
       const model = modelYaml(bed.llm);
       bed.fx.bot("tg-shop", ["channel: tg", "prompt: prompts/p.md", ...model, "tg:", "  token: ${TG}", `  api_root: ${tgProxy.url}`].join("\n"));
-      bed.fx.bot("vk-shop", ["channel: vk", "prompt: prompts/p.md", ...model, "vk:", "  token: ${VK}", `  group_id: ${vk.groupId}`, `  api_base_url: ${vkProxy.url}/method`, "  mode: longpoll", "  answer: [messages]"].join("\n"));
+      bed.fx.bot(
+        "vk-shop",
+        [
+          "channel: vk",
+          "prompt: prompts/p.md",
+          ...model,
+          "vk:",
+          "  token: ${VK}",
+          `  group_id: ${vk.groupId}`,
+          `  api_base_url: ${vkProxy.url}/method`,
+          "  mode: longpoll",
+          "  answer: [messages]",
+        ].join("\n"),
+      );
       bed.env = { TG: TG_TOKEN, VK: vk.token };
       balanceBefore = (await bed.store.balance.get("default"))!.balance;
       const { child } = await bed.start();
@@ -59,12 +76,19 @@ for (const dialect of dialects()) {
       await userSays(bed.telegram, TG_TOKEN, RESET, "tg ambiguous");
       await userSays(bed.telegram, TG_TOKEN, NORMAL, "tg plain");
       await userSays(bed.telegram, TG_TOKEN, LONG, "long please");
-      vk.pushLongPoll(messageNew({ groupId: vk.groupId, peerId: RESET, id: 1, text: "vk ambiguous" }), messageNew({ groupId: vk.groupId, peerId: NORMAL, id: 2, text: "vk plain" }));
+      vk.pushLongPoll(
+        messageNew({ groupId: vk.groupId, peerId: RESET, id: 1, text: "vk ambiguous" }),
+        messageNew({ groupId: vk.groupId, peerId: NORMAL, id: 2, text: "vk plain" }),
+      );
       // Every message settles (whatever its outcome) within the bound.
-      await eventually(async () => {
-        const rows = await bed.incoming();
-        return rows.length === 5 && rows.every((r) => SETTLED.includes(r.status));
-      }, 60_000, "every message settled").catch(() => undefined);
+      await eventually(
+        async () => {
+          const rows = await bed.incoming();
+          return rows.length === 5 && rows.every((r) => SETTLED.includes(r.status));
+        },
+        60_000,
+        "every message settled",
+      ).catch(() => undefined);
       await pause(1000);
       beforeReplay.tgReset = botMessages(bed.telegram, RESET).length;
       beforeReplay.tgResetRequests = sendsTo(tgProxy, "sendMessage", "chat_id", RESET).length;
@@ -93,7 +117,12 @@ for (const dialect of dialects()) {
         assert.equal(sendsTo(tgProxy, "sendMessage", "chat_id", RESET).length, beforeReplay.tgResetRequests, "requests");
         assert.equal(botMessages(bed.telegram, RESET).length, beforeReplay.tgReset, "messages");
       });
-      await c.check("the other chat answered once", () => assert.deepEqual(botMessages(bed.telegram, NORMAL).map((m) => m.text), ["echo: tg plain"]));
+      await c.check("the other chat answered once", () =>
+        assert.deepEqual(
+          botMessages(bed.telegram, NORMAL).map((m) => m.text),
+          ["echo: tg plain"],
+        ),
+      );
       c.done();
     });
 
@@ -101,17 +130,29 @@ for (const dialect of dialects()) {
       const c = new Checks();
       await c.check("the user got the answer once", () => assert.equal(beforeReplay.vkReset, 1));
       const r = await row("vk-shop", "vk ambiguous");
-      await c.check("the row is `answered` (random_id confirmed it) or `unconfirmed`", () => assert.ok(["answered", "unconfirmed"].includes(r?.status ?? ""), `${r?.status}: ${r?.error ?? ""}`));
+      await c.check("the row is `answered` (random_id confirmed it) or `unconfirmed`", () =>
+        assert.ok(["answered", "unconfirmed"].includes(r?.status ?? ""), `${r?.status}: ${r?.error ?? ""}`),
+      );
       await c.check("its charge stands", () => assert.ok((r?.cost ?? 0) > 0, `cost ${r?.cost}`));
       await c.check("not sent again by `bots replay --send`", () => assert.equal(vk.sent.filter((s) => s.params.peer_id === String(RESET)).length, 1));
-      await c.check("the other peer answered once", () => assert.deepEqual(vk.sent.filter((s) => s.params.peer_id === String(NORMAL)).map((s) => s.params.message), ["echo: vk plain"]));
+      await c.check("the other peer answered once", () =>
+        assert.deepEqual(
+          vk.sent.filter((s) => s.params.peer_id === String(NORMAL)).map((s) => s.params.message),
+          ["echo: vk plain"],
+        ),
+      );
       c.done();
     });
 
     test("a 5-part Telegram answer with part 4 refused: parts 1–3 delivered once; `bots replay --send` sends only the missing parts", async () => {
       const c = new Checks();
       await c.check("before the replay: parts 1–3, once each", () => assert.deepEqual(beforeReplay.long, ["part 1", "part 2", "part 3"]));
-      await c.check("after the replay: every part exactly once, in order", () => assert.deepEqual(botMessages(bed.telegram, LONG).map((m) => `part ${partOf(m.text)}`), ["part 1", "part 2", "part 3", "part 4", "part 5"]));
+      await c.check("after the replay: every part exactly once, in order", () =>
+        assert.deepEqual(
+          botMessages(bed.telegram, LONG).map((m) => `part ${partOf(m.text)}`),
+          ["part 1", "part 2", "part 3", "part 4", "part 5"],
+        ),
+      );
       const r = await row("tg-shop", "long please");
       await c.check("the long answer ends `answered`", () => assert.equal(r?.status, "answered", r?.error ?? ""));
       c.done();

@@ -27,7 +27,20 @@ for (const dialect of dialects()) {
       for (let i = 0; i < 8; i++) dgis.addReview(BRANCH, { text: `review ${i}`, rating: 1 + (i % 5) });
       bed.llm.latencyMs = 300;
       bed.fx.write("prompts/review.md", "Answer the review: {{review_text}}");
-      bed.fx.bot("shop-2gis", ["channel: 2gis", "prompt:", "  reviews: prompts/review.md", ...modelYaml(bed.llm, ["  max_retries: 0"]).map((l) => l.replace("concurrency: 4", "concurrency: 2")), "2gis:", `  api_base_url: ${dgis.url}`, "  login: ${DGIS_LOGIN}", "  password: ${DGIS_PASSWORD}", `  branch_ids: ["${BRANCH}"]`].join("\n"));
+      bed.fx.bot(
+        "shop-2gis",
+        [
+          "channel: 2gis",
+          "prompt:",
+          "  reviews: prompts/review.md",
+          ...modelYaml(bed.llm, ["  max_retries: 0"]).map((l) => l.replace("concurrency: 4", "concurrency: 2")),
+          "2gis:",
+          `  api_base_url: ${dgis.url}`,
+          "  login: ${DGIS_LOGIN}",
+          "  password: ${DGIS_PASSWORD}",
+          `  branch_ids: ["${BRANCH}"]`,
+        ].join("\n"),
+      );
       bed.env = { DGIS_LOGIN: dgis.login, DGIS_PASSWORD: dgis.password };
       const before = (await bed.store.balance.get("default"))!.balance;
       const c = new Checks();
@@ -43,7 +56,12 @@ for (const dialect of dialects()) {
       const rows = await bed.incoming("shop-2gis");
       const passed = dgis.reviews.filter((r) => typeof cursor === "string" && Date.parse(r.dateCreated) <= Date.parse(cursor));
       await c.check("0 acknowledged-but-unrecorded (the cursor passed no review without an answered or skipped row)", () =>
-        assert.deepEqual(passed.map((r) => ({ review: r.text, row: rows.find((m) => m.text === r.text)?.status ?? "none" })).filter((x) => x.row !== "answered" && x.row !== "skipped"), []),
+        assert.deepEqual(
+          passed
+            .map((r) => ({ review: r.text, row: rows.find((m) => m.text === r.text)?.status ?? "none" }))
+            .filter((x) => x.row !== "answered" && x.row !== "skipped"),
+          [],
+        ),
       );
       // The cut run either waited the outage out (exit 0) or gave up naming the storage error (exit 1, the cursor kept).
       await c.check("the cut run ended 0 or 1", () => assert.ok(run1.code === 0 || run1.code === 1, `${run1.code}: ${run1.stderr}`));
@@ -52,8 +70,18 @@ for (const dialect of dialects()) {
       await pause(2500);
       const second = await ended(bed.spawn(["poll", "2gis", "--lease-ttl", "2"]), 90_000);
       await c.check("the next run exits 0", () => assert.equal(second.code, 0, second.stderr));
-      await c.check("each review answered exactly once on 2GIS", () => assert.deepEqual(dgis.reviews.map((r) => dgis.answersTo(r.id).length), Array(8).fill(1)));
-      await c.check("every review recorded `answered`", async () => assert.deepEqual((await bed.incoming("shop-2gis")).map((r) => r.status), Array(8).fill("answered")));
+      await c.check("each review answered exactly once on 2GIS", () =>
+        assert.deepEqual(
+          dgis.reviews.map((r) => dgis.answersTo(r.id).length),
+          Array(8).fill(1),
+        ),
+      );
+      await c.check("every review recorded `answered`", async () =>
+        assert.deepEqual(
+          (await bed.incoming("shop-2gis")).map((r) => r.status),
+          Array(8).fill("answered"),
+        ),
+      );
       await checkBooks(c, bed, before);
       c.done();
     });
@@ -72,7 +100,17 @@ for (const dialect of dialects()) {
       bed.closers.push(async () => release(), proxy.stop);
       bed.fx.bot(
         "coach-tg",
-        ["channel: tg", "prompt: prompts/p.md", ...modelYaml(bed.llm), "timezone: Europe/Berlin", "features:", "  coaching: { phrase_goals: false, reminders: { interval_s: 5 }, weekly: { enabled: false } }", "tg:", "  token: ${TG}", `  api_root: ${proxy.url}`].join("\n"),
+        [
+          "channel: tg",
+          "prompt: prompts/p.md",
+          ...modelYaml(bed.llm),
+          "timezone: Europe/Berlin",
+          "features:",
+          "  coaching: { phrase_goals: false, reminders: { interval_s: 5 }, weekly: { enabled: false } }",
+          "tg:",
+          "  token: ${TG}",
+          `  api_root: ${proxy.url}`,
+        ].join("\n"),
       );
       bed.env = { TG: TG_TOKEN };
       bed.llm.respond = () => ({ text: "profile" });
@@ -101,11 +139,16 @@ for (const dialect of dialects()) {
       await eventually(async () => (await deliveries()).join() === "sent", 20_000).catch(() => undefined);
       // Two more scheduler passes: a second reminder would go out now.
       await pause(11_000);
-      await c.check("the reminder reached the user exactly once", () => assert.equal(botMessages(bed.telegram, user).filter((m) => /напоминаю/.test(m.text)).length, 1));
+      await c.check("the reminder reached the user exactly once", () =>
+        assert.equal(botMessages(bed.telegram, user).filter((m) => /напоминаю/.test(m.text)).length, 1),
+      );
       await c.check("one reminder delivery, recorded `sent`", async () => assert.deepEqual(await deliveries(), ["sent"]));
       await c.check("no proactive message left pending or delivering", async () => {
         const out = await bed.store.database.db.selectFrom("messages").select(["status", "text"]).where("direction", "=", "out").execute();
-        assert.deepEqual(out.filter((r) => r.status === "pending" || r.status === "delivering").map((r) => `${r.status}: ${r.text.slice(0, 40)}`), []);
+        assert.deepEqual(
+          out.filter((r) => r.status === "pending" || r.status === "delivering").map((r) => `${r.status}: ${r.text.slice(0, 40)}`),
+          [],
+        );
       });
       await checkBooks(c, bed, before);
       c.done();

@@ -26,7 +26,16 @@ const expected = (path: string, chat: number) => Array.from({ length: PER_CHAT }
 let updateId = 900_000;
 /** A Bot API Update with a private text message, as Telegram POSTs it to a webhook. */
 function tgUpdate(chat: number, messageId: number, body: string) {
-  return { update_id: ++updateId, message: { message_id: messageId, date: Math.floor(Date.now() / 1000), chat: { id: chat, type: "private", first_name: `U${chat}` }, from: { id: chat, is_bot: false, first_name: `U${chat}` }, text: body } };
+  return {
+    update_id: ++updateId,
+    message: {
+      message_id: messageId,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: chat, type: "private", first_name: `U${chat}` },
+      from: { id: chat, is_bot: false, first_name: `U${chat}` },
+      text: body,
+    },
+  };
 }
 
 /** One delivery attempt of a sender that retries until acknowledged, as Telegram and VK do. */
@@ -81,16 +90,66 @@ for (const dialect of dialects()) {
       bed.closers.push(proxy.stop);
       await vkCb.start();
       await vkLp.start();
-      bed.closers.push(() => vkCb.stop(), () => vkLp.stop());
+      bed.closers.push(
+        () => vkCb.stop(),
+        () => vkLp.stop(),
+      );
       const model = modelYaml(bed.llm);
       bed.fx.bot("tg-poll", ["channel: tg", "prompt: prompts/p.md", ...model, "tg:", "  token: ${TG_POLL}", `  api_root: ${proxy.url}`].join("\n"));
-      bed.fx.bot("tg-hook", ["channel: tg", "prompt: prompts/p.md", ...model, "tg:", "  token: ${TG_HOOK}", `  api_root: ${target}`, "  mode: webhook", "  webhook:", "    url: https://bots.example.org", `    secret_token: ${HOOK_SECRET}`].join("\n"));
-      bed.fx.bot("vk-cb", ["channel: vk", "prompt: prompts/p.md", ...model, "vk:", "  token: ${VK_CB}", `  group_id: ${vkCb.groupId}`, `  api_base_url: ${vkCb.url}`, "  answer: [messages]", "  callback:", "    confirmation: c0nf1rm", `    secret: ${VK_SECRET}`].join("\n"));
-      bed.fx.bot("vk-lp", ["channel: vk", "prompt: prompts/p.md", ...model, "vk:", "  token: ${VK_LP}", `  group_id: ${vkLp.groupId}`, `  api_base_url: ${vkLp.url}`, "  mode: longpoll", "  answer: [messages]"].join("\n"));
+      bed.fx.bot(
+        "tg-hook",
+        [
+          "channel: tg",
+          "prompt: prompts/p.md",
+          ...model,
+          "tg:",
+          "  token: ${TG_HOOK}",
+          `  api_root: ${target}`,
+          "  mode: webhook",
+          "  webhook:",
+          "    url: https://bots.example.org",
+          `    secret_token: ${HOOK_SECRET}`,
+        ].join("\n"),
+      );
+      bed.fx.bot(
+        "vk-cb",
+        [
+          "channel: vk",
+          "prompt: prompts/p.md",
+          ...model,
+          "vk:",
+          "  token: ${VK_CB}",
+          `  group_id: ${vkCb.groupId}`,
+          `  api_base_url: ${vkCb.url}`,
+          "  answer: [messages]",
+          "  callback:",
+          "    confirmation: c0nf1rm",
+          `    secret: ${VK_SECRET}`,
+        ].join("\n"),
+      );
+      bed.fx.bot(
+        "vk-lp",
+        [
+          "channel: vk",
+          "prompt: prompts/p.md",
+          ...model,
+          "vk:",
+          "  token: ${VK_LP}",
+          `  group_id: ${vkLp.groupId}`,
+          `  api_base_url: ${vkLp.url}`,
+          "  mode: longpoll",
+          "  answer: [messages]",
+        ].join("\n"),
+      );
       bed.env = { TG_POLL: TG_POLL_TOKEN, TG_HOOK: TG_HOOK_TOKEN, VK_CB: vkCb.token, VK_LP: vkLp.token };
       const { port } = await bed.start();
       const hook = (u: ReturnType<typeof tgUpdate>): Promise<Attempt> =>
-        fetch(`http://127.0.0.1:${port}/tg/tg-hook`, { method: "POST", headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": HOOK_SECRET }, body: JSON.stringify(u), signal: AbortSignal.timeout(60_000) })
+        fetch(`http://127.0.0.1:${port}/tg/tg-hook`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": HOOK_SECRET },
+          body: JSON.stringify(u),
+          signal: AbortSignal.timeout(60_000),
+        })
           .then(async (r) => {
             await r.text();
             return { status: r.status, retryAfter: r.headers.get("retry-after"), ok: r.status === 200, at: Date.now() };
@@ -176,8 +235,12 @@ for (const dialect of dialects()) {
 
     /** What each path's in-flight chat received: Telegram polling, webhook, VK callback, long poll. */
     const inflightAnswers = () => [
-      botMessages(bed.telegram, INFLIGHT).filter((m) => m.text.startsWith("echo: inflight poll")).map((m) => m.text),
-      botMessages(bed.telegram, INFLIGHT).filter((m) => m.text.startsWith("echo: inflight hook")).map((m) => m.text),
+      botMessages(bed.telegram, INFLIGHT)
+        .filter((m) => m.text.startsWith("echo: inflight poll"))
+        .map((m) => m.text),
+      botMessages(bed.telegram, INFLIGHT)
+        .filter((m) => m.text.startsWith("echo: inflight hook"))
+        .map((m) => m.text),
       vkCb.sent.filter((s) => Number(s.params.peer_id) === INFLIGHT).map((s) => s.params.message!),
       vkLp.sent.filter((s) => Number(s.params.peer_id) === INFLIGHT).map((s) => s.params.message!),
     ];
@@ -194,9 +257,20 @@ for (const dialect of dialects()) {
       const c = new Checks();
       const passed = api.maxOffset.get(TG_POLL_TOKEN) ?? 0;
       const rows = await recorded("tg-poll");
-      const acked = bed.telegram.storage.userMessages.filter((u) => u.botToken === TG_POLL_TOKEN && u.updateId < passed).map((u) => String((u as { message?: { text?: string } }).message?.text));
-      await c.check("0 acknowledged-but-unrecorded", () => assert.deepEqual(acked.filter((t) => !rows.has(t)), []));
-      await answeredOnceInOrder(c, "poll", (chat) => botMessages(bed.telegram, chat).map((m) => m.text).filter((t) => t.startsWith("echo: poll ")));
+      const acked = bed.telegram.storage.userMessages
+        .filter((u) => u.botToken === TG_POLL_TOKEN && u.updateId < passed)
+        .map((u) => String((u as { message?: { text?: string } }).message?.text));
+      await c.check("0 acknowledged-but-unrecorded", () =>
+        assert.deepEqual(
+          acked.filter((t) => !rows.has(t)),
+          [],
+        ),
+      );
+      await answeredOnceInOrder(c, "poll", (chat) =>
+        botMessages(bed.telegram, chat)
+          .map((m) => m.text)
+          .filter((t) => t.startsWith("echo: poll ")),
+      );
       c.done();
     });
 
@@ -204,13 +278,25 @@ for (const dialect of dialects()) {
       const c = new Checks();
       const rows = await recorded("tg-hook");
       const acked = hookLog.flatMap((h) => h.updates.filter((_, i) => h.attempts[i]!.some((a) => a.ok)).map((u) => u.text));
-      await c.check("0 acknowledged-but-unrecorded (200 without a row)", () => assert.deepEqual(acked.filter((t) => !rows.has(t)), []));
+      await c.check("0 acknowledged-but-unrecorded (200 without a row)", () =>
+        assert.deepEqual(
+          acked.filter((t) => !rows.has(t)),
+          [],
+        ),
+      );
       const downAttempts = hookLog.flatMap((h) => h.attempts.flat()).filter((a) => a.at < downUntil);
       await c.check("webhook calls answered while the database was down", () => assert.ok(downAttempts.length > 0, "none made"));
       await c.check("every webhook call during the outage: 503 with Retry-After", () =>
-        assert.deepEqual(downAttempts.filter((a) => a.status !== 503 || a.retryAfter === null).map((a) => `${a.status} retry-after=${a.retryAfter}`), []),
+        assert.deepEqual(
+          downAttempts.filter((a) => a.status !== 503 || a.retryAfter === null).map((a) => `${a.status} retry-after=${a.retryAfter}`),
+          [],
+        ),
       );
-      await answeredOnceInOrder(c, "hook", (chat) => botMessages(bed.telegram, chat).map((m) => m.text).filter((t) => t.startsWith("echo: hook ")));
+      await answeredOnceInOrder(c, "hook", (chat) =>
+        botMessages(bed.telegram, chat)
+          .map((m) => m.text)
+          .filter((t) => t.startsWith("echo: hook ")),
+      );
       c.done();
     });
 
@@ -218,7 +304,12 @@ for (const dialect of dialects()) {
       const c = new Checks();
       const rows = await recorded("vk-cb");
       const acked = cbLog.flatMap((l) => l.texts.filter((_, i) => l.attempts[i]!.some((a) => a.ok)));
-      await c.check("0 acknowledged-but-unrecorded (`ok` without a row)", () => assert.deepEqual(acked.filter((t) => !rows.has(t)), []));
+      await c.check("0 acknowledged-but-unrecorded (`ok` without a row)", () =>
+        assert.deepEqual(
+          acked.filter((t) => !rows.has(t)),
+          [],
+        ),
+      );
       const downAttempts = cbLog.flatMap((l) => l.attempts.flat()).filter((a) => a.at < downUntil);
       await c.check("no `ok` while the database was down", () => assert.deepEqual(downAttempts.filter((a) => a.ok).length, 0));
       await answeredOnceInOrder(c, "cb", (chat) => vkCb.sent.filter((s) => Number(s.params.peer_id) === chat).map((s) => s.params.message!));
@@ -230,7 +321,12 @@ for (const dialect of dialects()) {
       const rows = await recorded("vk-lp");
       const passed = Math.max(0, ...vkLp.lpChecks.map(Number));
       const acked = [...lpEvents].filter(([, n]) => n < passed).map(([t]) => t);
-      await c.check("0 acknowledged-but-unrecorded", () => assert.deepEqual(acked.filter((t) => !rows.has(t)), []));
+      await c.check("0 acknowledged-but-unrecorded", () =>
+        assert.deepEqual(
+          acked.filter((t) => !rows.has(t)),
+          [],
+        ),
+      );
       await answeredOnceInOrder(c, "lp", (chat) => vkLp.sent.filter((s) => Number(s.params.peer_id) === chat).map((s) => s.params.message!));
       c.done();
     });
@@ -242,7 +338,10 @@ for (const dialect of dialects()) {
       );
       await c.check("their rows `answered`", async () =>
         assert.deepEqual(
-          (await bed.incoming()).filter((r) => r.text.startsWith("inflight")).map((r) => `${r.text}: ${r.status}`).sort(),
+          (await bed.incoming())
+            .filter((r) => r.text.startsWith("inflight"))
+            .map((r) => `${r.text}: ${r.status}`)
+            .sort(),
           ["inflight cb: answered", "inflight hook: answered", "inflight lp: answered", "inflight poll: answered"],
         ),
       );
@@ -252,11 +351,24 @@ for (const dialect of dialects()) {
     test("books and health: ledger = balance, no open reservation, charged = answers; /healthz 503 naming `database` and /readyz 503 while writes fail, both 200 after", async () => {
       const c = new Checks();
       await checkBooks(c, bed, 1000 * 100);
-      await c.check("every incoming row settled", async () => assert.deepEqual((await bed.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} ${r.text}: ${r.status}`), []));
-      await c.check("/healthz 503 naming `database` while writes fail", () =>
-        assert.ok(during.healthz.some((p) => p.status === 503 && /database/.test(p.body)), `seen: ${[...new Set(during.healthz.map((p) => `${p.status} ${p.body.slice(0, 120)}`))].join(" | ")}`),
+      await c.check("every incoming row settled", async () =>
+        assert.deepEqual(
+          (await bed.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} ${r.text}: ${r.status}`),
+          [],
+        ),
       );
-      await c.check("/readyz 503 while it cannot record", () => assert.ok(during.readyz.some((p) => p.status === 503), `seen: ${[...new Set(during.readyz.map((p) => `${p.status} ${p.body.slice(0, 80)}`))].join(" | ")}`));
+      await c.check("/healthz 503 naming `database` while writes fail", () =>
+        assert.ok(
+          during.healthz.some((p) => p.status === 503 && /database/.test(p.body)),
+          `seen: ${[...new Set(during.healthz.map((p) => `${p.status} ${p.body.slice(0, 120)}`))].join(" | ")}`,
+        ),
+      );
+      await c.check("/readyz 503 while it cannot record", () =>
+        assert.ok(
+          during.readyz.some((p) => p.status === 503),
+          `seen: ${[...new Set(during.readyz.map((p) => `${p.status} ${p.body.slice(0, 80)}`))].join(" | ")}`,
+        ),
+      );
       await c.check("/healthz 200 after", () => assert.equal(afterUp?.healthz.status, 200, afterUp?.healthz.body));
       await c.check("/readyz 200 after", () => assert.equal(afterUp?.readyz.status, 200, afterUp?.readyz.body));
       c.done();

@@ -58,10 +58,14 @@ for (const dialect of dialects()) {
       const { child } = await bed.start();
       await userSays(bed.telegram, TG_TOKEN, FAILS, "Иван Петров, 8 900 123 45 67");
       await userSays(bed.telegram, TG_TOKEN, LOOPS, "loop: Иван Петров, 8 900 123 45 67");
-      await eventually(async () => {
-        const rows = await bed.incoming();
-        return rows.length === 2 && rows.every((r) => SETTLED.includes(r.status));
-      }, 60_000, "both settled").catch(() => undefined);
+      await eventually(
+        async () => {
+          const rows = await bed.incoming();
+          return rows.length === 2 && rows.every((r) => SETTLED.includes(r.status));
+        },
+        60_000,
+        "both settled",
+      ).catch(() => undefined);
       // Mails of the leads (sent in the background) arrive now, if any.
       await pause(2000);
       child.kill("SIGTERM");
@@ -81,9 +85,16 @@ for (const dialect of dialects()) {
       const c = new Checks();
       // The replay exits 1: the looping message fails again (that is the other case).
       await c.check("`bots replay --send` ran", () => assert.ok(replay.code === 0 || replay.code === 1, replay.stderr));
-      await c.check("the replay answered the message", async () => assert.equal((await bed.incoming()).find((r) => r.thread_key === `tg:${FAILS}`)?.status, "answered"));
+      await c.check("the replay answered the message", async () =>
+        assert.equal((await bed.incoming()).find((r) => r.thread_key === `tg:${FAILS}`)?.status, "answered"),
+      );
       await c.check("one lead stored for the chat", async () => assert.equal((await leads()).filter((l) => l.thread_key === `tg:${FAILS}`).length, 1));
-      await c.check("the answer sent once", () => assert.deepEqual(botMessages(bed.telegram, FAILS).map((m) => m.text), ["Спасибо, менеджер позвонит."]));
+      await c.check("the answer sent once", () =>
+        assert.deepEqual(
+          botMessages(bed.telegram, FAILS).map((m) => m.text),
+          ["Спасибо, менеджер позвонит."],
+        ),
+      );
       c.done();
     });
 

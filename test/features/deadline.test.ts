@@ -86,7 +86,10 @@ for (const dialect of dialects()) {
 
     test("a comment after the post's deadline gets the expired reply, status skipped, no charge", async () => {
       await withBot("2026-11-26T07:00:00Z", "{ expired_reply: 'Приём заявок завершён.' }", async (h) => {
-        await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 55, commentId: 7001, fromId: 401, text: "Можно ещё участвовать?", secret: VK_SECRET }));
+        await postCallback(
+          h.callbackUrl,
+          wallReplyNew({ groupId: h.groupId, postId: 55, commentId: 7001, fromId: 401, text: "Можно ещё участвовать?", secret: VK_SECRET }),
+        );
         await eventually(() => h.vk.comments.length === 1, 5000, "expired reply");
         await h.pipeline.onIdle();
         const c = h.vk.comments[0]!.params;
@@ -106,13 +109,22 @@ for (const dialect of dialects()) {
     test("without expired_reply a late comment gets no answer (skipped); an earlier deadline-free post is answered", async () => {
       await withBot("2026-11-26T07:00:00Z", "{}", async (h) => {
         await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 55, commentId: 7002, fromId: 402, text: "Я успел?", secret: VK_SECRET }));
-        await postCallback(h.callbackUrl, wallPostNew({ groupId: h.groupId, postId: 56, date: POSTED / 1000, text: "Новое поступление курток", secret: VK_SECRET }));
+        await postCallback(
+          h.callbackUrl,
+          wallPostNew({ groupId: h.groupId, postId: 56, date: POSTED / 1000, text: "Новое поступление курток", secret: VK_SECRET }),
+        );
         await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 56, commentId: 7003, fromId: 402, text: "Цена?", secret: VK_SECRET }));
         await eventually(() => h.vk.comments.length === 1, 5000, "answer on the post without deadline");
         await h.pipeline.onIdle();
         assert.equal(h.vk.comments[0]!.params.reply_to_comment, "7003");
         const rows = (await h.messages()).filter((r) => r.direction === "in");
-        assert.deepEqual(rows.map((r) => [r.channel_message_id, r.status]), [["7002", "skipped"], ["7003", "answered"]]);
+        assert.deepEqual(
+          rows.map((r) => [r.channel_message_id, r.status]),
+          [
+            ["7002", "skipped"],
+            ["7003", "answered"],
+          ],
+        );
         assert.equal(await h.balance(), 50000 - 500);
       });
     });
@@ -132,7 +144,11 @@ for (const dialect of dialects()) {
 
     async function withBot(nowIso: string, run: (h: Harness) => Promise<void>) {
       const now = Date.parse(nowIso);
-      const h = await Harness.start({ dialect, start: false, extraYaml: `  groups: mention\ntimezone: ${MSK}\nfeatures:\n  deadline: { expired_reply: 'Приём заявок закрыт.' }` });
+      const h = await Harness.start({
+        dialect,
+        start: false,
+        extraYaml: `  groups: mention\ntimezone: ${MSK}\nfeatures:\n  deadline: { expired_reply: 'Приём заявок закрыт.' }`,
+      });
       try {
         h.running = await startBots({
           bots: [h.bot],
@@ -150,7 +166,14 @@ for (const dialect of dialects()) {
 
     /** A user's comment under a channel post: a reply to the post's automatic forward in the group. */
     async function comment(h: Harness, userId: number, text: string, postText: string) {
-      const client = h.telegram.getClient(TOKEN, { userId, chatId: GROUP, type: "supergroup", chatTitle: "Shop chat", firstName: `User${userId}`, userName: `user${userId}` });
+      const client = h.telegram.getClient(TOKEN, {
+        userId,
+        chatId: GROUP,
+        type: "supergroup",
+        chatTitle: "Shop chat",
+        firstName: `User${userId}`,
+        userName: `user${userId}`,
+      });
       const reply_to_message = {
         message_id: 10,
         date: POSTED / 1000,

@@ -25,7 +25,25 @@ describe("lead validation", () => {
   });
 
   test("the operator mail escapes what the customer wrote and keeps headers on one line", () => {
-    const lead = { id: 1, bot: "b", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: "U", name: "A\r\nBcc: x@y.z <i>", phone: "+79001234567", email: null, note: "<script>", dialog: JSON.stringify([{ role: "user", text: "hi <b>", at_ms: 0 }]), message_id: 1, notified_ms: null, notify_attempts: 0, notify_error: null, created_ms: 0, updated_ms: 0 } satisfies LeadRow;
+    const lead = {
+      id: 1,
+      bot: "b",
+      thread_key: "tg:1",
+      chat_id: "1",
+      user_id: "1",
+      user_name: "U",
+      name: "A\r\nBcc: x@y.z <i>",
+      phone: "+79001234567",
+      email: null,
+      note: "<script>",
+      dialog: JSON.stringify([{ role: "user", text: "hi <b>", at_ms: 0 }]),
+      message_id: 1,
+      notified_ms: null,
+      notify_attempts: 0,
+      notify_error: null,
+      created_ms: 0,
+      updated_ms: 0,
+    } satisfies LeadRow;
     const m = leadMail({ name: "b", timezone: "UTC" }, lead);
     assert.equal(m.subject, "[b] Заявка: A Bcc: x@y.z <i>");
     assert.ok(m.html.includes("&lt;script&gt;") && !m.html.includes("<script>"));
@@ -36,20 +54,31 @@ describe("lead validation", () => {
   test("line breaks and bidi controls in lead fields cannot forge lines or reorder text in the text part, the HTML or the subject", () => {
     const bidi = /[\u202a-\u202e\u2066-\u2069]/;
     const lead = {
-      id: 1, bot: "b", thread_key: "tg:1", chat_id: "1", user_id: "1",
+      id: 1,
+      bot: "b",
+      thread_key: "tg:1",
+      chat_id: "1",
+      user_id: "1",
       user_name: "U\u202egnp.exe",
       name: "Eve\rBcc: spy@example.com\u2028To: boss@example.com",
-      phone: "+79001234567", email: "eve@example.com",
+      phone: "+79001234567",
+      email: "eve@example.com",
       note: "first\nBcc: spy@example.com\r\nТелефон: +70000000000\u2066",
       dialog: JSON.stringify([{ role: "user", text: "hi\r\nE-mail: fake@example.com\u202d", at_ms: 0 }]),
-      message_id: 1, notified_ms: null, notify_attempts: 0, notify_error: null, created_ms: 0, updated_ms: 0,
+      message_id: 1,
+      notified_ms: null,
+      notify_attempts: 0,
+      notify_error: null,
+      created_ms: 0,
+      updated_ms: 0,
     } satisfies LeadRow;
     const m = leadMail({ name: "b", timezone: "UTC" }, lead);
     assert.equal(m.subject, "[b] Заявка: Eve Bcc: spy@example.com To: boss@example.com");
     for (const part of [m.subject, m.text, m.html]) assert.doesNotMatch(part, bidi);
     const lines = m.text.split("\n");
     // Every line at the margin is one of ours: a field, the blank line, a dialog turn.
-    for (const l of lines.filter((x) => x && !x.startsWith(" "))) assert.match(l, /^(Имя|Телефон|E-mail|Комментарий|Пользователь|Диалог|Создана|Клиент|Бот): /, l);
+    for (const l of lines.filter((x) => x && !x.startsWith(" ")))
+      assert.match(l, /^(Имя|Телефон|E-mail|Комментарий|Пользователь|Диалог|Создана|Клиент|Бот): /, l);
     assert.equal(lines.filter((l) => l.startsWith("Телефон:")).length, 1);
     assert.ok(lines.includes("Комментарий: first Bcc: spy@example.com Телефон: +70000000000"));
     assert.ok(lines.includes("Клиент: hi") && lines.includes("    E-mail: fake@example.com"));
@@ -74,6 +103,13 @@ describe("report helpers", () => {
   });
 
   test("subject placeholders in the bot's time zone", () => {
-    assert.equal(reportSubject("{bot}: {from} — {to}", { name: "shop", timezone: "Europe/Moscow" }, { sinceMs: Date.UTC(2026, 10, 20, 6), untilMs: Date.UTC(2026, 10, 21, 6) }), "shop: 2026-11-20 09:00 — 2026-11-21 09:00");
+    assert.equal(
+      reportSubject(
+        "{bot}: {from} — {to}",
+        { name: "shop", timezone: "Europe/Moscow" },
+        { sinceMs: Date.UTC(2026, 10, 20, 6), untilMs: Date.UTC(2026, 10, 21, 6) },
+      ),
+      "shop: 2026-11-20 09:00 — 2026-11-21 09:00",
+    );
   });
 });

@@ -19,7 +19,12 @@ function load(extra: string[]): { problems: string[]; bot?: ReturnType<typeof lo
 
 describe("features.leads / features.report / smtp config", () => {
   test("defaults are filled in", () => {
-    const { problems, bot } = load(["smtp: { host: mail.example.com, user: u, password: '${SMTP_PASSWORD}', from: bots@example.com }", "features:", "  leads: { notify_to: ops@example.com }", "  report: { to: boss@example.com }"]);
+    const { problems, bot } = load([
+      "smtp: { host: mail.example.com, user: u, password: '${SMTP_PASSWORD}', from: bots@example.com }",
+      "features:",
+      "  leads: { notify_to: ops@example.com }",
+      "  report: { to: boss@example.com }",
+    ]);
     assert.deepEqual(problems, []);
     assert.deepEqual(bot!.features.leads, {
       required: ["name", "phone"],
@@ -35,7 +40,11 @@ describe("features.leads / features.report / smtp config", () => {
   });
 
   test("every problem is reported with its field", () => {
-    const { problems } = load(["features:", "  leads: { notify_to: [nobody], required: [phone, fax], retry_s: 5 }", "  report: { to: [], cron: 'every day', period: daily }"]);
+    const { problems } = load([
+      "features:",
+      "  leads: { notify_to: [nobody], required: [phone, fax], retry_s: 5 }",
+      "  report: { to: [], cron: 'every day', period: daily }",
+    ]);
     const text = problems.join("\n");
     assert.match(text, /features\.leads\.notify_to\.0: not an e-mail address/);
     assert.match(text, /features\.leads\.required\.1:/);

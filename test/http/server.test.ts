@@ -56,8 +56,14 @@ describe("HttpServer", () => {
       });
       assert.match(raw, /^HTTP\/1\.1 400 /);
       assert.equal(await (await fetch(`http://127.0.0.1:${port}/tg/%D0%B1%D0%BE%D1%82`, { method: "POST" })).text(), "/tg/бот", "a good escape still works");
-      assert.deepEqual(lines.map((l) => [l.level, l.msg]), Array(4).fill(["warn", "malformed request target; 400"]));
-      assert.ok(lines.every((l) => l.err === undefined), "no error, no stack");
+      assert.deepEqual(
+        lines.map((l) => [l.level, l.msg]),
+        Array(4).fill(["warn", "malformed request target; 400"]),
+      );
+      assert.ok(
+        lines.every((l) => l.err === undefined),
+        "no error, no stack",
+      );
     } finally {
       await server.close();
     }

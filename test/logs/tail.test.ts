@@ -7,13 +7,17 @@ import { createLogging } from "../../src/logging.js";
 import { eventually } from "../support/harness.js";
 import { Fixture } from "../support/fixture.js";
 
-const rec = (level: number, msg: string, extra: Record<string, unknown> = {}, time = "2026-11-21T10:00:00.000Z") => JSON.stringify({ level, time, bot: "shop-tg", thread_key: "tg:101", msg, ...extra });
+const rec = (level: number, msg: string, extra: Record<string, unknown> = {}, time = "2026-11-21T10:00:00.000Z") =>
+  JSON.stringify({ level, time, bot: "shop-tg", thread_key: "tg:101", msg, ...extra });
 
 describe("tailLog()", () => {
   test("last N lines, formatted; garbage lines shown as they are; a partial last line held back", async () => {
     const fx = new Fixture();
     try {
-      const file = fx.write("logs/shop-tg.log", [rec(30, "one"), "not json {", rec(40, "two", { msg_id: 7 }), rec(50, "three")].join("\n") + "\n" + '{"level":30,"msg":"half');
+      const file = fx.write(
+        "logs/shop-tg.log",
+        [rec(30, "one"), "not json {", rec(40, "two", { msg_id: 7 }), rec(50, "three")].join("\n") + "\n" + '{"level":30,"msg":"half',
+      );
       const out: string[] = [];
       const n = await tailLog({ file, lines: 3, write: (l) => out.push(l) });
       assert.equal(n, 3);
@@ -59,7 +63,10 @@ describe("tailLog()", () => {
       renameSync(file, file + ".1");
       writeFileSync(file, rec(30, "in new file") + "\n");
       await eventually(() => out.length === 5, 5000, "lines across rotation");
-      assert.deepEqual(out.slice(3).map((l) => (JSON.parse(l) as { msg: string }).msg), ["last in old file", "in new file"]);
+      assert.deepEqual(
+        out.slice(3).map((l) => (JSON.parse(l) as { msg: string }).msg),
+        ["last in old file", "in new file"],
+      );
       writeFileSync(file, '{"msg":"cut"}\n'); // truncated in place (copytruncate), shorter than before
       await eventually(() => out.length === 6, 5000, "line after truncation");
       assert.equal(out[5], '{"msg":"cut"}');

@@ -16,7 +16,17 @@ async function wsServer(port = 0) {
     auth.push(req.headers.authorization);
     socket.on("message", (data) => events.push(JSON.parse(String(data)) as Record<string, unknown>));
   });
-  return { wss, events, auth, port: (wss.address() as AddressInfo).port, close: () => new Promise<void>((r) => { for (const c of wss.clients) c.terminate(); wss.close(() => r()); }) };
+  return {
+    wss,
+    events,
+    auth,
+    port: (wss.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => r());
+      }),
+  };
 }
 
 for (const dialect of dialects()) {

@@ -14,7 +14,11 @@ import { mountTmpfs } from "../support/tmpfs.js";
 
 type Failing = Array<{ component?: string; bot?: string; channel?: string; reason: string | null }>;
 
-async function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; json: () => Record<string, unknown> }> {
+async function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; json: () => Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
   const body = await res.text();
   return { status: res.status, body, json: () => JSON.parse(body) as Record<string, unknown> };
@@ -27,11 +31,22 @@ function sample(text: string, line: RegExp): number | undefined {
 }
 
 /** Waits until `path` answers `status` and returns its JSON body. */
-async function waitFor(port: number, path: string, status: number, what: string, timeoutMs = 40_000, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
-  return (await eventually(async () => {
-    const r = await get(port, path, headers);
-    return r.status === status ? r.json() : undefined;
-  }, timeoutMs, what))!;
+async function waitFor(
+  port: number,
+  path: string,
+  status: number,
+  what: string,
+  timeoutMs = 40_000,
+  headers: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
+  return (await eventually(
+    async () => {
+      const r = await get(port, path, headers);
+      return r.status === status ? r.json() : undefined;
+    },
+    timeoutMs,
+    what,
+  ))!;
 }
 
 /** Shared local servers: a Bot API and a model. */
@@ -52,7 +67,21 @@ after(async () => {
 function fixture(bot = "shop-tg"): Fixture {
   const fx = new Fixture();
   fx.write("prompts/p.md", "Be brief.");
-  fx.bot(bot, ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`, "balance: { cost_per_reply: 0 }"].join("\n"));
+  fx.bot(
+    bot,
+    [
+      "channel: tg",
+      "prompt: prompts/p.md",
+      "llm:",
+      "  model: m",
+      "  api_key: ${OPENAI_API_KEY}",
+      `  base_url: ${llm.url}`,
+      "tg:",
+      "  token: ${TG_TOKEN}",
+      `  api_root: ${apiRoot}`,
+      "balance: { cost_per_reply: 0 }",
+    ].join("\n"),
+  );
   return fx;
 }
 
@@ -118,14 +147,21 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         proxy.cut();
         const down = await waitFor(port, "/healthz", 503, "healthz 503 while cut");
         assert.equal(down.status, "failing");
-        assert.match(databaseItem(down)!.reason!, /^(write failed|cannot connect) \((ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE)\): /, JSON.stringify(down));
+        assert.match(
+          databaseItem(down)!.reason!,
+          /^(write failed|cannot connect) \((ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE)\): /,
+          JSON.stringify(down),
+        );
         assert.equal((down.database as { up: boolean }).up, false);
         const notReady = await waitFor(port, "/readyz", 503, "readyz 503 while cut");
         assert.equal(notReady.status, "not_ready");
         assert.ok(databaseItem(notReady), JSON.stringify(notReady));
         const m = (await get(port, "/metrics")).body;
         assert.equal(sample(m, /^bots_database_up /), 0);
-        assert.ok(m.split("\n").some((l) => /^bots_storage_errors_total\{code="[A-Z_]+"\} [1-9]/.test(l)), "storage errors counted by code");
+        assert.ok(
+          m.split("\n").some((l) => /^bots_storage_errors_total\{code="[A-Z_]+"\} [1-9]/.test(l)),
+          "storage errors counted by code",
+        );
         proxy.restore();
         const up = await waitFor(port, "/healthz", 200, "healthz 200 after restore");
         assert.deepEqual(up.failing, []);
@@ -151,12 +187,18 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         assert.deepEqual(health.bots, [], "no bot runs here any more");
         const ready = await waitFor(port, "/readyz", 503, "readyz 503");
         assert.ok(databaseItem(ready));
-        assert.ok((ready.failing as Failing).some((f) => f.bot === "shop-tg" && f.channel === "tg" && /no live instance/.test(f.reason!)), JSON.stringify(ready));
+        assert.ok(
+          (ready.failing as Failing).some((f) => f.bot === "shop-tg" && f.channel === "tg" && /no live instance/.test(f.reason!)),
+          JSON.stringify(ready),
+        );
         proxy.restore();
         await waitFor(port, "/readyz", 200, "readyz 200 after restore (bot taken up again)");
         // The bot taken up again is recovered and started before it counts as receiving.
         const healthy = await waitFor(port, "/healthz", 200, "healthz 200 after restore");
-        assert.deepEqual((healthy.bots as Array<{ bot: string }>).map((b) => b.bot), ["shop-tg"]);
+        assert.deepEqual(
+          (healthy.bots as Array<{ bot: string }>).map((b) => b.bot),
+          ["shop-tg"],
+        );
         await userSays(telegram, TOKEN, 7101, "after the outage");
         assert.equal((await waitForBotMessages(telegram, 7101, 1, 20_000))[0]!.text.length > 0, true);
         await stopInstance(child);
@@ -256,7 +298,10 @@ describe("--metrics-token", () => {
       assert.equal(open.code, 2, open.stderr);
       assert.match(open.stderr, /beyond loopback without a token/);
       assert.match(readFileSync(path.join(fx.root, "logs", "bots.log"), "utf8"), /"level":"warn".*beyond loopback without a token/);
-      const guarded = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], { cwd: fx.root, env: envFor(dbUrl, { BOTS_METRICS_TOKEN: token }) });
+      const guarded = await runBots(["start", "--http-port", "0", "--http-host", "192.0.2.1"], {
+        cwd: fx.root,
+        env: envFor(dbUrl, { BOTS_METRICS_TOKEN: token }),
+      });
       assert.equal(guarded.code, 2);
       assert.doesNotMatch(guarded.stderr, /beyond loopback/);
     }));

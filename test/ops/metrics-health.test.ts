@@ -30,7 +30,21 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
     await llm.start();
     try {
       fx.write("prompts/p.md", "Be brief.");
-      fx.bot("shop-tg", ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "tg:", "  token: ${TG_TOKEN}", `  api_root: ${apiRoot}`, "balance: { cost_per_reply: 0 }"].join("\n"));
+      fx.bot(
+        "shop-tg",
+        [
+          "channel: tg",
+          "prompt: prompts/p.md",
+          "llm:",
+          "  model: m",
+          "  api_key: ${OPENAI_API_KEY}",
+          `  base_url: ${llm.url}`,
+          "tg:",
+          "  token: ${TG_TOKEN}",
+          `  api_root: ${apiRoot}`,
+          "balance: { cost_per_reply: 0 }",
+        ].join("\n"),
+      );
       const bots = spawnBots(["start", "tg", "--http-port", "0", "--health-threshold", "1"], {
         cwd: fx.root,
         env: { OPENAI_API_KEY: "sk-metrics-secret-777", TG_TOKEN: TOKEN, DATABASE_URL: db.url },
@@ -44,10 +58,14 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
         await userSays(server, TOKEN, 43, "hi there");
         await waitForBotMessages(server, 42, 1);
         await waitForBotMessages(server, 43, 1);
-        const m: string = await eventually(async () => {
-          const r = await get(port, "/metrics");
-          return sample(r.body, /^bots_answers_total\{bot="shop-tg",channel="tg"\}/) === 2 ? r.body : undefined;
-        }, 10_000, "answers counted").then((b) => b!);
+        const m: string = await eventually(
+          async () => {
+            const r = await get(port, "/metrics");
+            return sample(r.body, /^bots_answers_total\{bot="shop-tg",channel="tg"\}/) === 2 ? r.body : undefined;
+          },
+          10_000,
+          "answers counted",
+        ).then((b) => b!);
         assert.equal(sample(m, /^bots_messages_total\{bot="shop-tg",channel="tg",status="answered"\}/), 2);
         assert.equal(sample(m, /^bots_model_latency_seconds_count\{bot="shop-tg",model="m"\}/), 2);
         assert.ok((sample(m, /^bots_model_tokens_total\{bot="shop-tg",model="m",kind="prompt"\}/) ?? 0) > 0);
@@ -57,10 +75,14 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
         assert.ok(!m.includes("sk-metrics-secret-777") && !m.includes(TOKEN) && !m.includes(TOKEN.split(":")[1]!), "no secret in /metrics");
 
         await server.stop();
-        const down: string = await eventually(async () => {
-          const r = await get(port, "/healthz");
-          return r.status === 503 ? r.body : undefined;
-        }, 20_000, "503 while the Bot API is down").then((b) => b!);
+        const down: string = await eventually(
+          async () => {
+            const r = await get(port, "/healthz");
+            return r.status === 503 ? r.body : undefined;
+          },
+          20_000,
+          "503 while the Bot API is down",
+        ).then((b) => b!);
         const body = JSON.parse(down) as { status: string; failing: Array<{ bot: string; reason: string }> };
         assert.equal(body.status, "failing");
         assert.equal(body.failing[0]!.bot, "shop-tg");

@@ -45,7 +45,14 @@ for (const dialect of dialects()) {
         assert.equal(await s.balance.ledgerSum("acc"), 1000);
         assert.equal(await s.balance.reserve("nobody", 1, 0, 3), null, "unknown account cannot pay");
         const hist = await s.balance.history("acc", 10);
-        assert.deepEqual(hist.map((h) => [h.reason, h.delta, h.balance_after]), [["refund", 300, 1000], ["reserve", -300, 700], ["topup", 1000, 1000]]);
+        assert.deepEqual(
+          hist.map((h) => [h.reason, h.delta, h.balance_after]),
+          [
+            ["refund", 300, 1000],
+            ["reserve", -300, 700],
+            ["topup", 1000, 1000],
+          ],
+        );
         await assert.rejects(s.balance.topUp("acc", 0), /positive/);
         await assert.rejects(s.balance.topUp("acc", 1.5), /positive/);
       } finally {

@@ -11,19 +11,54 @@ async function seed(store: Store): Promise<void> {
   await store.balance.topUp("default", 20_000, "invoice 1");
   await store.balance.topUp("client-a", 2_550);
   for (let i = 1; i <= 30; i++) {
-    const id = (await store.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: `tg:${i % 4}`, chat_id: String(i % 4), user_id: String(i % 4), user_name: `Имя ${i % 4} 🙂`, text: `вопрос ${i}`, dedupe_key: `${i % 4}:${i}`, channel_message_id: String(i), meta: { kind: "messages" }, status: "received", created_ms: at + i * 1000 }))!;
+    const id = (await store.messages.insertIncoming({
+      bot: "shop-tg",
+      channel: "tg",
+      thread_key: `tg:${i % 4}`,
+      chat_id: String(i % 4),
+      user_id: String(i % 4),
+      user_name: `Имя ${i % 4} 🙂`,
+      text: `вопрос ${i}`,
+      dedupe_key: `${i % 4}:${i}`,
+      channel_message_id: String(i),
+      meta: { kind: "messages" },
+      status: "received",
+      created_ms: at + i * 1000,
+    }))!;
     const r = (await store.balance.reserve("default", 500, 0, id))!;
     if (i % 5 === 0) {
       await store.balance.refund(r, "model failed");
       await store.messages.setStatus(id, "failed", { error: "LLM_HTTP: 500" });
     } else {
-      await store.messages.settle({ incoming: { id, bot: "shop-tg", channel: "tg", thread_key: `tg:${i % 4}`, chat_id: String(i % 4) }, text: `ответ ${i}`, channel_message_id: String(1000 + i), model: "m", prompt_tokens: 10, completion_tokens: 5, cost: 500, latency_ms: 300, created_ms: at + i * 1000 + 500 });
+      await store.messages.settle({
+        incoming: { id, bot: "shop-tg", channel: "tg", thread_key: `tg:${i % 4}`, chat_id: String(i % 4) },
+        text: `ответ ${i}`,
+        channel_message_id: String(1000 + i),
+        model: "m",
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        cost: 500,
+        latency_ms: 300,
+        created_ms: at + i * 1000 + 500,
+      });
     }
   }
   await store.posts.upsert({ bot: "club-vk", channel: "vk", owner_id: "-1", post_id: "7", text: "Приём заявок до 25 ноября", posted_ms: at });
   await store.cursors.set("shop-2gis", "branch:1", "2026-11-20T10:00:00Z");
   await store.leases.acquire("poll:shop-2gis", "host-1", 60_000);
-  await store.leads.upsert({ bot: "sales-tg", thread_key: "tg:9", chat_id: "9", user_id: "9", user_name: "Lead", name: "Иван", phone: "+79001234567", email: null, note: null, dialog: [], message_id: 1 });
+  await store.leads.upsert({
+    bot: "sales-tg",
+    thread_key: "tg:9",
+    chat_id: "9",
+    user_id: "9",
+    user_name: "Lead",
+    name: "Иван",
+    phone: "+79001234567",
+    email: null,
+    note: null,
+    dialog: [],
+    message_id: 1,
+  });
 }
 
 /** Every row of every table (migration bookkeeping aside), ordered, numbers normalised. */
@@ -36,7 +71,14 @@ async function dump(url: string): Promise<Record<string, unknown[]>> {
       const cols = t.columns.map((c) => c.name).sort();
       const rows = (await db.selectFrom(t.name).select(cols).execute()) as Array<Record<string, unknown>>;
       out[t.name] = rows
-        .map((r) => Object.fromEntries(cols.map((c) => [c, r[c] === null || r[c] === undefined ? null : typeof r[c] === "bigint" || /^-?\d+$/.test(String(r[c])) ? Number(r[c]) : String(r[c])])))
+        .map((r) =>
+          Object.fromEntries(
+            cols.map((c) => [
+              c,
+              r[c] === null || r[c] === undefined ? null : typeof r[c] === "bigint" || /^-?\d+$/.test(String(r[c])) ? Number(r[c]) : String(r[c]),
+            ]),
+          ),
+        )
         .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
     }
     return out;
@@ -46,7 +88,9 @@ async function dump(url: string): Promise<Record<string, unknown[]>> {
 }
 
 describe("bots db copy", () => {
-  test("SQLite → MariaDB → SQLite: every table's rows equal, ids kept, the ledger still sums; a non-empty target is refused", { skip: !process.env.MYSQL_URL && "needs MYSQL_URL (MariaDB)" }, async () => {
+  test("SQLite → MariaDB → SQLite: every table's rows equal, ids kept, the ledger still sums; a non-empty target is refused", {
+    skip: !process.env.MYSQL_URL && "needs MYSQL_URL (MariaDB)",
+  }, async () => {
     const sqlite = await createTestDatabase("sqlite");
     const maria = await createTestDatabase("mysql");
     const back = await createTestDatabase("sqlite");
@@ -55,7 +99,8 @@ describe("bots db copy", () => {
       await seed(store);
       await store.close();
       const source = await dump(sqlite.url);
-      for (const t of ["messages", "balance_accounts", "balance_ledger", "posts", "cursors", "leases", "leads"]) assert.ok(source[t]!.length > 0, `seeded ${t}`);
+      for (const t of ["messages", "balance_accounts", "balance_ledger", "posts", "cursors", "leases", "leads"])
+        assert.ok(source[t]!.length > 0, `seeded ${t}`);
 
       const r = await cli(["--db", sqlite.url, "db", "copy", "--to", maria.url]);
       assert.equal(r.code, 0, r.stderr);
@@ -64,10 +109,24 @@ describe("bots db copy", () => {
 
       const target = await openStore(maria.url);
       try {
-        for (const a of await target.balance.list()) assert.equal(await target.balance.ledgerSum(a.account), a.balance, `ledger of ${a.account} sums to its balance`);
+        for (const a of await target.balance.list())
+          assert.equal(await target.balance.ledgerSum(a.account), a.balance, `ledger of ${a.account} sums to its balance`);
         assert.equal((await target.balance.get("default"))!.balance, 20_000 - 24 * 500);
         // The copy keeps ids, and new rows continue after them.
-        const id = await target.messages.insertIncoming({ bot: "shop-tg", channel: "tg", thread_key: "tg:1", chat_id: "1", user_id: "1", user_name: null, text: "after the move", dedupe_key: "new:1", channel_message_id: "x", meta: null, status: "received", created_ms: Date.now() });
+        const id = await target.messages.insertIncoming({
+          bot: "shop-tg",
+          channel: "tg",
+          thread_key: "tg:1",
+          chat_id: "1",
+          user_id: "1",
+          user_name: null,
+          text: "after the move",
+          dedupe_key: "new:1",
+          channel_message_id: "x",
+          meta: null,
+          status: "received",
+          created_ms: Date.now(),
+        });
         assert.ok(id! > Math.max(...(source.messages as Array<{ id: number }>).map((m) => m.id)));
       } finally {
         await target.close();

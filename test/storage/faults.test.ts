@@ -38,8 +38,27 @@ describe("storage errors classified at the boundary (sqlite)", () => {
         assert.equal((error as NodeJS.ErrnoException).code, "ENOSPC");
       }
       for (let i = 0; i < 3; i++) await assert.rejects(store.balance.reserve("acc", 100, 0, null), (e) => assertUnavailable(e, "DB_FULL", /^SQLITE_FULL/));
-      await assert.rejects(store.messages.insertIncoming({ bot: "b", channel: "tg", thread_key: "t", chat_id: "1", user_id: "1", user_name: null, text: "x", dedupe_key: "k", channel_message_id: null, meta: {}, status: "received", created_ms: 1 }), (e) => assertUnavailable(e, "DB_FULL", /^SQLITE_FULL/));
-      assert.ok(outcomes.some((o) => !o.ok && /^SQLITE_FULL/.test(String((o.error as { code?: unknown })?.code))), "failed writes are reported to the health observer");
+      await assert.rejects(
+        store.messages.insertIncoming({
+          bot: "b",
+          channel: "tg",
+          thread_key: "t",
+          chat_id: "1",
+          user_id: "1",
+          user_name: null,
+          text: "x",
+          dedupe_key: "k",
+          channel_message_id: null,
+          meta: {},
+          status: "received",
+          created_ms: 1,
+        }),
+        (e) => assertUnavailable(e, "DB_FULL", /^SQLITE_FULL/),
+      );
+      assert.ok(
+        outcomes.some((o) => !o.ok && /^SQLITE_FULL/.test(String((o.error as { code?: unknown })?.code))),
+        "failed writes are reported to the health observer",
+      );
       assert.equal((await store.balance.get("acc"))!.balance, 10_000, "reads still work; nothing reserved");
       rmSync(path.join(dir, "filler"));
       const r = await store.balance.reserve("acc", 100, 0, null);
@@ -91,8 +110,12 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
       try {
         await store.balance.topUp("acc", 10_000);
         proxy.cut();
-        await assert.rejects(store.balance.reserve("acc", 100, 0, null), (e) => assertUnavailable(e, "DB_UNREACHABLE", /^(ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE|ETIMEDOUT)$/));
-        await assert.rejects(store.balance.get("acc"), (e) => assertUnavailable(e, "DB_UNREACHABLE", /^(ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE|ETIMEDOUT)$/));
+        await assert.rejects(store.balance.reserve("acc", 100, 0, null), (e) =>
+          assertUnavailable(e, "DB_UNREACHABLE", /^(ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE|ETIMEDOUT)$/),
+        );
+        await assert.rejects(store.balance.get("acc"), (e) =>
+          assertUnavailable(e, "DB_UNREACHABLE", /^(ECONNREFUSED|ECONNRESET|PROTOCOL_CONNECTION_LOST|EPIPE|ETIMEDOUT)$/),
+        );
         proxy.restore();
         assert.ok(await store.balance.reserve("acc", 100, 0, null));
         assert.equal((await store.balance.get("acc"))!.balance, 9_900);

@@ -65,7 +65,10 @@ for (const dialect of dialects()) {
         assert.equal(await a!.cursors.get("bot", "2gis:branch:1"), "2025-02-01T00:00:00.000Z");
         assert.equal(await a!.cursors.get("other", "2gis:branch:1"), "y");
         assert.ok(["1", "2"].includes((await a!.cursors.get("bot", "new"))!));
-        assert.deepEqual((await a!.cursors.list("bot")).map((c) => c.name), ["2gis:branch:1", "2gis:branch:2", "new"]);
+        assert.deepEqual(
+          (await a!.cursors.list("bot")).map((c) => c.name),
+          ["2gis:branch:1", "2gis:branch:2", "new"],
+        );
       });
     });
   });

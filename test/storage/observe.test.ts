@@ -14,7 +14,11 @@ import { mountTmpfs } from "../support/tmpfs.js";
 const kinds = (events: QueryEvent[]) => events.map((e) => `${e.kind}:${e.ok ? "ok" : "fail"}`);
 
 /** Runs `fn` with a store on `url`, its events, and a DatabaseHealth on them. */
-async function withStore(url: string, fn: (s: { store: Store; events: QueryEvent[]; health: DatabaseHealth }) => Promise<void>, stallMs?: number): Promise<void> {
+async function withStore(
+  url: string,
+  fn: (s: { store: Store; events: QueryEvent[]; health: DatabaseHealth }) => Promise<void>,
+  stallMs?: number,
+): Promise<void> {
   const store = await openStore(url);
   const events: QueryEvent[] = [];
   const off = store.database.observer.subscribe((e) => events.push(e));
@@ -94,26 +98,35 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
       const db = await createTestDatabase(dialect);
       const u = new URL(db.url);
       try {
-        await withStore(db.url, async ({ store, health }) => {
-          await sql`insert into obs_t (id, v) values (1, 'a')`.execute(store.database.db);
-          const other = await createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: u.pathname.slice(1) });
-          try {
-            await other.query("START TRANSACTION");
-            await other.query("SELECT v FROM obs_t WHERE id = 1 FOR UPDATE");
-            const waiting = sql`update obs_t set v = 'b' where id = 1`.execute(store.database.db);
-            const down = await eventually(() => (health.state().up ? undefined : health.state()), 8000, "stalled write reported");
-            assert.match(down!.reason!, /^a write has waited \d+ s for the database$/);
-            await other.query("COMMIT");
-            await waiting;
-            assert.equal(health.state().up, true);
-          } finally {
-            await other.end();
-          }
-        }, 300);
+        await withStore(
+          db.url,
+          async ({ store, health }) => {
+            await sql`insert into obs_t (id, v) values (1, 'a')`.execute(store.database.db);
+            const other = await createConnection({
+              host: u.hostname,
+              port: Number(u.port || 3306),
+              user: decodeURIComponent(u.username),
+              password: decodeURIComponent(u.password),
+              database: u.pathname.slice(1),
+            });
+            try {
+              await other.query("START TRANSACTION");
+              await other.query("SELECT v FROM obs_t WHERE id = 1 FOR UPDATE");
+              const waiting = sql`update obs_t set v = 'b' where id = 1`.execute(store.database.db);
+              const down = await eventually(() => (health.state().up ? undefined : health.state()), 8000, "stalled write reported");
+              assert.match(down!.reason!, /^a write has waited \d+ s for the database$/);
+              await other.query("COMMIT");
+              await waiting;
+              assert.equal(health.state().up, true);
+            } finally {
+              await other.end();
+            }
+          },
+          300,
+        );
       } finally {
         await db.drop();
       }
     });
   });
 }
-

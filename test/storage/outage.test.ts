@@ -12,7 +12,12 @@ import { userSays, waitForBotMessages } from "../support/telegram.js";
 /** Kills every server connection to one database, as a server restart or a network cut would. */
 async function killConnections(url: string): Promise<number> {
   const u = new URL(url);
-  const admin = await createConnection({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) });
+  const admin = await createConnection({
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+  });
   try {
     const [rows] = await admin.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()", [u.pathname.slice(1)]);
     const ids = (rows as Array<{ ID: number }>).map((r) => r.ID);
@@ -75,9 +80,16 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         assert.equal((await pipeline.submit(privateText(1601, 1, "claim lost"))).status, "queued");
         await pipeline.onIdle();
         assert.equal(proxy.droppedReplies, 1, "the claim's reply was lost");
-        assert.deepEqual(sent.map((x) => x.text), ["echo: claim lost"], "sent once");
+        assert.deepEqual(
+          sent.map((x) => x.text),
+          ["echo: claim lost"],
+          "sent once",
+        );
         const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
-        assert.deepEqual(rows.map((r) => r.status), ["answered"]);
+        assert.deepEqual(
+          rows.map((r) => r.status),
+          ["answered"],
+        );
         assert.equal(await h.balance(), before - 500, "charged once");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       });
@@ -94,7 +106,10 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         assert.equal(proxy.droppedReplies, 1, "the claim's reply was lost");
         assert.deepEqual(sent, [], "nothing sent");
         const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "out").execute();
-        assert.deepEqual(rows.map((r) => r.status), ["failed"]);
+        assert.deepEqual(
+          rows.map((r) => r.status),
+          ["failed"],
+        );
         assert.equal(await h.balance(), before, "the reservation was refunded");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       });
@@ -107,18 +122,36 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         const before = await h.balance();
         for (const m of [msg(1501, 0), msg(1501, 1), msg(1502, 0)]) assert.equal((await pipeline.submit(m)).status, "queued");
         // The cost is reserved and the model is answering when the database goes away.
-        await eventually(async () => (await h.store.balance.history("default", 10)).filter((r) => r.reason === "reserve").length === 2, 5000, "two reservations");
+        await eventually(
+          async () => (await h.store.balance.history("default", 10)).filter((r) => r.reason === "reserve").length === 2,
+          5000,
+          "two reservations",
+        );
         proxy.cut();
         await new Promise((r) => setTimeout(r, 1500));
         proxy.restore();
         await pipeline.onIdle();
-        assert.deepEqual(sent.filter((x) => x.chat === "1501").map((x) => x.text), ["echo: c1501 m0", "echo: c1501 m1"], "chat 1501: once each, in order");
-        assert.deepEqual(sent.filter((x) => x.chat === "1502").map((x) => x.text), ["echo: c1502 m0"]);
+        assert.deepEqual(
+          sent.filter((x) => x.chat === "1501").map((x) => x.text),
+          ["echo: c1501 m0", "echo: c1501 m1"],
+          "chat 1501: once each, in order",
+        );
+        assert.deepEqual(
+          sent.filter((x) => x.chat === "1502").map((x) => x.text),
+          ["echo: c1502 m0"],
+        );
         const rows = await h.store.database.db.selectFrom("messages").select(["status"]).where("direction", "=", "in").execute();
-        assert.deepEqual(rows.map((r) => r.status), ["answered", "answered", "answered"]);
+        assert.deepEqual(
+          rows.map((r) => r.status),
+          ["answered", "answered", "answered"],
+        );
         assert.equal(await h.balance(), before - 3 * 500, "charged once per answer");
         assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
-        assert.equal((await h.store.balance.history("default", 50)).filter((r) => r.reason === "refund").length, 2, "the cut-off attempts' reservations were given back");
+        assert.equal(
+          (await h.store.balance.history("default", 50)).filter((r) => r.reason === "refund").length,
+          2,
+          "the cut-off attempts' reservations were given back",
+        );
       });
     });
 
@@ -131,11 +164,17 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
         await new Promise((r) => setTimeout(r, 1500));
         proxy.restore();
         const results = await Promise.all(intakes);
-        assert.deepEqual(results.map((r) => r.status), ["queued", "queued", "queued"]);
+        assert.deepEqual(
+          results.map((r) => r.status),
+          ["queued", "queued", "queued"],
+        );
         await pipeline.onIdle();
         assert.deepEqual(sent.map((x) => x.text).sort(), ["echo: during 0", "echo: during 1", "echo: during 2"]);
         const rows = await h.store.database.db.selectFrom("messages").select(["text", "status"]).where("direction", "=", "in").orderBy("id").execute();
-        assert.deepEqual(rows.map((r) => r.status), ["answered", "answered", "answered"]);
+        assert.deepEqual(
+          rows.map((r) => r.status),
+          ["answered", "answered", "answered"],
+        );
         assert.equal((await h.store.balance.get("default"))!.balance, 50000 + 100 - 3 * 500);
         assert.equal(await h.store.balance.ledgerSum("default"), (await h.store.balance.get("default"))!.balance);
       });

@@ -41,7 +41,13 @@ for (const dialect of dialects()) {
         assert.equal(rows.length, 1);
         assert.equal(rows[0]!.phone, "+79009999999");
         const effects = await a.database.db.selectFrom("tool_effects").select(["message_id", "ref"]).orderBy("id").execute();
-        assert.deepEqual(effects.map((e) => [Number(e.message_id), Number(e.ref)]), [[7, first.lead.id], [8, first.lead.id]]);
+        assert.deepEqual(
+          effects.map((e) => [Number(e.message_id), Number(e.ref)]),
+          [
+            [7, first.lead.id],
+            [8, first.lead.id],
+          ],
+        );
         // A later message with the same details is a new call: it runs, and as nothing changed
         // the lead keeps its version (an e-mail in flight stays valid).
         const later = await a.leads.upsert(lead(9, "+79009999999"));

@@ -39,7 +39,12 @@ export class BotHarnessBase {
   /** Stored messages, oldest first, with numeric columns as numbers on both dialects. */
   async messages() {
     const rows = await this.store.database.db.selectFrom("messages").selectAll().orderBy("id").execute();
-    return rows.map((r) => ({ ...r, id: Number(r.id), cost: r.cost === null ? null : Number(r.cost), reply_to_id: r.reply_to_id === null ? null : Number(r.reply_to_id) }));
+    return rows.map((r) => ({
+      ...r,
+      id: Number(r.id),
+      cost: r.cost === null ? null : Number(r.cost),
+      reply_to_id: r.reply_to_id === null ? null : Number(r.reply_to_id),
+    }));
   }
 
   /** Balance of account `default`, hundredths. */

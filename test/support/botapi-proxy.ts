@@ -15,7 +15,11 @@ export type Intercept = (
  * error bodies (`{ok:false, error_code, description, parameters}`) or drop the connection, and
  * serve `getFile` and file downloads (which the emulator lacks) from `files`.
  */
-export async function startBotApiProxy(target: string, intercept: Intercept, files?: FakeBotFiles): Promise<{ url: string; calls: string[]; stop(): Promise<void> }> {
+export async function startBotApiProxy(
+  target: string,
+  intercept: Intercept,
+  files?: FakeBotFiles,
+): Promise<{ url: string; calls: string[]; stop(): Promise<void> }> {
   const calls: string[] = [];
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -45,13 +49,24 @@ export async function startBotApiProxy(target: string, intercept: Intercept, fil
       return;
     }
     if (verdict) {
-      res.writeHead(verdict.error_code, { "content-type": "application/json" }).end(
-        JSON.stringify({ ok: false, error_code: verdict.error_code, description: verdict.description, ...(verdict.retry_after ? { parameters: { retry_after: verdict.retry_after } } : {}) }),
-      );
+      res
+        .writeHead(verdict.error_code, { "content-type": "application/json" })
+        .end(
+          JSON.stringify({
+            ok: false,
+            error_code: verdict.error_code,
+            description: verdict.description,
+            ...(verdict.retry_after ? { parameters: { retry_after: verdict.retry_after } } : {}),
+          }),
+        );
       return;
     }
     try {
-      const r = await fetch(target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
+      const r = await fetch(target + req.url, {
+        method: req.method,
+        headers: { "content-type": req.headers["content-type"] ?? "application/json" },
+        body: req.method === "GET" ? undefined : raw,
+      });
       res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(Buffer.from(await r.arrayBuffer()));
     } catch {
       // The emulator stopped under a call in flight (test teardown): answer as a gateway would.

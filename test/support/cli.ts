@@ -55,7 +55,11 @@ export async function ensureBuilt(): Promise<void> {
 export async function bin(args: string[], env: Record<string, string> = {}, cwd = REPO): Promise<CliRun> {
   await ensureBuilt();
   try {
-    const r = await promisify(execFile)(process.execPath, [path.join(REPO, "bin/bots.js"), "--no-color", ...args], { cwd, env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...env }, timeout: 60_000 });
+    const r = await promisify(execFile)(process.execPath, [path.join(REPO, "bin/bots.js"), "--no-color", ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? "", NO_COLOR: "1", ...env },
+      timeout: 60_000,
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (error) {
     const e = error as { code?: number | string; stdout?: string; stderr?: string };
@@ -67,7 +71,6 @@ export async function bin(args: string[], env: Record<string, string> = {}, cwd 
 /** The real launcher, as operators run it (needs the build: `npm ci` or `npx tsc`). */
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/bots.js");
 
-
 /** Result of a finished `bots` process. */
 export interface CliResult {
   code: number | null;
@@ -77,7 +80,10 @@ export interface CliResult {
 }
 
 /** Runs `bots ARGS` to completion in `cwd` with extra environment (building dist/ if stale). */
-export async function runBots(args: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
+export async function runBots(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number; input?: string } = {},
+): Promise<CliResult> {
   await ensureBuilt();
   const child = spawnBots(args, opts);
   if (opts.input !== undefined) child.stdin!.end(opts.input);
@@ -88,8 +94,12 @@ export async function runBots(args: string[], opts: { cwd?: string; env?: Record
  * Starts `bots ARGS` and returns the child (stdout/stderr collected on `child.out`). Call
  * {@link ensureBuilt} first.
  */
-export function spawnBots(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): ChildProcess & { out: { stdout: string; stderr: string } } {
-  if (!existsSync(path.resolve(path.dirname(BIN), "../dist/bundle/main.js"))) throw new Error("dist/bundle is missing: run `npm run build` (npm ci does it through prepare)");
+export function spawnBots(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): ChildProcess & { out: { stdout: string; stderr: string } } {
+  if (!existsSync(path.resolve(path.dirname(BIN), "../dist/bundle/main.js")))
+    throw new Error("dist/bundle is missing: run `npm run build` (npm ci does it through prepare)");
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NO_COLOR: "1", ...opts.env },

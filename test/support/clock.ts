@@ -15,10 +15,14 @@ export class ManualClock {
       if (signal?.aborted) return resolve();
       const w = { at: this.t + ms, resolve };
       this.waiters.push(w);
-      signal?.addEventListener("abort", () => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        resolve();
-      }, { once: true });
+      signal?.addEventListener(
+        "abort",
+        () => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve();
+        },
+        { once: true },
+      );
     });
 
   /** Sleeps currently pending. */

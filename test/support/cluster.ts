@@ -116,10 +116,14 @@ export class Cluster {
    */
   async settled(live: string[], check: (counts: Map<string, number>) => boolean = () => true, timeoutMs = 20_000): Promise<Map<string, string>> {
     let last = "";
-    await eventually(async () => {
-      const beats = new Map((await this.s.store.owners.instances()).map((i) => [i.id, i.age_ms]));
-      return live.every((id) => (beats.get(id) ?? Infinity) < this.ttlS * 1000);
-    }, timeoutMs, `heartbeats of ${live.join(", ")}`);
+    await eventually(
+      async () => {
+        const beats = new Map((await this.s.store.owners.instances()).map((i) => [i.id, i.age_ms]));
+        return live.every((id) => (beats.get(id) ?? Infinity) < this.ttlS * 1000);
+      },
+      timeoutMs,
+      `heartbeats of ${live.join(", ")}`,
+    );
     const read = async () => {
       const o = await this.owners();
       last = JSON.stringify([...o]);
@@ -142,7 +146,9 @@ export class Cluster {
       `owners settled on ${live.join(", ")}`,
     ).catch(async (error: Error) => {
       await this.dump();
-      throw new Error(`${error.message}; owners last read: ${last}${this.s.db.dialect === "sqlite" ? `; SQLite write lock ${this.s.sqliteWritable() ? "free" : "held (a paused process inside a write?)"}` : ""}`);
+      throw new Error(
+        `${error.message}; owners last read: ${last}${this.s.db.dialect === "sqlite" ? `; SQLite write lock ${this.s.sqliteWritable() ? "free" : "held (a paused process inside a write?)"}` : ""}`,
+      );
     });
     return owners!;
   }
@@ -160,7 +166,9 @@ export class Cluster {
 
   /** Texts the bot sent to a chat, in order (the emulator's store, whichever instance sent them). */
   answers(c: ClusterChat): string[] {
-    return this.s.telegram.storage.botMessages.filter((m) => m.botToken === c.bot.token && Number(m.message.chat_id) === c.chat).map((m) => String(m.message.text));
+    return this.s.telegram.storage.botMessages
+      .filter((m) => m.botToken === c.bot.token && Number(m.message.chat_id) === c.chat)
+      .map((m) => String(m.message.text));
   }
 
   /**
@@ -184,18 +192,39 @@ export class Cluster {
     try {
       // A row in a final state other than `answered` will never be answered: stop waiting and report.
       const stuck = async () => (await this.s.incoming()).some((r) => FINAL_UNANSWERED.includes(r.status));
-      await eventually(async () => this.chats.every((c) => this.answers(c).length >= c.said.length) || (await stuck()), timeoutMs, "every message answered").catch(async (error: Error) => {
-        const missing = this.chats.filter((c) => this.answers(c).length < c.said.length).map((c) => `${c.bot.name} chat ${c.chat}: ${this.answers(c).length}/${c.said.length}`);
+      await eventually(
+        async () => this.chats.every((c) => this.answers(c).length >= c.said.length) || (await stuck()),
+        timeoutMs,
+        "every message answered",
+      ).catch(async (error: Error) => {
+        const missing = this.chats
+          .filter((c) => this.answers(c).length < c.said.length)
+          .map((c) => `${c.bot.name} chat ${c.chat}: ${this.answers(c).length}/${c.said.length}`);
         const rows = (await this.s.incoming()).filter((r) => r.status !== "answered").map((r) => `${r.bot} ${r.text} ${r.status}`);
         throw new Error(`${error.message}; unanswered chats: ${missing.join("; ")}; rows not answered: ${rows.join("; ") || "none"}`);
       });
-      const final = (await this.s.incoming()).filter((r) => FINAL_UNANSWERED.includes(r.status)).map((r) => `${r.bot} '${r.text}' ${r.status}${r.error ? ` (${r.error})` : ""}`);
+      const final = (await this.s.incoming())
+        .filter((r) => FINAL_UNANSWERED.includes(r.status))
+        .map((r) => `${r.bot} '${r.text}' ${r.status}${r.error ? ` (${r.error})` : ""}`);
       assert.deepEqual(final, [], "no message ends unanswered");
       await new Promise((r) => setTimeout(r, 500));
-      for (const c of this.chats) assert.deepEqual(this.answers(c), c.said.map((t) => `echo: ${t}`), `${c.bot.name} chat ${c.chat}: every message answered once, in order`);
+      for (const c of this.chats)
+        assert.deepEqual(
+          this.answers(c),
+          c.said.map((t) => `echo: ${t}`),
+          `${c.bot.name} chat ${c.chat}: every message answered once, in order`,
+        );
       const rows = await this.s.incoming();
-      assert.equal(rows.length, this.chats.reduce((a, c) => a + c.said.length, 0), "one incoming row per message");
-      assert.deepEqual(rows.filter((r) => r.status !== "answered").map((r) => [r.id, r.status]), [], "every incoming row is answered");
+      assert.equal(
+        rows.length,
+        this.chats.reduce((a, c) => a + c.said.length, 0),
+        "one incoming row per message",
+      );
+      assert.deepEqual(
+        rows.filter((r) => r.status !== "answered").map((r) => [r.id, r.status]),
+        [],
+        "every incoming row is answered",
+      );
     } catch (error) {
       await this.dump();
       throw error;
@@ -208,7 +237,11 @@ export class Cluster {
    * empty when every reply is charged exactly once.
    */
   async chargeMismatches(): Promise<string[]> {
-    const ledger = await this.s.store.database.db.selectFrom("balance_ledger").select(["message_id", "delta", "reason"]).where("message_id", "is not", null).execute();
+    const ledger = await this.s.store.database.db
+      .selectFrom("balance_ledger")
+      .select(["message_id", "delta", "reason"])
+      .where("message_id", "is not", null)
+      .execute();
     const byMessage = new Map<number, { net: number; reasons: string[] }>();
     for (const l of ledger) {
       const m = byMessage.get(Number(l.message_id)) ?? { net: 0, reasons: [] };

@@ -21,7 +21,11 @@ export function coachingYaml(coaching = "{ phrase_goals: false }"): string {
  * also has the bot's model and channel (`/week` words, `style: model`) and its scheduler loop
  * runs (one pass at start, then every `interval_s` of real time).
  */
-export async function coachHarness(dialect: "sqlite" | "mysql", clock: ManualClock, o: { coaching?: string; apiRoot?: (root: string) => Promise<string>; llmYaml?: string; withLlm?: boolean } = {}): Promise<Harness> {
+export async function coachHarness(
+  dialect: "sqlite" | "mysql",
+  clock: ManualClock,
+  o: { coaching?: string; apiRoot?: (root: string) => Promise<string>; llmYaml?: string; withLlm?: boolean } = {},
+): Promise<Harness> {
   return Harness.start({
     dialect,
     extraYaml: coachingYaml(o.coaching),
@@ -29,7 +33,10 @@ export async function coachHarness(dialect: "sqlite" | "mysql", clock: ManualClo
     llmYaml: o.llmYaml,
     // Without `withLlm` the bot's own feature has neither channel nor model (no scheduler loop:
     // tests tick schedulers by hand); with it, `bots start` builds it as in production.
-    startOptions: (h) => (o.withLlm ? { now: clock.now } : { now: clock.now, features: (bot: BotConfig, logger: Logger) => buildFeatures(bot, { store: h.store, logger, now: clock.now }) }),
+    startOptions: (h) =>
+      o.withLlm
+        ? { now: clock.now }
+        : { now: clock.now, features: (bot: BotConfig, logger: Logger) => buildFeatures(bot, { store: h.store, logger, now: clock.now }) },
   });
 }
 
@@ -37,9 +44,22 @@ export async function coachHarness(dialect: "sqlite" | "mysql", clock: ManualClo
  * The scheduler of one `bots start` process: its own feature on the database, sending through
  * the running bot's channel (or `channel`), with the bot's model when `llm` is set.
  */
-export function coachScheduler(h: Harness, clock: ManualClock, o: { store?: Store; channel?: ChannelSender; llm?: boolean; llmTimeoutMs?: number; fence?: OwnerFence } = {}): CoachingFeature {
+export function coachScheduler(
+  h: Harness,
+  clock: ManualClock,
+  o: { store?: Store; channel?: ChannelSender; llm?: boolean; llmTimeoutMs?: number; fence?: OwnerFence } = {},
+): CoachingFeature {
   const r = h.running!.bots[0]!;
-  return coachingFeature(h.bot, h.bot.features.coaching!, { store: o.store ?? h.store, logger: r.logger, now: clock.now, channel: o.channel ?? r.worker, fence: o.fence, ...(o.llm ? { llm: llmFor(h.bot, r.logger, { retry: { baseMs: 20, maxMs: 200 }, maxRetries: 0, ...(o.llmTimeoutMs ? { timeoutMs: o.llmTimeoutMs } : {}) }) } : {}) });
+  return coachingFeature(h.bot, h.bot.features.coaching!, {
+    store: o.store ?? h.store,
+    logger: r.logger,
+    now: clock.now,
+    channel: o.channel ?? r.worker,
+    fence: o.fence,
+    ...(o.llm
+      ? { llm: llmFor(h.bot, r.logger, { retry: { baseMs: 20, maxMs: 200 }, maxRetries: 0, ...(o.llmTimeoutMs ? { timeoutMs: o.llmTimeoutMs } : {}) }) }
+      : {}),
+  });
 }
 
 /** Sends a text (or, with `extra`, any message fields) and waits for the bot's next message; returns its text. */
@@ -62,6 +82,22 @@ export async function onboardBerlin(h: Harness, id: number): Promise<void> {
 
 /** Proactive messages stored for a user's thread, oldest first. */
 export async function proactiveRows(h: Harness, id: number) {
-  const rows = await h.store.database.db.selectFrom("messages").selectAll().where("thread_key", "=", `tg:${id}`).where("direction", "=", "out").orderBy("id").execute();
-  return rows.filter((r) => r.meta && JSON.parse(r.meta).proactive).map((r) => ({ id: Number(r.id), created_ms: Number(r.created_ms), text: r.text, status: r.status, cost: Number(r.cost), model: r.model, kind: JSON.parse(r.meta!).kind as string | undefined }));
+  const rows = await h.store.database.db
+    .selectFrom("messages")
+    .selectAll()
+    .where("thread_key", "=", `tg:${id}`)
+    .where("direction", "=", "out")
+    .orderBy("id")
+    .execute();
+  return rows
+    .filter((r) => r.meta && JSON.parse(r.meta).proactive)
+    .map((r) => ({
+      id: Number(r.id),
+      created_ms: Number(r.created_ms),
+      text: r.text,
+      status: r.status,
+      cost: Number(r.cost),
+      model: r.model,
+      kind: JSON.parse(r.meta!).kind as string | undefined,
+    }));
 }

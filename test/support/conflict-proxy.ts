@@ -113,7 +113,11 @@ export async function startConflictProxy(cluster: BotApiCluster, instance: strin
           cluster.release(token, instance);
         }
       }
-      const r = await fetch(cluster.target + req.url, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" ? undefined : raw });
+      const r = await fetch(cluster.target + req.url, {
+        method: req.method,
+        headers: { "content-type": req.headers["content-type"] ?? "application/json" },
+        body: req.method === "GET" ? undefined : raw,
+      });
       const answer = Buffer.from(await r.arrayBuffer());
       if (method === "sendMessage" && r.ok) cluster.sent.push({ instance, token, chat_id: Number(body.chat_id), text: String(body.text), at: Date.now() });
       res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(answer);

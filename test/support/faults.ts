@@ -81,15 +81,19 @@ export class FaultyDatabase {
     if (this.proxy) return this.proxy.cut();
     // A WAL file keeps its size after a checkpoint and is written over again: with free room in
     // it, writes would still succeed on a full disk. Truncate it first (retried while busy).
-    await eventually(() => {
-      const conn = new SQLite(this.file, { timeout: 200 });
-      try {
-        const [r] = conn.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number }>;
-        return r!.busy === 0;
-      } finally {
-        conn.close();
-      }
-    }, 10_000, "WAL truncated");
+    await eventually(
+      () => {
+        const conn = new SQLite(this.file, { timeout: 200 });
+        try {
+          const [r] = conn.pragma("wal_checkpoint(TRUNCATE)") as Array<{ busy: number }>;
+          return r!.busy === 0;
+        } finally {
+          conn.close();
+        }
+      },
+      10_000,
+      "WAL truncated",
+    );
     this.tmpfs!.fill();
   }
 
@@ -110,7 +114,16 @@ export class FaultyDatabase {
 
 /** LLM and spam lines of every fault-test bot: the local model, several messages per chat allowed. */
 export function modelYaml(llm: FakeOpenAI, extra: string[] = []): string[] {
-  return ["llm:", "  model: m", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "  concurrency: 4", "  timeout_s: 20", ...extra, "spam: { max_per_minute: 100, duplicate_window_s: 0 }"];
+  return [
+    "llm:",
+    "  model: m",
+    "  api_key: ${OPENAI_API_KEY}",
+    `  base_url: ${llm.url}`,
+    "  concurrency: 4",
+    "  timeout_s: 20",
+    ...extra,
+    "spam: { max_per_minute: 100, duplicate_window_s: 0 }",
+  ];
 }
 
 /**
@@ -146,7 +159,12 @@ export class FaultBed {
 
   /** Writes `.env` and runs `bots ARGS` (e.g. `start --http-port 0`) as a process; `ready` says when its start is done. */
   spawn(args: string[]): Child {
-    this.fx.write(".env", Object.entries({ OPENAI_API_KEY: "sk-test-key-123456", DATABASE_URL: this.db.processUrl, ...this.env }).map(([k, v]) => `${k}=${v}\n`).join(""));
+    this.fx.write(
+      ".env",
+      Object.entries({ OPENAI_API_KEY: "sk-test-key-123456", DATABASE_URL: this.db.processUrl, ...this.env })
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(""),
+    );
     const child = spawnBots(args, { cwd: this.fx.root });
     this.children.push(child);
     return child;
@@ -229,7 +247,8 @@ export const pause = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** Like {@link finished}, also for a child that has already exited (its `exit` event is gone). */
 export function ended(child: Child, timeoutMs = 60_000): ReturnType<typeof finished> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode, stdout: child.out.stdout, stderr: child.out.stderr });
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode, stdout: child.out.stdout, stderr: child.out.stderr });
   return finished(child, timeoutMs);
 }
 
@@ -245,7 +264,12 @@ export async function checkBooks(c: Checks, bed: FaultBed, before: number): Prom
   await c.check("credits charged = the cost of what was recorded as delivered", async () => {
     const rows = await bed.store.database.db.selectFrom("messages").select(["status", "cost", "direction", "meta"]).execute();
     const proactive = (meta: string | null) => Boolean(meta && (JSON.parse(meta) as { proactive?: unknown }).proactive);
-    const delivered = rows.filter((r) => (r.direction === "in" ? ["answered", "unconfirmed"].includes(r.status) : ["sent", "unconfirmed"].includes(r.status) && proactive(r.meta)));
-    assert.equal(before - (await bed.store.balance.get("default"))!.balance, delivered.reduce((a, r) => a + Number(r.cost ?? 0), 0));
+    const delivered = rows.filter((r) =>
+      r.direction === "in" ? ["answered", "unconfirmed"].includes(r.status) : ["sent", "unconfirmed"].includes(r.status) && proactive(r.meta),
+    );
+    assert.equal(
+      before - (await bed.store.balance.get("default"))!.balance,
+      delivered.reduce((a, r) => a + Number(r.cost ?? 0), 0),
+    );
   });
 }

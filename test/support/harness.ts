@@ -11,7 +11,19 @@ import { startTelegram } from "./telegram.js";
 
 /** A private Telegram text message to the harness bot from chat (and user) `chat`, the `i`-th of its thread (dedupe key `chat:i`). */
 export function privateText(chat: number, i: number, text: string): IncomingMessage {
-  return { bot: "shop-tg", channel: "tg", kind: "messages", chatId: String(chat), userId: String(chat), userName: null, text, threadKey: `tg:${chat}`, dedupeKey: `${chat}:${i}`, channelMessageId: String(i), receivedMs: Date.now() };
+  return {
+    bot: "shop-tg",
+    channel: "tg",
+    kind: "messages",
+    chatId: String(chat),
+    userId: String(chat),
+    userName: null,
+    text,
+    threadKey: `tg:${chat}`,
+    dedupeKey: `${chat}:${i}`,
+    channelMessageId: String(i),
+    receivedMs: Date.now(),
+  };
 }
 
 /** Test bot token (the emulator accepts any token of the right shape). */

@@ -74,7 +74,9 @@ export class FakeOpenAI {
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     if (res.destroyed) return;
     if ("status" in b) {
-      res.writeHead(b.status, { "content-type": "application/json", ...b.headers }).end(JSON.stringify(b.body ?? { error: { message: `injected ${b.status}`, type: "server_error" } }));
+      res
+        .writeHead(b.status, { "content-type": "application/json", ...b.headers })
+        .end(JSON.stringify(b.body ?? { error: { message: `injected ${b.status}`, type: "server_error" } }));
       return;
     }
     const promptTokens = Math.ceil(JSON.stringify(rec.messages).length / 4);
@@ -84,7 +86,11 @@ export class FakeOpenAI {
         : {
             role: "assistant",
             content: null,
-            tool_calls: b.toolCalls.map((t, i) => ({ id: `call_${this.requests.length}_${i}`, type: "function", function: { name: t.name, arguments: typeof t.arguments === "string" ? t.arguments : JSON.stringify(t.arguments) } })),
+            tool_calls: b.toolCalls.map((t, i) => ({
+              id: `call_${this.requests.length}_${i}`,
+              type: "function",
+              function: { name: t.name, arguments: typeof t.arguments === "string" ? t.arguments : JSON.stringify(t.arguments) },
+            })),
           };
     const completionTokens = "text" in b ? Math.ceil(b.text.length / 4) : 10;
     res.writeHead(200, { "content-type": "application/json" }).end(

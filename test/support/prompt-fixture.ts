@@ -17,7 +17,22 @@ export async function promptFixture(cost = "2.5"): Promise<{ fx: Fixture; llm: F
   fx.write("prompts/shop.md", "You are {{bot_name}}, a shop assistant.");
   fx.bot(
     "shop-tg",
-    ["name: shop-tg", "channel: tg", "prompt: prompts/shop.md", "llm:", "  model: test-model", "  api_key: ${OPENAI_API_KEY}", `  base_url: ${llm.url}`, "  timeout_s: 5", "  max_retries: 0", "balance:", `  cost_per_reply: ${cost}`, "tg:", "  token: ${TG_TOKEN}", "  api_root: http://127.0.0.1:9"].join("\n"),
+    [
+      "name: shop-tg",
+      "channel: tg",
+      "prompt: prompts/shop.md",
+      "llm:",
+      "  model: test-model",
+      "  api_key: ${OPENAI_API_KEY}",
+      `  base_url: ${llm.url}`,
+      "  timeout_s: 5",
+      "  max_retries: 0",
+      "balance:",
+      `  cost_per_reply: ${cost}`,
+      "tg:",
+      "  token: ${TG_TOKEN}",
+      "  api_root: http://127.0.0.1:9",
+    ].join("\n"),
   );
   const { bots, problems } = loadBotConfigs(fx.configDir, PROMPT_ENV);
   if (problems.length) throw new Error(JSON.stringify(problems));

@@ -36,7 +36,10 @@ export function requestParam(body: string, name: string): string | undefined {
  * - `{refuse}`: answered with that status and JSON body; the API never sees it;
  * - undefined: forwarded as is.
  */
-export async function startResetProxy(target: string, decide: (req: ProxiedRequest) => RequestFault): Promise<{ url: string; requests: ProxiedRequest[]; stop(): Promise<void> }> {
+export async function startResetProxy(
+  target: string,
+  decide: (req: ProxiedRequest) => RequestFault,
+): Promise<{ url: string; requests: ProxiedRequest[]; stop(): Promise<void> }> {
   const requests: ProxiedRequest[] = [];
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -45,10 +48,15 @@ export async function startResetProxy(target: string, decide: (req: ProxiedReque
     const seen = { path: req.url ?? "/", body: raw.toString("utf8") };
     requests.push(seen);
     const fault = decide(seen);
-    if (fault && typeof fault === "object" && "refuse" in fault) return void res.writeHead(fault.refuse.status, { "content-type": "application/json" }).end(JSON.stringify(fault.refuse.body));
+    if (fault && typeof fault === "object" && "refuse" in fault)
+      return void res.writeHead(fault.refuse.status, { "content-type": "application/json" }).end(JSON.stringify(fault.refuse.body));
     if (fault && typeof fault === "object") await fault.hold;
     try {
-      const r = await fetch(target + seen.path, { method: req.method, headers: { "content-type": req.headers["content-type"] ?? "application/json" }, body: req.method === "GET" || req.method === "HEAD" ? undefined : raw });
+      const r = await fetch(target + seen.path, {
+        method: req.method,
+        headers: { "content-type": req.headers["content-type"] ?? "application/json" },
+        body: req.method === "GET" || req.method === "HEAD" ? undefined : raw,
+      });
       const answer = Buffer.from(await r.arrayBuffer());
       if (fault === "reset-after-read") return void req.socket.destroy();
       res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(answer);

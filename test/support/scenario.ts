@@ -49,7 +49,10 @@ export class Scenario {
   closers: Array<() => Promise<void>> = [];
 
   /** `bots`: that many Telegram bots (`bot-1`…) instead of `shop-tg`; `extraYaml`: more lines of each bot's YAML (e.g. `features:`). */
-  static async create(dialect: "sqlite" | "mysql", o: { concurrency?: number; resumeWithin?: string; balance?: number; bots?: number; extraYaml?: string } = {}): Promise<Scenario> {
+  static async create(
+    dialect: "sqlite" | "mysql",
+    o: { concurrency?: number; resumeWithin?: string; balance?: number; bots?: number; extraYaml?: string } = {},
+  ): Promise<Scenario> {
     await ensureBuilt();
     const s = new Scenario();
     const tg = await startTelegram();
@@ -57,28 +60,33 @@ export class Scenario {
     await s.llm.start();
     s.db = await createTestDatabase(dialect);
     s.fx.write("prompts/p.md", "Be brief.");
-    s.bots = o.bots === undefined ? [{ name: "shop-tg", token: TOKEN }] : Array.from({ length: o.bots }, (_, i) => ({ name: `bot-${i + 1}`, token: `${700001 + i}:TEST-token_bot${i + 1}` }));
+    s.bots =
+      o.bots === undefined
+        ? [{ name: "shop-tg", token: TOKEN }]
+        : Array.from({ length: o.bots }, (_, i) => ({ name: `bot-${i + 1}`, token: `${700001 + i}:TEST-token_bot${i + 1}` }));
     const tokenVar = (i: number) => (o.bots === undefined ? "TG_TOKEN" : `TG_TOKEN_${i + 1}`);
-    s.bots.forEach((bot, i) => s.fx.bot(
-      bot.name,
-      [
-        "channel: tg",
-        "prompt: prompts/p.md",
-        "llm:",
-        "  model: m",
-        "  api_key: ${OPENAI_API_KEY}",
-        `  base_url: ${s.llm.url}`,
-        `  concurrency: ${o.concurrency ?? 4}`,
-        "  timeout_s: 20",
-        // Load tests send several messages per chat quickly.
-        "spam: { max_per_minute: 100, duplicate_window_s: 0 }",
-        "tg:",
-        `  token: \${${tokenVar(i)}}`,
-        `  api_root: \${TG_API_ROOT:-${tg.apiRoot}}`,
-        ...(o.resumeWithin ? ["recovery:", `  resume_within: ${o.resumeWithin}`] : []),
-        ...(o.extraYaml ? [o.extraYaml] : []),
-      ].join("\n"),
-    ));
+    s.bots.forEach((bot, i) =>
+      s.fx.bot(
+        bot.name,
+        [
+          "channel: tg",
+          "prompt: prompts/p.md",
+          "llm:",
+          "  model: m",
+          "  api_key: ${OPENAI_API_KEY}",
+          `  base_url: ${s.llm.url}`,
+          `  concurrency: ${o.concurrency ?? 4}`,
+          "  timeout_s: 20",
+          // Load tests send several messages per chat quickly.
+          "spam: { max_per_minute: 100, duplicate_window_s: 0 }",
+          "tg:",
+          `  token: \${${tokenVar(i)}}`,
+          `  api_root: \${TG_API_ROOT:-${tg.apiRoot}}`,
+          ...(o.resumeWithin ? ["recovery:", `  resume_within: ${o.resumeWithin}`] : []),
+          ...(o.extraYaml ? [o.extraYaml] : []),
+        ].join("\n"),
+      ),
+    );
     const tokens = s.bots.map((b, i) => `${tokenVar(i)}=${b.token}\n`).join("");
     s.fx.write(".env", `OPENAI_API_KEY=sk-test-key-123456\n${tokens}DATABASE_URL=${s.db.url}\n`);
     s.store = await openStore(s.db.url);
@@ -173,4 +181,3 @@ export class Scenario {
     this.fx.cleanup();
   }
 }
-

@@ -63,7 +63,13 @@ export class SmtpSink {
         stream.on("end", () => {
           const raw = Buffer.concat(chunks).toString("utf8");
           const env = session.envelope;
-          this.mails.push({ ...decodeMail(raw), raw, from: env.mailFrom ? env.mailFrom.address : "", to: env.rcptTo.map((r) => r.address), user: session.user as string | undefined });
+          this.mails.push({
+            ...decodeMail(raw),
+            raw,
+            from: env.mailFrom ? env.mailFrom.address : "",
+            to: env.rcptTo.map((r) => r.address),
+            user: session.user as string | undefined,
+          });
           cb();
         });
       },
@@ -73,7 +79,7 @@ export class SmtpSink {
   }
 
   get port(): number {
-    return ((this.server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
+    return (this.server as unknown as { server: { address(): AddressInfo } }).server.address().port;
   }
 
   async stop(): Promise<void> {

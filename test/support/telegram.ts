@@ -44,7 +44,8 @@ export async function waitForBotMessages(server: TelegramServer, chatId: number,
   for (;;) {
     const got = botMessages(server, chatId);
     if (got.length >= n) return got;
-    if (Date.now() > deadline) throw new Error(`chat ${chatId}: expected ${n} bot messages within ${timeoutMs} ms, got ${got.length}: ${JSON.stringify(got.map((m) => m.text))}`);
+    if (Date.now() > deadline)
+      throw new Error(`chat ${chatId}: expected ${n} bot messages within ${timeoutMs} ms, got ${got.length}: ${JSON.stringify(got.map((m) => m.text))}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -16,7 +16,11 @@ export class ScriptedTerminal {
         cb();
       },
     }),
-    { end() { return this as unknown as Writable; } },
+    {
+      end() {
+        return this as unknown as Writable;
+      },
+    },
   );
   /** Everything printed so far. */
   text = "";

@@ -125,7 +125,14 @@ export class FakeTwoGis {
     for await (const c of req) chunks.push(c as Buffer);
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname.replace(/^\/api\/1\.0/, "");
-    const seen: SeenRequest = { method: req.method ?? "", path, query: Object.fromEntries(url.searchParams), authorization: req.headers.authorization, status: 0, at: Date.now() };
+    const seen: SeenRequest = {
+      method: req.method ?? "",
+      path,
+      query: Object.fromEntries(url.searchParams),
+      authorization: req.headers.authorization,
+      status: 0,
+      at: Date.now(),
+    };
     this.requests.push(seen);
     const reply = (status: number, body: unknown, headers?: Record<string, string>) => {
       seen.status = status;
@@ -139,7 +146,8 @@ export class FakeTwoGis {
     }
 
     if (req.method === "POST" && path === "/users/auth") {
-      if (body.login !== this.login || body.password !== this.password) return reply(401, { meta: { code: 401, errors: [{ message: "Invalid login or password" }] } });
+      if (body.login !== this.login || body.password !== this.password)
+        return reply(401, { meta: { code: 401, errors: [{ message: "Invalid login or password" }] } });
       this.signIns++;
       return reply(200, { meta: { code: 200 }, result: { access_token: this.issueToken(), expires_in: 3600 } });
     }
@@ -164,7 +172,14 @@ export class FakeTwoGis {
         .filter((r) => !offset || Date.parse(r.dateCreated) <= Date.parse(offset))
         .sort((a, b) => Date.parse(b.dateCreated) - Date.parse(a.dateCreated))
         .slice(0, limit)
-        .map((r) => ({ id: r.id, text: r.text, rating: r.rating, dateCreated: r.dateCreated, user: r.userName === null ? null : { name: r.userName }, hasCompanyComment: r.comments.length > 0 }));
+        .map((r) => ({
+          id: r.id,
+          text: r.text,
+          rating: r.rating,
+          dateCreated: r.dateCreated,
+          user: r.userName === null ? null : { name: r.userName },
+          hasCompanyComment: r.comments.length > 0,
+        }));
       const page = [...items, ...(items.length ? this.junkItems : [])];
       return reply(200, { meta: { code: 200 }, result: { items: page, total: page.length } });
     }
@@ -173,7 +188,10 @@ export class FakeTwoGis {
     if (req.method === "GET" && answer) {
       const review = this.reviews.find((r) => r.id === decodeURIComponent(answer[1]!));
       if (!review) return reply(404, { meta: { code: 404, errors: [{ message: "Review not found" }] } });
-      return reply(200, { meta: { code: 200 }, result: { items: review.comments.map((c) => ({ id: c.id, text: c.text, isOfficialAnswer: c.isOfficialAnswer })) } });
+      return reply(200, {
+        meta: { code: 200 },
+        result: { items: review.comments.map((c) => ({ id: c.id, text: c.text, isOfficialAnswer: c.isOfficialAnswer })) },
+      });
     }
     if (req.method === "POST" && answer) {
       const reviewId = decodeURIComponent(answer[1]!);
@@ -182,7 +200,9 @@ export class FakeTwoGis {
       const left = this.failAnswers.get(reviewId) ?? 0;
       if (left > 0) {
         this.failAnswers.set(reviewId, left - 1);
-        return reply(this.failStatus, { meta: { code: this.failStatus, errors: [{ message: this.failStatus === 500 ? "Internal error" : "Service unavailable" }] } });
+        return reply(this.failStatus, {
+          meta: { code: this.failStatus, errors: [{ message: this.failStatus === 500 ? "Internal error" : "Service unavailable" }] },
+        });
       }
       if (typeof body.text !== "string" || !body.text) return reply(400, { meta: { code: 400, errors: [{ message: "text is required" }] } });
       if (this.answerLatencyMs) await new Promise((r) => setTimeout(r, this.answerLatencyMs));

@@ -38,7 +38,10 @@ export class TwoGisSetup extends BotHarnessBase {
     await this.llm.start();
     await this.dgis.start();
     this.branches = o.branches ?? ["70000001000000001"];
-    this.fixture.write("prompts/review.md", o.prompt ?? "You answer reviews for {{bot_name}}. Rating {{rating}} by {{author_name}} on branch {{branch_id}}: {{review_text}}");
+    this.fixture.write(
+      "prompts/review.md",
+      o.prompt ?? "You answer reviews for {{bot_name}}. Rating {{rating}} by {{author_name}} on branch {{branch_id}}: {{review_text}}",
+    );
     this.writeConfig(o);
     this.fixture.write(".env", `OPENAI_API_KEY=${OPENAI_KEY}\nDGIS_LOGIN=${this.dgis.login}\nDGIS_PASSWORD=${this.dgis.password}\n`);
     await this.openDatabase(o.dialect, o.balance);
@@ -73,7 +76,17 @@ export class TwoGisSetup extends BotHarnessBase {
 
   /** Global options pointing at this setup. */
   get globalArgs(): string[] {
-    return ["--config-dir", this.fixture.configDir, "--env-file", `${this.fixture.root}/.env`, "--db", this.db.url, "--log-dir", this.fixture.logDir, "--no-color"];
+    return [
+      "--config-dir",
+      this.fixture.configDir,
+      "--env-file",
+      `${this.fixture.root}/.env`,
+      "--db",
+      this.db.url,
+      "--log-dir",
+      this.fixture.logDir,
+      "--no-color",
+    ];
   }
 
   /** Runs `bots <args>` in-process (the same program as bin/bots.js) and captures its output. */

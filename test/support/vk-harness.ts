@@ -135,7 +135,10 @@ export class VkHarness extends BotHarnessBase {
   async logLines(): Promise<Array<Record<string, unknown>>> {
     await this.logging.flush();
     const text = readFileSync(`${this.fixture.logDir}/club-vk.log`, "utf8");
-    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   get pipeline() {

@@ -201,12 +201,15 @@ export class FakeVk {
     }
     switch (method) {
       case "groups.getById":
-        return json({ response: { groups: [{ id: this.groupId, name: "Test community", screen_name: `club${this.groupId}`, type: "group", is_closed: 0 }], profiles: [] } });
+        return json({
+          response: { groups: [{ id: this.groupId, name: "Test community", screen_name: `club${this.groupId}`, type: "group", is_closed: 0 }], profiles: [] },
+        });
       case "groups.getLongPollServer":
         if (Number(params.group_id) !== this.groupId) return error(100, "One of the parameters specified was missing or invalid: group_id is undefined");
         return json({ response: { key: this.lpKey, server: `${this.origin}/lp`, ts: String(this.lpTs) } });
       case "messages.send": {
-        if (!params.peer_id || !params.random_id || !params.message) return error(100, "One of the parameters specified was missing or invalid: peer_id, random_id and message are required");
+        if (!params.peer_id || !params.random_id || !params.message)
+          return error(100, "One of the parameters specified was missing or invalid: peer_id, random_id and message are required");
         const key = `${params.peer_id}:${params.random_id}`;
         const known = this.randomIds.get(key);
         if (known !== undefined) return json({ response: known });
@@ -216,7 +219,8 @@ export class FakeVk {
         return json({ response: id });
       }
       case "wall.createComment": {
-        if (!params.owner_id || !params.post_id || !params.message) return error(100, "One of the parameters specified was missing or invalid: owner_id, post_id and message are required");
+        if (!params.owner_id || !params.post_id || !params.message)
+          return error(100, "One of the parameters specified was missing or invalid: owner_id, post_id and message are required");
         const known = params.guid ? this.guids.get(params.guid) : undefined;
         if (known !== undefined) return json({ response: { comment_id: known, parents_stack: [] } });
         const id = this.nextId++;
@@ -269,7 +273,11 @@ export interface CallbackResponse {
  * `body` may be a string to send malformed JSON.
  */
 export async function postCallback(url: string, body: unknown, headers: Record<string, string> = {}): Promise<CallbackResponse> {
-  const r = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  const r = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
   return { status: r.status, text: await r.text() };
 }
 
@@ -290,8 +298,28 @@ export function messageNew(o: { groupId: number; peerId: number; text: string; i
   return envelope(
     "message_new",
     {
-      message: { date: Math.floor(Date.now() / 1000), from_id: o.fromId ?? o.peerId, id: o.id, out: 0, version: 10000 + o.id, attachments: o.attachments ?? [], conversation_message_id: o.id, fwd_messages: [], important: false, is_hidden: false, peer_id: o.peerId, random_id: 0, text: o.text },
-      client_info: { button_actions: ["text", "vkpay", "open_app", "location", "open_link", "callback", "intent_subscribe", "intent_unsubscribe"], keyboard: true, inline_keyboard: true, carousel: true, lang_id: 0 },
+      message: {
+        date: Math.floor(Date.now() / 1000),
+        from_id: o.fromId ?? o.peerId,
+        id: o.id,
+        out: 0,
+        version: 10000 + o.id,
+        attachments: o.attachments ?? [],
+        conversation_message_id: o.id,
+        fwd_messages: [],
+        important: false,
+        is_hidden: false,
+        peer_id: o.peerId,
+        random_id: 0,
+        text: o.text,
+      },
+      client_info: {
+        button_actions: ["text", "vkpay", "open_app", "location", "open_link", "callback", "intent_subscribe", "intent_unsubscribe"],
+        keyboard: true,
+        inline_keyboard: true,
+        carousel: true,
+        lang_id: 0,
+      },
     },
     o.groupId,
     o.secret,
@@ -299,10 +327,29 @@ export function messageNew(o: { groupId: number; peerId: number; text: string; i
 }
 
 /** A `wall_reply_new` event (a comment under a post). */
-export function wallReplyNew(o: { groupId: number; postId: number; commentId: number; fromId: number; text: string; secret?: string; attachments?: unknown[] }) {
+export function wallReplyNew(o: {
+  groupId: number;
+  postId: number;
+  commentId: number;
+  fromId: number;
+  text: string;
+  secret?: string;
+  attachments?: unknown[];
+}) {
   return envelope(
     "wall_reply_new",
-    { id: o.commentId, from_id: o.fromId, post_id: o.postId, owner_id: -o.groupId, post_owner_id: -o.groupId, parents_stack: [], date: Math.floor(Date.now() / 1000), text: o.text, thread: { count: 0 }, ...(o.attachments ? { attachments: o.attachments } : {}) },
+    {
+      id: o.commentId,
+      from_id: o.fromId,
+      post_id: o.postId,
+      owner_id: -o.groupId,
+      post_owner_id: -o.groupId,
+      parents_stack: [],
+      date: Math.floor(Date.now() / 1000),
+      text: o.text,
+      thread: { count: 0 },
+      ...(o.attachments ? { attachments: o.attachments } : {}),
+    },
     o.groupId,
     o.secret,
   );
@@ -312,7 +359,19 @@ export function wallReplyNew(o: { groupId: number; postId: number; commentId: nu
 export function wallPostNew(o: { groupId: number; postId: number; text: string; date: number; secret?: string }) {
   return envelope(
     "wall_post_new",
-    { id: o.postId, owner_id: -o.groupId, from_id: -o.groupId, created_by: 1, date: o.date, marked_as_ads: 0, post_type: "post", text: o.text, can_edit: 1, can_delete: 1, comments: { count: 0 } },
+    {
+      id: o.postId,
+      owner_id: -o.groupId,
+      from_id: -o.groupId,
+      created_by: 1,
+      date: o.date,
+      marked_as_ads: 0,
+      post_type: "post",
+      text: o.text,
+      can_edit: 1,
+      can_delete: 1,
+      comments: { count: 0 },
+    },
     o.groupId,
     o.secret,
   );

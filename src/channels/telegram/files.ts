@@ -39,7 +39,13 @@ export class TelegramFiles {
     if (file.file_size !== undefined && file.file_size > maxBytes) throw tooLarge(label, file.file_size, maxBytes);
     if (!file.file_path) throw new ChannelError("IMAGE_DOWNLOAD", `${label}: getFile gave no file_path`);
     const path = file.file_path.split("/").map(encodeURIComponent).join("/");
-    return downloadImage(`${this.root}/file/bot${this.token}/${path}`, { maxBytes, signal, label, timeoutMs: this.options.timeoutMs, backoffMs: this.options.backoffMs });
+    return downloadImage(`${this.root}/file/bot${this.token}/${path}`, {
+      maxBytes,
+      signal,
+      label,
+      timeoutMs: this.options.timeoutMs,
+      backoffMs: this.options.backoffMs,
+    });
   }
 
   /** Bot API `getFile` → `File` (`file_id`, `file_unique_id`, `file_size?`, `file_path?`). */

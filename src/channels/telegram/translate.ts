@@ -31,7 +31,8 @@ export type TelegramAction =
 export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
   if ("callback_query" in update && update.callback_query) return buttonPress(update.callback_query, bot, nowMs);
   if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs);
-  if (!("message" in update) || !update.message) return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
+  if (!("message" in update) || !update.message)
+    return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
   const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
   const chat = m.chat;
   if (!chat || !m.from) return { kind: "ignore", reason: "message without chat or sender" };
@@ -48,7 +49,13 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   // A coaching bot takes a shared location as the user's time zone at onboarding.
   if (location && bot.features?.coaching && !isGroup) {
     const text = locationText(location.latitude, location.longitude);
-    return { kind: "message", message: privateMessage(bot, m.chat.id, m.from, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), location: { latitude: location.latitude, longitude: location.longitude } }) };
+    return {
+      kind: "message",
+      message: privateMessage(bot, m.chat.id, m.from, text, `${m.chat.id}:${m.message_id}`, nowMs, {
+        channelMessageId: String(m.message_id),
+        location: { latitude: location.latitude, longitude: location.longitude },
+      }),
+    };
   }
   const images = "photo" in m || "document" in m ? pictures(m, bot.llm.vision.max_bytes) : undefined;
   const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images ? "" : undefined;
@@ -60,7 +67,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
     // A coaching bot answers /start and /help itself (onboarding, its command list).
-    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching) return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
+    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching)
+      return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
   let text = raw;
@@ -71,7 +79,11 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     const mentioned = handle !== undefined && raw.toLowerCase().includes(handle.toLowerCase());
     const repliedToMe = m.reply_to_message?.from?.id === me.id;
     if (mode === "mention" && !mentioned && !repliedToMe && !onPost) return { kind: "ignore", reason: "group message not addressed to the bot" };
-    if (handle) text = raw.replace(new RegExp(escapeRegExp(handle), "ig"), "").replace(/\s{2,}/g, " ").trim();
+    if (handle)
+      text = raw
+        .replace(new RegExp(escapeRegExp(handle), "ig"), "")
+        .replace(/\s{2,}/g, " ")
+        .trim();
   }
   text = text.trim();
   if (!text && !images) return { kind: "ignore", reason: "empty text" };
@@ -100,7 +112,9 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
       dedupeKey: `${chat.id}:${m.message_id}`,
       channelMessageId: String(m.message_id),
       target: isGroup ? { reply_to_message_id: m.message_id } : {},
-      ...(onPost && (post.text ?? post.caption) ? { vars: { post_text: (post.text ?? post.caption)!, post_date: new Date(post.date * 1000).toISOString() } } : {}),
+      ...(onPost && (post.text ?? post.caption)
+        ? { vars: { post_text: (post.text ?? post.caption)!, post_date: new Date(post.date * 1000).toISOString() } }
+        : {}),
       receivedMs: nowMs,
     },
   };
@@ -121,7 +135,8 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
     return [{ file_id: p.file_id, mime: "image/jpeg", width: p.width, height: p.height, ...(p.file_size !== undefined ? { size: p.file_size } : {}) }];
   }
   const doc = (m as Partial<Message.DocumentMessage>).document;
-  if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type)) return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
+  if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type))
+    return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
   return undefined;
 }
 
@@ -134,7 +149,10 @@ function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConf
   const status = u.new_chat_member.status;
   const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
   if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
-  return { kind: "message", message: privateMessage(bot, u.chat.id, u.from, `[my_chat_member: ${status}]`, `member:${u.chat.id}:${u.date}:${status}`, nowMs, { membership: change }) };
+  return {
+    kind: "message",
+    message: privateMessage(bot, u.chat.id, u.from, `[my_chat_member: ${status}]`, `member:${u.chat.id}:${u.date}:${status}`, nowMs, { membership: change }),
+  };
 }
 
 /**
@@ -159,7 +177,10 @@ function contactMessage(m: Message, c: Contact, bot: BotConfig, nowMs: number): 
   const phone = c.phone_number.trim();
   const text = `Мой контакт: ${name ? `${name}, ` : ""}${phone}`;
   const contact = { phone, name, userId: c.user_id !== undefined ? String(c.user_id) : null };
-  return { kind: "message", message: privateMessage(bot, m.chat.id, m.from!, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), contact }) };
+  return {
+    kind: "message",
+    message: privateMessage(bot, m.chat.id, m.from!, text, `${m.chat.id}:${m.message_id}`, nowMs, { channelMessageId: String(m.message_id), contact }),
+  };
 }
 
 /** The text of a shared location: `📍 52.520008, 13.404954` (core/types `IncomingMessage.location`). */
@@ -180,6 +201,28 @@ function displayName(u: { first_name?: string; last_name?: string; username?: st
  * A pipeline message from a private chat that is not a text message (a membership change, a
  * button press, a shared contact): thread `tg:<chat_id>`, no channel message id to reply to.
  */
-function privateMessage(bot: BotConfig, chatId: number, from: { id: number; first_name?: string; last_name?: string; username?: string }, text: string, dedupeKey: string, nowMs: number, extra: Partial<IncomingMessage>): IncomingMessage {
-  return { bot: bot.name, channel: "tg", kind: "messages", chatId: String(chatId), userId: String(from.id), userName: displayName(from), text, threadKey: `tg:${chatId}`, dedupeKey, channelMessageId: null, target: {}, receivedMs: nowMs, ...extra };
+function privateMessage(
+  bot: BotConfig,
+  chatId: number,
+  from: { id: number; first_name?: string; last_name?: string; username?: string },
+  text: string,
+  dedupeKey: string,
+  nowMs: number,
+  extra: Partial<IncomingMessage>,
+): IncomingMessage {
+  return {
+    bot: bot.name,
+    channel: "tg",
+    kind: "messages",
+    chatId: String(chatId),
+    userId: String(from.id),
+    userName: displayName(from),
+    text,
+    threadKey: `tg:${chatId}`,
+    dedupeKey,
+    channelMessageId: null,
+    target: {},
+    receivedMs: nowMs,
+    ...extra,
+  };
 }

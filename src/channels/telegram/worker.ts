@@ -97,7 +97,9 @@ export class TelegramWorker implements ChannelWorker {
     // self-hosted Bot API server on localhost): gated, so a send is marked `delivering` only
     // when its bytes are about to go out. One agent for all bots, as telegraf's own https agent
     // is: a bot's send reuses any free connection to the server.
-    telegraf.telegram.options.agent = apiRoot.startsWith("http://") ? (httpAgent ??= new GatedHttpAgent({ keepAlive: true, keepAliveMsecs: 10_000 })) : (httpsAgent ??= new GatedHttpsAgent({ keepAlive: true, keepAliveMsecs: 10_000 }));
+    telegraf.telegram.options.agent = apiRoot.startsWith("http://")
+      ? (httpAgent ??= new GatedHttpAgent({ keepAlive: true, keepAliveMsecs: 10_000 }))
+      : (httpsAgent ??= new GatedHttpsAgent({ keepAlive: true, keepAliveMsecs: 10_000 }));
     return new TelegramWorker(bot, telegraf, logger, options);
   }
 
@@ -142,13 +144,23 @@ export class TelegramWorker implements ChannelWorker {
     if (this.me) return;
     const tg = this.bot.tg!;
     try {
-      this.me = await withRetries(() => this.telegraf.telegram.getMe().catch((e) => Promise.reject(toChannelError(e, "getMe"))), { retries: 3, baseMs: this.options.backoffMs ?? 1000 });
+      this.me = await withRetries(() => this.telegraf.telegram.getMe().catch((e) => Promise.reject(toChannelError(e, "getMe"))), {
+        retries: 3,
+        baseMs: this.options.backoffMs ?? 1000,
+      });
     } catch (error) {
       const status = (error as ChannelError).status;
       if (status === 401 || status === 404) {
-        throw new ChannelError("TG_AUTH", `bot ${this.bot.name}: Telegram refused the token (${status})`, { cause: error, status, hint: "check tg.token (from @BotFather) and tg.api_root" });
+        throw new ChannelError("TG_AUTH", `bot ${this.bot.name}: Telegram refused the token (${status})`, {
+          cause: error,
+          status,
+          hint: "check tg.token (from @BotFather) and tg.api_root",
+        });
       }
-      throw new ChannelError("TG_UNREACHABLE", `bot ${this.bot.name}: Bot API at ${tg.api_root} is unreachable: ${(error as Error).message}`, { cause: error, hint: "check the network and tg.api_root" });
+      throw new ChannelError("TG_UNREACHABLE", `bot ${this.bot.name}: Bot API at ${tg.api_root} is unreachable: ${(error as Error).message}`, {
+        cause: error,
+        hint: "check the network and tg.api_root",
+      });
     }
     this.telegraf.botInfo = this.me;
   }
@@ -182,7 +194,8 @@ export class TelegramWorker implements ChannelWorker {
     }
     const intake = await pipeline.submit(action.message);
     // Stops the button's loading spinner (the answer itself comes as a message); not awaited.
-    if (action.callbackQueryId) void this.telegraf.telegram.answerCbQuery(action.callbackQueryId).catch((e) => this.logger.debug({ err: e }, "answerCallbackQuery failed"));
+    if (action.callbackQueryId)
+      void this.telegraf.telegram.answerCbQuery(action.callbackQueryId).catch((e) => this.logger.debug({ err: e }, "answerCallbackQuery failed"));
     return intake;
   }
 
@@ -195,7 +208,11 @@ export class TelegramWorker implements ChannelWorker {
       const started = Date.now();
       let updates: Update[];
       try {
-        updates = await this.telegraf.telegram.callApi("getUpdates", { timeout: this.options.pollTimeoutS ?? 50, offset, allowed_updates: [...ALLOWED_UPDATES] }, { signal: signal as never });
+        updates = await this.telegraf.telegram.callApi(
+          "getUpdates",
+          { timeout: this.options.pollTimeoutS ?? 50, offset, allowed_updates: [...ALLOWED_UPDATES] },
+          { signal: signal as never },
+        );
         backoff = base;
         this.tracker.ok();
       } catch (error) {
@@ -278,7 +295,8 @@ export class TelegramWorker implements ChannelWorker {
     } catch (error) {
       this.logger.error({ err: error, update_id: update.update_id }, "webhook update could not be recorded; answered 503, Telegram will resend it");
     }
-    if (!acknowledges(ack)) return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": String(RETRY_AFTER_S) }).end("unavailable");
+    if (!acknowledges(ack))
+      return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": String(RETRY_AFTER_S) }).end("unavailable");
     reply(200, "ok");
   }
 
@@ -309,19 +327,37 @@ export class TelegramWorker implements ChannelWorker {
 
   /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
   private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string, progress?: SendProgress): Promise<Delivery> {
-    const sent = await this.sendOne("sendDocument", () => this.telegraf.telegram.sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) }), progress, 0, 1);
+    const sent = await this.sendOne(
+      "sendDocument",
+      () =>
+        this.telegraf.telegram.sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) }),
+      progress,
+      0,
+      1,
+    );
     await progress?.delivered(0, 1, String(sent.message_id));
     return { channelMessageId: String(sent.message_id) };
   }
 
-  private async sendParts(chatId: string, text: string, replyTo?: number, contactButton?: string, buttons?: Button[][], progress?: SendProgress): Promise<Delivery> {
+  private async sendParts(
+    chatId: string,
+    text: string,
+    replyTo?: number,
+    contactButton?: string,
+    buttons?: Button[][],
+    progress?: SendProgress,
+  ): Promise<Delivery> {
     let first: string | null = null;
     const parts = splitText(text, TG_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
-        ...(i === parts.length - 1 && buttons?.length ? { reply_markup: { inline_keyboard: buttons.map((row) => row.map((b) => ({ text: b.label, callback_data: b.data }))) } } : {}),
-        ...(i === parts.length - 1 && contactButton ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } } : {}),
+        ...(i === parts.length - 1 && buttons?.length
+          ? { reply_markup: { inline_keyboard: buttons.map((row) => row.map((b) => ({ text: b.label, callback_data: b.data }))) } }
+          : {}),
+        ...(i === parts.length - 1 && contactButton
+          ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } }
+          : {}),
       };
       const sent = await this.sendOne("sendMessage", () => this.telegraf.telegram.sendMessage(chatId, parts[i]!, extra), progress, i, parts.length);
       first ??= String(sent.message_id);
@@ -349,10 +385,19 @@ export class TelegramWorker implements ChannelWorker {
 /** Maps telegraf errors (TelegramError with Bot API `error_code`, fetch errors) to ChannelError. */
 export function toChannelError(error: unknown, method: string): ChannelError {
   if (error instanceof ChannelError) return error;
-  const e = error as { code?: number | string; response?: { error_code?: number; description?: string; parameters?: { retry_after?: number } }; message?: string; name?: string };
+  const e = error as {
+    code?: number | string;
+    response?: { error_code?: number; description?: string; parameters?: { retry_after?: number } };
+    message?: string;
+    name?: string;
+  };
   const status = e?.response?.error_code;
   if (typeof status === "number") {
-    return new ChannelError("TG_API", `${method}: ${status} ${e.response?.description ?? ""}`.trim(), { cause: error, status, retryAfterS: e.response?.parameters?.retry_after });
+    return new ChannelError("TG_API", `${method}: ${status} ${e.response?.description ?? ""}`.trim(), {
+      cause: error,
+      status,
+      retryAfterS: e.response?.parameters?.retry_after,
+    });
   }
   return new ChannelError("TG_NETWORK", `${method}: ${e?.message ?? String(error)}`, { cause: error });
 }

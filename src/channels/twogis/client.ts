@@ -92,12 +92,18 @@ export class TwoGisClient {
    */
   signIn(): Promise<string> {
     if (!this.canSignIn) {
-      return Promise.reject(new ChannelError(DGIS_AUTH, "2GIS refused the configured token and no login/password is set to get a new one", { status: 401, hint: "renew 2gis.token, or set 2gis.login and 2gis.password" }));
+      return Promise.reject(
+        new ChannelError(DGIS_AUTH, "2GIS refused the configured token and no login/password is set to get a new one", {
+          status: 401,
+          hint: "renew 2gis.token, or set 2gis.login and 2gis.password",
+        }),
+      );
     }
     this.signingIn ??= this.retrying("users/auth", classifyHttpError, async () => {
       const body = await this.fetchJson("POST", "/users/auth", { login: this.options.login, password: this.options.password }, undefined);
       const token = (body as { result?: { access_token?: unknown } })?.result?.access_token;
-      if (typeof token !== "string" || !token) throw new ChannelError("DGIS_BAD_RESPONSE", "2GIS sign-in answered without result.access_token", { status: 200 });
+      if (typeof token !== "string" || !token)
+        throw new ChannelError("DGIS_BAD_RESPONSE", "2GIS sign-in answered without result.access_token", { status: 200 });
       return token;
     })
       .then((token) => {
@@ -108,7 +114,11 @@ export class TwoGisClient {
       .catch((error: unknown) => {
         const status = (error as ChannelError).status;
         if (status === 400 || status === 401 || status === 403) {
-          throw new ChannelError(DGIS_AUTH, `2GIS refused the login (${status})`, { cause: error, status, hint: "check 2gis.login and 2gis.password (the account.2gis.com cabinet login)" });
+          throw new ChannelError(DGIS_AUTH, `2GIS refused the login (${status})`, {
+            cause: error,
+            status,
+            hint: "check 2gis.login and 2gis.password (the account.2gis.com cabinet login)",
+          });
         }
         throw error;
       })
@@ -167,7 +177,12 @@ export class TwoGisClient {
    * @throws ChannelError after retries; `DGIS_AUTH` when the token is refused
    */
   async answer(reviewId: string, text: string): Promise<string | null> {
-    const body = await this.call("POST", `/presence/reviews/${encodeURIComponent(reviewId)}/comments`, { text, catalog: "2gis", isOfficialAnswer: true }, classifyAnswerError);
+    const body = await this.call(
+      "POST",
+      `/presence/reviews/${encodeURIComponent(reviewId)}/comments`,
+      { text, catalog: "2gis", isOfficialAnswer: true },
+      classifyAnswerError,
+    );
     const id = (body as { result?: { id?: unknown } })?.result?.id;
     return typeof id === "string" || typeof id === "number" ? String(id) : null;
   }
@@ -187,13 +202,19 @@ export class TwoGisClient {
     const items = Array.isArray(result) ? result : (result as { items?: unknown } | undefined)?.items;
     if (!Array.isArray(items)) throw new ChannelError("DGIS_BAD_RESPONSE", `2GIS comments of review ${reviewId} have no result.items`, { status: 200 });
     for (const raw of items as Array<Record<string, unknown>>) {
-      if (raw?.isOfficialAnswer === true && typeof raw.text === "string") return { id: raw.id === undefined || raw.id === null ? null : String(raw.id), text: raw.text };
+      if (raw?.isOfficialAnswer === true && typeof raw.text === "string")
+        return { id: raw.id === undefined || raw.id === null ? null : String(raw.id), text: raw.text };
     }
     return null;
   }
 
   /** One authorised call with retries and a single sign-in after a 401. */
-  private async call(method: "GET" | "POST", path: string, payload?: unknown, classify: (error: unknown) => RetryDecision = classifyHttpError): Promise<unknown> {
+  private async call(
+    method: "GET" | "POST",
+    path: string,
+    payload?: unknown,
+    classify: (error: unknown) => RetryDecision = classifyHttpError,
+  ): Promise<unknown> {
     return this.retrying(`${method} ${path.split("?")[0]}`, classify, async () => {
       const token = await this.ensureToken();
       try {
@@ -230,7 +251,11 @@ export class TwoGisClient {
     try {
       res = await fetch(url, {
         method,
-        headers: { accept: "application/json", ...(payload !== undefined ? { "content-type": "application/json" } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          accept: "application/json",
+          ...(payload !== undefined ? { "content-type": "application/json" } : {}),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body: payload === undefined ? undefined : JSON.stringify(payload),
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
       });
@@ -277,11 +302,18 @@ function asAuthError(error: unknown): unknown {
   const status = (error as ChannelError)?.status;
   if (status !== 401 && status !== 403) return error;
   if ((error as ChannelError).code === DGIS_AUTH) return error;
-  return new ChannelError(DGIS_AUTH, status === 403 ? "2GIS forbids this account to do that (403)" : "2GIS refused the token even after signing in again (401)", {
-    cause: error,
-    status,
-    hint: status === 403 ? "check that the account manages these branches (2gis.branch_ids) and may answer reviews" : "check 2gis.login / 2gis.password / 2gis.token",
-  });
+  return new ChannelError(
+    DGIS_AUTH,
+    status === 403 ? "2GIS forbids this account to do that (403)" : "2GIS refused the token even after signing in again (401)",
+    {
+      cause: error,
+      status,
+      hint:
+        status === 403
+          ? "check that the account manages these branches (2gis.branch_ids) and may answer reviews"
+          : "check 2gis.login / 2gis.password / 2gis.token",
+    },
+  );
 }
 
 /** A short, secret-free description of an error body: the API's message when it has one. */

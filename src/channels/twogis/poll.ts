@@ -192,7 +192,8 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
           reviewId: review.id,
           messageId: row.id,
           kind: "unknown",
-          reason: "a run stopped while posting this answer and 2GIS could not be asked whether it arrived; the next pass asks again (not posted meanwhile, to answer at most once)",
+          reason:
+            "a run stopped while posting this answer and 2GIS could not be asked whether it arrived; the next pass asks again (not posted meanwhile, to answer at most once)",
         });
         continue;
       }
@@ -211,7 +212,9 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
     }
   }
 
-  await waitForAnswers(pipeline, retries, signal, () => deps.onProgress?.({ bot: bot.name, done: Math.max(0, total - pipeline.backlog - retries.size), total }));
+  await waitForAnswers(pipeline, retries, signal, () =>
+    deps.onProgress?.({ bot: bot.name, done: Math.max(0, total - pipeline.backlog - retries.size), total }),
+  );
 
   // Outcomes, from the database: the pipeline recorded each one. After a stop (abort, lost
   // lease) some answers may still be running: those count as left for the next run.
@@ -228,7 +231,8 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
       statusOf.set(reviewId, "answered");
       result.answered++;
     } else if (status === "filtered" || status === "skipped") result.skipped++;
-    else if (status === "no_balance") result.failed.push({ branchId, reviewId, messageId: id, kind: "no_balance", reason: row?.error ?? "the balance cannot pay for an answer" });
+    else if (status === "no_balance")
+      result.failed.push({ branchId, reviewId, messageId: id, kind: "no_balance", reason: row?.error ?? "the balance cannot pay for an answer" });
     else if (status === "failed") result.failed.push({ branchId, reviewId, messageId: id, kind: "failed", reason: row?.error ?? "failed" });
     else {
       // Still `received`: the pass was stopped before its answer ran.
@@ -266,7 +270,10 @@ async function waitForAnswers(pipeline: Pipeline, retries: KeyedQueue, signal: A
   const timer = setInterval(tick, 250);
   try {
     if (!signal) return await idle;
-    await Promise.race([idle, new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })))]);
+    await Promise.race([
+      idle,
+      new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true }))),
+    ]);
   } finally {
     clearInterval(timer);
     tick();
@@ -347,17 +354,20 @@ export async function pollWithLease(deps: PollDeps & { holder: string; leaseTtlM
   }
   const lost = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, lost.signal]) : lost.signal;
-  const timer = setInterval(() => {
-    store.leases
-      .renew(name, holder, leaseTtlMs)
-      .then((ok) => {
-        if (!ok && !lost.signal.aborted) {
-          logger.warn({ lease: name }, "lease lost to another run; taking no further reviews");
-          lost.abort();
-        }
-      })
-      .catch((error) => logger.warn({ err: error, lease: name }, "lease could not be renewed"));
-  }, Math.max(50, Math.floor(leaseTtlMs / 3)));
+  const timer = setInterval(
+    () => {
+      store.leases
+        .renew(name, holder, leaseTtlMs)
+        .then((ok) => {
+          if (!ok && !lost.signal.aborted) {
+            logger.warn({ lease: name }, "lease lost to another run; taking no further reviews");
+            lost.abort();
+          }
+        })
+        .catch((error) => logger.warn({ err: error, lease: name }, "lease could not be renewed"));
+    },
+    Math.max(50, Math.floor(leaseTtlMs / 3)),
+  );
   try {
     return { status: "done", result: await pollOnce({ ...deps, signal, holder }) };
   } finally {

@@ -85,7 +85,11 @@ export class TwoGisWorker implements ChannelWorker {
     try {
       await this.client.ensureToken();
     } catch (error) {
-      throw new ChannelError((error as ChannelError).code ?? "DGIS_UNREACHABLE", `bot ${this.bot.name}: ${describeError(error)}`, { cause: error, status: (error as ChannelError).status, hint: (error as ChannelError).hint ?? "check 2gis.api_base_url and the network" });
+      throw new ChannelError((error as ChannelError).code ?? "DGIS_UNREACHABLE", `bot ${this.bot.name}: ${describeError(error)}`, {
+        cause: error,
+        status: (error as ChannelError).status,
+        hint: (error as ChannelError).hint ?? "check 2gis.api_base_url and the network",
+      });
     }
     this.tracker.ok();
     this.tracker.started();
@@ -118,7 +122,8 @@ export class TwoGisWorker implements ChannelWorker {
         if (this.last.status === "busy") this.logger.info({ holder: this.last.lease?.holder }, "another run holds the 2GIS lease; pass skipped");
         else {
           const r = this.last.result;
-          for (const f of r.failed) this.logger.warn({ review_id: f.reviewId, branch_id: f.branchId, msg_id: f.messageId, reason: f.reason }, "2GIS review not answered");
+          for (const f of r.failed)
+            this.logger.warn({ review_id: f.reviewId, branch_id: f.branchId, msg_id: f.messageId, reason: f.reason }, "2GIS review not answered");
         }
       } catch (error) {
         const fatal = (error as ChannelError).code === DGIS_AUTH;

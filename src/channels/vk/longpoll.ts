@@ -131,9 +131,16 @@ export class VkLongPoll {
         let recorded = false;
         try {
           recorded = (await this.o.handle(event as VkEvent)) === true;
-          if (!recorded) this.o.logger.error({ event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts }, "long poll event not recorded; retrying (ts not advanced)");
+          if (!recorded)
+            this.o.logger.error(
+              { event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts },
+              "long poll event not recorded; retrying (ts not advanced)",
+            );
         } catch (error) {
-          this.o.logger.error({ err: error, event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts }, "long poll event could not be recorded; retrying (ts not advanced)");
+          this.o.logger.error(
+            { err: error, event_id: (event as VkEvent).event_id, type: (event as VkEvent).type, ts: this.ts },
+            "long poll event could not be recorded; retrying (ts not advanced)",
+          );
         }
         if (recorded) {
           done++;

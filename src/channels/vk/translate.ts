@@ -97,7 +97,8 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
       const fromId = int(o.from_id);
       const postId = int(o.post_id);
       const ownerId = int(o.post_owner_id) ?? int(o.owner_id);
-      if (commentId === undefined || fromId === undefined || postId === undefined || ownerId === undefined) return { kind: "ignore", reason: "wall_reply_new without id/from_id/post_id/post_owner_id" };
+      if (commentId === undefined || fromId === undefined || postId === undefined || ownerId === undefined)
+        return { kind: "ignore", reason: "wall_reply_new without id/from_id/post_id/post_owner_id" };
       if (fromId === -vk.group_id) return { kind: "ignore", reason: "the community's own comment" };
       const text = typeof o.text === "string" ? o.text.trim() : "";
       const images = vkPhotos(o.attachments);
@@ -147,7 +148,11 @@ export function vkPhotos(attachments: unknown): ImageRef[] | undefined {
   const out: ImageRef[] = [];
   for (const a of attachments as Array<{ type?: unknown; photo?: { sizes?: unknown; orig_photo?: unknown } }>) {
     if (a?.type !== "photo" || !a.photo) continue;
-    const sizes = [...(Array.isArray(a.photo.sizes) ? a.photo.sizes : []), ...(a.photo.orig_photo ? [a.photo.orig_photo] : [])] as Array<{ url?: unknown; width?: unknown; height?: unknown }>;
+    const sizes = [...(Array.isArray(a.photo.sizes) ? a.photo.sizes : []), ...(a.photo.orig_photo ? [a.photo.orig_photo] : [])] as Array<{
+      url?: unknown;
+      width?: unknown;
+      height?: unknown;
+    }>;
     let best: { url: string; width: number; height: number } | undefined;
     for (const s of sizes) {
       if (typeof s?.url !== "string" || !/^https?:\/\//.test(s.url)) continue;
@@ -162,7 +167,12 @@ export function vkPhotos(attachments: unknown): ImageRef[] | undefined {
 
 /** The stored form of a post (`posts` row fields). */
 export function postRecord(p: VkPost): { owner_id: string; post_id: string; text: string; posted_ms: number | null } {
-  return { owner_id: String(p.owner_id), post_id: String(p.id), text: typeof p.text === "string" ? p.text : "", posted_ms: typeof p.date === "number" ? p.date * 1000 : null };
+  return {
+    owner_id: String(p.owner_id),
+    post_id: String(p.id),
+    text: typeof p.text === "string" ? p.text : "",
+    posted_ms: typeof p.date === "number" ? p.date * 1000 : null,
+  };
 }
 
 function int(v: unknown): number | undefined {

@@ -76,7 +76,12 @@ export function toVkError(error: unknown, method: string): ChannelError {
   if (error instanceof ChannelError) return error;
   const e = error as { code?: unknown; message?: string; name?: string };
   if (e?.name === "APIError" && typeof e.code === "number") {
-    const hint = e.code === 5 ? "check vk.token (a community token with messages and wall access)" : e.code === 901 ? "the user has not allowed messages from the community" : undefined;
+    const hint =
+      e.code === 5
+        ? "check vk.token (a community token with messages and wall access)"
+        : e.code === 901
+          ? "the user has not allowed messages from the community"
+          : undefined;
     return new ChannelError("VK_API", `${method}: VK error ${e.code}: ${e.message ?? ""}`.trim(), { cause: error, status: e.code, hint });
   }
   return new ChannelError("VK_NETWORK", `${method}: ${e?.message ?? String(error)}`, { cause: error });
@@ -155,9 +160,16 @@ export class VkWorker implements ChannelWorker {
     } catch (error) {
       const status = (error as ChannelError).status;
       if (status !== undefined) {
-        throw new ChannelError("VK_AUTH", `bot ${this.bot.name}: VK refused the token or group (error ${status}: ${(error as Error).message})`, { cause: error, status, hint: "check vk.token (community token) and vk.group_id" });
+        throw new ChannelError("VK_AUTH", `bot ${this.bot.name}: VK refused the token or group (error ${status}: ${(error as Error).message})`, {
+          cause: error,
+          status,
+          hint: "check vk.token (community token) and vk.group_id",
+        });
       }
-      throw new ChannelError("VK_UNREACHABLE", `bot ${this.bot.name}: VK API at ${cfg.api_base_url} is unreachable: ${(error as Error).message}`, { cause: error, hint: "check the network and vk.api_base_url" });
+      throw new ChannelError("VK_UNREACHABLE", `bot ${this.bot.name}: VK API at ${cfg.api_base_url} is unreachable: ${(error as Error).message}`, {
+        cause: error,
+        hint: "check the network and vk.api_base_url",
+      });
     }
     if (cfg.mode === "longpoll") await this.startLongPoll();
     else await this.startCallback();
@@ -182,7 +194,11 @@ export class VkWorker implements ChannelWorker {
       await longPoll.start();
     } catch (error) {
       const err = toVkError(error, "groups.getLongPollServer");
-      throw new ChannelError("VK_LONGPOLL", `bot ${this.bot.name}: long poll could not start: ${err.message}`, { cause: err, status: err.status, hint: "enable Bots Long Poll API in the community (Manage → API usage → Long Poll API) with the event types ticked" });
+      throw new ChannelError("VK_LONGPOLL", `bot ${this.bot.name}: long poll could not start: ${err.message}`, {
+        cause: err,
+        status: err.status,
+        hint: "enable Bots Long Poll API in the community (Manage → API usage → Long Poll API) with the event types ticked",
+      });
     }
     this.longPoll = longPoll;
     this.tracker.started();
@@ -278,7 +294,10 @@ export class VkWorker implements ChannelWorker {
   async handleEvent(event: VkEvent, source: "callback" | "longpoll"): Promise<VkAck> {
     if (!this.ourGroup(event)) {
       // Never this bot's to record: acknowledged as ignored by rule (a resend would be refused again).
-      this.logger.warn({ group_id: event.group_id ?? null, type: event.type, event_id: event.event_id, source }, "event for another community or without group_id; skipped");
+      this.logger.warn(
+        { group_id: event.group_id ?? null, type: event.type, event_id: event.event_id, source },
+        "event for another community or without group_id; skipped",
+      );
       return { status: "ignored", reason: "another community or no group_id" };
     }
     if (event.event_id && this.recent.has(event.event_id)) {
@@ -359,18 +378,30 @@ export class VkWorker implements ChannelWorker {
       const seed = `${this.bot.name}|${to.threadKey}|${to.channelMessageId ?? ""}|${i}|${part}`;
       if (to.kind === "comments") {
         const t = to.target as { owner_id: number; post_id: number; comment_id: number };
-        const r = await this.sendCall<{ comment_id: number }>("wall.createComment", {
-          owner_id: t.owner_id,
-          post_id: t.post_id,
-          from_group: vk.group_id,
-          reply_to_comment: t.comment_id,
-          message: part,
-          guid: createHash("sha1").update(seed).digest("hex").slice(0, 32),
-        }, progress, i, parts.length);
+        const r = await this.sendCall<{ comment_id: number }>(
+          "wall.createComment",
+          {
+            owner_id: t.owner_id,
+            post_id: t.post_id,
+            from_group: vk.group_id,
+            reply_to_comment: t.comment_id,
+            message: part,
+            guid: createHash("sha1").update(seed).digest("hex").slice(0, 32),
+          },
+          progress,
+          i,
+          parts.length,
+        );
         id = String(r.comment_id);
       } else {
         const peerId = typeof to.target.peer_id === "number" ? to.target.peer_id : Number(to.chatId);
-        const r = await this.sendCall<number | Array<{ message_id?: number }>>("messages.send", { peer_id: peerId, random_id: randomId(seed), message: part }, progress, i, parts.length);
+        const r = await this.sendCall<number | Array<{ message_id?: number }>>(
+          "messages.send",
+          { peer_id: peerId, random_id: randomId(seed), message: part },
+          progress,
+          i,
+          parts.length,
+        );
         id = String(typeof r === "number" ? r : (r?.[0]?.message_id ?? ""));
       }
       first ??= id;
@@ -391,7 +422,8 @@ export class VkWorker implements ChannelWorker {
       ungated: !this.gated,
       retries: this.options.sendRetries ?? 4,
       baseMs: this.options.backoffMs ?? 1000,
-      onRetry: (e, attempt, wait) => this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK send failed before it was delivered; retrying"),
+      onRetry: (e, attempt, wait) =>
+        this.logger.warn({ err: e, method, attempt, wait_ms: Math.round(wait) }, "VK send failed before it was delivered; retrying"),
     });
   }
 
@@ -408,15 +440,15 @@ export class VkWorker implements ChannelWorker {
   /** One VK API request through vk-io; health follows whether VK answered. */
   private attempt<T>(method: string, params: Record<string, unknown>): Promise<T> {
     return this.api.call<T>(method, params).then(
-        (r) => (this.tracker.ok(), r),
-        (e: unknown) => {
-          const err = toVkError(e, method);
-          // An error code is VK answering; only an unreachable API counts against health.
-          if (err.status === undefined) this.tracker.failed(err);
-          else this.tracker.ok();
-          return Promise.reject(err);
-        },
-      );
+      (r) => (this.tracker.ok(), r),
+      (e: unknown) => {
+        const err = toVkError(e, method);
+        // An error code is VK answering; only an unreachable API counts against health.
+        if (err.status === undefined) this.tracker.failed(err);
+        else this.tracker.ok();
+        return Promise.reject(err);
+      },
+    );
   }
 }
 

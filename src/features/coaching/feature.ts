@@ -110,15 +110,27 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       ctx.msg.target = target;
     }
   };
-  const confirmButtons = (): Button[][] => [[{ label: en ? "✅ Confirm" : "✅ Подтвердить", data: en ? "yes" : "да" }, { label: en ? "✏️ Edit" : "✏️ Изменить", data: en ? "edit" : "изменить" }]];
+  const confirmButtons = (): Button[][] => [
+    [
+      { label: en ? "✅ Confirm" : "✅ Подтвердить", data: en ? "yes" : "да" },
+      { label: en ? "✏️ Edit" : "✏️ Изменить", data: en ? "edit" : "изменить" },
+    ],
+  ];
 
   const draftOf = (u: CoachingUser): Draft => (u.draft ? (JSON.parse(u.draft) as Draft) : {});
-  const goalKind = (g: Pick<GoalRow, "kind" | "target">) => (g.kind === "daily" ? (en ? "daily" : "каждый день") : en ? `${g.target}×/week` : `${g.target} р/нед`);
-  const streakText = (f: GoalFacts) => (f.goal.kind === "daily" ? (en ? `${f.streak.current} d` : `${f.streak.current} дн.`) : en ? `${f.streak.current} wk` : `${f.streak.current} нед.`);
+  const goalKind = (g: Pick<GoalRow, "kind" | "target">) =>
+    g.kind === "daily" ? (en ? "daily" : "каждый день") : en ? `${g.target}×/week` : `${g.target} р/нед`;
+  const streakText = (f: GoalFacts) =>
+    f.goal.kind === "daily" ? (en ? `${f.streak.current} d` : `${f.streak.current} дн.`) : en ? `${f.streak.current} wk` : `${f.streak.current} нед.`;
 
   const factsOf = async (u: CoachingUser) => {
     const day = today(u);
-    const [goals, checkins, pauses, points] = await Promise.all([repo.goals(bot.name, u.user_id), repo.checkins(bot.name, u.user_id), repo.pauses(bot.name, u.user_id), repo.points(bot.name, u.user_id)]);
+    const [goals, checkins, pauses, points] = await Promise.all([
+      repo.goals(bot.name, u.user_id),
+      repo.checkins(bot.name, u.user_id),
+      repo.pauses(bot.name, u.user_id),
+      repo.points(bot.name, u.user_id),
+    ]);
     // Goals are numbered among those not archived (paused ones keep their number), everywhere.
     const active = goals.filter((g) => g.status !== "archived");
     return { day, goals, active, checkins, pauses: pauseRanges(pauses), points, facts: goalFacts(active, checkins, pauseRanges(pauses), day) };
@@ -128,7 +140,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const modelFacts = async (u: CoachingUser): Promise<string> => {
     const f = await factsOf(u);
     const lvl = levelFor(f.points);
-    const lines = f.facts.map((x, i) => `${i + 1}. "${x.goal.title}" (${x.goal.kind === "daily" ? "daily" : `${x.goal.target} days a week`}${x.goal.status === "paused" ? ", paused" : ""}): streak ${x.streak.current} ${x.goal.kind === "daily" ? "days" : "weeks"} (best ${x.streak.best}), freezes held ${x.streak.freezes}, days this week ${x.weekDays}, done today: ${x.doneToday ? "yes" : "no"}`);
+    const lines = f.facts.map(
+      (x, i) =>
+        `${i + 1}. "${x.goal.title}" (${x.goal.kind === "daily" ? "daily" : `${x.goal.target} days a week`}${x.goal.status === "paused" ? ", paused" : ""}): streak ${x.streak.current} ${x.goal.kind === "daily" ? "days" : "weeks"} (best ${x.streak.best}), freezes held ${x.streak.freezes}, days this week ${x.weekDays}, done today: ${x.doneToday ? "yes" : "no"}`,
+    );
     return [
       `Coaching facts (computed by the bot; use them as given, do not recompute):`,
       `User: ${u.name ?? "?"}; time zone ${u.timezone}; today is ${f.day}.`,
@@ -136,7 +151,9 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       lines.length ? `Goals:\n${lines.join("\n")}` : "No active goals.",
       u.profile ? `Profile: ${u.profile}` : "",
       `To record progress the user reports, call log_progress.`,
-    ].filter(Boolean).join("\n");
+    ]
+      .filter(Boolean)
+      .join("\n");
   };
 
   const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) => {
@@ -164,8 +181,23 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 
   // --- onboarding ---------------------------------------------------------------------------
   const ask = (step: Step): string =>
-    ({ name: t("ask_name"), timezone: t("ask_timezone", { zone: bot.timezone }), goals: t("ask_goals"), goals_phrase: t("ask_goals"), goals_confirm: t("goals_suggested"), remind: t("ask_remind"), photos: t("ask_photos"), profile: t("confirm_profile"), confirm: t("confirm_profile") })[step];
-  const suggestButtons = (): Button[][] => [[{ label: en ? "✅ Take these" : "✅ Взять", data: en ? "yes" : "да" }, { label: en ? "✏️ Keep mine" : "✏️ Оставить мои", data: en ? "mine" : "мои" }]];
+    ({
+      name: t("ask_name"),
+      timezone: t("ask_timezone", { zone: bot.timezone }),
+      goals: t("ask_goals"),
+      goals_phrase: t("ask_goals"),
+      goals_confirm: t("goals_suggested"),
+      remind: t("ask_remind"),
+      photos: t("ask_photos"),
+      profile: t("confirm_profile"),
+      confirm: t("confirm_profile"),
+    })[step];
+  const suggestButtons = (): Button[][] => [
+    [
+      { label: en ? "✅ Take these" : "✅ Взять", data: en ? "yes" : "да" },
+      { label: en ? "✏️ Keep mine" : "✏️ Оставить мои", data: en ? "mine" : "мои" },
+    ],
+  ];
 
   /**
    * The model suggests wordings of the goals (charged like any answer, through the pipeline:
@@ -177,7 +209,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     ctx.msg.vars = { ...ctx.msg.vars, coaching: t("goals_request", { goals }) };
     await next();
     if (ctx.outcome === "answered" && ctx.completion) {
-      const lines = ctx.completion.text.split(/\n+/).map((l) => l.replace(/^\s*(?:[-•*]|\d+[.)])\s*/, "").trim()).filter(Boolean);
+      const lines = ctx.completion.text
+        .split(/\n+/)
+        .map((l) => l.replace(/^\s*(?:[-•*]|\d+[.)])\s*/, "").trim())
+        .filter(Boolean);
       const suggested = lines.map(parseGoal);
       // Goals, not chatter: as many lines as the user's goals, each naming how often.
       if (lines.length === draft.goals?.length && suggested.every((g) => g !== null) && lines.every(namesFrequency)) {
@@ -199,7 +234,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 
   /** The model writes the profile (charged like any answer); then Confirm / Edit. */
   const writeProfile = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
-    const answers = JSON.stringify({ name: draft.name, timezone: draft.timezone, goals: draft.goals?.map((g) => `${g.title} (${goalKind(g)})`), reminder: draft.remind_at != null ? formatClock(draft.remind_at) : null, mood_board_photos: draft.photos?.length ?? 0 });
+    const answers = JSON.stringify({
+      name: draft.name,
+      timezone: draft.timezone,
+      goals: draft.goals?.map((g) => `${g.title} (${goalKind(g)})`),
+      reminder: draft.remind_at != null ? formatClock(draft.remind_at) : null,
+      mood_board_photos: draft.photos?.length ?? 0,
+    });
     ctx.msg.vars = { ...ctx.msg.vars, coaching: t("profile_request", { answers }) };
     // The mood board goes with the profile request, for vision-capable models (llm.vision).
     if (draft.photos?.length) ctx.msg.images = [...draft.photos];
@@ -266,14 +307,23 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         if (EDIT.test(text)) return moveTo(ctx, u, "name", {});
         if (!YES.test(text)) return reply(ctx, t("confirm_profile"), confirmButtons());
         for (const g of draft.goals ?? []) await repo.addGoal({ bot: bot.name, user_id: u.user_id, ...g });
-        await repo.updateUser(bot.name, u.user_id, { status: "active", step: null, name: draft.name ?? null, timezone: draft.timezone ?? bot.timezone, remind_at: draft.remind_at ?? null });
+        await repo.updateUser(bot.name, u.user_id, {
+          status: "active",
+          step: null,
+          name: draft.name ?? null,
+          timezone: draft.timezone ?? bot.timezone,
+          remind_at: draft.remind_at ?? null,
+        });
         return reply(ctx, t("onboarding_done"));
     }
   };
 
   /** One to `max_goals` goals, one per line, or null. */
   const parseGoals = (text: string): ParsedGoal[] | null => {
-    const lines = text.split(/\n+/).map((l) => l.trim()).filter(Boolean);
+    const lines = text
+      .split(/\n+/)
+      .map((l) => l.trim())
+      .filter(Boolean);
     const goals = lines.map(parseGoal);
     return lines.length && lines.length <= cfg.max_goals && goals.every((g) => g !== null) ? (goals as ParsedGoal[]) : null;
   };
@@ -303,7 +353,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       case "goals": {
         const f = await factsOf(u);
         if (!f.facts.length) return reply(ctx, t("no_goals"));
-        const lines = f.facts.map((x, i) => `${i + 1}. ${x.doneToday ? "✅" : "▫️"} ${x.goal.title} — ${goalKind(x.goal)}${x.goal.status === "paused" ? (en ? " (paused)" : " (пауза)") : ""}, ${streakText(x)}`);
+        const lines = f.facts.map(
+          (x, i) =>
+            `${i + 1}. ${x.doneToday ? "✅" : "▫️"} ${x.goal.title} — ${goalKind(x.goal)}${x.goal.status === "paused" ? (en ? " (paused)" : " (пауза)") : ""}, ${streakText(x)}`,
+        );
         // Per goal: done today, edit (asks for the new text), pause, archive.
         const buttons = f.facts.map((x, i): Button[] => [
           ...(x.doneToday ? [] : [{ label: `✅ ${i + 1}`, data: `/done ${i + 1}` }]),
@@ -369,7 +422,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         if (!(await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired"], fence: ctx.fence }))) return;
         ctx.outcome = "answered";
         try {
-          await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind: "week", replyTo: ctx.id!, ...(await weekMessage(u, weekStart(today(u)))) });
+          await sendProactive(proactiveDeps(), {
+            chatId: u.chat_id,
+            threadKey: u.thread_key,
+            kind: "week",
+            replyTo: ctx.id!,
+            ...(await weekMessage(u, weekStart(today(u)))),
+          });
         } catch (error) {
           ctx.log.warn({ err: error }, "/week could not be sent");
         }
@@ -423,7 +482,12 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   /** `/delete`: asks for the confirmation (the next message, see the gate). */
   const askDelete = async (ctx: PipelineContext, u: CoachingUser) => {
     await repo.updateUser(bot.name, u.user_id, { step: "delete" });
-    return reply(ctx, t("delete_confirm"), [[{ label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" }, { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" }]]);
+    return reply(ctx, t("delete_confirm"), [
+      [
+        { label: en ? "🗑 Delete" : "🗑 Удалить", data: en ? "delete" : "удалить" },
+        { label: en ? "Cancel" : "Отмена", data: en ? "cancel" : "отмена" },
+      ],
+    ]);
   };
 
   const replyGoals = (ctx: PipelineContext, u: CoachingUser) => command(ctx, u, "goals", "");
@@ -431,7 +495,9 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const statsText = async (u: CoachingUser): Promise<string> => {
     const f = await factsOf(u);
     const lvl = levelFor(f.points);
-    const goals = f.facts.map((x, i) => `${i + 1}. ${x.goal.title}: ${en ? "streak" : "серия"} ${streakText(x)} (${en ? "best" : "рекорд"} ${x.streak.best})`).join("\n");
+    const goals = f.facts
+      .map((x, i) => `${i + 1}. ${x.goal.title}: ${en ? "streak" : "серия"} ${streakText(x)} (${en ? "best" : "рекорд"} ${x.streak.best})`)
+      .join("\n");
     const week = f.facts.map((x) => `${x.goal.title} ${x.weekDays}/${x.goal.target}`).join(", ") || "—";
     return t("stats", { points: f.points, level: lvl.level, to_next: lvl.next - f.points, goals, week });
   };
@@ -448,11 +514,20 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     const template = loadPrompt(bot, "messages");
     let system = renderPrompt(template, { botName: bot.name, timezone: u.timezone, nowMs: deps.now(), extra: { coaching: facts } });
     if (!/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${facts}`;
-    return deps.llm!.complete([{ role: "system", content: system }, { role: "user", content: request }], { signal });
+    return deps.llm!.complete(
+      [
+        { role: "system", content: system },
+        { role: "user", content: request },
+      ],
+      { signal },
+    );
   };
 
   /** The weekly summary: the numbers as the template prints them, with the model's words above when `weekly.style: model`. */
-  const weekMessage = async (u: CoachingUser, monday: Day): Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }> => {
+  const weekMessage = async (
+    u: CoachingUser,
+    monday: Day,
+  ): Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }> => {
     const numbers = await weekText(u, monday);
     if (cfg.weekly.style === "template" || !deps.llm) return { text: numbers };
     return {
@@ -501,7 +576,16 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     }
     const cmd = /^\/([A-Za-z_]+)(?:@\S+)?\s*([\s\S]*)$/.exec(text);
     if (!u) {
-      u = await repo.createUser({ bot: bot.name, user_id: m.userId, chat_id: m.chatId, thread_key: m.threadKey, timezone: bot.timezone, day_starts_at: dayStart, remind_at: null, step: "name" });
+      u = await repo.createUser({
+        bot: bot.name,
+        user_id: m.userId,
+        chat_id: m.chatId,
+        thread_key: m.threadKey,
+        timezone: bot.timezone,
+        day_starts_at: dayStart,
+        remind_at: null,
+        step: "name",
+      });
       return reply(ctx, `${t("welcome")}\n\n${t("ask_name")}`);
     }
     if (u.status === "blocked") await repo.updateUser(bot.name, u.user_id, { status: "active" });
@@ -540,7 +624,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   // --- log_progress ---------------------------------------------------------------------------
   const logProgress: ToolDefinition<PipelineContext> = {
     name: "log_progress",
-    description: "Record that the user did one of their goals (a check-in), when they report progress in their own words (\"ran 5 km\"). Returns the new streak and points to tell them.",
+    description:
+      'Record that the user did one of their goals (a check-in), when they report progress in their own words ("ran 5 km"). Returns the new streak and points to tell them.',
     parameters: {
       type: "object",
       properties: {
@@ -556,7 +641,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       if (!u || u.status === "onboarding") return "error: the user has not finished onboarding; nothing recorded.";
       const f = await factsOf(u);
       const goal = goalByNumber(f.active, typeof args.goal === "string" || typeof args.goal === "number" ? String(args.goal) : undefined);
-      if (!goal) return `error: no such goal. Active goals: ${f.active.map((g, i) => `${i + 1} "${g.title}"`).join(", ") || "none"}. Ask which one, or call again with its number.`;
+      if (!goal)
+        return `error: no such goal. Active goals: ${f.active.map((g, i) => `${i + 1} "${g.title}"`).join(", ") || "none"}. Ask which one, or call again with its number.`;
       const dayArg = typeof args.day === "string" && args.day !== "today" ? args.day : undefined;
       const day = backfillDay(u, dayArg);
       if (day === null || day === "range") return "error: day must be today, yesterday, or a date within the last 7 days; nothing recorded.";
@@ -574,7 +660,12 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   };
 
   // --- the scheduler ----------------------------------------------------------------------------
-  const deliver = async (u: CoachingUser, kind: "reminder" | "weekly", day: Day, message: () => Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }>): Promise<"sent" | "failed" | "skipped"> => {
+  const deliver = async (
+    u: CoachingUser,
+    kind: "reminder" | "weekly",
+    day: Day,
+    message: () => Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }>,
+  ): Promise<"sent" | "failed" | "skipped"> => {
     const claim = await repo.claimDelivery(bot.name, u.user_id, kind, day);
     if (claim === null) return "skipped";
     try {
@@ -587,7 +678,10 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       const blocked = error instanceof ChannelError && error.status === 403;
       if (blocked) await repo.updateUser(bot.name, u.user_id, { status: "blocked" });
       await repo.finishDelivery(claim, "failed", null, describeError(error).slice(0, 2000));
-      log.warn({ err: error, user_id: u.user_id, kind, day, blocked }, blocked ? "user blocked the bot; no more proactive messages" : "proactive message failed");
+      log.warn(
+        { err: error, user_id: u.user_id, kind, day, blocked },
+        blocked ? "user blocked the bot; no more proactive messages" : "proactive message failed",
+      );
       return "failed";
     }
   };
@@ -611,7 +705,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
               const r = await deliver(u, "reminder", due.day, async () => {
                 const text = t("reminder", { name: u.name ?? "", goals: goals.map((g) => g.title).join(", ") });
                 if (cfg.reminders.style === "template" || !deps.llm) return { text };
-                return { text, write: (signal) => askModel(u, t("reminder_request", { goals: goals.map((g) => g.title).join(", ") }), signal).then((w) => (w.text.trim() && w.text.length <= 1500 ? w : null)) };
+                return {
+                  text,
+                  write: (signal) =>
+                    askModel(u, t("reminder_request", { goals: goals.map((g) => g.title).join(", ") }), signal).then((w) =>
+                      w.text.trim() && w.text.length <= 1500 ? w : null,
+                    ),
+                };
               });
               if (r === "sent") res.reminders++;
               if (r === "failed") res.failed++;
@@ -663,7 +763,14 @@ function namesFrequency(line: string): boolean {
 
 /** The goal whose title shares the most words (4+ letters, any case) with `text`. */
 function findGoal(goals: GoalRow[], text: string): GoalRow | undefined {
-  const words = (s: string) => new Set(s.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((w) => w.length >= 4).map((w) => w.slice(0, 5)));
+  const words = (s: string) =>
+    new Set(
+      s
+        .toLowerCase()
+        .split(/[^\p{L}\p{N}]+/u)
+        .filter((w) => w.length >= 4)
+        .map((w) => w.slice(0, 5)),
+    );
   const want = words(text);
   let best: GoalRow | undefined;
   let score = 0;

@@ -10,7 +10,8 @@ export interface ParsedGoal {
 }
 
 /** Words that mark an answer as an instruction to the bot rather than a goal or a name. */
-const INJECTION = /(ignore|disregard|forget)\s+(all|any|previous|the|your)|игнорир|забудь|system\s*prompt|системн\w*\s+(промпт|сообщ|инструкц)|инструкци|developer\s+mode|jailbreak|you\s+are\s+now|ты\s+теперь|<\/?[a-z]+>|```/i;
+const INJECTION =
+  /(ignore|disregard|forget)\s+(all|any|previous|the|your)|игнорир|забудь|system\s*prompt|системн\w*\s+(промпт|сообщ|инструкц)|инструкци|developer\s+mode|jailbreak|you\s+are\s+now|ты\s+теперь|<\/?[a-z]+>|```/i;
 
 /** True when the text reads like a prompt-injection attempt. */
 export function looksLikeInjection(text: string): boolean {
@@ -23,7 +24,10 @@ export function looksLikeInjection(text: string): boolean {
  * @returns the goal, or null when the line is empty, too long (over 120 characters) or an instruction
  */
 export function parseGoal(line: string): ParsedGoal | null {
-  const title = line.trim().replace(/^[-•*\d.)\s]+/, "").trim();
+  const title = line
+    .trim()
+    .replace(/^[-•*\d.)\s]+/, "")
+    .trim();
   if (title.length < 2 || title.length > 120 || looksLikeInjection(title) || title.startsWith("/")) return null;
   const m = /(\d)\s*(?:раз[а]?|times?|x|×)\s*(?:в|a|per|\/)\s*(?:неделю|нед\.?|week|wk)/i.exec(title);
   if (m) {

@@ -15,7 +15,16 @@ const partsCache = new Map<string, Intl.DateTimeFormat>();
 function formatter(zone: string): Intl.DateTimeFormat {
   let f = partsCache.get(zone);
   if (!f) {
-    f = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+    f = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+    });
     partsCache.set(zone, f);
   }
   return f;
@@ -33,7 +42,11 @@ export interface WallTime {
  * @throws RangeError for an unknown zone
  */
 export function wallTime(ms: number, zone: string): WallTime {
-  const p = Object.fromEntries(formatter(zone).formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
+  const p = Object.fromEntries(
+    formatter(zone)
+      .formatToParts(new Date(ms))
+      .map((x) => [x.type, x.value]),
+  );
   return { day: `${p.year}-${p.month}-${p.day}`, minutes: Number(p.hour) * 60 + Number(p.minute) };
 }
 
@@ -74,7 +87,7 @@ export function addDays(day: Day, n: number): Day {
 
 /** ISO weekday of a day: 1 = Monday … 7 = Sunday. */
 export function weekday(day: Day): number {
-  return ((dayNumber(day) + 3) % 7 + 7) % 7 + 1;
+  return ((((dayNumber(day) + 3) % 7) + 7) % 7) + 1;
 }
 
 /** The Monday of the (local, Monday-first) week holding `day`. */
@@ -110,7 +123,12 @@ export function zonedInstant(day: Day, minutes: number, zone: string): number {
   if (after === before) return first;
   const second = naive - after;
   // Two candidates around a change: take the one whose wall time is the one asked for, earliest.
-  const ok = [first, second].filter((t) => { const w = wallTime(t, zone); return w.day === day && w.minutes === minutes; }).sort((a, b) => a - b);
+  const ok = [first, second]
+    .filter((t) => {
+      const w = wallTime(t, zone);
+      return w.day === day && w.minutes === minutes;
+    })
+    .sort((a, b) => a - b);
   return ok[0] ?? first;
 }
 

@@ -36,16 +36,33 @@ export async function coachingStats(store: Store, bot: string, nowMs: number): P
   const c = await store.coaching.counts(bot, sinceMs);
   const streaks = Object.fromEntries(STREAK_BUCKETS.map((b) => [b, 0])) as CoachingStats["streaks"];
   for (const u of await store.coaching.reminderCandidates(bot)) {
-    const [goals, checkins, pauses] = await Promise.all([store.coaching.goals(bot, u.user_id), store.coaching.checkins(bot, u.user_id), store.coaching.pauses(bot, u.user_id)]);
+    const [goals, checkins, pauses] = await Promise.all([
+      store.coaching.goals(bot, u.user_id),
+      store.coaching.checkins(bot, u.user_id),
+      store.coaching.pauses(bot, u.user_id),
+    ]);
     const today = checkinDay(nowMs, u.timezone, u.day_starts_at);
-    for (const f of goalFacts(goals.filter((g) => g.status === "active"), checkins, pauseRanges(pauses), today)) streaks[bucket(f.streak.current)]++;
+    for (const f of goalFacts(
+      goals.filter((g) => g.status === "active"),
+      checkins,
+      pauseRanges(pauses),
+      today,
+    ))
+      streaks[bucket(f.streak.current)]++;
   }
   const total = Object.values(c.users).reduce((a, b) => a + b, 0);
   const d = (r: Record<string, number>) => ({ sent: r.sent ?? 0, failed: r.failed ?? 0, claimed: r.claimed ?? 0 });
   return {
     bot,
     since: new Date(sinceMs).toISOString(),
-    users: { total, active_7d: c.activeUsers, onboarding: c.users.onboarding ?? 0, active: c.users.active ?? 0, stopped: c.users.stopped ?? 0, blocked: c.users.blocked ?? 0 },
+    users: {
+      total,
+      active_7d: c.activeUsers,
+      onboarding: c.users.onboarding ?? 0,
+      active: c.users.active ?? 0,
+      stopped: c.users.stopped ?? 0,
+      blocked: c.users.blocked ?? 0,
+    },
     checkins_7d: c.checkins,
     streaks,
     reminders: d(c.reminders),

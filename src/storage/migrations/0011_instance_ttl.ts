@@ -8,7 +8,10 @@ import type { DialectHelpers } from "../migrations.js";
 export function instanceTtlMigration(_: DialectHelpers): Migration {
   return {
     async up(db: Kysely<any>) {
-      await db.schema.alterTable("instances").addColumn("ttl_ms", "bigint", (c) => c.notNull().defaultTo(15_000)).execute();
+      await db.schema
+        .alterTable("instances")
+        .addColumn("ttl_ms", "bigint", (c) => c.notNull().defaultTo(15_000))
+        .execute();
     },
   };
 }

@@ -4,7 +4,15 @@ import type { Update } from "telegraf/types";
 import { translateUpdate } from "../../../src/channels/telegram/translate.js";
 import type { BotConfig } from "../../../src/config/schema.js";
 
-const me = { id: 999, is_bot: true as const, first_name: "Bot", username: "shop_bot", can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false };
+const me = {
+  id: 999,
+  is_bot: true as const,
+  first_name: "Bot",
+  username: "shop_bot",
+  can_join_groups: true,
+  can_read_all_group_messages: false,
+  supports_inline_queries: false,
+};
 
 function bot(leads: boolean): BotConfig {
   return { name: "shop", tg: { groups: "all" }, features: leads ? { leads: { required: ["name", "phone"] } } : {} } as unknown as BotConfig;
@@ -13,7 +21,13 @@ function bot(leads: boolean): BotConfig {
 function contactUpdate(chatType: "private" | "group"): Update {
   return {
     update_id: 1,
-    message: { message_id: 7, date: 0, chat: chatType === "private" ? { id: 42, type: "private", first_name: "Ann" } : { id: -5, type: "group", title: "g" }, from: { id: 42, is_bot: false, first_name: "Ann" }, contact: { phone_number: "79001234567", first_name: "Ann", last_name: "Lee", user_id: 42 } },
+    message: {
+      message_id: 7,
+      date: 0,
+      chat: chatType === "private" ? { id: 42, type: "private", first_name: "Ann" } : { id: -5, type: "group", title: "g" },
+      from: { id: 42, is_bot: false, first_name: "Ann" },
+      contact: { phone_number: "79001234567", first_name: "Ann", last_name: "Lee", user_id: 42 },
+    },
   } as unknown as Update;
 }
 

@@ -1,6 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { addDays, checkinDay, checkinPoints, dailyStreak, dueInstant, levelFor, parseClock, weekday, weeklyStreak, weekStart, zonedInstant } from "../../../src/features/coaching/rules.js";
+import {
+  addDays,
+  checkinDay,
+  checkinPoints,
+  dailyStreak,
+  dueInstant,
+  levelFor,
+  parseClock,
+  weekday,
+  weeklyStreak,
+  weekStart,
+  zonedInstant,
+} from "../../../src/features/coaching/rules.js";
 
 const BERLIN = "Europe/Berlin";
 
@@ -76,7 +88,10 @@ describe("coaching rules: streaks", () => {
     // a week with 1 of 3 breaks it
     assert.equal(weeklyStreak(["2026-05-04", "2026-05-06", "2026-05-08", "2026-05-11", "2026-05-18", "2026-05-19", "2026-05-20"], "2026-05-20", 3).current, 1);
     // a week paused from Tuesday needs ceil(3 × 1/7) = 1
-    assert.equal(weeklyStreak(["2026-05-04", "2026-05-06", "2026-05-08", "2026-05-11"], "2026-05-19", 3, [{ from: "2026-05-12", until: "2026-05-17" }]).current, 2);
+    assert.equal(
+      weeklyStreak(["2026-05-04", "2026-05-06", "2026-05-08", "2026-05-11"], "2026-05-19", 3, [{ from: "2026-05-12", until: "2026-05-17" }]).current,
+      2,
+    );
   });
 });
 
