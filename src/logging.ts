@@ -223,7 +223,7 @@ export function formatLogLine(line: string, color: boolean): string {
 function prettyStream(out: NodeJS.WritableStream, color: boolean): DestinationStream {
   return {
     write(chunk: string) {
-      for (const line of chunk.split("\n")) if (line) out.write(formatLogLine(line, color) + "\n");
+      for (const line of chunk.split("\n")) if (line) out.write(`${formatLogLine(line, color)}\n`);
     },
   };
 }

@@ -70,10 +70,16 @@ type AddRequest = (req: http.ClientRequest, options: unknown) => void;
  */
 function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): void {
   const gate = gates.getStore();
-  if (!gate || gate.seen) return add(req, options);
+  if (!gate || gate.seen) {
+    add(req, options);
+    return;
+  }
   gate.seen = true;
   req.once("finish", () => (gate.written = true));
-  if (!gate.beforeWrite) return add(req, options);
+  if (!gate.beforeWrite) {
+    add(req, options);
+    return;
+  }
   // A request destroyed before it has a socket (the mark failed, or it was aborted while the
   // mark was written) still goes to the agent: Node then ends it with its error, writing nothing.
   gate.beforeWrite().then(

@@ -57,7 +57,7 @@ export function resolveContext(opts: GlobalOptions, io: CliIo): CliContext {
     color,
     verbose: opts.verbose === true,
     interactive: Boolean(io.stdout.isTTY && io.stdinIsTTY),
-    out: (line) => void io.stdout.write(line + "\n"),
-    err: (line) => void io.stderr.write(line + "\n"),
+    out: (line) => void io.stdout.write(`${line}\n`),
+    err: (line) => void io.stderr.write(`${line}\n`),
   };
 }

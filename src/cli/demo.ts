@@ -97,7 +97,7 @@ export async function demoCommand(c: CliContext, opts: DemoOptions): Promise<voi
     const running = await startBots({ bots: [bot], store, logging, env, host: c.env.BOTS_HOST || undefined });
     stopBots = () => running.stop(5000);
     const pipeline = running.bots[0]?.pipeline;
-    if (!pipeline) throw new Error("the demo bot did not start (see the log in " + logDir + ")");
+    if (!pipeline) throw new Error(`the demo bot did not start (see the log in ${logDir})`);
 
     const q = (s: string) => (/^[\w/.:@-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
     const g = `--db ${q(dbUrl)} --config-dir ${q(configDir)}`;

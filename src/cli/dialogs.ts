@@ -220,6 +220,6 @@ async function page(c: CliContext, lines: string[], allowed: boolean): Promise<v
     });
     child.on("exit", () => resolve());
     child.stdin.on("error", () => undefined);
-    child.stdin.end(lines.join("\n") + "\n");
+    child.stdin.end(`${lines.join("\n")}\n`);
   });
 }

@@ -542,7 +542,7 @@ async function runProgram(argv: string[], io?: CliIo): Promise<number> {
       return error.exitCode === 0 ? 0 : 2;
     }
     const e = await reportError(error, {
-      err: (l) => void (io?.stderr ?? process.stderr).write(l + "\n"),
+      err: (l) => void (io?.stderr ?? process.stderr).write(`${l}\n`),
       json: false,
       verbose: argv.includes("-v") || argv.includes("--verbose"),
     });

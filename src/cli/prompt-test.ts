@@ -231,7 +231,7 @@ export function loadCases(file: string): PromptCase[] {
         let node: Node | undefined;
         for (let n = p.length; n > 0 && !node?.range; n--) node = doc.getIn(p.slice(0, n), true) as Node | undefined;
         const line = node?.range ? lc.linePos(node.range[0]).line : 0;
-        problems.push(`${file}:${line}: cases[${i}]${issue.path.length ? "." + issue.path.join(".") : ""}: ${issue.message}`);
+        problems.push(`${file}:${line}: cases[${i}]${issue.path.length ? `.${issue.path.join(".")}` : ""}: ${issue.message}`);
       }
       return;
     }
@@ -316,6 +316,6 @@ export async function runCases(deps: PromptTestDeps, cases: PromptCase[], onCase
 /** `pattern` or `/pattern/flags` → RegExp (always with the `u` flag). @throws SyntaxError */
 function toRegExp(text: string): RegExp {
   const m = /^\/(.*)\/([dgimsuvy]*)$/s.exec(text);
-  const flags = new Set((m?.[2] ?? "").replace(/[gyv]/g, "") + "u");
+  const flags = new Set(`${(m?.[2] ?? "").replace(/[gyv]/g, "")}u`);
   return new RegExp(m ? m[1]! : text, [...flags].join(""));
 }

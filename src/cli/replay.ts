@@ -144,7 +144,7 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
 function progressBar(done: number, total: number): string {
   const width = 24;
   const full = Math.round((done / total) * width);
-  return `${chalk.cyan("[" + "#".repeat(full) + " ".repeat(width - full) + "]")} ${done}/${total}`;
+  return `${chalk.cyan(`[${"#".repeat(full)}${" ".repeat(width - full)}]`)} ${done}/${total}`;
 }
 
 /** One replayed message; its time in its bot's `timezone` (UTC for a bot no config names). */

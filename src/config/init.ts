@@ -122,7 +122,7 @@ export function renderBotYaml(s: NewBotSpec): string {
       `  password: \${${s.dgisPasswordVar}}`,
       `  branch_ids: [${s.branchIds!.map((b) => JSON.stringify(b)).join(", ")}]`,
     );
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** The machine's IANA time zone (Intl), or UTC when it has none. */
@@ -166,7 +166,7 @@ export function writeNewBot(configDir: string, spec: NewBotSpec, opts: { overwri
   mkdirSync(path.dirname(t.configFile), { recursive: true });
   mkdirSync(path.dirname(t.promptFile), { recursive: true });
   writeFileSync(t.configFile, renderBotYaml(spec));
-  writeFileSync(t.promptFile, spec.promptText.endsWith("\n") ? spec.promptText : spec.promptText + "\n");
+  writeFileSync(t.promptFile, spec.promptText.endsWith("\n") ? spec.promptText : `${spec.promptText}\n`);
   const envFile = path.resolve(opts.envFile);
   const existing = existsSync(envFile) ? readFileSync(envFile, "utf8") : "";
   const have = new Set(

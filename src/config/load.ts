@@ -232,7 +232,7 @@ function interpolate(
     if (isMap(node)) {
       for (const pair of node.items) if (isPair(pair)) walk(pair.value, [...at, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
     } else if (isSeq(node)) {
-      node.items.forEach((item, i) => walk(item, [...at, String(i)]));
+      for (const [i, item] of node.items.entries()) walk(item, [...at, String(i)]);
     } else if (isScalar(node) && typeof node.value === "string" && node.value.includes("${")) {
       const original = node.value;
       const whole = /^\$\{[^}]+\}$/.test(original);

@@ -219,7 +219,7 @@ export async function loadImages(
  */
 export function attachImages(prompt: ChatMessage[], images: LoadedImages): ChatMessage[] {
   const last = prompt[prompt.length - 1];
-  if (!last || last.role !== "user" || typeof last.content !== "string") return prompt;
+  if (last?.role !== "user" || typeof last.content !== "string") return prompt;
   if (!images.parts.length && !images.left) return prompt;
   const text = withPlaceholder(last.content, images.left);
   const content = images.parts.length ? [...(text ? [{ type: "text" as const, text }] : []), ...images.parts] : text;

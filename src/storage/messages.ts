@@ -479,7 +479,7 @@ async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<num
 
 /** How many pictures a stored meta JSON lists under `images`. */
 function imageCount(meta: string | null): number {
-  if (!meta || !meta.includes('"images"')) return 0;
+  if (!meta?.includes('"images"')) return 0;
   try {
     const images = (JSON.parse(meta) as { images?: unknown }).images;
     return Array.isArray(images) ? images.length : 0;

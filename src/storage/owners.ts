@@ -84,7 +84,7 @@ export class OwnersRepo {
 
   constructor(
     private readonly db: Kysely<Schema>,
-    private readonly dialect: Dialect,
+    readonly dialect: Dialect,
   ) {
     this.now = dbNowMs(dialect);
   }

@@ -66,7 +66,7 @@ describe("Telegram update translation", () => {
 describe("splitText", () => {
   test("keeps short text whole and splits long text under the limit at boundaries", () => {
     assert.deepEqual(splitText("short", 4096), ["short"]);
-    const para = "a".repeat(3000) + "\n\n" + "b".repeat(3000);
+    const para = `${"a".repeat(3000)}\n\n${"b".repeat(3000)}`;
     assert.deepEqual(splitText(para, 4096), ["a".repeat(3000), "b".repeat(3000)]);
     const words = Array.from({ length: 2000 }, (_, i) => `w${i}`).join(" ");
     const parts = splitText(words, 100);

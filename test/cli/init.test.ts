@@ -59,7 +59,7 @@ describe("bots init", () => {
       assert.match(yaml, /api_key: \$\{OPENAI_API_KEY\}/);
       assert.match(yaml, /token: \$\{SHOP_TG_TOKEN\}/);
       assert.match(yaml, /\ntimezone: Asia\/Novosibirsk\n/);
-      assert.match(yaml, /\n  base_url: http:\/\/127\.0\.0\.1:11434\/v1\n/);
+      assert.match(yaml, /\n {2}base_url: http:\/\/127\.0\.0\.1:11434\/v1\n/);
       // A bad zone is refused before anything is written.
       const bad = await cli([...g, "init", "--yes", "--name", "zone-tg", "--timezone", "Mars/Olympus"]);
       assert.equal(bad.code, 2);

@@ -46,7 +46,7 @@ describe("a closed stdout pipe ends a command quietly", () => {
       // on the full pipe and meets the closed end.
       const line = (i: number) =>
         JSON.stringify({ level: 30, time: new Date(Date.now() - 1000).toISOString(), bot: "shop-tg", msg: `line ${i} ${"x".repeat(80)}` });
-      fx.write("logs/shop-tg.log", Array.from({ length: 20_000 }, (_, i) => line(i)).join("\n") + "\n");
+      fx.write("logs/shop-tg.log", `${Array.from({ length: 20_000 }, (_, i) => line(i)).join("\n")}\n`);
       for (const json of [["--json"], []]) {
         const r = await closedAfter([...json, "--log-dir", fx.logDir, "logs", "tail", "shop-tg", "-n", "20000"], 400);
         assert.equal(r.stderr, "", "no stack, no message");

@@ -60,7 +60,7 @@ describe("prompt test (cli/prompt-test.ts)", () => {
       const file = fx.write("prompts/v2.md", "Version two for {{bot_name}}.");
       await promptAnswer({ bot, llm: llmFor(bot, logger), promptFile: file }, [], "x");
       assert.equal(llm.requests[0]!.messages[0]!.content, "Version two for shop-tg.");
-      await assert.rejects(promptAnswer({ bot, llm: llmFor(bot, logger), promptFile: fx.root + "/missing.md" }, [], "x"), ConfigError);
+      await assert.rejects(promptAnswer({ bot, llm: llmFor(bot, logger), promptFile: `${fx.root}/missing.md` }, [], "x"), ConfigError);
     } finally {
       await stop();
     }
@@ -110,7 +110,7 @@ describe("prompt test (cli/prompt-test.ts)", () => {
   });
 
   test("cases files: list or {cases}, history form, problems reported with file:line", async () => {
-    const { bot, llm, fx, stop } = await promptFixture();
+    const { bot, fx, stop } = await promptFixture();
     try {
       const good = fx.write(
         "cases.yaml",

@@ -7,7 +7,7 @@ import { vkPhotos } from "../../src/channels/vk/translate.js";
 import { formatProblem, loadBotConfigs } from "../../src/config/load.js";
 import { byteSize } from "../../src/lib/bytes.js";
 import { attachImages, downloadImage, isImageRefusal, sniffImageMime, storedImages } from "../../src/core/images.js";
-import { ChannelError, LlmError } from "../../src/errors.js";
+import { type ChannelError, LlmError } from "../../src/errors.js";
 import { Fixture } from "../support/fixture.js";
 import { closeServer, listenLocal, originOf } from "../support/http.js";
 import { jpegFixture, pngImage } from "../support/images.js";

@@ -83,7 +83,7 @@ describe("packaged install", () => {
       for (const f of readdirSync(path.join(work, "configs")))
         for (const m of readFileSync(path.join(work, "configs", f), "utf8").matchAll(/\$\{([A-Z0-9_]+)(?::-[^}]*)?\}/g)) vars.add(m[1]!);
       // Plausible values of the shapes the schema checks (tokens, ids, addresses).
-      const valueOf = (v: string): string => {
+      const secretValue = (v: string): string => {
         if (/TOKEN$/.test(v) && !v.startsWith("VK") && !v.startsWith("WS")) return "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
         if (/GROUP_ID$|PORT$/.test(v)) return "123";
         if (/(TO|EMAIL|FROM)$/.test(v)) return "ops@example.com";
@@ -91,7 +91,7 @@ describe("packaged install", () => {
         if (/HOST$/.test(v)) return "127.0.0.1";
         return `value-of-${v.toLowerCase()}`;
       };
-      const secrets = Object.fromEntries([...vars].map((v) => [v, valueOf(v)]));
+      const secrets = Object.fromEntries([...vars].map((v) => [v, secretValue(v)]));
       const check = await run(bots, ["config", "check"], { cwd: work, env: { ...env, ...secrets }, timeout: 30_000 }).catch(
         (e: { stdout: string; stderr: string; code: number }) => e,
       );

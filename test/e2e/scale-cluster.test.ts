@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { finished } from "../support/cli.js";
 import { Cluster, CLUSTER_BALANCE, fairShare, sleep, THREE } from "../support/cluster.js";
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";

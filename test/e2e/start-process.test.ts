@@ -129,7 +129,7 @@ async function withStartedBot(
 describe("bots start refuses to run", () => {
   test("a bad token fails at once naming the bot (exit 1)", async () => {
     const fx = new Fixture();
-    const api = http.createServer((req, res) => {
+    const api = http.createServer((_req, res) => {
       res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ ok: false, error_code: 401, description: "Unauthorized" }));
     });
     await new Promise<void>((r) => api.listen(0, "127.0.0.1", r));

@@ -223,7 +223,7 @@ for (const dialect of dialects()) {
     test("long answers are split at 4096 characters; /start and /help answer from config", async () => {
       const h = await Harness.start({ dialect, extraYaml: "  commands: { start: 'Привет!', help: 'Спросите что угодно' }".replace(/^/, "") });
       try {
-        const long = ("Слово ".repeat(1000) + "\n\n").repeat(2);
+        const long = `${"Слово ".repeat(1000)}\n\n`.repeat(2);
         h.llm.respond = () => ({ text: long });
         const client = h.telegram.getClient(TOKEN, { userId: 1001, chatId: 1001 });
         await client.sendCommand(client.makeCommand("/start"));

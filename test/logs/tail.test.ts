@@ -16,7 +16,7 @@ describe("tailLog()", () => {
     try {
       const file = fx.write(
         "logs/shop-tg.log",
-        [rec(30, "one"), "not json {", rec(40, "two", { msg_id: 7 }), rec(50, "three")].join("\n") + "\n" + '{"level":30,"msg":"half',
+        `${[rec(30, "one"), "not json {", rec(40, "two", { msg_id: 7 }), rec(50, "three")].join("\n")}\n{"level":30,"msg":"half`,
       );
       const out: string[] = [];
       const n = await tailLog({ file, lines: 3, write: (l) => out.push(l) });
@@ -51,7 +51,7 @@ describe("tailLog()", () => {
     const out: string[] = [];
     const done = tailLog({ file, lines: 10, follow: true, json: true, pollMs: 10, signal: ac.signal, write: (l) => out.push(l) });
     try {
-      writeFileSync(file, rec(30, "first") + "\n"); // created after tailing started
+      writeFileSync(file, `${rec(30, "first")}\n`); // created after tailing started
       await eventually(() => out.length === 1, 5000, "first line");
       appendFileSync(file, '{"level":30,"msg":"par');
       appendFileSync(file, 'tial"}\n\u0000\u0001garbage\n');
@@ -59,9 +59,9 @@ describe("tailLog()", () => {
       // The line written in two parts comes out whole: the partial part was held back. Control
       // characters are shown, not sent to the terminal.
       assert.deepEqual(out.slice(1), ['{"level":30,"msg":"partial"}', "\\x00\\x01garbage"]);
-      appendFileSync(file, rec(30, "last in old file") + "\n");
-      renameSync(file, file + ".1");
-      writeFileSync(file, rec(30, "in new file") + "\n");
+      appendFileSync(file, `${rec(30, "last in old file")}\n`);
+      renameSync(file, `${file}.1`);
+      writeFileSync(file, `${rec(30, "in new file")}\n`);
       await eventually(() => out.length === 5, 5000, "lines across rotation");
       assert.deepEqual(
         out.slice(3).map((l) => (JSON.parse(l) as { msg: string }).msg),

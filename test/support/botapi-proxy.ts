@@ -49,16 +49,14 @@ export async function startBotApiProxy(
       return;
     }
     if (verdict) {
-      res
-        .writeHead(verdict.error_code, { "content-type": "application/json" })
-        .end(
-          JSON.stringify({
-            ok: false,
-            error_code: verdict.error_code,
-            description: verdict.description,
-            ...(verdict.retry_after ? { parameters: { retry_after: verdict.retry_after } } : {}),
-          }),
-        );
+      res.writeHead(verdict.error_code, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          ok: false,
+          error_code: verdict.error_code,
+          description: verdict.description,
+          ...(verdict.retry_after ? { parameters: { retry_after: verdict.retry_after } } : {}),
+        }),
+      );
       return;
     }
     try {

@@ -1,4 +1,4 @@
-import http from "node:http";
+import type http from "node:http";
 import { closeServer, listenLocal, originOf } from "./http.js";
 
 /** One recorded request to POST /v1/chat/completions. */

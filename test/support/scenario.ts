@@ -65,7 +65,7 @@ export class Scenario {
         ? [{ name: "shop-tg", token: TOKEN }]
         : Array.from({ length: o.bots }, (_, i) => ({ name: `bot-${i + 1}`, token: `${700001 + i}:TEST-token_bot${i + 1}` }));
     const tokenVar = (i: number) => (o.bots === undefined ? "TG_TOKEN" : `TG_TOKEN_${i + 1}`);
-    s.bots.forEach((bot, i) =>
+    for (const [i, bot] of s.bots.entries())
       s.fx.bot(
         bot.name,
         [
@@ -85,8 +85,7 @@ export class Scenario {
           ...(o.resumeWithin ? ["recovery:", `  resume_within: ${o.resumeWithin}`] : []),
           ...(o.extraYaml ? [o.extraYaml] : []),
         ].join("\n"),
-      ),
-    );
+      );
     const tokens = s.bots.map((b, i) => `${tokenVar(i)}=${b.token}\n`).join("");
     s.fx.write(".env", `OPENAI_API_KEY=sk-test-key-123456\n${tokens}DATABASE_URL=${s.db.url}\n`);
     s.store = await openStore(s.db.url);

@@ -1,4 +1,4 @@
-import http from "node:http";
+import type http from "node:http";
 import { closeServer, listenLocal, originOf } from "./http.js";
 
 /** One recorded VK API call: the method and its parameters (form body and query merged). */

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import http from "node:http";
+import type http from "node:http";
 import type { Logger } from "pino";
 import type { Telegraf } from "telegraf";
 import type { Update, UserFromGetMe } from "telegraf/types";
@@ -7,7 +7,7 @@ import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
-import { ChannelError, StorageError } from "../../errors.js";
+import { ChannelError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";

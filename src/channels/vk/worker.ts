@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
+import type http from "node:http";
+import type https from "node:https";
 import type { Logger } from "pino";
 import type { API, VK } from "vk-io";
 import type { BotConfig } from "../../config/schema.js";
@@ -9,7 +9,7 @@ import { RecentIds } from "../../lib/recent-ids.js";
 import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import { splitText } from "../../lib/text.js";
 import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
-import { ChannelError, StorageError } from "../../errors.js";
+import { ChannelError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";

@@ -190,7 +190,6 @@ export function dailyStreak(days: Iterable<Day>, today: Day, pauses: readonly Pa
       if (res.current % FREEZE_EVERY === 0) res.freezes = Math.min(MAX_FREEZES, res.freezes + 1);
       res.best = Math.max(res.best, res.current);
     } else if (d === today || isPaused(d, pauses)) {
-      continue;
     } else if (res.freezes > 0 && res.current > 0) {
       res.freezes--;
       res.frozen.push(d);
