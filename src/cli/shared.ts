@@ -185,6 +185,5 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 function visibleLength(s: string): number {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\u001b\[[0-9;]*m/g, "").length;
 }
