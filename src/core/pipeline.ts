@@ -994,12 +994,12 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
 }
 
 /**
- * Retries of each intake statement (spam read, record) through a database blip: 200, 400, 800 ms,
- * about 1.4 s in all. Intake fails fast after that, so a webhook or callback gets its 503 with
- * `Retry-After` while the sender still waits, and polling keeps its offset and backs off itself,
- * instead of holding the update for many seconds.
+ * Retries of each intake statement (spam read, record) through a database blip: 200, 400, 800,
+ * 1600 ms, about 3 s in all. Intake fails fast after that, so a webhook or callback gets its 503
+ * with `Retry-After` while the sender still waits, and polling keeps its offset and backs off
+ * itself, instead of holding the update for many seconds.
  */
-const INTAKE_RETRIES = 3;
+const INTAKE_RETRIES = 4;
 
 /** How often an answer that ends unsettled is resumed in-process before it is left to the next start. */
 const MAX_PARKED_TRIES = 5;
