@@ -495,6 +495,11 @@ export class Pipeline {
     return ctx;
   }
 
+  /** Retries of each intake statement: {@link INTAKE_BLIP_MS} of back-off. */
+  private get intakeRetries(): number {
+    return retriesWithin(this.deps.storageRetryBaseMs ?? 200, INTAKE_BLIP_MS);
+  }
+
   /** Retries a storage operation through short outages (connection refused, lock waits). */
   private storageRetry<T>(fn: () => Promise<T>, log: Logger, retries = 6): Promise<T> {
     return withRetries(fn, {
@@ -511,7 +516,7 @@ export class Pipeline {
     const reason = await this.storageRetry(
       () => spamVerdict(this.deps.bot.spam, this.deps.store.messages, { bot: ctx.msg.bot, userId: ctx.msg.userId, text: ctx.msg.text }, this.now()),
       ctx.log,
-      INTAKE_RETRIES,
+      this.intakeRetries,
     );
     if (reason) ctx.filtered = reason;
     await next();
@@ -547,7 +552,7 @@ export class Pipeline {
           created_ms: m.receivedMs,
         }),
       ctx.log,
-      INTAKE_RETRIES,
+      this.intakeRetries,
     );
     if (id === null) {
       ctx.outcome = "duplicate";
@@ -994,12 +999,20 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
 }
 
 /**
- * Retries of each intake statement (spam read, record) through a database blip: 200, 400, 800,
- * 1600 ms, about 3 s in all. Intake fails fast after that, so a webhook or callback gets its 503
- * with `Retry-After` while the sender still waits, and polling keeps its offset and backs off
+ * How long intake rides a database blip, ms: each intake statement (spam read, record) is
+ * retried with back-off doubling from `storageRetryBaseMs` (200, 400, 800, 1600 ms by default)
+ * until about this long has passed. Intake fails after that, so a webhook or callback gets its
+ * 503 with `Retry-After` while the sender still waits, and polling keeps its offset and backs off
  * itself, instead of holding the update for many seconds.
  */
-const INTAKE_RETRIES = 4;
+const INTAKE_BLIP_MS = 3000;
+
+/** Retries of a back-off doubling from `baseMs` whose waits add up to at least `budgetMs`. */
+function retriesWithin(baseMs: number, budgetMs: number): number {
+  let n = 0;
+  while (baseMs * (2 ** n - 1) < budgetMs && n < 20) n++;
+  return n;
+}
 
 /** How often an answer that ends unsettled is resumed in-process before it is left to the next start. */
 const MAX_PARKED_TRIES = 5;
