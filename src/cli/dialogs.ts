@@ -7,6 +7,7 @@ import { terminalSafe } from "../terminal.js";
 import { formatCredits } from "../storage/balance.js";
 import { ConversationsRepo, type ConversationFilter, type ThreadSummary } from "../storage/conversations.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
+import { INCOMING_STATUSES } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
 import { noSuchBot, table, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
@@ -23,21 +24,8 @@ export interface DialogsOptions {
   pager?: boolean;
 }
 
-const STATUSES = [
-  "received",
-  "filtered",
-  "no_balance",
-  "sending",
-  "delivering",
-  "answered",
-  "failed",
-  "partial",
-  "skipped",
-  "expired",
-  "unconfirmed",
-  "sent",
-  "pending",
-];
+/** Statuses `--status` accepts: every incoming one, and those of proactive (outgoing) messages. */
+const STATUSES: readonly string[] = [...INCOMING_STATUSES, "sent", "pending"];
 
 /**
  * `bots dialogs [BOT] [THREAD_KEY]`: without a thread, the conversations (newest activity first,
