@@ -12,7 +12,7 @@ import { llmFor, secretsOf, selectBots } from "../runner.js";
 import type { IncomingStatus } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
 import { QuitSwitch } from "./quit.js";
-import { formatTime, loadBots, withStore } from "./shared.js";
+import { formatTime, loadBotsWarn, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
 
 /** Options of `bots replay` as commander parses them. */
@@ -68,8 +68,9 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
   }
   if (opts.force && !opts.send)
     throw new UsageError("FORCE_WITHOUT_SEND", "--force only makes sense with --send", { hint: "bots replay --send --force --id N" });
-  const all = loadBots(c);
   const targets = opts.bot?.flatMap((s) => s.split(",")).filter(Boolean) ?? [];
+  // Bots named here must be valid; other files' problems are one warning line.
+  const all = loadBotsWarn(c, targets);
   const bots: BotConfig[] = targets.length ? selectBots(all, targets) : ids ? all : selectBots(all, []);
 
   const logging = createLogging({ logDir: c.logDir, level: c.verbose ? "debug" : "info", console: c.verbose, color: c.color, secrets: secretsOf(bots) });

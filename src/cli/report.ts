@@ -11,7 +11,7 @@ import { Mailer, type MailerOptions } from "../notify/email.js";
 import { selectBots } from "../runner.js";
 import { DialogsRepo } from "../storage/dialogs.js";
 import type { CliContext } from "./context.js";
-import { formatTime, loadBots, withStore } from "./shared.js";
+import { formatTime, loadBotsWarn, withStore } from "./shared.js";
 
 /** Options of `bots report send`. */
 export interface ReportSendOptions {
@@ -34,7 +34,8 @@ export interface ReportSendOptions {
  */
 export async function reportSendCommand(c: CliContext, opts: ReportSendOptions, deps: { now?: () => number; mail?: MailerOptions } = {}): Promise<void> {
   const periodMs = parseDuration(opts.since);
-  const all = loadBots(c);
+  // The bot named here must be valid; other files' problems are one warning line.
+  const all = loadBotsWarn(c, opts.bot ? [opts.bot] : []);
   let bots: BotConfig[];
   if (opts.bot) bots = selectBots(all, [opts.bot]);
   else {

@@ -127,6 +127,14 @@ describe("a broken bot file: what still refuses", () => {
         assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, PROBLEM);
       }
+      // replay (and poll, report) name their bots: another file's problem is a warning.
+      assert.equal((await runBots(["balance", "add", "10", "--yes"], { cwd: fx.root, env })).code, 0);
+      const replay = await runBots(["replay", "--bot", "cafe-tg"], { cwd: fx.root, env });
+      assert.equal(replay.code, 0, replay.stderr);
+      assert.match(replay.stderr, WARNING);
+      const replayShop = await runBots(["replay", "--bot", "shop-tg"], { cwd: fx.root, env });
+      assert.equal(replayShop.code, 2, replayShop.stderr);
+      assert.match(replayShop.stderr, PROBLEM);
       const check = await runBots(["config", "check"], { cwd: fx.root, env });
       assert.equal(check.code, 2);
       assert.match(check.stderr, PROBLEM);
