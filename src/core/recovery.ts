@@ -120,7 +120,10 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     if (!deps.checkDelivered) {
       const parts = row.parts_sent ? ` (${row.parts_sent} part(s) delivered before it)` : "";
       const note = `the process stopped while this answer was being sent or before it was recorded; it may or may not have arrived (not sent again)${parts}`;
-      if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"], fence: deps.fence })) {
+      // The charge stands: the row says what it was (its open reservation), as a settled answer does.
+      const open = await store.balance.openReservation(row.id);
+      const charged = open ? { cost: -Number(open.delta) } : {};
+      if (await store.messages.setStatus(row.id, "unconfirmed", { error: note, from: ["delivering"], fence: deps.fence, ...charged })) {
         report.unconfirmed++;
         log.warn("answer unconfirmed: cut off between sending and recording; not sent again");
       }

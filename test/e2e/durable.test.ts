@@ -176,6 +176,7 @@ for (const dialect of dialects()) {
       await s.store.messages.setStatus(id, "delivering");
       const a = await s.start();
       await eventually(async () => (await s.store.messages.get(id))!.status === "unconfirmed", 20_000, "unconfirmed");
+      assert.equal((await s.store.messages.get(id))!.cost, 500, "the row shows the charge that stands");
       await userSays(s.telegram, TOKEN, 4002, "next");
       await eventually(() => botMessages(s.telegram, 4002).length === 1, 20_000, "live message answered");
       a.kill("SIGTERM");
