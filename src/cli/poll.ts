@@ -8,7 +8,7 @@ import { WebSocketNotifier } from "../notify/websocket.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
 import { openStore } from "../storage/index.js";
 import type { CliContext } from "./context.js";
-import { formatTime, loadBotsWarn } from "./shared.js";
+import { formatTime, loadBots, loadBotsWarn } from "./shared.js";
 
 /** Options of `bots poll`. */
 export interface PollCommandOptions {
@@ -48,8 +48,9 @@ export async function pollCommand(c: CliContext, channel: string, names: string[
   const ttlS = Number(opts.leaseTtl);
   if (!Number.isFinite(ttlS) || ttlS < 1 || ttlS > 86_400)
     throw new UsageError("LEASE_TTL_INVALID", `--lease-ttl must be seconds from 1 to 86400, got '${opts.leaseTtl}'`);
-  // Bots named here must be valid; other files' problems are one warning line.
-  const all = loadBotsWarn(c, names);
+  // Bots named here must be valid, other files' problems are one warning line. Without names
+  // the pass is for every 2GIS bot, so any broken file stops it (cron mails the exit 2).
+  const all = names.length ? loadBotsWarn(c, names) : loadBots(c);
   const bots = selectBots(all, names.length ? names : ["2gis"]);
   const wrong = bots.filter((b) => b.channel !== "2gis");
   if (wrong.length)
