@@ -18,21 +18,7 @@ for (const dialect of dialects()) {
       await llm.start();
       const children: Array<ReturnType<typeof spawnBots>> = [];
       try {
-        fx.write("prompts/p.md", "Be brief.");
-        fx.bot(
-          "shop-tg",
-          [
-            "channel: tg",
-            "prompt: prompts/p.md",
-            "llm:",
-            "  model: m",
-            "  api_key: ${OPENAI_API_KEY}",
-            `  base_url: ${llm.url}`,
-            "tg:",
-            "  token: ${TG_TOKEN}",
-            `  api_root: ${apiRoot}`,
-          ].join("\n"),
-        );
+        fx.tgBot("shop-tg", { llmUrl: llm.url, apiRoot });
         fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
         const args = ["start", "shop-tg", "--http-port", "off", "--lease-ttl", "2"];
         const first = spawnBots([...args, "--instance-id", "first"], { cwd: fx.root });

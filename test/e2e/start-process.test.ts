@@ -11,20 +11,6 @@ import { eventually, TOKEN } from "../support/harness.js";
 import { FakeOpenAI } from "../support/openai-server.js";
 import { startTelegram, userSays, waitForBotMessages } from "../support/telegram.js";
 
-function botYaml(apiRoot: string, llmUrl: string): string {
-  return [
-    "channel: tg",
-    "prompt: prompts/p.md",
-    "llm:",
-    "  model: m",
-    "  api_key: ${OPENAI_API_KEY}",
-    `  base_url: ${llmUrl}`,
-    "tg:",
-    "  token: ${TG_TOKEN}",
-    `  api_root: ${apiRoot}`,
-  ].join("\n");
-}
-
 for (const dialect of dialects()) {
   describe(`bots start as a process (${dialect})`, () => {
     test("answers through bin/bots.js, and SIGTERM lets the answer in flight finish, flushes logs, exits 0", async () => {
@@ -107,8 +93,7 @@ async function withStartedBot(
   await llm.start();
   let child: ReturnType<typeof spawnBots> | undefined;
   try {
-    fx.write("prompts/p.md", "Be brief.");
-    fx.bot("shop-tg", botYaml(apiRoot, llm.url));
+    fx.tgBot("shop-tg", { llmUrl: llm.url, apiRoot });
     fx.write(".env", `OPENAI_API_KEY=sk-live-secret-999\nTG_TOKEN=${TOKEN}\nDATABASE_URL=${db.url}\n`);
     const topup = await runBots(["balance", "add", "500", "--yes"], { cwd: fx.root });
     assert.equal(topup.code, 0, topup.stderr);
@@ -134,8 +119,7 @@ describe("bots start refuses to run", () => {
     });
     await new Promise<void>((r) => api.listen(0, "127.0.0.1", r));
     try {
-      fx.write("prompts/p.md", "x");
-      fx.bot("shop-tg", botYaml(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, "http://127.0.0.1:9/v1"));
+      fx.tgBot("shop-tg", { llmUrl: "http://127.0.0.1:9/v1", apiRoot: `http://127.0.0.1:${(api.address() as AddressInfo).port}` });
       const res = await runBots(["start", "--http-port", "0", "--db", `sqlite:${fx.root}/b.db`], {
         cwd: fx.root,
         env: { OPENAI_API_KEY: "k", TG_TOKEN: "999:bad-token-value" },

@@ -66,22 +66,7 @@ after(async () => {
 /** A config dir with one polling Telegram bot answering from the local model. */
 function fixture(bot = "shop-tg"): Fixture {
   const fx = new Fixture();
-  fx.write("prompts/p.md", "Be brief.");
-  fx.bot(
-    bot,
-    [
-      "channel: tg",
-      "prompt: prompts/p.md",
-      "llm:",
-      "  model: m",
-      "  api_key: ${OPENAI_API_KEY}",
-      `  base_url: ${llm.url}`,
-      "tg:",
-      "  token: ${TG_TOKEN}",
-      `  api_root: ${apiRoot}`,
-      "balance: { cost_per_reply: 0 }",
-    ].join("\n"),
-  );
+  fx.tgBot(bot, { llmUrl: llm.url, apiRoot, extra: ["balance: { cost_per_reply: 0 }"] });
   return fx;
 }
 

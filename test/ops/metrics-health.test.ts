@@ -29,22 +29,7 @@ describe("bots start: /metrics, /healthz, /readyz", () => {
     const llm = new FakeOpenAI();
     await llm.start();
     try {
-      fx.write("prompts/p.md", "Be brief.");
-      fx.bot(
-        "shop-tg",
-        [
-          "channel: tg",
-          "prompt: prompts/p.md",
-          "llm:",
-          "  model: m",
-          "  api_key: ${OPENAI_API_KEY}",
-          `  base_url: ${llm.url}`,
-          "tg:",
-          "  token: ${TG_TOKEN}",
-          `  api_root: ${apiRoot}`,
-          "balance: { cost_per_reply: 0 }",
-        ].join("\n"),
-      );
+      fx.tgBot("shop-tg", { llmUrl: llm.url, apiRoot, extra: ["balance: { cost_per_reply: 0 }"] });
       const bots = spawnBots(["start", "tg", "--http-port", "0", "--health-threshold", "1"], {
         cwd: fx.root,
         env: { OPENAI_API_KEY: "sk-metrics-secret-777", TG_TOKEN: TOKEN, DATABASE_URL: db.url },

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 
 /**
- * A temporary project folder for one test (STYLE 12): `configs/`, `prompts/`, `logs/`, `.env`.
+ * A temporary project folder for one test: `configs/`, `prompts/`, `logs/`, `.env`.
  */
 export class Fixture {
   readonly root = mkdtempSync(path.join(os.tmpdir(), "bots-fx-"));
@@ -26,6 +26,30 @@ export class Fixture {
   /** Writes `configs/<name>.yaml`. */
   bot(name: string, yaml: string): string {
     return this.write(`configs/${name}.yaml`, yaml);
+  }
+
+  /**
+   * Writes `prompts/p.md` ("Be brief.") and `configs/<name>.yaml` for a polling Telegram bot
+   * whose key and token come from `OPENAI_API_KEY` and `TG_TOKEN`; `llmUrl` and `apiRoot` point it
+   * at the local model and Bot API servers, `extra` adds top-level YAML lines.
+   */
+  tgBot(name: string, o: { llmUrl?: string; apiRoot?: string; extra?: string[] } = {}): string {
+    this.write("prompts/p.md", "Be brief.");
+    return this.bot(
+      name,
+      [
+        "channel: tg",
+        "prompt: prompts/p.md",
+        "llm:",
+        "  model: m",
+        "  api_key: ${OPENAI_API_KEY}",
+        ...(o.llmUrl ? [`  base_url: ${o.llmUrl}`] : []),
+        "tg:",
+        "  token: ${TG_TOKEN}",
+        ...(o.apiRoot ? [`  api_root: ${o.apiRoot}`] : []),
+        ...(o.extra ?? []),
+      ].join("\n"),
+    );
   }
 
   cleanup(): void {
