@@ -11,6 +11,7 @@ import { INCOMING_STATUSES } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
 import { noSuchBot, table, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
+import { isoDateTime, wallParts } from "../lib/zoned.js";
 
 /** Options of `bots dialogs`. */
 export interface DialogsOptions {
@@ -121,21 +122,7 @@ function paintStatus(s: string): string {
 
 /** `YYYY-MM-DD HH:MM` in the zone, with the zone's name. */
 export function formatIn(ms: number, timeZone: string): string {
-  const p = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", {
-      timeZone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-      hourCycle: "h23",
-    })
-      .formatToParts(ms)
-      .map((x) => [x.type, x.value]),
-  );
-  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+  return isoDateTime(wallParts(ms, timeZone));
 }
 
 function chatLines(bot: string, threadKey: string, rows: MessageRow[], zone: string): string[] {

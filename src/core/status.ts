@@ -1,5 +1,6 @@
 import type { BotConfig } from "../config/schema.js";
 import type { Store } from "../storage/index.js";
+import { startOfDayMs } from "../lib/zoned.js";
 
 /** What one reply costs on an account and the floor replies never go below, hundredths. */
 export interface ReplyCost {
@@ -112,38 +113,6 @@ export interface StatusReport {
   /** Bot files with config problems (they do not run). */
   broken: BrokenBot[];
   accounts: AccountSummary[];
-}
-
-/**
- * Midnight of the day containing `nowMs` in the IANA zone `timeZone`, as epoch ms UTC.
- * @throws RangeError for an unknown zone
- */
-export function startOfDayMs(nowMs: number, timeZone: string): number {
-  const f = new Intl.DateTimeFormat("en-US", {
-    timeZone,
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-  });
-  const wall = (t: number) => {
-    const p = Object.fromEntries(f.formatToParts(t).map((x) => [x.type, x.value]));
-    return {
-      y: Number(p.year),
-      m: Number(p.month),
-      d: Number(p.day),
-      ms: Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second)),
-    };
-  };
-  const today = wall(nowMs);
-  const midnightWall = Date.UTC(today.y, today.m - 1, today.d);
-  // Offset at a time = wall clock there minus UTC; evaluate it near midnight (DST changes by day).
-  let guess = midnightWall - (wall(nowMs).ms - Math.floor(nowMs / 1000) * 1000);
-  guess = midnightWall - (wall(guess).ms - Math.floor(guess / 1000) * 1000);
-  return guess;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
 import type { DeadlineConfig } from "../config/features.js";
 import type { FeatureDeps } from "./index.js";
+import { offsetMs, wallParts, zonedTimeToUtc } from "../lib/zoned.js";
 
 /**
  * Words that, right before a date, make it a deadline: "до 25 ноября", "по 30.11", "не позднее
@@ -57,7 +58,7 @@ export function findDeadline(text: string, options: FindDeadlineOptions): number
  * as ISO dates, a year-less one in the year of its next occurrence after the reference.
  */
 function isoNumericDates(text: string, referenceMs: number, timezone: string): string {
-  const refYear = Number(partsIn(referenceMs, timezone).year);
+  const refYear = wallParts(referenceMs, timezone).year;
   return text.replace(/(?<![\d.])(\d{1,2})\.(\d{1,2})(?:\.(\d{4}))?(?![.\d])/g, (m, dd: string, mm: string, yyyy?: string) => {
     const day = Number(dd);
     const month = Number(mm);
@@ -65,51 +66,6 @@ function isoNumericDates(text: string, referenceMs: number, timezone: string): s
     const year = yyyy ? Number(yyyy) : zonedTimeToUtc(refYear, month, day, 23, 59, 59, 999, timezone) < referenceMs ? refYear + 1 : refYear;
     return `${year}-${String(month).padStart(2, "0")}-${String(day).padStart(2, "0")}`;
   });
-}
-
-function partsIn(ms: number, timezone: string): Record<string, string> {
-  return Object.fromEntries(
-    new Intl.DateTimeFormat("en-US", {
-      timeZone: timezone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-      hourCycle: "h23",
-    })
-      .formatToParts(new Date(ms))
-      .map((p) => [p.type, p.value]),
-  );
-}
-
-/** Offset of an IANA zone from UTC at an instant, ms (Moscow: +10 800 000). */
-export function offsetMs(ms: number, timezone: string): number {
-  const p = partsIn(ms, timezone);
-  const asUtc = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
-  return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
-}
-
-/**
- * The instant of a wall-clock time in an IANA zone (DST aware).
- * @param month 1-12
- * @returns epoch ms UTC
- */
-export function zonedTimeToUtc(
-  year: number,
-  month: number,
-  day: number,
-  hour: number,
-  minute: number,
-  second: number,
-  millisecond: number,
-  timezone: string,
-): number {
-  const naive = Date.UTC(year, month - 1, day, hour, minute, second, millisecond);
-  const first = naive - offsetMs(naive, timezone);
-  // Near a DST change the offset at the first guess may differ from the one at the answer.
-  return naive - offsetMs(first, timezone);
 }
 
 /**

@@ -173,7 +173,7 @@ for (const dialect of dialects()) {
         const now = Date.now();
         // Midnight in Moscow (UTC+3) comes 3 hours before midnight UTC: a message 1 hour before
         // Moscow's midnight is yesterday there; one just after Moscow's midnight is today.
-        const { startOfDayMs } = await import("../../src/core/status.js");
+        const { startOfDayMs } = await import("../../src/lib/zoned.js");
         const mskMidnight = startOfDayMs(now, "Europe/Moscow");
         let n = 0;
         for (const at of [mskMidnight - 3_600_000, mskMidnight + 1000]) {

@@ -7,28 +7,10 @@
  * (`Europe/Berlin`), never offsets. Times are epoch ms UTC.
  */
 
+import { isoDay, wallParts } from "../../lib/zoned.js";
+
 /** A local day, `YYYY-MM-DD`. */
 export type Day = string;
-
-const partsCache = new Map<string, Intl.DateTimeFormat>();
-
-function formatter(zone: string): Intl.DateTimeFormat {
-  let f = partsCache.get(zone);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-CA", {
-      timeZone: zone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-      hourCycle: "h23",
-    });
-    partsCache.set(zone, f);
-  }
-  return f;
-}
 
 /** Local wall-clock time of an instant in a zone. */
 export interface WallTime {
@@ -42,12 +24,8 @@ export interface WallTime {
  * @throws RangeError for an unknown zone
  */
 export function wallTime(ms: number, zone: string): WallTime {
-  const p = Object.fromEntries(
-    formatter(zone)
-      .formatToParts(new Date(ms))
-      .map((x) => [x.type, x.value]),
-  );
-  return { day: `${p.year}-${p.month}-${p.day}`, minutes: Number(p.hour) * 60 + Number(p.minute) };
+  const p = wallParts(ms, zone);
+  return { day: isoDay(p), minutes: p.hour * 60 + p.minute };
 }
 
 /** True when `zone` is an IANA zone Intl knows. */
