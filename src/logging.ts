@@ -37,7 +37,18 @@ export interface LoggingOptions {
   color?: boolean;
   /** Values to scrub from every line wherever they appear (tokens inside URLs, keys in errors). */
   secrets?: Iterable<string>;
+  /**
+   * Told, once per episode, that a log file cannot be written (a full disk: `ENOSPC`) and again
+   * when it can. @defaultValue a line on stderr
+   */
+  onFileProblem?: (line: string) => void;
 }
+
+/**
+ * Lines a log file may hold in memory while its disk refuses writes, bytes; beyond it new lines
+ * are dropped (sonic-boom `maxLength`), so a full disk never grows the process without bound.
+ */
+export const LOG_BUFFER_LIMIT = 16 * 1024 * 1024;
 
 /** Loggers of a process: the process log and one per bot; all written asynchronously. */
 export interface Logging {
@@ -59,6 +70,13 @@ export interface Logging {
 type FileDestination = ReturnType<typeof pino.destination>;
 
 /**
+ * File destinations whose last write failed (full disk...). sonic-boom's `flushSync` retries such
+ * a write forever (it sleeps and tries again on every error, not just EAGAIN), so an exit must
+ * not call it on them: their waiting lines are lost, the exit goes on.
+ */
+const failingFiles = new WeakSet<FileDestination>();
+
+/**
  * Waits until a file destination has written every line handed to it. sonic-boom's own
  * `flush(cb)` calls back at once when `minLength` is 0 (our setting), even with a write in
  * flight and lines queued behind it, so an exit right after it lost them: with a write in
@@ -68,7 +86,7 @@ type FileDestination = ReturnType<typeof pino.destination>;
 function drained(dest: FileDestination): Promise<void> {
   return new Promise<void>((resolve) => {
     const state = dest as unknown as { _writing?: boolean; destroyed?: boolean };
-    if (state.destroyed) return resolve();
+    if (state.destroyed || failingFiles.has(dest)) return resolve();
     if (!state._writing) {
       try {
         dest.flushSync();
@@ -108,6 +126,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
     return out;
   };
   const files: Array<ReturnType<typeof pino.destination>> = [];
+  const tell = options.onFileProblem ?? ((line: string) => process.stderr.write(`${line}\n`));
   const fileStream = (name: string): DestinationStream | undefined => {
     if (!options.logDir) return undefined;
     mkdirSync(options.logDir, { recursive: true });
@@ -116,7 +135,26 @@ export function createLogging(options: LoggingOptions = {}): Logging {
     // loses at most what was being written.
     // Opened here, synchronously: the stream is ready at once, so an exit right after start
     // can still flush it.
-    const dest = pino.destination({ dest: openSync(path.join(options.logDir, name), "a"), sync: false });
+    const file = path.join(options.logDir, name);
+    const dest = pino.destination({ dest: openSync(file, "a"), sync: false, maxLength: LOG_BUFFER_LIMIT });
+    // A write that fails (full disk, I/O error) must not become an unhandled 'error' event that
+    // ends the process: say so once, keep the lines buffered (up to the limit) and write them
+    // when a later line finds the disk writable again.
+    // pino flushes each destination synchronously at process exit; on a failing file that call
+    // would never return (see failingFiles), so the process could not exit.
+    const flushSync = dest.flushSync.bind(dest);
+    dest.flushSync = () => {
+      if (!failingFiles.has(dest)) flushSync();
+    };
+    dest.on("error", (err: NodeJS.ErrnoException) => {
+      if (failingFiles.has(dest)) return;
+      failingFiles.add(dest);
+      tell(`bots: cannot write ${file} (${err.code ?? err.message}); its lines wait in memory (up to 16 MiB) until it can be written`);
+    });
+    dest.on("write", () => {
+      if (!failingFiles.delete(dest)) return;
+      tell(`bots: ${file} is written again`);
+    });
     files.push(dest);
     return dest;
   };
@@ -152,6 +190,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
     },
     flushSync() {
       for (const f of files) {
+        if (failingFiles.has(f)) continue;
         try {
           f.flushSync();
         } catch {
