@@ -6,7 +6,7 @@ import { sleep as realSleep } from "../lib/retry.js";
 import type { PipelineContext } from "../core/types.js";
 import { describeError } from "../errors.js";
 import type { ToolDefinition } from "../llm/client.js";
-import { escapeHtml, formatLocal, indentedLines, Mailer, oneLine, type MailSender } from "../notify/email.js";
+import { escapeHtml, formatLocal, htmlLines, indentedLines, Mailer, oneLine, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
 import { leadDialog, type DialogTurn, type LeadFields, type LeadRow } from "../storage/leads.js";
 import type { ToolEffectKey } from "../storage/tool-effects.js";
@@ -276,7 +276,7 @@ export function leadMail(bot: Pick<BotConfig, "name" | "timezone">, lead: LeadRo
   const row = ([k, v]: [string, string | null]) =>
     `<tr><th align="left">${escapeHtml(k)}</th><td data-field="${escapeHtml(k)}">${v ? escapeHtml(v) : "—"}</td></tr>`;
   const turn = (t: DialogTurn) =>
-    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${escapeHtml(indentedLines(t.text, "")).replace(/\n/g, "<br>")}</div>`;
+    `<div class="turn ${t.role}"><b>${t.role === "user" ? "Клиент" : "Бот"}</b> <small>${escapeHtml(formatLocal(t.at_ms, bot.timezone))}</small><br>${htmlLines(t.text)}</div>`;
   const html = [
     `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(subject)}</title></head><body>`,
     `<h2>Заявка из бота ${escapeHtml(bot.name)}</h2>`,

@@ -7,7 +7,7 @@ import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
 import { sleep as realSleep, withRetries } from "../lib/retry.js";
 import { UsageError } from "../errors.js";
-import { classifySmtpError, escapeHtml, formatLocal, type MailSender } from "../notify/email.js";
+import { classifySmtpError, escapeHtml, formatLocal, htmlLines, oneLine, type MailSender } from "../notify/email.js";
 import { DialogsRepo, type PeriodCounts } from "../storage/dialogs.js";
 import type { Store } from "../storage/index.js";
 import type { MessageRow } from "../storage/messages.js";
@@ -109,15 +109,15 @@ function cell(v: string | null): string {
 
 function dialogHtml(key: string, rows: MessageRow[], lead: LeadRow | undefined, tz: string): string {
   const user = rows.find((r) => r.direction === "in" && r.user_name)?.user_name ?? rows.find((r) => r.direction === "in")?.user_id ?? "";
-  const head = `<h3>${escapeHtml(user || key)} <small>${escapeHtml(key)} · ${rows.filter((r) => r.direction === "in").length} сообщ.${lead ? " · заявка" : ""}</small></h3>`;
+  const head = `<h3>${escapeHtml(oneLine(user) || key)} <small>${escapeHtml(key)} · ${rows.filter((r) => r.direction === "in").length} сообщ.${lead ? " · заявка" : ""}</small></h3>`;
   const turns = rows.map((r) => {
     const who = r.direction === "in" ? "Клиент" : "Бот";
     const status =
       r.direction === "in" && r.status !== "answered"
-        ? ` <span class="status">[${escapeHtml(STATUS_LABEL[r.status] ?? r.status)}${r.error ? `: ${escapeHtml(r.error.slice(0, 200))}` : ""}]</span>`
+        ? ` <span class="status">[${escapeHtml(STATUS_LABEL[r.status] ?? r.status)}${r.error ? `: ${escapeHtml(oneLine(r.error).slice(0, 200))}` : ""}]</span>`
         : "";
     const cost = r.direction === "out" && r.cost ? ` <small>${formatCredits(r.cost)} кр.</small>` : "";
-    return `<div class="turn ${r.direction === "in" ? "user" : "assistant"}"><b>${who}</b> <small>${escapeHtml(formatLocal(r.created_ms, tz))}</small>${cost}${status}<br>${escapeHtml(r.text).replace(/\n/g, "<br>")}</div>`;
+    return `<div class="turn ${r.direction === "in" ? "user" : "assistant"}"><b>${who}</b> <small>${escapeHtml(formatLocal(r.created_ms, tz))}</small>${cost}${status}<br>${htmlLines(r.text)}</div>`;
   });
   return `<div class="dialog" data-thread="${escapeHtml(key)}">${head}\n${turns.join("\n")}</div>\n`;
 }

@@ -2,6 +2,7 @@ import type { Readable } from "node:stream";
 import type { BotConfig } from "../config/schema.js";
 import { withRetries, type RetryDecision } from "../lib/retry.js";
 import { BotsError } from "../errors.js";
+import { isoDateTime, wallParts } from "../lib/zoned.js";
 
 /** Sending an e-mail failed (after retries). `status` is the SMTP reply code when the server gave one. */
 export class MailError extends BotsError {
@@ -160,20 +161,18 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
 
-/** Formats epoch ms in a time zone as `YYYY-MM-DD HH:MM`. */
+/**
+ * Text from a customer for HTML element content: escaped, bidi controls dropped and every kind of
+ * line break (see BREAKS) made `<br>`, so it shows as written, in the order written.
+ */
+export function htmlLines(text: string): string {
+  return escapeHtml(text.replace(BIDI, "")).replace(BREAKS, "<br>");
+}
+
+/**
+ * Formats epoch ms in an IANA time zone as `YYYY-MM-DD HH:MM`.
+ * @throws RangeError for an unknown zone
+ */
 export function formatLocal(ms: number, timezone: string): string {
-  const p = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", {
-      timeZone: timezone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      hourCycle: "h23",
-    })
-      .formatToParts(new Date(ms))
-      .map((x) => [x.type, x.value]),
-  );
-  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+  return isoDateTime(wallParts(ms, timezone)).slice(0, 16);
 }
