@@ -44,8 +44,11 @@ await build({
   minifySyntax: true,
   logLevel: "warning",
   // Libraries with native addons, worker files or their own lazy loading are used from node_modules.
+  // better-sqlite3's JavaScript is bundled (a dozen small CommonJS files cost SQLite commands
+  // several ms to load); src/storage/db.ts hands it the path of its addon, so `bindings` (which
+  // would look for the addon next to the bundle) stays unloaded.
   external: [
-    "better-sqlite3",
+    "bindings",
     "mysql2",
     "telegraf",
     "vk-io",

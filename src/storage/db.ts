@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../lib/retry.js";
@@ -55,6 +56,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
   const safeUrl = redactUrl(url);
   if (url.startsWith("sqlite:")) {
     const { default: SQLite } = await import("better-sqlite3");
+    const nativeBinding = sqliteAddon();
     let file = url.slice("sqlite:".length);
     if (file.startsWith("//")) file = file.slice(2);
     if (!file) throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} names no file`, { hint: "use sqlite:data/bots.db" });
@@ -62,7 +64,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     let conn;
     try {
       if (file !== ":memory:" && !options.mustExist) mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000, fileMustExist: options.mustExist === true });
+      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000, fileMustExist: options.mustExist === true, nativeBinding });
       conn.pragma("journal_mode = WAL");
       conn.pragma("synchronous = NORMAL");
       conn.pragma("foreign_keys = ON");
@@ -139,6 +141,22 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     return { db, dialect: "mysql", safeUrl, observer, close: () => db.destroy() };
   }
   throw new StorageError("DB_URL_INVALID", `unsupported database URL ${safeUrl}`, { hint: "use sqlite:PATH or mysql://user:pass@host:3306/db" });
+}
+
+/**
+ * The path of better-sqlite3's compiled addon (`build/Release/better_sqlite3.node` in its
+ * package, where its install puts it), or undefined to let better-sqlite3 find it itself (the
+ * `bindings` package searching a dozen places). scripts/bundle.mjs bundles better-sqlite3's
+ * JavaScript, from where that search would start in the wrong folder: the bundle runs only with
+ * this path, which also spares every SQLite command the search.
+ */
+function sqliteAddon(): string | undefined {
+  try {
+    const addon = path.join(path.dirname(createRequire(import.meta.url).resolve("better-sqlite3/package.json")), "build/Release/better_sqlite3.node");
+    return existsSync(addon) ? addon : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
