@@ -55,8 +55,7 @@ export function redactUrl(url: string): string {
 export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
   const safeUrl = redactUrl(url);
   if (url.startsWith("sqlite:")) {
-    const { default: SQLite } = await import("better-sqlite3");
-    const nativeBinding = sqliteAddon();
+    const { SQLite, nativeBinding } = await sqliteDriver();
     let file = url.slice("sqlite:".length);
     if (file.startsWith("//")) file = file.slice(2);
     if (!file) throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} names no file`, { hint: "use sqlite:data/bots.db" });
@@ -144,19 +143,22 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
 }
 
 /**
- * The path of better-sqlite3's compiled addon (`build/Release/better_sqlite3.node` in its
- * package, where its install puts it), or undefined to let better-sqlite3 find it itself (the
- * `bindings` package searching a dozen places). scripts/bundle.mjs bundles better-sqlite3's
- * JavaScript, from where that search would start in the wrong folder: the bundle runs only with
- * this path, which also spares every SQLite command the search.
+ * better-sqlite3 and the path of its compiled addon (`build/Release/better_sqlite3.node` in its
+ * package, where its install puts it). scripts/bundle.mjs bundles better-sqlite3's JavaScript,
+ * which then gets the addon by this path instead of the `bindings` package's search (a dozen
+ * places, starting next to the bundle, where it is not). When the addon is elsewhere (a debug
+ * build), the package is loaded from node_modules as it is, and finds the addon itself.
  */
-function sqliteAddon(): string | undefined {
+async function sqliteDriver(): Promise<{ SQLite: typeof import("better-sqlite3"); nativeBinding?: string }> {
+  const require = createRequire(import.meta.url);
+  let addon: string | undefined;
   try {
-    const addon = path.join(path.dirname(createRequire(import.meta.url).resolve("better-sqlite3/package.json")), "build/Release/better_sqlite3.node");
-    return existsSync(addon) ? addon : undefined;
+    addon = path.join(path.dirname(require.resolve("better-sqlite3/package.json")), "build/Release/better_sqlite3.node");
   } catch {
-    return undefined;
+    // Not resolvable from here: the import below fails with the usual message.
   }
+  if (addon && existsSync(addon)) return { SQLite: (await import("better-sqlite3")).default, nativeBinding: addon };
+  return { SQLite: require("better-sqlite3") as typeof import("better-sqlite3") };
 }
 
 /**
