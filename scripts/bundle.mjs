@@ -2,7 +2,10 @@
 // `bots balance` do not resolve and compile hundreds of small files (Kysely, zod, yaml):
 // loading them as separate modules cost about 300 ms of the 450 ms `bots balance` took.
 // Dynamic imports stay lazy (code splitting); native and heavy channel libraries stay external.
-import { rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { build } from "esbuild";
 
 /**
@@ -41,8 +44,11 @@ await build({
   minifySyntax: true,
   logLevel: "warning",
   // Libraries with native addons, worker files or their own lazy loading are used from node_modules.
+  // better-sqlite3's JavaScript is bundled (a dozen small CommonJS files cost SQLite commands
+  // several ms to load); src/storage/db.ts hands it the path of its addon, so `bindings` (which
+  // would look for the addon next to the bundle) stays unloaded.
   external: [
-    "better-sqlite3",
+    "bindings",
     "mysql2",
     "telegraf",
     "vk-io",
@@ -58,3 +64,30 @@ await build({
   plugins: [commanderWithoutChildProcess],
   banner: { js: "import { createRequire as __bots_createRequire } from 'node:module'; const require = __bots_createRequire(import.meta.url);" },
 });
+
+/**
+ * `bots`, `bots --help` and `bots --version` depend on nothing but the program's definitions
+ * (src/cli/program.ts): their output is recorded here by running the bundle, and bin/bots.js
+ * prints it without loading the bundle. Recorded through a pipe (not a terminal), so commander
+ * wraps the help at its default width of 80 columns, in an empty folder with an empty environment.
+ */
+const RECORDED = ["", "--help", "-h", "help", "-V", "--version"];
+const outputs = {};
+for (const args of RECORDED) {
+  let stdout;
+  let code = 0;
+  try {
+    stdout = execFileSync(process.execPath, [path.resolve("dist/bundle/main.js"), ...(args ? [args] : [])], {
+      cwd: os.tmpdir(),
+      env: {},
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } catch (error) {
+    if (typeof error.status !== "number" || error.stderr) throw error;
+    stdout = error.stdout;
+    code = error.status;
+  }
+  outputs[args] = { stdout, stderr: "", code };
+}
+writeFileSync("dist/bundle/static-output.json", `${JSON.stringify({ width: 80, outputs })}\n`);

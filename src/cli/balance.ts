@@ -1,8 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
+import { readdirSync } from "node:fs";
 import chalk from "chalk";
-import { parse as parseYaml } from "yaml";
-import { loadBotConfigs } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { closest } from "../core/closest.js";
 import { formatCredits, parseAmount, parseSignedAmount } from "../storage/balance.js";
@@ -20,7 +17,7 @@ import { parseCount } from "./time.js";
  * last_movement_at}]}`.
  */
 export async function showBalance(c: CliContext, opts: { account?: string }): Promise<void> {
-  const bots = readableBots(c);
+  const bots = await readableBots(c);
   const costs = replyCosts(bots);
   const { result: summaries, missing } = await withStoreOrEmpty(c, (store) => accountSummaries(store, costs, opts.account));
   const rows = summaries.map((a) => ({
@@ -163,33 +160,16 @@ function usage<T>(parse: () => T): T {
   }
 }
 
-/**
- * Accounts the bot files name (`balance.account`, default `default`), read from the YAML alone:
- * a file that does not validate yet (a variable not set in this shell) still names its account.
- */
-function namedAccounts(c: CliContext): string[] {
-  const names = new Set<string>();
-  let files: string[] = [];
-  try {
-    files = readdirSync(c.configDir).filter((f) => /\.ya?ml$/.test(f));
-  } catch {
-    return [];
-  }
-  for (const f of files) {
-    try {
-      const doc = parseYaml(readFileSync(path.join(c.configDir, f), "utf8")) as { balance?: { account?: unknown } } | null;
-      const account = doc?.balance?.account;
-      names.add(typeof account === "string" ? account : "default");
-    } catch {
-      // Not YAML at all: it names nothing (bots config check reports it).
-    }
-  }
-  return [...names];
+/** Accounts the bot files name (src/config/accounts.ts); the YAML parser is loaded only when there are files. */
+async function namedAccounts(c: CliContext): Promise<string[]> {
+  const files = botFiles(c);
+  if (!files.length) return [];
+  return (await import("../config/accounts.js")).accountsNamedIn(c.configDir, files);
 }
 
 /** Accounts the configs name and accounts the database has. */
 async function knownAccounts(c: CliContext, store?: Store): Promise<{ configured: string[]; stored: string[] }> {
-  const configured = namedAccounts(c);
+  const configured = await namedAccounts(c);
   const stored = store ? (await store.balance.list()).map((a) => a.account) : [];
   return { configured, stored };
 }
@@ -225,7 +205,7 @@ function unknownAccount(account: string, known: { configured: string[]; stored: 
 /** `bots balance history`: ledger rows, newest first; `--json` prints `{ledger: [...]}`. */
 export async function balanceHistory(c: CliContext, opts: { account?: string; limit: string }): Promise<void> {
   const limit = parseCount(opts.limit, "--limit", 1, 100_000);
-  const bots = readableBots(c);
+  const bots = await readableBots(c);
   await withStore(c, async (store) => {
     const rows = await store.balance.history(opts.account, limit);
     if (c.json) {
@@ -267,8 +247,23 @@ export async function balanceHistory(c: CliContext, opts: { account?: string; li
   });
 }
 
+/**
+ * The YAML file names in the config dir; none when it cannot be read. The YAML parser and the
+ * config schemas are loaded only when there are files to read (bench/cli-start.ts).
+ */
+function botFiles(c: CliContext): string[] {
+  try {
+    return readdirSync(c.configDir).filter((f) => /\.ya?ml$/.test(f));
+  } catch {
+    return [];
+  }
+}
+
 /** The bots of the readable configs; none when the config dir cannot be read. */
-function readableBots(c: CliContext): BotConfig[] {
+async function readableBots(c: CliContext): Promise<BotConfig[]> {
+  // No bot files: nothing to load (loadBotConfigs would find no bots either).
+  if (!botFiles(c).length) return [];
+  const { loadBotConfigs } = await import("../config/load.js");
   try {
     return loadBotConfigs(c.configDir, c.env).bots;
   } catch {

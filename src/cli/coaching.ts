@@ -2,7 +2,8 @@ import { UsageError } from "../errors.js";
 import { coachingStats, STREAK_BUCKETS } from "../features/coaching/stats.js";
 import { formatCredits } from "../storage/balance.js";
 import type { CliContext } from "./context.js";
-import { loadBotsWarn, withStore } from "./shared.js";
+import { loadBotsWarn } from "./configs.js";
+import { withStore } from "./shared.js";
 
 /**
  * `bots coaching stats BOT [--json]`: users (active in 7 days, in onboarding, stopped,

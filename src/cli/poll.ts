@@ -8,7 +8,8 @@ import { WebSocketNotifier } from "../notify/websocket.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
 import { openStore } from "../storage/index.js";
 import type { CliContext } from "./context.js";
-import { formatTime, loadBots, loadBotsWarn } from "./shared.js";
+import { loadBots, loadBotsWarn } from "./configs.js";
+import { formatTime } from "./shared.js";
 
 /** Options of `bots poll`. */
 export interface PollCommandOptions {

@@ -1,3 +1,4 @@
+import { isatty } from "node:tty";
 import { Command, CommanderError, type HelpContext } from "commander";
 import { closest } from "../core/closest.js";
 import { BotsError, ConfigError, ExitError, UsageError } from "../errors.js";
@@ -36,6 +37,27 @@ function unknownSubcommand(cmd: Command, word: string): UsageError {
 
 /** The top-level commands, in the order `bots --help` lists them. */
 const COMMANDS = ["start", "demo", "balance", "config", "db", "poll", "replay", "prompt", "logs", "init", "report", "coaching", "dialogs", "status"] as const;
+/**
+ * Each top-level command's module, as its action imports it. {@link runCli} starts importing the
+ * one `argv` names (and ./context.js) before commander builds and parses: reading and compiling
+ * them overlaps that work instead of following it (bench/cli-start.ts).
+ */
+const MODULES = {
+  start: () => import("./start.js"),
+  demo: () => import("./demo.js"),
+  balance: () => import("./balance.js"),
+  config: () => import("./config.js"),
+  db: () => import("./db.js"),
+  poll: () => import("./poll.js"),
+  replay: () => import("./replay.js"),
+  prompt: () => import("./prompt.js"),
+  logs: () => import("./logs.js"),
+  init: () => import("./init.js"),
+  report: () => import("./report.js"),
+  coaching: () => import("./coaching.js"),
+  dialogs: () => import("./dialogs.js"),
+  status: () => import("./status.js"),
+} satisfies Record<(typeof COMMANDS)[number], () => Promise<unknown>>;
 /** Global options that take a value (the next word, unless written `--opt=value`). */
 const GLOBAL_VALUE_OPTIONS = new Set(["--config-dir", "--env-file", "--db", "--log-dir"]);
 
@@ -44,12 +66,12 @@ const GLOBAL_VALUE_OPTIONS = new Set(["--config-dir", "--env-file", "--db", "--l
  * help or version before it; undefined otherwise (every command is then built: help, "did you
  * mean", no command).
  */
-export function commandOf(argv: string[]): string | undefined {
+export function commandOf(argv: string[]): (typeof COMMANDS)[number] | undefined {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "-h" || a === "--help" || a === "-V" || a === "--version" || a === "--") return undefined;
     if (GLOBAL_VALUE_OPTIONS.has(a)) i++;
-    else if (!a.startsWith("-")) return (COMMANDS as readonly string[]).includes(a) ? a : undefined;
+    else if (!a.startsWith("-")) return (COMMANDS as readonly string[]).includes(a) ? (a as (typeof COMMANDS)[number]) : undefined;
   }
   return undefined;
 }
@@ -61,7 +83,11 @@ export function commandOf(argv: string[]): string | undefined {
  * @param only build just this top-level command ({@link commandOf}): defining every command and
  * its options costs each start more than running a short one; undefined builds them all
  */
-export function buildProgram(io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdinIsTTY: process.stdin.isTTY }, only?: string): Command {
+export function buildProgram(
+  // isatty(0) instead of process.stdin.isTTY: the same answer without creating the stdin stream.
+  io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdinIsTTY: isatty(0) },
+  only?: string,
+): Command {
   const wants = (name: (typeof COMMANDS)[number]) => only === undefined || only === name;
   const program = new BotsCommand("bots")
     .description("Run LLM chat bots for businesses on Telegram, VK and 2GIS from per-bot YAML files.")
@@ -530,7 +556,10 @@ export async function runCli(argv: string[], io?: CliIo): Promise<number> {
 }
 
 async function runProgram(argv: string[], io?: CliIo): Promise<number> {
-  const program = buildProgram(io, commandOf(argv));
+  const only = commandOf(argv);
+  // A failed import fails again, and is reported, where the action imports the module.
+  if (only && !argv.includes("-h") && !argv.includes("--help")) for (const load of [() => import("./context.js"), MODULES[only]]) load().catch(() => undefined);
+  const program = buildProgram(io, only);
   try {
     await program.parseAsync(signedAmountAfterDashes(argv), { from: "user" });
     return 0;

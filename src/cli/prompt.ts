@@ -10,7 +10,8 @@ import { llmFor, secretsOf } from "../runner.js";
 import { formatCredits } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
 import type { CliContext } from "./context.js";
-import { loadBotsWarn, table } from "./shared.js";
+import { loadBotsWarn } from "./configs.js";
+import { table } from "./shared.js";
 
 /** Options of `bots prompt test`. */
 export interface PromptTestCliOptions {

@@ -12,7 +12,8 @@ import { llmFor, secretsOf, selectBots } from "../runner.js";
 import type { IncomingStatus } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
 import { QuitSwitch } from "./quit.js";
-import { formatTime, loadBotsWarn, withStore } from "./shared.js";
+import { loadBotsWarn } from "./configs.js";
+import { formatTime, withStore } from "./shared.js";
 import { parseCount, parseWhen } from "./time.js";
 
 /** Options of `bots replay` as commander parses them. */

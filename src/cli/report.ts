@@ -11,7 +11,8 @@ import { Mailer, type MailerOptions } from "../notify/email.js";
 import { selectBots } from "../runner.js";
 import { DialogsRepo } from "../storage/dialogs.js";
 import type { CliContext } from "./context.js";
-import { formatTime, loadBotsWarn, withStore } from "./shared.js";
+import { loadBotsWarn } from "./configs.js";
+import { formatTime, withStore } from "./shared.js";
 
 /** Options of `bots report send`. */
 export interface ReportSendOptions {

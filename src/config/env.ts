@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { parse as parseDotenv } from "dotenv";
+import { createRequire } from "node:module";
 import { ConfigError } from "../errors.js";
 
 /**
@@ -11,7 +11,9 @@ import { ConfigError } from "../errors.js";
 export function loadEnv(envFile: string | undefined, processEnv: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const file = envFile ?? ".env";
   let fromFile: Record<string, string> = {};
-  if (existsSync(file)) fromFile = parseDotenv(readFileSync(file));
+  // dotenv (and the node:crypto it loads) only when there is a file to parse: most commands run
+  // without one in a shell that exports the variables. Required synchronously from node_modules.
+  if (existsSync(file)) fromFile = (createRequire(import.meta.url)("dotenv") as typeof import("dotenv")).parse(readFileSync(file));
   else if (envFile) throw new ConfigError("ENV_FILE_MISSING", `env file ${envFile} does not exist`, { hint: "check --env-file" });
   const env: Record<string, string> = { ...fromFile };
   for (const [k, v] of Object.entries(processEnv)) if (v !== undefined) env[k] = v;

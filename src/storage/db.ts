@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../lib/retry.js";
@@ -54,7 +55,7 @@ export function redactUrl(url: string): string {
 export async function openDatabase(url: string, options: OpenOptions = {}): Promise<Database> {
   const safeUrl = redactUrl(url);
   if (url.startsWith("sqlite:")) {
-    const { default: SQLite } = await import("better-sqlite3");
+    const { SQLite, nativeBinding } = await sqliteDriver();
     let file = url.slice("sqlite:".length);
     if (file.startsWith("//")) file = file.slice(2);
     if (!file) throw new StorageError("DB_URL_INVALID", `database URL ${safeUrl} names no file`, { hint: "use sqlite:data/bots.db" });
@@ -62,7 +63,7 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     let conn;
     try {
       if (file !== ":memory:" && !options.mustExist) mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000, fileMustExist: options.mustExist === true });
+      conn = new SQLite(file, { timeout: options.busyTimeoutMs ?? 10_000, fileMustExist: options.mustExist === true, nativeBinding });
       conn.pragma("journal_mode = WAL");
       conn.pragma("synchronous = NORMAL");
       conn.pragma("foreign_keys = ON");
@@ -139,6 +140,25 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     return { db, dialect: "mysql", safeUrl, observer, close: () => db.destroy() };
   }
   throw new StorageError("DB_URL_INVALID", `unsupported database URL ${safeUrl}`, { hint: "use sqlite:PATH or mysql://user:pass@host:3306/db" });
+}
+
+/**
+ * better-sqlite3 and the path of its compiled addon (`build/Release/better_sqlite3.node` in its
+ * package, where its install puts it). scripts/bundle.mjs bundles better-sqlite3's JavaScript,
+ * which then gets the addon by this path instead of the `bindings` package's search (a dozen
+ * places, starting next to the bundle, where it is not). When the addon is elsewhere (a debug
+ * build), the package is loaded from node_modules as it is, and finds the addon itself.
+ */
+async function sqliteDriver(): Promise<{ SQLite: typeof import("better-sqlite3"); nativeBinding?: string }> {
+  const require = createRequire(import.meta.url);
+  let addon: string | undefined;
+  try {
+    addon = path.join(path.dirname(require.resolve("better-sqlite3/package.json")), "build/Release/better_sqlite3.node");
+  } catch {
+    // Not resolvable from here: the import below fails with the usual message.
+  }
+  if (addon && existsSync(addon)) return { SQLite: (await import("better-sqlite3")).default, nativeBinding: addon };
+  return { SQLite: require("better-sqlite3") as typeof import("better-sqlite3") };
 }
 
 /**
