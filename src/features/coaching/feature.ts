@@ -1,41 +1,35 @@
-import type { Logger } from "pino";
+import type { CoachingConfig } from "../../config/features.js";
 import type { BotConfig } from "../../config/schema.js";
+import type { ImageRef } from "../../core/images.js";
+import type { Feature } from "../../core/pipeline.js";
+import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
+import type { Button, OutgoingDocument, PipelineContext } from "../../core/types.js";
+import { ChannelError, describeError } from "../../errors.js";
 import type { Middleware } from "../../lib/compose.js";
 import { durationMs } from "../../lib/duration.js";
-import type { Feature } from "../../core/pipeline.js";
-import type { ImageRef } from "../../core/images.js";
-import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../lib/retry.js";
-import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
-import { ChannelError, describeError } from "../../errors.js";
-import type { LlmClient, ToolDefinition } from "../../llm/client.js";
-import { formatCredits } from "../../storage/balance.js";
+import type { ToolDefinition } from "../../llm/client.js";
 import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
+import { formatCredits } from "../../storage/balance.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
-import type { Store } from "../../storage/index.js";
-import type { OwnerFence } from "../../storage/owners.js";
-import type { CoachingConfig } from "../../config/features.js";
-import { goalFacts, looksLikeInjection, parseGoal, pauseRanges, weekFigures, type GoalFacts, type ParsedGoal } from "./goals.js";
 import type { ToolEffectKey } from "../../storage/tool-effects.js";
-import { addDays, checkinDay, checkinPoints, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant, type Day } from "./rules.js";
-import { fill, TEXTS, type TextKey } from "./texts.js";
+import { type CoachingDeps, coachingContext } from "./context.js";
+import {
+  backfillDay as backfillDayOf,
+  checkIn as checkInAs,
+  factsOf as readFacts,
+  goalByNumber,
+  goalKind as goalKindOf,
+  modelFacts as modelFactsOf,
+  streakText as streakTextOf,
+  weekText as weekTextOf,
+} from "./facts.js";
+import { type GoalFacts, looksLikeInjection, type ParsedGoal, parseGoal, pauseRanges } from "./goals.js";
+import { reply as replyTo, replyWithDocument, sendWithButtons, setPromptSection } from "./reply.js";
+import { addDays, type Day, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant } from "./rules.js";
 import { coordinatesFromText, zoneFromAnswer, zoneFromLocation } from "./zones.js";
 
-/** Dependencies of the coaching feature (see `FeatureDeps`). */
-export interface CoachingDeps {
-  store: Store;
-  logger: Logger;
-  /** Clock, epoch ms UTC: days, reminders and the schedule run by it. */
-  now: () => number;
-  /** Waits by that clock. @defaultValue setTimeout */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** The bot's channel, for proactive messages; without it no reminders are sent. */
-  channel?: ChannelSender;
-  /** The bot's model, for model-written reminders and weekly words; without it they are templates. */
-  llm?: LlmClient;
-  /** Scale-out: this instance's ownership of the bot; proactive sends are conditional on it. */
-  fence?: OwnerFence;
-}
+export type { CoachingDeps } from "./context.js";
 
 /** What one scheduler pass did. */
 export interface TickResult {
@@ -80,36 +74,16 @@ const NAME = /^[\p{L}][\p{L}'’ -]{0,39}$/u;
  * first by a delivery row.
  */
 export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: CoachingDeps): CoachingFeature {
-  const repo = deps.store.coaching;
-  const log = deps.logger.child({ feature: "coaching" });
-  const sleep = deps.sleep ?? realSleep;
   const abort = new AbortController();
+  const c = coachingContext(bot, cfg, deps, abort.signal);
+  const { repo, log, t, today, en } = c;
+  const sleep = deps.sleep ?? realSleep;
   const dayStart = parseClock(cfg.day_starts_at)!;
   const catchUpMs = durationMs(cfg.reminders.catch_up)!;
   const weeklyAt = parseClock(cfg.weekly.at)!;
   let loop: Promise<void> | undefined;
 
-  const t = (key: TextKey, vars?: Record<string, string | number>) => fill(cfg.texts[key] ?? TEXTS[cfg.language][key], vars);
-  const today = (u: Pick<CoachingUser, "timezone" | "day_starts_at">) => checkinDay(deps.now(), u.timezone, u.day_starts_at);
-  const en = cfg.language === "en";
-
-  /** Sends a free reply, with rows of buttons under it when given, and marks the message answered. */
-  const reply = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
-    await sendWithButtons(ctx, text, buttons);
-    await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired", "no_balance"], fence: ctx.fence });
-    ctx.outcome = "answered";
-  };
-
-  const sendWithButtons = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
-    const target = ctx.msg.target;
-    // The channel reads `buttons` from the delivery target (Telegram: inline_keyboard).
-    if (buttons?.length) ctx.msg.target = { ...target, buttons };
-    try {
-      await ctx.sendFreeReply!(text);
-    } finally {
-      ctx.msg.target = target;
-    }
-  };
+  const reply = (ctx: PipelineContext, text: string, buttons?: Button[][]) => replyTo(c, ctx, text, buttons);
   const confirmButtons = (): Button[][] => [
     [
       { label: en ? "✅ Confirm" : "✅ Подтвердить", data: en ? "yes" : "да" },
@@ -118,66 +92,13 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   ];
 
   const draftOf = (u: CoachingUser): Draft => (u.draft ? (JSON.parse(u.draft) as Draft) : {});
-  const goalKind = (g: Pick<GoalRow, "kind" | "target">) =>
-    g.kind === "daily" ? (en ? "daily" : "каждый день") : en ? `${g.target}×/week` : `${g.target} р/нед`;
-  const streakText = (f: GoalFacts) =>
-    f.goal.kind === "daily" ? (en ? `${f.streak.current} d` : `${f.streak.current} дн.`) : en ? `${f.streak.current} wk` : `${f.streak.current} нед.`;
-
-  const factsOf = async (u: CoachingUser) => {
-    const day = today(u);
-    const [goals, checkins, pauses, points] = await Promise.all([
-      repo.goals(bot.name, u.user_id),
-      repo.checkins(bot.name, u.user_id),
-      repo.pauses(bot.name, u.user_id),
-      repo.points(bot.name, u.user_id),
-    ]);
-    // Goals are numbered among those not archived (paused ones keep their number), everywhere.
-    const active = goals.filter((g) => g.status !== "archived");
-    return { day, goals, active, checkins, pauses: pauseRanges(pauses), points, facts: goalFacts(active, checkins, pauseRanges(pauses), day) };
-  };
-
-  /** The numbers the model gets; it never computes them. */
-  const modelFacts = async (u: CoachingUser): Promise<string> => {
-    const f = await factsOf(u);
-    const lvl = levelFor(f.points);
-    const lines = f.facts.map(
-      (x, i) =>
-        `${i + 1}. "${x.goal.title}" (${x.goal.kind === "daily" ? "daily" : `${x.goal.target} days a week`}${x.goal.status === "paused" ? ", paused" : ""}): streak ${x.streak.current} ${x.goal.kind === "daily" ? "days" : "weeks"} (best ${x.streak.best}), freezes held ${x.streak.freezes}, days this week ${x.weekDays}, done today: ${x.doneToday ? "yes" : "no"}`,
-    );
-    return [
-      `Coaching facts (computed by the bot; use them as given, do not recompute):`,
-      `User: ${u.name ?? "?"}; time zone ${u.timezone}; today is ${f.day}.`,
-      `Points ${f.points}, level ${lvl.level} (next level at ${lvl.next}).`,
-      lines.length ? `Goals:\n${lines.join("\n")}` : "No active goals.",
-      u.profile ? `Profile: ${u.profile}` : "",
-      `To record progress the user reports, call log_progress.`,
-    ]
-      .filter(Boolean)
-      .join("\n");
-  };
-
-  const checkIn = async (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) => {
-    const row = await repo.addCheckin({ bot: bot.name, user_id: u.user_id, goal_id: goal.id, day, source, note, pointsFor: checkinPoints, effect });
-    const f = await factsOf(u);
-    const gf = goalFacts([goal], f.checkins, f.pauses, f.day)[0]!;
-    return { row, total: f.points, level: levelFor(f.points).level, streak: streakText(gf) };
-  };
-
-  /** The day a `/done` argument names: today, `yesterday`/`вчера`, or a date within the last 7 days. */
-  const backfillDay = (u: CoachingUser, word: string | undefined): Day | null | "range" => {
-    const d = today(u);
-    if (!word) return d;
-    if (/^(yesterday|вчера)$/i.test(word)) return addDays(d, -1);
-    let m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(word);
-    let day: Day | null = m ? word : null;
-    m = /^(\d{1,2})\.(\d{1,2})$/.exec(word);
-    if (m) {
-      const cand = `${d.slice(0, 4)}-${m[2]!.padStart(2, "0")}-${m[1]!.padStart(2, "0")}`;
-      day = cand > d ? `${Number(d.slice(0, 4)) - 1}${cand.slice(4)}` : cand;
-    }
-    if (!day) return null;
-    return day <= d && day >= addDays(d, -7) ? day : "range";
-  };
+  const goalKind = (g: Pick<GoalRow, "kind" | "target">) => goalKindOf(c, g);
+  const streakText = (f: GoalFacts) => streakTextOf(c, f);
+  const factsOf = (u: CoachingUser) => readFacts(c, u);
+  const modelFacts = (u: CoachingUser) => modelFactsOf(c, u);
+  const checkIn = (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) =>
+    checkInAs(c, u, goal, day, source, note, effect);
+  const backfillDay = (u: CoachingUser, word: string | undefined) => backfillDayOf(c, u, word);
 
   // --- onboarding ---------------------------------------------------------------------------
   const ask = (step: Step): string =>
@@ -206,7 +127,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
    */
   const phraseGoals = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
     const goals = (draft.goals ?? []).map((g) => `${g.title} (${goalKind(g)})`).join("; ");
-    ctx.msg.vars = { ...ctx.msg.vars, coaching: t("goals_request", { goals }) };
+    setPromptSection(ctx, t("goals_request", { goals }));
     await next();
     if (ctx.outcome === "answered" && ctx.completion) {
       const lines = ctx.completion.text
@@ -241,7 +162,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       reminder: draft.remind_at != null ? formatClock(draft.remind_at) : null,
       mood_board_photos: draft.photos?.length ?? 0,
     });
-    ctx.msg.vars = { ...ctx.msg.vars, coaching: t("profile_request", { answers }) };
+    setPromptSection(ctx, t("profile_request", { answers }));
     // The mood board goes with the profile request, for vision-capable models (llm.vision).
     if (draft.photos?.length) ctx.msg.images = [...draft.photos];
     await next();
@@ -329,13 +250,6 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   };
 
   // --- commands -----------------------------------------------------------------------------
-  const goalByNumber = (active: GoalRow[], arg: string | undefined): GoalRow | undefined => {
-    if (arg && /^\d+$/.test(arg)) return active[Number(arg) - 1];
-    if (!arg && active.length === 1) return active[0];
-    if (arg) return findGoal(active, arg);
-    return undefined;
-  };
-
   const command = async (ctx: PipelineContext, u: CoachingUser, name: string, args: string): Promise<void> => {
     const words = args.split(/\s+/).filter(Boolean);
     switch (name) {
@@ -469,14 +383,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 
   /** `/export`: the user's data as a JSON file (Telegram: sendDocument) with the caption. */
   const exportFile = async (ctx: PipelineContext, u: CoachingUser) => {
-    const target = ctx.msg.target;
     const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
-    ctx.msg.target = { ...target, document };
-    try {
-      return await reply(ctx, t("export_caption"));
-    } finally {
-      ctx.msg.target = target;
-    }
+    return replyWithDocument(c, ctx, t("export_caption"), document);
   };
 
   /** `/delete`: asks for the confirmation (the next message, see the gate). */
@@ -542,12 +450,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     };
   };
 
-  const weekText = async (u: CoachingUser, monday: Day): Promise<string> => {
-    const f = await factsOf(u);
-    const w = weekFigures(f.active, f.checkins, f.pauses, monday);
-    const goals = w.goals.map((g) => `${g.goal.title}: ${g.days === null ? t("not_recorded") : `${g.days}/${g.goal.target}`}`).join("\n");
-    return t("week_summary", { from: w.from, to: w.to, checkins: w.checkins, points: w.points, goals, best_day: w.bestDay ?? t("not_recorded") });
-  };
+  const weekText = (u: CoachingUser, monday: Day) => weekTextOf(c, u, monday);
 
   const exportData = async (u: CoachingUser) => ({
     user: { ...u, draft: undefined },
@@ -617,7 +520,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       return reply(ctx, t("goal_added", { goal: `${g.title} (${goalKind(g)})` }));
     }
     if (cmd) return command(ctx, u, cmd[1]!.toLowerCase(), cmd[2]!.trim());
-    m.vars = { ...m.vars, coaching: await modelFacts(u) };
+    setPromptSection(ctx, await modelFacts(u));
     await next();
   };
 
@@ -759,24 +662,4 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 /** True when a goal line says how often: "каждый день", "ежедневно", "3 раза в неделю", "daily", "3 times a week". */
 function namesFrequency(line: string): boolean {
   return /\d\s*(?:раз|times?|x|×)|кажд\p{L}*\s+день|ежедневн|daily|every\s*day/iu.test(line);
-}
-
-/** The goal whose title shares the most words (4+ letters, any case) with `text`. */
-function findGoal(goals: GoalRow[], text: string): GoalRow | undefined {
-  const words = (s: string) =>
-    new Set(
-      s
-        .toLowerCase()
-        .split(/[^\p{L}\p{N}]+/u)
-        .filter((w) => w.length >= 4)
-        .map((w) => w.slice(0, 5)),
-    );
-  const want = words(text);
-  let best: GoalRow | undefined;
-  let score = 0;
-  for (const g of goals) {
-    const n = [...words(g.title)].filter((w) => want.has(w)).length;
-    if (n > score) [best, score] = [g, n];
-  }
-  return best;
 }
