@@ -1,6 +1,5 @@
 import type { CoachingConfig } from "../../config/features.js";
 import type { BotConfig } from "../../config/schema.js";
-import type { ImageRef } from "../../core/images.js";
 import type { Feature } from "../../core/pipeline.js";
 import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
 import type { Button, OutgoingDocument, PipelineContext } from "../../core/types.js";
@@ -24,10 +23,10 @@ import {
   streakText as streakTextOf,
   weekText as weekTextOf,
 } from "./facts.js";
-import { type GoalFacts, looksLikeInjection, type ParsedGoal, parseGoal, pauseRanges } from "./goals.js";
-import { reply as replyTo, replyWithDocument, sendWithButtons, setPromptSection } from "./reply.js";
+import { type GoalFacts, parseGoal, pauseRanges } from "./goals.js";
+import { onboarding } from "./onboarding.js";
+import { reply as replyTo, replyWithDocument, setPromptSection } from "./reply.js";
 import { addDays, type Day, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant } from "./rules.js";
-import { coordinatesFromText, zoneFromAnswer, zoneFromLocation } from "./zones.js";
 
 export type { CoachingDeps } from "./context.js";
 
@@ -43,28 +42,6 @@ export interface CoachingFeature extends Feature {
   /** One scheduler pass at the clock's now: sends due reminders and weekly summaries once each. */
   tick(): Promise<TickResult>;
 }
-
-/** Onboarding steps, in order. */
-const STEPS = ["name", "timezone", "goals", "goals_phrase", "goals_confirm", "remind", "photos", "profile", "confirm"] as const;
-type Step = (typeof STEPS)[number];
-
-/** Answers collected during onboarding (stored as `coaching_users.draft`). */
-interface Draft {
-  name?: string;
-  timezone?: string;
-  goals?: ParsedGoal[];
-  /** The model's wordings of `goals`, offered at the `goals_confirm` step. */
-  suggested?: ParsedGoal[];
-  remind_at?: number | null;
-  /** The mood board: picture references as the channel gave them (Bot API `file_id`s on Telegram). */
-  photos?: ImageRef[];
-}
-
-const YES = /^(да|ага|верно|подтверждаю|yes|y|ok|ок|confirm|\/confirm)[.!]?$/i;
-const EDIT = /^(изменить|нет|заново|edit|no|\/edit)[.!]?$/i;
-const KEEP = /^(мои|свои|оставить|нет|mine|keep|no)[.!]?$/i;
-const FINISHED = /^(готово|всё|все|хватит|done|finished|that'?s all)[.!]?$/i;
-const NAME = /^[\p{L}][\p{L}'’ -]{0,39}$/u;
 
 /**
  * `features.coaching` (seed 003, docs/coaching.md). The gate handles onboarding and the
@@ -84,14 +61,6 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   let loop: Promise<void> | undefined;
 
   const reply = (ctx: PipelineContext, text: string, buttons?: Button[][]) => replyTo(c, ctx, text, buttons);
-  const confirmButtons = (): Button[][] => [
-    [
-      { label: en ? "✅ Confirm" : "✅ Подтвердить", data: en ? "yes" : "да" },
-      { label: en ? "✏️ Edit" : "✏️ Изменить", data: en ? "edit" : "изменить" },
-    ],
-  ];
-
-  const draftOf = (u: CoachingUser): Draft => (u.draft ? (JSON.parse(u.draft) as Draft) : {});
   const goalKind = (g: Pick<GoalRow, "kind" | "target">) => goalKindOf(c, g);
   const streakText = (f: GoalFacts) => streakTextOf(c, f);
   const factsOf = (u: CoachingUser) => readFacts(c, u);
@@ -99,155 +68,6 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const checkIn = (u: CoachingUser, goal: GoalRow, day: Day, source: string, note?: string | null, effect?: ToolEffectKey) =>
     checkInAs(c, u, goal, day, source, note, effect);
   const backfillDay = (u: CoachingUser, word: string | undefined) => backfillDayOf(c, u, word);
-
-  // --- onboarding ---------------------------------------------------------------------------
-  const ask = (step: Step): string =>
-    ({
-      name: t("ask_name"),
-      timezone: t("ask_timezone", { zone: bot.timezone }),
-      goals: t("ask_goals"),
-      goals_phrase: t("ask_goals"),
-      goals_confirm: t("goals_suggested"),
-      remind: t("ask_remind"),
-      photos: t("ask_photos"),
-      profile: t("confirm_profile"),
-      confirm: t("confirm_profile"),
-    })[step];
-  const suggestButtons = (): Button[][] => [
-    [
-      { label: en ? "✅ Take these" : "✅ Взять", data: en ? "yes" : "да" },
-      { label: en ? "✏️ Keep mine" : "✏️ Оставить мои", data: en ? "mine" : "мои" },
-    ],
-  ];
-
-  /**
-   * The model suggests wordings of the goals (charged like any answer, through the pipeline:
-   * the user sees its answer), then Take / Keep mine. When it cannot (balance, failure) or its
-   * answer is not one goal per line, the user's own goals stand and onboarding moves on.
-   */
-  const phraseGoals = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
-    const goals = (draft.goals ?? []).map((g) => `${g.title} (${goalKind(g)})`).join("; ");
-    setPromptSection(ctx, t("goals_request", { goals }));
-    await next();
-    if (ctx.outcome === "answered" && ctx.completion) {
-      const lines = ctx.completion.text
-        .split(/\n+/)
-        .map((l) => l.replace(/^\s*(?:[-•*]|\d+[.)])\s*/, "").trim())
-        .filter(Boolean);
-      const suggested = lines.map(parseGoal);
-      // Goals, not chatter: as many lines as the user's goals, each naming how often.
-      if (lines.length === draft.goals?.length && suggested.every((g) => g !== null) && lines.every(namesFrequency)) {
-        await repo.updateUser(bot.name, u.user_id, { step: "goals_confirm", draft: JSON.stringify({ ...draft, suggested }) });
-        return sendWithButtons(ctx, t("goals_suggested"), suggestButtons());
-      }
-      ctx.log.info("the model's goal wordings were not one goal per line; the user's own stand");
-    } else if (ctx.outcome !== "no_balance" && ctx.outcome !== "failed") {
-      // Interrupted by a stop (resumed at the next start at this step) or answered elsewhere.
-      return;
-    }
-    await moveTo(ctx, u, "remind", draft);
-  };
-
-  const moveTo = async (ctx: PipelineContext, u: CoachingUser, step: Step, draft: Draft) => {
-    await repo.updateUser(bot.name, u.user_id, { step, draft: JSON.stringify(draft) });
-    await reply(ctx, ask(step));
-  };
-
-  /** The model writes the profile (charged like any answer); then Confirm / Edit. */
-  const writeProfile = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
-    const answers = JSON.stringify({
-      name: draft.name,
-      timezone: draft.timezone,
-      goals: draft.goals?.map((g) => `${g.title} (${goalKind(g)})`),
-      reminder: draft.remind_at != null ? formatClock(draft.remind_at) : null,
-      mood_board_photos: draft.photos?.length ?? 0,
-    });
-    setPromptSection(ctx, t("profile_request", { answers }));
-    // The mood board goes with the profile request, for vision-capable models (llm.vision).
-    if (draft.photos?.length) ctx.msg.images = [...draft.photos];
-    await next();
-    if (ctx.outcome === "answered" && ctx.completion) {
-      await repo.updateUser(bot.name, u.user_id, { step: "confirm", profile: ctx.completion.text.slice(0, 4000) });
-      await sendWithButtons(ctx, t("confirm_profile"), confirmButtons());
-    }
-  };
-
-  const onboarding = async (ctx: PipelineContext, u: CoachingUser, text: string, next: () => Promise<void>) => {
-    const step = (u.step ?? "name") as Step;
-    const draft = draftOf(u);
-    const skip = /^\/skip\b/i.test(text);
-    switch (step) {
-      case "name":
-        if (skip || !NAME.test(text) || text.split(/\s+/).length > 3 || looksLikeInjection(text)) return reply(ctx, t("bad_name"));
-        return moveTo(ctx, u, "timezone", { ...draft, name: text });
-      case "timezone": {
-        // A shared location (or coordinates, as a stored location reads) maps to the zone there.
-        const point = ctx.msg.location ?? coordinatesFromText(text);
-        const zone = skip ? bot.timezone : point ? zoneFromLocation(point.latitude, point.longitude) : zoneFromAnswer(text);
-        if (!zone) return reply(ctx, t("bad_timezone"));
-        if (point && !skip) {
-          await repo.updateUser(bot.name, u.user_id, { step: "goals", draft: JSON.stringify({ ...draft, timezone: zone }) });
-          return reply(ctx, `${t("location_zone", { zone })}\n\n${ask("goals")}`);
-        }
-        return moveTo(ctx, u, "goals", { ...draft, timezone: zone });
-      }
-      case "goals": {
-        const goals = parseGoals(text);
-        if (skip || !goals) return reply(ctx, t("bad_goals"));
-        if (!cfg.phrase_goals) return moveTo(ctx, u, "remind", { ...draft, goals });
-        await repo.updateUser(bot.name, u.user_id, { step: "goals_phrase", draft: JSON.stringify({ ...draft, goals }) });
-        return phraseGoals(ctx, u, { ...draft, goals }, next);
-      }
-      case "goals_phrase":
-        // A restart while the model was phrasing the goals: ask it again.
-        return phraseGoals(ctx, u, draft, next);
-      case "goals_confirm": {
-        if (YES.test(text) && draft.suggested) return moveTo(ctx, u, "remind", { ...draft, goals: draft.suggested, suggested: undefined });
-        if (KEEP.test(text)) return moveTo(ctx, u, "remind", { ...draft, suggested: undefined });
-        return reply(ctx, t("goals_suggested"), suggestButtons());
-      }
-      case "remind": {
-        const at = skip ? null : parseClock(text);
-        if (!skip && at === null) return reply(ctx, t("bad_remind"));
-        return moveTo(ctx, u, "photos", { ...draft, remind_at: at });
-      }
-      case "photos": {
-        if (ctx.msg.images?.length) {
-          const photos = [...(draft.photos ?? []), ...ctx.msg.images].slice(0, 10);
-          await repo.updateUser(bot.name, u.user_id, { draft: JSON.stringify({ ...draft, photos }) });
-          return reply(ctx, t("photo_saved", { count: photos.length }));
-        }
-        if (!skip && !FINISHED.test(text)) return reply(ctx, t("ask_photos"));
-        await repo.updateUser(bot.name, u.user_id, { step: "profile" });
-        return writeProfile(ctx, u, draft, next);
-      }
-      case "profile":
-        // A restart while the profile was being written: write it again.
-        return writeProfile(ctx, u, draft, next);
-      case "confirm":
-        if (EDIT.test(text)) return moveTo(ctx, u, "name", {});
-        if (!YES.test(text)) return reply(ctx, t("confirm_profile"), confirmButtons());
-        for (const g of draft.goals ?? []) await repo.addGoal({ bot: bot.name, user_id: u.user_id, ...g });
-        await repo.updateUser(bot.name, u.user_id, {
-          status: "active",
-          step: null,
-          name: draft.name ?? null,
-          timezone: draft.timezone ?? bot.timezone,
-          remind_at: draft.remind_at ?? null,
-        });
-        return reply(ctx, t("onboarding_done"));
-    }
-  };
-
-  /** One to `max_goals` goals, one per line, or null. */
-  const parseGoals = (text: string): ParsedGoal[] | null => {
-    const lines = text
-      .split(/\n+/)
-      .map((l) => l.trim())
-      .filter(Boolean);
-    const goals = lines.map(parseGoal);
-    return lines.length && lines.length <= cfg.max_goals && goals.every((g) => g !== null) ? (goals as ParsedGoal[]) : null;
-  };
 
   // --- commands -----------------------------------------------------------------------------
   const command = async (ctx: PipelineContext, u: CoachingUser, name: string, args: string): Promise<void> => {
@@ -494,7 +314,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     if (u.status === "blocked") await repo.updateUser(bot.name, u.user_id, { status: "active" });
     if (u.status === "onboarding") {
       if (cmd?.[1] === "start" && u.step === "name") return reply(ctx, `${t("welcome")}\n\n${t("ask_name")}`);
-      return onboarding(ctx, u, text, next);
+      return onboarding(c, ctx, u, text, next);
     }
     // The erase confirmation counts only where it was asked: in the private chat.
     if (u.step === "delete" && isPrivate(m)) {
@@ -657,9 +477,4 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       await loop;
     },
   };
-}
-
-/** True when a goal line says how often: "каждый день", "ежедневно", "3 раза в неделю", "daily", "3 times a week". */
-function namesFrequency(line: string): boolean {
-  return /\d\s*(?:раз|times?|x|×)|кажд\p{L}*\s+день|ежедневн|daily|every\s*day/iu.test(line);
 }
