@@ -1,15 +1,11 @@
 import type { CoachingConfig } from "../../config/features.js";
 import type { BotConfig } from "../../config/schema.js";
 import type { Feature } from "../../core/pipeline.js";
-import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
+import { sendProactive } from "../../core/proactive.js";
 import type { Button, OutgoingDocument, PipelineContext } from "../../core/types.js";
-import { ChannelError, describeError } from "../../errors.js";
 import type { Middleware } from "../../lib/compose.js";
-import { durationMs } from "../../lib/duration.js";
 import { sleep as realSleep } from "../../lib/retry.js";
 import type { ToolDefinition } from "../../llm/client.js";
-import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
-import { formatCredits } from "../../storage/balance.js";
 import type { CoachingUser, GoalRow } from "../../storage/coaching.js";
 import type { ToolEffectKey } from "../../storage/tool-effects.js";
 import { type CoachingDeps, coachingContext } from "./context.js";
@@ -23,19 +19,14 @@ import {
   streakText as streakTextOf,
   weekText as weekTextOf,
 } from "./facts.js";
-import { type GoalFacts, parseGoal, pauseRanges } from "./goals.js";
+import { type GoalFacts, parseGoal } from "./goals.js";
 import { onboarding } from "./onboarding.js";
+import { proactiveDeps, scheduler, type TickResult, weekMessage } from "./scheduler.js";
 import { reply as replyTo, replyWithDocument, setPromptSection } from "./reply.js";
-import { addDays, type Day, dueInstant, formatClock, levelFor, parseClock, weekStart, zonedInstant } from "./rules.js";
+import { addDays, type Day, formatClock, levelFor, parseClock, weekStart } from "./rules.js";
 
 export type { CoachingDeps } from "./context.js";
-
-/** What one scheduler pass did. */
-export interface TickResult {
-  reminders: number;
-  weekly: number;
-  failed: number;
-}
+export type { TickResult } from "./scheduler.js";
 
 /** The coaching feature: a gate, the `log_progress` tool, and the reminder schedule. */
 export interface CoachingFeature extends Feature {
@@ -53,11 +44,10 @@ export interface CoachingFeature extends Feature {
 export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: CoachingDeps): CoachingFeature {
   const abort = new AbortController();
   const c = coachingContext(bot, cfg, deps, abort.signal);
-  const { repo, log, t, today, en } = c;
+  const { repo, t, today, en } = c;
   const sleep = deps.sleep ?? realSleep;
   const dayStart = parseClock(cfg.day_starts_at)!;
-  const catchUpMs = durationMs(cfg.reminders.catch_up)!;
-  const weeklyAt = parseClock(cfg.weekly.at)!;
+  const schedule = scheduler(c);
   let loop: Promise<void> | undefined;
 
   const reply = (ctx: PipelineContext, text: string, buttons?: Button[][]) => replyTo(c, ctx, text, buttons);
@@ -156,12 +146,12 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
         if (!(await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired"], fence: ctx.fence }))) return;
         ctx.outcome = "answered";
         try {
-          await sendProactive(proactiveDeps(), {
+          await sendProactive(proactiveDeps(c), {
             chatId: u.chat_id,
             threadKey: u.thread_key,
             kind: "week",
             replyTo: ctx.id!,
-            ...(await weekMessage(u, weekStart(today(u)))),
+            ...(await weekMessage(c, u, weekStart(today(u)))),
           });
         } catch (error) {
           ctx.log.warn({ err: error }, "/week could not be sent");
@@ -228,46 +218,6 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       .join("\n");
     const week = f.facts.map((x) => `${x.goal.title} ${x.weekDays}/${x.goal.target}`).join(", ") || "—";
     return t("stats", { points: f.points, level: lvl.level, to_next: lvl.next - f.points, goals, week });
-  };
-
-  const proactiveDeps = () => ({ bot, store: deps.store, channel: deps.channel!, now: deps.now, logger: log, signal: abort.signal, fence: deps.fence });
-
-  /**
-   * Asks the model for a text about this user: the bot's prompt with the user's numbers
-   * (`{{coaching}}`), and the request as the user's turn.
-   * @throws LlmError when the model fails
-   */
-  const askModel = async (u: CoachingUser, request: string, signal: AbortSignal | undefined): Promise<WrittenText> => {
-    const facts = await modelFacts(u);
-    const template = loadPrompt(bot, "messages");
-    let system = renderPrompt(template, { botName: bot.name, timezone: u.timezone, nowMs: deps.now(), extra: { coaching: facts } });
-    if (!/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${facts}`;
-    return deps.llm!.complete(
-      [
-        { role: "system", content: system },
-        { role: "user", content: request },
-      ],
-      { signal },
-    );
-  };
-
-  /** The weekly summary: the numbers as the template prints them, with the model's words above when `weekly.style: model`. */
-  const weekMessage = async (
-    u: CoachingUser,
-    monday: Day,
-  ): Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }> => {
-    const numbers = await weekText(u, monday);
-    if (cfg.weekly.style === "template" || !deps.llm) return { text: numbers };
-    return {
-      text: numbers,
-      write: async (signal) => {
-        const w = await askModel(u, t("week_request", { summary: numbers }), signal);
-        const words = w.text.trim();
-        // The numbers are the code's: words with digits of their own (a recount, a date) are refused.
-        if (!words || /\p{Nd}/u.test(words) || words.length > 1500) return null;
-        return { ...w, text: `${words}\n\n${numbers}` };
-      },
-    };
   };
 
   const weekText = (u: CoachingUser, monday: Day) => weekTextOf(c, u, monday);
@@ -382,95 +332,14 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     },
   };
 
-  // --- the scheduler ----------------------------------------------------------------------------
-  const deliver = async (
-    u: CoachingUser,
-    kind: "reminder" | "weekly",
-    day: Day,
-    message: () => Promise<{ text: string; write?: (signal: AbortSignal | undefined) => Promise<WrittenText | null> }>,
-  ): Promise<"sent" | "failed" | "skipped"> => {
-    const claim = await repo.claimDelivery(bot.name, u.user_id, kind, day);
-    if (claim === null) return "skipped";
-    try {
-      const { messageId, cost, written } = await sendProactive(proactiveDeps(), { chatId: u.chat_id, threadKey: u.thread_key, kind, ...(await message()) });
-      // Sent: record it through a database outage (a claim left `claimed` is never sent again).
-      await recordThroughOutage(log, () => repo.finishDelivery(claim, "sent", messageId));
-      log.info({ user_id: u.user_id, kind, day, cost_credits: formatCredits(cost), written }, "proactive message sent");
-      return "sent";
-    } catch (error) {
-      const blocked = error instanceof ChannelError && error.status === 403;
-      if (blocked) await repo.updateUser(bot.name, u.user_id, { status: "blocked" });
-      await repo.finishDelivery(claim, "failed", null, describeError(error).slice(0, 2000));
-      log.warn(
-        { err: error, user_id: u.user_id, kind, day, blocked },
-        blocked ? "user blocked the bot; no more proactive messages" : "proactive message failed",
-      );
-      return "failed";
-    }
-  };
-
-  const tick = async (): Promise<TickResult> => {
-    const res: TickResult = { reminders: 0, weekly: 0, failed: 0 };
-    if (!deps.channel) return res;
-    const now = deps.now();
-    for (const u of await repo.reminderCandidates(bot.name)) {
-      // Stopping: leave the rest to the next pass (of this or another process).
-      if (abort.signal.aborted) break;
-      try {
-        const day = today(u);
-        const pauses = pauseRanges(await repo.pauses(bot.name, u.user_id));
-        if (pauses.some((p) => day >= p.from && (p.until === null || day <= p.until))) continue;
-        if (u.remind_at !== null) {
-          const due = dueInstant(now, u.timezone, u.remind_at, u.day_starts_at);
-          if (now >= due.dueMs && now - due.dueMs <= catchUpMs && !(await repo.hasCheckin(bot.name, u.user_id, due.day))) {
-            const goals = (await repo.goals(bot.name, u.user_id)).filter((g) => g.status === "active");
-            if (goals.length) {
-              const r = await deliver(u, "reminder", due.day, async () => {
-                const text = t("reminder", { name: u.name ?? "", goals: goals.map((g) => g.title).join(", ") });
-                if (cfg.reminders.style === "template" || !deps.llm) return { text };
-                return {
-                  text,
-                  write: (signal) =>
-                    askModel(u, t("reminder_request", { goals: goals.map((g) => g.title).join(", ") }), signal).then((w) =>
-                      w.text.trim() && w.text.length <= 1500 ? w : null,
-                    ),
-                };
-              });
-              if (r === "sent") res.reminders++;
-              if (r === "failed") res.failed++;
-              if (r === "failed") continue;
-            }
-          }
-        }
-        if (cfg.weekly.enabled) {
-          const monday = weekStart(day);
-          const dueMs = zonedInstant(addDays(monday, cfg.weekly.weekday - 1), weeklyAt, u.timezone);
-          if (now >= dueMs && now - dueMs <= catchUpMs) {
-            const r = await deliver(u, "weekly", monday, () => weekMessage(u, monday));
-            if (r === "sent") res.weekly++;
-            if (r === "failed") res.failed++;
-          }
-        }
-      } catch (error) {
-        log.error({ err: error, user_id: u.user_id }, "scheduler pass failed for a user");
-      }
-    }
-    return res;
-  };
-
   return {
     name: "coaching",
     gate,
     tools: [logProgress],
-    tick,
+    tick: schedule.tick,
     start() {
       if (!deps.channel) return;
-      loop = (async () => {
-        while (!abort.signal.aborted) {
-          await tick().catch((e) => log.error({ err: e }, "coaching scheduler pass failed"));
-          await sleep(cfg.reminders.interval_s * 1000, abort.signal);
-        }
-      })();
+      loop = schedule.run(sleep);
     },
     async stop() {
       abort.abort();
