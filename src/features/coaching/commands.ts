@@ -178,7 +178,7 @@ export const COMMANDS: Readonly<Record<string, CommandHandler>> = {
     const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(data, null, 2) };
     return replyWithDocument(c, ctx, c.t("export_caption"), document);
   }),
-  // Asks for the confirmation: the next message, see `confirmDelete`.
+  // Asks for the confirmation: the next message, see the gate in feature.ts.
   delete: privateOnly(async (c, ctx, u) => {
     const { en } = c;
     await c.repo.updateUser(c.bot.name, u.user_id, { step: "delete" });
