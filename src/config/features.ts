@@ -88,7 +88,7 @@ export const reportSchema = z.strictObject({
 const clockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "a time like 04:00 or 20:30");
 
 /**
- * `features.coaching` (seed 003, docs/coaching.md): onboarding, goals, check-ins, streaks,
+ * `features.coaching` (docs/coaching.md): onboarding, goals, check-ins, streaks,
  * points and levels, reminders in each user's time zone, weekly summaries.
  */
 export const coachingSchema = z.strictObject({

@@ -166,5 +166,18 @@ for (const dialect of dialects()) {
       assert.equal((await h.store.coaching.checkins(h.bot.name, String(u))).filter((c) => c.goal_id === goals[1]!.id).length, 4);
       assert.match(await say(h, u, "/stats"), /читать 30 минут: серия 4 дн\./);
     });
+
+    test("commands are looked up by name: an unknown one, and ones named like Object properties (/constructor, /__proto__), get the unknown-command text", async () => {
+      const clock = new ManualClock(MONDAY_NOON_BERLIN);
+      const h = await coachHarness(dialect, clock);
+      open.push(h);
+      const u = 504;
+      h.llm.respond = () => ({ text: "profile" });
+      await onboard(h, u);
+      const calls = h.llm.requests.length;
+      for (const cmd of ["/nosuch", "/constructor", "/__proto__", "/Constructor@bot x"]) assert.match(await say(h, u, cmd), /Не знаю такой команды/);
+      assert.match(await say(h, u, "/HELP"), /^Команды:/);
+      assert.equal(h.llm.requests.length, calls, "commands answer without the model");
+    });
   });
 }

@@ -5,7 +5,7 @@ import { checkinDay } from "./rules.js";
 /** Streak buckets of `bots coaching stats`, in days or weeks in a row. */
 export const STREAK_BUCKETS = ["0", "1-2", "3-6", "7-13", "14-29", "30+"] as const;
 
-/** What `bots coaching stats BOT` shows (SPEC §2): the last 7 days unless said otherwise. */
+/** What `bots coaching stats BOT` shows (docs/coaching.md, "`bots coaching stats BOT [--json]`"): the last 7 days unless said otherwise. */
 export interface CoachingStats {
   bot: string;
   /** Start of the period, ISO 8601 UTC. */
