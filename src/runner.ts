@@ -37,6 +37,8 @@ export interface RunningBot {
    * to the record-only path.
    */
   ready: boolean;
+  /** The review passes of a 2GIS bot (src/poll-2gis.ts `pollEvery`); ends once the worker stopped. */
+  polling?: Promise<void>;
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -166,6 +168,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
   let starting = true;
   const halt = async (r: RunningBot, drainMs: number): Promise<number> => {
     await r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"));
+    await r.polling;
     const left = await r.pipeline.drain(drainMs);
     // After the drain: answers finishing now may still use a feature (a lead's e-mail).
     await Promise.all(r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed"))));
@@ -210,6 +213,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       // 2GIS recovers inside each pass, under the pass's lease.
       if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now, fence });
       await worker.start(pipeline);
+      if (bot.channel === "2gis") entry.polling = (await import("./poll-2gis.js")).pollEvery(worker, pipeline, logger);
       for (const f of features) await f.start?.();
       entry.ready = true;
     } catch (error) {
@@ -323,7 +327,14 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
   const stop = async (drainMs = 10_000): Promise<number> => {
     await inbox.stop();
     // Stop receiving everywhere first, then drain; ownership is given back only after the drain.
-    await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
+    await Promise.all(
+      running.map((r) =>
+        r.worker
+          .stop()
+          .catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))
+          .then(() => r.polling),
+      ),
+    );
     const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
     await ownership.stop();
     await Promise.all([...recorders.values()].map((r) => r.then((w) => w.stop()).catch(() => undefined)));

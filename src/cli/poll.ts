@@ -1,11 +1,13 @@
 import chalk from "chalk";
 import type { BotConfig } from "../config/schema.js";
 import { Pipeline } from "../core/pipeline.js";
+import { processHolder } from "../core/recovery.js";
 import { describeError, ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
 import { WebSocketNotifier } from "../notify/websocket.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
+import { passWithLease } from "../poll-2gis.js";
 import { openStore } from "../storage/index.js";
 import type { CliContext } from "./context.js";
 import { formatTime, loadBots, loadBotsWarn } from "./shared.js";
@@ -95,7 +97,7 @@ async function pollBot(
   const pipeline = new Pipeline({ bot, store, llm: llmFor(bot, logger), channel: worker, logger, notifier, features });
   let shown = "";
   try {
-    const outcome = await worker.pass(pipeline, (p) => {
+    const outcome = await passWithLease(worker, pipeline, logger, processHolder(), (p) => {
       const line = `${bot.name}: ${p.done}/${p.total} reviews done…`;
       if (!progress || p.total === 0 || line === shown) return;
       shown = line;
