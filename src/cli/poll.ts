@@ -5,8 +5,7 @@ import { processHolder } from "../core/recovery.js";
 import { describeError, ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
-import { WebSocketNotifier } from "../notify/websocket.js";
-import { llmFor, secretsOf, selectBots } from "../runner.js";
+import { llmFor, notifierFor, secretsOf, selectBots } from "../runner.js";
 import { passWithLease } from "../poll-2gis.js";
 import { openStore } from "../storage/index.js";
 import type { CliContext } from "./context.js";
@@ -90,9 +89,7 @@ async function pollBot(
   const logger = logging.forBot(bot.name);
   const { TwoGisWorker } = await import("../channels/twogis/worker.js");
   const worker = await TwoGisWorker.create(bot, logger, { store, leaseTtlMs });
-  const notifier = bot.websocket
-    ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
-    : undefined;
+  const notifier = notifierFor(bot, logger);
   const features = buildFeatures(bot, { store, logger, now: Date.now, env: c.env });
   const pipeline = new Pipeline({ bot, store, llm: llmFor(bot, logger), channel: worker, logger, notifier, features });
   let shown = "";
