@@ -1,4 +1,3 @@
-import type http from "node:http";
 import type { Logger } from "pino";
 import { imageFetcherFor } from "./channels/files.js";
 import type { TelegramFilesOptions } from "./channels/telegram/files.js";
@@ -13,6 +12,7 @@ import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import type { HttpServer } from "./http/server.js";
 import { buildFeatures } from "./features/index.js";
+import { PushedIngress } from "./ingress.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
 import { WebSocketNotifier } from "./notify/websocket.js";
@@ -37,6 +37,8 @@ export interface RunningBot {
    * to the record-only path.
    */
   ready: boolean;
+  /** The review passes of a 2GIS bot (src/poll-2gis.ts `pollEvery`); ends once the worker stopped. */
+  polling?: Promise<void>;
 }
 
 /** Everything {@link startBots} needs; tests pass local servers' workers and short timeouts. */
@@ -148,198 +150,316 @@ export function selectBots(all: BotConfig[], targets: string[]): BotConfig[] {
   return [...chosen.values()];
 }
 
+/** What one bot needs from the instance that runs it ({@link buildBot}, {@link launchBot}). */
+export interface BotHost {
+  options: StartOptions;
+  /** This process's id in leases, fences and recovery runs. */
+  holder: string;
+  /** A fenced write: another instance took the bot, so ownership is read again now, not at the next round. */
+  onFenced(): void;
+  /** Pipeline `catchUp`: whether another instance may have recorded this bot's messages lately. */
+  mayBeRecordedElsewhere(bot: BotConfig): boolean;
+  /** Pipeline `leaseFresh`: this instance's heartbeat is within its lease. */
+  leaseFresh(): boolean;
+}
+
 /**
- * Starts the given bots that this instance owns (scale-out, docs/scaling.md): registers the instance,
- * and for every bot it comes to own (at once when alone; see {@link Ownership}) recovers it
- * (durable answers) and starts its LLM client, notifier, pipeline, channel worker and features.
- * A bot it loses or hands over is stopped and drained; one it takes over later is started the
- * same way. If a bot cannot start during the first placement (refused token), everything is
- * stopped and the error is thrown.
+ * Builds the channel worker of a bot: `options.createWorker` (tests) or the channel's factory
+ * (src/channels/index.ts).
+ * @throws UsageError when the channel is not available; whatever the factory throws
+ */
+async function workerFor(bot: BotConfig, logger: Logger, options: StartOptions): Promise<ChannelWorker> {
+  const create = options.createWorker ?? channelFactory(bot.channel);
+  return create(bot, logger, { store: options.store, now: options.now });
+}
+
+/** The websocket notifier of a bot with a `websocket:` section (it never blocks the pipeline). */
+export function notifierFor(bot: BotConfig, logger: Logger): Notifier | undefined {
+  const ws = bot.websocket;
+  return ws ? new WebSocketNotifier({ url: ws.url, token: ws.token, maxQueue: ws.max_queue, logger }) : undefined;
+}
+
+/**
+ * Builds everything one bot runs on, owned at fencing `epoch`: channel worker, LLM client,
+ * notifier, features, and the pipeline joining them. Nothing receives or runs yet
+ * ({@link launchBot} does): the result is not `ready`.
+ * @throws whatever the channel factory or a feature's construction throws
+ */
+export async function buildBot(bot: BotConfig, epoch: number, host: BotHost): Promise<RunningBot> {
+  const { options } = host;
+  const logger = options.logging.forBot(bot.name);
+  const worker = await workerFor(bot, logger, options);
+  const notifier = notifierFor(bot, logger);
+  const llm = llmFor(bot, logger, options.llm);
+  const fence = { bot: bot.name, owner: host.holder, epoch };
+  const features =
+    options.features?.(bot, logger) ??
+    buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker, llm, fence });
+  const pipeline = new Pipeline({
+    bot,
+    store: options.store,
+    llm,
+    channel: worker,
+    logger,
+    notifier,
+    features,
+    now: options.now,
+    onOutcome: options.onOutcome,
+    onIntake: options.onIntake,
+    images: imageFetcherFor(bot, options.images),
+    fence,
+    onFenced: host.onFenced,
+    catchUp: () => host.mayBeRecordedElsewhere(bot),
+    leaseFresh: host.leaseFresh,
+  });
+  return { config: bot, pipeline, worker, notifier, logger, features, epoch, ready: false };
+}
+
+/**
+ * Runs a bot built by {@link buildBot}: adds it to `running` (a loss of ownership during its
+ * start finds it there), recovers it (durable answers, docs/durability.md: resumed messages are
+ * queued ahead of new ones), starts receiving (the channel worker; for 2GIS the review passes of
+ * src/poll-2gis.ts, which recover inside each pass under its lease) and its features, and marks
+ * it `ready`. When any of that fails it is removed from `running`, stopped ({@link haltBot}, 1 s
+ * for answers) and the error is thrown.
+ * @throws ChannelError naming the bot whose channel refused it; whatever recovery or a feature's start threw
+ */
+export async function launchBot(entry: RunningBot, host: BotHost, running: RunningBot[]): Promise<void> {
+  const { config: bot, pipeline, worker, logger } = entry;
+  const { options } = host;
+  running.push(entry);
+  try {
+    if (bot.channel !== "2gis") {
+      const fence = { bot: bot.name, owner: host.holder, epoch: entry.epoch };
+      entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder: host.holder, now: options.now, fence });
+    }
+    await worker.start(pipeline);
+    if (bot.channel === "2gis") entry.polling = (await import("./poll-2gis.js")).pollEvery(worker, pipeline, logger);
+    for (const f of entry.features) await f.start?.();
+    entry.ready = true;
+  } catch (error) {
+    running.splice(running.indexOf(entry), 1);
+    await haltBot(entry, 1000);
+    throw error;
+  }
+}
+
+/** Stops a bot's receiving: its channel worker (a failure is logged), and the 2GIS passes, waiting for the one running to end. */
+async function stopReceiving(r: RunningBot): Promise<void> {
+  await r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"));
+  await r.polling;
+}
+
+/**
+ * Stops one bot: receiving first, then lets its answers in flight finish for at most `drainMs`,
+ * then its features (after the drain: an answer finishing may still use one, a lead's e-mail)
+ * and its notifier. Failures to stop are logged, not thrown.
+ * @returns answers left unfinished (they stay stored for the next start or `bots replay --send`)
+ */
+export async function haltBot(r: RunningBot, drainMs: number): Promise<number> {
+  await stopReceiving(r);
+  const left = await r.pipeline.drain(drainMs);
+  await Promise.all(r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed"))));
+  await r.notifier?.close();
+  return left;
+}
+
+/**
+ * A worker that records a pushed bot's updates into a record-only pipeline without answering
+ * them, for an instance that does not own the bot (src/ingress.ts).
+ * @throws ChannelError when the channel cannot be reached to prepare
+ */
+async function recordOnlyWorker(bot: BotConfig, options: StartOptions): Promise<ChannelWorker> {
+  const logger = options.logging.forBot(bot.name);
+  const worker = await workerFor(bot, logger, options);
+  const pipeline = new Pipeline({
+    bot,
+    store: options.store,
+    llm: llmFor(bot, logger, options.llm),
+    channel: worker,
+    logger,
+    now: options.now,
+    onIntake: options.onIntake,
+    recordOnly: true,
+  });
+  await worker.attach!(pipeline);
+  return worker;
+}
+
+/**
+ * One `bots start` instance: its ownership of the bots (scale-out, docs/scaling.md), the bots it
+ * runs, the inbox sweep for rows other instances recorded, and the ingress for pushed updates.
+ */
+class Instance {
+  readonly bots: RunningBot[] = [];
+  readonly ownership: Ownership;
+  private readonly host: BotHost;
+  private readonly byName: Map<string, BotConfig>;
+  private readonly inbox: InboxSweep;
+  private readonly ingress?: PushedIngress;
+  /** Bots being stopped here, or stopped with their last answers still being stored: how many such runs of each. */
+  private readonly finishing = new Map<string, number>();
+  /** When peers were last seen alive, epoch ms (catch-up at intake lasts a minute past that). */
+  private peersSeenMs = -Infinity;
+  /** True during the first placement round: a bot failing to start there fails the whole start. */
+  private starting = true;
+  private firstError: unknown;
+
+  constructor(
+    private readonly options: StartOptions,
+    holder: string,
+  ) {
+    this.byName = new Map(options.bots.map((b) => [b.name, b]));
+    this.host = {
+      options,
+      holder,
+      onFenced: () => void this.ownership.tick(),
+      mayBeRecordedElsewhere: (bot) => this.mayBeRecordedElsewhere(bot),
+      leaseFresh: () => this.ownership.leaseFresh(),
+    };
+    this.ownership = new Ownership({
+      store: options.store,
+      id: holder,
+      bots: options.bots.filter((b) => b.instance === undefined || b.instance === holder).map((b) => b.name),
+      logger: options.logging.root,
+      ttlMs: options.leaseTtlMs,
+      host: options.host,
+      // SQLite is one host: a second `bots start` owns nothing until the first dies.
+      rebalance: options.store.database.dialect === "mysql",
+      onAcquire: (name, epoch) => this.acquire(name, epoch),
+      onLose: (name, reason) => this.lose(name, reason),
+      busy: (name) => this.finishing.has(name),
+    });
+    this.inbox = new InboxSweep({
+      store: options.store,
+      logger: options.logging.root,
+      now: options.now,
+      intervalMs: () => this.inboxIntervalMs(),
+      bots: () =>
+        this.bots.filter((r) => r.ready).map((r) => ({ config: r.config, pipeline: r.pipeline, fence: { bot: r.config.name, owner: holder, epoch: r.epoch } })),
+      onFenced: () => void this.ownership.tick(),
+    });
+    if (options.http)
+      this.ingress = new PushedIngress({
+        bots: options.bots,
+        http: options.http,
+        logging: options.logging,
+        owned: (name) => this.bots.find((r) => r.config.name === name && r.ready)?.worker,
+        createRecorder: (bot) => recordOnlyWorker(bot, options),
+      });
+  }
+
+  /**
+   * Mounts the ingress, runs the first placement round (starting the bots owned) and the inbox sweep.
+   * @throws the first error of a bot that could not start in that round, after stopping everything
+   */
+  async start(): Promise<void> {
+    this.ingress?.mount();
+    await this.ownership.start();
+    this.starting = false;
+    this.inbox.start();
+    if (this.firstError !== undefined) {
+      await this.stop(1000);
+      throw this.firstError;
+    }
+  }
+
+  /** Ownership took a bot: build and launch it. */
+  private async acquire(name: string, epoch: number): Promise<void> {
+    const entry = await buildBot(this.byName.get(name)!, epoch, this.host);
+    try {
+      await launchBot(entry, this.host, this.bots);
+    } catch (error) {
+      if (this.starting) this.firstError ??= error;
+      throw error;
+    }
+  }
+
+  /**
+   * Ownership lost or handed over a bot: stop it here, giving its answers in flight
+   * `handOverDrainMs`. From then until its last answers are stored the row stays ours (`busy`):
+   * a round running beside this drain (a heartbeat past the lease demotes from outside the
+   * round) must not give it up, or the next owner's recovery would find an answer of this run in
+   * `delivering`.
+   */
+  private async lose(name: string, reason: string): Promise<void> {
+    const r = this.bots.find((x) => x.config.name === name);
+    if (!r) return;
+    this.bots.splice(this.bots.indexOf(r), 1);
+    const done = this.holdRow(name);
+    try {
+      const left = await haltBot(r, this.options.handOverDrainMs ?? 10_000);
+      r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
+    } finally {
+      // Answers still finishing (a settle waiting for the database): the row stays ours until they end.
+      if (r.pipeline.backlog > 0) void r.pipeline.onIdle().finally(done);
+      else done();
+    }
+  }
+
+  /** Counts one more run of `name` finishing here ({@link finishing}); the function returned ends it. */
+  private holdRow(name: string): () => void {
+    this.finishing.set(name, (this.finishing.get(name) ?? 0) + 1);
+    return () => {
+      const n = this.finishing.get(name)!;
+      if (n === 1) this.finishing.delete(name);
+      else this.finishing.set(name, n - 1);
+    };
+  }
+
+  /**
+   * Catch-up at intake (Pipeline's `catchUp`) while another instance may have recorded a bot's
+   * messages: peers alive now or within the last minute (a peer paused or cut off may still
+   * record what it polled before it lost the bot), or webhooks/callbacks reaching any instance.
+   */
+  private mayBeRecordedElsewhere(bot: BotConfig): boolean {
+    const now = Date.now();
+    if (this.ownership.peers > 0) this.peersSeenMs = now;
+    return now - this.peersSeenMs < 60_000 || receivesPushed(bot);
+  }
+
+  /**
+   * Pause before the next inbox sweep, ms: short while others may record this instance's bots
+   * (peers alive, or webhooks/callbacks: another process may serve the same port range behind a
+   * balancer even on one host), else long.
+   */
+  private inboxIntervalMs(): number {
+    const [aloneMs, peersMs] = this.options.inboxIntervalMs ?? [1000, 100];
+    return this.ownership.peers > 0 || this.bots.some((r) => receivesPushed(r.config)) ? peersMs : aloneMs;
+  }
+
+  /**
+   * Stops receiving on every bot, lets answers in flight finish for at most `drainMs`, then gives
+   * ownership back (stopping each bot's features and notifier) and closes the ingress.
+   * @returns answers left unfinished
+   */
+  async stop(drainMs = 10_000): Promise<number> {
+    await this.inbox.stop();
+    await Promise.all(this.bots.map(stopReceiving));
+    const left = await Promise.all(this.bots.map((r) => r.pipeline.drain(drainMs)));
+    await this.ownership.stop();
+    await this.ingress?.close();
+    const unfinished = left.reduce((a, b) => a + b, 0);
+    if (unfinished)
+      this.options.logging.root.warn({ unfinished }, "answers unfinished at shutdown were refunded and stay `received`; the next start answers them");
+    return unfinished;
+  }
+}
+
+/**
+ * Starts the given bots that this instance owns (scale-out, docs/scaling.md): registers the
+ * instance, and for every bot it comes to own (at once when alone; see {@link Ownership})
+ * builds and launches it ({@link buildBot}, {@link launchBot}). A bot it loses or hands over is
+ * stopped and drained; one it takes over later is started the same way. Pushed updates of every
+ * given bot are served on `options.http` (src/ingress.ts). If a bot cannot start during the first
+ * placement (refused token), everything is stopped and the error is thrown.
  * @throws ChannelError naming the bot whose channel refused it
  */
 export async function startBots(options: StartOptions): Promise<RunningBots> {
   registerSecrets(secretsOf(options.bots));
-  const running: RunningBot[] = [];
-  const holder = options.instanceId ?? options.holder ?? processHolder();
-  const byName = new Map(options.bots.map((b) => [b.name, b]));
-  let firstError: unknown;
-  let starting = true;
-  const halt = async (r: RunningBot, drainMs: number): Promise<number> => {
-    await r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"));
-    const left = await r.pipeline.drain(drainMs);
-    // After the drain: answers finishing now may still use a feature (a lead's e-mail).
-    await Promise.all(r.features.map((f) => f.stop?.().catch((e) => r.logger.warn({ err: e, feature: f.name }, "stopping feature failed"))));
-    await r.notifier?.close();
-    return left;
-  };
-  const launch = async (bot: BotConfig, epoch: number): Promise<void> => {
-    const logger = options.logging.forBot(bot.name);
-    const create = options.createWorker ?? channelFactory(bot.channel);
-    const worker = await create(bot, logger, { store: options.store, now: options.now });
-    const notifier = bot.websocket
-      ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
-      : undefined;
-    const llm = llmFor(bot, logger, options.llm);
-    const fence = { bot: bot.name, owner: holder, epoch };
-    // A fenced write means another instance took the bot: re-read ownership now, not at the next round.
-    const onFenced = () => void ownership.tick();
-    const features =
-      options.features?.(bot, logger) ??
-      buildFeatures(bot, { store: options.store, logger, now: options.now ?? Date.now, env: options.env, channel: worker, llm, fence });
-    const pipeline = new Pipeline({
-      bot,
-      store: options.store,
-      llm,
-      channel: worker,
-      logger,
-      notifier,
-      features,
-      now: options.now,
-      onOutcome: options.onOutcome,
-      onIntake: options.onIntake,
-      images: imageFetcherFor(bot, options.images),
-      fence,
-      onFenced,
-      catchUp: () => mayBeRecordedElsewhere(bot),
-      leaseFresh: () => ownership.leaseFresh(),
-    });
-    const entry: RunningBot = { config: bot, pipeline, worker, notifier, logger, features, epoch, ready: false };
-    running.push(entry);
-    try {
-      // Recovery before receiving (docs/durability.md): resumed messages are queued ahead of new ones.
-      // 2GIS recovers inside each pass, under the pass's lease.
-      if (bot.channel !== "2gis") entry.recovery = await recoverBot({ bot, store: options.store, pipeline, logger, holder, now: options.now, fence });
-      await worker.start(pipeline);
-      for (const f of features) await f.start?.();
-      entry.ready = true;
-    } catch (error) {
-      running.splice(running.indexOf(entry), 1);
-      await halt(entry, 1000);
-      if (starting) firstError ??= error;
-      throw error;
-    }
-  };
-  /** Bots being stopped here, or stopped with their last answers still being stored: how many such runs of each. */
-  const finishing = new Map<string, number>();
-  const ownership = new Ownership({
-    store: options.store,
-    id: holder,
-    bots: options.bots.filter((b) => b.instance === undefined || b.instance === holder).map((b) => b.name),
-    logger: options.logging.root,
-    ttlMs: options.leaseTtlMs,
-    host: options.host,
-    // SQLite is one host: a second `bots start` owns nothing until the first dies.
-    rebalance: options.store.database.dialect === "mysql",
-    onAcquire: (name, epoch) => launch(byName.get(name)!, epoch),
-    onLose: async (name, reason) => {
-      const r = running.find((x) => x.config.name === name);
-      if (!r) return;
-      running.splice(running.indexOf(r), 1);
-      // From now until its last answers are stored, the row stays ours: a round running beside
-      // this drain (a heartbeat past the lease demotes from outside the round) must not give it
-      // up, or the next owner's recovery would find an answer of this run in `delivering`.
-      finishing.set(name, (finishing.get(name) ?? 0) + 1);
-      const done = () => (finishing.get(name) === 1 ? finishing.delete(name) : finishing.set(name, finishing.get(name)! - 1));
-      try {
-        const left = await halt(r, options.handOverDrainMs ?? 10_000);
-        r.logger.info({ reason, unfinished: left }, "bot stopped on this instance (ownership)");
-      } finally {
-        // Answers still finishing (a settle waiting for the database): the row stays ours until they end.
-        if (r.pipeline.backlog > 0) void r.pipeline.onIdle().finally(done);
-        else done();
-      }
-    },
-    busy: (name) => finishing.has(name),
-  });
-  // Catch-up at intake (Pipeline's `catchUp`) while another instance may have recorded a bot's
-  // messages: peers alive now or within the last minute (a peer paused or cut off may still
-  // record what it polled before it lost the bot), or webhooks/callbacks reaching any instance.
-  let peersSeenMs = -Infinity;
-  const mayBeRecordedElsewhere = (bot: BotConfig): boolean => {
-    const now = Date.now();
-    if (ownership.peers > 0) peersSeenMs = now;
-    return now - peersSeenMs < 60_000 || receivesPushed(bot);
-  };
-  const [aloneMs, peersMs] = options.inboxIntervalMs ?? [1000, 100];
-  const inbox = new InboxSweep({
-    store: options.store,
-    logger: options.logging.root,
-    now: options.now,
-    // Often while others may record this instance's bots: peers alive, or webhooks/callbacks
-    // (another process may serve the same port range behind a balancer even on one host).
-    intervalMs: () => (ownership.peers > 0 || running.some((r) => receivesPushed(r.config)) ? peersMs : aloneMs),
-    bots: () =>
-      running.filter((r) => r.ready).map((r) => ({ config: r.config, pipeline: r.pipeline, fence: { bot: r.config.name, owner: holder, epoch: r.epoch } })),
-    onFenced: () => void ownership.tick(),
-  });
-  // One ingress for pushed updates: any instance records any bot's update; the owner answers it
-  // (at once when the owner took it, else through its inbox sweep).
-  const recorders = new Map<string, Promise<ChannelWorker>>();
-  const recorderFor = (bot: BotConfig): Promise<ChannelWorker> => {
-    let r = recorders.get(bot.name);
-    if (!r) {
-      r = (async () => {
-        const logger = options.logging.forBot(bot.name);
-        const worker = await (options.createWorker ?? channelFactory(bot.channel))(bot, logger, { store: options.store, now: options.now });
-        const pipeline = new Pipeline({
-          bot,
-          store: options.store,
-          llm: llmFor(bot, logger, options.llm),
-          channel: worker,
-          logger,
-          now: options.now,
-          onIntake: options.onIntake,
-          recordOnly: true,
-        });
-        await worker.attach!(pipeline);
-        return worker;
-      })();
-      r.catch(() => recorders.delete(bot.name));
-      recorders.set(bot.name, r);
-    }
-    return r;
-  };
-  const mounted: string[] = [];
-  const pushed = new Map(options.bots.filter(receivesPushed).map((b) => [`/${b.channel === "tg" ? "tg" : "vk"}/${b.name}`, b]));
-  if (options.http && pushed.size) {
-    const ingress = async (req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> => {
-      const bot = pushed.get(decodeURIComponent(url.pathname));
-      if (!bot) return void res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("no such bot here\n");
-      const owned = running.find((r) => r.config.name === bot.name && r.ready);
-      let worker: ChannelWorker;
-      try {
-        worker = owned?.worker ?? (await recorderFor(bot));
-      } catch (error) {
-        options.logging.forBot(bot.name).error({ err: error }, "cannot take pushed updates now (channel unreachable); answered 503, the sender retries");
-        return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8" }).end("unavailable\n");
-      }
-      await worker.handleHttp!(req, res);
-    };
-    for (const prefix of new Set([...pushed.keys()].map((p) => p.slice(0, 4)))) {
-      options.http.route("*", prefix, ingress);
-      mounted.push(prefix);
-    }
-  }
-  const stop = async (drainMs = 10_000): Promise<number> => {
-    await inbox.stop();
-    // Stop receiving everywhere first, then drain; ownership is given back only after the drain.
-    await Promise.all(running.map((r) => r.worker.stop().catch((e) => r.logger.warn({ err: e }, "stopping channel failed"))));
-    const left = await Promise.all(running.map((r) => r.pipeline.drain(drainMs)));
-    await ownership.stop();
-    await Promise.all([...recorders.values()].map((r) => r.then((w) => w.stop()).catch(() => undefined)));
-    for (const prefix of mounted) options.http?.unroute(prefix);
-    const unfinished = left.reduce((a, b) => a + b, 0);
-    if (unfinished) options.logging.root.warn({ unfinished }, "answers unfinished at shutdown were refunded and stay `received`; the next start answers them");
-    return unfinished;
-  };
-  await ownership.start();
-  starting = false;
-  inbox.start();
-  if (firstError !== undefined) {
-    await stop(1000);
-    throw firstError;
-  }
-  return { bots: running, stop, ownership };
+  const instance = new Instance(options, options.instanceId ?? options.holder ?? processHolder());
+  await instance.start();
+  return { bots: instance.bots, ownership: instance.ownership, stop: (drainMs) => instance.stop(drainMs) };
 }
 
 /** Secret values in bot configs, to scrub from logs. */

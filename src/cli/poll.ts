@@ -1,11 +1,12 @@
 import chalk from "chalk";
 import type { BotConfig } from "../config/schema.js";
 import { Pipeline } from "../core/pipeline.js";
+import { processHolder } from "../core/recovery.js";
 import { describeError, ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
-import { WebSocketNotifier } from "../notify/websocket.js";
-import { llmFor, secretsOf, selectBots } from "../runner.js";
+import { llmFor, notifierFor, secretsOf, selectBots } from "../runner.js";
+import { passWithLease } from "../poll-2gis.js";
 import { openStore } from "../storage/index.js";
 import type { CliContext } from "./context.js";
 import { loadBots, loadBotsWarn } from "./configs.js";
@@ -89,14 +90,12 @@ async function pollBot(
   const logger = logging.forBot(bot.name);
   const { TwoGisWorker } = await import("../channels/twogis/worker.js");
   const worker = await TwoGisWorker.create(bot, logger, { store, leaseTtlMs });
-  const notifier = bot.websocket
-    ? new WebSocketNotifier({ url: bot.websocket.url, token: bot.websocket.token, maxQueue: bot.websocket.max_queue, logger })
-    : undefined;
+  const notifier = notifierFor(bot, logger);
   const features = buildFeatures(bot, { store, logger, now: Date.now, env: c.env });
   const pipeline = new Pipeline({ bot, store, llm: llmFor(bot, logger), channel: worker, logger, notifier, features });
   let shown = "";
   try {
-    const outcome = await worker.pass(pipeline, (p) => {
+    const outcome = await passWithLease(worker, pipeline, logger, processHolder(), (p) => {
       const line = `${bot.name}: ${p.done}/${p.total} reviews done…`;
       if (!progress || p.total === 0 || line === shown) return;
       shown = line;

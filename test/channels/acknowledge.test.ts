@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { TelegramWorker } from "../../src/channels/telegram/worker.js";
-import { branchCursorName, pollOnce } from "../../src/channels/twogis/poll.js";
+import { branchCursorName, pollOnce } from "../../src/poll-2gis.js";
 import { TwoGisWorker } from "../../src/channels/twogis/worker.js";
 import { longPollCursorName } from "../../src/channels/vk/worker.js";
 import { loadBotConfigs } from "../../src/config/load.js";

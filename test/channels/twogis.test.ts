@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { TwoGisWorker } from "../../src/channels/twogis/worker.js";
-import { branchCursorName, pollLeaseName } from "../../src/channels/twogis/poll.js";
+import { branchCursorName, pollLeaseName } from "../../src/poll-2gis.js";
 import { loadBotConfigs } from "../../src/config/load.js";
 import { createLogging } from "../../src/logging.js";
 import { startBots } from "../../src/runner.js";

@@ -7,7 +7,7 @@ import { before, describe, test } from "node:test";
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
 import { answerCounts, TwoGisSetup } from "../support/twogis.js";
-import { pollLeaseName } from "../../src/channels/twogis/poll.js";
+import { pollLeaseName } from "../../src/poll-2gis.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = path.join(ROOT, "bin/bots.js");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { branchCursorName } from "../../src/channels/twogis/poll.js";
+import { branchCursorName } from "../../src/poll-2gis.js";
 import { dialects } from "../support/db.js";
 import { checkBooks, Checks, ended, FaultBed, modelYaml, pause } from "../support/faults.js";
 import { eventually } from "../support/harness.js";

@@ -8,8 +8,8 @@ import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
 import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
-import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
+import { MAX_PUSHED_BODY_BYTES, servePushed } from "../ingress-http.js";
 import type { ChannelWorker } from "../types.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
 import { splitText } from "../../lib/text.js";
@@ -39,9 +39,6 @@ let httpsAgent: GatedHttpsAgent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
-/** Seconds a webhook sender is asked to wait (`Retry-After`) when an update could not be recorded. */
-const RETRY_AFTER_S = 5;
-
 /**
  * The positive results that allow acknowledging a Telegram update (moving the getUpdates offset
  * past it, or answering its webhook call 200): the pipeline's intake result, an update ignored by
@@ -50,6 +47,11 @@ const RETRY_AFTER_S = 5;
 export type TelegramAck = IntakeResult | { status: "ignored"; reason: string } | { status: "command"; command: "start" | "help" };
 
 const ACK_STATUSES: ReadonlySet<string> = new Set(["queued", "filtered", "duplicate", "ignored", "command"]);
+
+/** True for a JSON value shaped as a Bot API `Update` (an object with a numeric `update_id`). */
+function isUpdate(json: unknown): json is Update {
+  return typeof json === "object" && json !== null && typeof (json as { update_id?: unknown }).update_id === "number";
+}
 
 /** True only for a {@link TelegramAck}: nothing else (undefined, a stray value) acknowledges. */
 function acknowledges(ack: TelegramAck | undefined): ack is TelegramAck {
@@ -261,43 +263,35 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   /**
-   * One webhook call on the instance's HTTP ingress (`POST /tg/<bot>`): a wrong
-   * `X-Telegram-Bot-Api-Secret-Token` → 403; a body that is not an Update → 400 (logged and
-   * skipped; Telegram would resend the same body for ever); otherwise 200 only once
-   * {@link receive} gave a positive result (recorded, a duplicate, ignored by rule, a command
-   * answered from config; the answer follows), else 503 with `Retry-After`, whatever the error,
-   * so Telegram sends it again. Source: Bot API setWebhook.
+   * One webhook call on the instance's HTTP ingress (`POST /tg/<bot>`), through the handler every
+   * pushed channel shares ({@link servePushed}: 405, 413, 400, then 200 or 503 with
+   * `Retry-After`). Telegram's parts: a wrong `X-Telegram-Bot-Api-Secret-Token` → 403 before the
+   * body is read; a body without a numeric `update_id` is not an Update (400, logged and
+   * skipped; Telegram would resend the same body for ever); 200 only once {@link receive} gave a
+   * positive result (recorded, a duplicate, ignored by rule, a command answered from config; the
+   * answer follows), else 503, so Telegram sends it again. Source: Bot API setWebhook.
    */
-  async handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const wh = this.bot.tg!.webhook!;
-    const reply = (status: number, body = "") => void res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(body);
-    if (req.method !== "POST") return reply(405, "method not allowed");
-    // Telegram sends the secret in this header on every webhook call (setWebhook secret_token).
+  handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    return servePushed<Update>(req, res, {
+      logger: this.logger,
+      maxBodyBytes: this.options.maxBodyBytes ?? MAX_PUSHED_BODY_BYTES,
+      authorize: (r) => this.secretTokenOk(r),
+      parse: (json) => (isUpdate(json) ? json : undefined),
+      notAnUpdate: "webhook body is not a Telegram Update; skipped",
+      receive: async (update) => acknowledges(await this.receive(update)),
+      describe: (update) => ({ update_id: update.update_id }),
+      notRecorded: "webhook update could not be recorded; answered 503, Telegram will resend it",
+      unavailableBody: "unavailable",
+    });
+  }
+
+  /** Whether a webhook call carries the configured secret (Telegram sends it in `X-Telegram-Bot-Api-Secret-Token`, setWebhook `secret_token`); a wrong one is logged. */
+  private secretTokenOk(req: http.IncomingMessage): boolean {
     const given = Buffer.from(String(req.headers["x-telegram-bot-api-secret-token"] ?? ""));
-    const expected = Buffer.from(wh.secret_token);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      this.logger.warn({ remote: req.socket.remoteAddress }, "webhook call with a wrong secret token refused");
-      return reply(403, "forbidden");
-    }
-    const body = await readBody(req, this.options.maxBodyBytes ?? 1 << 20);
-    if (!body) return reply(413, "too large");
-    let update: Update;
-    try {
-      update = JSON.parse(body.toString("utf8")) as Update;
-      if (!update || typeof update !== "object" || typeof update.update_id !== "number") throw new Error("no update_id");
-    } catch {
-      this.logger.warn({ bytes: body.length }, "webhook body is not a Telegram Update; skipped");
-      return reply(400, "bad request");
-    }
-    let ack: TelegramAck | undefined;
-    try {
-      ack = await this.receive(update);
-    } catch (error) {
-      this.logger.error({ err: error, update_id: update.update_id }, "webhook update could not be recorded; answered 503, Telegram will resend it");
-    }
-    if (!acknowledges(ack))
-      return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": String(RETRY_AFTER_S) }).end("unavailable");
-    reply(200, "ok");
+    const expected = Buffer.from(this.bot.tg!.webhook!.secret_token);
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return true;
+    this.logger.warn({ remote: req.socket.remoteAddress }, "webhook call with a wrong secret token refused");
+    return false;
   }
 
   async stop(): Promise<void> {

@@ -1,14 +1,12 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
-import { sleep } from "../../lib/retry.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
-import { DGIS_AUTH, TwoGisClient } from "./client.js";
-import { leaseHolder, pollWithLease, type LeasedPoll, type PollProgress } from "./poll.js";
+import { TwoGisClient } from "./client.js";
 
 /** Tuning of {@link TwoGisWorker} (tests shorten the waits). */
 export interface TwoGisWorkerOptions {
@@ -16,9 +14,9 @@ export interface TwoGisWorkerOptions {
   backoffMs?: number;
   /** Longest back-off (caps Retry-After too), ms. @defaultValue 30000 */
   maxBackoffMs?: number;
-  /** Lease lifetime without renewal, ms (renewed every third). @defaultValue 120000 */
+  /** Lease lifetime of a pass without renewal, ms (renewed every third; {@link TwoGisWorker.passSettings}). @defaultValue 120000 */
   leaseTtlMs?: number;
-  /** Overrides `poll_interval_s` inside `bots start`, ms. */
+  /** Overrides `poll_interval_s` between the passes of `bots start`, ms ({@link TwoGisWorker.passSettings}). */
   intervalMs?: number;
   /** Page size of the review list. @defaultValue 50 */
   pageSize?: number;
@@ -27,25 +25,37 @@ export interface TwoGisWorkerOptions {
   now?: () => number;
 }
 
+/** What a review pass (src/poll-2gis.ts) runs with, from a {@link TwoGisWorker}'s options and its bot's `2gis:` section. */
+export interface PassSettings {
+  /** The database: lease, cursors, stored reviews. */
+  store: Store;
+  /** Lease lifetime without renewal, ms. */
+  leaseTtlMs: number;
+  /** Pause between the passes of `bots start`, ms. */
+  intervalMs: number;
+  /** Clock, epoch ms UTC. @defaultValue Date.now */
+  now?: () => number;
+  /** Aborted once the worker stops: the pass takes no further reviews. */
+  signal: AbortSignal;
+}
+
 /**
- * 2GIS for one bot (docs/2gis.md): `send` posts the official answer to a review, and `start` runs a
- * pass ({@link pollWithLease}) at once and then every `poll_interval_s`, so `bots start 2gis` and
- * cron's `bots poll 2gis` share the lease and never poll a bot at the same time.
+ * 2GIS for one bot (docs/2gis.md): the API client, `send` posting the official answer to a
+ * review, and the health of its remote calls. Reviews are not pushed: the passes that list and
+ * answer them are src/poll-2gis.ts, run once per bot by `bots poll 2gis` and every
+ * `poll_interval_s` by `bots start` (src/runner.ts); they take their settings from
+ * {@link passSettings} and report to {@link passEnded}.
  */
 export class TwoGisWorker implements ChannelWorker {
   private readonly abort = new AbortController();
-  private loop?: Promise<void>;
   private readonly store?: Store;
-  private readonly holder = leaseHolder();
   /** The HTTP client built from the bot's `2gis:` section. */
   readonly client: TwoGisClient;
-  /** The last pass's outcome inside `bots start` (for status and tests). */
-  last?: LeasedPoll;
   private readonly tracker: HealthTracker;
 
   constructor(
     readonly bot: BotConfig,
-    private readonly logger: Logger,
+    logger: Logger,
     private readonly options: TwoGisWorkerOptions = {},
   ) {
     this.store = options.store;
@@ -66,7 +76,7 @@ export class TwoGisWorker implements ChannelWorker {
     });
   }
 
-  /** Receiving state for `/healthz`: the interval loop, and whether its last pass reached 2GIS. */
+  /** Receiving state for `/healthz`: started or stopped, and whether the last pass reached 2GIS. */
   health() {
     return this.tracker.get();
   }
@@ -77,10 +87,11 @@ export class TwoGisWorker implements ChannelWorker {
   }
 
   /**
-   * Checks the credentials (signs in unless a token is configured) and starts the interval loop.
+   * Checks the credentials (signs in unless a token is configured) and counts as receiving; the
+   * passes are run by src/poll-2gis.ts (`pollEvery`), which `bots start` starts next.
    * @throws ChannelError `DGIS_AUTH` naming the bot when 2GIS refuses the login
    */
-  async start(pipeline: Pipeline): Promise<void> {
+  async start(_pipeline: Pipeline): Promise<void> {
     if (!this.store) throw new Error("TwoGisWorker needs options.store (the channel factory passes it)");
     try {
       await this.client.ensureToken();
@@ -93,52 +104,33 @@ export class TwoGisWorker implements ChannelWorker {
     }
     this.tracker.ok();
     this.tracker.started();
-    this.loop = this.run(pipeline);
   }
 
-  /** One pass under the lease (what `bots poll 2gis` does for this bot). */
-  pass(pipeline: Pipeline, onProgress?: (p: PollProgress) => void): Promise<LeasedPoll> {
-    return pollWithLease({
-      bot: this.bot,
-      store: this.store!,
-      pipeline,
-      client: this.client,
-      logger: this.logger,
-      signal: this.abort.signal,
-      holder: this.holder,
+  /**
+   * What a pass runs with: the database, lease lifetime, interval, clock, and the stop signal.
+   * @throws Error when the worker was built without `options.store`
+   */
+  get passSettings(): PassSettings {
+    if (!this.store) throw new Error("TwoGisWorker needs options.store (the channel factory passes it)");
+    return {
+      store: this.store,
       leaseTtlMs: this.options.leaseTtlMs ?? 120_000,
-      onProgress,
+      intervalMs: this.options.intervalMs ?? this.bot["2gis"]!.poll_interval_s * 1000,
       now: this.options.now,
-    });
+      signal: this.abort.signal,
+    };
   }
 
-  private async run(pipeline: Pipeline): Promise<void> {
-    const signal = this.abort.signal;
-    const interval = this.options.intervalMs ?? this.bot["2gis"]!.poll_interval_s * 1000;
-    while (!signal.aborted) {
-      try {
-        this.last = await this.pass(pipeline);
-        this.tracker.ok();
-        if (this.last.status === "busy") this.logger.info({ holder: this.last.lease?.holder }, "another run holds the 2GIS lease; pass skipped");
-        else {
-          const r = this.last.result;
-          for (const f of r.failed)
-            this.logger.warn({ review_id: f.reviewId, branch_id: f.branchId, msg_id: f.messageId, reason: f.reason }, "2GIS review not answered");
-        }
-      } catch (error) {
-        const fatal = (error as ChannelError).code === DGIS_AUTH;
-        this.tracker.failed(error);
-        this.logger.error({ err: error }, fatal ? "2GIS refused the credentials; retrying next interval" : "2GIS pass failed; retrying next interval");
-      }
-      await sleep(interval, signal);
-    }
+  /** A pass of `bots start` ended: it reached 2GIS (no error; a busy lease counts), or failed with `error` (`/healthz`). */
+  passEnded(error?: unknown): void {
+    if (error === undefined) this.tracker.ok();
+    else this.tracker.failed(error);
   }
 
-  /** Stops the loop: the current pass takes no further reviews; answers in flight finish in the pipeline. */
+  /** Stops: the current pass takes no further reviews and its 2GIS calls are cut; answers in flight finish in the pipeline. */
   async stop(): Promise<void> {
     this.tracker.stopped("stopped");
     this.abort.abort();
-    await this.loop;
   }
 
   /**

@@ -10,9 +10,9 @@ import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import { splitText } from "../../lib/text.js";
 import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
-import { readBody } from "../../http/server.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";
+import { MAX_PUSHED_BODY_BYTES, type PushedAnswer, servePushed } from "../ingress-http.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
 import { boundTooManyRequests } from "./api-worker.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
@@ -231,58 +231,54 @@ export class VkWorker implements ChannelWorker {
 
   /**
    * One Callback API request on the instance's HTTP ingress (`POST /vk/<bot>`; any instance
-   * serves it, the owner answers): `confirmation` → the configured string; a wrong or missing
-   * `secret` → 403; malformed JSON → 400; anything else → `ok` only once {@link handleEvent}
-   * gave a positive result (the answer follows later); anything thrown → 503 with `Retry-After`,
-   * so VK sends the event again.
+   * serves it, the owner answers), through the handler every pushed channel shares
+   * ({@link servePushed}: 405, 413, malformed JSON or no `type` → 400, then `ok` or 503 with
+   * `Retry-After`). VK's parts ({@link screenCallback}): another community → 403; a wrong or
+   * missing `secret` → 403; `confirmation` → the configured string; anything else → `ok` only
+   * once {@link handleEvent} gave a positive result (the answer follows later); anything thrown
+   * → 503, so VK sends the event again.
    */
   handleHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const done = this.serveCallback(req, res);
+    const done = servePushed<VkEvent>(req, res, {
+      logger: this.logger,
+      maxBodyBytes: this.options.maxBodyBytes ?? MAX_PUSHED_BODY_BYTES,
+      parse: (json) => (isEvent(json) ? json : undefined),
+      notAnUpdate: "callback body is not a VK event (malformed JSON); 400",
+      screen: (event, r) => this.screenCallback(event, r),
+      receive: async (event) => vkAcknowledges(await this.handleEvent(event, "callback")),
+      describe: (event) => ({ event_id: event.event_id, type: event.type }),
+      notRecorded: "event could not be recorded; answered 503, VK will resend it",
+      // `ok` only on a positive result: anything else makes VK send the event again.
+      unavailableBody: "error",
+    });
     this.track(done);
     return done;
   }
 
-  private async serveCallback(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /**
+   * The Callback API checks of one parsed event before it is recorded: VK sends `group_id` with
+   * every event, so one without it or for another community is refused (403); a present
+   * `secret` must match `vk.callback.secret` (VK sends none with `confirmation`) else 403;
+   * `confirmation` is answered with `vk.callback.confirmation`. Undefined: record the event.
+   */
+  private screenCallback(event: VkEvent, req: http.IncomingMessage): PushedAnswer | undefined {
     const cb = this.bot.vk!.callback!;
-    const reply = (status: number, body: string) => void res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(body);
-    if (req.method !== "POST") return reply(405, "method not allowed");
-    const body = await readBody(req, this.options.maxBodyBytes ?? 1 << 20);
-    if (!body) return reply(413, "too large");
-    const size = body.length;
-    let event: VkEvent;
-    try {
-      event = JSON.parse(body.toString("utf8")) as VkEvent;
-      if (!event || typeof event !== "object" || typeof event.type !== "string") throw new Error("no type");
-    } catch {
-      this.logger.warn({ bytes: size }, "callback body is not a VK event (malformed JSON); 400");
-      return reply(400, "bad request");
-    }
-    // VK sends `group_id` with every event; one without it or for another community is refused.
     if (!this.ourGroup(event)) {
       this.logger.warn({ group_id: event.group_id ?? null, type: event.type }, "callback for another community or without group_id; 403");
-      return reply(403, "forbidden");
+      return { status: 403, body: "forbidden" };
     }
-    // VK sends no secret with `confirmation`; a present but wrong one is still refused.
     const secretOk = cb.secret === undefined || sameSecret(event.secret, cb.secret) || (event.type === "confirmation" && event.secret === undefined);
     if (!secretOk) {
       this.logger.warn({ type: event.type, event_id: event.event_id }, "callback with a wrong or missing secret; 403");
-      return reply(403, "forbidden");
+      return { status: 403, body: "forbidden" };
     }
     if (event.type === "confirmation") {
       this.logger.info("callback confirmation requested");
-      return reply(200, cb.confirmation);
+      return { status: 200, body: cb.confirmation };
     }
     const retry = req.headers["x-retry-counter"];
     if (retry !== undefined) this.logger.debug({ event_id: event.event_id, retry_counter: retry }, "VK resent an event");
-    let ack: VkAck | undefined;
-    try {
-      ack = await this.handleEvent(event, "callback");
-    } catch (error) {
-      this.logger.error({ err: error, event_id: event.event_id, type: event.type }, "event could not be recorded; answered 503, VK will resend it");
-    }
-    // `ok` only on a positive result: anything else makes VK send the event again.
-    if (!vkAcknowledges(ack)) return void res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "5" }).end("error");
-    reply(200, "ok");
+    return undefined;
   }
 
   /**
@@ -460,6 +456,11 @@ export function longPollCursorName(groupId: number): string {
 /** A positive int32 from a string: messages.send `random_id` (VK drops a second send with the same one). */
 export function randomId(seed: string): number {
   return createHash("sha1").update(seed).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** True for a JSON value shaped as a Callback API event (an object with a string `type`). */
+function isEvent(json: unknown): json is VkEvent {
+  return typeof json === "object" && json !== null && typeof (json as { type?: unknown }).type === "string";
 }
 
 /** Compares a received secret with the configured one in constant time. */

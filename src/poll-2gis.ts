@@ -1,21 +1,19 @@
 import type { Logger } from "pino";
-import type { BotConfig } from "../../config/schema.js";
-import { parseSince } from "../../config/schema.js";
-import type { Pipeline } from "../../core/pipeline.js";
-import { KeyedQueue } from "../../core/queue.js";
-import type { IncomingMessage } from "../../core/types.js";
-import { describeError } from "../../errors.js";
-import type { Store } from "../../storage/index.js";
-import type { LeaseRow } from "../../storage/leases.js";
-import type { MessageRow } from "../../storage/messages.js";
-import type { IncomingStatus } from "../../storage/schema.js";
-import { processHolder, recoverBot } from "../../core/recovery.js";
-import { DGIS_AUTH, type TwoGisClient, type TwoGisReview } from "./client.js";
-
-/** Thread key (and dedupe key) of a review: `2gis:review:<review_id>` (SPEC §4). */
-export function reviewKey(reviewId: string): string {
-  return `2gis:review:${reviewId}`;
-}
+import { DGIS_AUTH, type TwoGisClient, type TwoGisReview } from "./channels/twogis/client.js";
+import { reviewKey, skipReason, toIncoming } from "./channels/twogis/translate.js";
+import type { ChannelWorker } from "./channels/types.js";
+import { TwoGisWorker } from "./channels/twogis/worker.js";
+import type { BotConfig } from "./config/schema.js";
+import { parseSince } from "./config/schema.js";
+import type { Pipeline } from "./core/pipeline.js";
+import { KeyedQueue } from "./core/queue.js";
+import { processHolder, recoverBot } from "./core/recovery.js";
+import { type ChannelError, describeError } from "./errors.js";
+import { sleep } from "./lib/retry.js";
+import type { Store } from "./storage/index.js";
+import type { LeaseRow } from "./storage/leases.js";
+import type { MessageRow } from "./storage/messages.js";
+import type { IncomingStatus } from "./storage/schema.js";
 
 /** Name of a branch's cursor in the `cursors` table. Its value is an ISO 8601 UTC date-time. */
 export function branchCursorName(branchId: string): string {
@@ -26,9 +24,6 @@ export function branchCursorName(branchId: string): string {
 export function pollLeaseName(bot: string): string {
   return `poll:2gis:${bot}`;
 }
-
-/** A lease holder id for this process: `host:pid:random`. */
-export const leaseHolder = processHolder;
 
 /** One review (or branch) that could not be answered in a pass. */
 export interface PollFailure {
@@ -60,7 +55,7 @@ export interface PollProgress {
   total: number;
 }
 
-/** What {@link pollOnce} works with (all injected, STYLE 4). */
+/** What {@link pollOnce} works with (all injected). */
 export interface PollDeps {
   bot: BotConfig;
   store: Store;
@@ -82,7 +77,7 @@ const FINAL: ReadonlySet<IncomingStatus> = new Set(["answered", "skipped", "filt
 const RETRYABLE: ReadonlySet<IncomingStatus> = new Set(["received", "failed", "no_balance"]);
 
 /**
- * One pass over a 2GIS bot's branches (SPEC §6): list each branch's reviews without a company
+ * One pass over a 2GIS bot's branches (docs/2gis.md, "What a pass does"): list each branch's reviews without a company
  * answer from its cursor (or `since`), then, oldest first:
  * - a new review outside `answer_ratings`, or without text when `answer_empty` is false, is
  *   recorded with status `skipped`;
@@ -110,7 +105,7 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
   let budget = cfg.max_per_run;
   const now = deps.now ?? Date.now;
 
-  // Recovery first (SPEC §4): what an earlier pass left behind. A cut-off answer is checked on
+  // Recovery first (docs/durability.md): what an earlier pass left behind. A cut-off answer is checked on
   // 2GIS itself; stranded reviews are resumed whatever their age.
   const recovered = await recoverBot({
     bot,
@@ -280,13 +275,6 @@ async function waitForAnswers(pipeline: Pipeline, retries: KeyedQueue, signal: A
   }
 }
 
-/** Why a review gets no answer by configuration, or null when it should be answered. */
-export function skipReason(review: TwoGisReview, ratings: ReadonlySet<number>, answerEmpty: boolean): string | null {
-  if (!ratings.has(review.rating)) return `rating ${review.rating} is not in answer_ratings`;
-  if (!review.text.trim() && !answerEmpty) return "review has no text (answer_empty: false)";
-  return null;
-}
-
 function incomingFields(bot: BotConfig, review: TwoGisReview, nowMs: number) {
   const msg = toIncoming(bot, review, nowMs);
   return {
@@ -301,38 +289,6 @@ function incomingFields(bot: BotConfig, review: TwoGisReview, nowMs: number) {
     channel_message_id: msg.channelMessageId,
     meta: { kind: msg.kind, target: msg.target, vars: msg.vars },
     created_ms: msg.receivedMs,
-  };
-}
-
-/**
- * Translates a review into the pipeline's message (STYLE 1). `chatId` and `target.review_id` are
- * the review id the answer is posted to; an empty review's text is a short marker so the model
- * still gets a user turn.
- * @param nowMs when it was received, epoch ms UTC
- */
-export function toIncoming(bot: BotConfig, review: TwoGisReview, nowMs: number): IncomingMessage {
-  const text = review.text.trim() ? review.text : `[rating ${review.rating}/5, no text]`;
-  return {
-    bot: bot.name,
-    channel: "2gis",
-    kind: "reviews",
-    chatId: review.id,
-    userId: null,
-    userName: review.authorName,
-    text,
-    threadKey: reviewKey(review.id),
-    dedupeKey: reviewKey(review.id),
-    channelMessageId: review.id,
-    target: { review_id: review.id, branch_id: review.branchId, rating: review.rating, date_created: review.dateCreated },
-    vars: {
-      rating: String(review.rating),
-      review_text: review.text,
-      author_name: review.authorName ?? "",
-      branch_id: review.branchId,
-      review_id: review.id,
-      review_date: review.dateCreated,
-    },
-    receivedMs: nowMs,
   };
 }
 
@@ -374,4 +330,78 @@ export async function pollWithLease(deps: PollDeps & { holder: string; leaseTtlM
     clearInterval(timer);
     await store.leases.release(name, holder).catch((error) => logger.warn({ err: error, lease: name }, "lease could not be released; it expires by itself"));
   }
+}
+
+/** Progress callback of a pass (a TTY line in `bots poll 2gis`). */
+export type OnPollProgress = (p: PollProgress) => void;
+
+/**
+ * The worker as a {@link TwoGisWorker}: the review passes need its client and settings.
+ * @throws Error for any other worker (a 2GIS bot's worker comes from the 2GIS channel factory)
+ */
+function twoGisWorker(worker: ChannelWorker): TwoGisWorker {
+  if (!(worker instanceof TwoGisWorker)) throw new Error("a 2GIS bot's channel worker must be a TwoGisWorker (src/channels/twogis/worker.ts)");
+  return worker;
+}
+
+/**
+ * One pass of a 2GIS worker's bot under its lease ({@link pollWithLease}), with the worker's
+ * client, database, lease lifetime and clock; the pass takes no further reviews once the worker
+ * stops. What `bots poll 2gis` runs for each bot, and each interval of `bots start`.
+ * @param holder the lease holder (`host:pid:random`, {@link processHolder})
+ * @throws as {@link pollOnce}; Error when the worker has no database
+ */
+export function passWithLease(worker: TwoGisWorker, pipeline: Pipeline, logger: Logger, holder: string, onProgress?: OnPollProgress): Promise<LeasedPoll> {
+  const s = worker.passSettings;
+  return pollWithLease({
+    bot: worker.bot,
+    store: s.store,
+    pipeline,
+    client: worker.client,
+    logger,
+    signal: s.signal,
+    holder,
+    leaseTtlMs: s.leaseTtlMs,
+    onProgress,
+    now: s.now,
+  });
+}
+
+/**
+ * Polls a 2GIS bot inside `bots start`: a pass ({@link passWithLease}) at once and then every
+ * `poll_interval_s` (the worker's `intervalMs` in tests) until the worker stops, so the
+ * long-running process and cron's `bots poll 2gis` share the lease and never poll the bot at
+ * the same time. Each pass's outcome goes to the worker's health (`/healthz`) and the log; a
+ * failed pass (2GIS or the database away, credentials refused) is retried next interval.
+ * Resolves once the worker stopped and the pass running then ended; never rejects.
+ * @throws Error at once (before polling) when the worker is not a {@link TwoGisWorker}
+ */
+export function pollEvery(channel: ChannelWorker, pipeline: Pipeline, logger: Logger): Promise<void> {
+  const worker = twoGisWorker(channel);
+  const holder = processHolder();
+  const { signal, intervalMs } = worker.passSettings;
+  const loop = async (): Promise<void> => {
+    while (!signal.aborted) {
+      try {
+        logPass(await passWithLease(worker, pipeline, logger, holder), logger);
+        worker.passEnded();
+      } catch (error) {
+        const fatal = (error as ChannelError).code === DGIS_AUTH;
+        worker.passEnded(error);
+        logger.error({ err: error }, fatal ? "2GIS refused the credentials; retrying next interval" : "2GIS pass failed; retrying next interval");
+      }
+      await sleep(intervalMs, signal);
+    }
+  };
+  return loop();
+}
+
+/** Logs a pass of the interval loop: skipped for a busy lease, or each review left unanswered. */
+function logPass(outcome: LeasedPoll, logger: Logger): void {
+  if (outcome.status === "busy") {
+    logger.info({ holder: outcome.lease?.holder }, "another run holds the 2GIS lease; pass skipped");
+    return;
+  }
+  for (const f of outcome.result.failed)
+    logger.warn({ review_id: f.reviewId, branch_id: f.branchId, msg_id: f.messageId, reason: f.reason }, "2GIS review not answered");
 }
