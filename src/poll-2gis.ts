@@ -222,8 +222,10 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
     statusOf.set(reviewId, status);
     const branchId = branchOf.get(reviewId)!;
     if (status === "answered" || (status === "delivering" && finished)) {
-      // `delivering` once our own attempt is over: posted, but the record failed (the pipeline logged it).
-      statusOf.set(reviewId, "answered");
+      // `delivering` once our own attempt is over: posted, but the record failed (the pipeline
+      // logged it). Counted as answered, but the cursor stays before it: the cursor acknowledges
+      // only what is recorded, and the next pass's recovery asks 2GIS and records it.
+      if (status === "answered") statusOf.set(reviewId, "answered");
       result.answered++;
     } else if (status === "filtered" || status === "skipped") result.skipped++;
     else if (status === "no_balance")
