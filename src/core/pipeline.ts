@@ -18,7 +18,17 @@ import { sleep, withRetries } from "../lib/retry.js";
 import { RecentIds } from "../lib/recent-ids.js";
 import { resumeReceived } from "./recovery.js";
 import { spamVerdict } from "./spam.js";
-import type { ChannelSender, DeliveryTarget, IncomingMessage, Notifier, PipelineContext, SendProgress } from "./types.js";
+import type {
+  AcceptedUpdates,
+  ChannelSender,
+  DeliveryTarget,
+  IncomingMessage,
+  Notifier,
+  OutgoingReply,
+  PipelineContext,
+  PromptSection,
+  SendProgress,
+} from "./types.js";
 
 /**
  * A feature plugged into the pipeline by the bot's config: gates run before the
@@ -29,6 +39,8 @@ export interface Feature {
   name: string;
   gate?: Middleware<PipelineContext>;
   tools?: ToolDefinition<PipelineContext>[];
+  /** Kinds of updates beyond text and pictures the feature takes (shared contacts, membership changes...). */
+  accepts?: AcceptedUpdates;
   /** Background work started with the bot (e.g. a report schedule); `bots start` only. */
   start?(): void | Promise<void>;
   /** Stops the background work. */
@@ -91,6 +103,11 @@ export interface PipelineDeps {
   leaseFresh?: () => boolean;
   /** How long a Telegram album waits for more parts, ms. @defaultValue 1000 */
   albumWindowMs?: number;
+  /**
+   * What the channel hands over beyond text and pictures ({@link Pipeline.accepts}).
+   * @defaultValue every feature's `accepts` together
+   */
+  accepts?: AcceptedUpdates;
 }
 
 /**
@@ -135,6 +152,11 @@ export class Pipeline {
   private readonly now: () => number;
   private readonly tools: ToolDefinition<PipelineContext>[];
   private accepting = true;
+  /**
+   * What the bot's features take beyond text and pictures (every feature's `accepts` together):
+   * the channel hands over those updates and turns the rest away.
+   */
+  readonly accepts: AcceptedUpdates;
   /** Aborted when a drain runs out of time: model calls still running stop, queued answers do not start. */
   private readonly stopping = new AbortController();
 
@@ -144,6 +166,7 @@ export class Pipeline {
     setMaxListeners(0, this.stopping.signal);
     const features = deps.features ?? [];
     this.tools = features.flatMap((f) => f.tools ?? []);
+    this.accepts = deps.accepts ?? (Object.assign({}, ...features.map((f) => f.accepts ?? {})) as AcceptedUpdates);
     // `llm.concurrency` bounds model calls, not whole answers: delivery and settle of one answer
     // must not hold a model slot. Conversations in progress are bounded more loosely.
     this.llmSlots = new Semaphore(deps.bot.llm.concurrency);
@@ -488,9 +511,11 @@ export class Pipeline {
       log: this.deps.logger.child({ thread_key: msg.threadKey }),
       tools: this.tools,
       state: {},
+      reply: {},
+      promptSections: [],
       timings: {},
     };
-    ctx.sendFreeReply = (text) => this.sendEmptyReply(ctx, text);
+    ctx.sendFreeReply = (reply) => this.sendEmptyReply(ctx, typeof reply === "string" ? { text: reply } : reply);
     ctx.fence = this.deps.fence;
     return ctx;
   }
@@ -582,7 +607,7 @@ export class Pipeline {
         ctx.outcome = "no_balance";
         await this.deps.store.messages.setStatus(ctx.id!, "no_balance", { error: `account ${account} cannot pay ${cost / 100}`, fence: this.deps.fence });
         ctx.log.warn({ account }, "balance cannot pay a reply; message kept for replay");
-        if (empty_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, empty_reply);
+        if (empty_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, { text: empty_reply });
         return;
       }
       ctx.log.debug({ account, cost_credits: formatCredits(cost), balance_after_credits: formatCredits(ctx.reservation.balance_after) }, "cost reserved");
@@ -604,15 +629,15 @@ export class Pipeline {
       { images: ctx.msg.images.length, no_vision_reply: no_vision_reply !== null },
       "picture without text and llm.vision.enabled is false; not answered by the model",
     );
-    if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, no_vision_reply);
+    if (no_vision_reply && (!ctx.stored || ctx.state.resumed)) await this.sendEmptyReply(ctx, { text: no_vision_reply });
   };
 
-  private async sendEmptyReply(ctx: PipelineContext, text: string): Promise<void> {
+  private async sendEmptyReply(ctx: PipelineContext, reply: OutgoingReply): Promise<void> {
     try {
-      const d = await this.deps.channel.send(this.targetOf(ctx), text);
+      const d = await this.deps.channel.send(this.targetOf(ctx), reply);
       await this.deps.store.messages.recordOutgoing({
         incoming: this.incomingRef(ctx),
-        text,
+        text: reply.text,
         channel_message_id: d.channelMessageId,
         model: null,
         prompt_tokens: null,
@@ -708,7 +733,7 @@ export class Pipeline {
 
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
-    ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
+    ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now(), ctx.promptSections);
     // Pictures are fetched now, not when received: a replay or a recovery fetches them again.
     ctx.state.images = await loadImages(this.deps.bot, ctx.msg.images, this.deps.images, ctx.log, this.stopping.signal);
     await next();
@@ -785,7 +810,9 @@ export class Pipeline {
     let delivery;
     try {
       if (!gated) ctx.state.sendStarted = true;
-      delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text, gated ? this.progressOf(ctx, sent) : undefined);
+      // What features added (buttons, a contact request) goes with the model's text.
+      const reply: OutgoingReply = { ...ctx.reply, text: ctx.completion!.text };
+      delivery = await this.deps.channel.send(this.targetOf(ctx), reply, gated ? this.progressOf(ctx, sent) : undefined);
     } catch (error) {
       if (error instanceof FencedError || !(await this.notDelivered(ctx, error, sent.parts))) throw error;
       return;
@@ -952,19 +979,26 @@ export class Pipeline {
 
 /**
  * The chat sent to the model for a message: the bot's system prompt for the
- * message's kind rendered at `nowMs` (epoch ms UTC), the last `history.max_messages` turns of
- * the thread stored before message `id`, then the message itself.
+ * message's kind rendered at `nowMs` (epoch ms UTC) with the `sections` features computed for
+ * this answer (each where the prompt places `{{name}}`, else appended in order), the last
+ * `history.max_messages` turns of the thread stored before message `id`, then the message itself.
  * @throws ConfigError when the prompt file cannot be read
  */
-export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">, msg: IncomingMessage, id: number, nowMs: number): Promise<ChatMessage[]> {
+export async function buildPrompt(
+  bot: BotConfig,
+  store: Pick<Store, "messages">,
+  msg: IncomingMessage,
+  id: number,
+  nowMs: number,
+  sections: readonly PromptSection[] = [],
+): Promise<ChatMessage[]> {
   const template = loadPrompt(bot, msg.kind);
-  let system = renderPrompt(template, { botName: bot.name, timezone: bot.timezone, nowMs, extra: msg.vars });
+  const extra = sections.length ? { ...msg.vars, ...Object.fromEntries(sections.map((p) => [p.name, p.text])) } : msg.vars;
+  let system = renderPrompt(template, { botName: bot.name, timezone: bot.timezone, nowMs, extra });
   // A comment means little without its post: a prompt that does not place {{post_text}} gets it appended.
   const postText = msg.vars?.post_text;
-  if (postText && !/\{\{\s*post_text\s*\}\}/.test(template)) system += `\n\nPost being commented on:\n${postText}`;
-  // Facts a feature computed for this message (features.coaching): appended when the prompt does not place {{coaching}}.
-  const coaching = msg.vars?.coaching;
-  if (coaching && !/\{\{\s*coaching\s*\}\}/.test(template)) system += `\n\n${coaching}`;
+  if (postText && !placed(template, "post_text")) system += `\n\nPost being commented on:\n${postText}`;
+  for (const p of sections) if (p.text && !placed(template, p.name)) system += `\n\n${p.text}`;
   const history = await store.messages.history(bot.name, msg.threadKey, id, bot.history.max_messages);
   // Earlier pictures are not sent again: a placeholder says they were there.
   return [
@@ -972,6 +1006,11 @@ export async function buildPrompt(bot: BotConfig, store: Pick<Store, "messages">
     ...history.map((t): ChatMessage => ({ role: t.role, content: withPlaceholder(t.text, t.images ?? 0) })),
     { role: "user", content: msg.text },
   ];
+}
+
+/** True when a prompt template places the variable `name` (`{{name}}`, spaces allowed inside). */
+function placed(template: string, name: string): boolean {
+  return template.includes("{{") && new RegExp(`\\{\\{\\s*${name.replace(/[^\w]/g, "\\$&")}\\s*\\}\\}`).test(template);
 }
 
 /** Rebuilds the IncomingMessage a stored row came from (for replay). */

@@ -199,7 +199,7 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     const progress = gated ? proactiveProgress(deps, id, (n) => (partsSent = n)) : undefined;
     delivery = await deps.channel.send(
       { bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} },
-      text,
+      { text },
       progress,
     );
   } catch (error) {

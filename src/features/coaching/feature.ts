@@ -6,7 +6,7 @@ import type { Feature } from "../../core/pipeline.js";
 import type { ImageRef } from "../../core/images.js";
 import { recordThroughOutage, sendProactive, type WrittenText } from "../../core/proactive.js";
 import { sleep as realSleep } from "../../lib/retry.js";
-import type { Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
+import type { AcceptedUpdates, Button, ChannelSender, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { LlmClient, ToolDefinition } from "../../llm/client.js";
 import { formatCredits } from "../../storage/balance.js";
@@ -73,6 +73,12 @@ const FINISHED = /^(готово|всё|все|хватит|done|finished|that'?
 const NAME = /^[\p{L}][\p{L}'’ -]{0,39}$/u;
 
 /**
+ * What coaching takes from channels: a shared location sets the time zone; `/start` and `/help`
+ * are onboarding and the command list; a block or unblock stops or resumes scheduled messages.
+ */
+export const COACHING_ACCEPTS: AcceptedUpdates = { locations: true, startHelp: true, membership: true };
+
+/**
  * `features.coaching` (seed 003, docs/coaching.md). The gate handles onboarding and the
  * commands itself (free replies, no model call); other messages go to the model with the
  * user's numbers in `{{coaching}}` and the `log_progress` tool. Inside `bots start` a scheduler
@@ -93,22 +99,16 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   const today = (u: Pick<CoachingUser, "timezone" | "day_starts_at">) => checkinDay(deps.now(), u.timezone, u.day_starts_at);
   const en = cfg.language === "en";
 
-  /** Sends a free reply, with rows of buttons under it when given, and marks the message answered. */
-  const reply = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
-    await sendWithButtons(ctx, text, buttons);
+  /** Sends a free reply, with rows of buttons (or a file) with it when given, and marks the message answered. */
+  const reply = async (ctx: PipelineContext, text: string, buttons?: Button[][], document?: OutgoingDocument) => {
+    await sendWithButtons(ctx, text, buttons, document);
     await deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired", "no_balance"], fence: ctx.fence });
     ctx.outcome = "answered";
   };
 
-  const sendWithButtons = async (ctx: PipelineContext, text: string, buttons?: Button[][]) => {
-    const target = ctx.msg.target;
-    // The channel reads `buttons` from the delivery target (Telegram: inline_keyboard).
-    if (buttons?.length) ctx.msg.target = { ...target, buttons };
-    try {
-      await ctx.sendFreeReply!(text);
-    } finally {
-      ctx.msg.target = target;
-    }
+  const sendWithButtons = async (ctx: PipelineContext, text: string, buttons?: Button[][], document?: OutgoingDocument) => {
+    // Telegram: an inline_keyboard under the text; a document goes as sendDocument with the text as caption.
+    await ctx.sendFreeReply!({ text, ...(buttons?.length ? { buttons } : {}), ...(document ? { document } : {}) });
   };
   const confirmButtons = (): Button[][] => [
     [
@@ -206,7 +206,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
    */
   const phraseGoals = async (ctx: PipelineContext, u: CoachingUser, draft: Draft, next: () => Promise<void>) => {
     const goals = (draft.goals ?? []).map((g) => `${g.title} (${goalKind(g)})`).join("; ");
-    ctx.msg.vars = { ...ctx.msg.vars, coaching: t("goals_request", { goals }) };
+    ctx.promptSections.push({ name: "coaching", text: t("goals_request", { goals }) });
     await next();
     if (ctx.outcome === "answered" && ctx.completion) {
       const lines = ctx.completion.text
@@ -241,7 +241,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       reminder: draft.remind_at != null ? formatClock(draft.remind_at) : null,
       mood_board_photos: draft.photos?.length ?? 0,
     });
-    ctx.msg.vars = { ...ctx.msg.vars, coaching: t("profile_request", { answers }) };
+    ctx.promptSections.push({ name: "coaching", text: t("profile_request", { answers }) });
     // The mood board goes with the profile request, for vision-capable models (llm.vision).
     if (draft.photos?.length) ctx.msg.images = [...draft.photos];
     await next();
@@ -469,14 +469,8 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
 
   /** `/export`: the user's data as a JSON file (Telegram: sendDocument) with the caption. */
   const exportFile = async (ctx: PipelineContext, u: CoachingUser) => {
-    const target = ctx.msg.target;
     const document: OutgoingDocument = { filename: `coaching-${bot.name}-${u.user_id}.json`, content: JSON.stringify(await exportData(u), null, 2) };
-    ctx.msg.target = { ...target, document };
-    try {
-      return await reply(ctx, t("export_caption"));
-    } finally {
-      ctx.msg.target = target;
-    }
+    return reply(ctx, t("export_caption"), undefined, document);
   };
 
   /** `/delete`: asks for the confirmation (the next message, see the gate). */
@@ -617,7 +611,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
       return reply(ctx, t("goal_added", { goal: `${g.title} (${goalKind(g)})` }));
     }
     if (cmd) return command(ctx, u, cmd[1]!.toLowerCase(), cmd[2]!.trim());
-    m.vars = { ...m.vars, coaching: await modelFacts(u) };
+    ctx.promptSections.push({ name: "coaching", text: await modelFacts(u) });
     await next();
   };
 
@@ -739,6 +733,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
     name: "coaching",
     gate,
     tools: [logProgress],
+    accepts: COACHING_ACCEPTS,
     tick,
     start() {
       if (!deps.channel) return;
