@@ -121,8 +121,11 @@ export interface PipelineDeps {
 export type IntakeResult = { status: "duplicate" } | { status: "filtered"; id: number; reason: string } | { status: "queued"; id: number };
 
 /**
- * The channel-agnostic pipeline (docs/architecture.md, one message's path): spam → record (the insert dedupes on the unique key), then (queued per thread key)
- * gates → balance → context → generate → deliver → settle → notify.
+ * The channel-agnostic pipeline (docs/architecture.md, one message's path): the intake stages
+ * spam → record (the insert dedupes on the unique key), then, queued per thread key, the answer
+ * stages albums → feature gates → vision → balance → boundary → context → generate → deliver →
+ * settle → notify, each a factory in src/core/stages/. This class keeps the queue, the intake
+ * order, the repeat of an answer a database outage cut short, and the drain.
  *
  * {@link submit} returns once the message is recorded (or dropped); the answer follows in a
  * {@link KeyedQueue}: one at a time per thread key, concurrently across keys, with at most
