@@ -12,7 +12,7 @@ import { type ChannelError, describeError } from "./errors.js";
 import { sleep } from "./lib/retry.js";
 import type { Store } from "./storage/index.js";
 import type { LeaseRow } from "./storage/leases.js";
-import type { MessageRow } from "./storage/messages.js";
+import { decodeMeta, type MessageRow } from "./storage/messages.js";
 import type { IncomingStatus } from "./storage/schema.js";
 
 /** Name of a branch's cursor in the `cursors` table. Its value is an ISO 8601 UTC date-time. */
@@ -256,8 +256,8 @@ export async function pollOnce(deps: PollDeps): Promise<PollResult> {
 
 /** The 2GIS review id a stored review message answers (`target.review_id`, else its chat id). */
 function reviewIdOf(row: MessageRow): string {
-  const meta = row.meta ? (JSON.parse(row.meta) as { target?: { review_id?: unknown } }) : {};
-  return typeof meta.target?.review_id === "string" ? meta.target.review_id : row.chat_id;
+  const reviewId = decodeMeta(row.meta).target?.review_id;
+  return typeof reviewId === "string" ? reviewId : row.chat_id;
 }
 
 /** Waits until the pipeline and the retry queue are idle, or the signal aborts; ticks progress. */

@@ -11,7 +11,7 @@ import { processHolder, recoverBot, type RecoveryReport } from "./core/recovery.
 import type { Notifier } from "./core/types.js";
 import { UsageError } from "./errors.js";
 import type { HttpServer } from "./http/server.js";
-import { buildFeatures } from "./features/index.js";
+import { acceptedUpdates, buildFeatures } from "./features/index.js";
 import { PushedIngress } from "./ingress.js";
 import { LlmClient, type LlmOptions } from "./llm/client.js";
 import type { Logging } from "./logging.js";
@@ -281,6 +281,8 @@ async function recordOnlyWorker(bot: BotConfig, options: StartOptions): Promise<
     now: options.now,
     onIntake: options.onIntake,
     recordOnly: true,
+    // No feature runs here, but the same updates are recorded as the owner's features take.
+    accepts: acceptedUpdates(bot),
   });
   await worker.attach!(pipeline);
   return worker;

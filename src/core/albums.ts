@@ -1,5 +1,5 @@
 import type { Store } from "../storage/index.js";
-import type { MessageRow } from "../storage/messages.js";
+import { decodeMeta, type MessageRow } from "../storage/messages.js";
 import type { Middleware } from "../lib/compose.js";
 import { storedImages, type ImageRef } from "./images.js";
 import { sleep } from "../lib/retry.js";
@@ -34,7 +34,7 @@ export function mergeAlbum(parts: MessageRow[]): { text: string; images: ImageRe
     .map((p) => p.text.trim())
     .filter(Boolean)
     .join("\n");
-  return { text, images: parts.flatMap((p) => storedImages(parseMeta(p).images) ?? []) };
+  return { text, images: parts.flatMap((p) => storedImages(decodeMeta(p.meta).images) ?? []) };
 }
 
 /** Options of {@link albumStage}. */
@@ -98,16 +98,7 @@ export function albumStage(deps: AlbumStageDeps): Middleware<PipelineContext> {
   };
 }
 
-function parseMeta(row: MessageRow): { group?: unknown; images?: unknown } {
-  if (!row.meta) return {};
-  try {
-    return JSON.parse(row.meta) as { group?: unknown; images?: unknown };
-  } catch {
-    return {};
-  }
-}
-
 function groupOf(row: MessageRow): string | undefined {
-  const g = parseMeta(row).group;
+  const g = decodeMeta(row.meta).group;
   return typeof g === "string" ? g : undefined;
 }

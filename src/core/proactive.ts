@@ -5,7 +5,7 @@ import type { LedgerRow } from "../storage/balance.js";
 import { scrubSecrets } from "../secrets.js";
 import type { Store } from "../storage/index.js";
 import { isRetryableStorageError } from "../storage/faults.js";
-import { fenceHolds, type OwnerFence } from "../storage/owners.js";
+import type { OwnerFence } from "../storage/owners.js";
 import { withRetries } from "../lib/retry.js";
 import type { ChannelSender, Delivery, SendProgress } from "./types.js";
 
@@ -99,36 +99,17 @@ export interface ProactiveDeps {
  */
 export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): Promise<ProactiveResult> {
   const { bot, store } = deps;
-  const db = store.database.db;
   const at = deps.now();
-  const row = await db
-    .insertInto("messages")
-    .values({
-      bot: bot.name,
-      channel: bot.channel,
-      direction: "out",
-      status: "pending",
-      thread_key: m.threadKey,
-      chat_id: m.chatId,
-      user_id: null,
-      user_name: null,
-      text: m.text,
-      text_hash: null,
-      dedupe_key: null,
-      channel_message_id: null,
-      reply_to_id: m.replyTo ?? null,
-      model: null,
-      prompt_tokens: null,
-      completion_tokens: null,
-      cost: 0,
-      latency_ms: null,
-      error: null,
-      meta: JSON.stringify({ proactive: true, ...(m.kind ? { kind: m.kind } : {}) }),
-      created_ms: at,
-      updated_ms: at,
-    })
-    .executeTakeFirstOrThrow();
-  const id = Number(row.insertId);
+  const id = await store.proactive.insertPending({
+    bot: bot.name,
+    channel: bot.channel,
+    thread_key: m.threadKey,
+    chat_id: m.chatId,
+    text: m.text,
+    reply_to_id: m.replyTo ?? null,
+    kind: m.kind,
+    created_ms: at,
+  });
   const log = deps.logger?.child({ msg_id: id, thread_key: m.threadKey });
 
   let reservation: LedgerRow | null = null;
@@ -168,15 +149,9 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
 
   const text = written?.text ?? m.text;
   const gated = deps.channel.gatesWrites === true;
-  let claim = db
-    .updateTable("messages")
-    .set({ status: gated ? "pending" : "delivering", text, updated_ms: deps.now() })
-    .where("id", "=", id)
-    .where("status", "=", "pending");
-  if (deps.fence) claim = claim.where(fenceHolds(deps.fence));
-  let claimed: Awaited<ReturnType<typeof claim.executeTakeFirst>>;
+  let claimed: boolean;
   try {
-    claimed = await claim.executeTakeFirst();
+    claimed = await store.proactive.claim(id, text, gated, deps.now(), deps.fence);
   } catch (error) {
     // Nothing was sent, whether or not the claim committed (its reply may be lost): give the row
     // up now if the database answers, else recovery finds it (`pending` refunded, `delivering`
@@ -184,7 +159,7 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     await giveUp(deps, id, reservation, describeError(error)).catch((e) => log?.warn({ err: e }, "could not record the proactive message as not sent"));
     throw error;
   }
-  if (Number(claimed.numUpdatedRows) !== 1) {
+  if (!claimed) {
     // Another instance owns the bot now, or its recovery declared this row failed and refunded it.
     if (deps.fence) {
       await giveUp(deps, id, reservation, "this instance no longer owns the bot");
@@ -199,7 +174,7 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
     const progress = gated ? proactiveProgress(deps, id, (n) => (partsSent = n)) : undefined;
     delivery = await deps.channel.send(
       { bot: bot.name, chatId: m.chatId, threadKey: m.threadKey, kind: "messages", channelMessageId: null, target: {} },
-      text,
+      { text },
       progress,
     );
   } catch (error) {
@@ -207,12 +182,8 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
       // It may have arrived, or some of it did: the charge stands; never sent again.
       const unconfirmed = error instanceof UnconfirmedSendError;
       const note = `${describeError(error)}${partsSent ? `; ${partsSent} part(s) delivered before` : ""}`.slice(0, 2000);
-      await db
-        .updateTable("messages")
-        .set({ status: unconfirmed ? "unconfirmed" : "sent", error: note, cost, updated_ms: deps.now() })
-        .where("id", "=", id)
-        .where("status", "in", ["pending", "delivering"])
-        .execute()
+      await store.proactive
+        .recordCutOff(id, unconfirmed ? "unconfirmed" : "sent", note, cost, deps.now())
         .catch((e: unknown) => log?.warn({ err: e }, "could not record how the proactive message ended; recovery marks it unconfirmed"));
       throw error;
     }
@@ -224,21 +195,18 @@ export async function sendProactive(deps: ProactiveDeps, m: ProactiveMessage): P
   // database outage for about a minute, as the pipeline's settle is; then recovery finds it
   // `delivering` and makes it `unconfirmed` (never sent again).
   await recordThroughOutage(log, () =>
-    db
-      .updateTable("messages")
-      .set({
-        status: "sent",
+    store.proactive.recordSent(
+      id,
+      {
         channel_message_id: delivery.channelMessageId,
         cost,
         model: written?.model ?? null,
         prompt_tokens: written?.usage.prompt_tokens ?? null,
         completion_tokens: written?.usage.completion_tokens ?? null,
         latency_ms: written ? Math.round(written.latencyMs) : null,
-        updated_ms: deps.now(),
-      })
-      .where("id", "=", id)
-      .where("status", "=", "delivering")
-      .execute(),
+      },
+      deps.now(),
+    ),
   );
   return { delivery, messageId: id, cost, written: written !== null };
 }
@@ -265,34 +233,14 @@ export function recordThroughOutage<T>(log: Logger | undefined, fn: () => Promis
  * (a later part follows) or known not delivered.
  */
 function proactiveProgress(deps: ProactiveDeps, id: number, onParts: (n: number) => void): SendProgress {
-  const db = deps.store.database.db;
-  const back = async (partsSent: number) => {
-    await db
-      .updateTable("messages")
-      .set({ status: "pending", parts_sent: partsSent, updated_ms: deps.now() })
-      .where("id", "=", id)
-      .where("status", "=", "delivering")
-      .execute();
-  };
+  const rows = deps.store.proactive;
   return {
     fromPart: 0,
-    beforeWrite: async (part) => {
-      let q = db
-        .updateTable("messages")
-        .set({ status: "delivering", parts_sent: part, updated_ms: deps.now() })
-        .where("id", "=", id)
-        .where("status", "=", "pending");
-      if (deps.fence) q = q.where(fenceHolds(deps.fence));
-      if (Number((await q.executeTakeFirst()).numUpdatedRows) !== 1) {
-        if (deps.fence && !(await deps.store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch)))
-          throw new FencedError(deps.fence.bot, deps.fence.epoch);
-        throw new Error("proactive message was given up by recovery before it was sent");
-      }
-    },
-    notWritten: (part) => back(part),
+    beforeWrite: (part) => rows.markWriting(id, part, deps.now(), deps.fence),
+    notWritten: (part) => rows.unmarkWriting(id, part, deps.now()),
     delivered: async (part, parts) => {
       onParts(part + 1);
-      if (part + 1 < parts) await back(part + 1);
+      if (part + 1 < parts) await rows.unmarkWriting(id, part + 1, deps.now());
     },
   };
 }
@@ -305,10 +253,5 @@ async function giveUp(deps: ProactiveDeps, id: number, reservation: LedgerRow | 
     // Fenced: the new owner's recovery refunds it (the row is `failed` below, or made so there).
     if (!(error instanceof FencedError)) throw error;
   }
-  await deps.store.database.db
-    .updateTable("messages")
-    .set({ status: "failed", error: scrubSecrets(reason).slice(0, 2000), cost: 0, updated_ms: deps.now() })
-    .where("id", "=", id)
-    .where("status", "in", ["pending", "delivering"])
-    .execute();
+  await deps.store.proactive.fail(id, scrubSecrets(reason), deps.now());
 }

@@ -5,8 +5,7 @@ import type { BotConfig } from "../config/schema.js";
 import type { Store } from "../storage/index.js";
 import { formatCredits } from "../storage/balance.js";
 import { partialAnswer, type MessageRow } from "../storage/messages.js";
-import { fenceHolds, type OwnerFence } from "../storage/owners.js";
-import { FencedError } from "../errors.js";
+import type { OwnerFence } from "../storage/owners.js";
 import { formatDuration } from "../lib/duration.js";
 import type { DeliveryCheck } from "./types.js";
 
@@ -175,18 +174,7 @@ export async function recoverBot(deps: RecoveryDeps): Promise<RecoveryReport> {
     const note = sent
       ? "the process stopped between sending this proactive message and recording it; it may or may not have arrived (not sent again)"
       : "the process stopped before sending this proactive message; not sent";
-    let q = store.database.db
-      .updateTable("messages")
-      .set({ status: sent ? "unconfirmed" : "failed", error: note, ...(sent ? {} : { cost: 0 }), updated_ms: now() })
-      .where("id", "=", row.id)
-      .where("status", "=", row.status);
-    if (deps.fence) q = q.where(fenceHolds(deps.fence));
-    const res = await q.executeTakeFirst();
-    if (Number(res.numUpdatedRows) !== 1) {
-      if (deps.fence && !(await store.owners.holds(deps.fence.bot, deps.fence.owner, deps.fence.epoch)))
-        throw new FencedError(deps.fence.bot, deps.fence.epoch);
-      continue;
-    }
+    if (!(await store.proactive.recover(row.id, row.status === "delivering" ? "delivering" : "pending", sent, note, now(), deps.fence))) continue;
     if (sent) report.unconfirmed++;
     logger
       .child({ msg_id: row.id, thread_key: row.thread_key })

@@ -64,7 +64,7 @@ export interface IncomingMessage {
 /**
  * A button under an outgoing message: the label shown, and the data that comes back as an
  * {@link IncomingMessage} with `button` set when it is pressed (Telegram `inline_keyboard` /
- * `callback_query`). A feature puts rows of them in the delivery target's `buttons`.
+ * `callback_query`). A feature puts rows of them in an {@link OutgoingReply}'s `buttons`.
  */
 export interface Button {
   label: string;
@@ -74,12 +74,75 @@ export interface Button {
 
 /**
  * A file sent with an outgoing message (Telegram `sendDocument`; the text becomes its caption).
- * A feature puts it in the delivery target's `document`.
+ * A feature puts it in an {@link OutgoingReply}'s `document`.
  */
 export interface OutgoingDocument {
+  /** The file name the user sees, e.g. `coaching-shop-42.json`. */
   filename: string;
   /** The file's content, UTF-8 text (JSON, CSV...). */
   content: string;
+}
+
+/**
+ * One outgoing answer as the core hands it to a channel ({@link ChannelSender.send}): the text
+ * and what goes with it. Channels act on what they can show and leave out the rest (VK and 2GIS
+ * send the text alone).
+ */
+export interface OutgoingReply {
+  /** The answer's text; split at the channel's length limit (a document's caption: cut to it). */
+  text: string;
+  /**
+   * How `text` is marked up. Every channel sends it as plain text today; the value says what
+   * the producer wrote, for channels that render it. @defaultValue "plain"
+   */
+  format?: "plain" | "markdown";
+  /** Rows of buttons under the last part (Telegram `inline_keyboard`). */
+  buttons?: Button[][];
+  /** A file sent with the text as its caption (Telegram `sendDocument`), instead of a text message. */
+  document?: OutgoingDocument;
+  /**
+   * The label of a one-time keyboard button that shares the user's phone number, under the last
+   * part (Telegram `KeyboardButton.request_contact`).
+   */
+  requestContact?: string;
+}
+
+/**
+ * What a feature adds to the answer of the message being handled ({@link PipelineContext.reply}):
+ * everything of an {@link OutgoingReply} but the text, which the model or the feature writes.
+ */
+export type ReplyExtras = Omit<OutgoingReply, "text">;
+
+/**
+ * A section of the system prompt a feature computed for one answer
+ * ({@link PipelineContext.promptSections}): rendered where the prompt file places `{{name}}`,
+ * else appended after the prompt, a blank line before it.
+ */
+export interface PromptSection {
+  /** The placeholder name, e.g. `coaching` for `{{coaching}}`. */
+  name: string;
+  /** The section's text. */
+  text: string;
+}
+
+/**
+ * Kinds of updates beyond text and pictures that a bot's features take; a channel turns the rest
+ * away. The pipeline gathers it from the bot's features (`Feature.accepts` in
+ * src/core/pipeline.ts, which src/runner.ts hands over); channels read it from the pipeline they
+ * hand messages to (`Pipeline.accepts`), so no channel knows a feature by name.
+ */
+export interface AcceptedUpdates {
+  /** A contact the user shares in a private chat (Telegram `Message.contact`). */
+  contacts?: boolean;
+  /** A location the user shares in a private chat (Telegram `Message.location`). */
+  locations?: boolean;
+  /** The bot blocked or unblocked in a private chat (Telegram `my_chat_member`). */
+  membership?: boolean;
+  /**
+   * `/start` and `/help` go to the pipeline as messages instead of the channel answering them
+   * from the bot's config (`tg.commands.start`, `tg.commands.help`).
+   */
+  startHelp?: boolean;
 }
 
 /** A phone contact a user shared through the channel (Bot API `Contact`). */
@@ -112,10 +175,10 @@ export interface Delivery {
 /** What a channel offers the core: sending an answer. */
 export interface ChannelSender {
   /**
-   * Sends `text` as the answer to a message, splitting it at the channel's limit.
+   * Sends `reply` as the answer to a message, its text split at the channel's limit.
    * @throws ChannelError when the channel refuses or cannot be reached (after retries)
    */
-  send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery>;
+  send(to: DeliveryTarget, reply: OutgoingReply, progress?: SendProgress): Promise<Delivery>;
   /**
    * True when the channel calls `progress.beforeWrite` itself, right before each request's bytes
    * are written (Telegram, VK: a gated HTTP agent), and never retries a request that may have
@@ -213,6 +276,14 @@ export interface PipelineContext {
   /** Scratch space for features. */
   state: Record<string, unknown>;
   /**
+   * What features add to this answer (buttons, a document, a contact request); the deliver
+   * stage sends it with the model's text. Per answer: not stored, so a resumed or replayed
+   * answer carries what its own run adds.
+   */
+  reply: ReplyExtras;
+  /** Sections of the system prompt that features computed for this answer, in order. */
+  promptSections: PromptSection[];
+  /**
    * Time spent by the pipeline itself, ms (performance.now based): `intake` (dedupe, spam,
    * record), `answer` (from leaving the queue to notify, model call included), `deliver` (the
    * channel call alone), `modelWait` (waiting for a free model slot, `llm.concurrency`).
@@ -225,5 +296,5 @@ export interface PipelineContext {
    * outgoing message; the incoming message's status is left to the caller. Never throws: a
    * failed send is logged. Used by gates (e.g. the deadline's `expired_reply`).
    */
-  sendFreeReply?: (text: string) => Promise<void>;
+  sendFreeReply?: (reply: string | OutgoingReply) => Promise<void>;
 }

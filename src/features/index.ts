@@ -3,12 +3,12 @@ import type { BotConfig } from "../config/schema.js";
 import type { Feature } from "../core/pipeline.js";
 import { Mailer, type MailerOptions, type MailSender } from "../notify/email.js";
 import type { Store } from "../storage/index.js";
-import type { ChannelSender } from "../core/types.js";
+import type { AcceptedUpdates, ChannelSender } from "../core/types.js";
 import type { LlmClient } from "../llm/client.js";
 import type { OwnerFence } from "../storage/owners.js";
-import { coachingFeature } from "./coaching/feature.js";
+import { COACHING_ACCEPTS, coachingFeature } from "./coaching/feature.js";
 import { deadlineFeature } from "./deadline.js";
-import { leadsFeature } from "./leads.js";
+import { LEADS_ACCEPTS, leadsFeature } from "./leads.js";
 import { reportFeature } from "./report.js";
 
 /** What features may use: the same injected dependencies as the pipeline. */
@@ -29,6 +29,15 @@ export interface FeatureDeps {
   llm?: LlmClient;
   /** Scale-out: this instance's ownership of the bot; proactive sends are fenced on it. */
   fence?: OwnerFence;
+}
+
+/**
+ * What the features a bot's config enables take from its channel beyond text and pictures
+ * (each feature's `accepts`), without building them: for a pipeline that only records
+ * (`PipelineDeps.accepts`), which runs no feature but must take the same updates.
+ */
+export function acceptedUpdates(bot: BotConfig): AcceptedUpdates {
+  return { ...(bot.features.leads ? LEADS_ACCEPTS : {}), ...(bot.features.coaching ? COACHING_ACCEPTS : {}) };
 }
 
 /**

@@ -3,7 +3,7 @@ import type { BotConfig } from "../config/schema.js";
 import type { Middleware } from "../lib/compose.js";
 import type { Feature } from "../core/pipeline.js";
 import { sleep as realSleep } from "../lib/retry.js";
-import type { PipelineContext } from "../core/types.js";
+import type { AcceptedUpdates, PipelineContext } from "../core/types.js";
 import { describeError } from "../errors.js";
 import type { ToolDefinition } from "../llm/client.js";
 import { escapeHtml, formatLocal, htmlLines, indentedLines, Mailer, oneLine, type MailSender } from "../notify/email.js";
@@ -23,6 +23,9 @@ export interface LeadsDeps {
   /** The operator's mail sender; null when the bot has no `smtp:` section. */
   mailer: MailSender | null;
 }
+
+/** What the leads feature takes from channels: a contact shared with the button (or by hand) is saved as the lead's phone. */
+export const LEADS_ACCEPTS: AcceptedUpdates = { contacts: true };
 
 /** The leads feature: a {@link Feature} plus a way to send pending e-mails now. */
 export interface LeadsFeature extends Feature {
@@ -204,8 +207,8 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
       "Show the customer a button that shares their Telegram phone number with one tap. Call it when you ask for the phone; then write your question as usual.",
     parameters: { type: "object", properties: {}, additionalProperties: false },
     async run(_args, ctx) {
-      // The channel reads this from the delivery target and adds the keyboard to the answer.
-      ctx.msg.target = { ...ctx.msg.target, request_contact: cfg.contact_button_text };
+      // Sent with this answer: the channel adds the keyboard under it.
+      ctx.reply.requestContact = cfg.contact_button_text;
       return `ok: the button "${cfg.contact_button_text}" will be shown under your answer.`;
     },
   };
@@ -232,6 +235,7 @@ export function leadsFeature(bot: BotConfig, cfg: LeadsConfig, deps: LeadsDeps):
     name: "leads",
     gate,
     tools,
+    accepts: LEADS_ACCEPTS,
     flush,
     start() {
       if (!deps.mailer || cfg.notify_to.length === 0) return;

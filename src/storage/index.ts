@@ -7,6 +7,7 @@ import { LeadsRepo } from "./leads.js";
 import { MessagesRepo } from "./messages.js";
 import { OwnersRepo } from "./owners.js";
 import { PostsRepo } from "./posts.js";
+import { ProactiveRepo } from "./proactive.js";
 import { RecoveriesRepo } from "./recoveries.js";
 
 /** The database and its repositories, as the pipeline and commands use them. */
@@ -27,6 +28,8 @@ export interface Store {
   recoveries: RecoveriesRepo;
   /** Instances and bot ownership for scale-out (migration 0009). */
   owners: OwnersRepo;
+  /** Proactive messages (reminders, summaries) through their statuses (src/core/proactive.ts). */
+  proactive: ProactiveRepo;
   close(): Promise<void>;
 }
 
@@ -44,6 +47,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     throw error;
   }
   const now = options.now ?? Date.now;
+  const owners = new OwnersRepo(database.db, database.dialect);
   return {
     database,
     messages: new MessagesRepo(database.db, now),
@@ -54,7 +58,8 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
     leads: new LeadsRepo(database.db, now),
     coaching: new CoachingRepo(database.db, now),
     recoveries: new RecoveriesRepo(database.db),
-    owners: new OwnersRepo(database.db, database.dialect),
+    owners,
+    proactive: new ProactiveRepo(database.db, owners),
     close: () => database.close(),
   };
 }

@@ -20,7 +20,7 @@ export interface NewIncoming {
   text: string;
   dedupe_key: string | null;
   channel_message_id: string | null;
-  meta: Record<string, unknown> | null;
+  meta: StoredMeta | null;
   status: IncomingStatus;
   error?: string | null;
   created_ms: number;
@@ -48,6 +48,47 @@ export interface HistoryTurn {
   created_ms: number;
   /** Pictures the user sent with it (the meta's `images`); the model sees a placeholder. */
   images?: number;
+}
+
+/**
+ * The stored meta of an incoming message (`messages.meta`, JSON): what is needed to answer it
+ * later, written once when it is recorded (src/core/stages/record.ts, the 2GIS pass). Features'
+ * per-answer extras (buttons, prompt sections) are not part of it.
+ */
+export interface StoredMeta {
+  /** The prompt kind (src/llm/prompt.ts `PromptKind`: `messages`, `comments`, `reviews`). */
+  kind?: string;
+  /** Channel data the same channel reads back to deliver the answer (reply-to ids, post ids). */
+  target?: Record<string, unknown>;
+  /** Extra prompt variables (`post_text`, `rating`...). */
+  vars?: Record<string, string>;
+  /** Pictures (src/core/images.ts `ImageRef`; rows of older versions: bare Telegram `file_id`s), checked by `storedImages`. */
+  images?: unknown[];
+  /** Album: Telegram `media_group_id`. */
+  group?: string;
+  /** A button press, so a resumed press is still a press. */
+  button?: { data: string };
+  /** A membership change, so recovery never sends it to the model as text. */
+  membership?: "blocked" | "unblocked";
+}
+
+/** Encodes a stored meta for `messages.meta` (JSON). */
+export function encodeMeta(meta: StoredMeta): string {
+  return JSON.stringify(meta);
+}
+
+/**
+ * Decodes `messages.meta`: null (outgoing rows) or anything that is not a JSON object reads as
+ * no meta (`{}`), so one damaged row cannot stop the reads of its thread.
+ */
+export function decodeMeta(meta: string | null): StoredMeta {
+  if (!meta) return {};
+  try {
+    const value: unknown = JSON.parse(meta);
+    return value && typeof value === "object" && !Array.isArray(value) ? (value as StoredMeta) : {};
+  } catch {
+    return {};
+  }
 }
 
 /** sha1 of text with case and whitespace folded, for the duplicate filter. */
@@ -90,7 +131,7 @@ export class MessagesRepo {
           cost: null,
           latency_ms: null,
           error: scrubSecrets(m.error) ?? null,
-          meta: m.meta ? JSON.stringify(m.meta) : null,
+          meta: m.meta ? encodeMeta(m.meta) : null,
           created_ms: m.created_ms,
           updated_ms: m.created_ms,
         })
@@ -480,10 +521,6 @@ async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<num
 /** How many pictures a stored meta JSON lists under `images`. */
 function imageCount(meta: string | null): number {
   if (!meta?.includes('"images"')) return 0;
-  try {
-    const images = (JSON.parse(meta) as { images?: unknown }).images;
-    return Array.isArray(images) ? images.length : 0;
-  } catch {
-    return 0;
-  }
+  const images = decodeMeta(meta).images;
+  return Array.isArray(images) ? images.length : 0;
 }

@@ -139,7 +139,7 @@ for (const dialect of dialects()) {
       let release: () => void = () => undefined;
       const held = new Promise<void>((r) => (release = r));
       const real = h.running!.bots[0]!.worker;
-      const hanging: ChannelSender = { send: async (to, text) => (await held, real.send(to, text)) };
+      const hanging: ChannelSender = { send: async (to, reply) => (await held, real.send(to, reply)) };
       const b = coachScheduler(h, clock, { llm: true, channel: hanging });
       const passB = b.tick();
       await eventually(async () => (await proactiveRows(h, 704))[0]?.status === "delivering", 10_000, "704 being sent");

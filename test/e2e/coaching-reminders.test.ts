@@ -150,6 +150,7 @@ for (const dialect of dialects()) {
             supports_inline_queries: false,
           } as never,
           clock.now(),
+          h.pipeline.accepts,
         );
         assert.equal(a.kind, "message");
         if (a.kind === "message") await h.pipeline.submit(a.message);

@@ -5,6 +5,7 @@ import { dialects } from "../support/db.js";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import type { Pipeline } from "../../src/core/pipeline.js";
+import type { OutgoingReply } from "../../src/core/types.js";
 import { sendProactive } from "../../src/core/proactive.js";
 import { eventually, Harness, privateText, TOKEN } from "../support/harness.js";
 import { userSays, waitForBotMessages } from "../support/telegram.js";
@@ -99,7 +100,7 @@ for (const dialect of dialects().filter((d) => d === "mysql")) {
       await withProxiedPipeline(dialect, async ({ h, proxy, store }) => {
         const before = await h.balance();
         const sent: string[] = [];
-        const channel = { send: async (_to: unknown, text: string) => (sent.push(text), { channelMessageId: "1" }) };
+        const channel = { send: async (_to: unknown, reply: OutgoingReply) => (sent.push(reply.text), { channelMessageId: "1" }) };
         const write = async () => ({ text: "written", model: "m", usage: { prompt_tokens: 1, completion_tokens: 1 }, latencyMs: 1 });
         proxy.dropReplyTo("set `status` = 'delivering'");
         await assert.rejects(sendProactive({ bot: h.bot, store, channel, now: Date.now }, { chatId: "1701", threadKey: "tg:1701", text: "template", write }));

@@ -134,7 +134,7 @@ export class Harness extends BotHarnessBase {
       bot: this.bot,
       store: this.store,
       llm: llmFor(this.bot, logger),
-      channel: { send: async (to, text) => (onSend(to.chatId, text), { channelMessageId: String(++n) }) },
+      channel: { send: async (to, reply) => (onSend(to.chatId, reply.text), { channelMessageId: String(++n) }) },
       logger,
       ...deps,
     });

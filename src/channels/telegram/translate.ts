@@ -1,7 +1,7 @@
 import type { CallbackQuery, Contact, Message, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import { IMAGE_MIMES, type ImageRef } from "../../core/images.js";
-import type { IncomingMessage } from "../../core/types.js";
+import type { AcceptedUpdates, IncomingMessage } from "../../core/types.js";
 
 /** Bot API limit of one text message, characters. */
 export const TG_MAX_TEXT = 4096;
@@ -17,8 +17,8 @@ export type TelegramAction =
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
  * Text, photos and image documents (with or without a caption; albums carry their
  * `media_group_id` as `group`) become pipeline messages, and so does a shared contact in a private
- * chat when the bot has `features.leads`, and a shared location in a private chat when it has
- * `features.coaching`; `/start` and `/help` answer from config;
+ * chat when `accepts.contacts`, and a shared location in a private chat when `accepts.locations`;
+ * `/start` and `/help` answer from config unless `accepts.startHelp`;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
  * when mentioned or replied to (`mention`), always (`all`) or never (`off`). A comment under a
  * channel post (in the linked discussion group: a reply to the post's automatic forward,
@@ -27,10 +27,11 @@ export type TelegramAction =
  * thread key `tg:<chat_id>:post:<message_thread_id>:<user_id>` (other group messages:
  * `tg:<chat_id>:<user_id>`; private chats: `tg:<chat_id>`).
  * @param nowMs receive time, epoch ms UTC
+ * @param accepts what the bot's features take beyond text and pictures (`Pipeline.accepts`)
  */
-export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number): TelegramAction {
+export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetMe, nowMs: number, accepts: AcceptedUpdates = {}): TelegramAction {
   if ("callback_query" in update && update.callback_query) return buttonPress(update.callback_query, bot, nowMs);
-  if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs);
+  if ("my_chat_member" in update && update.my_chat_member) return membership(update.my_chat_member, bot, nowMs, accepts);
   if (!("message" in update) || !update.message)
     return { kind: "ignore", reason: `update type ${Object.keys(update).filter((k) => k !== "update_id")[0] ?? "unknown"}` };
   const m = update.message as Message & Partial<Message.TextMessage & Message.PhotoMessage>;
@@ -44,10 +45,10 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   const post = isGroup ? (m.reply_to_message as (Message & { is_automatic_forward?: boolean; text?: string; caption?: string }) | undefined) : undefined;
   const onPost = post?.is_automatic_forward === true;
   const contact = (m as Partial<Message.ContactMessage>).contact;
-  if (contact && bot.features.leads && !isGroup) return contactMessage(m, contact, bot, nowMs);
+  if (contact && accepts.contacts && !isGroup) return contactMessage(m, contact, bot, nowMs);
   const location = (m as Partial<Message.LocationMessage>).location;
-  // A coaching bot takes a shared location as the user's time zone at onboarding.
-  if (location && bot.features?.coaching && !isGroup) {
+  // E.g. a coaching bot takes a shared location as the user's time zone at onboarding.
+  if (location && accepts.locations && !isGroup) {
     const text = locationText(location.latitude, location.longitude);
     return {
       kind: "message",
@@ -66,8 +67,8 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
   if (commandEntity) {
     const [cmd, at] = raw.slice(1, commandEntity.length).split("@");
     if (at && at.toLowerCase() !== (me.username ?? "").toLowerCase()) return { kind: "ignore", reason: "command for another bot" };
-    // A coaching bot answers /start and /help itself (onboarding, its command list).
-    if ((cmd === "start" || cmd === "help") && !bot.features?.coaching)
+    // A feature may answer /start and /help itself (coaching: onboarding, its command list).
+    if ((cmd === "start" || cmd === "help") && !accepts.startHelp)
       return { kind: "command", command: cmd, chatId: chat.id, replyTo: isGroup ? m.message_id : undefined };
   }
 
@@ -142,10 +143,10 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
 
 /**
  * The bot blocked or unblocked by a user (Bot API `ChatMemberUpdated` in `my_chat_member`,
- * private chats): for bots with features.coaching, which stops writing to blocked users.
+ * private chats), when `accepts.membership` (coaching stops writing to blocked users).
  */
-function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number): TelegramAction {
-  if (!bot.features?.coaching || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
+function membership(u: Update.MyChatMemberUpdate["my_chat_member"], bot: BotConfig, nowMs: number, accepts: AcceptedUpdates): TelegramAction {
+  if (!accepts.membership || u.chat.type !== "private") return { kind: "ignore", reason: "my_chat_member" };
   const status = u.new_chat_member.status;
   const change = status === "kicked" ? "blocked" : status === "member" ? "unblocked" : undefined;
   if (!change) return { kind: "ignore", reason: `my_chat_member ${status}` };
@@ -169,7 +170,7 @@ function buttonPress(q: CallbackQuery, bot: BotConfig, nowMs: number): TelegramA
 
 /**
  * A shared contact (Bot API `Message.contact`, e.g. from a `request_contact` button) in a
- * private chat of a bot with `features.leads`: a pipeline message whose text tells the model the
+ * private chat of a bot that accepts contacts: a pipeline message whose text tells the model the
  * phone, carrying the contact for the leads gate.
  */
 function contactMessage(m: Message, c: Contact, bot: BotConfig, nowMs: number): TelegramAction {

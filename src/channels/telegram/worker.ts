@@ -6,7 +6,7 @@ import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
-import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
+import type { Button, Delivery, DeliveryTarget, OutgoingDocument, OutgoingReply, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
 import { HealthTracker } from "../health.js";
 import { MAX_PUSHED_BODY_BYTES, servePushed } from "../ingress-http.js";
@@ -184,7 +184,7 @@ export class TelegramWorker implements ChannelWorker {
   async receive(update: Update): Promise<TelegramAck> {
     const pipeline = this.pipeline;
     if (!pipeline) throw new ChannelError("TG_NOT_READY", `bot ${this.bot.name}: updates arrived before the pipeline was attached`);
-    const action = translateUpdate(update, this.bot, this.me!, (this.options.now ?? Date.now)());
+    const action = translateUpdate(update, this.bot, this.me!, (this.options.now ?? Date.now)(), pipeline.accepts);
     if (action.kind === "ignore") {
       this.logger.debug({ update_id: update.update_id, reason: action.reason }, "update ignored");
       return { status: "ignored", reason: action.reason };
@@ -301,22 +301,19 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   /**
-   * Sends an answer (Bot API sendMessage), split at 4096 characters, from part
-   * `progress.fromPart`; in groups it replies to the user's message. A part is retried only when
-   * it was not delivered: refused with 429/5xx, or failed before its request was written.
+   * Sends an answer (Bot API sendMessage), its text split at 4096 characters, from part
+   * `progress.fromPart`; in groups it replies to the user's message. `reply.buttons` become an
+   * inline keyboard and `reply.requestContact` a one-time "share my phone" keyboard under the last
+   * part; with `reply.document` it is one sendDocument with the text as caption. A part is retried
+   * only when it was not delivered: refused with 429/5xx, or failed before its request was written.
    * @returns the first part's `message_id` (of those sent by this call)
    * @throws UnconfirmedSendError when a request was written and its connection failed (never retried)
    * @throws ChannelError after retries, or at once for 400/403 (blocked by the user, chat gone)
    */
-  async send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery> {
+  async send(to: DeliveryTarget, reply: OutgoingReply, progress?: SendProgress): Promise<Delivery> {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
-    // Set by the leads feature's request_contact tool: a one-time "share my phone" keyboard.
-    const contactButton = typeof to.target.request_contact === "string" ? to.target.request_contact : undefined;
-    const doc = to.target.document as OutgoingDocument | undefined;
-    if (doc && typeof doc.filename === "string" && typeof doc.content === "string") return this.sendDocument(to.chatId, doc, text, progress);
-    // Rows of buttons a feature attached (features.coaching): an inline keyboard under the last part.
-    const buttons = Array.isArray(to.target.buttons) ? (to.target.buttons as Button[][]) : undefined;
-    return this.sendParts(to.chatId, text, replyTo, contactButton, buttons, progress);
+    if (reply.document) return this.sendDocument(to.chatId, reply.document, reply.text, progress);
+    return this.sendParts(to.chatId, reply.text, replyTo, reply.requestContact, reply.buttons, progress);
   }
 
   /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
-import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
+import type { Delivery, DeliveryCheck, DeliveryTarget, OutgoingReply } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";
@@ -135,12 +135,12 @@ export class TwoGisWorker implements ChannelWorker {
 
   /**
    * Posts the answer as the business's official answer to the review (`target.review_id`, else
-   * `chatId`), unsplit.
+   * `chatId`), unsplit: the text alone (2GIS shows nothing else).
    * @returns the 2GIS comment id when given
    * @throws ChannelError after retries; `DGIS_AUTH` when refused
    */
-  async send(to: DeliveryTarget, text: string): Promise<Delivery> {
-    return { channelMessageId: await this.client.answer(reviewIdOf(to), text) };
+  async send(to: DeliveryTarget, reply: OutgoingReply): Promise<Delivery> {
+    return { channelMessageId: await this.client.answer(reviewIdOf(to), reply.text) };
   }
 
   /**

@@ -8,7 +8,7 @@ import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { RecentIds } from "../../lib/recent-ids.js";
 import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import { splitText } from "../../lib/text.js";
-import type { Delivery, DeliveryTarget, SendProgress } from "../../core/types.js";
+import type { Delivery, DeliveryTarget, OutgoingReply, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
 import { HealthTracker } from "../health.js";
@@ -355,19 +355,20 @@ export class VkWorker implements ChannelWorker {
   }
 
   /**
-   * Sends an answer, split at 4096 characters: to a dialog with messages.send (`peer_id`,
-   * `random_id` derived from the incoming message and the text, so VK drops a repeated send),
-   * to a comment with wall.createComment (`reply_to_comment`, `from_group`, `guid` likewise),
-   * from part `progress.fromPart`. A part is retried only when it was not delivered: VK answered
-   * with a retryable error code, or the request failed before it was written.
+   * Sends an answer's text (VK gets no buttons, documents or contact requests), split at 4096
+   * characters: to a dialog with messages.send (`peer_id`, `random_id` derived from the incoming
+   * message and the text, so VK drops a repeated send), to a comment with wall.createComment
+   * (`reply_to_comment`, `from_group`, `guid` likewise), from part `progress.fromPart`. A part
+   * is retried only when it was not delivered: VK answered with a retryable error code, or the
+   * request failed before it was written.
    * @returns the first part's VK id (message id or `comment_id`) of those sent by this call
    * @throws UnconfirmedSendError when a request was written and its connection failed (never retried)
    * @throws ChannelError with the VK error code as `status` (e.g. 901) after retries
    */
-  async send(to: DeliveryTarget, text: string, progress?: SendProgress): Promise<Delivery> {
+  async send(to: DeliveryTarget, reply: OutgoingReply, progress?: SendProgress): Promise<Delivery> {
     const vk = this.bot.vk!;
     let first: string | null = null;
-    const parts = splitText(text, VK_MAX_TEXT);
+    const parts = splitText(reply.text, VK_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const part = parts[i]!;
       let id: string;

@@ -1,7 +1,7 @@
 import type { CoachingConfig } from "../../config/features.js";
 import type { BotConfig } from "../../config/schema.js";
 import type { Feature } from "../../core/pipeline.js";
-import type { PipelineContext } from "../../core/types.js";
+import type { AcceptedUpdates, PipelineContext } from "../../core/types.js";
 import type { Middleware } from "../../lib/compose.js";
 import { sleep as realSleep } from "../../lib/retry.js";
 import { isPrivate, runCommand } from "./commands.js";
@@ -24,6 +24,12 @@ export interface CoachingFeature extends Feature {
 }
 
 /**
+ * What coaching takes from channels: a shared location sets the time zone; `/start` and `/help`
+ * are onboarding and the command list; a block or unblock stops or resumes scheduled messages.
+ */
+export const COACHING_ACCEPTS: AcceptedUpdates = { locations: true, startHelp: true, membership: true };
+
+/**
  * `features.coaching` (docs/coaching.md). The gate handles onboarding (onboarding.ts) and the
  * commands (commands.ts) itself (free replies, no model call); other messages go to the model with
  * the user's numbers in `{{coaching}}` (facts.ts) and the `log_progress` tool (tool.ts). Inside
@@ -37,6 +43,7 @@ export function coachingFeature(bot: BotConfig, cfg: CoachingConfig, deps: Coach
   let loop: Promise<void> | undefined;
   return {
     name: "coaching",
+    accepts: COACHING_ACCEPTS,
     gate: gate(c),
     tools: [logProgressTool(c)],
     tick: schedule.tick,

@@ -1,8 +1,8 @@
 import type { Button, OutgoingDocument, PipelineContext } from "../../core/types.js";
 import type { CoachingContext } from "./context.js";
 
-// How coaching hands the pipeline its replies and its prompt section: the only places where the
-// feature writes `ctx.msg.target` or `ctx.msg.vars`.
+// How coaching hands the pipeline its replies (free replies with buttons or a file) and its
+// prompt section (`ctx.promptSections`).
 
 /** Sends a free reply, with rows of buttons under it when given, and marks the message answered. */
 export async function reply(c: CoachingContext, ctx: PipelineContext, text: string, buttons?: Button[][]): Promise<void> {
@@ -12,32 +12,22 @@ export async function reply(c: CoachingContext, ctx: PipelineContext, text: stri
 }
 
 /** Sends a free reply with rows of buttons under it when given; the message's status is left as is. */
-export async function sendWithButtons(ctx: PipelineContext, text: string, buttons?: Button[][]): Promise<void> {
-  const target = ctx.msg.target;
-  // The channel reads `buttons` from the delivery target (Telegram: inline_keyboard).
-  if (buttons?.length) ctx.msg.target = { ...target, buttons };
-  try {
-    await ctx.sendFreeReply!(text);
-  } finally {
-    ctx.msg.target = target;
-  }
+export async function sendWithButtons(ctx: PipelineContext, text: string, buttons?: Button[][], document?: OutgoingDocument): Promise<void> {
+  // Telegram: an inline_keyboard under the text; a document goes as sendDocument with the text as caption.
+  await ctx.sendFreeReply!({ text, ...(buttons?.length ? { buttons } : {}), ...(document ? { document } : {}) });
 }
 
 /** {@link reply} with a file attached, `text` as its caption (Telegram: sendDocument). */
 export async function replyWithDocument(c: CoachingContext, ctx: PipelineContext, text: string, document: OutgoingDocument): Promise<void> {
-  const target = ctx.msg.target;
-  ctx.msg.target = { ...target, document };
-  try {
-    return await reply(c, ctx, text);
-  } finally {
-    ctx.msg.target = target;
-  }
+  await sendWithButtons(ctx, text, undefined, document);
+  await c.deps.store.messages.setStatus(ctx.id!, "answered", { from: ["received", "failed", "expired", "no_balance"], fence: ctx.fence });
+  ctx.outcome = "answered";
 }
 
 /**
- * Sets what the model gets as `{{coaching}}` for this message: core/pipeline.ts renders it in the
+ * Sets what the model gets as `{{coaching}}` for this message: the context stage renders it in the
  * bot's prompt, or appends it when the prompt has no `{{coaching}}`.
  */
 export function setPromptSection(ctx: PipelineContext, text: string): void {
-  ctx.msg.vars = { ...ctx.msg.vars, coaching: text };
+  ctx.promptSections.push({ name: "coaching", text });
 }

@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import type { Update } from "telegraf/types";
 import { translateUpdate } from "../../../src/channels/telegram/translate.js";
 import type { BotConfig } from "../../../src/config/schema.js";
+import { acceptedUpdates } from "../../../src/features/index.js";
 
 const me = {
   id: 999,
@@ -33,7 +34,7 @@ function contactUpdate(chatType: "private" | "group"): Update {
 
 describe("Telegram shared contact (Bot API Message.contact)", () => {
   test("becomes a pipeline message carrying the contact when leads are on", () => {
-    const a = translateUpdate(contactUpdate("private"), bot(true), me, 1000);
+    const a = translateUpdate(contactUpdate("private"), bot(true), me, 1000, acceptedUpdates(bot(true)));
     assert.equal(a.kind, "message");
     if (a.kind !== "message") return;
     assert.deepEqual(a.message.contact, { phone: "79001234567", name: "Ann Lee", userId: "42" });
@@ -43,7 +44,7 @@ describe("Telegram shared contact (Bot API Message.contact)", () => {
   });
 
   test("is ignored without features.leads, and in groups", () => {
-    assert.equal(translateUpdate(contactUpdate("private"), bot(false), me, 1000).kind, "ignore");
-    assert.equal(translateUpdate(contactUpdate("group"), bot(true), me, 1000).kind, "ignore");
+    assert.equal(translateUpdate(contactUpdate("private"), bot(false), me, 1000, acceptedUpdates(bot(false))).kind, "ignore");
+    assert.equal(translateUpdate(contactUpdate("group"), bot(true), me, 1000, acceptedUpdates(bot(true))).kind, "ignore");
   });
 });

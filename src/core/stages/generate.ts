@@ -1,0 +1,42 @@
+import type { BotConfig } from "../../config/schema.js";
+import type { Middleware } from "../../lib/compose.js";
+import type { LlmClient } from "../../llm/client.js";
+import { completeWithImages } from "../images.js";
+import type { Semaphore } from "../queue.js";
+import { type AnswerContext, StopError } from "./answer.js";
+
+/** What {@link generateStage} uses. */
+export interface GenerateStageDeps {
+  bot: BotConfig;
+  llm: LlmClient;
+  /** Bounds model calls in flight: `llm.concurrency`, shared by every answer of the bot. */
+  slots: Semaphore;
+  /** Aborted when a drain runs out of time: the model call stops, a waiting one does not start. */
+  stopping: AbortSignal;
+}
+
+/**
+ * Answer stage: asks the model (with the pictures the context stage fetched and the features'
+ * tools) once a model slot is free; `ctx.timings.modelWait` is the wait for it, ms.
+ * @throws StopError when the drain deadline came while waiting
+ */
+export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext> {
+  return async function generate(ctx, next) {
+    const queued = performance.now();
+    const signal = deps.stopping;
+    ctx.completion = await deps.slots.run(() => {
+      ctx.timings.modelWait = performance.now() - queued;
+      if (signal.aborted) throw new StopError();
+      return completeWithImages(
+        deps.llm,
+        deps.bot,
+        ctx.prompt!,
+        ctx.answer.images ?? { parts: [], left: 0 },
+        { tools: ctx.tools, context: ctx, signal },
+        ctx.log,
+      );
+    });
+    ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
+    await next();
+  };
+}
