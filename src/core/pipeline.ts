@@ -708,10 +708,16 @@ export class Pipeline {
 
   // --- stage 5: context --------------------------------------------------------------------
   private readonly context: Middleware<PipelineContext> = async (ctx, next) => {
-    ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
-    // Pictures are fetched now, not when received: a replay or a recovery fetches them again.
-    ctx.state.images = await loadImages(this.deps.bot, ctx.msg.images, this.deps.images, ctx.log, this.stopping.signal);
-    await next();
+    // "typing…" from now until the answer's send starts (or the answer ends otherwise).
+    const stopTyping = (ctx.state.stopTyping = this.deps.channel.typing?.(this.targetOf(ctx)) ?? (() => {}));
+    try {
+      ctx.prompt = await buildPrompt(this.deps.bot, this.deps.store, ctx.msg, ctx.id!, this.now());
+      // Pictures are fetched now, not when received: a replay or a recovery fetches them again.
+      ctx.state.images = await loadImages(this.deps.bot, ctx.msg.images, this.deps.images, ctx.log, this.stopping.signal);
+      await next();
+    } finally {
+      stopTyping();
+    }
   };
 
   // --- stage 6: generate -------------------------------------------------------------------
@@ -785,6 +791,7 @@ export class Pipeline {
     let delivery;
     try {
       if (!gated) ctx.state.sendStarted = true;
+      (ctx.state.stopTyping as (() => void) | undefined)?.();
       delivery = await this.deps.channel.send(this.targetOf(ctx), ctx.completion!.text, gated ? this.progressOf(ctx, sent) : undefined);
     } catch (error) {
       if (error instanceof FencedError || !(await this.notDelivered(ctx, error, sent.parts))) throw error;

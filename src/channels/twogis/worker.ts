@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
+import { markdownToPlain } from "../../lib/markdown.js";
 import { sleep } from "../../lib/retry.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
@@ -143,12 +144,14 @@ export class TwoGisWorker implements ChannelWorker {
 
   /**
    * Posts the answer as the business's official answer to the review (`target.review_id`, else
-   * `chatId`), unsplit.
+   * `chatId`), unsplit; with `reply.format: markdown` as clean plain text (Markdown markers
+   * removed, src/lib/markdown.ts), as 2GIS shows no formatting.
    * @returns the 2GIS comment id when given
    * @throws ChannelError after retries; `DGIS_AUTH` when refused
    */
   async send(to: DeliveryTarget, text: string): Promise<Delivery> {
-    return { channelMessageId: await this.client.answer(reviewIdOf(to), text) };
+    const shown = this.bot.reply.format === "markdown" ? markdownToPlain(text) : text;
+    return { channelMessageId: await this.client.answer(reviewIdOf(to), shown) };
   }
 
   /**
