@@ -4,8 +4,10 @@ import path from "node:path";
 import { describe, test } from "node:test";
 import { markdownToEntities, splitFormatted } from "../../src/lib/markdown.js";
 import { type Intercept, startBotApiProxy } from "../support/botapi-proxy.js";
+import { cli } from "../support/cli.js";
 import { dialects } from "../support/db.js";
 import { eventually, Harness, type HarnessOptions, TOKEN } from "../support/harness.js";
+import { ENV, globals } from "../support/replay-fixture.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
 
 /** One Bot API call as the proxy saw it. */
@@ -146,6 +148,52 @@ for (const dialect of dialects()) {
           }
         }
         assert.equal(bold, 60, "every bold span arrived whole");
+      } finally {
+        await h.stop();
+      }
+    });
+
+    test("a formatted answer in parts, part 2 refused: replay --send sends the same remaining parts; a part refused for its entities there goes plain and counts once", async () => {
+      let toChat = 0;
+      let replaying = false;
+      const { h, of } = await proxied({ dialect }, (method, body) => {
+        if (method !== "sendMessage" || Number(body.chat_id) !== 307) return undefined;
+        toChat++;
+        if (!replaying) return toChat === 2 ? { error_code: 400, description: "Bad Request: message is too long" } : undefined;
+        return body.entities && String(body.text).startsWith("Пункт 4") ? { error_code: 400, description: "Bad Request: can't parse entities" } : undefined;
+      });
+      try {
+        const long = Array.from({ length: 5 }, (_, i) => `**Пункт ${i}** ${"слово ".repeat(600)}\n\n\`\`\`\n${"код\n".repeat(20)}\`\`\``).join("\n\n");
+        const expected = splitFormatted(markdownToEntities(long), 4096);
+        assert.ok(expected.length >= 4, `${expected.length} parts`);
+        h.llm.respond = () => ({ text: long });
+        await userSays(h.telegram, TOKEN, 307, "части");
+        const first = await settled(h, "части");
+        assert.equal(first.incoming.status, "partial");
+        assert.equal(first.incoming.parts_sent, 1);
+        await h.running!.stop(2000);
+        h.running = undefined;
+
+        replaying = true;
+        const r = await cli([...globals(h), "replay", "--send", "--since", "1h"], ENV);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const after = await settled(h, "части");
+        assert.equal(after.incoming.status, "answered");
+        assert.equal(after.incoming.parts_sent, expected.length);
+        assert.equal(after.answer!.text, long);
+        const arrived = botMessages(h.telegram, 307);
+        assert.deepEqual(
+          arrived.map((m) => m.text),
+          expected.map((p) => p.text),
+          "the same parts as the first attempt would have sent",
+        );
+        arrived.forEach((m, i) => {
+          if (expected[i]!.text.startsWith("Пункт 4")) assert.equal(m.entities, undefined, "the refused part went plain");
+          else assert.deepEqual(m.entities, expected[i]!.entities);
+        });
+        assert.equal(of("sendMessage", 307).length, 1 + 1 + (expected.length - 1) + 1, "part 1, refused part 2, the rest, one plain resend");
+        assert.equal(await h.balance(), 50000 - 500, "charged once");
+        assert.equal(await h.store.balance.ledgerSum("default"), await h.balance());
       } finally {
         await h.stop();
       }
