@@ -270,6 +270,12 @@ export const botConfigSchema = z
     prompt: promptSchema,
     llm: llmSchema,
     history: z.strictObject({ max_messages: z.number().int().min(0).max(200).default(20) }).default({ max_messages: 20 }),
+    /**
+     * How answers are shown. `markdown`: the model's Markdown becomes Telegram entities, and clean
+     * plain text on VK and 2GIS (src/lib/markdown.ts); `plain`: sent as the model wrote it.
+     * @defaultValue { format: markdown }
+     */
+    reply: z.strictObject({ format: z.enum(["markdown", "plain"]).default("markdown") }).default({ format: "markdown" }),
     balance: balanceSchema.default({ account: "default", cost_per_reply: 5, stop_below: 0, empty_reply: null }),
     spam: spamSchema.default({ max_per_minute: 6, max_length: 4000, block_links: false, stopwords: [], duplicate_window_s: 60 }),
     websocket: websocketSchema.optional(),

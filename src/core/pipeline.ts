@@ -181,7 +181,7 @@ export class Pipeline {
       visionStage({ bot, store, fence, freeReply }),
       balanceStage({ bot, store, fence, freeReply }),
       boundary,
-      contextStage({ bot, store, now: this.now, images: deps.images, stopping }),
+      contextStage({ bot, store, now: this.now, images: deps.images, stopping, channel: deps.channel }),
       generateStage({ bot, llm: deps.llm, slots: this.llmSlots, stopping }),
       deliver,
       settle,

@@ -187,6 +187,14 @@ export interface ChannelSender {
    */
   readonly gatesWrites?: boolean;
   /**
+   * Starts showing that an answer is being prepared (Telegram sendChatAction `typing`, VK
+   * messages.setActivity `typing`), renewed until the returned function is called. Best effort:
+   * never throws, never delays anything, never goes through the write gate (it is not an answer).
+   * Channels without such a sign (2GIS), or targets without one (VK comments), do nothing.
+   * @returns stops it (idempotent)
+   */
+  typing?(to: DeliveryTarget): () => void;
+  /**
    * Asks the channel whether an answer to this message is already there (2GIS: the review
    * carries our official comment). Only channels that can tell implement it; the pipeline asks
    * before answering a stored message again (recovery, replay), so nothing is answered twice.

@@ -67,6 +67,22 @@ describe("config loading", () => {
     assert.match(lines.join("\n"), /d\.yaml:\d+: features\.coaching\.weekly/);
   });
 
+  test("reply.format: markdown by default, plain accepted; another value or an unknown key is refused with file:line", () => {
+    const { bots, lines } = load({
+      "d.yaml": good(),
+      "p.yaml": good("reply:\n  format: plain"),
+      "h.yaml": good("reply:\n  format: html"),
+      "u.yaml": good("reply:\n  format: markdown\n  parse_mode: HTML"),
+    });
+    assert.deepEqual(bots.map((b) => [b.name, b.reply.format]).sort(), [
+      ["d", "markdown"],
+      ["p", "plain"],
+    ]);
+    assert.equal(lines.length, 2);
+    assert.match(lines.join("\n"), /h\.yaml:\d+: reply\.format/);
+    assert.match(lines.join("\n"), /u\.yaml:\d+: reply[^\n]*parse_mode/);
+  });
+
   test("an unquoted ${N} becomes a number", () => {
     const { bots, problems } = load({ "a.yaml": good("history:\n  max_messages: ${N}") }, { KEY: "k", N: "12" });
     assert.deepEqual(problems, []);

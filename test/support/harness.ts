@@ -41,6 +41,8 @@ export interface HarnessOptions {
   /** Top-up before start, credits. @defaultValue 500 */
   balance?: number;
   concurrency?: number;
+  /** The model call's `llm.timeout_s`. @defaultValue 5 */
+  timeoutS?: number;
   prompt?: string;
   start?: boolean;
   /** Extra variables for `${VAR}` in the config. */
@@ -83,7 +85,7 @@ export class Harness extends BotHarnessBase {
         "  api_key: ${OPENAI_API_KEY}",
         `  base_url: ${this.llm.url}`,
         `  concurrency: ${o.concurrency ?? 8}`,
-        "  timeout_s: 5",
+        `  timeout_s: ${o.timeoutS ?? 5}`,
         ...(o.llmYaml ? [o.llmYaml] : []),
         "tg:",
         "  token: ${TG_TOKEN}",

@@ -5,6 +5,8 @@ import { closeServer, listenLocal, originOf } from "./http.js";
 export interface VkCall {
   method: string;
   params: Record<string, string>;
+  /** When it arrived, epoch ms. */
+  at: number;
 }
 
 /** A wall post the fake serves through wall.getById (VK post object fields). */
@@ -177,7 +179,7 @@ export class FakeVk {
     const raw = Buffer.concat(chunks).toString("utf8");
     if (type.includes("application/json") && raw) Object.assign(params, JSON.parse(raw));
     else if (raw) Object.assign(params, Object.fromEntries(new URLSearchParams(raw)));
-    this.calls.push({ method, params });
+    this.calls.push({ method, params, at: Date.now() });
     const error = (code: number, msg: string) =>
       json({
         error: {
@@ -215,7 +217,7 @@ export class FakeVk {
         if (known !== undefined) return json({ response: known });
         const id = this.nextId++;
         this.randomIds.set(key, id);
-        this.sent.push({ method, params });
+        this.sent.push({ method, params, at: Date.now() });
         return json({ response: id });
       }
       case "wall.createComment": {
@@ -225,9 +227,13 @@ export class FakeVk {
         if (known !== undefined) return json({ response: { comment_id: known, parents_stack: [] } });
         const id = this.nextId++;
         if (params.guid) this.guids.set(params.guid, id);
-        this.comments.push({ method, params });
+        this.comments.push({ method, params, at: Date.now() });
         return json({ response: { comment_id: id, parents_stack: params.reply_to_comment ? [Number(params.reply_to_comment)] : [] } });
       }
+      case "messages.setActivity":
+        if (!params.peer_id || params.type !== "typing")
+          return error(100, "One of the parameters specified was missing or invalid: peer_id and type are required");
+        return json({ response: 1 });
       case "wall.getById": {
         const items = (params.posts ?? "")
           .split(",")

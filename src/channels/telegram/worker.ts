@@ -2,7 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import type { Logger } from "pino";
 import type { Telegraf } from "telegraf";
-import type { Update, UserFromGetMe } from "telegraf/types";
+import type { MessageEntity, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
@@ -11,8 +11,10 @@ import { ChannelError } from "../../errors.js";
 import { HealthTracker } from "../health.js";
 import { MAX_PUSHED_BODY_BYTES, servePushed } from "../ingress-http.js";
 import type { ChannelWorker } from "../types.js";
+import { keepTyping } from "../typing.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
 import { splitText } from "../../lib/text.js";
+import { type FormattedText, markdownToEntities, splitFormatted } from "../../lib/markdown.js";
 import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
@@ -27,6 +29,8 @@ export interface TelegramWorkerOptions {
   sendRetries?: number;
   /** Largest webhook body accepted, bytes. @defaultValue 1 MiB */
   maxBodyBytes?: number;
+  /** How often the "typing" chat action is sent again while an answer is prepared, ms (Telegram shows it 5 s). @defaultValue 4000 */
+  typingEveryMs?: number;
   now?: () => number;
 }
 
@@ -191,7 +195,9 @@ export class TelegramWorker implements ChannelWorker {
     }
     if (action.kind === "command") {
       const text = this.bot.tg!.commands[action.command];
-      await this.sendParts(String(action.chatId), text, action.replyTo).catch((e) => this.logger.warn({ err: e }, `/${action.command} answer failed`));
+      await this.sendParts(String(action.chatId), plainParts(text), action.replyTo).catch((e) =>
+        this.logger.warn({ err: e }, `/${action.command} answer failed`),
+      );
       return { status: "command", command: action.command };
     }
     const intake = await pipeline.submit(action.message);
@@ -301,45 +307,102 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   /**
-   * Sends an answer (Bot API sendMessage), its text split at 4096 characters, from part
-   * `progress.fromPart`; in groups it replies to the user's message. `reply.buttons` become an
-   * inline keyboard and `reply.requestContact` a one-time "share my phone" keyboard under the last
-   * part; with `reply.document` it is one sendDocument with the text as caption. A part is retried
-   * only when it was not delivered: refused with 429/5xx, or failed before its request was written.
+   * Sends an answer (Bot API sendMessage), from part `progress.fromPart`; in groups it replies to
+   * the user's message. With the reply's format (`OutgoingReply.format`, else the bot's `reply.format`) `markdown` the text is rendered to entities
+   * (src/lib/markdown.ts) and split at 4096 UTF-16 units without breaking an entity; with
+   * `plain` it goes as written, split at 4096. The parts depend only on the text and
+   * the format, so a later attempt sends the same parts. A part whose entities Telegram
+   * refuses (400 about entities) goes again without them, once. A part is retried only when it
+   * was not delivered: refused with 429/5xx, or failed before its request was written.
+   * `reply.buttons` become an inline keyboard and `reply.requestContact` a one-time "share my
+   * phone" keyboard under the last part; with `reply.document` it is one sendDocument with the
+   * text as caption.
    * @returns the first part's `message_id` (of those sent by this call)
    * @throws UnconfirmedSendError when a request was written and its connection failed (never retried)
    * @throws ChannelError after retries, or at once for 400/403 (blocked by the user, chat gone)
    */
   async send(to: DeliveryTarget, reply: OutgoingReply, progress?: SendProgress): Promise<Delivery> {
     const replyTo = typeof to.target.reply_to_message_id === "number" ? to.target.reply_to_message_id : undefined;
-    if (reply.document) return this.sendDocument(to.chatId, reply.document, reply.text, progress);
-    return this.sendParts(to.chatId, reply.text, replyTo, reply.requestContact, reply.buttons, progress);
+    if (reply.document) return this.sendDocument(to.chatId, reply.document, reply.text, progress, reply.format);
+    const parts = (reply.format ?? this.bot.reply.format) === "markdown" ? splitFormatted(markdownToEntities(reply.text), TG_MAX_TEXT) : plainParts(reply.text);
+    return this.sendParts(to.chatId, parts, replyTo, reply.requestContact, reply.buttons, progress);
   }
 
-  /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
-  private async sendDocument(chatId: string, doc: OutgoingDocument, caption: string, progress?: SendProgress): Promise<Delivery> {
-    const sent = await this.sendOne(
-      "sendDocument",
-      () =>
-        this.telegraf.telegram.sendDocument(chatId, { source: Buffer.from(doc.content, "utf8"), filename: doc.filename }, { caption: caption.slice(0, 1024) }),
-      progress,
-      0,
-      1,
+  /**
+   * Starts showing "typing…" (Bot API sendChatAction `typing`) in the chat now and every `typingEveryMs` until the returned function is
+   * called. Best effort: a failed call is logged at debug and changes nothing else; the calls do
+   * not go through the write gate (they are not answers; made outside any send).
+   * @returns stops it (idempotent)
+   */
+  typing(to: DeliveryTarget): () => void {
+    return keepTyping(
+      () => this.telegraf.telegram.sendChatAction(to.chatId, "typing"),
+      this.options.typingEveryMs ?? 4000,
+      (e) => this.logger.debug({ err: toChannelError(e, "sendChatAction") }, "sendChatAction failed"),
+    );
+  }
+
+  /**
+   * Sends a file with the text as its caption (Bot API sendDocument, multipart): with
+   * `reply.format: markdown` the caption is rendered to `caption_entities` and cut at 1024 UTF-16
+   * units at a boundary (the first part of {@link splitFormatted}); with `plain` cut at 1024.
+   */
+  private async sendDocument(
+    chatId: string,
+    doc: OutgoingDocument,
+    caption: string,
+    progress?: SendProgress,
+    format: OutgoingReply["format"] = this.bot.reply.format,
+  ): Promise<Delivery> {
+    const c: FormattedText =
+      format === "markdown"
+        ? (splitFormatted(markdownToEntities(caption), TG_MAX_CAPTION)[0] ?? { text: "", entities: [] })
+        : { text: caption.slice(0, TG_MAX_CAPTION), entities: [] };
+    const sent = await this.withPlainFallback("sendDocument", c, 0, (entities) =>
+      this.sendOne(
+        "sendDocument",
+        () =>
+          this.telegraf.telegram.sendDocument(
+            chatId,
+            { source: Buffer.from(doc.content, "utf8"), filename: doc.filename },
+            { caption: c.text, ...(entities ? { caption_entities: c.entities as MessageEntity[] } : {}) },
+          ),
+        progress,
+        0,
+        1,
+      ),
     );
     await progress?.delivered(0, 1, String(sent.message_id));
     return { channelMessageId: String(sent.message_id) };
   }
 
+  /**
+   * Sends one part with its entities; when Telegram refuses them (400 about entities: nothing
+   * arrived), sends the same part again without them, once, and logs it at warn.
+   */
+  private async withPlainFallback<T>(method: string, part: FormattedText, index: number, send: (entities: boolean) => Promise<T>): Promise<T> {
+    if (!part.entities.length) return send(false);
+    try {
+      return await send(true);
+    } catch (error) {
+      if (!refusesEntities(error)) throw error;
+      this.logger.warn(
+        { err: error, part: index, entities: part.entities.length },
+        `${method}: Telegram refused the formatting; this part is sent as plain text`,
+      );
+      return send(false);
+    }
+  }
+
   private async sendParts(
     chatId: string,
-    text: string,
+    parts: FormattedText[],
     replyTo?: number,
     contactButton?: string,
     buttons?: Button[][],
     progress?: SendProgress,
   ): Promise<Delivery> {
     let first: string | null = null;
-    const parts = splitText(text, TG_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const extra = {
         ...(i === 0 && replyTo ? { reply_parameters: { message_id: replyTo, allow_sending_without_reply: true } } : {}),
@@ -350,7 +413,16 @@ export class TelegramWorker implements ChannelWorker {
           ? { reply_markup: { keyboard: [[{ text: contactButton, request_contact: true }]], one_time_keyboard: true, resize_keyboard: true } }
           : {}),
       };
-      const sent = await this.sendOne("sendMessage", () => this.telegraf.telegram.sendMessage(chatId, parts[i]!, extra), progress, i, parts.length);
+      const part = parts[i]!;
+      const sent = await this.withPlainFallback("sendMessage", part, i, (entities) =>
+        this.sendOne(
+          "sendMessage",
+          () => this.telegraf.telegram.sendMessage(chatId, part.text, { ...extra, ...(entities ? { entities: part.entities as MessageEntity[] } : {}) }),
+          progress,
+          i,
+          parts.length,
+        ),
+      );
       first ??= String(sent.message_id);
       await progress?.delivered(i, parts.length, String(sent.message_id));
     }
@@ -371,6 +443,23 @@ export class TelegramWorker implements ChannelWorker {
       onRetry: (e, attempt, wait) => this.logger.warn({ err: e, attempt, wait_ms: Math.round(wait) }, `${method} failed before it was delivered; retrying`),
     });
   }
+}
+
+/** Telegram's longest caption (sendDocument `caption`), UTF-16 code units. */
+const TG_MAX_CAPTION = 1024;
+
+/** Text sent as written, split at Telegram's limit (`reply.format: plain`, `/start`, `/help`). */
+function plainParts(text: string): FormattedText[] {
+  return splitText(text, TG_MAX_TEXT).map((t) => ({ text: t, entities: [] }));
+}
+
+/**
+ * True for a Bot API 400 about a message's formatting ("can't parse entities", an entity's
+ * bounds or URL refused): nothing was delivered, so the part may go again without entities.
+ */
+export function refusesEntities(error: unknown): boolean {
+  const e = error as { status?: number; message?: string } | undefined;
+  return e?.status === 400 && /entit|\burl\b/i.test(e.message ?? "");
 }
 
 /** Maps telegraf errors (TelegramError with Bot API `error_code`, fetch errors) to ChannelError. */

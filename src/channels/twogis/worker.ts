@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { BotConfig } from "../../config/schema.js";
 import type { Pipeline } from "../../core/pipeline.js";
+import { markdownToPlain } from "../../lib/markdown.js";
 import type { Delivery, DeliveryCheck, DeliveryTarget, OutgoingReply } from "../../core/types.js";
 import { ChannelError, describeError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
@@ -135,12 +136,15 @@ export class TwoGisWorker implements ChannelWorker {
 
   /**
    * Posts the answer as the business's official answer to the review (`target.review_id`, else
-   * `chatId`), unsplit: the text alone (2GIS shows nothing else).
+   * `chatId`), unsplit: the text alone (2GIS shows nothing else); with the format (the reply's,
+   * else the bot's `reply.format`) `markdown` as clean plain text (Markdown markers removed,
+   * src/lib/markdown.ts), as 2GIS shows no formatting.
    * @returns the 2GIS comment id when given
    * @throws ChannelError after retries; `DGIS_AUTH` when refused
    */
   async send(to: DeliveryTarget, reply: OutgoingReply): Promise<Delivery> {
-    return { channelMessageId: await this.client.answer(reviewIdOf(to), reply.text) };
+    const shown = (reply.format ?? this.bot.reply.format) === "markdown" ? markdownToPlain(reply.text) : reply.text;
+    return { channelMessageId: await this.client.answer(reviewIdOf(to), shown) };
   }
 
   /**

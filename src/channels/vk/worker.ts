@@ -8,6 +8,7 @@ import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { RecentIds } from "../../lib/recent-ids.js";
 import { withRetries, type RetryDecision } from "../../lib/retry.js";
 import { splitText } from "../../lib/text.js";
+import { markdownToPlain } from "../../lib/markdown.js";
 import type { Delivery, DeliveryTarget, OutgoingReply, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
 import type { Store } from "../../storage/index.js";
@@ -15,6 +16,7 @@ import { HealthTracker } from "../health.js";
 import { MAX_PUSHED_BODY_BYTES, type PushedAnswer, servePushed } from "../ingress-http.js";
 import type { ChannelDeps, ChannelWorker } from "../types.js";
 import { boundTooManyRequests } from "./api-worker.js";
+import { keepTyping } from "../typing.js";
 import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
 import { VkLongPoll } from "./longpoll.js";
 import { postRecord, translateEvent, VK_MAX_TEXT, type VkEvent, type VkPost } from "./translate.js";
@@ -23,6 +25,8 @@ import { postRecord, translateEvent, VK_MAX_TEXT, type VkEvent, type VkPost } fr
 export interface VkWorkerOptions {
   /** First back-off of API retries, ms; doubles each time. @defaultValue 1000 */
   backoffMs?: number;
+  /** How often "typing" is shown again (messages.setActivity) while an answer is prepared, ms. @defaultValue 4000 */
+  typingEveryMs?: number;
   /** Retries of messages.send / wall.createComment on retryable errors. @defaultValue 4 */
   sendRetries?: number;
   /** Long poll: first back-off after a failed request or an event that could not be recorded, ms; doubles up to 30 s. @defaultValue 3000 */
@@ -368,7 +372,9 @@ export class VkWorker implements ChannelWorker {
   async send(to: DeliveryTarget, reply: OutgoingReply, progress?: SendProgress): Promise<Delivery> {
     const vk = this.bot.vk!;
     let first: string | null = null;
-    const parts = splitText(reply.text, VK_MAX_TEXT);
+    // VK shows no formatting: Markdown markers are removed (reply.format: markdown).
+    const markdown = (reply.format ?? this.bot.reply.format) === "markdown";
+    const parts = splitText(markdown ? markdownToPlain(reply.text) : reply.text, VK_MAX_TEXT);
     for (let i = progress?.fromPart ?? 0; i < parts.length; i++) {
       const part = parts[i]!;
       let id: string;
@@ -405,6 +411,23 @@ export class VkWorker implements ChannelWorker {
       await progress?.delivered(i, parts.length, id);
     }
     return { channelMessageId: first };
+  }
+
+  /**
+   * Shows "typing…" in a dialog (messages.setActivity `type: typing` with `peer_id`), now and
+   * every `typingEveryMs` until the returned function is called; nothing for wall comments.
+   * Best effort: a failed call is logged at debug; the calls are made outside any send, so they
+   * never wait for the write gate.
+   * @returns stops it (idempotent)
+   */
+  typing(to: DeliveryTarget): () => void {
+    if (to.kind === "comments") return () => {};
+    const peerId = typeof to.target.peer_id === "number" ? to.target.peer_id : Number(to.chatId);
+    return keepTyping(
+      () => this.attempt("messages.setActivity", { peer_id: peerId, type: "typing", group_id: this.bot.vk!.group_id }),
+      this.options.typingEveryMs ?? 4000,
+      (e) => this.logger.debug({ err: e }, "messages.setActivity failed"),
+    );
   }
 
   /** One sending VK API call through the write gate, with our retry policy (see {@link gatedSend}). */

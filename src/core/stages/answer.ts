@@ -39,6 +39,8 @@ export interface AnswerState {
   parts?: number;
   /** The pictures fetched for the model by the context stage. */
   images?: LoadedImages;
+  /** Stops the "typing…" sign the context stage started (idempotent); deliver calls it right before the send. */
+  stopTyping?: () => void;
 }
 
 /** A recorded message being answered: its stored row id is known. */

@@ -4,8 +4,8 @@ import type { ChatMessage } from "../../llm/client.js";
 import { loadPrompt, renderPrompt } from "../../llm/prompt.js";
 import type { Store } from "../../storage/index.js";
 import { type ImageFetcher, loadImages, withPlaceholder } from "../images.js";
-import type { IncomingMessage, PromptSection } from "../types.js";
-import type { AnswerContext } from "./answer.js";
+import type { ChannelSender, IncomingMessage, PromptSection } from "../types.js";
+import { type AnswerContext, targetOf } from "./answer.js";
 
 /** What {@link contextStage} uses. */
 export interface ContextStageDeps {
@@ -17,18 +17,27 @@ export interface ContextStageDeps {
   images?: ImageFetcher;
   /** Aborted when a drain runs out of time: a picture download stops. */
   stopping: AbortSignal;
+  /** The channel's "typing…" sign, when it has one. */
+  channel: Pick<ChannelSender, "typing">;
 }
 
 /**
  * Answer stage: builds the chat for the model ({@link buildPrompt}, with the prompt sections
  * features added) and fetches the message's pictures now, not when received, so a replay or a
- * recovery fetches them again.
+ * recovery fetches them again. Shows "typing…" from now until the deliver stage starts the send
+ * (or the answer ends otherwise).
  */
 export function contextStage(deps: ContextStageDeps): Middleware<AnswerContext> {
   return async function context(ctx, next) {
-    ctx.prompt = await buildPrompt(deps.bot, deps.store, ctx.msg, ctx.id, deps.now(), ctx.promptSections);
-    ctx.answer.images = await loadImages(deps.bot, ctx.msg.images, deps.images, ctx.log, deps.stopping);
-    await next();
+    const stopTyping = deps.channel.typing?.(targetOf(ctx)) ?? (() => {});
+    ctx.answer.stopTyping = stopTyping;
+    try {
+      ctx.prompt = await buildPrompt(deps.bot, deps.store, ctx.msg, ctx.id, deps.now(), ctx.promptSections);
+      ctx.answer.images = await loadImages(deps.bot, ctx.msg.images, deps.images, ctx.log, deps.stopping);
+      await next();
+    } finally {
+      stopTyping();
+    }
   };
 }
 

@@ -176,6 +176,8 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
     let delivery;
     try {
       if (!gated) state.sendStarted = true;
+      // No "typing…" renewal after the answer's send starts (it would show again under the answer).
+      state.stopTyping?.();
       // What features added (buttons, a contact request) goes with the model's text.
       const reply: OutgoingReply = { ...ctx.reply, text: ctx.completion!.text };
       delivery = await channel.send(targetOf(ctx), reply, gated ? progressOf(ctx, sent) : undefined);
