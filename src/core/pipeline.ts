@@ -718,17 +718,24 @@ export class Pipeline {
   private readonly generate: Middleware<PipelineContext> = async (ctx, next) => {
     const queued = performance.now();
     const signal = this.stopping.signal;
-    ctx.completion = await this.llmSlots.run(() => {
+    ctx.completion = await this.llmSlots.run(async () => {
       ctx.timings.modelWait = performance.now() - queued;
       if (signal.aborted) throw new StopError();
-      return completeWithImages(
-        this.deps.llm,
-        this.deps.bot,
-        ctx.prompt!,
-        (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 },
-        { tools: ctx.tools, context: ctx, signal },
-        ctx.log,
-      );
+      // `llm.stream`: the text so far shows as a draft where the channel has them (not recorded,
+      // not charged); the answer is delivered by the deliver stage as without it.
+      const draft = this.deps.bot.llm.stream ? this.deps.channel.draft?.(this.targetOf(ctx)) : undefined;
+      try {
+        return await completeWithImages(
+          this.deps.llm,
+          this.deps.bot,
+          ctx.prompt!,
+          (ctx.state.images as LoadedImages | undefined) ?? { parts: [], left: 0 },
+          { tools: ctx.tools, context: ctx, signal, onDelta: draft ? (text) => draft.update(text) : undefined },
+          ctx.log,
+        );
+      } finally {
+        draft?.stop();
+      }
     });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();

@@ -6,14 +6,15 @@ import type { Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
-import type { Button, Delivery, DeliveryTarget, OutgoingDocument, SendProgress } from "../../core/types.js";
+import type { Button, Delivery, DeliveryTarget, DraftSession, OutgoingDocument, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
 import { readBody } from "../../http/server.js";
 import { HealthTracker } from "../health.js";
 import type { ChannelWorker } from "../types.js";
-import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedSend, outsideGate } from "../write-gate.js";
 import { splitText } from "../../lib/text.js";
 import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
+import { TelegramDraft } from "./draft.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
 export interface TelegramWorkerOptions {
@@ -323,6 +324,22 @@ export class TelegramWorker implements ChannelWorker {
     // Rows of buttons a feature attached (features.coaching): an inline keyboard under the last part.
     const buttons = Array.isArray(to.target.buttons) ? (to.target.buttons as Button[][]) : undefined;
     return this.sendParts(to.chatId, text, replyTo, contactButton, buttons, progress);
+  }
+
+  /**
+   * The draft of an answer in a private chat (Bot API `sendMessageDraft`, see {@link TelegramDraft});
+   * undefined in groups (their thread key carries the user: `tg:<chat_id>:<user_id>`). Draft
+   * calls go around the write gate and its retries: a failure is logged at debug and ends the
+   * drafts of this answer.
+   */
+  draft(to: DeliveryTarget): DraftSession | undefined {
+    const chatId = Number(to.chatId);
+    if (!Number.isSafeInteger(chatId) || chatId <= 0 || to.threadKey !== `tg:${to.chatId}`) return undefined;
+    return new TelegramDraft({
+      call: (draftId, text) =>
+        outsideGate(() => this.telegraf.telegram.callApi("sendMessageDraft" as never, { chat_id: chatId, draft_id: draftId, text } as never)),
+      onFailure: (error) => this.logger.debug({ err: toChannelError(error, "sendMessageDraft") }, "sendMessageDraft failed; no more drafts for this answer"),
+    });
   }
 
   /** Sends a file with the text as its caption (Bot API sendDocument, multipart; caption cut at 1024). */
