@@ -108,8 +108,8 @@ export class LlmClient {
    * chunks, `stream_options.include_usage`) and `onDelta` gets the round's text so far after each
    * chunk that adds to it; a round that ends in tool calls is followed by the next round, whose
    * text starts again from empty. A retried round starts again from empty too. `onDelta` must not
-   * throw (it is called synchronously between chunks). A stream that sends nothing for `timeoutMs`
-   * counts as a network failure (retried).
+   * throw (it is called synchronously between chunks). A stream that sends nothing for `timeoutMs`,
+   * or ends without a `finish_reason`, counts as a network failure (retried).
    * @throws LlmError `LLM_UNAVAILABLE` after retries, `LLM_REJECTED` on 4xx, `LLM_EMPTY` on no text
    */
   async complete<C>(
@@ -198,7 +198,9 @@ export class LlmClient {
    * `onDelta` with the text so far, and assembles the round as the non-streamed response would
    * be: content, `tool_calls` put together from their deltas (by `index`: `id`, `function.name`
    * and the `function.arguments` fragments in order), usage from the last chunk.
-   * @throws the SDK's errors (mapped by the caller); LlmError `LLM_UNAVAILABLE` when no chunk comes for `timeoutMs`
+   * @throws the SDK's errors (mapped by the caller); LlmError `LLM_UNAVAILABLE` when no chunk comes
+   *   for `timeoutMs` or the stream ends without `finish_reason`; the signal's reason (an
+   *   AbortError) when `signal` aborts
    */
   private async streamRound(
     client: OpenAI,
@@ -221,6 +223,12 @@ export class LlmClient {
         idle.abort();
       }, this.options.timeoutMs);
     };
+    const stall = (cause: unknown) =>
+      new LlmError(
+        "LLM_UNAVAILABLE",
+        `model API at ${this.options.baseURL ?? DEFAULT_BASE_URL} stalled: its stream sent nothing for ${this.options.timeoutMs / 1000} s`,
+        { cause },
+      );
     const round: Round = { model: "", content: null, toolCalls: [], finishReason: null };
     const parts = new Map<number, { id: string; name: string; arguments: string }>();
     try {
@@ -247,17 +255,17 @@ export class LlmClient {
         }
       }
     } catch (error) {
-      if (stalled && !signal?.aborted)
-        throw new LlmError(
-          "LLM_UNAVAILABLE",
-          `model API at ${this.options.baseURL ?? DEFAULT_BASE_URL} stalled: its stream sent nothing for ${Math.round(this.options.timeoutMs / 1000)} s`,
-          { cause: error },
-        );
+      if (stalled && !signal?.aborted) throw stall(error);
       throw error;
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", stopOnSignal);
     }
+    // The SDK ends the iteration quietly when the request is aborted: an abort is not an answer.
+    if (idle.signal.aborted) throw stalled && !signal?.aborted ? stall(undefined) : (signal?.reason ?? new DOMException("aborted", "AbortError"));
+    // A stream cut off without an error (a proxy closing it early) is not a whole answer either.
+    if (!round.finishReason)
+      throw new LlmError("LLM_UNAVAILABLE", `model API at ${this.options.baseURL ?? DEFAULT_BASE_URL} ended its stream before finish_reason (cut off)`);
     round.toolCalls = [...parts.entries()]
       .sort(([a], [b]) => a - b)
       .filter(([, p]) => p.name)

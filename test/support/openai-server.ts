@@ -21,7 +21,17 @@ export interface RecordedRequest {
  * {@link FakeOpenAI.chunkDelayMs}).
  */
 export type Behaviour =
-  | { text: string; delayMs?: number; chunkDelayMs?: number }
+  | {
+      text: string;
+      delayMs?: number;
+      chunkDelayMs?: number;
+      /** Streamed only: the connection is destroyed after this many chunks. */
+      cutAfterChunks?: number;
+      /** Streamed only: the response ends cleanly after this many chunks (no finish_reason, no `[DONE]`). */
+      endAfterChunks?: number;
+      /** Streamed only: nothing more is sent after this many chunks (the response stays open). */
+      stallAfterChunks?: number;
+    }
   | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> | string }>; delayMs?: number; chunkDelayMs?: number }
   | { status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
   | { hang: true }
@@ -167,17 +177,24 @@ export class FakeOpenAI {
       });
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const pause = b.chunkDelayMs ?? this.chunkDelayMs;
+    // Until it ends: a stalled stream is destroyed by stop().
     this.hanging.add(res);
-    try {
-      for (const [i, c] of chunks.entries()) {
-        if (i > 0 && pause > 0) await new Promise((r) => setTimeout(r, pause));
-        if (res.destroyed) return;
-        res.write(`data: ${JSON.stringify(c)}\n\n`);
+    res.on("close", () => this.hanging.delete(res));
+    for (const [i, c] of chunks.entries()) {
+      if (i > 0 && pause > 0) await new Promise((r) => setTimeout(r, pause));
+      if (res.destroyed) return;
+      if ("text" in b && i === b.cutAfterChunks) {
+        res.socket?.destroy();
+        return;
       }
-      res.end("data: [DONE]\n\n");
-    } finally {
-      this.hanging.delete(res);
+      if ("text" in b && i === b.stallAfterChunks) return;
+      if ("text" in b && i === b.endAfterChunks) {
+        res.end();
+        return;
+      }
+      res.write(`data: ${JSON.stringify(c)}\n\n`);
     }
+    res.end("data: [DONE]\n\n");
   }
 }
 
