@@ -40,6 +40,9 @@ let httpsAgent: GatedHttpsAgent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
+/** Longest wait for one sendMessageDraft call, ms. */
+const DRAFT_TIMEOUT_MS = 10_000;
+
 /** Seconds a webhook sender is asked to wait (`Retry-After`) when an update could not be recorded. */
 const RETRY_AFTER_S = 5;
 
@@ -337,7 +340,12 @@ export class TelegramWorker implements ChannelWorker {
     if (!Number.isSafeInteger(chatId) || chatId <= 0 || to.threadKey !== `tg:${to.chatId}`) return undefined;
     return new TelegramDraft({
       call: (draftId, text) =>
-        outsideGate(() => this.telegraf.telegram.callApi("sendMessageDraft" as never, { chat_id: chatId, draft_id: draftId, text } as never)),
+        outsideGate(() =>
+          this.telegraf.telegram.callApi("sendMessageDraft" as never, { chat_id: chatId, draft_id: draftId, text } as never, {
+            // A preview that comes later than this is of no use; a timeout ends the drafts.
+            signal: AbortSignal.timeout(DRAFT_TIMEOUT_MS) as never,
+          }),
+        ),
       onFailure: (error) => this.logger.debug({ err: toChannelError(error, "sendMessageDraft") }, "sendMessageDraft failed; no more drafts for this answer"),
     });
   }
