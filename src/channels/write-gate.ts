@@ -44,6 +44,14 @@ export function withinGate<T>(gate: WriteGate | undefined, fn: () => T): T {
 }
 
 /**
+ * Runs `fn` outside any gate: its requests go out at once through a gated agent, whatever gate
+ * the caller is in (a best-effort call that is not a send: a Telegram draft).
+ */
+export function outsideGate<T>(fn: () => T): T {
+  return gates.exit(fn);
+}
+
+/**
  * Runs `fn` (which makes one HTTP request through a gated agent) with a fresh gate.
  * @returns the gate as filled in by the agent, and what `fn` returned or threw
  */

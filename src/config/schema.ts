@@ -57,6 +57,13 @@ const llmSchema = z.strictObject({
   concurrency: z.number().int().positive().max(1000).default(8),
   /** Retries on 429/5xx/network errors. @defaultValue 3 */
   max_retries: z.number().int().min(0).max(10).default(3),
+  /**
+   * Streams the answer while the model writes it (Chat Completions `stream: true`), shown as a
+   * Bot API `sendMessageDraft` preview in Telegram private chats; the answer itself is sent as
+   * without it. Groups, VK and 2GIS have no drafts: there the model is asked as without it.
+   * @defaultValue true
+   */
+  stream: z.boolean().default(true),
   /** Pictures to the model; after the transform `max_bytes` is in bytes. */
   vision: visionSchema.default({ enabled: false, detail: "low", max_images: 4, max_bytes: 5 * 1024 ** 2, no_vision_reply: null }),
 });

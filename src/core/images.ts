@@ -245,7 +245,7 @@ export async function completeWithImages<C>(
   bot: BotConfig,
   prompt: ChatMessage[],
   images: LoadedImages,
-  opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal },
+  opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal; onDelta?: (textSoFar: string) => void },
   log: Logger,
 ): Promise<Completion> {
   const messages = attachImages(prompt, images);

@@ -182,7 +182,7 @@ export class Pipeline {
       balanceStage({ bot, store, fence, freeReply }),
       boundary,
       contextStage({ bot, store, now: this.now, images: deps.images, stopping, channel: deps.channel }),
-      generateStage({ bot, llm: deps.llm, slots: this.llmSlots, stopping }),
+      generateStage({ bot, llm: deps.llm, slots: this.llmSlots, stopping, channel: deps.channel }),
       deliver,
       settle,
       notify,

@@ -201,6 +201,25 @@ export interface ChannelSender {
    * @throws ChannelError when the channel cannot be asked now
    */
   checkDelivered?(to: DeliveryTarget): Promise<DeliveryCheck>;
+  /**
+   * Opens a preview of the answer to a message while the model writes it, or returns undefined
+   * where the channel shows none for that message (Telegram: private chats only, Bot API
+   * `sendMessageDraft`). A draft is not the answer: it is never recorded or charged and never
+   * waits for the write gate; the answer is still delivered by {@link send}.
+   */
+  draft?(to: DeliveryTarget): DraftSession | undefined;
+}
+
+/**
+ * The preview of one answer (see {@link ChannelSender.draft}). Best effort: the channel throttles
+ * the updates, and the first failed call (400, 429, a network error) ends the drafts of this
+ * answer; neither method throws or waits.
+ */
+export interface DraftSession {
+  /** Shows `text`, the model's text so far, as the draft (the channel sends the latest text at its own pace). */
+  update(text: string): void;
+  /** No more drafts for this answer; a call already in flight is left to finish. */
+  stop(): void;
 }
 
 /**

@@ -41,7 +41,7 @@ const BOT_USER = {
 /**
  * A minimal Bot API server on 127.0.0.1 for `bots demo`: one bot token, one private chat. It
  * answers the methods a polling bot calls (getMe, deleteWebhook, getUpdates with `offset` and
- * long-poll `timeout`, sendMessage, sendChatAction, answerCallbackQuery, setMyCommands) in the
+ * long-poll `timeout`, sendMessage, sendChatAction, sendMessageDraft (shown nowhere), answerCallbackQuery, setMyCommands) in the
  * Bot API's JSON shapes (`{ok, result}`, `{ok: false, error_code, description}`). Updates are
  * held until a getUpdates with a higher `offset` acknowledges them, as Telegram does.
  * Emits `sent` with a {@link SentMessage} for every sendMessage.
@@ -123,6 +123,7 @@ export class DemoBotApi extends EventEmitter {
         return reply(200, { ok: true, result: BOT_USER });
       case "deleteWebhook":
       case "sendChatAction":
+      case "sendMessageDraft":
       case "answerCallbackQuery":
       case "setMyCommands":
         return reply(200, { ok: true, result: true });

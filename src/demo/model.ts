@@ -44,9 +44,10 @@ function textOf(content: unknown): string {
 }
 
 /**
- * A local OpenAI-compatible server (`POST /v1/chat/completions`, Chat Completions wire format,
- * no streaming) for `bots demo`: answers with {@link demoAnswer}; `usage` counts about four
- * characters a token.
+ * A local OpenAI-compatible server (`POST /v1/chat/completions`, Chat Completions wire format)
+ * for `bots demo`: answers with {@link demoAnswer}; `usage` counts about four characters a token.
+ * A request with `stream: true` gets the same answer as server-sent chunks, a line a chunk, then
+ * the usage and `data: [DONE]`.
  */
 export class DemoModel {
   private server?: http.Server;
@@ -73,7 +74,7 @@ export class DemoModel {
     const reply = (status: number, body: unknown) => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions"))
       return reply(404, { error: { message: "the demo model serves POST /v1/chat/completions only", type: "invalid_request_error" } });
-    let body: { model?: string; messages?: Array<{ role: string; content: unknown }> };
+    let body: { model?: string; messages?: Array<{ role: string; content: unknown }>; stream?: boolean };
     try {
       body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as typeof body;
     } catch {
@@ -88,13 +89,29 @@ export class DemoModel {
     const text = demoAnswer(system, user);
     const promptTokens = Math.ceil(messages.reduce((n, m) => n + textOf(m.content).length, 0) / 4);
     const completionTokens = Math.ceil(text.length / 4);
+    const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    if (body.stream) {
+      const head = { id: `chatcmpl-demo-${Date.now()}`, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: body.model ?? "demo" };
+      const lines = text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
+      const events = [
+        ...lines.map((content, i) => ({
+          ...head,
+          choices: [{ index: 0, delta: i === 0 ? { role: "assistant", content } : { content }, finish_reason: null }],
+        })),
+        { ...head, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] },
+        { ...head, choices: [], usage },
+      ];
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.end(`${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("")}data: [DONE]\n\n`);
+      return;
+    }
     reply(200, {
       id: `chatcmpl-demo-${Date.now()}`,
       object: "chat.completion",
       created: Math.floor(Date.now() / 1000),
       model: body.model ?? "demo",
       choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
-      usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+      usage,
     });
   }
 }

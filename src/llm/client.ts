@@ -103,11 +103,18 @@ export class LlmClient {
    * Asks the model for one answer. When it calls tools, each call runs (or, with
    * `executeTools: false`, is only recorded and answered with a placeholder) and the model is
    * asked again, up to `maxToolRounds`.
+   *
+   * With `onDelta` every round is requested with `stream: true` (Chat Completions server-sent
+   * chunks, `stream_options.include_usage`) and `onDelta` gets the round's text so far after each
+   * chunk that adds to it; a round that ends in tool calls is followed by the next round, whose
+   * text starts again from empty. A retried round starts again from empty too. `onDelta` must not
+   * throw (it is called synchronously between chunks). A stream that sends nothing for `timeoutMs`,
+   * or ends without a `finish_reason`, counts as a network failure (retried).
    * @throws LlmError `LLM_UNAVAILABLE` after retries, `LLM_REJECTED` on 4xx, `LLM_EMPTY` on no text
    */
   async complete<C>(
     messages: ChatMessage[],
-    opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal } = {},
+    opts: { tools?: ToolDefinition<C>[]; context?: C; executeTools?: boolean; signal?: AbortSignal; onDelta?: (textSoFar: string) => void } = {},
   ): Promise<Completion> {
     const client = await this.client();
     const started = performance.now();
@@ -119,26 +126,26 @@ export class LlmClient {
     let model = this.options.model;
     for (let round = 0; ; round++) {
       const offerTools = tools.length > 0 && round < rounds;
+      const params: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
+        model: this.options.model,
+        messages: convo,
+        temperature: this.options.temperature,
+        max_tokens: this.options.maxTokens,
+        ...(offerTools
+          ? {
+              tools: tools.map((t) => ({
+                type: "function" as const,
+                function: { name: t.name, description: t.description, parameters: t.parameters },
+              })),
+            }
+          : {}),
+      };
       const res = await withRetries(
         async () => {
           try {
-            return await client.chat.completions.create(
-              {
-                model: this.options.model,
-                messages: convo,
-                temperature: this.options.temperature,
-                max_tokens: this.options.maxTokens,
-                ...(offerTools
-                  ? {
-                      tools: tools.map((t) => ({
-                        type: "function" as const,
-                        function: { name: t.name, description: t.description, parameters: t.parameters },
-                      })),
-                    }
-                  : {}),
-              },
-              { signal: opts.signal },
-            );
+            return opts.onDelta
+              ? await this.streamRound(client, params, opts.onDelta, opts.signal)
+              : roundOf(await client.chat.completions.create(params, { signal: opts.signal }));
           } catch (error) {
             throw toLlmError(error, this.options.baseURL ?? DEFAULT_BASE_URL);
           }
@@ -154,12 +161,9 @@ export class LlmClient {
       model = res.model || model;
       usage.prompt_tokens += res.usage?.prompt_tokens ?? 0;
       usage.completion_tokens += res.usage?.completion_tokens ?? 0;
-      const choice = res.choices?.[0];
-      const calls = (choice?.message?.tool_calls ?? []).filter(
-        (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function",
-      );
+      const calls = res.toolCalls;
       if (calls.length > 0 && offerTools) {
-        convo.push({ role: "assistant", content: choice?.message?.content ?? null, tool_calls: calls });
+        convo.push({ role: "assistant", content: res.content, tool_calls: calls });
         for (const call of calls) {
           const tool = tools.find((t) => t.name === call.function.name);
           let result: string;
@@ -183,11 +187,113 @@ export class LlmClient {
         }
         continue;
       }
-      const text = (choice?.message?.content ?? "").trim();
-      if (!text) throw new LlmError("LLM_EMPTY", `model ${model} returned no text (finish_reason ${choice?.finish_reason ?? "none"})`);
+      const text = (res.content ?? "").trim();
+      if (!text) throw new LlmError("LLM_EMPTY", `model ${model} returned no text (finish_reason ${res.finishReason ?? "none"})`);
       return { text, model, usage, latencyMs: Math.round(performance.now() - started), toolCalls };
     }
   }
+
+  /**
+   * One round with `stream: true`: reads the server-sent chunks (`ChatCompletionChunk`), calls
+   * `onDelta` with the text so far, and assembles the round as the non-streamed response would
+   * be: content, `tool_calls` put together from their deltas (by `index`: `id`, `function.name`
+   * and the `function.arguments` fragments in order), usage from the last chunk.
+   * @throws the SDK's errors (mapped by the caller); LlmError `LLM_UNAVAILABLE` when no chunk comes
+   *   for `timeoutMs` or the stream ends without `finish_reason`; the signal's reason (an
+   *   AbortError) when `signal` aborts
+   */
+  private async streamRound(
+    client: OpenAI,
+    params: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming,
+    onDelta: (textSoFar: string) => void,
+    signal: AbortSignal | undefined,
+  ): Promise<Round> {
+    // The SDK's timeout covers the request until the response headers; a stalled stream after
+    // them is caught here: no chunk for `timeoutMs` aborts the request.
+    const idle = new AbortController();
+    const stopOnSignal = () => idle.abort(signal?.reason);
+    if (signal?.aborted) idle.abort(signal.reason);
+    else signal?.addEventListener("abort", stopOnSignal, { once: true });
+    let stalled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        idle.abort();
+      }, this.options.timeoutMs);
+    };
+    const stall = (cause: unknown) =>
+      new LlmError(
+        "LLM_UNAVAILABLE",
+        `model API at ${this.options.baseURL ?? DEFAULT_BASE_URL} stalled: its stream sent nothing for ${this.options.timeoutMs / 1000} s`,
+        { cause },
+      );
+    const round: Round = { model: "", content: null, toolCalls: [], finishReason: null };
+    const parts = new Map<number, { id: string; name: string; arguments: string }>();
+    try {
+      arm();
+      const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } }, { signal: idle.signal });
+      for await (const chunk of stream) {
+        arm();
+        round.model = chunk.model || round.model;
+        if (chunk.usage) round.usage = { prompt_tokens: chunk.usage.prompt_tokens ?? 0, completion_tokens: chunk.usage.completion_tokens ?? 0 };
+        const choice = chunk.choices?.[0];
+        if (!choice) continue;
+        round.finishReason = choice.finish_reason ?? round.finishReason;
+        const delta = choice.delta;
+        if (typeof delta?.content === "string" && delta.content) {
+          round.content = (round.content ?? "") + delta.content;
+          onDelta(round.content);
+        }
+        for (const d of delta?.tool_calls ?? []) {
+          const part = parts.get(d.index) ?? { id: "", name: "", arguments: "" };
+          if (d.id) part.id = d.id;
+          if (d.function?.name) part.name += d.function.name;
+          if (d.function?.arguments) part.arguments += d.function.arguments;
+          parts.set(d.index, part);
+        }
+      }
+    } catch (error) {
+      if (stalled && !signal?.aborted) throw stall(error);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", stopOnSignal);
+    }
+    // The SDK ends the iteration quietly when the request is aborted: an abort is not an answer.
+    if (idle.signal.aborted) throw stalled && !signal?.aborted ? stall(undefined) : (signal?.reason ?? new DOMException("aborted", "AbortError"));
+    // A stream cut off without an error (a proxy closing it early) is not a whole answer either.
+    if (!round.finishReason)
+      throw new LlmError("LLM_UNAVAILABLE", `model API at ${this.options.baseURL ?? DEFAULT_BASE_URL} ended its stream before finish_reason (cut off)`);
+    round.toolCalls = [...parts.entries()]
+      .sort(([a], [b]) => a - b)
+      .filter(([, p]) => p.name)
+      .map(([i, p]) => ({ id: p.id || `call_${i}`, type: "function" as const, function: { name: p.name, arguments: p.arguments } }));
+    return round;
+  }
+}
+
+/** One model round, streamed or not, in the form the tool-call loop reads. */
+interface Round {
+  model: string;
+  usage?: Usage;
+  /** The assistant's text (null when it only called tools). */
+  content: string | null;
+  toolCalls: OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall[];
+  finishReason: string | null;
+}
+
+/** A non-streamed Chat Completions response as a {@link Round}. */
+function roundOf(res: OpenAI.Chat.Completions.ChatCompletion): Round {
+  const choice = res.choices?.[0];
+  return {
+    model: res.model,
+    usage: res.usage ? { prompt_tokens: res.usage.prompt_tokens ?? 0, completion_tokens: res.usage.completion_tokens ?? 0 } : undefined,
+    content: choice?.message?.content ?? null,
+    toolCalls: (choice?.message?.tool_calls ?? []).filter((c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function"),
+    finishReason: choice?.finish_reason ?? null,
+  };
 }
 
 /** Where the openai SDK sends requests when no `baseURL` is given. */
@@ -199,6 +305,7 @@ const DEFAULT_BASE_URL = "https://api.openai.com/v1";
  * error carries the socket's reason (`ECONNREFUSED`...) from its cause.
  */
 function toLlmError(error: unknown, baseURL: string): Error {
+  if (error instanceof LlmError) return error;
   const e = error as { status?: number; headers?: Headers; message?: string; name?: string; constructor?: { name?: string } };
   if (e?.name === "AbortError" || e?.constructor?.name === "APIUserAbortError") return error as Error;
   const status = typeof e?.status === "number" ? e.status : undefined;

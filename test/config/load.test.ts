@@ -83,6 +83,16 @@ describe("config loading", () => {
     assert.match(lines.join("\n"), /u\.yaml:\d+: reply[^\n]*parse_mode/);
   });
 
+  test("llm.stream: on by default, a boolean; anything else named with file:line", () => {
+    const withStream = (v: string) =>
+      ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${KEY}", `  stream: ${v}`, "tg:", "  token: 1:abc"].join("\n");
+    const { bots, lines } = load({ "a.yaml": good(), "b.yaml": withStream("false"), "c.yaml": withStream("sometimes") });
+    assert.equal(bots.find((b) => b.name === "a")!.llm.stream, true);
+    assert.equal(bots.find((b) => b.name === "b")!.llm.stream, false);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /c\.yaml:6: llm\.stream/);
+  });
+
   test("an unquoted ${N} becomes a number", () => {
     const { bots, problems } = load({ "a.yaml": good("history:\n  max_messages: ${N}") }, { KEY: "k", N: "12" });
     assert.deepEqual(problems, []);

@@ -30,7 +30,8 @@ for (const dialect of dialects()) {
     let replay = { code: -1, stdout: "", stderr: "" } as { code: number | null; stdout: string; stderr: string };
 
     const sendsTo = (p: typeof tgProxy, method: string, key: string, id: number) =>
-      p.requests.filter((r) => r.path.includes(`/${method}`) && requestParam(r.body, key) === String(id));
+      // The method exactly: `/sendMessage` is not `/sendMessageDraft` (a preview, not a send).
+      p.requests.filter((r) => r.path.split("?")[0]!.endsWith(`/${method}`) && requestParam(r.body, key) === String(id));
     const partOf = (t: string) => Number(/^\[part (\d)\]/.exec(t)?.[1] ?? 0);
 
     before(async () => {

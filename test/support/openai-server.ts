@@ -8,14 +8,31 @@ export interface RecordedRequest {
   tools?: Array<{ type: string; function: { name: string; parameters: unknown } }>;
   temperature?: number;
   max_tokens?: number;
+  /** `stream: true`: answered with server-sent chunks. */
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
   headers: http.IncomingHttpHeaders;
   at: number;
 }
 
-/** What the server does for one request. */
+/**
+ * What the server does for one request. `delayMs` comes before the response; for a streamed
+ * request (`stream: true`) `chunkDelayMs` comes before each chunk after the first (default
+ * {@link FakeOpenAI.chunkDelayMs}).
+ */
 export type Behaviour =
-  | { text: string; delayMs?: number }
-  | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> | string }>; delayMs?: number }
+  | {
+      text: string;
+      delayMs?: number;
+      chunkDelayMs?: number;
+      /** Streamed only: the connection is destroyed after this many chunks. */
+      cutAfterChunks?: number;
+      /** Streamed only: the response ends cleanly after this many chunks (no finish_reason, no `[DONE]`). */
+      endAfterChunks?: number;
+      /** Streamed only: nothing more is sent after this many chunks (the response stays open). */
+      stallAfterChunks?: number;
+    }
+  | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> | string }>; delayMs?: number; chunkDelayMs?: number }
   | { status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
   | { hang: true }
   | { dropConnection: true };
@@ -23,7 +40,10 @@ export type Behaviour =
 /**
  * A local OpenAI-compatible server (Chat Completions wire format) for tests: records every
  * request, answers by default with `echo: <last user text>` after `latencyMs`, and can be told
- * per request to fail (any status, `Retry-After`), hang, drop the connection or call tools.
+ * per request to fail (any status, `Retry-After`), hang, drop the connection or call tools. A
+ * request with `stream: true` gets its answer as server-sent events (`data: <chunk>` lines, then
+ * `data: [DONE]`): the text a word a chunk, a tool call as its id and name, then its arguments in
+ * fragments, and the usage last when `stream_options.include_usage` asks for it.
  */
 export class FakeOpenAI {
   readonly requests: RecordedRequest[] = [];
@@ -32,6 +52,8 @@ export class FakeOpenAI {
   /** Default behaviour; receives the request. */
   respond: (req: RecordedRequest) => Behaviour = (req) => ({ text: `echo: ${lastUserText(req)}` });
   latencyMs = 0;
+  /** Pause before each streamed chunk after the first, ms. */
+  chunkDelayMs = 0;
   private server?: http.Server;
   private readonly hanging = new Set<http.ServerResponse>();
 
@@ -80,6 +102,10 @@ export class FakeOpenAI {
       return;
     }
     const promptTokens = Math.ceil(JSON.stringify(rec.messages).length / 4);
+    if (rec.stream) {
+      await this.stream(res, rec, b, promptTokens);
+      return;
+    }
     const message =
       "text" in b
         ? { role: "assistant", content: b.text }
@@ -104,6 +130,83 @@ export class FakeOpenAI {
       }),
     );
   }
+
+  /** Answers a `stream: true` request with Chat Completions chunks (`chat.completion.chunk`). */
+  private async stream(
+    res: http.ServerResponse,
+    rec: RecordedRequest,
+    b: Extract<Behaviour, { text: string } | { toolCalls: unknown }>,
+    promptTokens: number,
+  ): Promise<void> {
+    const id = `chatcmpl-${this.requests.length}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model: rec.model,
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    });
+    const chunks: unknown[] = [];
+    if ("text" in b) {
+      const pieces = streamPieces(b.text);
+      for (const [i, p] of pieces.entries()) chunks.push(chunk(i === 0 ? { role: "assistant", content: p } : { content: p }));
+      chunks.push(chunk({}, "stop"));
+    } else {
+      b.toolCalls.forEach((t, i) => {
+        const args = typeof t.arguments === "string" ? t.arguments : JSON.stringify(t.arguments);
+        chunks.push(
+          chunk({
+            ...(i === 0 ? { role: "assistant", content: null } : {}),
+            tool_calls: [{ index: i, id: `call_${this.requests.length}_${i}`, type: "function", function: { name: t.name, arguments: "" } }],
+          }),
+        );
+        for (const f of argumentFragments(args)) chunks.push(chunk({ tool_calls: [{ index: i, function: { arguments: f } }] }));
+      });
+      chunks.push(chunk({}, "tool_calls"));
+    }
+    const completionTokens = "text" in b ? Math.ceil(b.text.length / 4) : 10;
+    if (rec.stream_options?.include_usage)
+      chunks.push({
+        id,
+        object: "chat.completion.chunk",
+        created,
+        model: rec.model,
+        choices: [],
+        usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+      });
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const pause = b.chunkDelayMs ?? this.chunkDelayMs;
+    // Until it ends: a stalled stream is destroyed by stop().
+    this.hanging.add(res);
+    res.on("close", () => this.hanging.delete(res));
+    for (const [i, c] of chunks.entries()) {
+      if (i > 0 && pause > 0) await new Promise((r) => setTimeout(r, pause));
+      if (res.destroyed) return;
+      if ("text" in b && i === b.cutAfterChunks) {
+        res.socket?.destroy();
+        return;
+      }
+      if ("text" in b && i === b.stallAfterChunks) return;
+      if ("text" in b && i === b.endAfterChunks) {
+        res.end();
+        return;
+      }
+      res.write(`data: ${JSON.stringify(c)}\n\n`);
+    }
+    res.end("data: [DONE]\n\n");
+  }
+}
+
+/** The pieces of a text streamed one a chunk: each word with the spaces after it. */
+export function streamPieces(text: string): string[] {
+  return text.match(/\S+\s*|\s+/g) ?? [];
+}
+
+/** The arguments of a scripted tool call split in three fragments (as models stream them). */
+function argumentFragments(args: string): string[] {
+  const third = Math.ceil(args.length / 3);
+  return [args.slice(0, third), args.slice(third, 2 * third), args.slice(2 * third)].filter((f) => f.length > 0);
 }
 
 /** The text of the last user message of a recorded request. */

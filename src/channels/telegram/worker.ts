@@ -6,16 +6,17 @@ import type { MessageEntity, Update, UserFromGetMe } from "telegraf/types";
 import type { BotConfig } from "../../config/schema.js";
 import type { IntakeResult, Pipeline } from "../../core/pipeline.js";
 import { classifyHttpError, sleep, withRetries } from "../../lib/retry.js";
-import type { Button, Delivery, DeliveryTarget, OutgoingDocument, OutgoingReply, SendProgress } from "../../core/types.js";
+import type { Button, Delivery, DeliveryTarget, DraftSession, OutgoingDocument, OutgoingReply, SendProgress } from "../../core/types.js";
 import { ChannelError } from "../../errors.js";
 import { HealthTracker } from "../health.js";
 import { MAX_PUSHED_BODY_BYTES, servePushed } from "../ingress-http.js";
 import type { ChannelWorker } from "../types.js";
 import { keepTyping } from "../typing.js";
-import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../write-gate.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedSend, outsideGate } from "../write-gate.js";
 import { splitText } from "../../lib/text.js";
 import { type FormattedText, markdownToEntities, splitFormatted } from "../../lib/markdown.js";
 import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
+import { TelegramDraft } from "./draft.js";
 
 /** Tuning of {@link TelegramWorker} (tests shorten the waits). */
 export interface TelegramWorkerOptions {
@@ -42,6 +43,9 @@ let httpAgent: GatedHttpAgent | undefined;
 let httpsAgent: GatedHttpsAgent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
+
+/** Longest wait for one sendMessageDraft call, ms. */
+const DRAFT_TIMEOUT_MS = 10_000;
 
 /**
  * The positive results that allow acknowledging a Telegram update (moving the getUpdates offset
@@ -326,6 +330,33 @@ export class TelegramWorker implements ChannelWorker {
     if (reply.document) return this.sendDocument(to.chatId, reply.document, reply.text, progress, reply.format);
     const parts = (reply.format ?? this.bot.reply.format) === "markdown" ? splitFormatted(markdownToEntities(reply.text), TG_MAX_TEXT) : plainParts(reply.text);
     return this.sendParts(to.chatId, parts, replyTo, reply.requestContact, reply.buttons, progress);
+  }
+
+  /**
+   * The draft of an answer in a private chat (Bot API `sendMessageDraft`, see {@link TelegramDraft});
+   * undefined in groups (their thread key carries the user: `tg:<chat_id>:<user_id>`). Draft
+   * calls go around the write gate and its retries: a failure is logged at debug and ends the
+   * drafts of this answer.
+   */
+  draft(to: DeliveryTarget): DraftSession | undefined {
+    const chatId = Number(to.chatId);
+    if (!Number.isSafeInteger(chatId) || chatId <= 0 || to.threadKey !== `tg:${to.chatId}`) return undefined;
+    return new TelegramDraft({
+      call: (draftId, text) => {
+        // Formatted as the answer will be (its first part, with the same entities).
+        const shown = this.bot.reply.format === "markdown" ? splitFormatted(markdownToEntities(text), TG_MAX_TEXT)[0] : undefined;
+        const params = shown
+          ? { chat_id: chatId, draft_id: draftId, text: shown.text, entities: shown.entities }
+          : { chat_id: chatId, draft_id: draftId, text };
+        return outsideGate(() =>
+          this.telegraf.telegram.callApi("sendMessageDraft" as never, params as never, {
+            // A preview that comes later than this is of no use; a timeout ends the drafts.
+            signal: AbortSignal.timeout(DRAFT_TIMEOUT_MS) as never,
+          }),
+        );
+      },
+      onFailure: (error) => this.logger.debug({ err: toChannelError(error, "sendMessageDraft") }, "sendMessageDraft failed; no more drafts for this answer"),
+    });
   }
 
   /**

@@ -3,7 +3,8 @@ import type { Middleware } from "../../lib/compose.js";
 import type { LlmClient } from "../../llm/client.js";
 import { completeWithImages } from "../images.js";
 import type { Semaphore } from "../queue.js";
-import { type AnswerContext, StopError } from "./answer.js";
+import type { ChannelSender } from "../types.js";
+import { type AnswerContext, StopError, targetOf } from "./answer.js";
 
 /** What {@link generateStage} uses. */
 export interface GenerateStageDeps {
@@ -13,6 +14,8 @@ export interface GenerateStageDeps {
   slots: Semaphore;
   /** Aborted when a drain runs out of time: the model call stops, a waiting one does not start. */
   stopping: AbortSignal;
+  /** The channel's drafts (Telegram private chats), shown while the model streams with `llm.stream`. */
+  channel: Pick<ChannelSender, "draft">;
 }
 
 /**
@@ -24,17 +27,24 @@ export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext
   return async function generate(ctx, next) {
     const queued = performance.now();
     const signal = deps.stopping;
-    ctx.completion = await deps.slots.run(() => {
+    ctx.completion = await deps.slots.run(async () => {
       ctx.timings.modelWait = performance.now() - queued;
       if (signal.aborted) throw new StopError();
-      return completeWithImages(
-        deps.llm,
-        deps.bot,
-        ctx.prompt!,
-        ctx.answer.images ?? { parts: [], left: 0 },
-        { tools: ctx.tools, context: ctx, signal },
-        ctx.log,
-      );
+      // `llm.stream`: the text so far shows as a draft where the channel has them (not recorded,
+      // not charged); the answer is delivered by the deliver stage as without it.
+      const draft = deps.bot.llm.stream ? deps.channel.draft?.(targetOf(ctx)) : undefined;
+      try {
+        return await completeWithImages(
+          deps.llm,
+          deps.bot,
+          ctx.prompt!,
+          ctx.answer.images ?? { parts: [], left: 0 },
+          { tools: ctx.tools, context: ctx, signal, onDelta: draft ? (text) => draft.update(text) : undefined },
+          ctx.log,
+        );
+      } finally {
+        draft?.stop();
+      }
     });
     ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
