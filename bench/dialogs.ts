@@ -1,5 +1,5 @@
 /**
- * bench/dialogs: how fast `bots dialogs` answers on a big database (issue 14: goal ≤ 300 ms).
+ * bench/dialogs: how fast `bots dialogs` answers on a big database (goal ≤ 300 ms).
  * Fills a fresh database with BENCH_MESSAGES (default 1,000,000) messages of one bot over
  * BENCH_THREADS (default 50,000) conversations, half incoming and half answers, then runs
  * `bots dialogs BOT` (the newest 50 conversations) and `bots dialogs BOT THREAD` (one

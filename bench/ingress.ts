@@ -1,5 +1,5 @@
 /**
- * What one ingress costs (issue 11): a Telegram webhook bot run by two `bin/bots.js start`
+ * What one ingress costs: a Telegram webhook bot run by two `bin/bots.js start`
  * instances on one database. Updates are POSTed alternately to the bot's owner and to the other
  * instance (which records them; the owner's inbox sweep answers them). Prints the answer latency
  * (POST → sendMessage seen by the Bot API emulator) of both, and the difference at p50 and p90:

@@ -1,5 +1,5 @@
 /**
- * bench/many-bots: 1,000 Telegram bots in one `bin/bots.js start` process (issue 11).
+ * bench/many-bots: 1,000 Telegram bots in one `bin/bots.js start` process.
  *
  * A light local Bot API (bench/support/light-botapi.ts) serves every token, the local model
  * (test/support/openai-server.ts) answers after 500 ms; a project folder holds 1,000 generated
@@ -10,7 +10,7 @@
  * The CPU time the bots process used (/proc/PID/stat) is printed too: on a busy machine it says
  * more than the latencies do.
  *
- * Goals (issue 11): RSS ≤ 400 MB; all bots receiving ≤ 60 s; p90 answer latency ≤ 800 ms.
+ * Goals: RSS ≤ 400 MB; all bots receiving ≤ 60 s; p90 answer latency ≤ 800 ms.
  *
  *   npm run bench:many-bots                     # SQLite in the project folder
  *   BENCH_DB=mysql npm run bench:many-bots      # a fresh database on MYSQL_URL (default mysql://root@127.0.0.1:3306/test)

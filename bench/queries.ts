@@ -1,5 +1,5 @@
 /**
- * bench/queries: SQL statements per answered message on MariaDB (issue 11).
+ * bench/queries: SQL statements per answered message on MariaDB.
  *
  * One `bin/bots.js start` process with one Telegram bot (Bot API emulator and the local model
  * in this process) on a fresh MariaDB database. With the general log on (`SET GLOBAL
@@ -140,7 +140,7 @@ try {
   console.log(`${`idle period (${(idleMs / 1000).toFixed(1)} s)`.padEnd(36)} ${String(sum(idle)).padStart(10)}   (heartbeats and placement rounds)`);
   console.log(`${"idle, per second".padEnd(36)} ${(sum(idle) / (idleMs / 1000)).toFixed(2).padStart(10)}`);
   console.log(
-    `${"per answered message (load − idle)".padEnd(36)} ${perMsg.toFixed(2).padStart(10)}   as few as the guarantees allow (issue 11: print them and cut what is not needed)`,
+    `${"per answered message (load − idle)".padEnd(36)} ${perMsg.toFixed(2).padStart(10)}   as few as the guarantees allow (printed; cut what is not needed)`,
   );
 } finally {
   if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

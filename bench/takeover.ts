@@ -1,5 +1,5 @@
 /**
- * bench/takeover: failover time (issue 11). Two `bin/bots.js start` instances of one Telegram
+ * bench/takeover: failover time. Two `bin/bots.js start` instances of one Telegram
  * bot (Bot API emulator and the local model, both in this process) share a database; the
  * owner gets SIGKILL, a user writes at once, and the time from the kill to the first answer of
  * the instance that takes the bot over is measured. Two cases:
@@ -9,7 +9,7 @@
  * - other host: the instances get different `BOTS_HOST` values, so only the heartbeat's age
  *   (the lease TTL) tells the owner is dead, as across machines.
  *
- * Goal (issue 11): median ≤ TTL + 2 s. The answer is looked for every 20 ms (the resolution).
+ * Goal: median ≤ TTL + 2 s. The answer is looked for every 20 ms (the resolution).
  *
  *   npm run bench:takeover                      # MariaDB at mysql://root@127.0.0.1:3306/test
  *   BENCH_DB=sqlite npm run bench:takeover      # SQLite (one host: the pid case only is real)

@@ -106,7 +106,7 @@ function drained(dest: FileDestination): Promise<void> {
 }
 
 /**
- * Sets up pino JSON-line logging (SPEC §8): `logs/bots.log` for the process, `logs/<bot>.log`
+ * Sets up pino JSON-line logging (docs/architecture.md, "Operations"): `logs/bots.log` for the process, `logs/<bot>.log`
  * per bot, plus a coloured console. Secret fields are redacted by name and secret values are
  * scrubbed from the serialised line, so a token inside an error's URL never lands in a file.
  */

@@ -200,3 +200,18 @@ describe("layer rules (docs/architecture.md)", () => {
     assert.equal(bad("ops/x.ts", "const m = await import(name);").length, 1);
   });
 });
+
+describe("comments cite this repository (docs/architecture.md)", () => {
+  test("no source file cites documents that are not in the repository (the product spec, the style guide, seeds, issues)", () => {
+    const outside = /SPEC §|STYLE \d|\bseeds? \d{3}\b|\bissue \d+\b/;
+    const found = sourceFiles()
+      .flatMap((file) =>
+        readFileSync(path.join(SRC, file), "utf8")
+          .split("\n")
+          .map((line, i) => ({ where: `src/${file}:${i + 1}`, line })),
+      )
+      .filter((x) => outside.test(x.line))
+      .map((x) => `${x.where}: ${x.line.trim()}`);
+    assert.deepEqual(found, []);
+  });
+});

@@ -8,7 +8,7 @@ import type { ChannelHealth } from "./health.js";
 
 /**
  * A running channel for one bot: receives updates and hands them to the pipeline, and sends
- * answers. Channels translate; the core decides (STYLE 1).
+ * answers. Channels translate; the core decides.
  */
 export interface ChannelWorker extends ChannelSender {
   /**

@@ -3,7 +3,7 @@ import chalk from "chalk";
 import { loadEnv } from "../config/env.js";
 import { DEFAULT_DATABASE_URL } from "../storage/url.js";
 
-/** Global options of SPEC §2 as commander parsed them. */
+/** Global options (README, "Commands") as commander parsed them. */
 export interface GlobalOptions {
   configDir?: string;
   envFile?: string;

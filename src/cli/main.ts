@@ -10,7 +10,7 @@ export const EXIT_PIPE_CLOSED = 141;
 
 // Node ignores SIGPIPE, so a closed pipe surfaces as an EPIPE 'error' event on the stream;
 // without a listener it is an uncaught exception with a stack. End quietly instead, as if by
-// SIGPIPE: whatever the command was doing is as safe to cut here as a kill (STYLE 1).
+// SIGPIPE: whatever the command was doing is as safe to cut here as a kill.
 const streams = [process.stdout, process.stderr];
 const pipeClosed = () => streams.some((s) => (s.errored as NodeJS.ErrnoException | null)?.code === "EPIPE");
 for (const stream of streams) {
@@ -20,7 +20,7 @@ for (const stream of streams) {
   });
 }
 
-// The only place that exits the process (STYLE 7). Commands have flushed their logs and closed
+// The only place that exits the process. Commands have flushed their logs and closed
 // their connections by now; exiting explicitly ends keep-alive sockets of HTTP clients too.
 /**
  * Waits until a stream has handed all its queued output to the system. Output to a socket (a

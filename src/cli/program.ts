@@ -77,7 +77,7 @@ export function commandOf(argv: string[]): (typeof COMMANDS)[number] | undefined
 }
 
 /**
- * Builds the `bots` program (SPEC §2). Commands load their modules on demand, so `bots --help`
+ * Builds the `bots` program (README, "Commands"). Commands load their modules on demand, so `bots --help`
  * imports no channel, model or database library, nor chalk, dotenv, yaml or zod: only commander
  * and this file (bench/cli-start.ts measures it).
  * @param only build just this top-level command ({@link commandOf}): defining every command and

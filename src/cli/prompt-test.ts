@@ -16,7 +16,7 @@ export interface Turn {
   text: string;
 }
 
-/** What `bots prompt test` needs (STYLE 4): no database, no channel. */
+/** What `bots prompt test` needs: no database, no channel. */
 export interface PromptTestDeps {
   bot: BotConfig;
   llm: LlmClient;

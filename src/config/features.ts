@@ -3,11 +3,11 @@ import * as z from "zod";
 import { TEXT_KEYS, type TextKey } from "../features/coaching/texts.js";
 
 /**
- * zod schemas of the optional per-bot features (`features:` in a bot YAML, SPEC §7). Each
+ * zod schemas of the optional per-bot features (`features:` in a bot YAML). Each
  * feature owns its schema; this file only gathers them so the config loader stays light.
  */
 /**
- * `features.deadline` (SPEC §7, seeds 000/001): comments on a post whose text names a deadline
+ * `features.deadline` (docs/vk.md): comments on a post whose text names a deadline
  * ("приём заявок до 25 ноября", "до 30.11 23:59", "until December 1") are not answered by the
  * model once it has passed. See src/features/deadline.ts.
  */
@@ -33,7 +33,7 @@ export const LEAD_FIELDS = ["name", "phone", "email", "note"] as const;
 export type LeadField = (typeof LEAD_FIELDS)[number];
 
 /**
- * `features.leads` (seed 004): the `save_lead` tool and the operator e-mail. Needs the bot's
+ * `features.leads` (docs/sales.md): the `save_lead` tool and the operator e-mail. Needs the bot's
  * top-level `smtp:` section when `notify_to` is set.
  */
 export const leadsSchema = z.strictObject({
@@ -72,7 +72,7 @@ const cronPattern = z.string().refine(
 /** A duration such as `24h`, `30m`, `7d`, `90s`. */
 export const durationString = z.string().regex(/^\d+(\.\d+)?\s*(s|m|h|d|w)$/, "a duration like 24h, 30m, 7d");
 
-/** `features.report` (seed 004): the HTML dialog report, e-mailed on a cron schedule. */
+/** `features.report` (docs/sales.md): the HTML dialog report, e-mailed on a cron schedule. */
 export const reportSchema = z.strictObject({
   /** Recipient address(es). */
   to: emailList.refine((v) => v.length > 0, { message: "at least one address" }),

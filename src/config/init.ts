@@ -86,7 +86,7 @@ export function envVarsOf(s: NewBotSpec): string[] {
   return vars.filter((v, i) => vars.indexOf(v) === i);
 }
 
-/** The bot YAML (SPEC §3) for a spec, with every secret as `${VAR}`. */
+/** The bot YAML (README, "Configuration") for a spec, with every secret as `${VAR}`. */
 export function renderBotYaml(s: NewBotSpec): string {
   const lines = [
     `# Bot ${s.name}, written by \`bots init\`. Secrets come from the environment or .env.`,

@@ -34,7 +34,7 @@ export interface InboxOptions {
 }
 
 /**
- * The owner's inbox (scale-out, issue 11): any instance may record a bot's message (a webhook
+ * The owner's inbox (scale-out, docs/scaling.md): any instance may record a bot's message (a webhook
  * or callback reaching a non-owner; an instance that woke after losing the bot), but only the
  * owner answers. Every round reads the `received` rows of the bots owned here that their
  * pipelines do not hold (one query on the `(bot, status, id)` index) and queues them in id

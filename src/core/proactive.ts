@@ -23,7 +23,7 @@ export interface WrittenText {
 export interface ProactiveMessage {
   /** Where it goes: Bot API `chat_id`, VK `peer_id`. */
   chatId: string;
-  /** The conversation it belongs to (SPEC §4 thread keys). */
+  /** The conversation it belongs to (docs/architecture.md, "Thread keys"). */
   threadKey: string;
   /** The template text: free, and what goes out whenever the model does not write it. */
   text: string;
@@ -52,7 +52,7 @@ export interface ProactiveResult {
   written: boolean;
 }
 
-/** What {@link sendProactive} works with (STYLE 4). */
+/** What {@link sendProactive} works with. */
 export interface ProactiveDeps {
   bot: BotConfig;
   store: Store;
@@ -71,7 +71,7 @@ export interface ProactiveDeps {
 
 /**
  * Sends a proactive message through the bot's channel, recorded and charged by the rules of a
- * reply (SPEC §4; docs/durability.md), written so that a kill -9 at any await leaves nothing
+ * reply (docs/durability.md), written so that a kill -9 at any await leaves nothing
  * reserved for ever and never sends twice:
  *
  * 1. the message is stored first as an outgoing row of the thread (`reply_to_id` null, status

@@ -29,7 +29,7 @@ export interface ReplaySelection {
   limit?: number;
 }
 
-/** What replay talks to (STYLE 4); the CLI builds the real ones, tests local ones. */
+/** What replay talks to; the CLI builds the real ones, tests local ones. */
 export interface ReplayDeps {
   bots: BotConfig[];
   store: Store;
@@ -108,7 +108,7 @@ export interface ReplaySummary {
 
 /**
  * Re-runs stored incoming messages through the bot's current prompt and model, each with the
- * history its thread had before it (SPEC §2 `bots replay`).
+ * history its thread had before it (docs/operator-tools.md).
  *
  * Dry run (default): one model call per message; nothing is written, sent or charged. With
  * `send`, never-answered messages ({@link UNANSWERED}) go through {@link Pipeline.answerStored}

@@ -4,7 +4,7 @@ import type { MessagesRepo } from "../storage/messages.js";
 const LINK = /(https?:\/\/|www\.)\S+|\b[a-z0-9-]{2,}\.(ru|com|net|org|info|io|me|рф|su|xyz|link|click|top|biz)\b|t\.me\/|@[a-z0-9_]{5,}bot\b/i;
 
 /**
- * Decides whether an incoming message is spam (SPEC §4 stage 2). Counters live in the database
+ * Decides whether an incoming message is spam (docs/architecture.md, "One message's path"). Counters live in the database
  * (the stored incoming messages), so several processes share them.
  * @param nowMs epoch ms UTC
  * @returns the reason (`too_long`, `link`, `stopword`, `flood`, `duplicate`) or null

@@ -8,7 +8,7 @@ import type { MessageRow } from "../storage/messages.js";
 import type { OwnerFence } from "../storage/owners.js";
 
 /**
- * One incoming message or comment or review, whatever the channel (SPEC §4). Channels build it
+ * One incoming message or comment or review, whatever the channel (docs/architecture.md). Channels build it
  * from their raw updates; nothing channel-specific reaches the core except `target`, which the
  * same channel reads back to deliver the answer.
  */
@@ -32,7 +32,7 @@ export interface IncomingMessage {
    * album): recorded each, answered once together (core/albums.ts).
    */
   group?: string;
-  /** Conversation key (SPEC §4): `tg:<chat_id>`, `vk:dm:<peer_id>`, `2gis:review:<id>`. */
+  /** Conversation key (docs/architecture.md): `tg:<chat_id>`, `vk:dm:<peer_id>`, `2gis:review:<id>`. */
   threadKey: string;
   /** Unique per bot; a second message with the same key is a redelivery and is dropped. */
   dedupeKey: string | null;
@@ -245,7 +245,7 @@ export interface SendProgress {
  */
 export type DeliveryCheck = { delivered: true; text: string; channelMessageId: string | null } | { delivered: false };
 
-/** An event for the websocket (SPEC §4 notify). */
+/** An event for the websocket (docs/architecture.md, "One message's path"). */
 export interface ReplyEvent {
   type: "reply";
   bot: string;

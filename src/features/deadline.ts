@@ -69,7 +69,7 @@ function isoNumericDates(text: string, referenceMs: number, timezone: string): s
 }
 
 /**
- * The deadline feature (SPEC §7): a gate for comments (`kind: comments`) that carry the post's
+ * The deadline feature (docs/vk.md): a gate for comments (`kind: comments`) that carry the post's
  * text in `vars.post_text` (and its date, ISO 8601, in `vars.post_date`). VK sets them for
  * `wall_reply_new`; Telegram for a comment in a channel's discussion group. When the post names
  * a deadline and the comment was received after it (plus `grace_minutes`), the model is not

@@ -60,7 +60,7 @@ export function isEmail(raw: string): boolean {
 }
 
 /**
- * `features.leads` (seed 004, SPEC §7): the `save_lead` tool stores the customer's contact
+ * `features.leads` (docs/sales.md): the `save_lead` tool stores the customer's contact
  * details with the dialog so far (one lead per thread key; a repeat call updates it), and the
  * operator gets an HTML e-mail over SMTP. A failed e-mail never loses the lead: `notified_ms`
  * stays null and a retry loop (started with the bot) sends it later. On Telegram the model may

@@ -49,7 +49,7 @@ const STATUS_LABEL: Record<string, string> = {
 };
 
 /**
- * The HTML dialog report of one bot for a period (seed 004, SPEC §7): the counts (messages,
+ * The HTML dialog report of one bot for a period (docs/sales.md): the counts (messages,
  * answered, failed, leads, credits spent), then every dialog of the period as a thread, in the
  * order the dialogs started. Yields the document in chunks, reading the database a page of
  * threads at a time. Everything users or the model wrote is HTML-escaped; times are in the
@@ -165,7 +165,7 @@ export interface ReportDeps {
 const MAX_WAIT_MS = 60_000;
 
 /**
- * `features.report` (seed 004): inside `bots start`, e-mails the report of the last
+ * `features.report` (docs/sales.md): inside `bots start`, e-mails the report of the last
  * `report.period` to `report.to` whenever `report.cron` fires in the bot's time zone. The
  * schedule is computed by croner and waited for with the injected clock, so tests move time.
  */

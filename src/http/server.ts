@@ -25,7 +25,7 @@ export interface ListenOptions {
 }
 
 /**
- * The one HTTP server of a `bots start` process (SPEC §9): `/metrics`, `/healthz`, `/readyz`, and
+ * The one HTTP server of a `bots start` process (README, "Metrics and health"): `/metrics`, `/healthz`, `/readyz`, and
  * later Telegram webhooks (`/tg/<bot>`) and VK callbacks (`/vk/<bot>`). Other code mounts
  * handlers with {@link route} before or after {@link listen}; the longest matching path wins.
  * Unknown paths get 404, a known path with another method 405, a malformed target 400.

@@ -38,7 +38,7 @@ export interface DatabaseHealthOptions {
 const EXPECTED = /^(SQLITE_CONSTRAINT|ER_DUP_|ER_NO_REFERENCED_ROW|ER_ROW_IS_REFERENCED)/;
 
 /**
- * Tracks whether writes reach the database (issue 18): every write's outcome at the driver,
+ * Tracks whether writes reach the database (docs/durability.md): every write's outcome at the driver,
  * failed pool connections, writes left unanswered past `stallMs`, and a probe write when idle.
  * Busy/deadlock errors change nothing (the caller retries them); constraint violations count as
  * success (the database answered).

@@ -55,7 +55,7 @@ export interface BotsMetrics {
 const PENDING_STATUSES = { waiting: ["received"], unconfirmed: ["delivering", "unconfirmed"] } as const;
 
 /**
- * Builds the metrics (SPEC §8, issue 14), importing prom-client on demand so `bots --help` does
+ * Builds the metrics (README, "Metrics and health"), importing prom-client on demand so `bots --help` does
  * not load it. Labels carry bot names, channels, models, account names and error codes only:
  * never a token, key or message text.
  *

@@ -3,7 +3,7 @@ import { isUniqueViolation } from "./db.js";
 import type { Schema } from "./schema.js";
 
 /**
- * Per-bot polling state (SPEC §5 `cursors`): a named string per bot, e.g. the 2GIS cursor
+ * Per-bot polling state (docs/architecture.md, "Storage": `cursors`): a named string per bot, e.g. the 2GIS cursor
  * `2gis:branch:<branch_id>` holding the `dateCreated` of the newest review done on that branch.
  */
 export class CursorsRepo {

@@ -38,7 +38,7 @@ export interface LeadInput extends LeadFields {
   effect?: ToolEffectKey;
 }
 
-/** Leads of `features.leads` (SPEC §5 `leads`): one per bot and thread key. */
+/** Leads of `features.leads` (docs/architecture.md, "Storage": `leads`): one per bot and thread key. */
 export class LeadsRepo {
   constructor(
     private readonly db: Kysely<Schema>,

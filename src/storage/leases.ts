@@ -11,7 +11,7 @@ export interface LeaseRow {
 }
 
 /**
- * Cross-process locks with expiry (SPEC §5 `leases`), e.g. `poll:2gis:<bot>` so overlapping cron
+ * Cross-process locks with expiry (docs/architecture.md, "Storage": `leases`), e.g. `poll:2gis:<bot>` so overlapping cron
  * runs never poll the same bot at once. A holder that dies (kill -9) simply stops renewing; its
  * lease expires and the next run takes it over.
  *

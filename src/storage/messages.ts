@@ -96,7 +96,7 @@ export function textHash(text: string): string {
   return createHash("sha1").update(text.trim().toLowerCase().replace(/\s+/g, " ")).digest("hex");
 }
 
-/** Messages in both directions (SPEC §5). */
+/** Messages in both directions (docs/architecture.md, "Storage"). */
 export class MessagesRepo {
   constructor(
     private readonly db: Kysely<Schema>,
@@ -317,7 +317,7 @@ export class MessagesRepo {
   }
 
   /**
-   * A user's recent incoming messages, for the spam check (SPEC §4 stage 2), in one read on the
+   * A user's recent incoming messages, for the spam check (docs/architecture.md, "One message's path"), in one read on the
    * `(bot, user_id, created_ms)` index.
    * @param floodSinceMs epoch ms UTC: messages at or after it are counted (`recent`)
    * @param sameText with `sinceMs` (epoch ms UTC): whether the same text (by {@link textHash})

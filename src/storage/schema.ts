@@ -20,7 +20,7 @@ export interface Schema {
 }
 
 /**
- * Incoming statuses (SPEC §4; docs/durability.md). `sending`: an attempt claimed the answer and
+ * Incoming statuses (docs/durability.md). `sending`: an attempt claimed the answer and
  * none of its requests is being written (parts before `parts_sent` were delivered); a process
  * that dies here leaves it resumable. `delivering`: a request of the answer is being written or
  * was written and its outcome is not recorded yet; never sent again without --force (recovery
@@ -88,7 +88,7 @@ export interface MessagesTable {
   /** 'in' from a user, 'out' our answer. */
   direction: "in" | "out";
   status: MessageStatus;
-  /** Conversation key, e.g. `tg:<chat_id>` (SPEC §4). */
+  /** Conversation key, e.g. `tg:<chat_id>` (docs/architecture.md). */
   thread_key: string;
   chat_id: string;
   user_id: string | null;

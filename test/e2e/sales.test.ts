@@ -10,7 +10,7 @@ import { botMessages, userSays, waitForBotMessages } from "../support/telegram.j
 
 const SMTP_PASSWORD = "smtp-secret-pass";
 
-/** A sales bot (seed 004) on the Telegram emulator with a real SMTP server behind it. */
+/** A sales bot (docs/sales.md) on the Telegram emulator with a real SMTP server behind it. */
 async function salesBot(dialect: "sqlite" | "mysql", smtp: SmtpSink, o: { leads?: string; clock?: ManualClock; extra?: string } = {}): Promise<Harness> {
   const clock = o.clock;
   return Harness.start({

@@ -6,7 +6,7 @@ import { eventually } from "../support/harness.js";
 import type { Scenario } from "../support/scenario.js";
 
 /**
- * Scale-out as an operator runs it (issue 11): three `bin/bots.js start` instances, six Telegram
+ * Scale-out as an operator runs it: three `bin/bots.js start` instances, six Telegram
  * bots, one database, and a Bot API that answers `409 Conflict` to a second poller of a token
  * (one proxy per instance over the emulator, test/support/conflict-proxy.ts). Assertions are
  * invariants (each message answered once and in order, exact books, one owner per bot), never

@@ -7,7 +7,7 @@ import type { Scenario } from "../support/scenario.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
 
 /**
- * Scale-out on MySQL/MariaDB (issue 11), where bots move between live instances: an instance
+ * Scale-out on MySQL/MariaDB, where bots move between live instances: an instance
  * joining mid-load, a database outage longer than the lease under three instances, and an
  * instance paused inside an open InnoDB transaction (its row locks). Same
  * cluster as scale-cluster.test.ts (6 Telegram bots, a Bot API with 409 Conflict per instance,

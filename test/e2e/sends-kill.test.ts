@@ -7,7 +7,7 @@ import { eventually } from "../support/harness.js";
 import type { Scenario } from "../support/scenario.js";
 
 /**
- * Claim on write (issue 18): three `bin/bots.js start` instances behind Bot API proxies that hold
+ * Claim on write (docs/durability.md): three `bin/bots.js start` instances behind Bot API proxies that hold
  * `getUpdates` like Telegram (test/support/conflict-proxy.ts); a burst of 72 messages; SIGKILL of
  * one instance at a moment when one of its bots' answers is claimed (`sending`) or being written
  * (`delivering`). An answer the killed process had not written yet must be sent once by the

@@ -19,7 +19,7 @@ export const fairShare = (counts: Map<string, number>): boolean => new Set(count
 /** Credits on the default account of a cluster scenario (5 per reply). */
 export const CLUSTER_BALANCE = 10_000;
 
-/** Statuses an incoming message does not leave by itself (SPEC §4): it will never be answered. */
+/** Statuses an incoming message does not leave by itself (docs/architecture.md): it will never be answered. */
 const FINAL_UNANSWERED: string[] = ["filtered", "no_balance", "failed", "skipped", "expired", "unconfirmed"];
 
 /** `bots status --json` as far as scale-out tests read it (src/core/ownership.ts ScaleStatus). */

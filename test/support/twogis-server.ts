@@ -32,7 +32,7 @@ export interface SeenRequest {
 }
 
 /**
- * A local 2GIS business-account API for tests, speaking the JSON shapes of SPEC §6:
+ * A local 2GIS business-account API for tests, speaking the JSON shapes of docs/2gis.md:
  * `POST /users/auth` → `{result: {access_token}}`; `GET /presence/branch/{id}/reviews` (newest
  * first; `offsetDate` returns reviews created at or before it; `withoutAnswer=true` leaves out
  * reviews with a company comment) → `{result: {items: [{id, text, rating, dateCreated, user:

@@ -40,7 +40,7 @@ export type VkAction =
   | { kind: "comment"; message: IncomingMessage; ownerId: string; postId: string };
 
 /**
- * Translates a VK event into what the bot does with it (SPEC §6):
+ * Translates a VK event into what the bot does with it (docs/vk.md):
  * - `message_new` (`object.message`, `object.client_info`) → a `messages` message, thread key
  *   `vk:dm:<peer_id>`, answered with messages.send to `peer_id`. Group chats (peer_id ≥ 2e9),
  *   messages from communities and messages without text or photo are ignored. Photo

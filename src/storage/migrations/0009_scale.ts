@@ -2,7 +2,7 @@ import type { Kysely, Migration } from "kysely";
 import type { DialectHelpers } from "../migrations.js";
 
 /**
- * Scale-out (issue 11): `instances` (one row per running `bots start`, with a heartbeat in the
+ * Scale-out: `instances` (one row per running `bots start`, with a heartbeat in the
  * database's own clock) and `bot_owners` (which instance owns each bot, with a fencing epoch that
  * grows at every change of owner).
  */
