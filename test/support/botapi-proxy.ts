@@ -93,25 +93,38 @@ export interface DraftCall {
   at: number;
 }
 
+/** One `sendChatAction` call the draft proxy received. */
+export interface ChatActionCall {
+  chat_id: number;
+  action: string;
+  /** When it arrived, performance.now() ms. */
+  at: number;
+}
+
 /** What the draft proxy answers to the `n`-th (0-based) `sendMessageDraft` call: true, a Bot API error, or a dropped connection. */
 export type DraftVerdict = { error_code: number; description: string; retry_after?: number } | "drop" | undefined;
 
 /**
  * A Bot API proxy in front of the emulator (which lacks `sendMessageDraft`) that answers
- * `sendMessageDraft` itself, recording each call, and passes every other call through (see
+ * `sendMessageDraft` and `sendChatAction` itself, recording each call, and passes every other call through (see
  * {@link startBotApiProxy}). `refuse` decides each draft call's answer: by default `true`;
  * a Bot API error (400, 429 with `retry_after`) or a dropped connection when it says so.
  */
 export async function startDraftProxy(
   target: string,
   refuse: (n: number, call: DraftCall) => DraftVerdict = () => undefined,
-): Promise<{ url: string; calls: string[]; drafts: DraftCall[]; stop(): Promise<void> }> {
+): Promise<{ url: string; calls: string[]; drafts: DraftCall[]; actions: ChatActionCall[]; stop(): Promise<void> }> {
   const drafts: DraftCall[] = [];
+  const actions: ChatActionCall[] = [];
   const proxy = await startBotApiProxy(target, (method, body) => {
+    if (method === "sendChatAction") {
+      actions.push({ chat_id: Number(body.chat_id), action: String(body.action ?? ""), at: performance.now() });
+      return { result: true };
+    }
     if (method !== "sendMessageDraft") return undefined;
     const call: DraftCall = { chat_id: Number(body.chat_id), draft_id: Number(body.draft_id), text: String(body.text ?? ""), at: performance.now() };
     drafts.push(call);
     return refuse(drafts.length - 1, call) ?? { result: true };
   });
-  return { ...proxy, drafts };
+  return { ...proxy, drafts, actions };
 }
