@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type { Logger } from "pino";
-import { imageFetcherFor } from "./channels/files.js";
+import { audioFetcherFor, imageFetcherFor } from "./channels/files.js";
 import type { TelegramFilesOptions } from "./channels/telegram/files.js";
 import { channelFactory, receivesPushed } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
@@ -198,6 +198,7 @@ export async function startBots(options: StartOptions): Promise<RunningBots> {
       onOutcome: options.onOutcome,
       onIntake: options.onIntake,
       images: imageFetcherFor(bot, options.images),
+      audio: audioFetcherFor(bot, options.images),
       fence,
       onFenced,
       catchUp: () => mayBeRecordedElsewhere(bot),

@@ -11,6 +11,8 @@ import { partialAnswer, type MessageRow } from "../storage/messages.js";
 import type { IncomingStatus, PartialAnswer } from "../storage/schema.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
+import { transcribeStage } from "./stages/transcribe.js";
+import { storedVoice, voiceCost, type AudioFetcher, type VoiceRef } from "./voice.js";
 import { compose, type Middleware } from "../lib/compose.js";
 import { completeWithImages, loadImages, storedImages, withPlaceholder, type ImageFetcher, type ImageRef, type LoadedImages } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
@@ -57,6 +59,8 @@ export interface PipelineDeps {
   onIntake?: (ctx: PipelineContext) => void;
   /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
   images?: ImageFetcher;
+  /** Downloads voice messages for transcription (`llm.transcription`); without it they fail. */
+  audio?: AudioFetcher;
   /**
    * Scale-out: this instance's ownership of the bot. Every write of an answer (reserve, status
    * change, settle, refund) is conditional on it in the same statement or transaction, so an
@@ -107,6 +111,8 @@ export interface StoredMeta {
   target?: Record<string, unknown>;
   vars?: Record<string, string>;
   images?: ImageRef[];
+  /** A voice message (`IncomingMessage.voice`), with its transcript once made. */
+  voice?: VoiceRef;
   /** Album (`IncomingMessage.group`). */
   group?: string;
   /** A button press (`IncomingMessage.button`), so a resumed press is still a press. */
@@ -152,6 +158,7 @@ export class Pipeline {
     );
     const answerStages: Middleware<PipelineContext>[] = [
       albumStage({ store: deps.store, now: this.now, windowMs: deps.albumWindowMs }),
+      transcribeStage({ bot: deps.bot, store: deps.store, llm: deps.llm, audio: deps.audio, fence: deps.fence, signal: this.stopping.signal }),
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
       this.visionGate,
       this.balanceGate,
@@ -530,6 +537,7 @@ export class Pipeline {
       ...(m.target ? { target: m.target } : {}),
       ...(m.vars ? { vars: m.vars } : {}),
       ...(m.images?.length ? { images: m.images } : {}),
+      ...(m.voice ? { voice: m.voice } : {}),
       ...(m.group ? { group: m.group } : {}),
       ...(m.button ? { button: m.button } : {}),
       ...(m.membership ? { membership: m.membership } : {}),
@@ -575,7 +583,7 @@ export class Pipeline {
   // --- stage 4: balance gate -------------------------------------------------------------
   private readonly balanceGate: Middleware<PipelineContext> = async (ctx, next) => {
     const { account, cost_per_reply, stop_below, empty_reply } = this.deps.bot.balance;
-    const cost = Math.round(cost_per_reply * 100);
+    const cost = Math.round(cost_per_reply * 100) + voiceCost(this.deps.bot, ctx.msg.voice);
     if (cost > 0) {
       ctx.reservation = await this.deps.store.balance.reserve(account, cost, Math.round(stop_below * 100), ctx.id!, this.deps.fence);
       if (!ctx.reservation) {
@@ -986,6 +994,7 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     userName: row.user_name,
     text: row.text,
     images: storedImages(meta.images),
+    ...(storedVoice(meta.voice) ? { voice: storedVoice(meta.voice) } : {}),
     ...(typeof meta.group === "string" ? { group: meta.group } : {}),
     ...(meta.button ? { button: meta.button } : {}),
     ...(meta.membership ? { membership: meta.membership } : {}),

@@ -132,6 +132,26 @@ export class MessagesRepo {
   }
 
   /**
+   * Stores the transcript of a voice message with the incoming row, once: its `text` (and
+   * `text_hash`) becomes `text`, its meta becomes `meta` (JSON), so replay, recovery, the history
+   * and `bots dialogs` read the transcript and nothing is transcribed again. Only while the row
+   * awaits an answer (`received`, `failed`, `no_balance`, `expired`), and with `fence` only while
+   * that instance owns the bot.
+   * @returns true when the row changed
+   */
+  async setTranscript(id: number, text: string, meta: Record<string, unknown>, fence?: OwnerFence): Promise<boolean> {
+    let q = this.db
+      .updateTable("messages")
+      .set({ text, text_hash: textHash(text), meta: JSON.stringify(meta), updated_ms: this.now() })
+      .where("id", "=", id)
+      .where("direction", "=", "in")
+      .where("status", "in", ["received", "failed", "no_balance", "expired"]);
+    if (fence) q = q.where(fenceHolds(fence));
+    const res = await q.executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /**
    * Moves an incoming message to a new status, optionally only from given statuses, and with
    * `fence` only while that instance owns the bot at that epoch (`bot_owners`, same statement).
    * @returns true when the row changed (false: it was not in one of `from`, or the fence failed)
