@@ -1,6 +1,7 @@
 import { toFile } from "openai";
 import { withRetries, type RetryOptions } from "../lib/retry.js";
-import { DEFAULT_BASE_URL, sharedSdk, toLlmError } from "./client.js";
+import type { BotConfig } from "../config/schema.js";
+import { DEFAULT_BASE_URL, sharedSdk, toLlmError, type LlmOptions } from "./client.js";
 
 /** Settings of one bot's transcription (its `llm:` section and `llm.transcription`). */
 export interface TranscriberOptions {
@@ -63,4 +64,23 @@ export class Transcriber {
     const text = (typeof res === "string" ? res : (res.text ?? "")).trim();
     return { text, latencyMs: Math.round(performance.now() - started) };
   }
+}
+
+/**
+ * The transcriber of a bot: the endpoint, key, timeout and retry policy of its model client
+ * (`options`, as `llmFor` in src/runner.ts built them), the model and language of
+ * `llm.transcription`.
+ */
+export function transcriberFor(bot: BotConfig, options: LlmOptions): Transcriber {
+  const t = bot.llm.transcription;
+  return new Transcriber({
+    apiKey: options.apiKey,
+    baseURL: options.baseURL,
+    timeoutMs: options.timeoutMs,
+    maxRetries: options.maxRetries,
+    retry: options.retry,
+    onRetry: options.onRetry,
+    model: t.model,
+    language: t.language,
+  });
 }

@@ -1,7 +1,7 @@
 import type { BotConfig } from "../../config/schema.js";
 import type { Middleware } from "../../lib/compose.js";
 import type { LlmClient } from "../../llm/client.js";
-import { Transcriber } from "../../llm/transcribe.js";
+import { transcriberFor, type Transcriber } from "../../llm/transcribe.js";
 import type { Store } from "../../storage/index.js";
 import type { OwnerFence } from "../../storage/owners.js";
 import type { IncomingStatus } from "../../storage/schema.js";
@@ -47,18 +47,7 @@ const OPEN: IncomingStatus[] = ["received", "failed", "no_balance", "expired"];
  */
 export function transcribeStage(deps: TranscribeStageDeps): Middleware<PipelineContext> {
   const t = deps.bot.llm.transcription;
-  const transcriber =
-    deps.transcriber ??
-    new Transcriber({
-      apiKey: deps.llm.options.apiKey,
-      baseURL: deps.llm.options.baseURL,
-      timeoutMs: deps.llm.options.timeoutMs,
-      maxRetries: deps.llm.options.maxRetries,
-      retry: deps.llm.options.retry,
-      onRetry: deps.llm.options.onRetry,
-      model: t.model,
-      language: t.language,
-    });
+  const transcriber = deps.transcriber ?? transcriberFor(deps.bot, deps.llm.options);
   // A transcript made by an attempt whose write of it failed (the database away): the next
   // attempt of the same message (answerThroughOutages reuses the message) writes it without a call.
   const unstored = new WeakMap<IncomingMessage, string>();
