@@ -2,12 +2,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { BotConfig } from "../../src/config/schema.js";
 import { replay } from "../../src/core/replay.js";
+import { llmFor } from "../../src/runner.js";
 import { startBotApiProxy } from "../support/botapi-proxy.js";
-import { cli } from "../support/cli.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { cli, finished } from "../support/cli.js";
 import { dialects } from "../support/db.js";
 import { eventually, Harness, privateText, TOKEN } from "../support/harness.js";
 import { FakeBotFiles } from "../support/images.js";
 import { lastUserText } from "../support/openai-server.js";
+import { Scenario } from "../support/scenario.js";
 import { botMessages, userSays, waitForBotMessages } from "../support/telegram.js";
 
 /** Fake audio: an OGG magic, then the words; the test server transcribes it back to the words. */
@@ -177,6 +181,13 @@ for (const dialect of dialects()) {
       assert.equal(await h.balance(), balance);
       assert.equal(botMessages(h.telegram, 205).length, 0);
       h.llm.transcriptionDown = false;
+      // A dry run neither transcribes nor asks the model: there is no text yet.
+      const requests = h.llm.requests.length;
+      const dry = await replay({ bots: [h.bot], store: h.store, llmFor: (b) => llmFor(b, h.logging.forBot(b.name)) }, { bots: [h.bot.name], ids: [row.id] });
+      assert.equal(dry.results[0]!.outcome, "error");
+      assert.match(dry.results[0]!.error ?? "", /voice message not transcribed yet/);
+      assert.equal(h.llm.requests.length, requests);
+      const downCalls = h.llm.transcriptions.length;
       const summary = await replay(
         {
           bots: [h.bot],
@@ -190,6 +201,7 @@ for (const dialect of dialects()) {
         { send: true },
       );
       assert.equal(summary.answered, 1);
+      assert.equal(h.llm.transcriptions.length, downCalls + 1);
       const [answer] = await waitForBotMessages(h.telegram, 205, 1);
       assert.equal(answer!.text, `echo: ${words.down}`);
       const done = (await h.messages()).find((r) => r.id === row.id)!;
@@ -237,6 +249,45 @@ for (const dialect of dialects()) {
       for (const r of [...h.llm.requests, ...h.llm.transcriptions]) {
         const s = JSON.stringify({ ...r, bytes: undefined });
         assert.ok(!s.includes(TOKEN) && !s.includes("/file/bot"), "token or file URL in a model request");
+      }
+    });
+  });
+
+  describe(`Telegram voice messages and kill -9 (${dialect})`, () => {
+    test("kill -9 while the model answers a transcribed voice: the next start answers it from the stored transcript, transcribed once, charged once", async () => {
+      const s = await Scenario.create(dialect);
+      const files = new FakeBotFiles(TOKEN);
+      const words = "Перезвоните мне завтра утром";
+      files.add("v-kill", fakeOgg(words), "oga");
+      const proxy = await startBotApiProxy(s.telegram.config.apiURL, () => undefined, files);
+      s.closers.push(() => proxy.stop());
+      try {
+        const yaml = path.join(s.fx.configDir, "shop-tg.yaml");
+        writeFileSync(yaml, readFileSync(yaml, "utf8").replace("  timeout_s: 20", "  timeout_s: 20\n  transcription: { enabled: true, cost_per_minute: 2 }"));
+        s.llm.script.push({ hang: true });
+        const a = await s.start([], { TG_API_ROOT: proxy.url });
+        await userSays(s.telegram, TOKEN, 301, "", { text: undefined, voice: voice("v-kill", fakeOgg(words), 90) });
+        await eventually(() => s.llm.requests.some((r) => lastUserText(r) === words), 20_000, "the model asked with the transcript");
+        a.kill("SIGKILL");
+        await finished(a, 10_000);
+        const [stranded] = await s.incoming();
+        assert.equal(stranded!.status, "received");
+        assert.equal(stranded!.text, words);
+        assert.equal(s.llm.transcriptions.length, 1);
+
+        const b = await s.start([], { TG_API_ROOT: proxy.url });
+        const [answer] = await waitForBotMessages(s.telegram, 301, 1, 20_000);
+        assert.equal(answer!.text, `echo: ${words}`);
+        await eventually(async () => (await s.countStatus("answered")) === 1, 10_000, "answered");
+        b.kill("SIGTERM");
+        assert.equal((await finished(b, 30_000)).code, 0);
+        assert.equal(s.llm.transcriptions.length, 1, "not transcribed again after the kill");
+        assert.equal(files.getFileCalls.filter((f) => f === "v-kill").length, 1, "not downloaded again");
+        // 5 credits + 2 credits a minute × 90 s.
+        assert.equal((await s.incoming())[0]!.cost, 500 + 300);
+        await s.assertBooks(1000 * 100);
+      } finally {
+        await s.close();
       }
     });
   });
