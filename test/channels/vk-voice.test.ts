@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { vkVoice } from "../../src/channels/vk/translate.js";
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
 import { VK_SECRET, VkHarness } from "../support/vk-harness.js";
@@ -9,6 +10,35 @@ import { messageNew, postCallback } from "../support/vk-server.js";
 function fakeOgg(words: string): Buffer {
   return Buffer.concat([Buffer.from("OggS"), Buffer.from(words, "utf8")]);
 }
+
+describe("VK audio_message translation", () => {
+  test("link_ogg first, then link_mp3; a transcript only once VK finished it (transcript_state done)", () => {
+    const am = (extra: Record<string, unknown>) => [
+      { type: "photo", photo: {} },
+      { type: "audio_message", audio_message: { duration: 12.6, ...extra } },
+    ];
+    assert.deepEqual(vkVoice(am({ link_ogg: "https://psv4.userapi.com/a.ogg", link_mp3: "https://psv4.userapi.com/a.mp3" })), {
+      kind: "audio_message",
+      url: "https://psv4.userapi.com/a.ogg",
+      mime: "audio/ogg",
+      duration_s: 13,
+    });
+    assert.deepEqual(vkVoice(am({ link_mp3: "https://psv4.userapi.com/a.mp3", transcript: "привет", transcript_state: "in_progress" })), {
+      kind: "audio_message",
+      url: "https://psv4.userapi.com/a.mp3",
+      mime: "audio/mpeg",
+      duration_s: 13,
+    });
+    assert.deepEqual(vkVoice(am({ transcript: " привет ", transcript_state: "done" })), {
+      kind: "audio_message",
+      duration_s: 13,
+      transcript: "привет",
+      transcribed_by: "channel",
+    });
+    assert.equal(vkVoice(am({})), undefined, "nothing to download or read");
+    assert.equal(vkVoice([{ type: "photo", photo: {} }]), undefined);
+  });
+});
 
 for (const dialect of dialects()) {
   describe(`VK audio_message (${dialect})`, () => {
