@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { imageFetcherFor } from "./channels/files.js";
+import { audioFetcherFor, imageFetcherFor } from "./channels/files.js";
 import type { TelegramFilesOptions } from "./channels/telegram/files.js";
 import { channelFactory, receivesPushed } from "./channels/index.js";
 import type { ChannelDeps, ChannelWorker } from "./channels/types.js";
@@ -207,6 +207,7 @@ export async function buildBot(bot: BotConfig, epoch: number, host: BotHost): Pr
     onOutcome: options.onOutcome,
     onIntake: options.onIntake,
     images: imageFetcherFor(bot, options.images),
+    audio: audioFetcherFor(bot, options.images),
     fence,
     onFenced: host.onFenced,
     catchUp: () => host.mayBeRecordedElsewhere(bot),

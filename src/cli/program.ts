@@ -324,6 +324,7 @@ export function buildProgram(
         "send a local picture (JPEG, PNG, WebP, GIF) with the message, as a user would; repeatable",
         (v: string, prev: string[] = []) => [...prev, v],
       )
+      .option("--voice <file>", "send a local audio file as a voice message: transcribed (llm.transcription), then answered")
       .option(JSON_HELP, "print the answer (or the cases) as JSON")
       .addHelpText(
         "after",
@@ -349,6 +350,7 @@ export function buildProgram(
           '  bots prompt test shop-tg --prompt prompts/shop-v2.md "Есть самовывоз?"',
           "  bots prompt test shop-tg --interactive",
           '  bots prompt test shop-tg --image receipt.jpg "Что здесь не так?"',
+          "  bots prompt test shop-tg --voice question.ogg",
           "  bots prompt test shop-tg --cases tests/shop-cases.yaml   # in CI before a prompt change",
         ].join("\n"),
       )

@@ -9,6 +9,8 @@ import { completeWithImages, loadImages, sniffImageMime, tooLarge, type ImageFet
 import { ChannelError, ConfigError, describeError } from "../errors.js";
 import type { ChatMessage, LlmClient, ToolCallRecord, ToolDefinition } from "../llm/client.js";
 import { loadPrompt, renderPrompt, type PromptKind } from "../llm/prompt.js";
+import { transcriberFor } from "../llm/transcribe.js";
+import { audioExtension, audioMimeOf, audioTooLarge, MAX_AUDIO_BYTES } from "../core/voice.js";
 
 /** One turn of a test dialog. */
 export interface Turn {
@@ -83,6 +85,37 @@ export async function promptAnswer(deps: PromptTestDeps, history: Turn[], messag
     tool_calls: c.toolCalls,
     images: { sent: images.parts.length, left: images.left, problems: images.problems ?? [] },
   };
+}
+
+/** A local voice file turned into text by {@link transcribeFile}. */
+export interface VoiceTranscript {
+  text: string;
+  /** Wall time of the transcription including retries, ms. */
+  latency_ms: number;
+}
+
+/**
+ * Transcribes a local audio file (`bots prompt test --voice`) exactly as a live voice message is:
+ * uploaded as bytes to the bot's `/v1/audio/transcriptions` with `llm.transcription.model` and
+ * `language`, at most 25 MB; the format is told by the file's extension (`.ogg`, `.mp3`, `.m4a`,
+ * `.wav`, `.mp4`...). Works while `llm.transcription.enabled` is false, to try it before turning
+ * it on.
+ * @throws ConfigError `AUDIO_UNREADABLE`; ChannelError `AUDIO_TOO_LARGE`; LlmError as the
+ *   transcription API fails
+ */
+export async function transcribeFile(deps: Pick<PromptTestDeps, "bot" | "llm">, file: string): Promise<VoiceTranscript> {
+  let bytes: Buffer;
+  try {
+    const size = statSync(file).size;
+    if (size > MAX_AUDIO_BYTES) throw audioTooLarge(file, size, MAX_AUDIO_BYTES);
+    bytes = readFileSync(file);
+  } catch (cause) {
+    if (cause instanceof ChannelError) throw cause;
+    throw new ConfigError("AUDIO_UNREADABLE", `voice file ${file} cannot be read`, { cause });
+  }
+  const mime = audioMimeOf(file);
+  const t = await transcriberFor(deps.bot, deps.llm.options).transcribe({ bytes, mime, filename: `voice.${audioExtension(mime)}` });
+  return { text: t.text, latency_ms: t.latencyMs };
 }
 
 /**

@@ -5,7 +5,16 @@ import type { ToolDefinition } from "../llm/client.js";
 import { ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
-import { chatSession, loadCases, promptAnswer, runCases, type PromptTestAnswer, type PromptTestDeps } from "./prompt-test.js";
+import {
+  chatSession,
+  loadCases,
+  promptAnswer,
+  runCases,
+  transcribeFile,
+  type PromptTestAnswer,
+  type PromptTestDeps,
+  type VoiceTranscript,
+} from "./prompt-test.js";
 import { llmFor, secretsOf } from "../runner.js";
 import { formatCredits } from "../storage/balance.js";
 import type { Store } from "../storage/index.js";
@@ -20,6 +29,8 @@ export interface PromptTestCliOptions {
   cases?: string;
   /** Local picture files sent with MESSAGE. */
   image?: string[];
+  /** A local audio file: transcribed as a voice message, the transcript answered (after MESSAGE, if any). */
+  voice?: string;
 }
 
 /**
@@ -30,7 +41,7 @@ export interface PromptTestCliOptions {
  * @throws UsageError (exit 2) for a missing bot or message; ExitError(1) when a case fails
  */
 export async function promptTestCommand(c: CliContext, botName: string, words: string[], opts: PromptTestCliOptions): Promise<void> {
-  const modes = [words.length > 0 || Boolean(opts.image?.length), Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
+  const modes = [words.length > 0 || Boolean(opts.image?.length) || Boolean(opts.voice), Boolean(opts.interactive), Boolean(opts.cases)].filter(Boolean).length;
   if (modes !== 1)
     throw new UsageError(
       "PROMPT_TEST_USAGE",
@@ -55,7 +66,10 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
   });
   const tools = buildFeatures(bot, { store: noStore, logger, now: Date.now, env: c.env }).flatMap((f) => f.tools ?? []) as ToolDefinition<unknown>[];
   const deps: PromptTestDeps = { bot, llm: llmFor(bot, logger), tools, promptFile: opts.prompt ? path.resolve(opts.prompt) : undefined, log: logger };
-  for (const file of opts.image ?? []) checkReadable(file);
+  for (const file of opts.image ?? []) checkReadable(file, "IMAGE_UNREADABLE", "--image takes a local JPEG, PNG, WebP or GIF file");
+  if (opts.voice) checkReadable(opts.voice, "AUDIO_UNREADABLE", "--voice takes a local audio file (.ogg, .mp3, .m4a, .wav, .mp4)");
+  if (opts.voice && !bot.llm.transcription.enabled)
+    c.err(chalk.yellow(`llm.transcription.enabled is false for ${bot.name}: live voice messages are not transcribed; transcribing this file anyway`));
   if (opts.image?.length && !bot.llm.vision.enabled)
     c.err(chalk.yellow(`llm.vision.enabled is false for ${bot.name}: pictures are not sent; the model reads a [photo] placeholder`));
 
@@ -126,32 +140,50 @@ export async function promptTestCommand(c: CliContext, botName: string, words: s
     return;
   }
 
-  const answer = await promptAnswer(deps, [], words.join(" "), opts.image ?? []);
+  let message = words.join(" ");
+  let voice: VoiceTranscript | undefined;
+  if (opts.voice) {
+    voice = await transcribeFile(deps, opts.voice);
+    if (!voice.text) {
+      await logging.flush();
+      throw new UsageError("VOICE_EMPTY", `${opts.voice}: the transcription found no speech`, { hint: "a live voice message like it is recorded skipped" });
+    }
+    message = [message.trim(), voice.text].filter(Boolean).join("\n");
+  }
+  const answer = await promptAnswer(deps, [], message, opts.image ?? []);
   await logging.flush();
-  printAnswer(c, answer);
+  printAnswer(c, answer, voice);
 }
 
 /**
- * A `--image` file must be there and readable: the operator asked for it, so a typo is a usage
- * error (exit 2), not a picture the bot would leave out.
- * @throws UsageError `IMAGE_UNREADABLE`
+ * A `--image` or `--voice` file must be there and readable: the operator asked for it, so a typo
+ * is a usage error (exit 2), not a file the bot would leave out.
+ * @throws UsageError `code` (`IMAGE_UNREADABLE`, `AUDIO_UNREADABLE`) with `hint`
  */
-function checkReadable(file: string): void {
+function checkReadable(file: string, code: string, hint: string): void {
   try {
     accessSync(file, constants.R_OK);
     if (!statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "not a file" : (error as Error).message;
-    throw new UsageError("IMAGE_UNREADABLE", `cannot read ${file}: ${why}`, { hint: "--image takes a local JPEG, PNG, WebP or GIF file" });
+    const errno = (error as NodeJS.ErrnoException).code;
+    const why = errno === "ENOENT" ? "no such file" : errno === "EACCES" ? "permission denied" : errno === "EISDIR" ? "not a file" : (error as Error).message;
+    throw new UsageError(code, `cannot read ${file}: ${why}`, { hint });
   }
 }
 
-function printAnswer(c: CliContext, a: PromptTestAnswer): void {
+function printAnswer(c: CliContext, a: PromptTestAnswer, voice?: VoiceTranscript): void {
   if (c.json) {
-    c.out(JSON.stringify({ ...a, cost: formatCredits(a.cost), cost_hundredths: a.cost }));
+    c.out(
+      JSON.stringify({
+        ...a,
+        cost: formatCredits(a.cost),
+        cost_hundredths: a.cost,
+        ...(voice ? { transcript: voice.text, transcription_ms: voice.latency_ms } : {}),
+      }),
+    );
     return;
   }
+  if (voice) c.out(chalk.dim(`voice (${voice.latency_ms} ms): ${voice.text}`));
   for (const t of a.tool_calls) c.out(chalk.dim(`tool call (not executed): ${t.name}(${t.arguments})`));
   c.out(a.text);
   for (const p of a.images.problems) c.err(chalk.yellow(`warning: ${p}`));

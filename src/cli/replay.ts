@@ -7,7 +7,7 @@ import { ExitError, UsageError } from "../errors.js";
 import { buildFeatures } from "../features/index.js";
 import { createLogging } from "../logging.js";
 import { WebSocketNotifier } from "../notify/websocket.js";
-import { imageFetcherFor } from "../channels/files.js";
+import { audioFetcherFor, imageFetcherFor } from "../channels/files.js";
 import { llmFor, secretsOf, selectBots } from "../runner.js";
 import type { IncomingStatus } from "../storage/schema.js";
 import type { CliContext } from "./context.js";
@@ -117,6 +117,7 @@ export async function replayCommand(c: CliContext, opts: ReplayCliOptions): Prom
                 notifier,
                 features: buildFeatures(bot, { store, logger, now: Date.now, env: c.env }),
                 images: imageFetcherFor(bot),
+                audio: audioFetcherFor(bot),
               });
             },
             signal: ac.signal,

@@ -44,6 +44,34 @@ const visionSchema = z.strictObject({
   no_vision_reply: z.string().min(1).nullable().default(null),
 });
 
+/**
+ * `llm.transcription` (docs/voice.md): voice messages (Telegram `voice`, `audio`, `video_note`;
+ * VK `audio_message`) transcribed through the OpenAI-compatible `/v1/audio/transcriptions` of
+ * `llm.base_url`, then answered like text. Off by default.
+ */
+const transcriptionSchema = z.strictObject({
+  /** Transcribe voice messages. @defaultValue false */
+  enabled: z.boolean().default(false),
+  /** The transcription model. @defaultValue whisper-1 */
+  model: z.string().min(1).default("whisper-1"),
+  /** ISO-639-1 language of the audio, a hint to the model. @defaultValue ru */
+  language: z
+    .string()
+    .regex(/^[a-z]{2}$/, "a two-letter ISO-639-1 code such as ru or en")
+    .default("ru"),
+  /** Longest voice message transcribed, seconds; longer ones get `too_long_reply`. @defaultValue 300 */
+  max_seconds: z.number().int().positive().max(3600).default(300),
+  /**
+   * Credits per minute of a voice message we transcribe, charged with the answer (by the second,
+   * rounded to hundredths). A transcript the channel gave (VK) is not charged. @defaultValue 0
+   */
+  cost_per_minute: credits.default(0),
+  /** Sent free of charge for a voice message longer than `max_seconds`; null: recorded `skipped`, nothing sent. */
+  too_long_reply: z.string().min(1).nullable().default(null),
+  /** Sent free of charge for a voice message while transcription is off; null: recorded `skipped`, nothing sent. */
+  no_voice_reply: z.string().min(1).nullable().default(null),
+});
+
 const llmSchema = z.strictObject({
   model: z.string().min(1),
   api_key: z.string().min(1),
@@ -66,6 +94,16 @@ const llmSchema = z.strictObject({
   stream: z.boolean().default(true),
   /** Pictures to the model; after the transform `max_bytes` is in bytes. */
   vision: visionSchema.default({ enabled: false, detail: "low", max_images: 4, max_bytes: 5 * 1024 ** 2, no_vision_reply: null }),
+  /** Voice messages to text. */
+  transcription: transcriptionSchema.default({
+    enabled: false,
+    model: "whisper-1",
+    language: "ru",
+    max_seconds: 300,
+    cost_per_minute: 0,
+    too_long_reply: null,
+    no_voice_reply: null,
+  }),
 });
 
 const promptSchema = z.union([

@@ -84,8 +84,25 @@ export interface DownloadOptions {
  * @throws ChannelError `IMAGE_TOO_LARGE`, `IMAGE_NOT_IMAGE`, `IMAGE_DOWNLOAD` (after retries)
  */
 export async function downloadImage(url: string, o: DownloadOptions): Promise<ImageBytes> {
-  if (!/^https?:\/\//i.test(url)) throw new ChannelError("IMAGE_UNSUPPORTED", `${o.label}: only http(s) URLs are fetched`);
-  const bytes = await withRetries(
+  const bytes = await downloadBytes(url, { ...o, code: "IMAGE", tooLarge: (size, atLeast) => tooLarge(o.label, size, o.maxBytes, atLeast) });
+  const mime = sniffImageMime(bytes);
+  if (!mime) throw new ChannelError("IMAGE_NOT_IMAGE", `${o.label}: the file is not a JPEG, PNG, WebP or GIF picture`);
+  return { bytes, mime };
+}
+
+/**
+ * GETs a file over HTTP(S) (a picture, a voice message), refusing it by `Content-Length` or, when
+ * that is missing or wrong, as soon as more than `maxBytes` arrived. Retries 5xx, 429 and network
+ * errors. Error messages never contain the URL (a Telegram file URL contains the bot token).
+ * @throws ChannelError `<code>_DOWNLOAD` (after retries), `<code>_UNSUPPORTED` (not http(s)),
+ *   what `tooLarge` returns; an AbortError when `signal` aborts
+ */
+export async function downloadBytes(
+  url: string,
+  o: DownloadOptions & { code: "IMAGE" | "AUDIO"; tooLarge: (size: number, atLeast: boolean) => ChannelError },
+): Promise<Buffer> {
+  if (!/^https?:\/\//i.test(url)) throw new ChannelError(`${o.code}_UNSUPPORTED`, `${o.label}: only http(s) URLs are fetched`);
+  return withRetries(
     async () => {
       const signal = o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(o.timeoutMs ?? 30_000)]) : AbortSignal.timeout(o.timeoutMs ?? 30_000);
       let res: Response;
@@ -93,16 +110,16 @@ export async function downloadImage(url: string, o: DownloadOptions): Promise<Im
         res = await fetch(url, { signal, redirect: "follow" });
       } catch (error) {
         if (o.signal?.aborted) throw error;
-        throw new ChannelError("IMAGE_DOWNLOAD", `${o.label}: download failed (${(error as Error).name === "TimeoutError" ? "timeout" : "network error"})`);
+        throw new ChannelError(`${o.code}_DOWNLOAD`, `${o.label}: download failed (${(error as Error).name === "TimeoutError" ? "timeout" : "network error"})`);
       }
       if (!res.ok) {
         await res.body?.cancel().catch(() => undefined);
-        throw new ChannelError("IMAGE_DOWNLOAD", `${o.label}: download answered HTTP ${res.status}`, { status: res.status });
+        throw new ChannelError(`${o.code}_DOWNLOAD`, `${o.label}: download answered HTTP ${res.status}`, { status: res.status });
       }
       const declared = Number(res.headers.get("content-length") ?? NaN);
       if (Number.isFinite(declared) && declared > o.maxBytes) {
         await res.body?.cancel().catch(() => undefined);
-        throw tooLarge(o.label, declared, o.maxBytes);
+        throw o.tooLarge(declared, false);
       }
       const chunks: Buffer[] = [];
       let size = 0;
@@ -110,7 +127,7 @@ export async function downloadImage(url: string, o: DownloadOptions): Promise<Im
         size += (chunk as Uint8Array).length;
         if (size > o.maxBytes) {
           await res.body?.cancel().catch(() => undefined);
-          throw tooLarge(o.label, size, o.maxBytes, true);
+          throw o.tooLarge(size, true);
         }
         chunks.push(Buffer.from(chunk as Uint8Array));
       }
@@ -118,9 +135,6 @@ export async function downloadImage(url: string, o: DownloadOptions): Promise<Im
     },
     { retries: o.retries ?? 2, baseMs: o.backoffMs ?? 500, maxMs: 5000, signal: o.signal },
   );
-  const mime = sniffImageMime(bytes);
-  if (!mime) throw new ChannelError("IMAGE_NOT_IMAGE", `${o.label}: the file is not a JPEG, PNG, WebP or GIF picture`);
-  return { bytes, mime };
 }
 
 /** The refusal of a picture above `llm.vision.max_bytes`. */

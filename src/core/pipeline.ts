@@ -11,6 +11,8 @@ import type { Store } from "../storage/index.js";
 import { type MessageRow, partialAnswer } from "../storage/messages.js";
 import type { OwnerFence } from "../storage/owners.js";
 import { albumStage } from "./albums.js";
+import { transcribeStage } from "./stages/transcribe.js";
+import type { AudioFetcher } from "./voice.js";
 import type { ImageFetcher } from "./images.js";
 import { KeyedQueue, Semaphore } from "./queue.js";
 import { resumeReceived } from "./recovery.js";
@@ -71,6 +73,8 @@ export interface PipelineDeps {
   onIntake?: (ctx: PipelineContext) => void;
   /** Fetches pictures for the model (`llm.vision`); without it pictures are placeholders. */
   images?: ImageFetcher;
+  /** Downloads voice messages for transcription (`llm.transcription`); without it they fail. */
+  audio?: AudioFetcher;
   /**
    * Scale-out: this instance's ownership of the bot. Every write of an answer (reserve, status
    * change, settle, refund) is conditional on it in the same statement or transaction, so an
@@ -177,6 +181,8 @@ export class Pipeline {
     const notify = notifyStage({ notifier: deps.notifier, now: this.now });
     this.fullAnswer = compose<AnswerContext>([
       albumStage({ store, now: this.now, windowMs: deps.albumWindowMs }),
+      // Before the gates: a gate that reads the text (coaching) sees the transcript.
+      transcribeStage({ bot, store, llm: deps.llm, audio: deps.audio, fence, signal: stopping }),
       ...features.flatMap((f) => (f.gate ? [f.gate] : [])),
       visionStage({ bot, store, fence, freeReply }),
       balanceStage({ bot, store, fence, freeReply }),

@@ -196,6 +196,8 @@ async function dryRun(
 ): Promise<ReplayResult> {
   const msg = messageFromRow(row);
   try {
+    // A dry run never transcribes (that costs): the stored transcript is the text, or there is none yet.
+    if (msg.voice && msg.voice.transcript === undefined) throw new Error("voice message not transcribed yet; bots replay --send transcribes and answers it");
     if (msg.group) {
       // An album answers with every part's pictures and text (core/albums.ts).
       const album = await readAlbum(deps.store, msg);

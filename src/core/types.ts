@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { BotConfig, ChannelName } from "../config/schema.js";
 import type { Completion, ToolDefinition } from "../llm/client.js";
 import type { ImageRef } from "./images.js";
+import type { VoiceRef } from "./voice.js";
 import type { PromptKind } from "../llm/prompt.js";
 import type { LedgerRow } from "../storage/balance.js";
 import type { MessageRow } from "../storage/messages.js";
@@ -27,6 +28,12 @@ export interface IncomingMessage {
    * is asked (`llm.vision`); stored in the meta, so replay and recovery fetch the same ones.
    */
   images?: ImageRef[];
+  /**
+   * A voice message (Telegram `voice` / `audio` / `video_note`, VK `audio_message`): transcribed
+   * before the model is asked (core/stages/transcribe.ts), then `text` holds the transcript;
+   * stored in the meta, so replay and recovery use the same audio or the stored transcript.
+   */
+  voice?: VoiceRef;
   /**
    * Messages that arrive separately but are one message (Telegram `media_group_id` of an
    * album): recorded each, answered once together (core/albums.ts).

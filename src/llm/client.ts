@@ -73,7 +73,7 @@ const sdks = new Map<string, Promise<OpenAI>>();
  * by the global fetch either way. The SDK client holds no per-request state, so sharing it is
  * safe.
  */
-function sharedSdk(apiKey: string, baseURL: string | undefined, timeoutMs: number): Promise<OpenAI> {
+export function sharedSdk(apiKey: string, baseURL: string | undefined, timeoutMs: number): Promise<OpenAI> {
   const key = JSON.stringify([baseURL ?? "", apiKey, timeoutMs]);
   let sdk = sdks.get(key);
   if (!sdk) {
@@ -297,14 +297,14 @@ function roundOf(res: OpenAI.Chat.Completions.ChatCompletion): Round {
 }
 
 /** Where the openai SDK sends requests when no `baseURL` is given. */
-const DEFAULT_BASE_URL = "https://api.openai.com/v1";
+export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
 /**
  * Maps SDK errors to LlmError carrying `status` and `retryAfterMs` for the retry policy; the
  * message names `baseURL`, so a wrong `llm.base_url` shows in the first line. A connection
  * error carries the socket's reason (`ECONNREFUSED`...) from its cause.
  */
-function toLlmError(error: unknown, baseURL: string): Error {
+export function toLlmError(error: unknown, baseURL: string): Error {
   if (error instanceof LlmError) return error;
   const e = error as { status?: number; headers?: Headers; message?: string; name?: string; constructor?: { name?: string } };
   if (e?.name === "AbortError" || e?.constructor?.name === "APIUserAbortError") return error as Error;

@@ -70,6 +70,8 @@ export interface StoredMeta {
   button?: { data: string };
   /** A membership change, so recovery never sends it to the model as text. */
   membership?: "blocked" | "unblocked";
+  /** A voice message (src/core/voice.ts `VoiceRef`, with its transcript once made), checked by `storedVoice`. */
+  voice?: unknown;
 }
 
 /** Encodes a stored meta for `messages.meta` (JSON). */
@@ -170,6 +172,26 @@ export class MessagesRepo {
   async get(id: number): Promise<MessageRow | undefined> {
     const row = await this.db.selectFrom("messages").selectAll().where("id", "=", id).executeTakeFirst();
     return row && normalise(row);
+  }
+
+  /**
+   * Stores the transcript of a voice message with the incoming row, once: its `text` (and
+   * `text_hash`) becomes `text`, its meta becomes `meta` (JSON), so replay, recovery, the history
+   * and `bots dialogs` read the transcript and nothing is transcribed again. Only while the row
+   * awaits an answer (`received`, `failed`, `no_balance`, `expired`), and with `fence` only while
+   * that instance owns the bot.
+   * @returns true when the row changed
+   */
+  async setTranscript(id: number, text: string, meta: Record<string, unknown>, fence?: OwnerFence): Promise<boolean> {
+    let q = this.db
+      .updateTable("messages")
+      .set({ text, text_hash: textHash(text), meta: JSON.stringify(meta), updated_ms: this.now() })
+      .where("id", "=", id)
+      .where("direction", "=", "in")
+      .where("status", "in", ["received", "failed", "no_balance", "expired"]);
+    if (fence) q = q.where(fenceHolds(fence));
+    const res = await q.executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
   }
 
   /**

@@ -34,6 +34,26 @@ describe("Telegram update translation", () => {
     const a = translateUpdate(msg({ caption: "what is this?", photo: [{ file_id: "small" }, { file_id: "big" }] }), bot(), me, 0);
     assert.ok(a.kind === "message" && a.message.text === "what is this?" && a.message.images![0]!.file_id === "big");
   });
+  test("voice, audio (with its caption and mime_type) and video_note become a voice reference; in groups only when addressed", () => {
+    const v = translateUpdate(msg({ voice: { file_id: "vo", file_unique_id: "u", duration: 7.4, mime_type: "audio/ogg", file_size: 900 } }), bot(), me, 0);
+    assert.ok(v.kind === "message");
+    assert.deepEqual([v.message.text, v.message.voice], ["", { kind: "voice", file_id: "vo", duration_s: 7, mime: "audio/ogg", size: 900 }]);
+    const a = translateUpdate(
+      msg({ caption: "послушайте", audio: { file_id: "au", file_unique_id: "u", duration: 125, mime_type: "audio/mpeg" } }),
+      bot(),
+      me,
+      0,
+    );
+    assert.ok(a.kind === "message");
+    assert.deepEqual([a.message.text, a.message.voice], ["послушайте", { kind: "audio", file_id: "au", duration_s: 125, mime: "audio/mpeg" }]);
+    const n = translateUpdate(msg({ video_note: { file_id: "vn", file_unique_id: "u", length: 240, duration: 9 } }), bot(), me, 0);
+    assert.ok(n.kind === "message");
+    assert.deepEqual(n.message.voice, { kind: "video_note", file_id: "vn", duration_s: 9, mime: "video/mp4" });
+    const group = { chat: { id: -100, type: "supergroup" }, voice: { file_id: "g", file_unique_id: "u", duration: 3 } };
+    assert.equal(translateUpdate(msg(group), bot(), me, 0).kind, "ignore");
+    const reply = translateUpdate(msg({ ...group, reply_to_message: { message_id: 1, from: { id: 666 } } }), bot(), me, 0);
+    assert.ok(reply.kind === "message" && reply.message.voice?.file_id === "g");
+  });
   test("stickers, joins, edits, channel posts and other bots are ignored", () => {
     assert.equal(translateUpdate(msg({ sticker: { file_id: "x" } }), bot(), me, 0).kind, "ignore");
     assert.equal(translateUpdate(msg({ new_chat_members: [{ id: 9 }] }), bot(), me, 0).kind, "ignore");

@@ -93,6 +93,39 @@ describe("config loading", () => {
     assert.match(lines[0]!, /c\.yaml:6: llm\.stream/);
   });
 
+  test("llm.transcription: off by default with its defaults; exactly its keys are accepted, each checked", () => {
+    const tr = (body: string) =>
+      ["channel: tg", "prompt: prompts/p.md", "llm:", "  model: m", "  api_key: ${KEY}", `  transcription: ${body}`, "tg:", "  token: 1:abc"].join("\n");
+    const { bots, lines } = load({
+      "a.yaml": good(),
+      "b.yaml": tr("{ enabled: true, model: whisper-large, language: en, max_seconds: 120, cost_per_minute: 0.5, too_long_reply: Long, no_voice_reply: Off }"),
+      "c.yaml": tr("{ enabled: true, max_second: 60 }"),
+      "d.yaml": tr("{ cost_per_minute: 0.125, language: russian }"),
+    });
+    assert.deepEqual(bots.find((b) => b.name === "a")!.llm.transcription, {
+      enabled: false,
+      model: "whisper-1",
+      language: "ru",
+      max_seconds: 300,
+      cost_per_minute: 0,
+      too_long_reply: null,
+      no_voice_reply: null,
+    });
+    assert.deepEqual(bots.find((b) => b.name === "b")!.llm.transcription, {
+      enabled: true,
+      model: "whisper-large",
+      language: "en",
+      max_seconds: 120,
+      cost_per_minute: 0.5,
+      too_long_reply: "Long",
+      no_voice_reply: "Off",
+    });
+    const text = lines.join("\n");
+    assert.match(text, /c\.yaml:6: llm\.transcription\.max_second: unknown key/);
+    assert.match(text, /d\.yaml:6: llm\.transcription\.cost_per_minute: at most two decimals/);
+    assert.match(text, /d\.yaml:6: llm\.transcription\.language: a two-letter ISO-639-1 code/);
+  });
+
   test("an unquoted ${N} becomes a number", () => {
     const { bots, problems } = load({ "a.yaml": good("history:\n  max_messages: ${N}") }, { KEY: "k", N: "12" });
     assert.deepEqual(problems, []);

@@ -15,6 +15,24 @@ export interface RecordedRequest {
   at: number;
 }
 
+/** One recorded request to POST /v1/audio/transcriptions (multipart form fields). */
+export interface RecordedTranscription {
+  model: string;
+  language: string | null;
+  response_format: string | null;
+  /** The uploaded file's name and type as the client sent them. */
+  filename: string;
+  type: string;
+  bytes: Buffer;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** What the server does for one transcription: the text, or a failure. */
+export type TranscriptionBehaviour =
+  | { text: string; delayMs?: number }
+  | { status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
+  | { dropConnection: true };
+
 /**
  * What the server does for one request. `delayMs` comes before the response; for a streamed
  * request (`stream: true`) `chunkDelayMs` comes before each chunk after the first (default
@@ -44,6 +62,10 @@ export type Behaviour =
  * request with `stream: true` gets its answer as server-sent events (`data: <chunk>` lines, then
  * `data: [DONE]`): the text a word a chunk, a tool call as its id and name, then its arguments in
  * fragments, and the usage last when `stream_options.include_usage` asks for it.
+ * `POST /v1/audio/transcriptions` (multipart, the Audio API's wire format) is recorded in
+ * `transcriptions` and answered `{"text": ...}` by `transcribe` (default: the uploaded bytes read
+ * as UTF-8 after a 4-byte container magic, so a test's fake audio carries its own words) or
+ * `transcriptionScript`; `transcriptionDown` answers 503 to every one.
  */
 export class FakeOpenAI {
   readonly requests: RecordedRequest[] = [];
@@ -54,6 +76,11 @@ export class FakeOpenAI {
   latencyMs = 0;
   /** Pause before each streamed chunk after the first, ms. */
   chunkDelayMs = 0;
+  readonly transcriptions: RecordedTranscription[] = [];
+  readonly transcriptionScript: TranscriptionBehaviour[] = [];
+  transcribe: (req: RecordedTranscription) => TranscriptionBehaviour = (req) => ({ text: req.bytes.subarray(4).toString("utf8") });
+  /** While true, every transcription is answered 503 (an outage of the audio endpoint). */
+  transcriptionDown = false;
   private server?: http.Server;
   private readonly hanging = new Set<http.ServerResponse>();
 
@@ -75,6 +102,7 @@ export class FakeOpenAI {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    if (req.method === "POST" && req.url?.endsWith("/audio/transcriptions")) return this.handleTranscription(req, res, Buffer.concat(chunks));
     if (req.method !== "POST" || !req.url?.endsWith("/chat/completions")) {
       res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "not found", type: "invalid_request_error" } }));
       return;
@@ -195,6 +223,45 @@ export class FakeOpenAI {
       res.write(`data: ${JSON.stringify(c)}\n\n`);
     }
     res.end("data: [DONE]\n\n");
+  }
+
+  /** Parses the multipart body (through the Fetch API's own form-data parser) and answers as told. */
+  private async handleTranscription(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer): Promise<void> {
+    const form = await new Request("http://x/", {
+      method: "POST",
+      headers: { "content-type": req.headers["content-type"] ?? "" },
+      body: new Uint8Array(raw),
+    }).formData();
+    const file = form.get("file");
+    if (!(file instanceof File)) {
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "file is required", type: "invalid_request_error" } }));
+      return;
+    }
+    const rec: RecordedTranscription = {
+      model: String(form.get("model") ?? ""),
+      language: form.get("language") as string | null,
+      response_format: form.get("response_format") as string | null,
+      filename: file.name,
+      type: file.type,
+      bytes: Buffer.from(await file.arrayBuffer()),
+      headers: req.headers,
+    };
+    this.transcriptions.push(rec);
+    const b: TranscriptionBehaviour = this.transcriptionDown
+      ? { status: 503, body: { error: { message: "transcription unavailable", type: "server_error" } } }
+      : (this.transcriptionScript.shift() ?? this.transcribe(rec));
+    if ("dropConnection" in b) {
+      req.socket.destroy();
+      return;
+    }
+    if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
+    if ("status" in b) {
+      res
+        .writeHead(b.status, { "content-type": "application/json", ...b.headers })
+        .end(JSON.stringify(b.body ?? { error: { message: `injected ${b.status}`, type: "server_error" } }));
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ text: b.text }));
   }
 }
 

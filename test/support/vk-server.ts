@@ -106,6 +106,30 @@ export class FakeVk {
     };
   }
 
+  /**
+   * Serves a voice message's audio on the fake CDN (`GET /cdn/<name>.ogg`, and `.mp3`).
+   * @returns an `audio_message` attachment (`{type: "audio_message", audio_message: {id,
+   *   owner_id, duration, waveform, link_ogg, link_mp3, access_key, transcript?,
+   *   transcript_state?}}`), with VK's `transcript` when one is given
+   */
+  audioMessage(name: string, bytes: Buffer, duration: number, transcript?: string): { type: "audio_message"; audio_message: Record<string, unknown> } {
+    this.cdn.set(`${name}.ogg`, bytes);
+    this.cdn.set(`${name}.mp3`, bytes);
+    return {
+      type: "audio_message",
+      audio_message: {
+        id: 456239000 + this.cdn.size,
+        owner_id: 501,
+        duration,
+        waveform: [0, 3, 7, 12, 7, 3, 0],
+        link_ogg: `${this.origin}/cdn/${name}.ogg`,
+        link_mp3: `${this.origin}/cdn/${name}.mp3`,
+        access_key: "k3y",
+        ...(transcript !== undefined ? { transcript, transcript_state: "done" } : {}),
+      },
+    };
+  }
+
   /** Answers the next `times` calls of `method` with VK error `code`. */
   failNext(method: string, code: number, msg = `injected error ${code}`, times = 1): void {
     this.failures.push({ method, code, msg, times });

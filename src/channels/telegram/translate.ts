@@ -2,6 +2,7 @@ import type { CallbackQuery, Contact, Message, Update, UserFromGetMe } from "tel
 import type { BotConfig } from "../../config/schema.js";
 import { IMAGE_MIMES, type ImageRef } from "../../core/images.js";
 import type { AcceptedUpdates, IncomingMessage } from "../../core/types.js";
+import type { VoiceRef } from "../../core/voice.js";
 
 /** Bot API limit of one text message, characters. */
 export const TG_MAX_TEXT = 4096;
@@ -16,7 +17,8 @@ export type TelegramAction =
 /**
  * Translates a Bot API `Update` (getUpdates / webhook) into what the bot does with it.
  * Text, photos and image documents (with or without a caption; albums carry their
- * `media_group_id` as `group`) become pipeline messages, and so does a shared contact in a private
+ * `media_group_id` as `group`) and voice messages (`voice`, `audio`, `video_note`: `voice`,
+ * transcribed by the pipeline) become pipeline messages, and so does a shared contact in a private
  * chat when `accepts.contacts`, and a shared location in a private chat when `accepts.locations`;
  * `/start` and `/help` answer from config unless `accepts.startHelp`;
  * stickers, joins, edits and other updates are ignored. In groups (`tg.groups`) the bot answers
@@ -59,8 +61,9 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
     };
   }
   const images = "photo" in m || "document" in m ? pictures(m, bot.llm.vision.max_bytes) : undefined;
-  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images ? "" : undefined;
-  if (raw === undefined) return { kind: "ignore", reason: "no text or picture (sticker, join, other media...)" };
+  const voice = voiceOf(m);
+  const raw = typeof m.text === "string" ? m.text : typeof m.caption === "string" ? m.caption : images || voice ? "" : undefined;
+  if (raw === undefined) return { kind: "ignore", reason: "no text, picture or voice (sticker, join, other media...)" };
 
   const entities = (m.text !== undefined ? m.entities : m.caption_entities) ?? [];
   const commandEntity = entities.find((e) => e.type === "bot_command" && e.offset === 0);
@@ -87,7 +90,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
         .trim();
   }
   text = text.trim();
-  if (!text && !images) return { kind: "ignore", reason: "empty text" };
+  if (!text && !images && !voice) return { kind: "ignore", reason: "empty text" };
 
   const userName = displayName(m.from);
   // Comments of a channel post live in a thread of the discussion group whose id
@@ -108,6 +111,7 @@ export function translateUpdate(update: Update, bot: BotConfig, me: UserFromGetM
       userName,
       text,
       ...(images ? { images } : {}),
+      ...(voice ? { voice } : {}),
       ...(m.media_group_id ? { group: m.media_group_id } : {}),
       threadKey,
       dedupeKey: `${chat.id}:${m.message_id}`,
@@ -138,6 +142,32 @@ export function pictures(m: Message, maxBytes: number): ImageRef[] | undefined {
   const doc = (m as Partial<Message.DocumentMessage>).document;
   if (doc?.mime_type && IMAGE_MIMES.includes(doc.mime_type))
     return [{ file_id: doc.file_id, mime: doc.mime_type, ...(doc.file_size !== undefined ? { size: doc.file_size } : {}) }];
+  return undefined;
+}
+
+/**
+ * The voice of a message, for transcription (core/stages/transcribe.ts): Bot API `Message.voice`
+ * (`Voice`: OGG/Opus), `audio` (`Audio`: a music file, its `mime_type`) or `video_note` (`VideoNote`:
+ * a round MP4 video), with its `file_id`, `duration` (seconds) and `file_size`.
+ */
+export function voiceOf(m: Message): VoiceRef | undefined {
+  const x = m as Partial<Message.VoiceMessage & Message.AudioMessage & Message.VideoNoteMessage>;
+  const found: [VoiceRef["kind"], { file_id: string; duration: number; file_size?: number; mime_type?: string } | undefined, string | undefined][] = [
+    ["voice", x.voice, "audio/ogg"],
+    ["audio", x.audio, undefined],
+    ["video_note", x.video_note, "video/mp4"],
+  ];
+  for (const [kind, f, mime] of found) {
+    if (!f?.file_id) continue;
+    const type = f.mime_type ?? mime;
+    return {
+      kind,
+      file_id: f.file_id,
+      duration_s: Math.max(0, Math.round(f.duration ?? 0)),
+      ...(type ? { mime: type } : {}),
+      ...(f.file_size !== undefined ? { size: f.file_size } : {}),
+    };
+  }
   return undefined;
 }
 

@@ -1,6 +1,7 @@
 import type { BotConfig } from "../../config/schema.js";
 import type { ImageRef } from "../../core/images.js";
 import type { IncomingMessage } from "../../core/types.js";
+import type { VoiceRef } from "../../core/voice.js";
 
 /** VK limit of one message's text, characters (messages.send). Comments use the same cut. */
 export const VK_MAX_TEXT = 4096;
@@ -43,8 +44,9 @@ export type VkAction =
  * Translates a VK event into what the bot does with it (docs/vk.md):
  * - `message_new` (`object.message`, `object.client_info`) → a `messages` message, thread key
  *   `vk:dm:<peer_id>`, answered with messages.send to `peer_id`. Group chats (peer_id ≥ 2e9),
- *   messages from communities and messages without text or photo are ignored. Photo
- *   attachments (of messages and comments) become `images` ({@link vkPhotos}).
+ *   messages from communities and messages without text, photo or voice are ignored. Photo
+ *   attachments (of messages and comments) become `images` ({@link vkPhotos}), a voice message
+ *   (`audio_message`) becomes `voice` ({@link vkVoice}; VK's transcript, when given, the text).
  * - `wall_reply_new` (a comment: `id`, `from_id`, `post_id`, `post_owner_id`, `text`) → a
  *   `comments` message, thread key `vk:post:<owner_id>_<post_id>:<from_id>`, answered with
  *   wall.createComment replying to it. Comments by the community itself are ignored.
@@ -67,9 +69,12 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
       if (peerId === undefined || fromId === undefined) return { kind: "ignore", reason: "message_new without peer_id/from_id" };
       if (peerId >= CHAT_PEER_BASE) return { kind: "ignore", reason: "group chat message" };
       if (fromId <= 0) return { kind: "ignore", reason: "message from a community" };
-      const text = typeof m.text === "string" ? m.text.trim() : "";
+      const typed = typeof m.text === "string" ? m.text.trim() : "";
       const images = vkPhotos(m.attachments);
-      if (!text && !images) return { kind: "ignore", reason: "no text or photo (sticker, other attachment...)" };
+      const voice = vkVoice(m.attachments);
+      // VK's own transcript is the text at once: no download, no transcription call.
+      const text = voice?.transcript ? [typed, voice.transcript].filter(Boolean).join("\n") : typed;
+      if (!text && !images && !voice) return { kind: "ignore", reason: "no text, photo or voice (sticker, other attachment...)" };
       const msgId = int(m.conversation_message_id) ?? int(m.id);
       if (msgId === undefined) return { kind: "ignore", reason: "message_new without id" };
       return {
@@ -83,6 +88,7 @@ export function translateEvent(event: VkEvent, bot: BotConfig, nowMs: number): V
           userName: null,
           text,
           ...(images ? { images } : {}),
+          ...(voice ? { voice } : {}),
           threadKey: `vk:dm:${peerId}`,
           dedupeKey: `dm:${peerId}:${msgId}`,
           channelMessageId: String(int(m.id) ?? msgId),
@@ -163,6 +169,30 @@ export function vkPhotos(attachments: unknown): ImageRef[] | undefined {
     if (best) out.push({ url: best.url, ...(best.width ? { width: best.width, height: best.height } : {}) });
   }
   return out.length ? out : undefined;
+}
+
+/**
+ * The voice message among VK attachments (`{type: "audio_message", audio_message: {duration,
+ * link_ogg, link_mp3, transcript?, transcript_state?}}`): its download URL (`link_ogg`, else
+ * `link_mp3`) and duration in seconds; VK's own `transcript`, when VK has finished it
+ * (`transcript_state` `done` or absent), is kept as the text (`transcribed_by: channel`, free).
+ */
+export function vkVoice(attachments: unknown): VoiceRef | undefined {
+  if (!Array.isArray(attachments)) return undefined;
+  for (const a of attachments as Array<{ type?: unknown; audio_message?: Record<string, unknown> }>) {
+    const v = a?.type === "audio_message" ? a.audio_message : undefined;
+    if (!v) continue;
+    const url = [v.link_ogg, v.link_mp3].find((l): l is string => typeof l === "string" && /^https?:\/\//.test(l));
+    const transcript = typeof v.transcript === "string" && (v.transcript_state === undefined || v.transcript_state === "done") ? v.transcript.trim() : "";
+    if (!url && !transcript) continue;
+    return {
+      kind: "audio_message",
+      ...(url ? { url, mime: url === v.link_ogg ? "audio/ogg" : "audio/mpeg" } : {}),
+      duration_s: Math.max(0, Math.round(Number(v.duration) || 0)),
+      ...(transcript ? { transcript, transcribed_by: "channel" as const } : {}),
+    };
+  }
+  return undefined;
 }
 
 /** The stored form of a post (`posts` row fields). */

@@ -4,6 +4,7 @@ import { formatCredits } from "../../storage/balance.js";
 import type { Store } from "../../storage/index.js";
 import type { OwnerFence } from "../../storage/owners.js";
 import type { OutgoingReply } from "../types.js";
+import { voiceCost } from "../voice.js";
 import type { AnswerContext } from "./answer.js";
 
 /** What {@link balanceStage} and {@link standingChargeStage} use. */
@@ -17,7 +18,8 @@ export interface BalanceStageDeps {
 }
 
 /**
- * Answer stage: reserves `balance.cost_per_reply` (hundredths of a credit) against the message
+ * Answer stage: reserves `balance.cost_per_reply` (plus, for a voice message,
+ * `llm.transcription.cost_per_minute` × its duration; hundredths of a credit) against the message
  * before the model is asked; settle records it as the answer's cost, the boundary refunds it when
  * the answer fails. An account that cannot pay (`stop_below`) leaves the message `no_balance`
  * (kept for replay) with `balance.empty_reply` sent once, not on replay.
@@ -25,7 +27,8 @@ export interface BalanceStageDeps {
 export function balanceStage(deps: BalanceStageDeps): Middleware<AnswerContext> {
   return async function balance(ctx, next) {
     const { account, cost_per_reply, stop_below, empty_reply } = deps.bot.balance;
-    const cost = Math.round(cost_per_reply * 100);
+    // A voice message's transcription is paid with its answer, in the same reservation.
+    const cost = Math.round(cost_per_reply * 100) + voiceCost(deps.bot, ctx.msg.voice);
     if (cost > 0) {
       ctx.reservation = await deps.store.balance.reserve(account, cost, Math.round(stop_below * 100), ctx.id, deps.fence);
       if (!ctx.reservation) {

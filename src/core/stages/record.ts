@@ -2,6 +2,7 @@ import type { Middleware } from "../../lib/compose.js";
 import type { Store } from "../../storage/index.js";
 import { decodeMeta, type MessageRow, type StoredMeta } from "../../storage/messages.js";
 import { storedImages } from "../images.js";
+import { storedVoice } from "../voice.js";
 import type { IncomingMessage, PipelineContext } from "../types.js";
 import { storageRetry } from "./answer.js";
 
@@ -29,6 +30,7 @@ export function metaOf(m: IncomingMessage): StoredMeta {
     ...(m.group ? { group: m.group } : {}),
     ...(m.button ? { button: m.button } : {}),
     ...(m.membership ? { membership: m.membership } : {}),
+    ...(m.voice ? { voice: m.voice } : {}),
   };
 }
 
@@ -99,6 +101,7 @@ export function messageFromRow(row: MessageRow): IncomingMessage {
     ...(typeof meta.group === "string" ? { group: meta.group } : {}),
     ...(meta.button ? { button: meta.button } : {}),
     ...(meta.membership ? { membership: meta.membership } : {}),
+    ...(storedVoice(meta.voice) ? { voice: storedVoice(meta.voice) } : {}),
     threadKey: row.thread_key,
     dedupeKey: row.dedupe_key,
     channelMessageId: row.channel_message_id,
