@@ -568,7 +568,8 @@ export class Pipeline {
       ctx.log.info({ reason: ctx.filtered, user_id: m.userId }, "message filtered");
       return;
     }
-    ctx.log.info({ user_id: m.userId, chars: m.text.length }, "message received");
+    // One info line per outcome: an answered message's is "answer delivered" (settle), others have their own.
+    ctx.log.debug({ user_id: m.userId, chars: m.text.length }, "message received");
     await next();
   };
 
@@ -730,7 +731,7 @@ export class Pipeline {
         ctx.log,
       );
     });
-    ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
+    ctx.log.debug({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
   };
 
@@ -923,7 +924,18 @@ export class Pipeline {
       14,
     );
     ctx.outcome = "answered";
-    ctx.log.info({ answer_id: ctx.answerId, cost_credits: formatCredits(ctx.reservation ? -ctx.reservation.delta : 0) }, "answer delivered");
+    ctx.log.info(
+      {
+        answer_id: ctx.answerId,
+        cost_credits: formatCredits(ctx.reservation ? -ctx.reservation.delta : 0),
+        user_id: ctx.msg.userId,
+        chars: ctx.msg.text.length,
+        model: c.model,
+        ...c.usage,
+        latency_ms: c.latencyMs,
+      },
+      "answer delivered",
+    );
     await next();
   };
 
