@@ -6,6 +6,7 @@
  * own process, one after the other, with the same load. Prints figures; asserts nothing.
  *
  *   npm run bench:peer [-- --messages 1000 --chats 200 --latency 500 --concurrency 32 --hang 8000]
+ *   BENCH_CPU_PROF=/tmp/prof npm run bench:peer      # also a CPU profile of each bot process (node --cpu-prof)
  *
  * 1. Wall time (first send → last reply) of N messages over C chats, model latency L, against
  *    the limit N / concurrency × L.
@@ -35,7 +36,14 @@ const HANG = Number(values.hang);
 const TOKENS = { bots: "123456:BENCH-ours", grammy: "234567:BENCH-peer" } as const;
 
 const spawn = (file: string, env: Record<string, string>) =>
-  fork(new URL(file, import.meta.url), [], { execArgv: ["--import", "tsx"], env: { ...process.env, ...env } });
+  fork(new URL(file, import.meta.url), [], {
+    execArgv: [
+      ...(process.env.BENCH_CPU_PROF && file.includes("peer-bots") ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      "--import",
+      "tsx",
+    ],
+    env: { ...process.env, ...env },
+  });
 const ask = async <T>(to: ChildProcess, msg?: unknown): Promise<T> => {
   const reply = once(to, "message");
   if (msg) to.send(msg as never);

@@ -122,22 +122,24 @@ export class LlmClient {
       const res = await withRetries(
         async () => {
           try {
-            return await client.chat.completions.create(
-              {
-                model: this.options.model,
-                messages: convo,
-                temperature: this.options.temperature,
-                max_tokens: this.options.maxTokens,
-                ...(offerTools
-                  ? {
-                      tools: tools.map((t) => ({
-                        type: "function" as const,
-                        function: { name: t.name, description: t.description, parameters: t.parameters },
-                      })),
-                    }
-                  : {}),
-              },
-              { signal: opts.signal },
+            return await linkedSignal(opts.signal, (signal) =>
+              client.chat.completions.create(
+                {
+                  model: this.options.model,
+                  messages: convo,
+                  temperature: this.options.temperature,
+                  max_tokens: this.options.maxTokens,
+                  ...(offerTools
+                    ? {
+                        tools: tools.map((t) => ({
+                          type: "function" as const,
+                          function: { name: t.name, description: t.description, parameters: t.parameters },
+                        })),
+                      }
+                    : {}),
+                },
+                { signal },
+              ),
             );
           } catch (error) {
             throw toLlmError(error, this.options.baseURL ?? DEFAULT_BASE_URL);
@@ -187,6 +189,25 @@ export class LlmClient {
       if (!text) throw new LlmError("LLM_EMPTY", `model ${model} returned no text (finish_reason ${choice?.finish_reason ?? "none"})`);
       return { text, model, usage, latencyMs: Math.round(performance.now() - started), toolCalls };
     }
+  }
+}
+
+/**
+ * Runs `fn` with an abort signal of its own that aborts when `outer` does (with its reason); the
+ * link is removed when `fn` settles. The openai SDK adds a listener to the signal it is given and
+ * never removes it: given a long-lived signal (the pipeline's stop signal), every request left one
+ * behind, and adding a listener costs more the more there are (measured in bench/peer's profile).
+ */
+async function linkedSignal<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  if (!outer) return fn(undefined);
+  const inner = new AbortController();
+  const onAbort = () => inner.abort(outer.reason);
+  if (outer.aborted) onAbort();
+  else outer.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await fn(inner.signal);
+  } finally {
+    outer.removeEventListener("abort", onAbort);
   }
 }
 
