@@ -1,13 +1,20 @@
 /**
- * The outside world of bench/pipeline, in processes of its own so its work does not share the
- * bot's event loop. `BENCH_ROLE=model`: the OpenAI-compatible server alone (as a remote API
- * would be); otherwise the Bot API emulator and the users sending messages. Driven over IPC by
- * bench/pipeline.ts.
+ * The outside world of bench/pipeline and bench/peer, in processes of its own so its work does
+ * not share the bot's event loop. `BENCH_ROLE=model`: the OpenAI-compatible server alone (as a
+ * remote API would be; `latency` sets its delay, `hang` makes the text "hang" wait `hangMs`);
+ * otherwise the Bot API emulator and the users sending messages, in front of it the proxy with
+ * Telegram's getUpdates offset rule when `BENCH_PROXY=1` (test/support/conflict-proxy.ts).
+ * Driven over IPC; a command's `token` picks the bot (default `BENCH_TOKEN`), a load's `tag`
+ * prefixes its texts (a second load is not the same texts again).
  */
+import { BotApiCluster, startConflictProxy } from "../test/support/conflict-proxy.js";
 import { FakeOpenAI, lastUserText } from "../test/support/openai-server.js";
 import { startTelegram } from "../test/support/telegram.js";
 
-type Cmd = { cmd: "load"; n: number; chats: number } | { cmd: "hang"; others: number; hangMs: number; latencyMs: number } | { cmd: "stop" };
+type Cmd =
+  | { cmd: "load"; n: number; chats: number; token?: string; tag?: string }
+  | { cmd: "hang"; others: number; hangMs: number; latencyMs: number; token?: string; andHung?: boolean }
+  | { cmd: "stop" };
 
 const TOKEN = process.env.BENCH_TOKEN!;
 if (process.env.BENCH_ROLE === "model") {
@@ -15,6 +22,11 @@ if (process.env.BENCH_ROLE === "model") {
   await llm.start();
   llm.latencyMs = Number(process.env.BENCH_LATENCY);
   process.on("message", (m: { cmd: string; hangMs?: number; latencyMs?: number }) => {
+    if (m.cmd === "latency") {
+      llm.latencyMs = m.latencyMs!;
+      llm.respond = (req) => ({ text: `echo: ${lastUserText(req)}` });
+      process.send!({ ok: true });
+    }
     if (m.cmd === "hang")
       llm.respond = (req) =>
         lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! };
@@ -22,7 +34,9 @@ if (process.env.BENCH_ROLE === "model") {
   });
   process.send!({ llmUrl: llm.url });
 } else {
-  const { server, apiRoot } = await startTelegram();
+  const { server, apiRoot: emulatorRoot } = await startTelegram();
+  const proxy = process.env.BENCH_PROXY === "1" ? await startConflictProxy(new BotApiCluster(emulatorRoot), "bench", { keepAliveMs: 120_000 }) : undefined;
+  const apiRoot = proxy?.url ?? emulatorRoot;
 
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
@@ -33,10 +47,10 @@ if (process.env.BENCH_ROLE === "model") {
     const t = sentAt.get(`${m.chat_id}|${m.text.replace(/^echo: /, "")}`);
     if (t !== undefined) latencies.push(performance.now() - t);
   });
-  const clients = new Map<number, ReturnType<typeof server.getClient>>();
-  const send = async (chat: number, text: string) => {
-    let c = clients.get(chat);
-    if (!c) clients.set(chat, (c = server.getClient(TOKEN, { userId: chat, chatId: chat, type: "private" })));
+  const clients = new Map<string, ReturnType<typeof server.getClient>>();
+  const send = async (chat: number, text: string, token = TOKEN) => {
+    let c = clients.get(`${token}|${chat}`);
+    if (!c) clients.set(`${token}|${chat}`, (c = server.getClient(token, { userId: chat, chatId: chat, type: "private" })));
     sentAt.set(`${chat}|${text}`, performance.now());
     await c.sendMessage(c.makeMessage(text));
   };
@@ -54,7 +68,7 @@ if (process.env.BENCH_ROLE === "model") {
         Array.from({ length: m.chats }, async (_, c) => {
           for (let k = 0; k < perChat; k++) {
             const i = k * m.chats + c;
-            if (i < m.n) await send(1000 + c, `m${i}`);
+            if (i < m.n) await send(1000 + c, `${m.tag ?? ""}m${i}`, m.token);
           }
         }),
       );
@@ -64,16 +78,17 @@ if (process.env.BENCH_ROLE === "model") {
     } else if (m.cmd === "hang") {
       latencies.length = 0;
       const target = replies + m.others;
-      await send(999, "hang");
+      await send(999, "hang", m.token);
       await new Promise((r) => setTimeout(r, 100));
       for (let i = 0; i < m.others; i++) {
-        await send(5000 + i, `o${i}`);
+        await send(5000 + i, `o${i}`, m.token);
         await new Promise((r) => setTimeout(r, (m.hangMs * 0.6) / m.others));
       }
-      await waitReplies(target);
+      await waitReplies(target + (m.andHung ? 1 : 0));
       const sorted = [...latencies].sort((a, b) => a - b);
       process.send!({ p90: sorted[Math.floor(0.9 * sorted.length)], n: sorted.length });
     } else if (m.cmd === "stop") {
+      await proxy?.stop();
       await server.stop();
       process.exit(0);
     }

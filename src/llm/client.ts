@@ -143,9 +143,11 @@ export class LlmClient {
       const res = await withRetries(
         async () => {
           try {
-            return opts.onDelta
-              ? await this.streamRound(client, params, opts.onDelta, opts.signal)
-              : roundOf(await client.chat.completions.create(params, { signal: opts.signal }));
+            // A signal of its own per request, linked to the caller's: the SDK never removes the
+            // listener it adds, so the caller's long-lived stop signal would gather one per call.
+            return await linkedSignal(opts.signal, async (signal) =>
+              opts.onDelta ? await this.streamRound(client, params, opts.onDelta, signal) : roundOf(await client.chat.completions.create(params, { signal })),
+            );
           } catch (error) {
             throw toLlmError(error, this.options.baseURL ?? DEFAULT_BASE_URL);
           }
@@ -294,6 +296,25 @@ function roundOf(res: OpenAI.Chat.Completions.ChatCompletion): Round {
     toolCalls: (choice?.message?.tool_calls ?? []).filter((c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall => c.type === "function"),
     finishReason: choice?.finish_reason ?? null,
   };
+}
+
+/**
+ * Runs `fn` with an abort signal of its own that aborts when `outer` does (with its reason); the
+ * link is removed when `fn` settles. The openai SDK adds a listener to the signal it is given and
+ * never removes it: given a long-lived signal (the pipeline's stop signal), every request left one
+ * behind, and adding a listener costs more the more there are (measured in bench/peer's profile).
+ */
+async function linkedSignal<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  if (!outer) return fn(undefined);
+  const inner = new AbortController();
+  const onAbort = () => inner.abort(outer.reason);
+  if (outer.aborted) onAbort();
+  else outer.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await fn(inner.signal);
+  } finally {
+    outer.removeEventListener("abort", onAbort);
+  }
 }
 
 /** Where the openai SDK sends requests when no `baseURL` is given. */

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import { BalanceError, FencedError } from "../errors.js";
 import { isUniqueViolation, transact } from "./db.js";
 import { fenceHolds, fenceStillHolds, type OwnerFence } from "./owners.js";
+import { PreparedQueries, type Slot } from "./prepared.js";
 import type { BalanceLedgerTable, Schema } from "./schema.js";
 
 /** One row of the ledger. Amounts in hundredths of a credit; `created_ms` epoch ms UTC. */
@@ -23,10 +24,22 @@ export const MAX_TOPUP = 100_000_000_000;
  * balance.
  */
 export class BalanceRepo {
+  /**
+   * @param dialect the database's: SQLite and MariaDB (10.5 and later) write a ledger row and hand
+   * its id and balance back in one statement (`INSERT … SELECT … RETURNING`); MySQL reads the
+   * row back. @defaultValue "sqlite"
+   */
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly now: () => number = Date.now,
+    private readonly dialect: "sqlite" | "mysql" = "sqlite",
   ) {}
+
+  /** The statements of every answer (reserve, its ledger row), compiled once per shape. */
+  private readonly prepared = new PreparedQueries();
+
+  /** Whether the server takes `INSERT … RETURNING`: read once (MySQL servers do not, MariaDB 10.5 and later do). */
+  private returning?: Promise<boolean>;
 
   /** The account, or undefined if it never had a movement. */
   async get(account: string): Promise<AccountRow | undefined> {
@@ -115,14 +128,21 @@ export class BalanceRepo {
   async reserve(account: string, amount: number, floor: number, messageId: number | null, fence?: OwnerFence): Promise<LedgerRow | null> {
     return transact(this.db, async (trx) => {
       const t = this.now();
-      let q = trx
-        .updateTable("balance_accounts")
-        .set({ balance: sql`balance - ${amount}`, updated_ms: t })
-        .where("account", "=", account)
-        .where(sql<boolean>`balance - ${amount} >= ${floor}`);
-      if (fence) q = q.where(fenceHolds(fence));
-      const res = await q.executeTakeFirst();
-      if (Number(res.numUpdatedRows) !== 1) {
+      const res = await this.prepared.run(
+        trx,
+        `reserve|${fence !== undefined}`,
+        (p) => {
+          let q = trx
+            .updateTable("balance_accounts")
+            .set({ balance: sql`balance - ${p("amount")}`, updated_ms: p<number>("now") })
+            .where("account", "=", p("account"))
+            .where(sql<boolean>`balance - ${p("amount")} >= ${p("floor")}`);
+          if (fence) q = q.where(fenceHolds({ bot: p("fence_bot"), owner: p("fence_owner"), epoch: p<number>("fence_epoch") }));
+          return q;
+        },
+        { amount, now: t, account, floor, ...(fence ? { fence_bot: fence.bot, fence_owner: fence.owner, fence_epoch: fence.epoch } : {}) },
+      );
+      if (Number(res.numAffectedRows) !== 1) {
         if (fence && !(await fenceStillHolds(trx, fence))) throw new FencedError(fence.bot, fence.epoch);
         return null;
       }
@@ -222,15 +242,66 @@ export class BalanceRepo {
     return Number(row?.total ?? 0);
   }
 
+  /**
+   * Appends a ledger row whose `balance_after` is the account's balance as it stands in `trx`
+   * (after the movement's update), copied by the insert itself: one statement where the database
+   * returns rows of an insert, else the insert and a read of the row.
+   * @throws BalanceError `BALANCE_NO_ACCOUNT` when the account does not exist (nothing written)
+   */
   private async writeLedger(trx: Transaction<Schema>, row: Omit<LedgerRow, "id" | "balance_after">): Promise<LedgerRow> {
-    const acc = await trx.selectFrom("balance_accounts").select("balance").where("account", "=", row.account).executeTakeFirst();
-    if (!acc) throw new BalanceError("BALANCE_NO_ACCOUNT", `account ${row.account} does not exist`);
-    const balance_after = Number(acc.balance);
-    const res = await trx
-      .insertInto("balance_ledger")
-      .values({ ...row, balance_after })
-      .executeTakeFirstOrThrow();
-    return { ...row, id: Number(res.insertId), balance_after };
+    const insert = (p: Slot) =>
+      trx
+        .insertInto("balance_ledger")
+        .columns(["account", "delta", "reason", "message_id", "ref_id", "note", "created_ms", "balance_after"])
+        .expression((eb) =>
+          eb
+            .selectFrom("balance_accounts")
+            .select([
+              "account",
+              eb.val(p<number>("delta")).as("delta"),
+              eb.val(p("reason")).as("reason"),
+              eb.val(p<number | null>("message_id")).as("message_id"),
+              eb.val(p<number | null>("ref_id")).as("ref_id"),
+              eb.val(p<string | null>("note")).as("note"),
+              eb.val(p<number>("created_ms")).as("created_ms"),
+              "balance",
+            ])
+            .where("account", "=", p("account")),
+        );
+    const args = { ...row };
+    let written: { id: number; balance_after: number } | undefined;
+    if (await this.takesReturning(trx)) {
+      // Run as compiled: Kysely's MySQL adapter says the dialect has no RETURNING and would
+      // hand back the insert's counts instead of the rows MariaDB returns.
+      written = (
+        await this.prepared.run<{ id: number; balance_after: number }>(trx, "ledger|returning", (p) => insert(p).returning(["id", "balance_after"]), args)
+      ).rows[0];
+    } else {
+      const res = await this.prepared.run(trx, "ledger", insert, args);
+      written =
+        Number(res.numAffectedRows ?? 0) === 1
+          ? await trx.selectFrom("balance_ledger").select(["id", "balance_after"]).where("id", "=", Number(res.insertId)).executeTakeFirst()
+          : undefined;
+    }
+    if (!written) throw new BalanceError("BALANCE_NO_ACCOUNT", `account ${row.account} does not exist`);
+    return { ...row, id: Number(written.id), balance_after: Number(written.balance_after) };
+  }
+
+  /** Read on the caller's transaction: a pool whose connections all wait here cannot lend another. */
+  private takesReturning(trx: Transaction<Schema>): Promise<boolean> {
+    if (this.dialect === "sqlite") return Promise.resolve(true);
+    this.returning ??= sql<{ v: string }>`select version() as v`.execute(trx).then(
+      (r) => {
+        const v = String(r.rows[0]?.v ?? "");
+        const [major = 0, minor = 0] = v.split(".").map((x) => Number.parseInt(x, 10));
+        return /mariadb/i.test(v) && (major > 10 || (major === 10 && minor >= 5));
+      },
+      () => {
+        this.returning = undefined;
+        return false;
+      },
+    );
+    return this.returning;
   }
 }
 

@@ -51,7 +51,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
   return {
     database,
     messages: new MessagesRepo(database.db, now),
-    balance: new BalanceRepo(database.db, now),
+    balance: new BalanceRepo(database.db, now, database.dialect),
     posts: new PostsRepo(database.db, now),
     leases: new LeasesRepo(database.db, now),
     cursors: new CursorsRepo(database.db, now),

@@ -4,6 +4,7 @@ import { FencedError } from "../errors.js";
 import { scrubSecrets } from "../secrets.js";
 import { isUniqueViolation, transact } from "./db.js";
 import { fenceHolds, type OwnerFence } from "./owners.js";
+import { PreparedQueries, type Slot } from "./prepared.js";
 import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type PartialAnswer, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
@@ -100,6 +101,9 @@ export function textHash(text: string): string {
 
 /** Messages in both directions (docs/architecture.md, "Storage"). */
 export class MessagesRepo {
+  /** The statements of every message, compiled once per shape. */
+  private readonly prepared = new PreparedQueries();
+
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly now: () => number = Date.now,
@@ -111,12 +115,37 @@ export class MessagesRepo {
    */
   async insertIncoming(m: NewIncoming): Promise<number | null> {
     try {
-      const res = await this.db
-        .insertInto("messages")
-        .values({
+      const res = await this.prepared.run(
+        this.db,
+        "insertIncoming",
+        (p) =>
+          this.db.insertInto("messages").values({
+            bot: p("bot"),
+            channel: p("channel"),
+            direction: "in",
+            status: p("status"),
+            thread_key: p("thread_key"),
+            chat_id: p("chat_id"),
+            user_id: p("user_id"),
+            user_name: p("user_name"),
+            text: p("text"),
+            text_hash: p("text_hash"),
+            dedupe_key: p("dedupe_key"),
+            channel_message_id: p("channel_message_id"),
+            reply_to_id: null,
+            model: null,
+            prompt_tokens: null,
+            completion_tokens: null,
+            cost: null,
+            latency_ms: null,
+            error: p("error"),
+            meta: p("meta"),
+            created_ms: p("created_ms"),
+            updated_ms: p("created_ms"),
+          }),
+        {
           bot: m.bot,
           channel: m.channel,
-          direction: "in",
           status: m.status,
           thread_key: m.thread_key,
           chat_id: m.chat_id,
@@ -126,18 +155,11 @@ export class MessagesRepo {
           text_hash: textHash(m.text),
           dedupe_key: m.dedupe_key,
           channel_message_id: m.channel_message_id,
-          reply_to_id: null,
-          model: null,
-          prompt_tokens: null,
-          completion_tokens: null,
-          cost: null,
-          latency_ms: null,
           error: scrubSecrets(m.error) ?? null,
           meta: m.meta ? encodeMeta(m.meta) : null,
           created_ms: m.created_ms,
-          updated_ms: m.created_ms,
-        })
-        .executeTakeFirstOrThrow();
+        },
+      );
       return Number(res.insertId);
     } catch (error) {
       if (isUniqueViolation(error)) return null;
@@ -204,21 +226,44 @@ export class MessagesRepo {
     status: IncomingStatus,
     opts: { error?: string | null; from?: IncomingStatus[]; cost?: number | null; fence?: OwnerFence } = {},
   ): Promise<boolean> {
-    let q = this.db
-      .updateTable("messages")
-      .set({
-        status,
-        updated_ms: this.now(),
-        ...(opts.error !== undefined ? { error: scrubSecrets(opts.error) } : {}),
-        ...(opts.cost !== undefined ? { cost: opts.cost } : {}),
-      })
-      .where("id", "=", id);
-    if (opts.from) q = q.where("status", "in", opts.from);
+    const hasError = opts.error !== undefined;
+    const hasCost = opts.cost !== undefined;
+    const from = opts.from ?? [];
     const f = opts.fence;
-    // Scale-out fencing: the change happens only while the instance still owns the bot at its epoch.
-    if (f) q = q.where(fenceHolds(f));
-    const res = await q.executeTakeFirst();
-    return Number(res.numUpdatedRows) === 1;
+    const res = await this.prepared.run(
+      this.db,
+      `setStatus|${hasError}|${hasCost}|${opts.from ? from.length : -1}|${f !== undefined}`,
+      (p) => {
+        let q = this.db
+          .updateTable("messages")
+          .set({
+            status: p<IncomingStatus>("status"),
+            updated_ms: p<number>("now"),
+            ...(hasError ? { error: p("error") } : {}),
+            ...(hasCost ? { cost: p("cost") } : {}),
+          })
+          .where("id", "=", p<number>("id"));
+        if (opts.from)
+          q = q.where(
+            "status",
+            "in",
+            from.map((_, i) => p<IncomingStatus>(`from${i}`)),
+          );
+        // Scale-out fencing: the change happens only while the instance still owns the bot at its epoch.
+        if (f) q = q.where(fenceHolds(slotFence(p)));
+        return q;
+      },
+      {
+        status,
+        now: this.now(),
+        id,
+        ...(hasError ? { error: scrubSecrets(opts.error) ?? null } : {}),
+        ...(hasCost ? { cost: opts.cost ?? null } : {}),
+        ...Object.fromEntries(from.map((v, i) => [`from${i}`, v])),
+        ...(f ? fenceArgs(f) : {}),
+      },
+    );
+    return Number(res.numAffectedRows) === 1;
   }
 
   /**
@@ -229,14 +274,23 @@ export class MessagesRepo {
    * @returns true when the row changed (false: it was not `sending`, or the fence failed)
    */
   async markWriting(id: number, part: number, opts: { delivery?: PartialAnswer; fence?: OwnerFence } = {}): Promise<boolean> {
-    let q = this.db
-      .updateTable("messages")
-      .set({ status: "delivering", parts_sent: part, updated_ms: this.now(), ...(opts.delivery ? { delivery: JSON.stringify(opts.delivery) } : {}) })
-      .where("id", "=", id)
-      .where("status", "=", "sending");
-    if (opts.fence) q = q.where(fenceHolds(opts.fence));
-    const res = await q.executeTakeFirst();
-    return Number(res.numUpdatedRows) === 1;
+    const keep = opts.delivery !== undefined;
+    const f = opts.fence;
+    const res = await this.prepared.run(
+      this.db,
+      `markWriting|${keep}|${f !== undefined}`,
+      (p) => {
+        let q = this.db
+          .updateTable("messages")
+          .set({ status: "delivering", parts_sent: p("part"), updated_ms: p("now"), ...(keep ? { delivery: p("delivery") } : {}) })
+          .where("id", "=", p<number>("id"))
+          .where("status", "=", "sending");
+        if (f) q = q.where(fenceHolds(slotFence(p)));
+        return q;
+      },
+      { part, now: this.now(), id, ...(keep ? { delivery: JSON.stringify(opts.delivery) } : {}), ...(f ? fenceArgs(f) : {}) },
+    );
+    return Number(res.numAffectedRows) === 1;
   }
 
   /**
@@ -265,28 +319,36 @@ export class MessagesRepo {
    * and the new owner's recovery marks it `unconfirmed`)
    */
   async settle(out: NewOutgoing, fence?: OwnerFence): Promise<number> {
+    const hasParts = out.parts !== undefined;
     return transact(this.db, async (trx) => {
-      let q = trx
-        .updateTable("messages")
-        .set({
-          status: "answered",
-          error: null,
-          cost: out.cost,
-          updated_ms: out.created_ms,
-          delivery: null,
-          ...(out.parts !== undefined ? { parts_sent: out.parts } : {}),
-        })
-        .where("id", "=", out.incoming.id);
-      if (fence) q = q.where(fenceHolds(fence));
-      const res = await q.executeTakeFirst();
-      if (fence && Number(res.numUpdatedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
-      return insertOutgoing(trx, out);
+      const res = await this.prepared.run(
+        trx,
+        `settle|${hasParts}|${fence !== undefined}`,
+        (p) => {
+          let q = trx
+            .updateTable("messages")
+            .set({
+              status: "answered",
+              error: null,
+              cost: p("cost"),
+              updated_ms: p("now"),
+              delivery: null,
+              ...(hasParts ? { parts_sent: p("parts") } : {}),
+            })
+            .where("id", "=", p<number>("id"));
+          if (fence) q = q.where(fenceHolds(slotFence(p)));
+          return q;
+        },
+        { cost: out.cost, now: out.created_ms, id: out.incoming.id, ...(hasParts ? { parts: out.parts } : {}), ...(fence ? fenceArgs(fence) : {}) },
+      );
+      if (fence && Number(res.numAffectedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
+      return insertOutgoing(trx, out, this.prepared);
     });
   }
 
   /** Stores a message we sent without changing the incoming one (e.g. the `empty_reply`). */
   async recordOutgoing(out: NewOutgoing): Promise<number> {
-    return insertOutgoing(this.db, out);
+    return insertOutgoing(this.db, out, this.prepared);
   }
 
   /**
@@ -297,21 +359,26 @@ export class MessagesRepo {
    */
   async history(bot: string, threadKey: string, beforeId: number, limit: number): Promise<HistoryTurn[]> {
     if (limit <= 0) return [];
-    const rows = await this.db
-      .selectFrom("messages")
-      .select(["direction", "text", "created_ms", "meta"])
-      .where("bot", "=", bot)
-      .where("thread_key", "=", threadKey)
-      .where((eb) =>
-        eb.or([
-          eb.and([eb("direction", "=", "in"), eb("status", "=", "answered"), eb("id", "<", beforeId)]),
-          eb.and([eb("direction", "=", "out"), eb("reply_to_id", "<", beforeId)]),
-        ]),
-      )
-      .orderBy(sql`coalesce(reply_to_id, id)`, "desc")
-      .orderBy("id", "desc")
-      .limit(limit)
-      .execute();
+    const { rows } = await this.prepared.run<{ direction: "in" | "out"; text: string; created_ms: number; meta: string | null }>(
+      this.db,
+      "history",
+      (p) =>
+        this.db
+          .selectFrom("messages")
+          .select(["direction", "text", "created_ms", "meta"])
+          .where("bot", "=", p("bot"))
+          .where("thread_key", "=", p("thread_key"))
+          .where((eb) =>
+            eb.or([
+              eb.and([eb("direction", "=", "in"), eb("status", "=", "answered"), eb("id", "<", p<number>("before"))]),
+              eb.and([eb("direction", "=", "out"), eb("reply_to_id", "<", p<number>("before"))]),
+            ]),
+          )
+          .orderBy(sql`coalesce(reply_to_id, id)`, "desc")
+          .orderBy("id", "desc")
+          .limit(p<number>("limit")),
+      { bot, thread_key: threadKey, before: beforeId, limit },
+    );
     return rows.reverse().map((r) => {
       const images = r.direction === "in" ? imageCount(r.meta) : 0;
       return { role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms), ...(images ? { images } : {}) };
@@ -352,19 +419,29 @@ export class MessagesRepo {
     sameText?: { text: string; sinceMs: number },
   ): Promise<{ recent: number; duplicate: boolean }> {
     const since = sameText ? Math.min(floodSinceMs, sameText.sinceMs) : floodSinceMs;
-    const row = await this.db
-      .selectFrom("messages")
-      .select([
-        sql<number>`COUNT(CASE WHEN created_ms >= ${floodSinceMs} THEN 1 END)`.as("recent"),
-        (sameText ? sql<number>`COUNT(CASE WHEN text_hash = ${textHash(sameText.text)} AND created_ms >= ${sameText.sinceMs} THEN 1 END)` : sql<number>`0`).as(
-          "same",
-        ),
-      ])
-      .where("bot", "=", bot)
-      .where("user_id", "=", userId)
-      .where("direction", "=", "in")
-      .where("created_ms", ">=", since)
-      .executeTakeFirst();
+    const { rows } = await this.prepared.run<{ recent: number; same: number }>(
+      this.db,
+      `userActivity|${sameText !== undefined}`,
+      (p) =>
+        this.db
+          .selectFrom("messages")
+          .select([
+            sql<number>`COUNT(CASE WHEN created_ms >= ${p("flood_since")} THEN 1 END)`.as("recent"),
+            (sameText ? sql<number>`COUNT(CASE WHEN text_hash = ${p("hash")} AND created_ms >= ${p("same_since")} THEN 1 END)` : sql<number>`0`).as("same"),
+          ])
+          .where("bot", "=", p("bot"))
+          .where("user_id", "=", p("user_id"))
+          .where("direction", "=", "in")
+          .where("created_ms", ">=", p<number>("since")),
+      {
+        flood_since: floodSinceMs,
+        ...(sameText ? { hash: textHash(sameText.text), same_since: sameText.sinceMs } : {}),
+        bot,
+        user_id: userId,
+        since,
+      },
+    );
+    const row = rows[0];
     return { recent: Number(row?.recent ?? 0), duplicate: Number(row?.same ?? 0) > 0 };
   }
 
@@ -509,21 +586,41 @@ export function normalise(row: MessageRow): MessageRow {
   };
 }
 
-async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<number> {
-  const res = await db
-    .insertInto("messages")
-    .values({
+async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing, prepared: PreparedQueries): Promise<number> {
+  const res = await prepared.run(
+    db,
+    "insertOutgoing",
+    (p) =>
+      db.insertInto("messages").values({
+        bot: p("bot"),
+        channel: p("channel"),
+        direction: "out",
+        status: "sent",
+        thread_key: p("thread_key"),
+        chat_id: p("chat_id"),
+        user_id: null,
+        user_name: null,
+        text: p("text"),
+        text_hash: null,
+        dedupe_key: null,
+        channel_message_id: p("channel_message_id"),
+        reply_to_id: p<number>("reply_to_id"),
+        model: p("model"),
+        prompt_tokens: p<number>("prompt_tokens"),
+        completion_tokens: p<number>("completion_tokens"),
+        cost: p<number>("cost"),
+        latency_ms: p<number>("latency_ms"),
+        error: null,
+        meta: null,
+        created_ms: p<number>("created_ms"),
+        updated_ms: p<number>("created_ms"),
+      }),
+    {
       bot: out.incoming.bot,
       channel: out.incoming.channel,
-      direction: "out",
-      status: "sent",
       thread_key: out.incoming.thread_key,
       chat_id: out.incoming.chat_id,
-      user_id: null,
-      user_name: null,
       text: out.text,
-      text_hash: null,
-      dedupe_key: null,
       channel_message_id: out.channel_message_id,
       reply_to_id: out.incoming.id,
       model: out.model,
@@ -531,13 +628,20 @@ async function insertOutgoing(db: Kysely<Schema>, out: NewOutgoing): Promise<num
       completion_tokens: out.completion_tokens,
       cost: out.cost,
       latency_ms: out.latency_ms,
-      error: null,
-      meta: null,
       created_ms: out.created_ms,
-      updated_ms: out.created_ms,
-    })
-    .executeTakeFirstOrThrow();
+    },
+  );
   return Number(res.insertId);
+}
+
+/** A fence whose values are slots `fence_bot`, `fence_owner`, `fence_epoch` (see {@link fenceArgs}). */
+function slotFence(p: Slot): OwnerFence {
+  return { bot: p("fence_bot"), owner: p("fence_owner"), epoch: p<number>("fence_epoch") };
+}
+
+/** The arguments of {@link slotFence}'s slots. */
+function fenceArgs(f: OwnerFence): Record<string, unknown> {
+  return { fence_bot: f.bot, fence_owner: f.owner, fence_epoch: f.epoch };
 }
 
 /** How many pictures a stored meta JSON lists under `images`. */

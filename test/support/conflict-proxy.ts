@@ -87,8 +87,13 @@ export class BotApiCluster {
  * An instance's Bot API: an HTTP proxy on 127.0.0.1 (port 0) in front of the emulator whose
  * `getUpdates` follows `cluster` (409 Conflict for a token another instance's proxy serves,
  * Telegram's offsets) and which records every `sendMessage`. Other calls are forwarded.
+ * `opts.keepAliveMs`: how long an idle client connection is kept, ms (Node's default 5000).
  */
-export async function startConflictProxy(cluster: BotApiCluster, instance: string): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startConflictProxy(
+  cluster: BotApiCluster,
+  instance: string,
+  opts: { keepAliveMs?: number } = {},
+): Promise<{ url: string; stop(): Promise<void> }> {
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -126,6 +131,9 @@ export async function startConflictProxy(cluster: BotApiCluster, instance: strin
       reply(502, { ok: false, error_code: 502, description: "Bad Gateway" });
     }
   });
+  // Node closes a keep-alive connection idle for 5 s by default; a client sending on it in that
+  // instant sees the request fail after it was written. Benches that pause keep them longer.
+  if (opts.keepAliveMs !== undefined) server.keepAliveTimeout = opts.keepAliveMs;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -46,7 +46,7 @@ export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext
         draft?.stop();
       }
     });
-    ctx.log.info({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
+    ctx.log.debug({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
   };
 }

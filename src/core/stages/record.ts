@@ -78,7 +78,8 @@ export function recordStage(deps: RecordStageDeps): Middleware<PipelineContext> 
       ctx.log.info({ reason: ctx.filtered, user_id: m.userId }, "message filtered");
       return;
     }
-    ctx.log.info({ user_id: m.userId, chars: m.text.length }, "message received");
+    // One info line per outcome: an answered message's is "answer delivered" (settle), others have their own.
+    ctx.log.debug({ user_id: m.userId, chars: m.text.length }, "message received");
     await next();
   };
 }

@@ -48,7 +48,18 @@ export function settleStage(deps: SettleStageDeps): Middleware<AnswerContext> {
       14,
     );
     ctx.outcome = "answered";
-    ctx.log.info({ answer_id: ctx.answerId, cost_credits: formatCredits(ctx.reservation ? -ctx.reservation.delta : 0) }, "answer delivered");
+    ctx.log.info(
+      {
+        answer_id: ctx.answerId,
+        cost_credits: formatCredits(ctx.reservation ? -ctx.reservation.delta : 0),
+        user_id: ctx.msg.userId,
+        chars: ctx.msg.text.length,
+        model: c.model,
+        ...c.usage,
+        latency_ms: c.latencyMs,
+      },
+      "answer delivered",
+    );
     await next();
   };
 }

@@ -1,0 +1,120 @@
+/**
+ * bench/peer — ours beside a plain grammY bot on @grammyjs/runner (bench/support/peer-bots.ts),
+ * in one run through the same world: the Bot API emulator (telegram-test-api) behind the proxy
+ * with Telegram's getUpdates offset rule (test/support/conflict-proxy.ts), the users, and an
+ * OpenAI-compatible model, in processes of their own (bench/world.ts). Each bot runs alone in its
+ * own process, one after the other, with the same load. Prints figures; asserts nothing.
+ *
+ *   npm run bench:peer [-- --messages 1000 --chats 200 --latency 500 --concurrency 32 --hang 8000]
+ *   BENCH_CPU_PROF=/tmp/prof npm run bench:peer      # also a CPU profile of each bot process (node --cpu-prof)
+ *
+ * 1. Wall time (first send → last reply) of N messages over C chats, model latency L, against
+ *    the limit N / concurrency × L.
+ * 2. p90 latency (user send → reply in the emulator) of 100 messages from other chats while one
+ *    chat's model call hangs `hang` ms.
+ * 3. CPU per message: the bot process's user + system time (process.cpuUsage) over N messages
+ *    with an instant model, divided by N.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { once } from "node:events";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    messages: { type: "string", default: "1000" },
+    chats: { type: "string", default: "200" },
+    latency: { type: "string", default: "500" },
+    concurrency: { type: "string", default: "32" },
+    hang: { type: "string", default: "8000" },
+  },
+});
+const N = Number(values.messages);
+const C = Number(values.chats);
+const LAT = Number(values.latency);
+const CONC = Number(values.concurrency);
+const HANG = Number(values.hang);
+const TOKENS = { bots: "123456:BENCH-ours", grammy: "234567:BENCH-peer" } as const;
+
+const spawn = (file: string, env: Record<string, string>) =>
+  fork(new URL(file, import.meta.url), [], {
+    execArgv: [
+      ...(process.env.BENCH_CPU_PROF && file.includes("peer-bots") ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      "--import",
+      "tsx",
+    ],
+    env: { ...process.env, ...env },
+  });
+const ask = async <T>(to: ChildProcess, msg?: unknown): Promise<T> => {
+  const reply = once(to, "message");
+  if (msg) to.send(msg as never);
+  return ((await reply) as [T])[0];
+};
+
+const world = spawn("./world.ts", { BENCH_ROLE: "telegram", BENCH_TOKEN: TOKENS.bots, BENCH_PROXY: "1" });
+const model = spawn("./world.ts", { BENCH_ROLE: "model", BENCH_TOKEN: TOKENS.bots, BENCH_LATENCY: String(LAT) });
+const { apiRoot } = await ask<{ apiRoot: string }>(world);
+const { llmUrl } = await ask<{ llmUrl: string }>(model);
+
+interface Figures {
+  wallMs: number;
+  hangP90: number;
+  hangN: number;
+  cpuMs: number;
+}
+
+async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
+  const step = (s: string) => process.env.BENCH_DEBUG && console.error(`${kind}: ${s}`);
+  const token = TOKENS[kind];
+  await ask(model, { cmd: "latency", latencyMs: LAT });
+  const bot = spawn("./support/peer-bots.ts", {
+    BENCH_BOT: kind,
+    BENCH_TOKEN: token,
+    BENCH_API_ROOT: apiRoot,
+    BENCH_LLM_URL: llmUrl,
+    BENCH_CONCURRENCY: String(CONC),
+  });
+  await ask(bot);
+  step("ready");
+  const load = await ask<{ wallMs: number }>(world, { cmd: "load", n: N, chats: C, token });
+  step("loaded");
+  model.send({ cmd: "hang", hangMs: HANG, latencyMs: LAT });
+  // The hung call's late answer too, before the next phase counts replies.
+  const hang = await ask<{ p90: number; n: number }>(world, { cmd: "hang", others: 100, hangMs: HANG, latencyMs: LAT, token, andHung: true });
+  step("hang");
+  await ask(model, { cmd: "latency", latencyMs: 0 });
+  const before = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
+  await ask(world, { cmd: "load", n: N, chats: C, token, tag: "cpu " });
+  step("cpu");
+  const after = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
+  bot.send({ cmd: "stop" });
+  await once(bot, "exit");
+  return {
+    wallMs: load.wallMs,
+    hangP90: hang.p90,
+    hangN: hang.n,
+    cpuMs: (after.userMs + after.systemMs - before.userMs - before.systemMs) / N,
+  };
+}
+
+const peer = await measure("grammy");
+const ours = await measure("bots");
+const limit = (N / CONC) * LAT;
+const row = (name: string, a: string, b: string, ratio: number, goal: string) =>
+  console.log(`${name.padEnd(44)} ${a.padStart(9)} ${b.padStart(14)} ${ratio.toFixed(2).padStart(7)}   ${goal}`);
+const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
+console.log(`bench/peer  messages=${N} chats=${C} model_latency=${LAT} ms concurrency=${CONC} hang=${HANG} ms db=sqlite`);
+console.log(`${"figure".padEnd(44)} ${"bots".padStart(9)} ${"grammY runner".padStart(14)} ${"ratio".padStart(7)}   goal`);
+row(
+  `wall time / limit ${(limit / 1000).toFixed(1)} s`,
+  (ours.wallMs / limit).toFixed(2),
+  (peer.wallMs / limit).toFixed(2),
+  ours.wallMs / peer.wallMs,
+  "ratio ≤ 1.00",
+);
+row(`p90 latency of other chats, one call hangs`, ms(ours.hangP90), ms(peer.hangP90), ours.hangP90 / peer.hangP90, `(n=${ours.hangN}/${peer.hangN})`);
+row("CPU per message, instant model", ms(ours.cpuMs), ms(peer.cpuMs), ours.cpuMs / peer.cpuMs, "ratio ≤ 1.50");
+
+world.send({ cmd: "stop" });
+model.send({ cmd: "stop" });
+await Promise.all([once(world, "exit"), once(model, "exit")]);
+process.exit(0);
