@@ -11,8 +11,9 @@ import type { Scenario } from "../support/scenario.js";
  * `getUpdates` like Telegram (test/support/conflict-proxy.ts); a burst of 72 messages; SIGKILL of
  * one instance at a moment when one of its bots' answers is claimed (`sending`) or being written
  * (`delivering`). An answer the killed process had not written yet must be sent once by the
- * new owner; only one that the Bot API actually received may end `unconfirmed`; and what was
- * charged is exactly what was sent.
+ * new owner; only one that the Bot API actually received may end `unconfirmed` (or the one caught
+ * in the instant between its `delivering` mark and its write); and what was charged is exactly
+ * what was sent.
  */
 for (const dialect of dialects()) {
   describe(`kill -9 mid-burst: only answers that reached the Bot API stay unconfirmed (${dialect})`, () => {
@@ -72,8 +73,12 @@ for (const dialect of dialects()) {
       t.diagnostic(`in flight at the kill: ${seen.join("; ")}; unconfirmed after: ${rows.filter((r) => r.status === "unconfirmed").length}`);
       const received = (text: string, chat: number, bot: string) =>
         c.answers(c.chats.find((ch) => ch.chat === chat && ch.bot.name === bot)!).filter((t) => t === `echo: ${text}`).length;
+      // The one instant where `unconfirmed` may hide an answer that never left (docs/durability.md,
+      // claim on write): the kill between a `delivering` mark's commit and its write. Only a row
+      // caught `delivering` at the kill may end so; any other is a breach.
+      const deliveringAtKill = new Set(seen.filter((x) => x.endsWith(": delivering")).map((x) => x.slice(0, -": delivering".length)));
       const unconfirmedNotReceived = rows
-        .filter((r) => r.status === "unconfirmed" && received(r.text, Number(r.chat_id), r.bot) === 0)
+        .filter((r) => r.status === "unconfirmed" && received(r.text, Number(r.chat_id), r.bot) === 0 && !deliveringAtKill.has(r.text))
         .map((r) => `${r.bot} '${r.text}'`);
       assert.deepEqual(unconfirmedNotReceived, [], `unconfirmed answers the Bot API never received (in flight at the kill: ${seen.join("; ")})`);
       for (const ch of c.chats)
