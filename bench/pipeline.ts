@@ -78,6 +78,8 @@ fx.bot(
     `  base_url: ${llmUrl}`,
     `  concurrency: ${CONC}`,
     "  timeout_s: 30",
+    // The plain peer does not stream; what streaming costs is measured by bench/stream.ts.
+    "  stream: false",
     "spam: { max_per_minute: 1000 }",
     "tg:",
     `  token: "${TOKEN}"`,

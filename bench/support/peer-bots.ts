@@ -145,6 +145,8 @@ async function startOurs(): Promise<() => Promise<void>> {
       `  base_url: ${LLM_URL}`,
       `  concurrency: ${CONC}`,
       "  timeout_s: 30",
+      // The plain peer does not stream; what streaming costs is measured by bench/stream.ts.
+      "  stream: false",
       `history: { max_messages: ${HISTORY} }`,
       "spam: { max_per_minute: 1000 }",
       "tg:",
