@@ -26,8 +26,6 @@ export interface WriteGate {
   written: boolean;
   /** What `beforeWrite` threw (the request was destroyed unsent). */
   hookError?: unknown;
-  /** Settles when `beforeWrite` has (resolved or thrown): the request's outcome is read after it. */
-  markSettled?: Promise<void>;
 }
 
 const gates = new AsyncLocalStorage<WriteGate>();
@@ -75,12 +73,8 @@ type AddRequest = (req: http.ClientRequest, options: unknown) => void;
 /**
  * The gate step of `Agent.addRequest` (Node's http: ClientRequest calls it from its constructor
  * and buffers what is written to it until the agent hands it a socket). The first request made
- * inside a gate is given to the real agent at once, so it gets its socket (a keep-alive one, or a
- * connection being made) while the gate's `beforeWrite` runs, but its socket is corked on arrival:
- * no byte reaches the kernel until `beforeWrite` resolves, and then the bytes go out in the same
- * tick. So a process killed right after the mark commits has (almost always) written the request,
- * and one killed before has written nothing. `finish` (all bytes handed to the socket) after the
- * uncork marks it written.
+ * inside a gate waits for the gate's `beforeWrite`, then is given to the real agent; `finish`
+ * (all bytes handed to the socket) marks it written.
  */
 function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): void {
   const gate = gates.getStore();
@@ -89,36 +83,24 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
     return;
   }
   gate.seen = true;
+  req.once("finish", () => (gate.written = true));
   if (!gate.beforeWrite) {
-    req.once("finish", () => (gate.written = true));
     add(req, options);
     return;
   }
-  let released = false;
-  let finished = false;
-  req.once("finish", () => {
-    finished = true;
-    if (released) gate.written = true;
-  });
-  // 'socket' comes before the request's first flush to it (Node: tickOnSocket, then _flush).
-  req.once("socket", (socket) => {
-    if (!released) socket.cork();
-  });
-  gate.markSettled = gate.beforeWrite().then(
+  // A request destroyed before it has a socket (the mark failed, or it was aborted while the
+  // mark was written) still goes to the agent: Node then ends it with its error, writing nothing.
+  gate.beforeWrite().then(
     () => {
       gate.marked = true;
-      released = true;
-      if (req.destroyed) return;
-      req.socket?.uncork();
-      if (finished) gate.written = true;
+      add(req, options);
     },
     (error: unknown) => {
       gate.hookError = error;
-      // Destroyed while corked: nothing of it was written.
       req.destroy(error instanceof Error ? error : new Error(String(error)));
+      add(req, options);
     },
   );
-  add(req, options);
 }
 
 /** Node's own `Agent.addRequest` (not in @types/node) of `proto`, bound to `agent`. */
@@ -188,9 +170,6 @@ export async function gatedSend<T>(o: GatedSendOptions<T>): Promise<T> {
   const attempt = async (): Promise<T> => {
     if (o.ungated && before) await before();
     const r = await throughGate(o.ungated ? undefined : before, o.call);
-    // The request may end (a connection refused while the mark was being written) before the
-    // mark does: its outcome is read once the mark has settled.
-    await r.gate.markSettled;
     if (r.ok) return r.value;
     const { gate, error } = r;
     if (gate.hookError !== undefined) throw finalError(final, gate.hookError);
