@@ -268,27 +268,43 @@ export class MessagesRepo {
 
   /**
    * The mark right before a request of an answer is written (src/channels/write-gate.ts):
-   * `sending` → `delivering`, with `parts_sent` = `part` (the parts before it were delivered) and,
+   * `from` → `delivering`, with `parts_sent` = `part` (the parts before it were delivered) and,
    * for the first part of a multi-part answer, the answer itself (`delivery`, JSON) so the rest
-   * can be sent later without the model. With `fence` only while that instance owns the bot.
-   * @returns true when the row changed (false: it was not `sending`, or the fence failed)
+   * can be sent later without the model. An attempt's first mark is also its claim (answered at
+   * most once): `from` is then the statuses an answer is claimed from; its later marks come from
+   * `sending` (a part delivered, or a request known not delivered). With `fence` only while that
+   * instance owns the bot.
+   * @param opts.from statuses the row may be in. @defaultValue ["sending"]
+   * @returns true when the row changed (false: it was in none of `from`, or the fence failed)
    */
-  async markWriting(id: number, part: number, opts: { delivery?: PartialAnswer; fence?: OwnerFence } = {}): Promise<boolean> {
+  async markWriting(id: number, part: number, opts: { delivery?: PartialAnswer; fence?: OwnerFence; from?: readonly IncomingStatus[] } = {}): Promise<boolean> {
     const keep = opts.delivery !== undefined;
     const f = opts.fence;
+    const from = opts.from ?? ["sending"];
     const res = await this.prepared.run(
       this.db,
-      `markWriting|${keep}|${f !== undefined}`,
+      `markWriting|${keep}|${f !== undefined}|${from.length}`,
       (p) => {
         let q = this.db
           .updateTable("messages")
           .set({ status: "delivering", parts_sent: p("part"), updated_ms: p("now"), ...(keep ? { delivery: p("delivery") } : {}) })
           .where("id", "=", p<number>("id"))
-          .where("status", "=", "sending");
+          .where(
+            "status",
+            "in",
+            from.map((_, i) => p<IncomingStatus>(`from${i}`)),
+          );
         if (f) q = q.where(fenceHolds(slotFence(p)));
         return q;
       },
-      { part, now: this.now(), id, ...(keep ? { delivery: JSON.stringify(opts.delivery) } : {}), ...(f ? fenceArgs(f) : {}) },
+      {
+        part,
+        now: this.now(),
+        id,
+        ...Object.fromEntries(from.map((v, i) => [`from${i}`, v])),
+        ...(keep ? { delivery: JSON.stringify(opts.delivery) } : {}),
+        ...(f ? fenceArgs(f) : {}),
+      },
     );
     return Number(res.numAffectedRows) === 1;
   }

@@ -7,6 +7,14 @@ import type { IncomingStatus, PartialAnswer } from "../../storage/schema.js";
 import type { ChannelSender, OutgoingReply, SendProgress } from "../types.js";
 import { type AnswerContext, CLAIMABLE, RESENDABLE, StopError, targetOf } from "./answer.js";
 
+/** The first mark of a gated send found the message answered, or being answered, elsewhere: nothing was written. */
+class ClaimLostError extends Error {
+  constructor() {
+    super("the message was answered elsewhere before this answer was written");
+    this.name = "ClaimLostError";
+  }
+}
+
 /** What {@link deliverStage} uses. */
 export interface DeliverStageDeps {
   store: Pick<Store, "messages" | "balance" | "owners">;
@@ -22,8 +30,9 @@ export interface DeliverStageDeps {
 /**
  * Answer stage: sends the model's text with what features added ({@link AnswerContext.reply})
  * through the channel, written so that a send that may have arrived is never sent again
- * (docs/durability.md): the answer is claimed through its status first (answered at most once),
- * a gated channel marks each request right before its bytes go out, and an answer that ended
+ * (docs/durability.md): the answer is claimed through its status (answered at most once; for a
+ * gated channel the claim is the mark of its first request, right before its bytes go out, and
+ * each later request is marked likewise), and an answer that ended
  * `unconfirmed` or `partial` keeps its charge. A stored message answered again is first looked
  * for on the channel where it can tell (2GIS).
  * @throws FencedError when another instance owns the bot now (nothing sent)
@@ -48,12 +57,15 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
   };
 
   /**
-   * The durable marks of a gated send (see {@link SendProgress}): `sending` → `delivering` right
-   * before a request is written (with the answer itself before the first of several parts), back
-   * to `sending` once it was delivered or known not delivered, with `parts_sent`.
+   * The durable marks of a gated send (see {@link SendProgress}): the row goes to `delivering`
+   * right before a request is written (with the answer itself before the first of several parts),
+   * back to `sending` once it was delivered or known not delivered, with `parts_sent`. The first
+   * mark of an attempt is its claim too (from `claimFrom`): a row in none of those statuses was
+   * answered, or is being answered, elsewhere ({@link ClaimLostError}, nothing written).
    */
-  const progressOf = (ctx: AnswerContext, sent: { parts: number; of: number; firstId: string | null }): SendProgress => {
+  const progressOf = (ctx: AnswerContext, sent: { parts: number; of: number; firstId: string | null }, claimFrom: readonly IncomingStatus[]): SendProgress => {
     const id = ctx.id;
+    let claimed = false;
     return {
       fromPart: sent.parts,
       beforeWrite: async (part, parts) => {
@@ -69,10 +81,15 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
                 latency_ms: Math.round(c.latencyMs),
               }
             : undefined;
-        if (!(await store.messages.markWriting(id, part, { delivery: keep, fence }))) {
-          if (fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
-          throw new Error("the answer's claim was taken over before it was sent (a replay or recovery); not sent");
+        // It may commit even when the database's reply is lost (answerThroughOutages gives it back).
+        ctx.answer.claimTried = true;
+        if (await store.messages.markWriting(id, part, { delivery: keep, fence, from: claimed ? ["sending"] : claimFrom })) {
+          claimed = true;
+          return;
         }
+        if (fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
+        if (!claimed) throw new ClaimLostError();
+        throw new Error("the answer's claim was taken over before it was sent (a replay or recovery); not sent");
       },
       notWritten: async (part) => {
         await store.messages.unmarkWriting(id, part);
@@ -87,6 +104,13 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
         if (part + 1 < parts) await store.messages.unmarkWriting(id, part + 1);
       },
     };
+  };
+
+  /** Another process (a replay) answered the message meanwhile, or is answering it: answer at most once. */
+  const answeredElsewhere = async (ctx: AnswerContext): Promise<void> => {
+    ctx.log.warn("message was answered elsewhere; not sending");
+    if (ctx.reservation && !ctx.answer.charged) await store.balance.refund(ctx.reservation, "answered elsewhere", fence);
+    ctx.outcome = "skipped";
   };
 
   /**
@@ -150,26 +174,22 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
     }
     await untilLeaseFresh(ctx);
     const gated = channel.gatesWrites === true;
-    // The claim. With gated writes it is `sending`: nothing is written yet, and a process that
-    // dies here leaves the answer resumable; each request is marked `delivering` right before
-    // its bytes go out (progress.beforeWrite). A channel without gated writes (2GIS, which can be
-    // asked later) is marked `delivering` at once. Until something may have reached the channel
-    // (`sendStarted`: a part delivered, a request that may have arrived, or any call of an
-    // ungated channel), a `sending` or `delivering` row is this attempt's with nothing sent (a
-    // reply lost, a mark whose request was cancelled, an unmark that failed): the boundary and
-    // answerThroughOutages take it back.
-    state.claimTried = true;
     const from: IncomingStatus[] = state.force ? [...CLAIMABLE, ...RESENDABLE] : CLAIMABLE;
-    const claimed = await store.messages.setStatus(ctx.id, gated ? "sending" : "delivering", { from, fence });
-    // Fenced: another instance owns the bot now (this one was paused or cut off past its lease).
-    // Not sent, nothing written: the new owner's recovery refunds the reservation and answers.
-    if (!claimed && fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
-    if (!claimed) {
-      // Another process (a replay) answered it meanwhile, or is answering it: answer at most once.
-      ctx.log.warn("message was answered elsewhere; not sending");
-      if (ctx.reservation && !state.charged) await store.balance.refund(ctx.reservation, "answered elsewhere", fence);
-      ctx.outcome = "skipped";
-      return;
+    // The claim. With gated writes it is the first `delivering` mark, made right before the first
+    // request's bytes go out (progress.beforeWrite): a process that dies before it leaves the
+    // answer as it was, resumable. A channel without gated writes (2GIS, which can be asked later)
+    // is marked `delivering` here. Until something may have reached the channel (`sendStarted`: a
+    // part delivered, a request that may have arrived, or any call of an ungated channel), a
+    // `sending` or `delivering` row is this attempt's with nothing sent (a reply lost, a mark
+    // whose request was cancelled, an unmark that failed): the boundary and answerThroughOutages
+    // take it back.
+    if (!gated) {
+      state.claimTried = true;
+      const claimed = await store.messages.setStatus(ctx.id, "delivering", { from, fence });
+      // Fenced: another instance owns the bot now (this one was paused or cut off past its lease).
+      // Not sent, nothing written: the new owner's recovery refunds the reservation and answers.
+      if (!claimed && fence && !(await store.owners.holds(fence.bot, fence.owner, fence.epoch))) throw new FencedError(fence.bot, fence.epoch);
+      if (!claimed) return answeredElsewhere(ctx);
     }
     const t = performance.now();
     const sent = { parts: state.fromPart ?? 0, of: 0, firstId: null as string | null };
@@ -180,8 +200,9 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
       state.stopTyping?.();
       // What features added (buttons, a contact request) goes with the model's text.
       const reply: OutgoingReply = { ...ctx.reply, text: ctx.completion!.text };
-      delivery = await channel.send(targetOf(ctx), reply, gated ? progressOf(ctx, sent) : undefined);
+      delivery = await channel.send(targetOf(ctx), reply, gated ? progressOf(ctx, sent, from) : undefined);
     } catch (error) {
+      if (error instanceof ClaimLostError) return answeredElsewhere(ctx);
       if (error instanceof FencedError || !(await notDelivered(ctx, error, sent.parts))) throw error;
       return;
     }
