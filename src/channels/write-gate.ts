@@ -88,7 +88,7 @@ type AddRequest = (req: http.ClientRequest, options: unknown) => void;
  * The gate step of `Agent.addRequest` (Node's http: ClientRequest calls it from its constructor).
  * The first request made inside a gate is given to the real agent at once. On its `socket` event
  * (Node's `tickOnSocket` emits it before the request's first flush to that socket) the socket is
- * corked, so the request's bytes stay in the socket's buffer. Once the socket is connected (TLS:
+ * held corked ({@link hold}), so the request's bytes stay in the socket's buffer. Once the socket is connected (TLS:
  * the handshake done) the gate's `beforeWrite` runs; when it resolves, the socket is uncorked in
  * the same callback and the request counts as written. The connection (a keep-alive one, or one
  * being made) is thus ready when the mark commits, and nothing has left before. A socket that
@@ -107,11 +107,11 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
     if (!gate.written) req.destroy(new Error("request cancelled before it was written"));
   };
   // Bound to the caller's async context: the mark runs as if called where the request was made.
-  const connected = AsyncResource.bind((socket: Duplex) => {
+  const connected = AsyncResource.bind((socket: Duplex, release: () => void) => {
     if (req.destroyed || socket.destroyed) return;
     if (!beforeWrite) {
       gate.written = true;
-      socket.uncork();
+      release();
       return;
     }
     gate.marking = beforeWrite().then(
@@ -122,7 +122,7 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
         if (req.destroyed || socket.destroyed) return;
         // Set before the uncork, which hands the bytes to the kernel at once.
         gate.written = true;
-        socket.uncork();
+        release();
       },
       (error: unknown) => {
         gate.hookError = error;
@@ -132,10 +132,30 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
     );
   });
   req.once("socket", (socket: Duplex) => {
-    socket.cork();
-    whenConnected(socket, () => connected(socket));
+    const release = hold(socket);
+    whenConnected(socket, () => connected(socket, release));
   });
   add(req, options);
+}
+
+/**
+ * Corks `socket` until the returned `release` uncorks it. Until then it stays corked even against
+ * Node's `OutgoingMessage.end()`, which sets the cork count of its socket to 1 and uncorks it
+ * ("fully uncork connection on end()", node:_http_outgoing): a request ended after it got its
+ * socket (node-fetch 3 pipes the body in, so vk-io's requests end late) would otherwise let its
+ * bytes out then. While held, an `uncork` that would take the count below 1 does nothing.
+ */
+function hold(socket: Duplex): () => void {
+  socket.cork();
+  const uncork = socket.uncork;
+  socket.uncork = () => {
+    if (socket.writableCorked > 1) uncork.call(socket);
+  };
+  return () => {
+    // Back to the prototype's uncork (the socket may be reused by later requests), then the one uncork of ours.
+    delete (socket as Partial<Duplex>).uncork;
+    socket.uncork();
+  };
 }
 
 /**

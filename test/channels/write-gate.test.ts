@@ -30,16 +30,23 @@ async function server(next: () => "ok" | "drop" | "503" | "400"): Promise<{ url:
   };
 }
 
-/** One POST through `agent` (http or https by the URL); a non-2xx answer rejects with its `status` (as the channels' errors carry it). */
-function post(agent: http.Agent, url: string, body: string, signal?: AbortSignal): Promise<number> {
+/**
+ * One POST through `agent` (http or https by the URL); a non-2xx answer rejects with its `status`
+ * (as the channels' errors carry it). `late`: the body's second half and the end come 20 ms later,
+ * after the request has its socket (as node-fetch 3, which pipes the body in, ends vk-io's requests).
+ */
+function post(agent: http.Agent, url: string, body: string, opts: { signal?: AbortSignal; late?: boolean } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const headers = { "content-type": "text/plain", "content-length": Buffer.byteLength(body) };
-    const req = (url.startsWith("https:") ? https : http).request(url, { method: "POST", agent, headers, signal }, (res) => {
+    const req = (url.startsWith("https:") ? https : http).request(url, { method: "POST", agent, headers, signal: opts.signal }, (res) => {
       res.resume();
       res.on("end", () => (res.statusCode === 200 ? resolve(200) : reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode }))));
     });
     req.on("error", reject);
-    req.end(body);
+    if (!opts.late) return void req.end(body);
+    const half = Math.floor(body.length / 2);
+    req.write(body.slice(0, half));
+    setTimeout(() => req.end(body.slice(half)), 20);
   });
 }
 
@@ -141,8 +148,13 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
     }
   });
 
-  for (const secure of [false, true]) {
-    test(`${secure ? "TLS: the handshake is done" : "the request has a connected socket"} while the mark is pending, and the server has received 0 bytes; a keep-alive socket is reused the same way`, async () => {
+  for (const [secure, late] of [
+    [false, false],
+    [false, true],
+    [true, false],
+    [true, true],
+  ]) {
+    test(`${secure ? "TLS: the handshake is done" : "the request has a connected socket"} while the mark is pending, and the server has received 0 bytes${late ? " (the request ended after it got its socket)" : ""}; a keep-alive socket is reused the same way`, async () => {
       const srv = await rawServer({ tls: secure });
       const agent = secure ? new GatedHttpsAgent({ keepAlive: true, ca: TLS_CERT }) : new GatedHttpAgent({ keepAlive: true });
       try {
@@ -165,7 +177,7 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
         const send = () =>
           gatedSend({
             method: "send",
-            call: () => post(agent, srv.url, "hello"),
+            call: () => post(agent, srv.url, "hello", { late }),
             classify: () => ({ retry: false }),
             progress: r.progress,
             retries: 0,
@@ -239,7 +251,7 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
         gatedSend({
           method: "send",
           // Aborted (as the channels' request timeouts do) 50 ms in, while the mark is written.
-          call: () => post(agent, srv.url, "hello", AbortSignal.timeout(50)),
+          call: () => post(agent, srv.url, "hello", { signal: AbortSignal.timeout(50) }),
           classify: () => ({ retry: false }),
           progress: r.progress,
           retries: 0,
