@@ -88,12 +88,12 @@ type AddRequest = (req: http.ClientRequest, options: unknown) => void;
  * The gate step of `Agent.addRequest` (Node's http: ClientRequest calls it from its constructor).
  * The first request made inside a gate is given to the real agent at once. On its `socket` event
  * (Node's `tickOnSocket` emits it before the request's first flush to that socket) the socket is
- * held corked ({@link hold}), so the request's bytes stay in the socket's buffer. Once the socket is connected (TLS:
- * the handshake done) the gate's `beforeWrite` runs; when it resolves, the socket is uncorked in
- * the same callback and the request counts as written. The connection (a keep-alive one, or one
- * being made) is thus ready when the mark commits, and nothing has left before. A socket that
- * fails to connect never runs the mark; a request destroyed while corked (the mark failed, an
- * abort, the connection lost) has written nothing.
+ * held corked ({@link hold}), so the request's bytes stay in the socket's buffer. Once the
+ * socket is connected (TLS: the handshake done) the gate's `beforeWrite` runs; when it resolves,
+ * the socket is uncorked in the same callback and the request counts as written. The connection
+ * (a keep-alive one, or one being made) is thus ready when the mark commits, and nothing has
+ * left before. A socket that fails to connect never runs the mark; a request destroyed while
+ * corked (the mark failed, an abort, the connection lost) has written nothing.
  */
 function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): void {
   const gate = gates.getStore();
@@ -152,7 +152,7 @@ function hold(socket: Duplex): () => void {
     if (socket.writableCorked > 1) uncork.call(socket);
   };
   return () => {
-    // Back to the prototype's uncork (the socket may be reused by later requests), then the one uncork of ours.
+    // Back to the prototype's uncork (a keep-alive socket serves later requests), then our one uncork.
     delete (socket as Partial<Duplex>).uncork;
     socket.uncork();
   };
