@@ -1,6 +1,9 @@
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import http from "node:http";
 import https from "node:https";
+import type net from "node:net";
+import type { Duplex } from "node:stream";
+import { TLSSocket } from "node:tls";
 import { UnconfirmedSendError } from "../errors.js";
 import { withRetries, type RetryDecision } from "../lib/retry.js";
 import type { SendProgress } from "../core/types.js";
@@ -11,21 +14,32 @@ import type { SendProgress } from "../core/types.js";
  */
 export interface WriteGate {
   /**
-   * Awaited before the request gets a socket (nothing of it is written before): the caller's
-   * durable "being written" mark. Throwing cancels the request unsent.
+   * Run once the request has a connected socket (TLS: handshake done), its bytes held back in the
+   * socket: the caller's durable "being written" mark. Throwing cancels the request unsent.
    */
   beforeWrite?: () => Promise<void>;
   /** The request reached a gated agent (false: it went out some other way, nothing is known). */
   seen: boolean;
-  /** `beforeWrite` resolved. */
+  /** `beforeWrite` resolved (the row is marked, whether or not the request was then written). */
   marked: boolean;
   /**
-   * Every byte of the request was handed to the socket (ClientRequest `finish`): from here the
-   * server may have read and acted on it, whatever happens to the connection.
+   * The request's bytes were let go to the socket (the uncork right after the mark; without a
+   * `beforeWrite`, once connected): from here the server may have read and acted on it, whatever
+   * happens to the connection. Never false for a request a byte of which may have left.
    */
   written: boolean;
   /** What `beforeWrite` threw (the request was destroyed unsent). */
   hookError?: unknown;
+  /**
+   * `beforeWrite`'s run, settled (it never rejects): set once the mark started. The request can
+   * fail while the mark is written; its outcome is read after this settles.
+   */
+  marking?: Promise<void>;
+  /**
+   * Destroys the request unless it was written (its held-back bytes are discarded): for a call
+   * that failed, so that a request the caller gave up on cannot go out later.
+   */
+  cancel?: () => void;
 }
 
 const gates = new AsyncLocalStorage<WriteGate>();
@@ -71,10 +85,15 @@ export async function throughGate<T>(
 type AddRequest = (req: http.ClientRequest, options: unknown) => void;
 
 /**
- * The gate step of `Agent.addRequest` (Node's http: ClientRequest calls it from its constructor
- * and buffers what is written to it until the agent hands it a socket). The first request made
- * inside a gate waits for the gate's `beforeWrite`, then is given to the real agent; `finish`
- * (all bytes handed to the socket) marks it written.
+ * The gate step of `Agent.addRequest` (Node's http: ClientRequest calls it from its constructor).
+ * The first request made inside a gate is given to the real agent at once. On its `socket` event
+ * (Node's `tickOnSocket` emits it before the request's first flush to that socket) the socket is
+ * held corked ({@link hold}), so the request's bytes stay in the socket's buffer. Once the
+ * socket is connected (TLS: the handshake done) the gate's `beforeWrite` runs; when it resolves,
+ * the socket is uncorked in the same callback and the request counts as written. The connection
+ * (a keep-alive one, or one being made) is thus ready when the mark commits, and nothing has
+ * left before. A socket that fails to connect never runs the mark; a request destroyed while
+ * corked (the mark failed, an abort, the connection lost) has written nothing.
  */
 function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): void {
   const gate = gates.getStore();
@@ -83,24 +102,88 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): v
     return;
   }
   gate.seen = true;
-  req.once("finish", () => (gate.written = true));
-  if (!gate.beforeWrite) {
-    add(req, options);
+  const beforeWrite = gate.beforeWrite;
+  gate.cancel = () => {
+    if (!gate.written) req.destroy(new Error("request cancelled before it was written"));
+  };
+  // Bound to the caller's async context: the mark runs as if called where the request was made.
+  const connected = AsyncResource.bind((socket: Duplex, release: () => void) => {
+    if (req.destroyed || socket.destroyed) return;
+    if (!beforeWrite) {
+      gate.written = true;
+      release();
+      return;
+    }
+    gate.marking = beforeWrite().then(
+      () => {
+        gate.marked = true;
+        // Destroyed while the mark was written (aborted, the connection lost): its corked bytes
+        // were discarded with the socket, nothing was written.
+        if (req.destroyed || socket.destroyed) return;
+        // Set before the uncork, which hands the bytes to the kernel at once.
+        gate.written = true;
+        release();
+      },
+      (error: unknown) => {
+        gate.hookError = error;
+        // Destroyed while corked: nothing of it was written.
+        req.destroy(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+  req.once("socket", (socket: Duplex) => {
+    const release = hold(socket);
+    whenConnected(socket, () => connected(socket, release));
+  });
+  add(req, options);
+}
+
+/**
+ * Corks `socket` until the returned `release` uncorks it. Until then it stays corked even against
+ * Node's `OutgoingMessage.end()`, which sets the cork count of its socket to 1 and uncorks it
+ * ("fully uncork connection on end()", node:_http_outgoing): a request ended after it got its
+ * socket (node-fetch 3 pipes the body in, so vk-io's requests end late) would otherwise let its
+ * bytes out then. While held, an `uncork` that would take the count below 1 does nothing.
+ */
+function hold(socket: Duplex): () => void {
+  socket.cork();
+  const uncork = socket.uncork;
+  socket.uncork = () => {
+    if (socket.writableCorked > 1) uncork.call(socket);
+  };
+  return () => {
+    // Back to the prototype's uncork (a keep-alive socket serves later requests), then our one uncork.
+    delete (socket as Partial<Duplex>).uncork;
+    socket.uncork();
+  };
+}
+
+/**
+ * Calls `then` once `socket` is connected (a TLS socket: its handshake completed), at once if it
+ * already is (a keep-alive socket); never if it closes first.
+ */
+function whenConnected(socket: Duplex, then: () => void): void {
+  if (socket.destroyed) return;
+  const tls = socket instanceof TLSSocket;
+  const connecting = (socket as Partial<net.Socket>).connecting === true;
+  if (!connecting && (!tls || handshakeDone(socket))) {
+    then();
     return;
   }
-  // A request destroyed before it has a socket (the mark failed, or it was aborted while the
-  // mark was written) still goes to the agent: Node then ends it with its error, writing nothing.
-  gate.beforeWrite().then(
-    () => {
-      gate.marked = true;
-      add(req, options);
-    },
-    (error: unknown) => {
-      gate.hookError = error;
-      req.destroy(error instanceof Error ? error : new Error(String(error)));
-      add(req, options);
-    },
-  );
+  const event = tls ? "secureConnect" : "connect";
+  const ready = () => {
+    socket.off("close", closed);
+    then();
+  };
+  const closed = () => socket.off(event, ready);
+  socket.once(event, ready);
+  socket.once("close", closed);
+}
+
+/** A TLS client socket's handshake completed (`getProtocol()` is null before it connects, "unknown" while it shakes hands). */
+function handshakeDone(socket: TLSSocket): boolean {
+  const protocol = socket.getProtocol();
+  return protocol !== null && protocol !== "unknown";
 }
 
 /** Node's own `Agent.addRequest` (not in @types/node) of `proto`, bound to `agent`. */
@@ -108,7 +191,7 @@ function agentAdd(proto: http.Agent, agent: http.Agent): AddRequest {
   return (proto as unknown as { addRequest: AddRequest }).addRequest.bind(agent);
 }
 
-/** A keep-alive `http.Agent` whose requests made inside {@link throughGate} wait for the gate. */
+/** A keep-alive `http.Agent` whose requests made inside {@link throughGate} are held back by the gate. */
 export class GatedHttpAgent extends http.Agent {
   addRequest(req: http.ClientRequest, options: unknown): void {
     gatedAdd(agentAdd(http.Agent.prototype, this), req, options);
@@ -151,11 +234,13 @@ export interface GatedSendOptions<T> {
 
 /**
  * One part of a send, tried until it is delivered, refused, or may have arrived (the deliver
- * stage; docs/durability.md). Each attempt's request waits for `progress.beforeWrite` before a byte is
- * written. An attempt that failed before its request was written (connection refused, DNS, a
- * reset while connecting) or that the API refused (429, 5xx: retried; other errors: final) was
- * not delivered: `progress.notWritten` makes the row resumable again. A connection that failed
- * after the request was written is never retried.
+ * stage; docs/durability.md). Each attempt's request gets a connected socket, then waits for
+ * `progress.beforeWrite` before a byte is written. An attempt that failed before its request
+ * was written (connection refused, DNS, a reset while connecting: no mark was made) or that the
+ * API refused (429, 5xx: retried; other errors: final) was not delivered; one that was marked
+ * and not written (the connection lost, or the request aborted, while the mark was written) or
+ * refused goes through `progress.notWritten`, which makes the row resumable again. A connection
+ * that failed after the request was written is never retried.
  * @returns what the API returned
  * @throws UnconfirmedSendError when the request was written and no answer came
  * @throws what `beforeWrite`/`notWritten` threw (e.g. FencedError, a database error): nothing of
@@ -170,9 +255,15 @@ export async function gatedSend<T>(o: GatedSendOptions<T>): Promise<T> {
   const attempt = async (): Promise<T> => {
     if (o.ungated && before) await before();
     const r = await throughGate(o.ungated ? undefined : before, o.call);
-    if (r.ok) return r.value;
-    const { gate, error } = r;
+    const { gate } = r;
+    // A failed call's request never goes out later; its outcome is read once the mark (which may
+    // still be in flight: the request failed meanwhile) has settled.
+    if (!r.ok) gate.cancel?.();
+    await gate.marking;
+    // The mark failed: the request was destroyed before a byte of it was written.
     if (gate.hookError !== undefined) throw finalError(final, gate.hookError);
+    if (r.ok) return r.value;
+    const { error } = r;
     const status = (error as { status?: number } | undefined)?.status;
     // No answer from the API: unless the request provably was not written, it may have arrived.
     if (status === undefined && (o.ungated || !gate.seen || gate.written)) throw finalError(final, new UnconfirmedSendError(o.method, part, error));
