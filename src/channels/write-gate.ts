@@ -66,20 +66,36 @@ export function outsideGate<T>(fn: () => T): T {
 }
 
 /**
- * Runs `fn` (which makes one HTTP request through a gated agent) with a fresh gate.
+ * Runs `fn` (which makes one HTTP request through a gated agent) with a fresh gate: inside it
+ * (the agent finds it in the async context), or, with `routed`, handed to `fn`, which routes its
+ * request through {@link gatedAgentFor} itself (no async context is used: in Node 20 entering an
+ * `AsyncLocalStorage` turns on promise hooks for the whole process).
  * @returns the gate as filled in by the agent, and what `fn` returned or threw
  */
 export async function throughGate<T>(
   beforeWrite: (() => Promise<void>) | undefined,
-  fn: () => Promise<T>,
+  fn: (gate: WriteGate) => Promise<T>,
+  routed = false,
 ): Promise<{ gate: WriteGate } & ({ ok: true; value: T } | { ok: false; error: unknown })> {
   const gate: WriteGate = { beforeWrite, seen: false, marked: false, written: false };
   try {
-    const value = await gates.run(gate, fn);
+    const value = await (routed ? fn(gate) : gates.run(gate, () => fn(gate)));
     return { gate, ok: true, value };
   } catch (error) {
     return { gate, ok: false, error };
   }
+}
+
+/**
+ * An agent for the request of one gate: the keep-alive `agent`'s sockets and settings, with the
+ * gate step of {@link GatedHttpAgent} for `gate` (found here, not in the async context). Made per
+ * request; everything but `addRequest` is read from `agent`.
+ */
+export function gatedAgentFor<A extends http.Agent>(gate: WriteGate, agent: A): A {
+  const base = agentAdd(agent instanceof https.Agent ? https.Agent.prototype : http.Agent.prototype, agent);
+  const one = Object.create(agent) as A & { addRequest: AddRequest };
+  one.addRequest = (req, options) => gatedAdd(base, req, options, gate);
+  return one;
 }
 
 type AddRequest = (req: http.ClientRequest, options: unknown) => void;
@@ -95,8 +111,7 @@ type AddRequest = (req: http.ClientRequest, options: unknown) => void;
  * left before. A socket that fails to connect never runs the mark; a request destroyed while
  * corked (the mark failed, an abort, the connection lost) has written nothing.
  */
-function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown): void {
-  const gate = gates.getStore();
+function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown, gate: WriteGate | undefined = gates.getStore()): void {
   if (!gate || gate.seen) {
     add(req, options);
     return;
@@ -209,8 +224,13 @@ export class GatedHttpsAgent extends https.Agent {
 export interface GatedSendOptions<T> {
   /** API method, for messages. */
   method: string;
-  /** One request to the channel's API (through a gated agent). */
-  call: () => Promise<T>;
+  /**
+   * One request to the channel's API through a gated agent: one that finds the gate in the async
+   * context, or, with `routed`, `gatedAgentFor(gate, …)`.
+   */
+  call: (gate: WriteGate) => Promise<T>;
+  /** `call` routes its request through {@link gatedAgentFor} (see {@link throughGate}). */
+  routed?: boolean;
   /**
    * For an error the API answered (it carries a status): retry or not. Errors without a status
    * are decided here by whether the request was written.
@@ -254,7 +274,7 @@ export async function gatedSend<T>(o: GatedSendOptions<T>): Promise<T> {
   const final = new WeakSet<object>();
   const attempt = async (): Promise<T> => {
     if (o.ungated && before) await before();
-    const r = await throughGate(o.ungated ? undefined : before, o.call);
+    const r = await throughGate(o.ungated ? undefined : before, o.call, o.routed === true);
     const { gate } = r;
     // A failed call's request never goes out later; its outcome is read once the mark (which may
     // still be in flight: the request failed meanwhile) has settled.

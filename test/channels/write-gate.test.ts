@@ -5,7 +5,7 @@ import https from "node:https";
 import net, { type AddressInfo } from "node:net";
 import { describe, test } from "node:test";
 import tls from "node:tls";
-import { GatedHttpAgent, GatedHttpsAgent, gatedSend } from "../../src/channels/write-gate.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedAgentFor, gatedSend } from "../../src/channels/write-gate.js";
 import { UnconfirmedSendError } from "../../src/errors.js";
 import type { SendProgress } from "../../src/core/types.js";
 import { freePort } from "../support/telegram.js";
@@ -206,6 +206,44 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
       }
     });
   }
+
+  test("routed (gatedAgentFor, no async context): held until the mark commits, on the shared agent's keep-alive connection; a refused connection is known unwritten and retried", async () => {
+    const srv = await rawServer();
+    const agent = new GatedHttpAgent({ keepAlive: true });
+    try {
+      const atMark: number[] = [];
+      const r = recorder();
+      r.progress.beforeWrite = async (part) => {
+        await sleep(100);
+        atMark.push(srv.seen.bytes);
+        r.log.push(`mark ${part}`);
+      };
+      const send = (url: string, retries = 0) =>
+        gatedSend({
+          method: "send",
+          routed: true,
+          call: (gate) => post(gatedAgentFor(gate, agent), url, "hello"),
+          classify: () => ({ retry: false }),
+          progress: r.progress,
+          retries,
+          baseMs: 1,
+        });
+      assert.equal(await send(srv.url), 200);
+      const first = srv.seen.bytes;
+      assert.equal(await send(srv.url), 200);
+      assert.deepEqual(atMark, [0, first], "nothing written before each mark committed");
+      assert.equal(srv.seen.connections, 1, "the second send reused the shared agent's connection");
+      // A port nobody listens on: never connected, never marked; known unwritten, so retried (a
+      // request the gate had not seen would have ended unconfirmed at once).
+      const closed = `http://127.0.0.1:${await freePort()}/send`;
+      r.log.length = 0;
+      await assert.rejects(send(closed, 2), (e: Error) => !(e instanceof UnconfirmedSendError));
+      assert.deepEqual(r.log, [], "a refused connection is never marked");
+    } finally {
+      agent.destroy();
+      await srv.close();
+    }
+  });
 
   test("a connection lost while the mark is written: nothing was written, it is unmarked after the mark and retried on a new connection", async () => {
     // The first connection is closed by the server 50 ms after it is accepted, before the mark commits.

@@ -12,7 +12,7 @@ import { HealthTracker } from "../health.js";
 import { MAX_PUSHED_BODY_BYTES, servePushed } from "../ingress-http.js";
 import type { ChannelWorker } from "../types.js";
 import { keepTyping } from "../typing.js";
-import { GatedHttpAgent, GatedHttpsAgent, gatedSend, outsideGate } from "../write-gate.js";
+import { GatedHttpAgent, GatedHttpsAgent, gatedAgentFor, gatedSend, outsideGate, type WriteGate } from "../write-gate.js";
 import { splitText } from "../../lib/text.js";
 import { type FormattedText, markdownToEntities, splitFormatted } from "../../lib/markdown.js";
 import { TG_MAX_TEXT, translateUpdate } from "./translate.js";
@@ -392,8 +392,8 @@ export class TelegramWorker implements ChannelWorker {
     const sent = await this.withPlainFallback("sendDocument", c, 0, (entities) =>
       this.sendOne(
         "sendDocument",
-        () =>
-          this.telegraf.telegram.sendDocument(
+        (tg) =>
+          tg.sendDocument(
             chatId,
             { source: Buffer.from(doc.content, "utf8"), filename: doc.filename },
             { caption: c.text, ...(entities ? { caption_entities: c.entities as MessageEntity[] } : {}) },
@@ -448,7 +448,7 @@ export class TelegramWorker implements ChannelWorker {
       const sent = await this.withPlainFallback("sendMessage", part, i, (entities) =>
         this.sendOne(
           "sendMessage",
-          () => this.telegraf.telegram.sendMessage(chatId, part.text, { ...extra, ...(entities ? { entities: part.entities as MessageEntity[] } : {}) }),
+          (tg) => tg.sendMessage(chatId, part.text, { ...extra, ...(entities ? { entities: part.entities as MessageEntity[] } : {}) }),
           progress,
           i,
           parts.length,
@@ -460,11 +460,31 @@ export class TelegramWorker implements ChannelWorker {
     return { channelMessageId: first };
   }
 
+  /**
+   * A Bot API client for one request of a send: the bot's own settings, with an agent that holds
+   * this request back for `gate` (src/channels/write-gate.ts `gatedAgentFor`) on the shared
+   * keep-alive connections.
+   */
+  private gatedTelegram(gate: WriteGate): Telegraf["telegram"] {
+    const shared = this.telegraf.telegram;
+    const tg = new (shared.constructor as new (token: string, options: typeof shared.options) => Telegraf["telegram"])(this.bot.tg!.token, shared.options);
+    // Set after construction: telegraf drops a given agent for http:// roots (as in create).
+    tg.options.agent = gatedAgentFor(gate, shared.options.agent as http.Agent);
+    return tg;
+  }
+
   /** One Bot API send through the write gate, with our retry policy (see {@link gatedSend}). */
-  private sendOne<T>(method: string, call: () => Promise<T>, progress: SendProgress | undefined, part: number, parts: number): Promise<T> {
+  private sendOne<T>(
+    method: string,
+    call: (tg: Telegraf["telegram"]) => Promise<T>,
+    progress: SendProgress | undefined,
+    part: number,
+    parts: number,
+  ): Promise<T> {
     return gatedSend({
       method,
-      call: () => call().catch((e) => Promise.reject(toChannelError(e, method))),
+      call: (gate) => call(this.gatedTelegram(gate)).catch((e) => Promise.reject(toChannelError(e, method))),
+      routed: true,
       classify: classifyHttpError,
       progress,
       part,
