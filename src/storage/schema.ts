@@ -20,8 +20,9 @@ export interface Schema {
 }
 
 /**
- * Incoming statuses (docs/durability.md). `sending`: an attempt claimed the answer and
- * none of its requests is being written (parts before `parts_sent` were delivered); a process
+ * Incoming statuses (docs/durability.md). `sending`: an attempt claimed the answer (its first
+ * `delivering` mark) and none of its requests is being written now (a part was delivered, or a
+ * request is known not delivered; parts before `parts_sent` were delivered); a process
  * that dies here leaves it resumable. `delivering`: a request of the answer is being written or
  * was written and its outcome is not recorded yet; never sent again without --force (recovery
  * makes it `unconfirmed`, or asks 2GIS). `partial`: parts before `parts_sent` were delivered, a
