@@ -275,7 +275,14 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
     }
   });
 
-  test("a request aborted while its mark is in flight: nothing reaches the server, unmarked once the mark has settled", async () => {
+  /**
+   * A send whose mark takes 200 ms while `call` fails 50 ms in: what the progress saw, and the
+   * request bytes the server got (read 100 ms after the send ended).
+   */
+  async function failsWhileMarking(
+    call: (agent: http.Agent, url: string) => Promise<unknown>,
+    error: RegExp | { name: string },
+  ): Promise<{ log: string[]; bytes: number }> {
     const srv = await rawServer();
     const agent = new GatedHttpAgent({ keepAlive: true });
     try {
@@ -286,57 +293,31 @@ describe("write gate (gated agent + gatedSend) against real sockets", () => {
         r.log.push(`mark ${part} committed`);
       };
       await assert.rejects(
-        gatedSend({
-          method: "send",
-          // Aborted (as the channels' request timeouts do) 50 ms in, while the mark is written.
-          call: () => post(agent, srv.url, "hello", { signal: AbortSignal.timeout(50) }),
-          classify: () => ({ retry: false }),
-          progress: r.progress,
-          retries: 0,
-          baseMs: 1,
-        }),
-        { name: "AbortError" },
+        gatedSend({ method: "send", call: () => call(agent, srv.url), classify: () => ({ retry: false }), progress: r.progress, retries: 0, baseMs: 1 }),
+        error,
       );
-      assert.deepEqual(r.log, ["mark 0 started", "mark 0 committed", "unmark 0"]);
-      await sleep(50);
-      assert.equal(srv.seen.bytes, 0);
+      await sleep(100);
+      return { log: r.log, bytes: srv.seen.bytes };
     } finally {
       agent.destroy();
       await srv.close();
     }
+  }
+
+  test("a request aborted while its mark is in flight: nothing reaches the server, unmarked once the mark has settled", async () => {
+    // Aborted (as the channels' request timeouts do) 50 ms in, while the mark is written.
+    const r = await failsWhileMarking((agent, url) => post(agent, url, "hello", { signal: AbortSignal.timeout(50) }), { name: "AbortError" });
+    assert.deepEqual(r.log, ["mark 0 started", "mark 0 committed", "unmark 0"]);
+    assert.equal(r.bytes, 0);
   });
 
   test("a call that gives up while its mark is in flight (its request left alive): the request never goes out, unmarked once the mark has settled", async () => {
-    const srv = await rawServer();
-    const agent = new GatedHttpAgent({ keepAlive: true });
-    try {
-      const r = recorder();
-      r.progress.beforeWrite = async (part) => {
-        r.log.push(`mark ${part} started`);
-        await sleep(200);
-        r.log.push(`mark ${part} committed`);
-      };
-      await assert.rejects(
-        gatedSend({
-          method: "send",
-          call: () => {
-            post(agent, srv.url, "hello").catch(() => undefined);
-            return sleep(50).then(() => Promise.reject(new Error("gave up")));
-          },
-          classify: () => ({ retry: false }),
-          progress: r.progress,
-          retries: 0,
-          baseMs: 1,
-        }),
-        /gave up/,
-      );
-      assert.deepEqual(r.log, ["mark 0 started", "mark 0 committed", "unmark 0"]);
-      await sleep(100);
-      assert.equal(srv.seen.bytes, 0, "the request given up on was not written after its mark");
-    } finally {
-      agent.destroy();
-      await srv.close();
-    }
+    const r = await failsWhileMarking((agent, url) => {
+      post(agent, url, "hello").catch(() => undefined);
+      return sleep(50).then(() => Promise.reject(new Error("gave up")));
+    }, /gave up/);
+    assert.deepEqual(r.log, ["mark 0 started", "mark 0 committed", "unmark 0"]);
+    assert.equal(r.bytes, 0, "the request given up on was not written after its mark");
   });
 
   test("a connection dropped after the server read the request: one request, no retry, UnconfirmedSendError, the mark stays", async () => {
