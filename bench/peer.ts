@@ -17,22 +17,9 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
-import { parseArgs } from "node:util";
+import { loadOptions } from "./support/project.js";
 
-const { values } = parseArgs({
-  options: {
-    messages: { type: "string", default: "1000" },
-    chats: { type: "string", default: "200" },
-    latency: { type: "string", default: "500" },
-    concurrency: { type: "string", default: "32" },
-    hang: { type: "string", default: "8000" },
-  },
-});
-const N = Number(values.messages);
-const C = Number(values.chats);
-const LAT = Number(values.latency);
-const CONC = Number(values.concurrency);
-const HANG = Number(values.hang);
+const { messages: N, chats: C, latency: LAT, concurrency: CONC, hang: HANG } = loadOptions();
 const TOKENS = { bots: "123456:BENCH-ours", grammy: "234567:BENCH-peer" } as const;
 
 const spawn = (file: string, env: Record<string, string>) =>

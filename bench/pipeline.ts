@@ -16,7 +16,6 @@
  */
 import { fork } from "node:child_process";
 import { once } from "node:events";
-import { parseArgs } from "node:util";
 import { TelegramWorker } from "../src/channels/telegram/worker.js";
 import { loadBotConfigs } from "../src/config/load.js";
 import type { PipelineContext } from "../src/core/types.js";
@@ -25,22 +24,9 @@ import { startBots } from "../src/runner.js";
 import { openStore } from "../src/storage/index.js";
 import { createTestDatabase } from "../test/support/db.js";
 import { Fixture } from "../test/support/fixture.js";
+import { loadBenchBot, loadOptions } from "./support/project.js";
 
-const { values } = parseArgs({
-  options: {
-    messages: { type: "string", default: "1000" },
-    chats: { type: "string", default: "200" },
-    latency: { type: "string", default: "500" },
-    concurrency: { type: "string", default: "32" },
-    hang: { type: "string", default: "8000" },
-    db: { type: "string" },
-  },
-});
-const N = Number(values.messages);
-const C = Number(values.chats);
-const LAT = Number(values.latency);
-const CONC = Number(values.concurrency);
-const HANG = Number(values.hang);
+const { messages: N, chats: C, latency: LAT, concurrency: CONC, hang: HANG, db: DB } = loadOptions();
 const TOKEN = "123456:BENCH-token";
 
 const pct = (xs: number[], p: number) => {
@@ -65,27 +51,8 @@ const { apiRoot } = await ask<{ apiRoot: string }>();
 const { llmUrl } = await ask<{ llmUrl: string }>(undefined, model);
 
 const fx = new Fixture();
-const db = values.db ? { url: values.db, drop: async () => undefined } : await createTestDatabase("sqlite");
-fx.write("prompts/p.md", "You are {{bot_name}}.");
-fx.bot(
-  "bench-tg",
-  [
-    "channel: tg",
-    "prompt: prompts/p.md",
-    "llm:",
-    "  model: bench",
-    "  api_key: k",
-    `  base_url: ${llmUrl}`,
-    `  concurrency: ${CONC}`,
-    "  timeout_s: 30",
-    // The plain peer does not stream; what streaming costs is measured by bench/stream.ts.
-    "  stream: false",
-    "spam: { max_per_minute: 1000 }",
-    "tg:",
-    `  token: "${TOKEN}"`,
-    `  api_root: ${apiRoot}`,
-  ].join("\n"),
-);
+const db = DB ? { url: DB, drop: async () => undefined } : await createTestDatabase("sqlite");
+loadBenchBot(fx, { llmUrl, apiRoot, token: TOKEN, concurrency: CONC });
 const bot = loadBotConfigs(fx.configDir, {}).bots[0]!;
 const store = await openStore(db.url);
 await store.balance.topUp("default", 100_000_000);

@@ -18,6 +18,7 @@ import { createLogging } from "../../src/logging.js";
 import { startBots } from "../../src/runner.js";
 import { openStore } from "../../src/storage/index.js";
 import { Fixture } from "../../test/support/fixture.js";
+import { loadBenchBot } from "./project.js";
 
 const TOKEN = process.env.BENCH_TOKEN!;
 const API_ROOT = process.env.BENCH_API_ROOT!;
@@ -133,27 +134,7 @@ async function startPeer(): Promise<() => Promise<void>> {
 /** Ours, as bench/pipeline.ts runs it. */
 async function startOurs(): Promise<() => Promise<void>> {
   const fx = new Fixture();
-  fx.write("prompts/p.md", "You are {{bot_name}}.");
-  fx.bot(
-    "bench-tg",
-    [
-      "channel: tg",
-      "prompt: prompts/p.md",
-      "llm:",
-      "  model: bench",
-      "  api_key: sk-bench",
-      `  base_url: ${LLM_URL}`,
-      `  concurrency: ${CONC}`,
-      "  timeout_s: 30",
-      // The plain peer does not stream; what streaming costs is measured by bench/stream.ts.
-      "  stream: false",
-      `history: { max_messages: ${HISTORY} }`,
-      "spam: { max_per_minute: 1000 }",
-      "tg:",
-      `  token: "${TOKEN}"`,
-      `  api_root: ${API_ROOT}`,
-    ].join("\n"),
-  );
+  loadBenchBot(fx, { llmUrl: LLM_URL, apiRoot: API_ROOT, token: TOKEN, concurrency: CONC, history: HISTORY });
   const bot = loadBotConfigs(fx.configDir, {}).bots[0]!;
   const store = await openStore(`sqlite:${path.join(fx.root, "bots.db")}`);
   await store.balance.topUp("default", 100_000_000);
