@@ -2,6 +2,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, statSync } from "n
 import path from "node:path";
 import { ConfigError } from "../errors.js";
 import type { BotConfig } from "../config/schema.js";
+import { cachedFormat } from "../lib/zoned.js";
 
 /** Kinds of incoming text a prompt can be chosen for (`prompt: {messages, comments, reviews}`). */
 export type PromptKind = "messages" | "comments" | "reviews";
@@ -94,23 +95,17 @@ export function renderPrompt(template: string, vars: { botName: string; timezone
   return template.replace(/\{\{\s*([a-z_][a-z0-9_]*)\s*\}\}/gi, (m, name: string) => values[name] ?? m);
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
+const PROMPT_CLOCK: Intl.DateTimeFormatOptions = {
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  weekday: "long",
+  hourCycle: "h23",
+};
 
-/** One formatter per time zone: building an Intl.DateTimeFormat costs about a millisecond. */
+/** The prompt's clock (`{{date}}`, `{{now}}`, `{{weekday}}`) in `timeZone`, one formatter per zone. */
 function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-GB", {
-      timeZone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      weekday: "long",
-      hourCycle: "h23",
-    });
-    formatters.set(timeZone, f);
-  }
-  return f;
+  return cachedFormat("prompt", "en-GB", PROMPT_CLOCK, timeZone);
 }
