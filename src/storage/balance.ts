@@ -3,6 +3,7 @@ import { BalanceError, FencedError } from "../errors.js";
 import { isUniqueViolation, transact } from "./db.js";
 import { fenceHolds, fenceStillHolds, type OwnerFence } from "./owners.js";
 import { PreparedQueries, type Slot } from "./prepared.js";
+import { answerProcedures } from "./procedures.js";
 import type { BalanceLedgerTable, Schema } from "./schema.js";
 
 /** One row of the ledger. Amounts in hundredths of a credit; `created_ms` epoch ms UTC. */
@@ -27,7 +28,8 @@ export class BalanceRepo {
   /**
    * @param dialect the database's: SQLite and MariaDB (10.5 and later) write a ledger row and hand
    * its id and balance back in one statement (`INSERT … SELECT … RETURNING`); MySQL reads the
-   * row back. @defaultValue "sqlite"
+   * row back. On MySQL/MariaDB {@link reserve} calls the stored procedure `bots_reserve` when the
+   * database has it (migration 0014). @defaultValue "sqlite"
    */
   constructor(
     private readonly db: Kysely<Schema>,
@@ -118,6 +120,9 @@ export class BalanceRepo {
   /**
    * Reserves the cost of one reply: a conditional update that never takes the balance below
    * `floor`, plus a ledger row, in one transaction. Safe under any concurrency, across processes.
+   * On MySQL/MariaDB with the procedure `bots_reserve` (migration 0014) that transaction is one
+   * CALL (one round trip), else BEGIN, the update, the ledger insert and COMMIT; a deadlock or
+   * lock wait restarts it either way.
    * @param amount hundredths of a credit (500 = 5.00 credits); 0 reserves nothing and succeeds
    * @param floor hundredths the balance must stay at or above (the bot's `stop_below`)
    * @param messageId the incoming message the reply is for
@@ -126,6 +131,41 @@ export class BalanceRepo {
    * @throws FencedError when `fence` no longer holds (nothing reserved)
    */
   async reserve(account: string, amount: number, floor: number, messageId: number | null, fence?: OwnerFence): Promise<LedgerRow | null> {
+    if (this.dialect === "mysql") {
+      const procs = answerProcedures(this.db);
+      if (await procs.has("bots_reserve")) {
+        const t = this.now();
+        // The same statements in one round trip (src/storage/migrations/0014_procedures.ts).
+        const row = await procs.call<{ id: unknown; balance_after: unknown; fence_holds: unknown }>("bots_reserve", [
+          account,
+          amount,
+          floor,
+          messageId,
+          t,
+          fence?.bot ?? null,
+          fence?.owner ?? null,
+          fence?.epoch ?? null,
+        ]);
+        if (row) {
+          if (row.id === null || row.id === undefined) {
+            if (fence && Number(row.fence_holds) !== 1) throw new FencedError(fence.bot, fence.epoch);
+            return null;
+          }
+          return {
+            id: Number(row.id),
+            account,
+            delta: -amount,
+            balance_after: Number(row.balance_after),
+            reason: "reserve",
+            message_id: messageId,
+            ref_id: null,
+            note: null,
+            created_ms: t,
+          };
+        }
+        // Not callable (dropped, not allowed): nothing ran; the transaction below does the same.
+      }
+    }
     return transact(this.db, async (trx) => {
       const t = this.now();
       const res = await this.prepared.run(

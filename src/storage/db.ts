@@ -4,7 +4,7 @@ import path from "node:path";
 import { Kysely, Migrator, SqliteDialect, MysqlDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../lib/retry.js";
 import { StorageError } from "../errors.js";
-import { classifyingDialect, isBusy } from "./faults.js";
+import { classifyingDialect, isBusy, isUniqueViolation } from "./faults.js";
 import { migrationProvider, migrations } from "./migrations.js";
 import { QueryObserver } from "./observe.js";
 import type { Schema } from "./schema.js";
@@ -210,9 +210,13 @@ export async function migrate(database: Database): Promise<string[]> {
     const { error, results } = await migrator.migrateToLatest();
     if (!error) return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
     // Another process migrating at the same moment: SQLite refuses our lock, or our stale
-    // snapshot makes us repeat its DDL ("duplicate column", "already exists"). SQLite DDL is
-    // transactional, so our attempt rolled back whole; read the state again and retry.
-    if (attempt < 8 && (isBusy(error) || /duplicate column|already exists/i.test(String((error as Error)?.message)))) {
+    // snapshot makes us repeat its DDL ("duplicate column", "already exists") or, for a
+    // migration with no DDL on this dialect (0014 on SQLite), its record of the migration (a
+    // duplicate name in kysely_migration). SQLite DDL is transactional, so our attempt rolled
+    // back whole; read the state again and retry.
+    const message = String((error as Error)?.message);
+    const repeated = /duplicate column|already exists/i.test(message) || (isUniqueViolation(error) && /kysely_migration/.test(message));
+    if (attempt < 8 && (isBusy(error) || repeated)) {
       await sleep(50 * attempt);
       continue;
     }
@@ -227,9 +231,19 @@ export async function migrate(database: Database): Promise<string[]> {
  * @throws the last error after `attempts` tries, or at once for any other error
  */
 export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Schema>) => Promise<T>, attempts = 8): Promise<T> {
+  return retryBusy(() => db.transaction().execute(fn), attempts);
+}
+
+/**
+ * Runs `op`, one whole transaction (a Kysely transaction, or a CALL of a procedure that runs one
+ * and rolls it back on any error: src/storage/migrations/0014_procedures.ts), again when the
+ * database reports a deadlock or a busy lock, after a short random pause growing with each try.
+ * @throws the last error after `attempts` tries, or at once for any other error
+ */
+export async function retryBusy<T>(op: () => Promise<T>, attempts = 8): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await db.transaction().execute(fn);
+      return await op();
     } catch (error) {
       if (attempt >= attempts || !isBusy(error)) throw error;
       await sleep(Math.random() * 20 * attempt);

@@ -50,7 +50,7 @@ export async function openStore(url: string, options: OpenOptions & { now?: () =
   const owners = new OwnersRepo(database.db, database.dialect);
   return {
     database,
-    messages: new MessagesRepo(database.db, now),
+    messages: new MessagesRepo(database.db, now, database.dialect),
     balance: new BalanceRepo(database.db, now, database.dialect),
     posts: new PostsRepo(database.db, now),
     leases: new LeasesRepo(database.db, now),

@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { sql, type Kysely, type Selectable } from "kysely";
 import { FencedError } from "../errors.js";
 import { scrubSecrets } from "../secrets.js";
-import { isUniqueViolation, transact } from "./db.js";
+import { isUniqueViolation, transact, type Dialect } from "./db.js";
 import { fenceHolds, type OwnerFence } from "./owners.js";
 import { PreparedQueries, type Slot } from "./prepared.js";
+import { answerProcedures } from "./procedures.js";
 import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type PartialAnswer, type Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
@@ -104,9 +105,14 @@ export class MessagesRepo {
   /** The statements of every message, compiled once per shape. */
   private readonly prepared = new PreparedQueries();
 
+  /**
+   * @param dialect the database's: on MySQL/MariaDB {@link settle} calls the stored procedure
+   * `bots_settle` when the database has it (migration 0014). @defaultValue "sqlite"
+   */
   constructor(
     private readonly db: Kysely<Schema>,
     private readonly now: () => number = Date.now,
+    private readonly dialect: Dialect = "sqlite",
   ) {}
 
   /**
@@ -327,7 +333,9 @@ export class MessagesRepo {
   }
 
   /**
-   * Stores an answer and marks its incoming message `answered`, in one transaction.
+   * Stores an answer and marks its incoming message `answered`, in one transaction: on
+   * MySQL/MariaDB with the procedure `bots_settle` (migration 0014) one CALL (one round trip),
+   * else BEGIN, the update, the insert and COMMIT; a deadlock or lock wait restarts it either way.
    * @param fence scale-out: only while this instance owns the bot at this epoch (the status
    * change carries the condition; it comes first in the transaction)
    * @returns the outgoing row's id
@@ -336,6 +344,36 @@ export class MessagesRepo {
    */
   async settle(out: NewOutgoing, fence?: OwnerFence): Promise<number> {
     const hasParts = out.parts !== undefined;
+    if (this.dialect === "mysql") {
+      const procs = answerProcedures(this.db);
+      if (await procs.has("bots_settle")) {
+        // The same statements in one round trip (src/storage/migrations/0014_procedures.ts).
+        const row = await procs.call<{ id: unknown; fenced: unknown }>("bots_settle", [
+          out.incoming.id,
+          out.cost,
+          hasParts ? out.parts : null,
+          fence?.bot ?? null,
+          fence?.owner ?? null,
+          fence?.epoch ?? null,
+          out.incoming.bot,
+          out.incoming.channel,
+          out.incoming.thread_key,
+          out.incoming.chat_id,
+          out.text,
+          out.channel_message_id,
+          out.model,
+          out.prompt_tokens,
+          out.completion_tokens,
+          out.latency_ms,
+          out.created_ms,
+        ]);
+        if (row) {
+          if (fence && Number(row.fenced) === 1) throw new FencedError(fence.bot, fence.epoch);
+          return Number(row.id);
+        }
+        // Not callable (dropped, not allowed): nothing ran; the transaction below does the same.
+      }
+    }
     return transact(this.db, async (trx) => {
       const res = await this.prepared.run(
         trx,

@@ -9,6 +9,7 @@ import { scaleMigration } from "./migrations/0009_scale.js";
 import { instanceTtlMigration } from "./migrations/0011_instance_ttl.js";
 import { sendPartsMigration } from "./migrations/0012_send_parts.js";
 import { toolEffectsMigration } from "./migrations/0013_tool_effects.js";
+import { proceduresMigration } from "./migrations/0014_procedures.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -28,6 +29,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0011_instance_ttl": instanceTtlMigration(d),
     "0012_send_parts": sendPartsMigration(d),
     "0013_tool_effects": toolEffectsMigration(d),
+    "0014_procedures": proceduresMigration(d),
   };
 }
 

@@ -18,8 +18,8 @@ export interface QueryEvent {
   endedMs: number;
 }
 
-/** First keyword of a statement that changes rows. */
-const WRITE = /^\s*(insert|update|delete|replace)\b/i;
+/** First keyword of a statement that changes rows (a CALL: the answer procedures of src/storage/procedures.ts, each its own transaction). */
+const WRITE = /^\s*(insert|update|delete|replace|call)\b/i;
 const BEGIN = /^\s*(begin|start\s+transaction)\b/i;
 const COMMIT = /^\s*commit\b/i;
 const ROLLBACK = /^\s*rollback\b(?!\s+to)/i;
