@@ -92,7 +92,11 @@ for (const dialect of dialects()) {
       assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
       const balance = (await c.s.store.balance.get("default"))!.balance;
       assert.equal(await c.s.store.balance.ledgerSum("default"), balance, "the ledger sums to the balance");
-      assert.equal(CLUSTER_BALANCE * 100 - balance, (c.s.telegram.storage.botMessages.length + lostInInstant.size) * 500, "charged = sent (+ that instant's answer)");
+      assert.equal(
+        CLUSTER_BALANCE * 100 - balance,
+        (c.s.telegram.storage.botMessages.length + lostInInstant.size) * 500,
+        "charged = sent (+ that instant's answer)",
+      );
     });
   });
 }
