@@ -62,7 +62,14 @@ async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
   });
   await ask(bot);
   step("ready");
+  await ask(model, { cmd: "mark" });
+  const t0 = Date.now();
   const load = await ask<{ wallMs: number }>(world, { cmd: "load", n: N, chats: C, token });
+  const { at } = await ask<{ at: number[] }>(model, { cmd: "stats" });
+  const rel = at.map((x) => x - t0).sort((a, b) => a - b);
+  const gaps: number[] = []; for (let i = 32; i < rel.length; i++) gaps.push(rel[i]! - rel[i - 32]!);
+  gaps.sort((a, b) => a - b);
+  console.log(kind, "t0", t0, "first req", rel[0], "32nd", rel[31], "last req", rel[rel.length - 1], "n", rel.length, "wall", Math.round(load.wallMs), "slot-cycle p50", gaps[gaps.length >> 1], "mean", Math.round(gaps.reduce((a, b) => a + b, 0) / gaps.length));
   step("loaded");
   model.send({ cmd: "hang", hangMs: HANG, latencyMs: LAT });
   // The hung call's late answer too, before the next phase counts replies.

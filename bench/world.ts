@@ -31,6 +31,8 @@ if (process.env.BENCH_ROLE === "model") {
       llm.respond = (req) =>
         lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! };
     if (m.cmd === "stop") void llm.stop().then(() => process.exit(0));
+    if (m.cmd === "mark") { (globalThis as any).markAt = llm.requests.length; process.send!({ ok: true }); }
+    if (m.cmd === "stats") { const a = llm.requests.slice((globalThis as any).markAt).map((r) => r.at); process.send!({ at: a }); }
   });
   process.send!({ llmUrl: llm.url });
 } else {

@@ -191,6 +191,8 @@ export async function buildBot(bot: BotConfig, epoch: number, host: BotHost): Pr
   const worker = await workerFor(bot, logger, options);
   const notifier = notifierFor(bot, logger);
   const llm = llmFor(bot, logger, options.llm);
+  // A bot that is built answers next: the SDK loads while it starts, not on its first message.
+  llm.warm();
   const fence = { bot: bot.name, owner: host.holder, epoch };
   const features =
     options.features?.(bot, logger) ??

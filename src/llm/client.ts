@@ -94,8 +94,24 @@ export class LlmClient {
   private sdk?: Promise<OpenAI>;
   constructor(readonly options: LlmOptions) {}
 
+  /**
+   * Starts loading the SDK and building its client now, without waiting (a failure is left to
+   * the first call, which tries again): for a bot about to answer, so its first message does not
+   * wait for the SDK's modules (a few hundred ms on a cold start).
+   */
+  warm(): void {
+    this.client().catch(() => undefined);
+  }
+
   private client(): Promise<OpenAI> {
-    this.sdk ??= sharedSdk(this.options.apiKey, this.options.baseURL, this.options.timeoutMs);
+    if (!this.sdk) {
+      const sdk = sharedSdk(this.options.apiKey, this.options.baseURL, this.options.timeoutMs);
+      this.sdk = sdk;
+      // A failed load is not kept: the next call tries again (as sharedSdk does).
+      sdk.catch(() => {
+        if (this.sdk === sdk) this.sdk = undefined;
+      });
+    }
     return this.sdk;
   }
 

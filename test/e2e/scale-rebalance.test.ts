@@ -104,6 +104,12 @@ describe("scale-out on MySQL: rebalancing, a database outage, a pause holding ro
 
   test("SIGSTOP inside an open transaction: the paused instance's row locks do not stop the others; its bots are taken over and every message answered while it sleeps", async () => {
     const c = await cluster({ latencyMs: 20 });
+    // With the answer procedures (src/storage/migrations/0014_procedures.ts) an answer's
+    // transactions run inside one CALL each and no client holds one open between round trips;
+    // without them (a user without CREATE ROUTINE) the reserve and the settle are client-side
+    // transactions, which a pause can land in. The instances start without them, so they use
+    // those (each process reads which procedures exist when it opens the database).
+    for (const name of ["bots_reserve", "bots_settle"]) await sql.raw(`DROP PROCEDURE IF EXISTS ${name}`).execute(c.s.store.database.db);
     await Promise.all(THREE.map((id) => c.start(id)));
     await c.settled(THREE, fairShare);
     const victim = "i1";

@@ -44,6 +44,9 @@ let httpsAgent: GatedHttpsAgent | undefined;
 
 const ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"] as const;
 
+/** Longest run of recording updates of one getUpdates batch before the event loop gets a turn, ms. */
+const YIELD_EVERY_MS = 4;
+
 /** Longest wait for one sendMessageDraft call, ms. */
 const DRAFT_TIMEOUT_MS = 10_000;
 
@@ -242,7 +245,15 @@ export class TelegramWorker implements ChannelWorker {
         await sleep(wait, signal);
         continue;
       }
+      let yielded = performance.now();
       for (const update of updates) {
+        // A batch of up to 100 updates is recorded one by one, each a short synchronous SQLite
+        // write: give the event loop a turn every few ms, so the answers already queued send their
+        // model calls and replies meanwhile instead of after the whole batch.
+        if (performance.now() - yielded > YIELD_EVERY_MS) {
+          await new Promise<void>((r) => setImmediate(r));
+          yielded = performance.now();
+        }
         let ack: TelegramAck | undefined;
         try {
           ack = await this.receive(update);
