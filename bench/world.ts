@@ -21,6 +21,7 @@ if (process.env.BENCH_ROLE === "model") {
   const llm = new FakeOpenAI();
   await llm.start();
   llm.latencyMs = Number(process.env.BENCH_LATENCY);
+  let markAt = 0;
   process.on("message", (m: { cmd: string; hangMs?: number; latencyMs?: number }) => {
     if (m.cmd === "latency") {
       llm.latencyMs = m.latencyMs!;
@@ -31,8 +32,12 @@ if (process.env.BENCH_ROLE === "model") {
       llm.respond = (req) =>
         lastUserText(req) === "hang" ? { text: "late", delayMs: m.hangMs! } : { text: `echo: ${lastUserText(req)}`, delayMs: m.latencyMs! };
     if (m.cmd === "stop") void llm.stop().then(() => process.exit(0));
-    if (m.cmd === "mark") { (globalThis as any).markAt = llm.requests.length; process.send!({ ok: true }); }
-    if (m.cmd === "stats") { const a = llm.requests.slice((globalThis as any).markAt).map((r) => r.at); process.send!({ at: a }); }
+    // `mark`: requests from now on are the next `arrivals`' (epoch ms of each arrival, in order).
+    if (m.cmd === "mark") {
+      markAt = llm.requests.length;
+      process.send!({ ok: true });
+    }
+    if (m.cmd === "arrivals") process.send!({ at: llm.requests.slice(markAt).map((r) => r.at) });
   });
   process.send!({ llmUrl: llm.url });
 } else {
