@@ -19,7 +19,8 @@ type Cmd =
 const TOKEN = process.env.BENCH_TOKEN!;
 if (process.env.BENCH_ROLE === "model") {
   const llm = new FakeOpenAI();
-  await llm.start();
+  // Connections kept as a model API keeps them (for a while, not per request), for both bots.
+  await llm.start(30_000);
   llm.latencyMs = Number(process.env.BENCH_LATENCY);
   let markAt = 0;
   process.on("message", (m: { cmd: string; hangMs?: number; latencyMs?: number }) => {

@@ -84,8 +84,15 @@ export class FakeOpenAI {
   private server?: http.Server;
   private readonly hanging = new Set<http.ServerResponse>();
 
-  async start(): Promise<string> {
+  /**
+   * Listens on 127.0.0.1 (port 0).
+   * @param keepAliveMs how long an idle client connection is kept, ms (default 1000, so a stopped
+   *   test leaves no idle sockets behind for long; undici, the SDK's fetch, then opens a connection
+   *   per request, as its keep-alive threshold is 1 s too)
+   */
+  async start(keepAliveMs?: number): Promise<string> {
     this.server = await listenLocal((req, res) => void this.handle(req, res));
+    if (keepAliveMs !== undefined) this.server.keepAliveTimeout = keepAliveMs;
     return this.url;
   }
 
