@@ -6,7 +6,6 @@ import { imageFetcherFor } from "../../src/channels/files.js";
 import { replay } from "../../src/core/replay.js";
 import { llmFor } from "../../src/runner.js";
 import { dialects } from "../support/db.js";
-import { startBotApiProxy } from "../support/botapi-proxy.js";
 import { eventually, Harness, TOKEN } from "../support/harness.js";
 import { FakeBotFiles, jpegFixture, pngImage } from "../support/images.js";
 import type { RecordedRequest } from "../support/openai-server.js";
@@ -63,7 +62,6 @@ for (const dialect of dialects()) {
   describe(`Telegram pictures reach the model (${dialect})`, () => {
     let h: Harness;
     let files: FakeBotFiles;
-    let proxy: Awaited<ReturnType<typeof startBotApiProxy>>;
 
     before(async () => {
       files = new FakeBotFiles(TOKEN);
@@ -83,15 +81,11 @@ for (const dialect of dialects()) {
       h = await Harness.start({
         dialect,
         llmYaml: "  vision: { enabled: true, detail: high, max_images: 4, max_bytes: 5MB }",
-        apiRoot: async (root) => {
-          proxy = await startBotApiProxy(root, () => undefined, files);
-          return proxy.url;
-        },
+        files,
       });
     });
     after(async () => {
       await h?.stop();
-      await proxy?.stop();
     });
 
     test("a photo with a caption: the model gets the largest size within max_bytes as base64 data, never the token", async () => {
@@ -288,15 +282,11 @@ for (const dialect of dialects()) {
       const files = new FakeBotFiles(TOKEN);
       files.add("c1", kettle);
       files.add("c2", receipt);
-      let proxy: Awaited<ReturnType<typeof startBotApiProxy>> | undefined;
       const h = await Harness.start({
         dialect,
         start: false,
         llmYaml: "  vision: { enabled: true }",
-        apiRoot: async (root) => {
-          proxy = await startBotApiProxy(root, () => undefined, files);
-          return proxy.url;
-        },
+        files,
       });
       try {
         // What a process killed inside the album window leaves: every part recorded, none answered.
@@ -337,7 +327,6 @@ for (const dialect of dialects()) {
         );
       } finally {
         await h.stop();
-        await proxy?.stop();
       }
     });
   });

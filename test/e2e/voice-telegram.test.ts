@@ -36,7 +36,6 @@ for (const dialect of dialects()) {
   describe(`Telegram voice messages (${dialect})`, () => {
     let h: Harness;
     let files: FakeBotFiles;
-    let proxy: Awaited<ReturnType<typeof startBotApiProxy>>;
     const words = {
       order: "Где мой заказ номер 42?",
       hang: "Можно вернуть чайник?",
@@ -55,15 +54,11 @@ for (const dialect of dialects()) {
       h = await Harness.start({
         dialect,
         llmYaml: LLM_YAML,
-        apiRoot: async (root) => {
-          proxy = await startBotApiProxy(root, () => undefined, files);
-          return proxy.url;
-        },
+        files,
       });
     });
     after(async () => {
       await h?.stop();
-      await proxy?.stop();
     });
 
     test("a voice message is transcribed once, answered like text, charged cost_per_reply + per-minute cost, and shown in bots dialogs", async () => {

@@ -7,6 +7,8 @@ import { Pipeline, type PipelineDeps } from "../../src/core/pipeline.js";
 import type { IncomingMessage } from "../../src/core/types.js";
 import { llmFor, startBots, type RunningBots, type StartOptions } from "../../src/runner.js";
 import { BotHarnessBase } from "./bot-harness.js";
+import { startBotApiProxy } from "./botapi-proxy.js";
+import type { FakeBotFiles } from "./images.js";
 import { startTelegram } from "./telegram.js";
 
 /** A private Telegram text message to the harness bot from chat (and user) `chat`, the `i`-th of its thread (dedupe key `chat:i`). */
@@ -38,6 +40,11 @@ export interface HarnessOptions {
   llmYaml?: string;
   /** Replaces the `tg:` section's api_root (e.g. a proxy). */
   apiRoot?: (emulatorRoot: string) => Promise<string> | string;
+  /**
+   * Files the Bot API serves (getFile and downloads): the bot then reaches the emulator through
+   * a proxy that serves them (test/support/botapi-proxy.ts), stopped with the harness.
+   */
+  files?: FakeBotFiles;
   /** Top-up before start, credits. @defaultValue 500 */
   balance?: number;
   concurrency?: number;
@@ -61,6 +68,8 @@ export class Harness extends BotHarnessBase {
   logging!: Logging;
   bot!: BotConfig;
   running?: RunningBots;
+  /** Stops the file-serving Bot API proxy (`files`), if any. */
+  private stopProxy?: () => Promise<void>;
 
   static async start(o: HarnessOptions): Promise<Harness> {
     const h = new Harness();
@@ -72,7 +81,12 @@ export class Harness extends BotHarnessBase {
     const tg = await startTelegram();
     this.telegram = tg.server;
     await this.llm.start();
-    const apiRoot = o.apiRoot ? await o.apiRoot(tg.apiRoot) : tg.apiRoot;
+    let apiRoot = o.apiRoot ? await o.apiRoot(tg.apiRoot) : tg.apiRoot;
+    if (o.files) {
+      const proxy = await startBotApiProxy(apiRoot, () => undefined, o.files);
+      this.stopProxy = () => proxy.stop();
+      apiRoot = proxy.url;
+    }
     this.fixture.write("prompts/shop.md", o.prompt ?? "You are {{bot_name}}. Now: {{now}}.");
     this.fixture.bot(
       "shop-tg",
@@ -146,6 +160,7 @@ export class Harness extends BotHarnessBase {
     await this.running?.stop(2000);
     await this.http.close();
     await this.logging?.flush();
+    await this.stopProxy?.();
     await this.telegram?.stop();
     await this.release();
   }
