@@ -334,13 +334,23 @@ export class MessagesRepo {
 
   /**
    * Stores an answer and marks its incoming message `answered`, in one transaction: on
-   * MySQL/MariaDB with the procedure `bots_settle` (migration 0014) one CALL (one round trip),
-   * else BEGIN, the update, the insert and COMMIT; a deadlock or lock wait restarts it either way.
-   * @param fence scale-out: only while this instance owns the bot at this epoch (the status
-   * change carries the condition; it comes first in the transaction)
+   * MySQL/MariaDB with the procedure `bots_settle` (migrations 0014, 0015) one CALL (one round
+   * trip), else BEGIN, the update, the insert and COMMIT; a deadlock or lock wait restarts it
+   * either way.
+   *
+   * It records a send that was confirmed, so it holds whatever happened meanwhile, except that
+   * it never stores an answer twice and never takes a row another owner claimed:
+   * - a row already `answered` with a stored answer (this settle run again after its commit's
+   *   reply was lost): nothing written, that answer's id returned;
+   * - a row `unconfirmed` (an instance that took the bot over while this one was paused or cut
+   *   off after sending found it `delivering`): `answered`, even when `fence` no longer holds;
+   * - anything else: `answered` while `fence` holds (checked in the same statement, first in the
+   *   transaction).
+   * @param fence scale-out: this instance's ownership of the bot at this epoch
    * @returns the outgoing row's id
-   * @throws FencedError when `fence` no longer holds (nothing stored; the row stays `delivering`
-   * and the new owner's recovery marks it `unconfirmed`)
+   * @throws FencedError when `fence` no longer holds and the row is neither `unconfirmed` nor
+   * answered (nothing stored; a row left `delivering` becomes `unconfirmed` in the new owner's
+   * recovery)
    */
   async settle(out: NewOutgoing, fence?: OwnerFence): Promise<number> {
     const hasParts = out.parts !== undefined;
@@ -389,15 +399,32 @@ export class MessagesRepo {
               delivery: null,
               ...(hasParts ? { parts_sent: p("parts") } : {}),
             })
-            .where("id", "=", p<number>("id"));
-          if (fence) q = q.where(fenceHolds(slotFence(p)));
+            .where("id", "=", p<number>("id"))
+            .where("status", "<>", "answered");
+          if (fence) q = q.where((eb) => eb.or([eb("status", "=", "unconfirmed"), fenceHolds(slotFence(p))]));
           return q;
         },
         { cost: out.cost, now: out.created_ms, id: out.incoming.id, ...(hasParts ? { parts: out.parts } : {}), ...(fence ? fenceArgs(fence) : {}) },
       );
-      if (fence && Number(res.numAffectedRows) !== 1) throw new FencedError(fence.bot, fence.epoch);
+      if (Number(res.numAffectedRows) !== 1) {
+        const before = await this.storedAnswer(trx, out.incoming.id);
+        if (before !== undefined) return before;
+        if (fence) throw new FencedError(fence.bot, fence.epoch);
+      }
       return insertOutgoing(trx, out, this.prepared);
     });
+  }
+
+  /** The id of the answer stored for an `answered` incoming row (the latest), if any. */
+  private async storedAnswer(db: Kysely<Schema>, incomingId: number): Promise<number | undefined> {
+    const row = await db
+      .selectFrom("messages as i")
+      .innerJoin("messages as o", (j) => j.onRef("o.reply_to_id", "=", "i.id").on("o.direction", "=", "out"))
+      .select((eb) => eb.fn.max("o.id").as("id"))
+      .where("i.id", "=", incomingId)
+      .where("i.status", "=", "answered")
+      .executeTakeFirst();
+    return row?.id == null ? undefined : Number(row.id);
   }
 
   /** Stores a message we sent without changing the incoming one (e.g. the `empty_reply`). */

@@ -10,6 +10,7 @@ import { instanceTtlMigration } from "./migrations/0011_instance_ttl.js";
 import { sendPartsMigration } from "./migrations/0012_send_parts.js";
 import { toolEffectsMigration } from "./migrations/0013_tool_effects.js";
 import { proceduresMigration } from "./migrations/0014_procedures.js";
+import { settleAgainMigration } from "./migrations/0015_settle_again.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -30,6 +31,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0012_send_parts": sendPartsMigration(d),
     "0013_tool_effects": toolEffectsMigration(d),
     "0014_procedures": proceduresMigration(d),
+    "0015_settle_again": settleAgainMigration(d),
   };
 }
 

@@ -4,6 +4,7 @@ import { Cluster, CLUSTER_BALANCE, fairShare, sleep, THREE } from "../support/cl
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
 import type { Scenario } from "../support/scenario.js";
+import { userSays } from "../support/telegram.js";
 
 /**
  * Scale-out as an operator runs it: three `bin/bots.js start` instances, six Telegram
@@ -125,6 +126,63 @@ for (const dialect of dialects()) {
         (m) => m.instance === victim && m.at >= pausedAt && m.at <= lossSeen && c.s.bots.some((b) => b.token === m.token && lost.includes(b.name)),
       );
       assert.deepEqual(lateSends, [], "the woken instance sent nothing for the bots it lost");
+      assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
+      await c.s.assertBooks(INITIAL);
+    });
+
+    test("SIGSTOP after an answer reached Telegram, before it was recorded: the new owner makes it `unconfirmed` and does not send it again; woken, the instance records its send (`answered`, charged once)", async () => {
+      const c = await cluster({ chatsPerBot: 1 });
+      const victim = "i1";
+      let reached!: () => void;
+      const arrived = new Promise<void>((r) => {
+        reached = r;
+      });
+      let release!: () => void;
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      // The victim's proxy holds the reply to the answer of `held` (the emulator has the message).
+      await c.start(
+        victim,
+        {},
+        {
+          afterSend: async (m) => {
+            if (!m.text.startsWith("echo: held")) return;
+            reached();
+            await released;
+          },
+        },
+      );
+      await c.settled([victim]);
+      await c.start("i2");
+      await c.settled(["i1", "i2"], mysql ? fairShare : undefined);
+      const mine = (await c.ownedPerInstance()).get(victim)!;
+      const chat = c.chats.find((ch) => mine.includes(ch.bot.name))!;
+      const child = c.instances.get(victim)!.child;
+      const say = async (text: string) => {
+        await userSays(c.s.telegram, chat.bot.token, chat.chat, text);
+        chat.said.push(text);
+      };
+      const row = async (text: string) => (await c.s.incoming()).find((r) => r.text === text);
+      await say("held");
+      await arrived;
+      child.kill("SIGSTOP");
+      try {
+        release();
+        await c.settled(["i2"]);
+        await eventually(async () => (await row("held"))?.status === "unconfirmed", 15_000, "the new owner's recovery: `delivering` → `unconfirmed`");
+        await say("after");
+        await eventually(() => c.answers(chat).length >= 2, 15_000, "the new owner answers the next message");
+      } finally {
+        child.kill("SIGCONT");
+      }
+      await eventually(async () => (await row("held"))?.status === "answered", 15_000, "woken, the instance records the send it made");
+      await c.assertAnsweredOnceInOrder();
+      assert.deepEqual(
+        c.api.sent.filter((m) => m.text === "echo: held").map((m) => m.instance),
+        [victim],
+        "sent once, by the paused instance",
+      );
       assert.deepEqual(await c.chargeMismatches(), [], "each reply charged exactly once");
       await c.s.assertBooks(INITIAL);
     });

@@ -112,6 +112,25 @@ async function scenario(s: Store): Promise<unknown[]> {
   log.push(await outcome(() => s.balance.reserve("acc", 100_000, 0, c, f2)), "an owner that cannot pay: null");
   const out3 = await s.messages.settle(answer(c, "3", "new owner's answer", { parts: 1 }), f2);
   log.push(out3, await s.messages.get(c), await s.messages.get(out3));
+  // The same settle again (its commit's reply was lost): the answer stored first, nothing new.
+  assert.equal(await s.messages.settle(answer(c, "3", "new owner's answer", { parts: 1 }), f2), out3);
+  assert.equal(await outcome(() => s.messages.settle(answer(c, "3", "new owner's answer"), f1)), out3, "also with a fence that no longer holds");
+  assert.equal(await s.messages.settle(answer(a, "1", "first answer")), out1, "and without a fence");
+  const answers = await s.database.db.selectFrom("messages").select("id").where("reply_to_id", "in", [a, c]).orderBy("id").execute();
+  assert.deepEqual(
+    answers.map((r) => Number(r.id)),
+    [out1, out3],
+    "one answer stored for each",
+  );
+  // i1 sent d's answer, then was paused past its lease; i2's recovery made the row `unconfirmed`
+  // (src/core/recovery.ts). i1's late settle records the confirmed send despite its fence.
+  const d = await incoming(s, "4");
+  assert.ok(await s.messages.setStatus(d, "unconfirmed", { from: ["delivering"], error: "cut off", cost: 300 }));
+  const out4 = await s.messages.settle(answer(d, "4", "paused answer"), f1);
+  const dRow = await s.messages.get(d);
+  assert.equal(dRow?.status, "answered");
+  assert.equal(dRow?.error, null);
+  log.push(out4, dRow, await s.messages.get(out4));
   log.push(await s.messages.settle(answer(999, "9", "no such incoming row")), "without a fence, as before: the answer is stored");
   log.push(await outcome(() => s.messages.settle(answer(998, "8", "no such incoming row"), f2)), "with a fence: fenced");
 

@@ -88,11 +88,13 @@ export class BotApiCluster {
  * `getUpdates` follows `cluster` (409 Conflict for a token another instance's proxy serves,
  * Telegram's offsets) and which records every `sendMessage`. Other calls are forwarded.
  * `opts.keepAliveMs`: how long an idle client connection is kept, ms (Node's default 5000).
+ * `opts.afterSend`: awaited after the emulator took a `sendMessage` and before its reply goes
+ * back to the instance (a test pauses the instance there: sent, not yet recorded).
  */
 export async function startConflictProxy(
   cluster: BotApiCluster,
   instance: string,
-  opts: { keepAliveMs?: number } = {},
+  opts: { keepAliveMs?: number; afterSend?: (sent: SentMessage) => Promise<void> | void } = {},
 ): Promise<{ url: string; stop(): Promise<void> }> {
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -124,7 +126,11 @@ export async function startConflictProxy(
         body: req.method === "GET" ? undefined : raw,
       });
       const answer = Buffer.from(await r.arrayBuffer());
-      if (method === "sendMessage" && r.ok) cluster.sent.push({ instance, token, chat_id: Number(body.chat_id), text: String(body.text), at: Date.now() });
+      if (method === "sendMessage" && r.ok) {
+        const sent = { instance, token, chat_id: Number(body.chat_id), text: String(body.text), at: Date.now() };
+        cluster.sent.push(sent);
+        await opts.afterSend?.(sent);
+      }
       res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json" }).end(answer);
     } catch {
       // The emulator stopped under a call in flight (test teardown): answer as a gateway would.

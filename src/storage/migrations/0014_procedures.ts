@@ -76,11 +76,15 @@ END`;
 
 /**
  * `bots_settle`: src/storage/messages.ts `MessagesRepo.settle` in one round trip. In one
- * transaction: the incoming row becomes `answered` (with a fence, in the same statement; a NULL
- * `p_parts` keeps `parts_sent`), then the outgoing row is inserted. With a fence and no row
- * changed, nothing is written. One result set of one row: `id` of the outgoing row (NULL when
- * fenced) and `fenced` (0 or 1). ROW_COUNT(): see `RESERVE` (the update always sets `status`
- * and `updated_ms`; mysql2's found-rows count says 1 for a matched row either way).
+ * transaction: the incoming row becomes `answered` unless it is already (a NULL `p_parts` keeps
+ * `parts_sent`; with a fence, only while it holds or the row is `unconfirmed`, in the same
+ * statement), then the outgoing row is inserted. No row changed: the answer already stored for
+ * an `answered` row is the result (a settle run again after its commit's reply was lost);
+ * failing that, with a fence nothing is written, without one the answer is stored (a missing
+ * incoming row). One result set of one row: `id` of the outgoing row (NULL when fenced) and
+ * `fenced` (0 or 1). ROW_COUNT(): see `RESERVE` (the update always sets `status` and
+ * `updated_ms`; mysql2's found-rows count says 1 for a matched row either way). Changed by
+ * migration 0015 (src/storage/migrations/0015_settle_again.ts), which replaces the first version.
  */
 const SETTLE = `CREATE PROCEDURE bots_settle(
   IN p_id BIGINT,
@@ -104,29 +108,31 @@ const SETTLE = `CREATE PROCEDURE bots_settle(
 MODIFIES SQL DATA
 SQL SECURITY INVOKER
 BEGIN
-  DECLARE v_rows BIGINT DEFAULT 1;
+  DECLARE v_rows BIGINT DEFAULT 0;
   DECLARE v_id BIGINT DEFAULT NULL;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   START TRANSACTION;
   IF p_fence_bot IS NULL THEN
     UPDATE messages SET status = 'answered', error = NULL, cost = p_cost, updated_ms = p_created_ms, delivery = NULL, parts_sent = COALESCE(p_parts, parts_sent)
-      WHERE id = p_id;
+      WHERE id = p_id AND status <> 'answered';
   ELSE
     UPDATE messages SET status = 'answered', error = NULL, cost = p_cost, updated_ms = p_created_ms, delivery = NULL, parts_sent = COALESCE(p_parts, parts_sent)
-      WHERE id = p_id AND ${FENCE};
-    SET v_rows = ROW_COUNT();
+      WHERE id = p_id AND status <> 'answered' AND (status = 'unconfirmed' OR ${FENCE});
   END IF;
-  IF v_rows = 1 THEN
+  SET v_rows = ROW_COUNT();
+  IF v_rows = 0 THEN
+    SELECT MAX(o.id) INTO v_id FROM messages i JOIN messages o ON o.reply_to_id = i.id AND o.direction = 'out'
+      WHERE i.id = p_id AND i.status = 'answered';
+  END IF;
+  IF v_id IS NULL AND (v_rows = 1 OR p_fence_bot IS NULL) THEN
     INSERT INTO messages (bot, channel, direction, status, thread_key, chat_id, user_id, user_name, text, text_hash, dedupe_key, channel_message_id,
         reply_to_id, model, prompt_tokens, completion_tokens, cost, latency_ms, error, meta, created_ms, updated_ms)
       VALUES (p_bot, p_channel, 'out', 'sent', p_thread_key, p_chat_id, NULL, NULL, p_text, NULL, NULL, p_channel_message_id,
         p_id, p_model, p_prompt_tokens, p_completion_tokens, p_cost, p_latency_ms, NULL, NULL, p_created_ms, p_created_ms);
     SET v_id = LAST_INSERT_ID();
-    COMMIT;
-  ELSE
-    ROLLBACK;
   END IF;
-  SELECT v_id AS id, IF(v_rows = 1, 0, 1) AS fenced;
+  IF v_id IS NULL THEN ROLLBACK; ELSE COMMIT; END IF;
+  SELECT v_id AS id, IF(v_id IS NULL, 1, 0) AS fenced;
 END`;
 
 /**
