@@ -78,9 +78,16 @@ export class Cluster {
    * new proxy; `env` is added to the child's environment (e.g. a `DATABASE_URL` through a TCP
    * proxy); `proxyOpts` go to its proxy. Resolves once it prints its banner (after its first
    * placement round).
+   *
+   * The proxy keeps idle connections 60 s, as a Bot API server keeps them well past the pauses
+   * of these tests. With Node's 5 s a send may go out on a connection in the instant the server
+   * closes it (the client's agent lets it go 1 s before the server's `Keep-Alive: timeout=5`, but
+   * a process starved of CPU reads that late): the request is written and fails, correctly
+   * `unconfirmed`, a network race these tests are not about (test/faults/ambiguous-send.test.ts
+   * cuts a send after it was written).
    */
   async start(id: string, env: Record<string, string> = {}, proxyOpts: Parameters<typeof startConflictProxy>[2] = {}): Promise<ClusterInstance> {
-    const proxy = await startConflictProxy(this.api, id, proxyOpts);
+    const proxy = await startConflictProxy(this.api, id, { keepAliveMs: 60_000, ...proxyOpts });
     this.s.closers.push(proxy.stop);
     const child = await this.s.start(["--instance-id", id, "--lease-ttl", String(this.ttlS)], { TG_API_ROOT: proxy.url, ...env });
     const inst = { id, child, proxyUrl: proxy.url };
