@@ -12,7 +12,8 @@ for (const dialect of dialects()) {
     test("a dialog answer arrives without Markdown markers; setActivity typing comes before it; the stored answer keeps the model's text", async () => {
       const h = await VkHarness.start({ dialect });
       try {
-        h.llm.respond = () => ({ text: ANSWER, delayMs: 300 });
+        // Longer than the 500 ms before the first typing call (src/channels/typing.ts).
+        h.llm.respond = () => ({ text: ANSWER, delayMs: 1000 });
         const r = await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 701, id: 1, text: "доставка?", secret: VK_SECRET }));
         assert.equal(r.status, 200);
         await eventually(() => h.vk.sent.length === 1, 10_000, "answer");
@@ -35,7 +36,7 @@ for (const dialect of dialects()) {
     test("a wall comment gets plain text and no typing; a failing setActivity changes nothing", async () => {
       const h = await VkHarness.start({ dialect });
       try {
-        h.llm.respond = () => ({ text: ANSWER });
+        h.llm.respond = () => ({ text: ANSWER, delayMs: 1000 });
         h.vk.failNext("messages.setActivity", 10, "Internal server error", 100);
         await postCallback(h.callbackUrl, wallReplyNew({ groupId: h.groupId, postId: 77, commentId: 9001, fromId: 333, text: "размеры?", secret: VK_SECRET }));
         await postCallback(h.callbackUrl, messageNew({ groupId: h.groupId, peerId: 702, id: 2, text: "а в субботу?", secret: VK_SECRET }));

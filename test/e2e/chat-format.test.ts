@@ -225,6 +225,24 @@ for (const dialect of dialects()) {
       }
     });
 
+    test("an answer ready within half a second arrives without typing; a slower one shows it first", async () => {
+      const { h, of } = await proxied({ dialect });
+      try {
+        h.llm.respond = () => ({ text: "сразу" });
+        await userSays(h.telegram, TOKEN, 306, "быстро?");
+        await settled(h, "быстро?");
+        h.llm.respond = () => ({ text: "чуть позже", delayMs: 1500 });
+        await userSays(h.telegram, TOKEN, 307, "медленно?");
+        await settled(h, "медленно?");
+        assert.deepEqual(of("sendChatAction", 306), [], "no typing before a quick answer");
+        const typing = of("sendChatAction", 307);
+        assert.equal(typing.length, 1, "one typing call before the slow answer");
+        assert.ok(typing[0]!.at <= of("sendMessage", 307)[0]!.at);
+      } finally {
+        await h.stop();
+      }
+    });
+
     test("a failing sendChatAction changes nothing else", async () => {
       const { h, of } = await proxied(
         { dialect },
@@ -232,7 +250,8 @@ for (const dialect of dialects()) {
         () => ({ error_code: 500, description: "Internal Server Error" }),
       );
       try {
-        h.llm.respond = () => ({ text: "**да**" });
+        // Longer than the 500 ms before the first typing call (src/channels/typing.ts).
+        h.llm.respond = () => ({ text: "**да**", delayMs: 1000 });
         await userSays(h.telegram, TOKEN, 305, "работает?");
         const { incoming, answer } = await settled(h, "работает?");
         assert.equal(incoming.status, "answered");

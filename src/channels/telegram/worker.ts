@@ -32,6 +32,8 @@ export interface TelegramWorkerOptions {
   maxBodyBytes?: number;
   /** How often the "typing" chat action is sent again while an answer is prepared, ms (Telegram shows it 5 s). @defaultValue 4000 */
   typingEveryMs?: number;
+  /** How long an answer is prepared before the first "typing" chat action, ms. @defaultValue 500 (src/channels/typing.ts) */
+  typingAfterMs?: number;
   now?: () => number;
 }
 
@@ -371,8 +373,8 @@ export class TelegramWorker implements ChannelWorker {
   }
 
   /**
-   * Starts showing "typing…" (Bot API sendChatAction `typing`) in the chat now and every `typingEveryMs` until the returned function is
-   * called. Best effort: a failed call is logged at debug and changes nothing else; the calls do
+   * Shows "typing…" (Bot API sendChatAction `typing`) in the chat once the answer has taken
+   * `typingAfterMs`, and every `typingEveryMs` after it, until the returned function is called. Best effort: a failed call is logged at debug and changes nothing else; the calls do
    * not go through the write gate (they are not answers; made outside any send).
    * @returns stops it (idempotent)
    */
@@ -381,6 +383,7 @@ export class TelegramWorker implements ChannelWorker {
       () => this.telegraf.telegram.sendChatAction(to.chatId, "typing"),
       this.options.typingEveryMs ?? 4000,
       (e) => this.logger.debug({ err: toChannelError(e, "sendChatAction") }, "sendChatAction failed"),
+      this.options.typingAfterMs,
     );
   }
 

@@ -27,6 +27,8 @@ export interface VkWorkerOptions {
   backoffMs?: number;
   /** How often "typing" is shown again (messages.setActivity) while an answer is prepared, ms. @defaultValue 4000 */
   typingEveryMs?: number;
+  /** How long an answer is prepared before "typing" first shows, ms. @defaultValue 500 (src/channels/typing.ts) */
+  typingAfterMs?: number;
   /** Retries of messages.send / wall.createComment on retryable errors. @defaultValue 4 */
   sendRetries?: number;
   /** Long poll: first back-off after a failed request or an event that could not be recorded, ms; doubles up to 30 s. @defaultValue 3000 */
@@ -414,8 +416,9 @@ export class VkWorker implements ChannelWorker {
   }
 
   /**
-   * Shows "typing…" in a dialog (messages.setActivity `type: typing` with `peer_id`), now and
-   * every `typingEveryMs` until the returned function is called; nothing for wall comments.
+   * Shows "typing…" in a dialog (messages.setActivity `type: typing` with `peer_id`) once the
+   * answer has taken `typingAfterMs`, and every `typingEveryMs` after it, until the returned
+   * function is called; nothing for wall comments.
    * Best effort: a failed call is logged at debug; the calls are made outside any send, so they
    * never wait for the write gate.
    * @returns stops it (idempotent)
@@ -427,6 +430,7 @@ export class VkWorker implements ChannelWorker {
       () => this.attempt("messages.setActivity", { peer_id: peerId, type: "typing", group_id: this.bot.vk!.group_id }),
       this.options.typingEveryMs ?? 4000,
       (e) => this.logger.debug({ err: e }, "messages.setActivity failed"),
+      this.options.typingAfterMs,
     );
   }
 
