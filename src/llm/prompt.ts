@@ -52,6 +52,29 @@ function readPromptFile(file: string): string {
   }
 }
 
+/** Prompt files read, by path: the text and the file's identity when it was read (see {@link cachedPromptFile}). */
+const promptFiles = new Map<string, { version: string; text: string }>();
+
+/**
+ * {@link readPromptFile}, read again only when the file changed: one stat per call, and the
+ * open, checks and read when its inode, size, modification or change time (ns) differ from the
+ * last read. An edit of the prompt applies to the next answer, as a read every time would (on a
+ * file system with coarse timestamps, an edit that keeps the size within the same tick is seen
+ * at the next change).
+ * @throws Error naming what is wrong (not a regular file, too large, unreadable)
+ */
+function cachedPromptFile(file: string): string {
+  const st = statSync(file, { bigint: true });
+  if (!st.isFile()) throw new Error("not a regular file");
+  const version = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const known = promptFiles.get(file);
+  if (known?.version === version) return known.text;
+  const text = readPromptFile(file);
+  if (promptFiles.size >= 256) promptFiles.clear();
+  promptFiles.set(file, { version, text });
+  return text;
+}
+
 /**
  * Reads the bot's system prompt file for a kind of message. With one prompt file it serves all
  * kinds; with a mapping, a missing kind falls back to `messages`.
@@ -63,7 +86,7 @@ export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kin
   if (!rel) throw new ConfigError("PROMPT_MISSING", `bot ${bot.name} has no prompt for ${kind}`, { hint: `add prompt.${kind} to its config` });
   const file = path.resolve(bot.root, rel);
   try {
-    return readPromptFile(file);
+    return cachedPromptFile(file);
   } catch (cause) {
     throw new ConfigError("PROMPT_UNREADABLE", `prompt file ${file} of bot ${bot.name} cannot be read: ${(cause as Error).message}`, {
       cause,
@@ -79,6 +102,26 @@ export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kin
  * @param nowMs epoch ms UTC
  */
 export function renderPrompt(template: string, vars: { botName: string; timezone: string; nowMs: number; extra?: Record<string, string> }): string {
+  // Without extra variables the text depends on the minute only (the clock's resolution).
+  const plain = !vars.extra || Object.keys(vars.extra).length === 0;
+  const minute = Math.floor(vars.nowMs / 60_000);
+  if (plain) {
+    const last = renderedPrompts.get(template);
+    if (last && last.minute === minute && last.botName === vars.botName && last.timezone === vars.timezone) return last.text;
+  }
+  const text = renderNow(template, vars);
+  if (plain) {
+    if (renderedPrompts.size >= 256) renderedPrompts.clear();
+    renderedPrompts.set(template, { minute, botName: vars.botName, timezone: vars.timezone, text });
+  }
+  return text;
+}
+
+/** The last rendering of each template without extra variables, with its minute (epoch ms / 60,000), bot and zone. */
+const renderedPrompts = new Map<string, { minute: number; botName: string; timezone: string; text: string }>();
+
+/** {@link renderPrompt} without the cache. */
+function renderNow(template: string, vars: { botName: string; timezone: string; nowMs: number; extra?: Record<string, string> }): string {
   const parts = Object.fromEntries(
     formatterFor(vars.timezone)
       .formatToParts(new Date(vars.nowMs))
