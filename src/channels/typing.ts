@@ -39,7 +39,7 @@ export function keepTyping(call: () => Promise<unknown>, everyMs: number, onErro
   } else start();
   return () => {
     stopped = true;
+    // The first call's timeout or the renewal interval (Node clears either with clearTimeout).
     clearTimeout(timer);
-    clearInterval(timer);
   };
 }

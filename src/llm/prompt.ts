@@ -95,13 +95,21 @@ export function loadPrompt(bot: Pick<BotConfig, "prompt" | "root" | "name">, kin
   }
 }
 
+/** What {@link renderPrompt} fills in: the bot's name, its IANA time zone, the time (epoch ms UTC) and extra variables. */
+export interface PromptVars {
+  botName: string;
+  timezone: string;
+  nowMs: number;
+  extra?: Record<string, string>;
+}
+
 /**
  * Fills `{{name}}` placeholders. Known: `bot_name`, `now` (bot's time zone, `YYYY-MM-DD HH:mm
  * <zone>`), `date`, `weekday`, and any extra variable given (post text, rating...). Unknown
  * placeholders are left as written so a typo is visible in `bots prompt test`.
  * @param nowMs epoch ms UTC
  */
-export function renderPrompt(template: string, vars: { botName: string; timezone: string; nowMs: number; extra?: Record<string, string> }): string {
+export function renderPrompt(template: string, vars: PromptVars): string {
   // Without extra variables the text depends on the minute only (the clock's resolution).
   const plain = !vars.extra || Object.keys(vars.extra).length === 0;
   const minute = Math.floor(vars.nowMs / 60_000);
@@ -121,7 +129,7 @@ export function renderPrompt(template: string, vars: { botName: string; timezone
 const renderedPrompts = new Map<string, { minute: number; botName: string; timezone: string; text: string }>();
 
 /** {@link renderPrompt} without the cache. */
-function renderNow(template: string, vars: { botName: string; timezone: string; nowMs: number; extra?: Record<string, string> }): string {
+function renderNow(template: string, vars: PromptVars): string {
   const parts = Object.fromEntries(
     formatterFor(vars.timezone)
       .formatToParts(new Date(vars.nowMs))

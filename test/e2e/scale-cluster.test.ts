@@ -4,7 +4,6 @@ import { Cluster, CLUSTER_BALANCE, fairShare, sleep, THREE } from "../support/cl
 import { dialects } from "../support/db.js";
 import { eventually } from "../support/harness.js";
 import type { Scenario } from "../support/scenario.js";
-import { userSays } from "../support/telegram.js";
 
 /**
  * Scale-out as an operator runs it: three `bin/bots.js start` instances, six Telegram
@@ -159,19 +158,15 @@ for (const dialect of dialects()) {
       const mine = (await c.ownedPerInstance()).get(victim)!;
       const chat = c.chats.find((ch) => mine.includes(ch.bot.name))!;
       const child = c.instances.get(victim)!.child;
-      const say = async (text: string) => {
-        await userSays(c.s.telegram, chat.bot.token, chat.chat, text);
-        chat.said.push(text);
-      };
       const row = async (text: string) => (await c.s.incoming()).find((r) => r.text === text);
-      await say("held");
+      await c.sayIn(chat, "held");
       await arrived;
       child.kill("SIGSTOP");
       try {
         release();
         await c.settled(["i2"]);
         await eventually(async () => (await row("held"))?.status === "unconfirmed", 15_000, "the new owner's recovery: `delivering` → `unconfirmed`");
-        await say("after");
+        await c.sayIn(chat, "after");
         await eventually(() => c.answers(chat).length >= 2, 15_000, "the new owner answers the next message");
       } finally {
         child.kill("SIGCONT");

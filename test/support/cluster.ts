@@ -163,13 +163,13 @@ export class Cluster {
 
   /** One round of load: every chat says `<label> c<chat> m<n>` (chats in parallel, each in order). */
   async say(label: string, n: number): Promise<void> {
-    await Promise.all(
-      this.chats.map(async (c) => {
-        const text = `${label} c${c.chat} m${n}`;
-        await userSays(this.s.telegram, c.bot.token, c.chat, text);
-        c.said.push(text);
-      }),
-    );
+    await Promise.all(this.chats.map((c) => this.sayIn(c, `${label} c${c.chat} m${n}`)));
+  }
+
+  /** The user of `chat` says `text` (recorded in `chat.said` once the emulator has it). */
+  async sayIn(chat: ClusterChat, text: string): Promise<void> {
+    await userSays(this.s.telegram, chat.bot.token, chat.chat, text);
+    chat.said.push(text);
   }
 
   /** Texts the bot sent to a chat, in order (the emulator's store, whichever instance sent them). */

@@ -374,8 +374,9 @@ export class TelegramWorker implements ChannelWorker {
 
   /**
    * Shows "typing…" (Bot API sendChatAction `typing`) in the chat once the answer has taken
-   * `typingAfterMs`, and every `typingEveryMs` after it, until the returned function is called. Best effort: a failed call is logged at debug and changes nothing else; the calls do
-   * not go through the write gate (they are not answers; made outside any send).
+   * `typingAfterMs`, and every `typingEveryMs` after it, until the returned function is called.
+   * Best effort: a failed call is logged at debug and changes nothing else; the calls do not go
+   * through the write gate (they are not answers; made outside any send).
    * @returns stops it (idempotent)
    */
   typing(to: DeliveryTarget): () => void {
