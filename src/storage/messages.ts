@@ -440,9 +440,13 @@ export class MessagesRepo {
    */
   async history(bot: string, threadKey: string, beforeId: number, limit: number): Promise<HistoryTurn[]> {
     if (limit <= 0) return [];
+    if (!Number.isSafeInteger(limit)) throw new RangeError(`history limit must be an integer, got ${limit}`);
+    // The limit is part of the SQL text, one statement per limit: SQLite prepares a statement
+    // with `LIMIT ?` again each time the parameter is bound (it plans by the limit's value),
+    // which cost more than running it.
     const { rows } = await this.prepared.run<{ direction: "in" | "out"; text: string; created_ms: number; meta: string | null }>(
       this.db,
-      "history",
+      `history:${limit}`,
       (p) =>
         this.db
           .selectFrom("messages")
@@ -457,8 +461,8 @@ export class MessagesRepo {
           )
           .orderBy(sql`coalesce(reply_to_id, id)`, "desc")
           .orderBy("id", "desc")
-          .limit(p<number>("limit")),
-      { bot, thread_key: threadKey, before: beforeId, limit },
+          .limit(sql.lit(limit)),
+      { bot, thread_key: threadKey, before: beforeId },
     );
     return rows.reverse().map((r) => {
       const images = r.direction === "in" ? imageCount(r.meta) : 0;
