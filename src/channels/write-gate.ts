@@ -121,8 +121,11 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown, ga
   gate.cancel = () => {
     if (!gate.written) req.destroy(new Error("request cancelled before it was written"));
   };
-  // Bound to the caller's async context: the mark runs as if called where the request was made.
-  const connected = AsyncResource.bind((socket: Duplex, release: () => void) => {
+  // Run in the caller's async context: the mark runs as if called where the request was made.
+  // (runInAsyncScope, not AsyncResource.bind: in Node 20 each bind also builds a deprecation
+  // wrapper for the bound function's `asyncResource` property, a cost on every send.)
+  const scope = new AsyncResource("bots.write-gate");
+  const connected = (socket: Duplex, release: () => void) => {
     if (req.destroyed || socket.destroyed) return;
     if (!beforeWrite) {
       gate.written = true;
@@ -145,10 +148,10 @@ function gatedAdd(add: AddRequest, req: http.ClientRequest, options: unknown, ga
         req.destroy(error instanceof Error ? error : new Error(String(error)));
       },
     );
-  });
+  };
   req.once("socket", (socket: Duplex) => {
     const release = hold(socket);
-    whenConnected(socket, () => connected(socket, release));
+    whenConnected(socket, () => scope.runInAsyncScope(connected, null, socket, release));
   });
   add(req, options);
 }
