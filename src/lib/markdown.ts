@@ -52,7 +52,38 @@ export function markdownToPlain(markdown: string): string {
   return render(markdown, false).text;
 }
 
-function render(markdown: string, withEntities: boolean): FormattedText {
+/** Characters that may start or make Markdown inline syntax, a table, an entity, or need normalising. */
+const INLINE_SYNTAX = /[\\`*_~[\]<>&|\u0000-\u0009\u000b-\u001f]/;
+/** A line that may open a block: heading, quote, list, rule, setext underline, or an ordered list item. */
+const BLOCK_START = /^(?:[#>+\-*=]|\d{1,9}[.)])/;
+
+/**
+ * True when `markdown` is text in which the parser finds nothing to format, so that rendering it
+ * gives back the text itself without entities: none of `` \ ` * _ ~ [ ] < > & | `` or control
+ * characters but line breaks; every line non-empty (paragraphs apart by one empty line), without
+ * leading or trailing white space, and not starting like a block (`#`, `>`, `-`, `+`, `*`, `=`,
+ * `1.` / `1)`). Most short answers are such text; they skip markdown-it (a fast path: the result
+ * is the same as the full rendering's, test/lib/markdown.test.ts compares them).
+ */
+export function isPlainMarkdown(markdown: string): boolean {
+  if (INLINE_SYNTAX.test(markdown) || markdown.includes("\n\n\n")) return false;
+  for (const line of markdown.split("\n\n").join("\n").split("\n")) {
+    if (!line || line.trim() !== line || BLOCK_START.test(line)) return false;
+  }
+  return true;
+}
+
+/**
+ * The renderer behind {@link markdownToEntities} (`entities: true`) and {@link markdownToPlain}:
+ * `fastPath: false` always runs the parser, also for text {@link isPlainMarkdown} lets past it
+ * (tests compare the two).
+ */
+export function renderMarkdown(markdown: string, options: { entities: boolean; fastPath?: boolean }): FormattedText {
+  return render(markdown, options.entities, options.fastPath ?? true);
+}
+
+function render(markdown: string, withEntities: boolean, fastPath = true): FormattedText {
+  if (fastPath && isPlainMarkdown(markdown)) return { text: markdown, entities: [] };
   const w = new Writer(withEntities);
   w.blocks(parse(markdown));
   const out = w.finish();
@@ -174,6 +205,10 @@ class Writer {
           this.prefixDepth = this.open.length;
           break;
         }
+        case "list_item_close":
+          // An item with no text shows nothing; its marker must not land before later text.
+          this.prefix = "";
+          break;
         case "fence":
         case "code_block": {
           this.askGap(inList ? 1 : 2);

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type FormattedText, markdownToEntities, markdownToPlain, splitFormatted, type TextEntity } from "../../src/lib/markdown.js";
+import {
+  type FormattedText,
+  isPlainMarkdown,
+  markdownToEntities,
+  markdownToPlain,
+  renderMarkdown,
+  splitFormatted,
+  type TextEntity,
+} from "../../src/lib/markdown.js";
 
 /** The text an entity covers. */
 function covered(f: FormattedText, e: TextEntity): string {
@@ -95,6 +103,13 @@ describe("markdownToEntities", () => {
     const f = markdownToEntities("<b>x</b> a_b_c [x] <me@e.example> &amp;");
     assert.equal(f.text, "<b>x</b> a_b_c [x] me@e.example &");
     assert.deepEqual(f.entities, []);
+  });
+
+  test("an empty list item shows nothing and its marker does not land before later text", () => {
+    // Found by the fast path's generated inputs: the first threw a TypeError.
+    assert.deepEqual(markdownToEntities("> -\n\nпосле"), { text: "после", entities: [] });
+    assert.deepEqual(markdownToEntities("-\n\nпосле"), { text: "после", entities: [] });
+    assert.equal(markdownToPlain("1.\n2. два"), "2. два");
   });
 
   test("text that renders to nothing is sent as given", () => {
@@ -198,5 +213,80 @@ describe("splitFormatted", () => {
     const f = markdownToEntities("**a** b");
     assert.deepEqual(splitFormatted(f, 4096), [f]);
     assert.deepEqual(splitFormatted({ text: "", entities: [] }, 4096), []);
+  });
+});
+
+describe("plain text fast path", () => {
+  test("text the parser finds nothing to format in skips it and renders exactly as the parser would", () => {
+    // Pieces that make Markdown, or look like it, at the start, inside and at the end of lines.
+    const pieces = [
+      "Привет",
+      "ok",
+      " ",
+      "  ",
+      "\n",
+      "\n\n",
+      "\n\n\n",
+      "!",
+      "(1)",
+      "1.",
+      "2)",
+      "3 шт",
+      "-",
+      "+",
+      "*",
+      "_",
+      "~",
+      "#",
+      ">",
+      "=",
+      "|",
+      "`",
+      "[",
+      "]",
+      "<",
+      "&",
+      "&amp;",
+      "\\",
+      "\t",
+      "\r",
+      "\u00a0",
+      "😀",
+      "e-mail",
+      "http://e.example",
+      ":",
+      "---",
+      "a_b",
+      "**x**",
+      "\u0000",
+      "    code",
+    ];
+    // A fixed-seed generator: the same 20,000 strings on every run.
+    let seed = 20261205;
+    const rand = (n: number) => {
+      // xorshift32
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    let fast = 0;
+    for (let i = 0; i < 20_000; i++) {
+      let s = "";
+      for (let k = 1 + rand(6); k > 0; k--) s += pieces[rand(pieces.length)];
+      const slow = renderMarkdown(s, { entities: true, fastPath: false });
+      if (isPlainMarkdown(s)) {
+        fast++;
+        assert.deepEqual(slow, { text: s, entities: [] }, JSON.stringify(s));
+        assert.equal(renderMarkdown(s, { entities: false, fastPath: false }).text, s, JSON.stringify(s));
+      }
+      assert.deepEqual(markdownToEntities(s), slow, JSON.stringify(s));
+    }
+    // The generator reaches both sides.
+    assert.ok(fast > 1000 && fast < 19_000, `${fast} of 20,000 took the fast path`);
+    assert.equal(isPlainMarkdown("Да, конечно! Мы работаем с 9 до 18 (кроме воскресенья)."), true);
+    assert.equal(isPlainMarkdown("Первая строка\nвторая\n\nновый абзац"), true);
+    for (const md of ["**да**", "1. пункт", "- пункт", "a\n\n\nb", " отступ", "строка\n===", "a | b", "x &amp; y", "[x](http://e.example)"])
+      assert.equal(isPlainMarkdown(md), false, md);
   });
 });
