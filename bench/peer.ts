@@ -7,6 +7,7 @@
  *
  *   npm run bench:peer [-- --messages 1000 --chats 200 --latency 500 --concurrency 32 --hang 8000]
  *   BENCH_CPU_PROF=/tmp/prof npm run bench:peer      # also a CPU profile of each bot process (node --cpu-prof)
+ *   BENCH_ONLY=bots BENCH_ROUNDS=5 npm run bench:peer # ours alone, 5 CPU rounds: to compare changes (no ratios)
  *
  * 1. Wall time (first send → last reply) of N messages over C chats, model latency L, against
  *    the limit N / concurrency × L.
@@ -14,7 +15,8 @@
  * 2. p90 latency (user send → reply in the emulator) of 100 messages from other chats while one
  *    chat's model call hangs `hang` ms.
  * 3. CPU per message: the bot process's user + system time (process.cpuUsage) over N messages
- *    with an instant model, divided by N; the median of three rounds, each printed too.
+ *    with an instant model, divided by N; the median of three rounds (`BENCH_ROUNDS`), each printed
+ *    too, with its system (kernel) part.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
@@ -23,7 +25,9 @@ import { loadOptions } from "./support/project.js";
 const { messages: N, chats: C, latency: LAT, concurrency: CONC, hang: HANG } = loadOptions();
 const TOKENS = { bots: "123456:BENCH-ours", grammy: "234567:BENCH-peer" } as const;
 /** Rounds of the CPU figure (N messages each); the median is printed with each round's figure. */
-const CPU_ROUNDS = 3;
+const CPU_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** `bots`: measure ours alone (the peer's columns and the ratios are not printed). */
+const ONLY_OURS = process.env.BENCH_ONLY === "bots";
 
 const spawn = (file: string, env: Record<string, string>) =>
   fork(new URL(file, import.meta.url), [], {
@@ -55,6 +59,8 @@ interface Figures {
   cpuMs: number;
   /** CPU per message of each round with an instant model, ms. */
   cpuRounds: number[];
+  /** Of each round's figure, the part spent in the kernel (system time), ms. */
+  systemRounds: number[];
 }
 
 async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
@@ -82,11 +88,13 @@ async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
   await ask(model, { cmd: "latency", latencyMs: 0 });
   // Several rounds, each with texts of its own (the spam check's duplicates): the median is the figure.
   const cpuRounds: number[] = [];
+  const systemRounds: number[] = [];
   for (let r = 0; r < CPU_ROUNDS; r++) {
     const before = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
     await ask(world, { cmd: "load", n: N, chats: C, token, tag: `cpu${r} ` });
     const after = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
     cpuRounds.push((after.userMs + after.systemMs - before.userMs - before.systemMs) / N);
+    systemRounds.push((after.systemMs - before.systemMs) / N);
   }
   step("cpu");
   bot.send({ cmd: "stop" });
@@ -98,29 +106,42 @@ async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
     hangN: hang.n,
     cpuMs: [...cpuRounds].sort((a, b) => a - b)[Math.floor(CPU_ROUNDS / 2)]!,
     cpuRounds,
+    systemRounds,
   };
 }
 
-const peer = await measure("grammy");
+const peer = ONLY_OURS ? undefined : await measure("grammy");
 const ours = await measure("bots");
 const limit = (N / CONC) * LAT;
-const row = (name: string, a: string, b: string, ratio: number, goal: string) =>
-  console.log(`${name.padEnd(44)} ${a.padStart(9)} ${b.padStart(14)} ${ratio.toFixed(2).padStart(7)}   ${goal}`);
+const row = (name: string, a: string, b: string | undefined, ratio: number, goal: string) =>
+  console.log(`${name.padEnd(44)} ${a.padStart(9)} ${(b ?? "-").padStart(14)} ${(b ? ratio.toFixed(2) : "-").padStart(7)}   ${goal}`);
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
 console.log(`bench/peer  messages=${N} chats=${C} model_latency=${LAT} ms concurrency=${CONC} hang=${HANG} ms db=sqlite`);
 console.log(`${"figure".padEnd(44)} ${"bots".padStart(9)} ${"grammY runner".padStart(14)} ${"ratio".padStart(7)}   goal`);
 row(
   `wall time / limit ${(limit / 1000).toFixed(1)} s`,
   (ours.wallMs / limit).toFixed(2),
-  (peer.wallMs / limit).toFixed(2),
-  ours.wallMs / peer.wallMs,
+  peer && (peer.wallMs / limit).toFixed(2),
+  ours.wallMs / (peer?.wallMs ?? 1),
   "ratio ≤ 1.00",
 );
-row("first model call after the first send", ms(ours.firstCallMs), ms(peer.firstCallMs), ours.firstCallMs / peer.firstCallMs, "(part of the wall time)");
-row(`p90 latency of other chats, one call hangs`, ms(ours.hangP90), ms(peer.hangP90), ours.hangP90 / peer.hangP90, `(n=${ours.hangN}/${peer.hangN})`);
-row(`CPU per message, instant model (median of ${CPU_ROUNDS})`, ms(ours.cpuMs), ms(peer.cpuMs), ours.cpuMs / peer.cpuMs, "ratio ≤ 1.50");
-const rounds = (f: Figures) => f.cpuRounds.map((x) => x.toFixed(2)).join(" / ");
-console.log(`  rounds: bots ${rounds(ours)} ms; grammY runner ${rounds(peer)} ms`);
+row(
+  "first model call after the first send",
+  ms(ours.firstCallMs),
+  peer && ms(peer.firstCallMs),
+  ours.firstCallMs / (peer?.firstCallMs ?? 1),
+  "(part of the wall time)",
+);
+row(
+  `p90 latency of other chats, one call hangs`,
+  ms(ours.hangP90),
+  peer && ms(peer.hangP90),
+  ours.hangP90 / (peer?.hangP90 ?? 1),
+  `(n=${ours.hangN}/${peer?.hangN ?? "-"})`,
+);
+row(`CPU per message, instant model (median of ${CPU_ROUNDS})`, ms(ours.cpuMs), peer && ms(peer.cpuMs), ours.cpuMs / (peer?.cpuMs ?? 1), "ratio ≤ 1.50");
+const rounds = (f: Figures) => f.cpuRounds.map((x, i) => `${x.toFixed(2)} (system ${f.systemRounds[i]!.toFixed(2)})`).join(" / ");
+console.log(`  rounds: bots ${rounds(ours)} ms${peer ? `; grammY runner ${rounds(peer)} ms` : ""}`);
 
 world.send({ cmd: "stop" });
 model.send({ cmd: "stop" });
