@@ -44,6 +44,23 @@ export interface NewOutgoing {
 }
 
 /** One turn of stored dialog, oldest first. */
+/**
+ * Rows read beyond a history's `limit` (see `MessagesRepo.history`): how many answers may be
+ * stored after later messages of their thread (several messages sent while one was answered)
+ * before the history read falls back to reading the whole thread.
+ */
+export const HISTORY_SLACK = 16;
+
+/** A row of a history read. */
+interface HistoryRow {
+  id: number;
+  reply_to_id: number | null;
+  direction: "in" | "out";
+  text: string;
+  created_ms: number;
+  meta: string | null;
+}
+
 export interface HistoryTurn {
   role: "user" | "assistant";
   text: string;
@@ -435,39 +452,63 @@ export class MessagesRepo {
   /**
    * The dialog of a thread before an incoming message: answered user messages and our answers
    * to messages that came before it, oldest first, at most `limit` turns. Ordered by the
-   * incoming message each turn belongs to, because answers are stored after later messages of
-   * the same thread may already have been recorded.
+   * incoming message each turn belongs to (its "turn": an answer's `reply_to_id`, a message's own
+   * id), because answers are stored after later messages of the same thread may already have
+   * been recorded.
+   *
+   * Reads only the thread's newest rows, not the whole thread: the `limit` + {@link HISTORY_SLACK}
+   * newest matching rows by id (the `(bot, thread_key, id)` index, backwards). A turn is never
+   * above its row's id, so any row not read (a smaller id than the smallest read, `m`) has a
+   * turn below `m`; when the `limit`-th turn among the rows read is at least `m`, those rows hold
+   * the answer exactly. Otherwise (more than the slack of answers stored after later messages)
+   * the whole thread is read and ordered by the database, as before.
+   * @throws RangeError when `limit` is not an integer
    */
   async history(bot: string, threadKey: string, beforeId: number, limit: number): Promise<HistoryTurn[]> {
     if (limit <= 0) return [];
     if (!Number.isSafeInteger(limit)) throw new RangeError(`history limit must be an integer, got ${limit}`);
-    // The limit is part of the SQL text, one statement per limit: SQLite prepares a statement
-    // with `LIMIT ?` again each time the parameter is bound (it plans by the limit's value),
-    // which cost more than running it.
-    const { rows } = await this.prepared.run<{ direction: "in" | "out"; text: string; created_ms: number; meta: string | null }>(
+    const args = { bot, thread_key: threadKey, before: beforeId };
+    const read = limit + HISTORY_SLACK;
+    // Limits are part of the SQL text, one statement per limit: SQLite prepares a statement with
+    // `LIMIT ?` again each time the parameter is bound (it plans by the limit's value).
+    const newest = await this.prepared.run<HistoryRow>(
       this.db,
-      `history:${limit}`,
-      (p) =>
-        this.db
-          .selectFrom("messages")
-          .select(["direction", "text", "created_ms", "meta"])
-          .where("bot", "=", p("bot"))
-          .where("thread_key", "=", p("thread_key"))
-          .where((eb) =>
-            eb.or([
-              eb.and([eb("direction", "=", "in"), eb("status", "=", "answered"), eb("id", "<", p<number>("before"))]),
-              eb.and([eb("direction", "=", "out"), eb("reply_to_id", "<", p<number>("before"))]),
-            ]),
-          )
-          .orderBy(sql`coalesce(reply_to_id, id)`, "desc")
-          .orderBy("id", "desc")
-          .limit(sql.lit(limit)),
-      { bot, thread_key: threadKey, before: beforeId },
+      `historyNewest:${read}`,
+      (p) => this.historyQuery(p).orderBy("id", "desc").limit(sql.lit(read)),
+      args,
     );
+    let rows = newest.rows.map((r) => ({ ...r, turn: Number(r.reply_to_id ?? r.id) }));
+    rows.sort((a, b) => b.turn - a.turn || Number(b.id) - Number(a.id));
+    const complete = newest.rows.length < read || (rows.length >= limit && rows[limit - 1]!.turn >= Number(newest.rows[newest.rows.length - 1]!.id));
+    if (complete) rows = rows.slice(0, limit);
+    else {
+      const all = await this.prepared.run<HistoryRow>(
+        this.db,
+        `historyByTurn:${limit}`,
+        (p) => this.historyQuery(p).orderBy(sql`coalesce(reply_to_id, id)`, "desc").orderBy("id", "desc").limit(sql.lit(limit)),
+        args,
+      );
+      rows = all.rows.map((r) => ({ ...r, turn: Number(r.reply_to_id ?? r.id) }));
+    }
     return rows.reverse().map((r) => {
       const images = r.direction === "in" ? imageCount(r.meta) : 0;
       return { role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms), ...(images ? { images } : {}) };
     });
+  }
+
+  /** The rows of a thread's history before message `before` (see {@link history}), unordered. */
+  private historyQuery(p: Slot) {
+    return this.db
+      .selectFrom("messages")
+      .select(["id", "reply_to_id", "direction", "text", "created_ms", "meta"])
+      .where("bot", "=", p("bot"))
+      .where("thread_key", "=", p("thread_key"))
+      .where((eb) =>
+        eb.or([
+          eb.and([eb("direction", "=", "in"), eb("status", "=", "answered"), eb("id", "<", p<number>("before"))]),
+          eb.and([eb("direction", "=", "out"), eb("reply_to_id", "<", p<number>("before"))]),
+        ]),
+      );
   }
 
   /**
