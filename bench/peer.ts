@@ -7,7 +7,7 @@
  *
  *   npm run bench:peer [-- --messages 1000 --chats 200 --latency 500 --concurrency 32 --hang 8000]
  *   BENCH_CPU_PROF=/tmp/prof npm run bench:peer      # also a CPU profile of each bot process (node --cpu-prof)
- *   BENCH_ONLY=bots BENCH_ROUNDS=5 npm run bench:peer # ours alone, 5 CPU rounds: to compare changes (no ratios)
+ *   BENCH_ONLY=bots npm run bench:peer                # ours alone: to compare changes (no ratios)
  *
  * 1. Wall time (first send → last reply) of N messages over C chats, model latency L, against
  *    the limit N / concurrency × L.
@@ -15,7 +15,7 @@
  * 2. p90 latency (user send → reply in the emulator) of 100 messages from other chats while one
  *    chat's model call hangs `hang` ms.
  * 3. CPU per message: the bot process's user + system time (process.cpuUsage) over N messages
- *    with an instant model, divided by N; the median of three rounds (`BENCH_ROUNDS`), each printed
+ *    with an instant model, divided by N; the median of five rounds (`BENCH_ROUNDS`), each printed
  *    too, with its system (kernel) part.
  */
 import { type ChildProcess, fork } from "node:child_process";
@@ -25,7 +25,7 @@ import { loadOptions } from "./support/project.js";
 const { messages: N, chats: C, latency: LAT, concurrency: CONC, hang: HANG } = loadOptions();
 const TOKENS = { bots: "123456:BENCH-ours", grammy: "234567:BENCH-peer" } as const;
 /** Rounds of the CPU figure (N messages each); the median is printed with each round's figure. */
-const CPU_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CPU_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /** `bots`: measure ours alone (the peer's columns and the ratios are not printed). */
 const ONLY_OURS = process.env.BENCH_ONLY === "bots";
 
