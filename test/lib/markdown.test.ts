@@ -9,6 +9,7 @@ import {
   splitFormatted,
   type TextEntity,
 } from "../../src/lib/markdown.js";
+import { seededRandom } from "../support/random.js";
 
 /** The text an entity covers. */
 function covered(f: FormattedText, e: TextEntity): string {
@@ -262,14 +263,7 @@ describe("plain text fast path", () => {
       "    code",
     ];
     // A fixed-seed generator: the same 20,000 strings on every run.
-    let seed = 20261205;
-    const rand = (n: number) => {
-      // xorshift32
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = seededRandom(20261205);
     let fast = 0;
     for (let i = 0; i < 20_000; i++) {
       let s = "";

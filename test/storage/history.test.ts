@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { HISTORY_SLACK } from "../../src/storage/messages.js";
 import { createTestDatabase, dialects } from "../support/db.js";
+import { seededRandom } from "../support/random.js";
 
 const BOT = "shop";
 
@@ -63,13 +64,7 @@ for (const dialect of dialects()) {
         // Turns of every kind, in a fixed pseudo-random mix: answered at once, answered after
         // later messages came (a burst), failed or filtered (not history), another thread's and
         // another bot's rows in between.
-        let seed = 7;
-        const rand = (n: number) => {
-          seed ^= seed << 13;
-          seed ^= seed >>> 17;
-          seed ^= seed << 5;
-          return (seed >>> 0) % n;
-        };
+        const rand = seededRandom(7);
         const waiting: number[] = [];
         for (let i = 0; i < 400; i++) {
           const kind = rand(10);
