@@ -43,7 +43,6 @@ export interface NewOutgoing {
   parts?: number;
 }
 
-/** One turn of stored dialog, oldest first. */
 /**
  * Rows read beyond a history's `limit` (see `MessagesRepo.history`): how many answers may be
  * stored after later messages of their thread (several messages sent while one was answered)
@@ -61,6 +60,7 @@ interface HistoryRow {
   meta: string | null;
 }
 
+/** One turn of stored dialog, oldest first. */
 export interface HistoryTurn {
   role: "user" | "assistant";
   text: string;
@@ -477,19 +477,19 @@ export class MessagesRepo {
       (p) => this.historyQuery(p).orderBy("id", "desc").limit(sql.lit(read)),
       args,
     );
-    let rows = newest.rows.map((r) => ({ ...r, turn: Number(r.reply_to_id ?? r.id) }));
-    rows.sort((a, b) => b.turn - a.turn || Number(b.id) - Number(a.id));
-    const complete = newest.rows.length < read || (rows.length >= limit && rows[limit - 1]!.turn >= Number(newest.rows[newest.rows.length - 1]!.id));
-    if (complete) rows = rows.slice(0, limit);
-    else {
-      const all = await this.prepared.run<HistoryRow>(
-        this.db,
-        `historyByTurn:${limit}`,
-        (p) => this.historyQuery(p).orderBy(sql`coalesce(reply_to_id, id)`, "desc").orderBy("id", "desc").limit(sql.lit(limit)),
-        args,
-      );
-      rows = all.rows.map((r) => ({ ...r, turn: Number(r.reply_to_id ?? r.id) }));
-    }
+    const turn = (r: HistoryRow) => Number(r.reply_to_id ?? r.id);
+    let rows = [...newest.rows].sort((a, b) => turn(b) - turn(a) || Number(b.id) - Number(a.id));
+    const smallestId = Number(newest.rows.at(-1)?.id ?? 0);
+    if (newest.rows.length < read || turn(rows[limit - 1]!) >= smallestId) rows = rows.slice(0, limit);
+    else
+      rows = (
+        await this.prepared.run<HistoryRow>(
+          this.db,
+          `historyByTurn:${limit}`,
+          (p) => this.historyQuery(p).orderBy(sql`coalesce(reply_to_id, id)`, "desc").orderBy("id", "desc").limit(sql.lit(limit)),
+          args,
+        )
+      ).rows;
     return rows.reverse().map((r) => {
       const images = r.direction === "in" ? imageCount(r.meta) : 0;
       return { role: r.direction === "in" ? "user" : "assistant", text: r.text, created_ms: Number(r.created_ms), ...(images ? { images } : {}) };
