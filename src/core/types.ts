@@ -220,13 +220,17 @@ export interface ChannelSender {
 /**
  * The preview of one answer (see {@link ChannelSender.draft}). Best effort: the channel throttles
  * the updates, and the first failed call (400, 429, a network error) ends the drafts of this
- * answer; neither method throws or waits.
+ * answer; neither method throws.
  */
 export interface DraftSession {
   /** Shows `text`, the model's text so far, as the draft (the channel sends the latest text at its own pace). */
   update(text: string): void;
-  /** No more drafts for this answer; a call already in flight is left to finish. */
-  stop(): void;
+  /**
+   * No more drafts for this answer. Resolves once the call already in flight, if any, has been
+   * answered (at once when none is); never rejects. The answer waits for it (a while), so that a
+   * late draft does not reach the chat after the answer.
+   */
+  stop(): Promise<void>;
 }
 
 /**

@@ -85,6 +85,20 @@ for (const dialect of dialects()) {
       assert.equal(await h.store.balance.ledgerSum("default"), await h.balance(), "the ledger sums to the balance");
     });
 
+    test("a draft call that reaches the Bot API late is taken before the answer, so no preview follows the answer", async () => {
+      // Every draft after the first reaches the Bot API 1.5 s late: when the model ends, one is in flight.
+      const { h, proxy } = await open(dialect, {}, (n) => (n > 0 ? { delayMs: 1500 } : undefined));
+      h.llm.respond = () => ({ text: ANSWER, chunkDelayMs: 100 });
+      await userSays(h.telegram, TOKEN, 701, "What colours does the sofa come in?");
+      const [reply] = await waitForBotMessages(h.telegram, 701, 1, 15_000);
+      assert.equal(reply!.text, ANSWER);
+      // A draft still on its way would be taken within 1.5 s.
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.ok(proxy.drafts.length >= 2, `a late draft was sent (got ${proxy.drafts.length})`);
+      assert.deepEqual(proxy.order.at(-1), "sendMessage", `the answer came last: ${proxy.order.join(", ")}`);
+      assert.equal(proxy.order.filter((m) => m === "sendMessage").length, 1);
+    });
+
     test("a refused or cut draft call (429, 400, network) ends the drafts of that answer and changes nothing else", async () => {
       const verdicts: Record<number, DraftVerdict> = {
         601: { error_code: 429, description: "Too Many Requests: retry after 5", retry_after: 5 },

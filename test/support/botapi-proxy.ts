@@ -2,13 +2,16 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { FakeBotFiles } from "./images.js";
 
-/** What the proxy does with one Bot API call: forward it, or answer with a Bot API error. */
+/** What the proxy does with one Bot API call: forward it, or answer with a Bot API error (now or when the promise resolves). */
 export type Intercept = (
   method: string,
   body: Record<string, unknown>,
   /** The request body as sent (multipart for file uploads such as sendDocument). */
   raw: Buffer,
-) => { error_code: number; description: string; retry_after?: number } | { result: unknown } | "drop" | undefined;
+) => InterceptVerdict | Promise<InterceptVerdict>;
+
+/** An {@link Intercept}'s answer: a Bot API error, a result, a dropped connection, or undefined to forward the call. */
+type InterceptVerdict = { error_code: number; description: string; retry_after?: number } | { result: unknown } | "drop" | undefined;
 
 /**
  * An HTTP proxy in front of the Bot API emulator that can answer chosen calls with real Bot API
@@ -38,7 +41,7 @@ export async function startBotApiProxy(
     } catch {
       body = {};
     }
-    const verdict = intercept(method, body, raw);
+    const verdict = await intercept(method, body, raw);
     if (verdict === "drop") {
       req.socket.destroy();
       return;
@@ -101,8 +104,12 @@ export interface ChatActionCall {
   at: number;
 }
 
-/** What the draft proxy answers to the `n`-th (0-based) `sendMessageDraft` call: true, a Bot API error, or a dropped connection. */
-export type DraftVerdict = { error_code: number; description: string; retry_after?: number } | "drop" | undefined;
+/**
+ * What the draft proxy answers to the `n`-th (0-based) `sendMessageDraft` call: true, a Bot API
+ * error, a dropped connection, or true after `delayMs` (a call that reaches the Bot API late: it
+ * is recorded, and takes its place in `order`, only then).
+ */
+export type DraftVerdict = { error_code: number; description: string; retry_after?: number } | "drop" | { delayMs: number } | undefined;
 
 /**
  * A Bot API proxy in front of the emulator (which lacks `sendMessageDraft`) that answers
@@ -113,18 +120,28 @@ export type DraftVerdict = { error_code: number; description: string; retry_afte
 export async function startDraftProxy(
   target: string,
   refuse: (n: number, call: DraftCall) => DraftVerdict = () => undefined,
-): Promise<{ url: string; calls: string[]; drafts: DraftCall[]; actions: ChatActionCall[]; stop(): Promise<void> }> {
+): Promise<{ url: string; calls: string[]; drafts: DraftCall[]; actions: ChatActionCall[]; order: string[]; stop(): Promise<void> }> {
   const drafts: DraftCall[] = [];
   const actions: ChatActionCall[] = [];
-  const proxy = await startBotApiProxy(target, (method, body) => {
+  /** `sendMessageDraft` (when recorded) and `sendMessage` (when it arrived), in the order the Bot API took them. */
+  const order: string[] = [];
+  let n = 0;
+  const proxy = await startBotApiProxy(target, async (method, body) => {
     if (method === "sendChatAction") {
       actions.push({ chat_id: Number(body.chat_id), action: String(body.action ?? ""), at: performance.now() });
       return { result: true };
     }
+    if (method === "sendMessage") order.push(method);
     if (method !== "sendMessageDraft") return undefined;
     const call: DraftCall = { chat_id: Number(body.chat_id), draft_id: Number(body.draft_id), text: String(body.text ?? ""), at: performance.now() };
+    const verdict = refuse(n++, call);
+    if (verdict && typeof verdict === "object" && "delayMs" in verdict) {
+      await new Promise((r) => setTimeout(r, verdict.delayMs));
+      call.at = performance.now();
+    }
     drafts.push(call);
-    return refuse(drafts.length - 1, call) ?? { result: true };
+    order.push(method);
+    return verdict && !(typeof verdict === "object" && "delayMs" in verdict) ? verdict : { result: true };
   });
-  return { ...proxy, drafts, actions };
+  return { ...proxy, drafts, actions, order };
 }

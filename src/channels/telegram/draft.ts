@@ -41,6 +41,8 @@ export class TelegramDraft implements DraftSession {
   private pending?: string;
   private lastStart = Number.NEGATIVE_INFINITY;
   private timer?: NodeJS.Timeout;
+  /** The call in flight, settled (never rejects) once it is answered or failed. */
+  private flight?: Promise<void>;
   private readonly intervalMs: number;
   private readonly now: () => number;
 
@@ -55,11 +57,12 @@ export class TelegramDraft implements DraftSession {
     this.schedule();
   }
 
-  stop(): void {
+  stop(): Promise<void> {
     this.stopped = true;
     this.pending = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
+    return this.flight ?? Promise.resolve();
   }
 
   private schedule(): void {
@@ -88,14 +91,16 @@ export class TelegramDraft implements DraftSession {
     } catch (error) {
       call = Promise.reject(error);
     }
-    call.then(
+    this.flight = call.then(
       () => {
         this.inFlight = false;
+        this.flight = undefined;
         if (this.pending !== undefined) this.schedule();
       },
       (error: unknown) => {
         this.inFlight = false;
-        this.stop();
+        this.flight = undefined;
+        void this.stop();
         this.options.onFailure(error);
       },
     );

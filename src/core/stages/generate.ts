@@ -6,6 +6,9 @@ import type { Semaphore } from "../queue.js";
 import type { ChannelSender } from "../types.js";
 import { type AnswerContext, StopError, targetOf } from "./answer.js";
 
+/** Longest wait, after the model answered, for a draft call still in flight, ms. */
+export const DRAFT_SETTLE_MS = 2000;
+
 /** What {@link generateStage} uses. */
 export interface GenerateStageDeps {
   bot: BotConfig;
@@ -27,6 +30,7 @@ export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext
   return async function generate(ctx, next) {
     const queued = performance.now();
     const signal = deps.stopping;
+    let draftSettled: Promise<void> | undefined;
     ctx.completion = await deps.slots.run(async () => {
       ctx.timings.modelWait = performance.now() - queued;
       if (signal.aborted) throw new StopError();
@@ -43,10 +47,21 @@ export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext
           ctx.log,
         );
       } finally {
-        draft?.stop();
+        draftSettled = draft?.stop();
       }
     });
+    // A draft call still in flight is answered before the answer goes out (outside the model
+    // slot), else it could reach the chat after the answer and show the preview again; a slow
+    // one is waited for {@link DRAFT_SETTLE_MS} at most.
+    if (draftSettled) await settledWithin(draftSettled, DRAFT_SETTLE_MS);
     ctx.log.debug({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
   };
+}
+
+/** Resolves when `p` settles or after `ms`, whichever comes first. */
+async function settledWithin(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
