@@ -1,5 +1,6 @@
 import type { BotConfig } from "../../config/schema.js";
 import type { Middleware } from "../../lib/compose.js";
+import { sleep } from "../../lib/retry.js";
 import type { LlmClient } from "../../llm/client.js";
 import { completeWithImages } from "../images.js";
 import type { Semaphore } from "../queue.js";
@@ -53,15 +54,12 @@ export function generateStage(deps: GenerateStageDeps): Middleware<AnswerContext
     // A draft call still in flight is answered before the answer goes out (outside the model
     // slot), else it could reach the chat after the answer and show the preview again; a slow
     // one is waited for {@link DRAFT_SETTLE_MS} at most.
-    if (draftSettled) await settledWithin(draftSettled, DRAFT_SETTLE_MS);
+    if (draftSettled) {
+      const waited = new AbortController();
+      await Promise.race([draftSettled, sleep(DRAFT_SETTLE_MS, waited.signal)]);
+      waited.abort();
+    }
     ctx.log.debug({ model: ctx.completion.model, ...ctx.completion.usage, latency_ms: ctx.completion.latencyMs }, "model answered");
     await next();
   };
-}
-
-/** Resolves when `p` settles or after `ms`, whichever comes first. */
-async function settledWithin(p: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
