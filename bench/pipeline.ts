@@ -13,8 +13,12 @@
  *    API sendMessage round trip. The model call as the bot saw it is shown beside the latency.
  * 3. Isolation: one chat's model call hangs; p90 latency (user send → reply stored in the
  *    emulator) of 100 messages from other chats meanwhile.
+ * 4. SQLite: pages written to the WAL per answered message during (1), counted by holding the
+ *    checkpoint back (`wal_autocheckpoint = 0`) and reading the WAL's length in frames: what the
+ *    commits cost in writes, which the indexes of `messages` drive (migration 0016).
  */
 import { fork } from "node:child_process";
+import { sql } from "kysely";
 import { once } from "node:events";
 import { TelegramWorker } from "../src/channels/telegram/worker.js";
 import { loadBotConfigs } from "../src/config/load.js";
@@ -70,7 +74,15 @@ const onOutcome = (ctx: PipelineContext) => {
 };
 const running = await startBots({ bots: [bot], store, logging, onOutcome, createWorker: (b, l) => TelegramWorker.create(b, l, { idlePauseMs: 5 }) });
 
+// SQLite: pages written to the WAL while the load is answered (no checkpoint meanwhile, so the WAL holds them all).
+const sqlite = store.database.dialect === "sqlite";
+if (sqlite) {
+  await sql`PRAGMA wal_autocheckpoint = 0`.execute(store.database.db);
+  await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(store.database.db);
+}
 const load = await ask<{ wallMs: number; sendMs: number }>({ cmd: "load", n: N, chats: C });
+const walFrames = sqlite ? (await sql<{ log: number }>`PRAGMA wal_checkpoint(PASSIVE)`.execute(store.database.db)).rows[0]!.log : undefined;
+if (sqlite) await sql`PRAGMA wal_autocheckpoint = 1000`.execute(store.database.db);
 const limit = (N / CONC) * LAT;
 const phase1Own = [...own];
 const phase1Core = [...ownCore];
@@ -88,6 +100,10 @@ console.log(`  without delivery    median ${fmt(pct(phase1Core, 50))}   p95 ${fm
 console.log(
   `model call            median ${fmt(pct(modelMs.slice(0, N), 50))}   p95 ${fmt(pct(modelMs.slice(0, N), 95))}   (server latency ${LAT} ms + HTTP and SDK)`,
 );
+if (walFrames !== undefined)
+  console.log(
+    `WAL pages written     ${(walFrames / N).toFixed(1)} per message   (${walFrames} pages of ${N} messages: each commit writes every page it changed)`,
+  );
 console.log(`other chats, 1 hung   p90 ${fmt(hang.p90)}   (goal ≤ ${LAT + 300} ms; n=${hang.n}, hang ${HANG} ms)`);
 
 await running.stop(HANG + 2000);

@@ -254,7 +254,7 @@ export function errorLabel(error: unknown): string {
 
 /**
  * Incoming messages per bot still waiting for an answer (`received`) or for confirmation of a
- * send (`delivering`, `unconfirmed`), on the `(bot, status, created_ms)` index.
+ * send (`delivering`, `unconfirmed`), on the `(bot, status, id)` index.
  */
 export async function pendingCounts(store: Pick<Store, "database">, bots: string[]): Promise<Map<string, { waiting: number; unconfirmed: number }>> {
   const out = new Map(bots.map((b) => [b, { waiting: 0, unconfirmed: 0 }]));

@@ -6,7 +6,7 @@ import { isUniqueViolation, transact, type Dialect } from "./db.js";
 import { fenceHolds, type OwnerFence } from "./owners.js";
 import { PreparedQueries, type Slot } from "./prepared.js";
 import { answerProcedures } from "./procedures.js";
-import { INCOMING_STATUSES, type IncomingStatus, type MessagesTable, type MessageStatus, type PartialAnswer, type Schema } from "./schema.js";
+import type { IncomingStatus, MessagesTable, PartialAnswer, Schema } from "./schema.js";
 
 /** A stored message row; times are epoch ms UTC, cost in hundredths. */
 export type MessageRow = Selectable<MessagesTable>;
@@ -573,7 +573,7 @@ export class MessagesRepo {
 
   /**
    * Incoming messages chosen for replay, oldest first (by id, which keeps each thread's order).
-   * Uses the `(bot, status, created_ms)` index when bots and statuses are given, the
+   * Uses the `(bot, status, id)` index when bots and statuses are given, the
    * `created_ms` index for a time window, the primary key for ids.
    * @param q.sinceMs / q.untilMs epoch ms UTC, inclusive / exclusive
    */
@@ -599,7 +599,7 @@ export class MessagesRepo {
   /**
    * Outgoing messages of a bot in one of `statuses`, oldest first: proactive messages
    * (src/core/proactive.ts) left `pending` or `delivering` by a crash, for recovery. Uses the
-   * `(bot, status, created_ms)` index.
+   * `(bot, status, id)` index.
    */
   async outgoingInStatus(bot: string, statuses: Array<"pending" | "delivering">): Promise<MessageRow[]> {
     const rows = await this.db
@@ -629,31 +629,27 @@ export class MessagesRepo {
   }
 
   /**
-   * Time of a bot's newest message (either direction), epoch ms UTC, or null. One MAX per
-   * status on the `(bot, status, created_ms)` index, which both SQLite and MySQL answer from
-   * the index alone.
+   * Time of a bot's newest message (incoming in any status, or an outgoing one that was sent),
+   * epoch ms UTC, or null. Walks the `(bot, id)` index from the newest row to the first that
+   * counts: the newest recorded, which is the newest in time up to clock differences between
+   * instances.
    */
   async lastMessageMs(bot: string): Promise<number | null> {
-    const statuses: MessageStatus[] = [...INCOMING_STATUSES, "sent"];
-    const maxima = await Promise.all(
-      statuses.map(async (status) => {
-        const row = await this.db
-          .selectFrom("messages")
-          .select((eb) => eb.fn.max("created_ms").as("last"))
-          .where("bot", "=", bot)
-          .where("status", "=", status)
-          .executeTakeFirst();
-        return row?.last === null || row?.last === undefined ? null : Number(row.last);
-      }),
-    );
-    const found = maxima.filter((v): v is number => v !== null);
-    return found.length ? Math.max(...found) : null;
+    const row = await this.db
+      .selectFrom("messages")
+      .select("created_ms")
+      .where("bot", "=", bot)
+      .where((eb) => eb.or([eb("direction", "=", "in"), eb("status", "=", "sent")]))
+      .orderBy("id", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    return row ? Number(row.created_ms) : null;
   }
 
   /**
    * How many incoming messages of a bot are in each of `statuses`, whatever their age (for
    * `bots status`: waiting, unconfirmed, failed, expired). One COUNT per status on the
-   * `(bot, status, created_ms)` index.
+   * `(bot, status, id)` index.
    */
   async countByStatus(bot: string, statuses: readonly IncomingStatus[]): Promise<Record<string, number>> {
     const out: Record<string, number> = {};

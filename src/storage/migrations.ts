@@ -11,6 +11,7 @@ import { sendPartsMigration } from "./migrations/0012_send_parts.js";
 import { toolEffectsMigration } from "./migrations/0013_tool_effects.js";
 import { proceduresMigration } from "./migrations/0014_procedures.js";
 import { settleAgainMigration } from "./migrations/0015_settle_again.js";
+import { lighterIndexesMigration } from "./migrations/0016_lighter_indexes.js";
 
 /**
  * The migrations, in order. One set serves both dialects; the few differences (auto-increment
@@ -32,6 +33,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     "0013_tool_effects": toolEffectsMigration(d),
     "0014_procedures": proceduresMigration(d),
     "0015_settle_again": settleAgainMigration(d),
+    "0016_lighter_indexes": lighterIndexesMigration(d),
   };
 }
 

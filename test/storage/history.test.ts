@@ -4,32 +4,12 @@ import { openStore, type Store } from "../../src/storage/index.js";
 import { HISTORY_SLACK } from "../../src/storage/messages.js";
 import { createTestDatabase, dialects } from "../support/db.js";
 import { seededRandom } from "../support/random.js";
+import { storeRow, type TestRow } from "../support/rows.js";
 
 const BOT = "shop";
 
 /** Stores a row of the thread (or of another thread or bot) and returns its id. */
-async function row(
-  store: Store,
-  r: { direction: "in" | "out"; status: string; text: string; reply_to_id?: number; thread?: string; bot?: string },
-): Promise<number> {
-  const res = await store.database.db
-    .insertInto("messages")
-    .values({
-      bot: r.bot ?? BOT,
-      channel: "tg",
-      direction: r.direction,
-      status: r.status,
-      thread_key: r.thread ?? "tg:1",
-      chat_id: "1",
-      user_id: "1",
-      text: r.text,
-      reply_to_id: r.reply_to_id ?? null,
-      created_ms: 1,
-      updated_ms: 1,
-    } as never)
-    .executeTakeFirst();
-  return Number(res.insertId);
-}
+const row = (store: Store, r: TestRow & { text: string }) => storeRow(store, { bot: BOT, ...r });
 
 /** The history by its definition, from every row of the thread: oldest first, at most `limit` turns. */
 async function expected(store: Store, before: number, limit: number): Promise<string[]> {
