@@ -36,8 +36,8 @@ export interface InboxOptions {
 /**
  * The owner's inbox (scale-out, docs/scaling.md): any instance may record a bot's message (a webhook
  * or callback reaching a non-owner; an instance that woke after losing the bot), but only the
- * owner answers. Every round reads the `received` rows of the bots owned here that their
- * pipelines do not hold (one query on the `(bot, status, id)` index) and queues them in id
+ * owner answers. Every round reads the ids of the `received` rows of the bots owned here (the
+ * `(bot, status, id)` index alone), then the rows their pipelines do not hold, and queues them in id
  * order, exactly as recovery resumes them (rows older than `recovery.resume_within` expire).
  */
 export class InboxSweep {
@@ -70,8 +70,12 @@ export class InboxSweep {
     const bots = this.o.bots();
     if (!bots.length) return;
     const byName = new Map(bots.map((b) => [b.config.name, b]));
-    const rows = await this.o.store.messages.selectIncoming({ bots: [...byName.keys()], statuses: ["received"], limit: this.o.batch ?? 500 });
-    // Rows not held by their pipeline, by bot, in id order.
+    // Ids first (the index alone): under a backlog the pipelines hold nearly all of them.
+    const ids = await this.o.store.messages.receivedIds([...byName.keys()], this.o.batch ?? 500);
+    const unheld = ids.filter((r) => !byName.get(r.bot)?.pipeline.holds(r.id)).map((r) => r.id);
+    if (!unheld.length) return;
+    // Rows not held by their pipeline, by bot, in id order; still `received` when read.
+    const rows = await this.o.store.messages.selectIncoming({ ids: unheld, statuses: ["received"] });
     const fresh = new Map<string, MessageRow[]>();
     for (const r of rows) if (!byName.get(r.bot)?.pipeline.holds(r.id)) fresh.set(r.bot, [...(fresh.get(r.bot) ?? []), r]);
     for (const [name, mine] of fresh) {

@@ -597,6 +597,24 @@ export class MessagesRepo {
   }
 
   /**
+   * Ids of the `received` messages of `bots`, oldest first, at most `limit`: read from the
+   * `(bot, status, id)` index alone (`received` is an incoming status only), so a sweep that
+   * finds them all in hand costs no row reads however long the backlog.
+   */
+  async receivedIds(bots: string[], limit: number): Promise<Array<{ id: number; bot: string }>> {
+    if (!bots.length) return [];
+    const rows = await this.db
+      .selectFrom("messages")
+      .select(["id", "bot"])
+      .where("bot", "in", bots)
+      .where("status", "=", "received")
+      .orderBy("id", "asc")
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ id: Number(r.id), bot: r.bot }));
+  }
+
+  /**
    * Outgoing messages of a bot in one of `statuses`, oldest first: proactive messages
    * (src/core/proactive.ts) left `pending` or `delivering` by a crash, for recovery. Uses the
    * `(bot, status, id)` index.

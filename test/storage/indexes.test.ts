@@ -58,6 +58,7 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
         [open],
       );
       assert.deepEqual(await store.messages.outgoingInStatus(BOT, ["pending"]).then((rs) => rs.length), 1);
+      assert.deepEqual(await store.messages.receivedIds([BOT, "other"], 10), [{ id: open, bot: BOT }]);
     } finally {
       SQLite.prototype.prepare = prepare;
       await store?.close();
@@ -85,6 +86,8 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
       assert.match(planOf(/"reply_to_id" = \?/), /USING INDEX messages_reply_to \(reply_to_id=\?\)/);
       assert.match(planOf(/"r"\."message_id" = \?/), /USING (COVERING )?INDEX ledger_ref \(ref_id=\?\)/);
       assert.match(planOf(/order by "id" desc limit \?/), /USING INDEX messages_bot_id \(bot=\?\)/);
+      // The inbox sweep's ids: from the index alone.
+      assert.match(planOf(/^select "id", "bot" from "messages"/), /USING COVERING INDEX messages_bot_status_id \(bot=\? AND status=\?\)/);
       for (const [text, details] of plans)
         for (const d of details) assert.doesNotMatch(d, /^SCAN (messages|balance_ledger|[a-z])\b/, `${text}\n  plan: ${details.join("; ")}`);
       const indexes = conn.prepare("select name, sql from sqlite_master where type = 'index' and sql is not null").all() as Array<{
