@@ -58,6 +58,8 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
         [open],
       );
       assert.deepEqual(await store.messages.outgoingInStatus(BOT, ["pending"]).then((rs) => rs.length), 1);
+      // The spam check's count: this bot's two incoming rows (written without a text hash here).
+      assert.deepEqual(await store.messages.userActivity(BOT, "1", 0, { text: "t", sinceMs: 0 }), { recent: 2, duplicate: false });
       assert.deepEqual(await store.messages.receivedIds([BOT, "other"], 10), [{ id: open, bot: BOT }]);
     } finally {
       SQLite.prototype.prepare = prepare;
@@ -84,6 +86,7 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
       };
       assert.match(planOf(/"dedupe_key" = \?/), /USING INDEX messages_dedupe \(bot=\? AND dedupe_key=\?\)/);
       assert.match(planOf(/"reply_to_id" = \?/), /USING INDEX messages_reply_to \(reply_to_id=\?\)/);
+      assert.match(planOf(/"user_id" = \?/), /USING INDEX messages_user \(bot=\? AND user_id=\? AND created_ms>\?\)/);
       assert.match(planOf(/"r"\."message_id" = \?/), /USING (COVERING )?INDEX ledger_ref \(ref_id=\?\)/);
       assert.match(planOf(/order by "id" desc limit \?/), /USING INDEX messages_bot_id \(bot=\?\)/);
       // The inbox sweep's ids: from the index alone.
@@ -99,6 +102,7 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
       for (const [name, column] of [
         ["messages_reply_to", "reply_to_id"],
         ["messages_dedupe", "dedupe_key"],
+        ["messages_user", "user_id"],
         ["ledger_ref", "ref_id"],
       ])
         assert.match(byName.get(name!) ?? "", new RegExp(`where "${column}" is not null$`, "i"), `${name} is partial`);
