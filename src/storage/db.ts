@@ -210,12 +210,12 @@ export async function migrate(database: Database): Promise<string[]> {
     const { error, results } = await migrator.migrateToLatest();
     if (!error) return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
     // Another process migrating at the same moment: SQLite refuses our lock, or our stale
-    // snapshot makes us repeat its DDL ("duplicate column", "already exists") or, for a
-    // migration with no DDL on this dialect (0014 on SQLite), its record of the migration (a
-    // duplicate name in kysely_migration). SQLite DDL is transactional, so our attempt rolled
-    // back whole; read the state again and retry.
+    // snapshot makes us repeat its DDL ("duplicate column", "already exists", "no such index"
+    // for an index it dropped) or, for a migration with no DDL on this dialect (0014 on
+    // SQLite), its record of the migration (a duplicate name in kysely_migration). SQLite DDL
+    // is transactional, so our attempt rolled back whole; read the state again and retry.
     const message = String((error as Error)?.message);
-    const repeated = /duplicate column|already exists/i.test(message) || (isUniqueViolation(error) && /kysely_migration/.test(message));
+    const repeated = /duplicate column|already exists|no such index/i.test(message) || (isUniqueViolation(error) && /kysely_migration/.test(message));
     if (attempt < 8 && (isBusy(error) || repeated)) {
       await sleep(50 * attempt);
       continue;
