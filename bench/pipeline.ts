@@ -25,6 +25,7 @@ import { loadBotConfigs } from "../src/config/load.js";
 import type { PipelineContext } from "../src/core/types.js";
 import { createLogging } from "../src/logging.js";
 import { startBots } from "../src/runner.js";
+import { WAL_CHECKPOINT_PAGES } from "../src/storage/db.js";
 import { openStore } from "../src/storage/index.js";
 import { createTestDatabase } from "../test/support/db.js";
 import { Fixture } from "../test/support/fixture.js";
@@ -82,7 +83,7 @@ if (sqlite) {
 }
 const load = await ask<{ wallMs: number; sendMs: number }>({ cmd: "load", n: N, chats: C });
 const walFrames = sqlite ? (await sql<{ log: number }>`PRAGMA wal_checkpoint(PASSIVE)`.execute(store.database.db)).rows[0]!.log : undefined;
-if (sqlite) await sql`PRAGMA wal_autocheckpoint = 1000`.execute(store.database.db);
+if (sqlite) await sql.raw(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`).execute(store.database.db);
 const limit = (N / CONC) * LAT;
 const phase1Own = [...own];
 const phase1Core = [...ownCore];

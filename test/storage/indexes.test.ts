@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import SQLite from "better-sqlite3";
 import { sql } from "kysely";
+import { WAL_CHECKPOINT_PAGES } from "../../src/storage/db.js";
 import { openStore, type Store } from "../../src/storage/index.js";
 import { createTestDatabase, dialects } from "../support/db.js";
 import { storeRow, type TestRow } from "../support/rows.js";
@@ -108,6 +109,24 @@ describe("indexes (sqlite): every lookup of a message or a ledger row searches a
         assert.match(byName.get(name!) ?? "", new RegExp(`where "${column}" is not null$`, "i"), `${name} is partial`);
     } finally {
       conn.close();
+      await db.drop();
+    }
+  });
+});
+
+describe("SQLite settings", () => {
+  test("WAL with a checkpoint every WAL_CHECKPOINT_PAGES pages and the WAL cut back to 64 MiB", async () => {
+    const db = await createTestDatabase("sqlite");
+    const store = await openStore(db.url);
+    try {
+      const pragma = async (name: string) => Object.values((await sql.raw(`PRAGMA ${name}`).execute(store.database.db)).rows[0] as object)[0];
+      assert.equal(await pragma("journal_mode"), "wal");
+      assert.equal(await pragma("synchronous"), 1, "NORMAL");
+      assert.equal(await pragma("wal_autocheckpoint"), WAL_CHECKPOINT_PAGES);
+      assert.equal(WAL_CHECKPOINT_PAGES, 10_000);
+      assert.equal(await pragma("journal_size_limit"), 64 * 1024 * 1024);
+    } finally {
+      await store.close();
       await db.drop();
     }
   });
