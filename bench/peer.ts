@@ -2,8 +2,9 @@
  * bench/peer — ours beside a plain grammY bot on @grammyjs/runner (bench/support/peer-bots.ts),
  * in one run through the same world: the Bot API emulator (telegram-test-api) behind the proxy
  * with Telegram's getUpdates offset rule (test/support/conflict-proxy.ts), the users, and an
- * OpenAI-compatible model, in processes of their own (bench/world.ts). Each bot runs alone in its
- * own process, one after the other, with the same load. Prints figures; asserts nothing.
+ * OpenAI-compatible model, in processes of their own (bench/world.ts). Each bot runs in its own
+ * process, both started at once; every load goes to one bot while the other is paused
+ * (SIGSTOP), with the same load for both. Prints figures; asserts nothing.
  *
  *   npm run bench:peer [-- --messages 1000 --chats 200 --latency 500 --concurrency 32 --hang 8000]
  *   BENCH_CPU_PROF=/tmp/prof npm run bench:peer      # also a CPU profile of each bot process (node --cpu-prof)
@@ -16,7 +17,8 @@
  *    chat's model call hangs `hang` ms.
  * 3. CPU per message: the bot process's user + system time (process.cpuUsage) over N messages
  *    with an instant model, divided by N; the median of five rounds (`BENCH_ROUNDS`), each printed
- *    too, with its system (kernel) part.
+ *    too, with its system (kernel) part. The bots' rounds alternate (peer, ours, then ours, peer,
+ *    …), so a machine that slows down or speeds up during the run weighs on both alike.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
@@ -63,19 +65,27 @@ interface Figures {
   systemRounds: number[];
 }
 
-async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
-  const step = (s: string) => process.env.BENCH_DEBUG && console.error(`${kind}: ${s}`);
-  const token = TOKENS[kind];
-  await ask(model, { cmd: "latency", latencyMs: LAT });
+type Kind = keyof typeof TOKENS;
+type Cpu = { userMs: number; systemMs: number };
+
+/** Starts one bot's process and waits until it polls. */
+async function startBot(kind: Kind): Promise<ChildProcess> {
   const bot = spawn("./support/peer-bots.ts", {
     BENCH_BOT: kind,
-    BENCH_TOKEN: token,
+    BENCH_TOKEN: TOKENS[kind],
     BENCH_API_ROOT: apiRoot,
     BENCH_LLM_URL: llmUrl,
     BENCH_CONCURRENCY: String(CONC),
   });
   await ask(bot);
-  step("ready");
+  return bot;
+}
+
+/** Figures 1, 1b and 2 of one bot, alone under load (the other bot idles meanwhile). */
+async function measureLoad(kind: Kind): Promise<Pick<Figures, "wallMs" | "firstCallMs" | "hangP90" | "hangN">> {
+  const step = (s: string) => process.env.BENCH_DEBUG && console.error(`${kind}: ${s}`);
+  const token = TOKENS[kind];
+  await ask(model, { cmd: "latency", latencyMs: LAT });
   await ask(model, { cmd: "mark" });
   const t0 = Date.now();
   const load = await ask<{ wallMs: number }>(world, { cmd: "load", n: N, chats: C, token });
@@ -85,33 +95,62 @@ async function measure(kind: keyof typeof TOKENS): Promise<Figures> {
   // The hung call's late answer too, before the next phase counts replies.
   const hang = await ask<{ p90: number; n: number }>(world, { cmd: "hang", others: 100, hangMs: HANG, latencyMs: LAT, token, andHung: true });
   step("hang");
-  await ask(model, { cmd: "latency", latencyMs: 0 });
-  // Several rounds, each with texts of its own (the spam check's duplicates): the median is the figure.
-  const cpuRounds: number[] = [];
-  const systemRounds: number[] = [];
-  for (let r = 0; r < CPU_ROUNDS; r++) {
-    const before = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
-    await ask(world, { cmd: "load", n: N, chats: C, token, tag: `cpu${r} ` });
-    const after = await ask<{ userMs: number; systemMs: number }>(bot, { cmd: "cpu" });
-    cpuRounds.push((after.userMs + after.systemMs - before.userMs - before.systemMs) / N);
-    systemRounds.push((after.systemMs - before.systemMs) / N);
-  }
-  step("cpu");
-  bot.send({ cmd: "stop" });
-  await once(bot, "exit");
-  return {
-    wallMs: load.wallMs,
-    firstCallMs: Math.min(...at) - t0,
-    hangP90: hang.p90,
-    hangN: hang.n,
-    cpuMs: [...cpuRounds].sort((a, b) => a - b)[Math.floor(CPU_ROUNDS / 2)]!,
-    cpuRounds,
-    systemRounds,
-  };
+  return { wallMs: load.wallMs, firstCallMs: Math.min(...at) - t0, hangP90: hang.p90, hangN: hang.n };
 }
 
-const peer = ONLY_OURS ? undefined : await measure("grammy");
-const ours = await measure("bots");
+/** One CPU round of one bot: N messages with an instant model; its CPU and system time per message, ms. */
+async function cpuRound(kind: Kind, bot: ChildProcess, r: number): Promise<{ cpu: number; system: number }> {
+  const before = await ask<Cpu>(bot, { cmd: "cpu" });
+  await ask(world, { cmd: "load", n: N, chats: C, token: TOKENS[kind], tag: `cpu${r} ` });
+  const after = await ask<Cpu>(bot, { cmd: "cpu" });
+  return { cpu: (after.userMs + after.systemMs - before.userMs - before.systemMs) / N, system: (after.systemMs - before.systemMs) / N };
+}
+
+// Both bots run side by side, each in its own process. A load goes to one bot while the other is
+// paused (SIGSTOP: the plain bot polls every 5 ms when idle, which would take the machine's time
+// from the one measured). The CPU rounds alternate between the bots (the order swapped every
+// round), so a change of the machine's speed during the run weighs on both alike.
+const kinds: Kind[] = ONLY_OURS ? ["bots"] : ["grammy", "bots"];
+const bots = new Map<Kind, ChildProcess>();
+for (const kind of kinds) {
+  bots.set(kind, await startBot(kind));
+  bots.get(kind)!.kill("SIGSTOP");
+}
+/** Resumes `kind`'s process and pauses the others. */
+const only = (kind: Kind) => {
+  for (const [k, bot] of bots) bot.kill(k === kind ? "SIGCONT" : "SIGSTOP");
+};
+const loads = new Map<Kind, Awaited<ReturnType<typeof measureLoad>>>();
+for (const kind of kinds) {
+  only(kind);
+  loads.set(kind, await measureLoad(kind));
+}
+await ask(model, { cmd: "latency", latencyMs: 0 });
+const cpuRounds = new Map<Kind, Array<{ cpu: number; system: number }>>(kinds.map((k) => [k, []]));
+for (let r = 0; r < CPU_ROUNDS; r++) {
+  // Several rounds, each with texts of its own (the spam check's duplicates): the median is the figure.
+  for (const kind of r % 2 ? [...kinds].reverse() : kinds) {
+    only(kind);
+    cpuRounds.get(kind)!.push(await cpuRound(kind, bots.get(kind)!, r));
+  }
+}
+for (const bot of bots.values()) {
+  bot.kill("SIGCONT");
+  bot.send({ cmd: "stop" });
+}
+await Promise.all([...bots.values()].map((b) => once(b, "exit")));
+
+const figures = (kind: Kind): Figures => {
+  const rs = cpuRounds.get(kind)!;
+  return {
+    ...loads.get(kind)!,
+    cpuMs: rs.map((x) => x.cpu).sort((a, b) => a - b)[Math.floor(CPU_ROUNDS / 2)]!,
+    cpuRounds: rs.map((x) => x.cpu),
+    systemRounds: rs.map((x) => x.system),
+  };
+};
+const peer = ONLY_OURS ? undefined : figures("grammy");
+const ours = figures("bots");
 const limit = (N / CONC) * LAT;
 const row = (name: string, a: string, b: string | undefined, ratio: number, goal: string) =>
   console.log(`${name.padEnd(44)} ${a.padStart(9)} ${(b ?? "-").padStart(14)} ${(b ? ratio.toFixed(2) : "-").padStart(7)}   ${goal}`);
