@@ -16,6 +16,7 @@ import { TelegramWorker } from "../../src/channels/telegram/worker.js";
 import { loadBotConfigs } from "../../src/config/load.js";
 import { createLogging } from "../../src/logging.js";
 import { startBots } from "../../src/runner.js";
+import { WAL_CHECKPOINT_PAGES } from "../../src/storage/db.js";
 import { openStore } from "../../src/storage/index.js";
 import { Fixture } from "../../test/support/fixture.js";
 import { loadBenchBot } from "./project.js";
@@ -53,7 +54,7 @@ process.send!({ ready: true });
  * and handled concurrently, one at a time per chat (`sequentialize`); each stores the user's
  * message, reads the chat's last 20 messages, takes the cost off the balance in one conditional
  * update, asks the model (at most `BENCH_CONCURRENCY` calls in flight), replies, and stores the
- * answer. SQLite with the pragmas of src/storage/db.ts (WAL, synchronous NORMAL).
+ * answer. SQLite with the pragmas of src/storage/db.ts (WAL, synchronous NORMAL, the checkpoint interval).
  */
 async function startPeer(): Promise<() => Promise<void>> {
   const { Bot } = await import("grammy");
@@ -66,6 +67,7 @@ async function startPeer(): Promise<() => Promise<void>> {
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
+  db.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
   db.exec(`
     CREATE TABLE accounts (account TEXT PRIMARY KEY, balance INTEGER NOT NULL);
     CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, chat_id INTEGER NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL);
