@@ -81,7 +81,7 @@ async function startBot(kind: Kind): Promise<ChildProcess> {
   return bot;
 }
 
-/** Figures 1, 1b and 2 of one bot, alone under load (the other bot idles meanwhile). */
+/** Figures 1, 1b and 2 of one bot, alone under load (the other bot is paused meanwhile). */
 async function measureLoad(kind: Kind): Promise<Pick<Figures, "wallMs" | "firstCallMs" | "hangP90" | "hangN">> {
   const step = (s: string) => process.env.BENCH_DEBUG && console.error(`${kind}: ${s}`);
   const token = TOKENS[kind];
@@ -112,6 +112,13 @@ async function cpuRound(kind: Kind, bot: ChildProcess, r: number): Promise<{ cpu
 // round), so a change of the machine's speed during the run weighs on both alike.
 const kinds: Kind[] = ONLY_OURS ? ["bots"] : ["grammy", "bots"];
 const bots = new Map<Kind, ChildProcess>();
+// A bench that fails halfway leaves no paused process behind.
+process.on("exit", () => {
+  for (const bot of bots.values()) {
+    bot.kill("SIGCONT");
+    bot.kill();
+  }
+});
 for (const kind of kinds) {
   bots.set(kind, await startBot(kind));
   bots.get(kind)!.kill("SIGSTOP");
