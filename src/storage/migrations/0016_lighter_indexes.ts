@@ -13,10 +13,9 @@ import type { DialectHelpers } from "../migrations.js";
  * - SQLite only (MySQL has no partial indexes): `messages_reply_to`, `messages_dedupe`,
  *   `messages_user` and `ledger_ref` hold only rows whose column is set. Incoming messages have
  *   no `reply_to_id`, answers no `dedupe_key` and no `user_id`, reservations and top-ups no
- *   `ref_id`; every lookup on these columns
- *   compares them with a value, which SQLite's planner knows implies `IS NOT NULL`
- *   (test/storage/indexes.test.ts checks each plan). Uniqueness is unchanged: NULLs never
- *   conflicted.
+ *   `ref_id`; every lookup on these columns compares them with a value, which SQLite's planner
+ *   knows implies `IS NOT NULL` (test/storage/indexes.test.ts checks each plan). Uniqueness is
+ *   unchanged: NULLs never conflicted.
  */
 export function lighterIndexesMigration({ dialect }: DialectHelpers): Migration {
   return {
