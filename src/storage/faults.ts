@@ -115,7 +115,7 @@ export function storageFault(error: unknown): DatabaseError | undefined {
 }
 
 /** Wraps a driver error (already a DatabaseError: as it is). */
-function toDatabaseError(error: unknown): DatabaseError {
+export function toDatabaseError(error: unknown): DatabaseError {
   if (error instanceof DatabaseError) return error;
   const e = error as { code?: unknown; message?: unknown; errors?: Array<{ code?: unknown }> } | null;
   // Node's dual-stack connect fails with an AggregateError whose own code may be missing.
@@ -155,6 +155,42 @@ export interface BoundaryOptions {
    * statement runs inside a transaction that never commits.
    */
   sqlite?: Pick<BetterSqlite3.Database, "inTransaction" | "exec">;
+  /**
+   * SQLite: one holder of the connection at a time, Kysely's or a direct statement's
+   * (src/storage/prepared.ts), first come first served.
+   */
+  gate?: ConnectionGate;
+}
+
+/**
+ * The one connection of a SQLite database, held by one user at a time in the order they asked:
+ * Kysely (a query, a transaction) or a direct statement. A holder hands it to the next waiting
+ * one when it releases it.
+ */
+export class ConnectionGate {
+  private held = false;
+  private readonly waiting: Array<() => void> = [];
+
+  /** True while nothing holds the connection (then nothing waits for it either). */
+  get free(): boolean {
+    return !this.held;
+  }
+
+  /** Resolves once the caller holds the connection; it must call {@link release} after. */
+  acquire(): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Ends the caller's hold: the next waiting caller holds it now. */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.held = false;
+  }
 }
 
 /**
@@ -175,6 +211,8 @@ export function classifyingDialect(inner: Dialect, o: BoundaryOptions): Dialect 
 
 class ClassifyingDriver implements Driver {
   private readonly inner = new WeakMap<DatabaseConnection, DatabaseConnection>();
+  /** The wrapper of each driver connection, made once: a pooled connection is taken again and again. */
+  private readonly wrappers = new WeakMap<DatabaseConnection, DatabaseConnection>();
 
   constructor(
     private readonly driver: Driver,
@@ -190,7 +228,15 @@ class ClassifyingDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    const conn = await this.driver.acquireConnection().catch(rethrow);
+    const gate = this.o.gate;
+    if (gate) await gate.acquire();
+    let conn: DatabaseConnection;
+    try {
+      conn = await this.driver.acquireConnection();
+    } catch (error) {
+      gate?.release();
+      throw toDatabaseError(error);
+    }
     const sqlite = this.o.sqlite;
     if (sqlite?.inTransaction) {
       // A transaction left open by a rollback that failed: end it before anything else runs in it
@@ -198,11 +244,13 @@ class ClassifyingDriver implements Driver {
       try {
         sqlite.exec("ROLLBACK");
       } catch (error) {
-        await this.driver.releaseConnection(conn);
+        await this.releaseConnection(conn);
         throw toDatabaseError(error);
       }
     }
-    const wrapped: DatabaseConnection = {
+    let wrapped: DatabaseConnection | undefined = this.wrappers.get(conn);
+    if (wrapped) return wrapped;
+    wrapped = {
       async executeQuery<R>(compiled: Parameters<DatabaseConnection["executeQuery"]>[0]): Promise<QueryResult<R>> {
         try {
           return await conn.executeQuery<R>(compiled);
@@ -219,6 +267,7 @@ class ClassifyingDriver implements Driver {
       },
     };
     this.inner.set(wrapped, conn);
+    this.wrappers.set(conn, wrapped);
     return wrapped;
   }
 
@@ -257,7 +306,11 @@ class ClassifyingDriver implements Driver {
   }
 
   async releaseConnection(conn: DatabaseConnection): Promise<void> {
-    await this.driver.releaseConnection(this.raw(conn));
+    try {
+      await this.driver.releaseConnection(this.raw(conn));
+    } finally {
+      this.o.gate?.release();
+    }
   }
 
   async destroy(): Promise<void> {

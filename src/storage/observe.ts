@@ -95,33 +95,97 @@ export class QueryObserver {
   /** Patches the connection in place (drivers release it through private members of the object itself). */
   private observeConnection(conn: DatabaseConnection): void {
     const execute = conn.executeQuery.bind(conn);
-    let inTransaction = false;
-    let wrote = false;
+    const watch = newWatch();
     conn.executeQuery = async <R>(query: CompiledQuery): Promise<QueryResult<R>> => {
-      const text = query.sql;
-      const isWrite = WRITE.test(text);
-      const isCommit = COMMIT.test(text);
-      if (BEGIN.test(text)) {
-        inTransaction = true;
-        wrote = false;
-      }
-      const tracked = isCommit || (isWrite && !inTransaction);
-      const id = ++this.seq;
-      const startedMs = this.now();
-      if (tracked || isWrite) this.pending.set(id, startedMs);
+      const s = this.begin(watch, query.sql);
       try {
         const result = await execute<R>(query);
-        if (isWrite && inTransaction) wrote = true;
-        else if (tracked && (!isCommit || wrote)) this.emit({ kind: "write", ok: true, startedMs, endedMs: this.now() });
-        else this.emit({ kind: "read", ok: true, startedMs, endedMs: this.now() });
+        this.succeeded(watch, s);
         return result;
       } catch (error) {
-        this.emit({ kind: isWrite || isCommit ? "write" : "read", ok: false, error, startedMs, endedMs: this.now() });
+        this.failed(s, error);
         throw error;
       } finally {
-        this.pending.delete(id);
-        if (isCommit || ROLLBACK.test(text)) inTransaction = wrote = false;
+        this.end(watch, s);
       }
     };
   }
+
+  /**
+   * Runs one statement of `text` that `execute` runs synchronously (better-sqlite3) on the
+   * connection `watch` follows, and reports how it ended, as for a statement run through a
+   * wrapped dialect.
+   * @throws what `execute` throws
+   */
+  runSync<T>(watch: StatementWatch, text: string, execute: () => T): T {
+    const s = this.begin(watch, text);
+    try {
+      const result = execute();
+      this.succeeded(watch, s);
+      return result;
+    } catch (error) {
+      this.failed(s, error);
+      throw error;
+    } finally {
+      this.end(watch, s);
+    }
+  }
+
+  /** Reports a statement that could not be prepared (it did not run). */
+  failedToPrepare(text: string, error: unknown): void {
+    const now = this.now();
+    this.emit({ kind: WRITE.test(text) || COMMIT.test(text) ? "write" : "read", ok: false, error, startedMs: now, endedMs: now });
+  }
+
+  private begin(watch: StatementWatch, text: string): Statement {
+    const isWrite = WRITE.test(text);
+    const isCommit = COMMIT.test(text);
+    if (BEGIN.test(text)) {
+      watch.inTransaction = true;
+      watch.wrote = false;
+    }
+    const tracked = isCommit || (isWrite && !watch.inTransaction);
+    const id = ++this.seq;
+    const startedMs = this.now();
+    if (tracked || isWrite) this.pending.set(id, startedMs);
+    return { id, text, isWrite, isCommit, tracked, startedMs };
+  }
+
+  private succeeded(watch: StatementWatch, s: Statement): void {
+    if (s.isWrite && watch.inTransaction) watch.wrote = true;
+    else if (s.tracked && (!s.isCommit || watch.wrote)) this.emit({ kind: "write", ok: true, startedMs: s.startedMs, endedMs: this.now() });
+    else this.emit({ kind: "read", ok: true, startedMs: s.startedMs, endedMs: this.now() });
+  }
+
+  private failed(s: Statement, error: unknown): void {
+    this.emit({ kind: s.isWrite || s.isCommit ? "write" : "read", ok: false, error, startedMs: s.startedMs, endedMs: this.now() });
+  }
+
+  private end(watch: StatementWatch, s: Statement): void {
+    this.pending.delete(s.id);
+    if (s.isCommit || ROLLBACK.test(s.text)) watch.inTransaction = watch.wrote = false;
+  }
+}
+
+/** One connection's transaction as its statements showed it (BEGIN … COMMIT or ROLLBACK). */
+export interface StatementWatch {
+  inTransaction: boolean;
+  /** A write ran since BEGIN. */
+  wrote: boolean;
+}
+
+/** A watch for a connection outside any transaction. */
+export function newWatch(): StatementWatch {
+  return { inTransaction: false, wrote: false };
+}
+
+/** One statement being watched. */
+interface Statement {
+  id: number;
+  text: string;
+  isWrite: boolean;
+  isCommit: boolean;
+  /** Reported as a write when it succeeds (a write outside a transaction, or a COMMIT). */
+  tracked: boolean;
+  startedMs: number;
 }

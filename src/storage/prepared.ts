@@ -1,6 +1,26 @@
 import type { CompiledQuery, Compilable, Kysely, QueryResult } from "kysely";
 import type { Schema } from "./schema.js";
 
+/**
+ * Runs a compiled query straight on the database: its result at once, a promise of it when the
+ * query had to wait for the connection, or undefined when it must go through Kysely after all.
+ * Throws what the query throws (a DatabaseError).
+ */
+export type DirectRun = <R>(query: CompiledQuery) => QueryResult<R> | Promise<QueryResult<R> | undefined> | undefined;
+
+/** The direct runs of Kysely instances (SQLite: src/storage/db.ts). */
+const directRuns = new WeakMap<object, DirectRun>();
+
+/**
+ * Lets the prepared queries run on `on` go straight to the database through `run`, without
+ * Kysely's connection handling (which cost about as much as a statement on SQLite); undefined
+ * takes it back.
+ */
+export function registerDirect(on: object, run: DirectRun | undefined): void {
+  if (run) directRuns.set(on, run);
+  else directRuns.delete(on);
+}
+
 /** Marks a parameter slot while a query is compiled: never a value the code stores. */
 const SLOT = "\u0000slot:";
 
@@ -40,6 +60,16 @@ export class PreparedQueries {
       if (!(name in args)) throw new Error(`prepared query ${key}: no value for ${name}`);
       return args[name];
     });
-    return on.executeQuery<R>({ ...compiled, parameters });
+    const query = { ...compiled, parameters };
+    const direct = directRuns.get(on);
+    if (!direct) return on.executeQuery<R>(query);
+    let result: QueryResult<R> | Promise<QueryResult<R> | undefined> | undefined;
+    try {
+      result = direct<R>(query);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (result instanceof Promise) return result.then((r) => r ?? on.executeQuery<R>(query));
+    return result ? Promise.resolve(result) : on.executeQuery<R>(query);
   }
 }
