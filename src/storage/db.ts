@@ -4,7 +4,7 @@ import path from "node:path";
 import { CompiledQuery, Kysely, Migrator, MysqlDialect, type QueryResult, SqliteDialect, sql, type Transaction } from "kysely";
 import { sleep } from "../lib/retry.js";
 import { StorageError } from "../errors.js";
-import { ConnectionGate, classifyingDialect, isBusy, isUniqueViolation, toDatabaseError } from "./faults.js";
+import { ConnectionGate, classifyingDialect, endLeftoverTransaction, isBusy, isUniqueViolation, toDatabaseError } from "./faults.js";
 import { migrationProvider, migrations } from "./migrations.js";
 import { newWatch, QueryObserver } from "./observe.js";
 import { registerDirect } from "./prepared.js";
@@ -103,7 +103,10 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
         }
       });
     });
-    sqliteTransactions.set(db, (fn) => sqliteTransaction(db, conn, statements, fn));
+    // The queries of a transaction that `transact` runs, on the connection it holds: never waiting for it.
+    const held = new Kysely<Schema>({ dialect: classifyingDialect(new SqliteDialect({ database: statements }), {}) });
+    registerDirect(held, (query) => statements.execute(query));
+    sqliteTransactions.set(db, (fn) => sqliteTransaction(gate, conn, statements, held, fn));
     return { db, dialect: "sqlite", safeUrl, observer, close: () => db.destroy() };
   }
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
@@ -362,26 +365,29 @@ export async function transact<T>(db: Kysely<Schema>, fn: (trx: Transaction<Sche
 const sqliteTransactions = new WeakMap<Kysely<Schema>, (fn: (trx: Kysely<Schema>) => Promise<unknown>) => Promise<unknown>>();
 
 /**
- * One SQLite transaction as Kysely's would run it, with less in between: the connection is taken
- * through Kysely (so nothing else runs on it meanwhile), BEGIN, COMMIT and ROLLBACK and every
- * prepared statement of `fn` (src/storage/prepared.ts) run at once on it, other queries of `fn`
- * through Kysely on the same connection. Kysely's transactions cost about as much again as the
- * statements in them (bench/pipeline). A failure rolls back (unless SQLite ended the transaction
- * itself: SQLITE_FULL, SQLITE_IOERR…) and is thrown; a rollback that fails on a live transaction
- * throws its own error, and the next connection taken ends that transaction first.
+ * One SQLite transaction as Kysely's would run it, with less in between: once `transact` holds
+ * the connection (the {@link ConnectionGate}, so nothing else runs on it meanwhile), BEGIN,
+ * COMMIT or ROLLBACK and every prepared statement of `fn` (src/storage/prepared.ts) run at once
+ * on it, other queries of `fn` through `held`, a Kysely instance on the same connection that
+ * never waits for it. Kysely's transactions cost about as much again as the statements in them
+ * (bench/pipeline). A failure rolls back (unless SQLite ended the transaction itself:
+ * SQLITE_FULL, SQLITE_IOERR…) and is thrown; a rollback that fails on a live transaction throws
+ * its own error, and the next holder of the connection ends that transaction first.
  * @throws DatabaseError, or what `fn` throws
  */
 async function sqliteTransaction<T>(
-  db: Kysely<Schema>,
-  conn: Pick<import("better-sqlite3").Database, "inTransaction">,
+  gate: ConnectionGate,
+  conn: Pick<import("better-sqlite3").Database, "inTransaction" | "exec">,
   statements: SqliteStatements,
+  held: Kysely<Schema>,
   fn: (trx: Kysely<Schema>) => Promise<T>,
 ): Promise<T> {
-  return db.connection().execute(async (trx) => {
+  await gate.acquire();
+  try {
+    endLeftoverTransaction(conn);
     statements.execute(BEGIN);
-    registerDirect(trx, (query) => statements.execute(query));
     try {
-      const result = await fn(trx);
+      const result = await fn(held);
       statements.execute(COMMIT);
       return result;
     } catch (error) {
@@ -393,10 +399,10 @@ async function sqliteTransaction<T>(
         }
       }
       throw error;
-    } finally {
-      registerDirect(trx, undefined);
     }
-  });
+  } finally {
+    gate.release();
+  }
 }
 
 const BEGIN = CompiledQuery.raw("begin");

@@ -163,6 +163,20 @@ export interface BoundaryOptions {
 }
 
 /**
+ * Ends a transaction left open on a SQLite connection by a rollback that failed, before anything
+ * else runs in it (its writes never committed; what it was for failed and was reported).
+ * @throws DatabaseError when the rollback fails
+ */
+export function endLeftoverTransaction(sqlite: Pick<BetterSqlite3.Database, "inTransaction" | "exec">): void {
+  if (!sqlite.inTransaction) return;
+  try {
+    sqlite.exec("ROLLBACK");
+  } catch (error) {
+    throw toDatabaseError(error);
+  }
+}
+
+/**
  * The one connection of a SQLite database, held by one user at a time in the order they asked:
  * Kysely (a query, a transaction) or a direct statement. A holder hands it to the next waiting
  * one when it releases it.
@@ -237,15 +251,12 @@ class ClassifyingDriver implements Driver {
       gate?.release();
       throw toDatabaseError(error);
     }
-    const sqlite = this.o.sqlite;
-    if (sqlite?.inTransaction) {
-      // A transaction left open by a rollback that failed: end it before anything else runs in it
-      // (its writes never committed; what it was for failed and was reported).
+    if (this.o.sqlite) {
       try {
-        sqlite.exec("ROLLBACK");
+        endLeftoverTransaction(this.o.sqlite);
       } catch (error) {
         await this.releaseConnection(conn);
-        throw toDatabaseError(error);
+        throw error;
       }
     }
     let wrapped: DatabaseConnection | undefined = this.wrappers.get(conn);
