@@ -533,6 +533,7 @@ export class Pipeline {
       msg,
       bot: this.deps.bot,
       log: this.deps.logger.child({ thread_key: msg.threadKey }),
+      botLog: this.deps.logger,
       tools: this.tools,
       state: {},
       reply: {},

@@ -280,6 +280,13 @@ export interface PipelineContext {
   readonly msg: IncomingMessage;
   readonly bot: BotConfig;
   log: Logger;
+  /**
+   * The bot's logger, which `log` is a child of (with `thread_key`): `record` makes the
+   * message's logger from it once the id is known, a child with both bindings (pino makes a
+   * child of a child as an object whose prototype is another per-message object, about 10 µs
+   * against 2). Without it, `record` takes a child of `log`.
+   */
+  readonly botLog?: Logger;
   /** Stored incoming row id, set by `record`. */
   id?: number;
   /** Why the message is filtered (spam stage), if it is. */

@@ -72,7 +72,7 @@ export function recordStage(deps: RecordStageDeps): Middleware<PipelineContext> 
       return;
     }
     ctx.id = id;
-    ctx.log = ctx.log.child({ msg_id: id });
+    ctx.log = ctx.botLog ? ctx.botLog.child({ thread_key: m.threadKey, msg_id: id }) : ctx.log.child({ msg_id: id });
     if (ctx.filtered) {
       ctx.outcome = "filtered";
       ctx.log.info({ reason: ctx.filtered, user_id: m.userId }, "message filtered");
