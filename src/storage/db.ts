@@ -291,23 +291,18 @@ class SqliteStatements {
 function rowsAsObjects(stmt: Statement, sqlText: string): CachedStatement {
   if (!stmt.reader || sqlText.includes("*")) return stmt;
   const names = stmt.columns().map((c) => c.name);
-  const toObjects = (rows: unknown[][]): Record<string, unknown>[] => {
-    const out = new Array<Record<string, unknown>>(rows.length);
-    for (let i = 0; i < rows.length; i++) {
-      const values = rows[i]!;
-      const row: Record<string, unknown> = {};
-      for (let c = 0; c < names.length; c++) row[names[c]!] = values[c];
-      out[i] = row;
-    }
-    return out;
+  const toObject = (values: unknown[]): Record<string, unknown> => {
+    const row: Record<string, unknown> = {};
+    for (let c = 0; c < names.length; c++) row[names[c]!] = values[c];
+    return row;
   };
   stmt.raw(true);
   return {
     reader: true,
-    all: ((...params: unknown[]) => toObjects(stmt.all(...params) as unknown[][])) as Statement["all"],
+    all: ((...params: unknown[]) => (stmt.all(...params) as unknown[][]).map(toObject)) as Statement["all"],
     run: stmt.run.bind(stmt),
     iterate: function* (...params: unknown[]) {
-      for (const values of stmt.iterate(...params) as IterableIterator<unknown[]>) yield toObjects([values])[0];
+      for (const values of stmt.iterate(...params) as IterableIterator<unknown[]>) yield toObject(values);
     } as Statement["iterate"],
   };
 }

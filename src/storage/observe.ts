@@ -25,9 +25,11 @@ const COMMIT = /^\s*commit\b/i;
 const ROLLBACK = /^\s*rollback\b(?!\s+to)/i;
 
 /**
- * Watches every statement a Kysely instance runs, at the driver (below Kysely, so pool
- * acquisition failures and transaction commits are seen too), and tells subscribers how each
- * ended. Used by `/healthz` to judge whether this process can record.
+ * Watches every statement a database runs and tells subscribers how each ended: MySQL at
+ * Kysely's driver ({@link wrap}: below Kysely, so pool acquisition failures and transaction
+ * commits are seen too), SQLite at each run of a prepared statement ({@link runSync}: Kysely's
+ * queries and the statements run without it alike). Used by `/healthz` to judge whether this
+ * process can record.
  */
 export class QueryObserver {
   private readonly listeners = new Set<(e: QueryEvent) => void>();
