@@ -5,7 +5,8 @@
  * otherwise the Bot API emulator and the users sending messages, in front of it the proxy with
  * Telegram's getUpdates offset rule when `BENCH_PROXY=1` (test/support/conflict-proxy.ts).
  * Driven over IPC; a command's `token` picks the bot (default `BENCH_TOKEN`), a load's `tag`
- * prefixes its texts (a second load is not the same texts again).
+ * prefixes its texts (a second load is not the same texts again); `serverTimes` answers with
+ * how long the emulator took with each sendMessage since the last time it was asked, ms.
  */
 import { BotApiCluster, startConflictProxy } from "../test/support/conflict-proxy.js";
 import { FakeOpenAI, lastUserText } from "../test/support/openai-server.js";
@@ -14,6 +15,7 @@ import { startTelegram } from "../test/support/telegram.js";
 type Cmd =
   | { cmd: "load"; n: number; chats: number; token?: string; tag?: string }
   | { cmd: "hang"; others: number; hangMs: number; latencyMs: number; token?: string; andHung?: boolean }
+  | { cmd: "serverTimes" }
   | { cmd: "stop" };
 
 const TOKEN = process.env.BENCH_TOKEN!;
@@ -45,6 +47,16 @@ if (process.env.BENCH_ROLE === "model") {
   const { server, apiRoot: emulatorRoot } = await startTelegram();
   const proxy = process.env.BENCH_PROXY === "1" ? await startConflictProxy(new BotApiCluster(emulatorRoot), "bench", { keepAliveMs: 120_000 }) : undefined;
   const apiRoot = proxy?.url ?? emulatorRoot;
+  // How long the emulator itself takes with each sendMessage (its HTTP server's request event to
+  // the response's finish, ms, in arrival order): the part of a bot's send round trip that is
+  // not the bot's (`serverTimes` hands them over and starts a new list).
+  let sendHandling: number[] = [];
+  (server as unknown as { server: import("node:http").Server }).server.prependListener("request", (req, res) => {
+    // The bot's sends (`/bot<token>/sendMessage`), not the users' (`/sendMessage` of its client API).
+    if (!req.url?.startsWith("/bot") || !req.url.endsWith("/sendMessage")) return;
+    const t = performance.now();
+    res.once("finish", () => sendHandling.push(performance.now() - t));
+  });
 
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
@@ -95,6 +107,9 @@ if (process.env.BENCH_ROLE === "model") {
       await waitReplies(target + (m.andHung ? 1 : 0));
       const sorted = [...latencies].sort((a, b) => a - b);
       process.send!({ p90: sorted[Math.floor(0.9 * sorted.length)], n: sorted.length });
+    } else if (m.cmd === "serverTimes") {
+      process.send!({ sendMessageMs: sendHandling });
+      sendHandling = [];
     } else if (m.cmd === "stop") {
       await proxy?.stop();
       await server.stop();

@@ -331,9 +331,11 @@ export interface PipelineContext {
   /**
    * Time spent by the pipeline itself, ms (performance.now based): `intake` (dedupe, spam,
    * record), `answer` (from leaving the queue to notify, model call included), `deliver` (the
-   * channel call alone), `modelWait` (waiting for a free model slot, `llm.concurrency`).
+   * channel call alone), `mark` (of `deliver`, the durable marks written right before a gated
+   * send's requests, summed over its parts), `modelWait` (waiting for a free model slot,
+   * `llm.concurrency`).
    */
-  timings: { intake?: number; answer?: number; deliver?: number; modelWait?: number };
+  timings: { intake?: number; answer?: number; deliver?: number; mark?: number; modelWait?: number };
   /** The stored row when the message is re-run by replay. */
   stored?: MessageRow;
   /**

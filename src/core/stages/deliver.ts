@@ -83,7 +83,10 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
             : undefined;
         // It may commit even when the database's reply is lost (answerThroughOutages gives it back).
         ctx.answer.claimTried = true;
-        if (await store.messages.markWriting(id, part, { delivery: keep, fence, from: claimed ? ["sending"] : claimFrom })) {
+        const t = performance.now();
+        const marked = await store.messages.markWriting(id, part, { delivery: keep, fence, from: claimed ? ["sending"] : claimFrom });
+        ctx.timings.mark = (ctx.timings.mark ?? 0) + (performance.now() - t);
+        if (marked) {
           claimed = true;
           return;
         }
