@@ -195,6 +195,8 @@ export function deliverStage(deps: DeliverStageDeps): Middleware<AnswerContext> 
       if (!claimed) return answeredElsewhere(ctx);
     }
     const t = performance.now();
+    // This attempt's marks only (an answer retried through an outage comes here again).
+    if (gated) ctx.timings.mark = 0;
     const sent = { parts: state.fromPart ?? 0, of: 0, firstId: null as string | null };
     let delivery;
     try {
