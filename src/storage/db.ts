@@ -92,12 +92,13 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     const statements = new SqliteStatements(conn, observer);
     const gate = new ConnectionGate();
     const db = new Kysely<Schema>({ dialect: classifyingDialect(new SqliteDialect({ database: statements }), { sqlite: conn, gate }) });
+    // A transaction left open by a rollback that failed: Kysely's next connection ends it first.
+    const runNow = <R>(query: CompiledQuery) => (conn.inTransaction ? undefined : statements.execute<R>(query));
     registerDirect(db, (query) => {
-      // A transaction left open by a rollback that failed: Kysely's next connection ends it first.
-      if (gate.free) return conn.inTransaction ? undefined : statements.execute(query);
+      if (gate.free) return runNow(query);
       return gate.acquire().then(() => {
         try {
-          return conn.inTransaction ? undefined : statements.execute(query);
+          return runNow(query);
         } finally {
           gate.release();
         }

@@ -13,12 +13,11 @@ const directRuns = new WeakMap<object, DirectRun>();
 
 /**
  * Lets the prepared queries run on `on` go straight to the database through `run`, without
- * Kysely's connection handling (which cost about as much as a statement on SQLite); undefined
- * takes it back.
+ * Kysely's connection handling (which cost about as much as a statement on SQLite), for as long
+ * as `on` lives.
  */
-export function registerDirect(on: object, run: DirectRun | undefined): void {
-  if (run) directRuns.set(on, run);
-  else directRuns.delete(on);
+export function registerDirect(on: object, run: DirectRun): void {
+  directRuns.set(on, run);
 }
 
 /** Marks a parameter slot while a query is compiled: never a value the code stores. */
