@@ -53,6 +53,7 @@ await build({
     "telegraf",
     "vk-io",
     "openai",
+    "node-fetch",
     "pino",
     "ws",
     "nodemailer",

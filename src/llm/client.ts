@@ -1,6 +1,7 @@
 import type OpenAI from "openai";
 import { LlmError } from "../errors.js";
 import { parseRetryAfter, withRetries, type RetryOptions } from "../lib/retry.js";
+import { modelFetch } from "./fetch.js";
 
 /** A chat message as the Chat Completions API takes it. */
 export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -69,15 +70,17 @@ const sdks = new Map<string, Promise<OpenAI>>();
 /**
  * One `openai` SDK client per (base URL, API key, timeout) in the process, imported on first
  * use. With 1,000 bots on one key the process builds one client (its dozens of resource
- * objects), not one per bot that answers (bench/many-bots). Connections are pooled per origin
- * by the global fetch either way. The SDK client holds no per-request state, so sharing it is
- * safe.
+ * objects), not one per bot that answers (bench/many-bots). Its requests go through
+ * {@link modelFetch}, which pools connections per origin. The SDK client holds no per-request
+ * state, so sharing it is safe.
  */
 export function sharedSdk(apiKey: string, baseURL: string | undefined, timeoutMs: number): Promise<OpenAI> {
   const key = JSON.stringify([baseURL ?? "", apiKey, timeoutMs]);
   let sdk = sdks.get(key);
   if (!sdk) {
-    sdk = import("openai").then(({ default: OpenAISdk }) => new OpenAISdk({ apiKey, baseURL, timeout: timeoutMs, maxRetries: 0 }));
+    sdk = Promise.all([import("openai"), import("node-fetch")]).then(
+      ([{ default: OpenAISdk }, { default: nodeFetch }]) => new OpenAISdk({ apiKey, baseURL, timeout: timeoutMs, maxRetries: 0, fetch: modelFetch(nodeFetch) }),
+    );
     // A failed import is not cached: the next call tries again.
     sdk.catch(() => sdks.delete(key));
     sdks.set(key, sdk);
