@@ -30,7 +30,9 @@ describe("modelFetch: the model API's fetch (node-fetch for JSON, the global fet
         return;
       }
       if (req.url === "/moved") return void res.writeHead(307, { location: "/json" }).end();
-      res.writeHead(429, { "content-type": "application/json", "retry-after-ms": "250", "x-request-id": "req_1" }).end(JSON.stringify({ echo: seen.at(-1)!.body }));
+      res
+        .writeHead(429, { "content-type": "application/json", "retry-after-ms": "250", "x-request-id": "req_1" })
+        .end(JSON.stringify({ echo: seen.at(-1)!.body }));
     });
     root = originOf(server);
   });
