@@ -5,7 +5,8 @@
  * otherwise the Bot API emulator and the users sending messages, in front of it the proxy with
  * Telegram's getUpdates offset rule when `BENCH_PROXY=1` (test/support/conflict-proxy.ts).
  * Driven over IPC; a command's `token` picks the bot (default `BENCH_TOKEN`), a load's `tag`
- * prefixes its texts (a second load is not the same texts again); `serverTimes` answers with
+ * prefixes its texts (a second load is not the same texts again) and its `firstChat` is the
+ * chat_id of its first chat (default 1000; chats follow in order); `serverTimes` answers with
  * how long the emulator took with each sendMessage since the last time it was asked, ms.
  */
 import { BotApiCluster, startConflictProxy } from "../test/support/conflict-proxy.js";
@@ -13,7 +14,7 @@ import { FakeOpenAI, lastUserText } from "../test/support/openai-server.js";
 import { startTelegram } from "../test/support/telegram.js";
 
 type Cmd =
-  | { cmd: "load"; n: number; chats: number; token?: string; tag?: string }
+  | { cmd: "load"; n: number; chats: number; token?: string; tag?: string; firstChat?: number }
   | { cmd: "hang"; others: number; hangMs: number; latencyMs: number; token?: string; andHung?: boolean }
   | { cmd: "serverTimes" }
   | { cmd: "stop" };
@@ -88,7 +89,7 @@ if (process.env.BENCH_ROLE === "model") {
         Array.from({ length: m.chats }, async (_, c) => {
           for (let k = 0; k < perChat; k++) {
             const i = k * m.chats + c;
-            if (i < m.n) await send(1000 + c, `${m.tag ?? ""}m${i}`, m.token);
+            if (i < m.n) await send((m.firstChat ?? 1000) + c, `${m.tag ?? ""}m${i}`, m.token);
           }
         }),
       );
