@@ -50,7 +50,10 @@ export interface LoggingOptions {
  */
 export const LOG_BUFFER_LIMIT = 16 * 1024 * 1024;
 
-/** Loggers of a process: the process log and one per bot; all written asynchronously. */
+/**
+ * Loggers of a process: the process log and one per bot. File lines are written synchronously,
+ * as they are logged (see {@link createLogging}); the console's through stderr.
+ */
 export interface Logging {
   /** The process log (`logs/bots.log` and the console). */
   root: Logger;
@@ -81,7 +84,9 @@ const failingFiles = new WeakSet<FileDestination>();
  * `flush(cb)` calls back at once when `minLength` is 0 (our setting), even with a write in
  * flight and lines queued behind it, so an exit right after it lost them: with a write in
  * flight, its `drain` (the queue empty) is awaited; without one nothing is queued (with
- * `minLength` 0 each line starts a write at once), and `flushSync` writes any remainder.
+ * `minLength` 0 each line starts a write at once), and `flushSync` writes any remainder. Our
+ * files are written synchronously, so no write is in flight between calls; the wait stays for a
+ * destination opened otherwise.
  */
 function drained(dest: FileDestination): Promise<void> {
   return new Promise<void>((resolve) => {
@@ -130,13 +135,15 @@ export function createLogging(options: LoggingOptions = {}): Logging {
   const fileStream = (name: string): DestinationStream | undefined => {
     if (!options.logDir) return undefined;
     mkdirSync(options.logDir, { recursive: true });
-    // No minLength: a line is handed to the file as soon as the previous write is done, so a
-    // running bot's lines reach the file at once and `bots logs tail -f` follows it live; a kill -9
-    // loses at most what was being written.
+    // Each line is written to the file (one write(2) into the page cache) before the log call
+    // returns: `bots logs tail -f` follows a running bot live and a kill -9 loses no line logged.
+    // pino's default; an asynchronous write cost some 30 µs of CPU more a line and file (the
+    // thread pool's hand-off, 2026-12-06: 101–104 µs against 41–47 µs for a line to two files,
+    // 3,000 lines 1 ms apart; about 6% of a message).
     // Opened here, synchronously: the stream is ready at once, so an exit right after start
     // can still flush it.
     const file = path.join(options.logDir, name);
-    const dest = pino.destination({ dest: openSync(file, "a"), sync: false, maxLength: LOG_BUFFER_LIMIT });
+    const dest = pino.destination({ dest: openSync(file, "a"), sync: true, maxLength: LOG_BUFFER_LIMIT });
     // A write that fails (full disk, I/O error) must not become an unhandled 'error' event that
     // ends the process: say so once, keep the lines buffered (up to the limit) and write them
     // when a later line finds the disk writable again.
