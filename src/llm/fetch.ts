@@ -8,10 +8,10 @@ export type NodeFetch = typeof nodeFetchModule;
  * 2 (loaded by the caller together with the SDK). A request with a JSON body or none (Chat
  * Completions, streamed or not) goes through node-fetch on Node's global http/https agents
  * (keep-alive); any other (the multipart upload of an audio transcription, a `Request` object)
- * through the global fetch. Why: the global fetch (undici, over web streams) takes 0.31–0.35 ms
- * of CPU a chat completion where node-fetch takes 0.18–0.21 ms (2026-12-06, 3,000 calls, 32 in
- * flight, loopback), a tenth of our whole cost of a message (docs/architecture.md, "Cost per
- * message").
+ * through the global fetch. Why: the global fetch (undici, over web streams) takes 0.31–0.42 ms
+ * of CPU a chat completion where node-fetch takes 0.18–0.23 ms (2026-12-06, 3,000 calls, 32 in
+ * flight, loopback), a sixth of our whole cost of a message then (docs/architecture.md, "Cost
+ * per message", "The model's HTTP client").
  *
  * What the SDK relies on holds for both: `status`/`ok`, `headers.get`, `json()`/`text()`, the
  * body as an async iterable of bytes for server-sent events (node-fetch yields Buffers),
