@@ -31,7 +31,7 @@ export function modelFetch(nodeFetch: NodeFetch): typeof fetch {
       headers: init?.headers as Record<string, string> | undefined,
       body: body ?? undefined,
       // Node's AbortSignal, which node-fetch accepts (it checks the class name).
-      signal: init?.signal as Parameters<NodeFetch>[1] extends { signal?: infer S } | undefined ? S : never,
+      signal: init?.signal as nodeFetchModule.RequestInit["signal"],
       redirect: init?.redirect,
     }) as unknown as Promise<Response>;
   }) as typeof fetch;
