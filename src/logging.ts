@@ -62,8 +62,10 @@ export interface Logging {
   /** Adds values to scrub (e.g. tokens read later). */
   addSecrets(values: Iterable<string>): void;
   /**
-   * Resolves once every line logged so far is in its file (the write in flight finished and the
-   * queue behind it written). Call before exit; the loggers stay usable.
+   * Resolves once every line logged so far is in its file: lines are written as they are logged,
+   * and whatever sonic-boom still holds goes out through {@link Logging.flushSync} (which skips a
+   * file whose last write failed; its waiting lines are lost). Call before exit; the loggers stay
+   * usable.
    */
   flush(): Promise<void>;
   /** Writes the buffered lines synchronously: for an exit that cannot wait (`process.exit` in a signal handler). */
@@ -78,37 +80,6 @@ type FileDestination = ReturnType<typeof pino.destination>;
  * not call it on them: their waiting lines are lost, the exit goes on.
  */
 const failingFiles = new WeakSet<FileDestination>();
-
-/**
- * Waits until a file destination has written every line handed to it. sonic-boom's own
- * `flush(cb)` calls back at once when `minLength` is 0 (our setting), even with a write in
- * flight and lines queued behind it, so an exit right after it lost them: with a write in
- * flight, its `drain` (the queue empty) is awaited; without one nothing is queued (with
- * `minLength` 0 each line starts a write at once), and `flushSync` writes any remainder. Our
- * files are written synchronously, so no write is in flight between calls; the wait stays for a
- * destination opened otherwise.
- */
-function drained(dest: FileDestination): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const state = dest as unknown as { _writing?: boolean; destroyed?: boolean };
-    if (state.destroyed || failingFiles.has(dest)) return resolve();
-    if (!state._writing) {
-      try {
-        dest.flushSync();
-      } catch {
-        // A file that cannot be written loses its lines either way; exiting must not hang on it.
-      }
-      return resolve();
-    }
-    const done = () => {
-      dest.off("drain", done);
-      dest.off("error", done);
-      resolve(drained(dest));
-    };
-    dest.once("drain", done);
-    dest.once("error", done);
-  });
-}
 
 /**
  * Sets up pino JSON-line logging (docs/architecture.md, "Operations"): `logs/bots.log` for the process, `logs/<bot>.log`
@@ -193,7 +164,7 @@ export function createLogging(options: LoggingOptions = {}): Logging {
       return l;
     },
     async flush() {
-      await Promise.all(files.map(drained));
+      logging.flushSync();
     },
     flushSync() {
       for (const f of files) {
@@ -201,7 +172,8 @@ export function createLogging(options: LoggingOptions = {}): Logging {
         try {
           f.flushSync();
         } catch {
-          // As in flush: an unwritable file must not stop the exit.
+          // A file that cannot be written (or is closed) loses its lines either way; the exit
+          // must not stop on it.
         }
       }
     },
